@@ -1,0 +1,197 @@
+"""Flow: the declared states and transitions, and the one `transitions` Machine.
+
+A Flow is built once (at import time) and shared by every call. Building it
+checks the graph (see :mod:`handoff.validate`) and fails with every finding at
+once. Each call gets a cheap :class:`~handoff.run.FlowRun` bound to the shared
+Machine with ``add_model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from livekit.agents import AgentSession, llm
+from transitions import Machine
+
+from .context import Context
+from .errors import FlowDefinitionError
+from .history import HistoryPolicy
+from .state import State, TransitionDef
+from .tiers import Tiers
+
+if TYPE_CHECKING:
+    from .run import FlowObserver, FlowRun
+
+C = TypeVar("C", bound=Context)
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """One declared edge: from ``source`` (None = every state) by ``trigger`` to ``target``."""
+
+    source: str | None
+    target: str
+    transition: TransitionDef
+
+    @property
+    def trigger(self) -> str:
+        return self.transition.name
+
+    @property
+    def is_global(self) -> bool:
+        return self.source is None
+
+
+class Flow(Generic[C]):
+    """A conversation as a finite state machine of specialised agents.
+
+    Args:
+        name: the flow's name (diagrams, metrics, checkpoints).
+        context: the Context subclass shared by the states.
+        initial: the state a call starts in.
+        states: every State class of the flow (names must be unique).
+        final: states where a call may end (no way out is expected there).
+        global_transitions: module-level ``@transition`` functions valid from every state.
+        tiers: the tier table; defaults to ``Tiers.load()`` (pyproject/handoff.toml/env).
+        version: the flow's version, stored with checkpoints.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        context: type[C],
+        initial: type[State[Any]] | str,
+        states: Sequence[type[State[Any]]],
+        final: Sequence[type[State[Any]] | str] = (),
+        global_transitions: Sequence[TransitionDef] = (),
+        tiers: Tiers | None = None,
+        version: str = "1",
+    ) -> None:
+        from .validate import definition_errors
+
+        self.name = name
+        self.version = version
+        self.context_type = context
+        self.tiers = tiers if tiers is not None else Tiers.load()
+        self.state_classes: list[type[State[Any]]] = list(states)
+        self.global_transitions: list[TransitionDef] = list(global_transitions)
+        self.initial = _state_ref(initial)
+        self.final = frozenset(_state_ref(s) for s in final)
+        self.states: dict[str, type[State[Any]]] = {}
+        for cls in self.state_classes:
+            self.states.setdefault(cls.state_name(), cls)
+
+        self.edges: list[Edge] = []
+        for cls in self.state_classes:
+            for tdef in cls.declared_transitions():
+                self.edges.append(Edge(cls.state_name(), self._resolve_target(tdef), tdef))
+        for tdef in self.global_transitions:
+            self.edges.append(Edge(None, self._resolve_target(tdef), tdef))
+
+        errors = definition_errors(self)
+        if errors:
+            raise FlowDefinitionError(name, [str(f) for f in errors])
+
+        # state -> trigger -> edge, globals included: the O(1) table every decision reads
+        self.table: dict[str, dict[str, Edge]] = {s: {} for s in self.states}
+        for edge in self.edges:
+            sources = self.states if edge.source is None else [edge.source]
+            for source in sources:
+                self.table[source].setdefault(edge.trigger, edge)
+        self.history_policies = {
+            n: HistoryPolicy.parse(cls.history) for n, cls in self.states.items()
+        }
+
+        self.machine = Machine(
+            model=None,
+            states=list(self.states),
+            initial=self.initial,
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+            send_event=False,
+        )
+        for edge in self.edges:
+            self.machine.add_transition(
+                edge.trigger, source="*" if edge.is_global else edge.source, dest=edge.target
+            )
+        self.observers: list[FlowObserver] = []
+
+    # -- introspection -------------------------------------------------------------
+    def triggers_from(self, state: str) -> Mapping[str, Edge]:
+        """The transitions the LLM may call in ``state`` (its own and the global ones)."""
+        return self.table[state]
+
+    def is_final(self, state: str) -> bool:
+        return state in self.final
+
+    def _resolve_target(self, tdef: TransitionDef) -> str:
+        if isinstance(tdef.to, str):
+            return tdef.to
+        # a class target: the flow's state of that name, or the flow's subclass of it
+        if tdef.to.state_name() in self.states:
+            return tdef.to.state_name()
+        for name, cls in self.states.items():
+            if issubclass(cls, tdef.to):
+                return name
+        return tdef.to.state_name()
+
+    # -- running -------------------------------------------------------------------
+    def new_run(
+        self,
+        context: C | None = None,
+        *,
+        llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        call_id: str | None = None,
+    ) -> FlowRun[C]:
+        """A flow run in the initial state, not yet attached to a session.
+
+        ``llm`` overrides the tier table for this run: one LLM for every tier (a
+        ScriptedLLM in tests, a local model in development) or a tier → LLM mapping.
+        """
+        from .run import FlowRun
+
+        return FlowRun(self, context if context is not None else self.context_type(),
+                       llm_override=llm, call_id=call_id)
+
+    async def start(
+        self,
+        session: AgentSession[Any],
+        *,
+        context: C | None = None,
+        llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        call_id: str | None = None,
+        wait_opening: bool = False,
+        **start_kwargs: Any,
+    ) -> FlowRun[C]:
+        """Start ``session`` in the initial state and return the run that drives it.
+
+        ``start_kwargs`` go to ``AgentSession.start`` (``room=``, ``room_options=``…).
+        """
+        if context is None and isinstance(getattr(session, "_userdata", None), self.context_type):
+            context = session.userdata
+        run = self.new_run(context, llm=llm, call_id=call_id)
+        await run.attach(session, wait_opening=wait_opening, **start_kwargs)
+        return run
+
+    @asynccontextmanager
+    async def session(
+        self,
+        *,
+        context: C | None = None,
+        llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        **session_kwargs: Any,
+    ) -> AsyncIterator[FlowRun[C]]:
+        """A started text-mode AgentSession for this flow (tests, ``handoff chat``)."""
+        async with AgentSession[C](**session_kwargs) as session:
+            yield await self.start(session, context=context, llm=llm, wait_opening=True)
+
+    def __repr__(self) -> str:
+        return f"<Flow {self.name} v{self.version}: {len(self.states)} states, {len(self.edges)} edges>"
+
+
+def _state_ref(ref: type[State[Any]] | str) -> str:
+    return ref if isinstance(ref, str) else ref.state_name()

@@ -1,0 +1,383 @@
+"""FlowRun: one call's binding of a Flow — its FSM model, Context and transition log.
+
+Every move goes through one path, whoever asks (the LLM through a transition
+tool, or code through :meth:`FlowRun.go`):
+
+    validity (the FSM table) → guard → body → LiveKit handoff → FSM commit
+
+The FSM commits when LiveKit actually makes the new agent active (the session's
+``agent_handoff`` item), never before: a handoff LiveKit drops (the caller
+interrupted the turn) leaves the FSM where it was and rolls the body's context
+changes back. Between turns ``run.state == session.current_agent.id`` always.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+
+from livekit.agents import AgentSession, RunContext, llm
+from livekit.agents.voice.run_result import RunResult
+from livekit.agents.llm.tool_context import FunctionToolInfo, ToolFlag
+
+from .context import Context
+from .errors import FlowError, TransitionRefused
+
+if TYPE_CHECKING:
+    from livekit.agents.voice.events import ConversationItemAddedEvent
+
+    from .flow import Edge, Flow
+    from .state import State
+
+logger = logging.getLogger("handoff")
+
+C = TypeVar("C", bound=Context)
+
+MovedBy = Literal["llm", "code"]
+RefusalKind = Literal["invalid", "guard", "busy", "body", "error", "interrupted"]
+_IMMUTABLE = (str, int, float, bool, type(None), bytes, tuple, frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    """One transition taken: the entry of a run's log."""
+
+    source: str
+    target: str
+    trigger: str
+    arguments: dict[str, Any]
+    at: float
+    by: MovedBy
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One transition not taken, and the reason the LLM (or code) was given."""
+
+    state: str
+    trigger: str
+    reason: str
+    kind: RefusalKind
+    at: float
+
+
+class FlowObserver(Protocol):
+    """Receives every transition and refusal of every run of a Flow (telemetry, checkpoints).
+
+    Called synchronously on the conversation path: do no blocking work here.
+    """
+
+    def on_transition(self, run: FlowRun[Any], record: TransitionRecord) -> None: ...
+
+    def on_refusal(self, run: FlowRun[Any], refusal: Refusal) -> None: ...
+
+
+class CodeContext(Generic[C]):
+    """What a transition body receives as ``ctx`` when code (not the LLM) moves the flow."""
+
+    def __init__(self, run: FlowRun[C]) -> None:
+        self.userdata = run.context
+        self.session = run.session
+
+
+@dataclass(slots=True)
+class _Pending:
+    edge: Edge
+    source: str
+    arguments: dict[str, Any]
+    snapshot: dict[str, Any]
+    by: MovedBy
+    agent: State[Any] | None = None
+    done: asyncio.Future[TransitionRecord] | None = field(default=None)
+
+
+class _FsmModel:
+    """The object the shared Machine moves (kept apart so trigger names never clash)."""
+
+    state: str
+
+
+class FlowRun(Generic[C]):
+    """The per-call state of a Flow. Made by ``Flow.new_run`` / ``Flow.start``."""
+
+    def __init__(
+        self,
+        flow: Flow[C],
+        context: C,
+        *,
+        llm_override: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        call_id: str | None = None,
+    ) -> None:
+        if not isinstance(context, flow.context_type):
+            raise FlowError(
+                f"flow {flow.name!r} needs a {flow.context_type.__name__} context, "
+                f"got {type(context).__name__}"
+            )
+        self.flow = flow
+        self.context = context
+        self.call_id = call_id
+        self.log: list[TransitionRecord] = []
+        self.refusals: list[Refusal] = []
+        self.session: AgentSession[C] | None = None
+        self.resuming = False
+        self.opening: RunResult[Any] | None = None
+        self._llm_override = llm_override
+        self._fsm = _FsmModel()
+        flow.machine.add_model(self._fsm)
+        self._pending: _Pending | None = None
+        self._agent: State[C] | None = None
+        self._tools: dict[str, llm.FunctionTool] = {}
+
+    # -- reading -------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        """The current state: the FSM's, which is the single source of truth."""
+        return self._fsm.state
+
+    @property
+    def agent(self) -> State[C] | None:
+        """The live agent of the current state (None before ``attach``)."""
+        return self._agent
+
+    @property
+    def in_transition(self) -> bool:
+        return self._pending is not None
+
+    def available(self) -> list[str]:
+        """The triggers valid from the current state."""
+        return list(self.flow.triggers_from(self.state))
+
+    def is_final(self) -> bool:
+        return self.flow.is_final(self.state)
+
+    # -- attaching to LiveKit ------------------------------------------------------
+    async def attach(
+        self, session: AgentSession[C], *, wait_opening: bool = False, **start_kwargs: Any
+    ) -> None:
+        """Make ``session`` run this flow: its userdata is our Context, its agent our state.
+
+        With ``wait_opening`` it returns once the first agent's opening reply is done
+        (``run.opening`` then holds that RunResult, for tests and text chats).
+        """
+        if self.session is not None:
+            raise FlowError("this flow run is already attached to a session")
+        self.session = session
+        session.userdata = self.context
+        session.on("conversation_item_added", self._on_item_added)
+        self._agent = self.make_agent(self.state)
+        if wait_opening:
+            self.opening = await session.start(self._agent, capture_run=True, **start_kwargs)
+            await self.opening
+        else:
+            await session.start(self._agent, **start_kwargs)
+
+    def make_agent(self, state: str, chat_ctx: llm.ChatContext | None = None) -> State[C]:
+        return self.flow.states[state](self, chat_ctx=chat_ctx)
+
+    def llm_for(self, tier: str) -> llm.LLM:
+        override = self._llm_override
+        if override is None:
+            return self.flow.tiers.llm(tier)
+        if isinstance(override, llm.LLM):
+            return override
+        if tier in override:
+            return override[tier]
+        if "*" in override:
+            return override["*"]
+        return self.flow.tiers.llm(tier)
+
+    def tools_for(self, state: str) -> list[llm.FunctionTool]:
+        """The transition tools the agent of ``state`` offers (made once per run)."""
+        return [self._tool(edge) for edge in self.flow.triggers_from(state).values()]
+
+    def _tool(self, edge: Edge) -> llm.FunctionTool:
+        trigger = edge.trigger
+        if trigger not in self._tools:
+            tdef = edge.transition
+
+            signature, annotations = tdef.tool_signature()
+            ctx_name = next(iter(signature.parameters))
+
+            async def invoke(**arguments: Any) -> Any:
+                ctx = arguments.pop(ctx_name)
+                return await self._take_from_llm(trigger, ctx, arguments)
+
+            invoke.__signature__ = signature  # type: ignore[attr-defined]
+            invoke.__annotations__ = annotations
+            invoke.__name__ = trigger
+            invoke.__doc__ = tdef.doc
+            info = FunctionToolInfo(name=trigger, description=tdef.description, flags=ToolFlag.NONE)
+            self._tools[trigger] = llm.FunctionTool(invoke, info)
+        return self._tools[trigger]
+
+    # -- moving --------------------------------------------------------------------
+    async def go(self, target: str, /, **arguments: Any) -> TransitionRecord:
+        """Move the flow from code, through the same checks as the LLM's tool calls.
+
+        ``target`` is a trigger name, or a state name reachable by exactly one
+        declared transition from the current state. Raises ``TransitionRefused``
+        (with the reason) when the move is not allowed; nothing changes then.
+        """
+        trigger = self._trigger_for(target)
+        pending, _ = await self._prepare(trigger, arguments, CodeContext(self), by="code")
+        if self.session is None:
+            return self._commit(pending)
+        pending.agent = self._next_agent(pending)
+        pending.done = asyncio.get_running_loop().create_future()
+        self.session.update_agent(pending.agent)
+        return await pending.done
+
+    async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
+        pending, output = await self._prepare(trigger, arguments, ctx, by="llm")
+        pending.agent = self._next_agent(pending)
+        ctx.speech_handle.add_done_callback(lambda _: self._drop_if_unapplied(pending))
+        return pending.agent if output is None else (pending.agent, output)
+
+    def _trigger_for(self, target: str) -> str:
+        table = self.flow.triggers_from(self.state)
+        if target in table:
+            return target
+        if target in self.flow.states:
+            to_target = [t for t, e in table.items() if e.target == target]
+            if len(to_target) == 1:
+                return to_target[0]
+            if len(to_target) > 1:
+                raise TransitionRefused(
+                    f"several transitions lead from {self.state} to {target}: "
+                    f"{', '.join(to_target)}; name the trigger",
+                    trigger=target, kind="invalid",
+                )
+        return target  # _prepare refuses it with the list of what is available
+
+    async def _prepare(
+        self, trigger: str, arguments: dict[str, Any], ctx: Any, *, by: MovedBy
+    ) -> tuple[_Pending, Any]:
+        state = self.state
+        if self._pending is not None:
+            self._refuse(trigger, "busy",
+                         f"'{trigger}' was not taken: the transition "
+                         f"'{self._pending.edge.trigger}' is already under way this turn. "
+                         "Only one transition can happen per turn.")
+        edge = self.flow.triggers_from(state).get(trigger)
+        if edge is None:
+            options = ", ".join(self.flow.triggers_from(state)) or "none"
+            self._refuse(trigger, "invalid",
+                         f"'{trigger}' is not available in state {state}; "
+                         f"the transitions available now are: {options}.")
+        assert edge is not None
+        try:
+            reason = edge.transition.check_guard(self.context, arguments)
+        except Exception as exc:
+            logger.exception("guard of %s raised", trigger)
+            self._refuse(trigger, "error", f"'{trigger}' could not be checked ({exc}); "
+                         "the flow stays where it is.")
+        if reason is not None:
+            self._refuse(trigger, "guard", f"'{trigger}' refused: {reason}")
+
+        pending = _Pending(edge, state, dict(arguments), self._snapshot(), by)
+        self._pending = pending
+        try:
+            output = await edge.transition.run_body(self._agent, ctx, arguments)
+        except TransitionRefused as exc:
+            self._abandon(pending)
+            self._refuse(trigger, "body", f"'{trigger}' refused: {exc.message}")
+        except Exception as exc:
+            self._abandon(pending)
+            logger.exception("transition body %s raised", trigger)
+            self._refuse(trigger, "error",
+                         f"'{trigger}' failed ({type(exc).__name__}: {exc}); "
+                         "the flow stays where it is.")
+        return pending, output
+
+    def _next_agent(self, pending: _Pending) -> State[C]:
+        edge = pending.edge
+        policy = edge.transition.history or self.flow.history_policies[edge.target]
+        old = self._agent.chat_ctx if self._agent is not None else llm.ChatContext.empty()
+        return self.make_agent(edge.target, chat_ctx=policy.carry(old))
+
+    def _commit(self, pending: _Pending) -> TransitionRecord:
+        self._fsm.trigger(pending.edge.trigger)  # type: ignore[attr-defined]
+        record = TransitionRecord(
+            pending.source, self.state, pending.edge.trigger, pending.arguments, time.time(), pending.by
+        )
+        self.log.append(record)
+        self._pending = None
+        if pending.agent is not None:
+            self._agent = pending.agent
+        if pending.done is not None and not pending.done.done():
+            pending.done.set_result(record)
+        for observer in self.flow.observers:
+            try:
+                observer.on_transition(self, record)
+            except Exception:
+                logger.exception("flow observer failed on a transition")
+        return record
+
+    def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
+        item = event.item
+        if item.type != "agent_handoff":
+            return
+        pending = self._pending
+        if (
+            pending is not None
+            and pending.agent is not None
+            and item.new_agent_id == pending.agent.id
+            and self._is_active(pending.agent)
+        ):
+            self._commit(pending)
+        elif item.new_agent_id != self.state:
+            logger.error(
+                "agent %s became active outside the flow (FSM state %s); "
+                "move the flow with run.go() instead of session.update_agent()",
+                item.new_agent_id, self.state,
+            )
+
+    def _is_active(self, agent: State[C]) -> bool:
+        return self.session is not None and self.session.current_agent is agent
+
+    def _drop_if_unapplied(self, pending: _Pending) -> None:
+        """The turn that asked for ``pending`` ended; if LiveKit dropped the handoff, undo it."""
+        if self._pending is not pending or self.session is None:
+            return
+        if self.session.current_agent is pending.agent:
+            return  # LiveKit switches agents after the turn; the commit follows
+        self._abandon(pending)
+        self._record_refusal(pending.edge.trigger, "interrupted",
+                             "the handoff was interrupted and did not happen")
+        if pending.done is not None and not pending.done.done():
+            pending.done.set_exception(TransitionRefused("the handoff was interrupted",
+                                                         trigger=pending.edge.trigger,
+                                                         kind="interrupted"))
+
+    # -- context snapshots -------------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            k: v if isinstance(v, _IMMUTABLE) else copy.deepcopy(v)
+            for k, v in self.context.__dict__.items()
+        }
+
+    def _abandon(self, pending: _Pending) -> None:
+        self.context.__dict__.update(pending.snapshot)
+        if self._pending is pending:
+            self._pending = None
+
+    def _refuse(self, trigger: str, kind: RefusalKind, reason: str) -> None:
+        self._record_refusal(trigger, kind, reason)
+        raise TransitionRefused(reason, trigger=trigger, kind=kind)
+
+    def _record_refusal(self, trigger: str, kind: RefusalKind, reason: str) -> None:
+        refusal = Refusal(self.state, trigger, reason, kind, time.time())
+        self.refusals.append(refusal)
+        for observer in self.flow.observers:
+            try:
+                observer.on_refusal(self, refusal)
+            except Exception:
+                logger.exception("flow observer failed on a refusal")
+
+    def __repr__(self) -> str:
+        return f"<FlowRun {self.flow.name} state={self.state} transitions={len(self.log)}>"

@@ -1,0 +1,222 @@
+"""ScriptedLLM: a deterministic livekit ``llm.LLM`` for tests, demos and benchmarks.
+
+It goes through the same interface as a real provider (``LLM.chat`` returns an
+``LLMStream`` that streams ``ChatChunk``s), so the AgentSession code paths that run
+are the real ones: text arrives in chunks, tool calls arrive as calls, several at
+once when asked, and errors surface as provider errors.
+
+Replies come from a script (consumed one per LLM request) or a policy function
+of the :class:`Turn` (what the agent sent: chat context, offered tools)::
+
+    llm = ScriptedLLM([
+        call("caller_identified", name="Ann"),   # a tool call
+        "Hello Ann, how can I help?",            # text
+        [call("a"), call("b")],                  # parallel tool calls
+    ])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit.agents import APIConnectionError, APIConnectOptions, llm
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
+
+_ids = itertools.count()
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the scripted model makes."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+def call(name: str, /, **arguments: Any) -> ToolCall:
+    """A tool call: ``call("billing_question")``, ``call("refund", amount=20)``."""
+    return ToolCall(name, arguments)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Text and/or tool calls in one response, with optional delay or failure."""
+
+    text: str = ""
+    calls: tuple[ToolCall, ...] = ()
+    delay: float = 0.0
+    error: Exception | None = None
+
+
+def fail(message: str = "scripted provider failure", *, retryable: bool = True) -> Reply:
+    """A reply that fails like a provider outage (an ``APIConnectionError``)."""
+    return Reply(error=APIConnectionError(message, retryable=retryable))
+
+
+ReplyLike = str | ToolCall | Sequence[ToolCall] | Reply
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What the agent sent to the model for one request."""
+
+    index: int
+    chat_ctx: llm.ChatContext
+    tool_names: tuple[str, ...]
+    instructions: str
+
+    @property
+    def last_user_text(self) -> str:
+        for item in reversed(self.chat_ctx.items):
+            if item.type == "message" and item.role == "user":
+                return item.text_content or ""
+        return ""
+
+    @property
+    def answering_tool(self) -> bool:
+        """True when this request follows tool outputs (the model is to comment on them)."""
+        for item in reversed(self.chat_ctx.items):
+            if item.type == "function_call_output":
+                return True
+            if item.type == "message" and item.role == "user":
+                return False
+        return False
+
+    def tool_outputs(self) -> list[llm.FunctionCallOutput]:
+        """Tool outputs since the last user message, oldest first."""
+        outputs: list[llm.FunctionCallOutput] = []
+        for item in reversed(self.chat_ctx.items):
+            if item.type == "message" and item.role == "user":
+                break
+            if item.type == "function_call_output":
+                outputs.insert(0, item)
+        return outputs
+
+    def messages(self) -> list[tuple[str, str]]:
+        """(role, text) of the user/assistant messages the model was given."""
+        return [
+            (item.role, item.text_content or "")
+            for item in self.chat_ctx.items
+            if item.type == "message" and item.role in ("user", "assistant")
+        ]
+
+
+Policy = Callable[[Turn], ReplyLike]
+
+
+class ScriptExhausted(AssertionError):
+    """The script had no reply left for a request."""
+
+
+class ScriptedLLM(llm.LLM):
+    """A deterministic model: replies from a script or a policy; records every request."""
+
+    def __init__(
+        self,
+        replies: Iterable[ReplyLike] | Policy,
+        *,
+        chunk_words: int = 3,
+        model: str = "scripted",
+    ) -> None:
+        super().__init__()
+        self._policy: Policy | None = replies if callable(replies) else None
+        self._script: list[ReplyLike] = [] if callable(replies) else list(replies)
+        self._chunk_words = chunk_words
+        self._model = model
+        self.turns: list[Turn] = []
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def provider(self) -> str:
+        return "handoff.testing"
+
+    @property
+    def remaining(self) -> int:
+        """Script replies not yet used (0 for a policy)."""
+        return len(self._script)
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> llm.LLMStream:
+        tools = tools or []
+        names = tuple(t.id for t in tools if isinstance(t, llm.FunctionTool | llm.RawFunctionTool))
+        instructions = next(
+            (
+                item.text_content or ""
+                for item in chat_ctx.items
+                if item.type == "message" and item.role in ("system", "developer")
+            ),
+            "",
+        )
+        turn = Turn(len(self.turns), chat_ctx.copy(), names, instructions)
+        self.turns.append(turn)
+        return _ScriptedStream(self, self._next_reply(turn), chat_ctx=chat_ctx, tools=tools,
+                               conn_options=conn_options)
+
+    def _next_reply(self, turn: Turn) -> Reply:
+        if self._policy is not None:
+            return as_reply(self._policy(turn))
+        if not self._script:
+            return Reply(error=ScriptExhausted(
+                f"ScriptedLLM has no reply left for request #{turn.index} "
+                f"(last user line: {turn.last_user_text!r})"))
+        return as_reply(self._script.pop(0))
+
+    def _chunks(self, text: str) -> list[str]:
+        words = text.split(" ")
+        n = max(1, self._chunk_words)
+        return [" ".join(words[i : i + n]) + (" " if i + n < len(words) else "")
+                for i in range(0, len(words), n)]
+
+
+def as_reply(value: ReplyLike) -> Reply:
+    if isinstance(value, Reply):
+        return value
+    if isinstance(value, str):
+        return Reply(text=value)
+    if isinstance(value, ToolCall):
+        return Reply(calls=(value,))
+    return Reply(calls=tuple(value))
+
+
+class _ScriptedStream(llm.LLMStream):
+    def __init__(self, owner: ScriptedLLM, reply: Reply, **kwargs: Any) -> None:
+        super().__init__(owner, **kwargs)
+        self._owner = owner
+        self._reply = reply
+
+    async def _run(self) -> None:
+        reply = self._reply
+        request_id = f"scripted-{next(_ids)}"
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.error is not None:
+            raise reply.error
+        if reply.text:
+            for piece in self._owner._chunks(reply.text):
+                self._event_ch.send_nowait(llm.ChatChunk(
+                    id=request_id, delta=llm.ChoiceDelta(role="assistant", content=piece)))
+        if reply.calls:
+            self._event_ch.send_nowait(llm.ChatChunk(
+                id=request_id,
+                delta=llm.ChoiceDelta(role="assistant", tool_calls=[
+                    llm.FunctionToolCall(name=c.name, arguments=json.dumps(c.arguments),
+                                         call_id=f"call_{next(_ids)}")
+                    for c in reply.calls
+                ]),
+            ))
