@@ -1,0 +1,46 @@
+# handoff — two commands for a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+PIP   := $(VENV)/bin/pip
+# Debian packages the tests need (graphviz's `dot` renders diagrams; redis-server backs checkpoint tests).
+APT_PACKAGES ?= graphviz
+# pip extras installed for the tests.
+EXTRAS ?= test
+
+.PHONY: demo test venv deps apt lint bench diagrams clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	  || { echo "could not install$$missing (need root)"; exit 1; }; \
+	fi
+
+deps: venv apt
+
+## The main job: the call-centre flow driven through a whole caller conversation.
+demo: venv
+	$(PY) -m examples.callcenter.demo
+
+## Every test (lint and types included).
+test: deps
+	$(PY) -m ruff check handoff examples tests
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check handoff examples tests
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
