@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from livekit.agents import AgentSession, RunContext, llm
-from livekit.agents.voice.run_result import RunResult
 from livekit.agents.llm.tool_context import FunctionToolInfo, ToolFlag
+from livekit.agents.voice.run_result import RunResult
 
 from .context import Context
 from .errors import FlowError, TransitionRefused
@@ -195,7 +195,7 @@ class FlowRun(Generic[C]):
             return override["*"]
         return self.flow.tiers.llm(tier)
 
-    def tools_for(self, state: str) -> list[llm.FunctionTool]:
+    def tools_for(self, state: str) -> list[llm.Tool | llm.Toolset]:
         """The transition tools the agent of ``state`` offers (made once per run)."""
         return [self._tool(edge) for edge in self.flow.triggers_from(state).values()]
 

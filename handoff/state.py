@@ -72,7 +72,7 @@ class TransitionDef:
 
     # -- descriptor protocol: the class body names it, instances do not turn it into a tool
     def __set_name__(self, owner: type, attr: str) -> None:
-        self.owner = owner  # type: ignore[assignment]
+        self.owner = owner
 
     def __get__(self, obj: object, objtype: type | None = None) -> TransitionDef:
         return self
