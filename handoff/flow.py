@@ -115,9 +115,8 @@ class Flow(Generic[C]):
             send_event=False,
         )
         for edge in self.edges:
-            self.machine.add_transition(
-                edge.trigger, source="*" if edge.is_global else edge.source, dest=edge.target
-            )
+            source = "*" if edge.source is None else edge.source
+            self.machine.add_transition(edge.trigger, source=source, dest=edge.target)
         self.observers: list[FlowObserver] = []
 
     # -- introspection -------------------------------------------------------------

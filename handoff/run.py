@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from livekit.agents import AgentSession, RunContext, llm
-from livekit.agents.voice.run_result import RunResult
 from livekit.agents.llm.tool_context import FunctionToolInfo, ToolFlag
+from livekit.agents.voice.run_result import RunResult
 
 from .context import Context
 from .errors import FlowError, TransitionRefused
@@ -92,6 +92,7 @@ class _Pending:
     arguments: dict[str, Any]
     snapshot: dict[str, Any]
     by: MovedBy
+    note: str | None = None
     agent: State[Any] | None = None
     done: asyncio.Future[TransitionRecord] | None = field(default=None)
 
@@ -176,8 +177,11 @@ class FlowRun(Generic[C]):
         else:
             await session.start(self._agent, **start_kwargs)
 
-    def make_agent(self, state: str, chat_ctx: llm.ChatContext | None = None) -> State[C]:
-        return self.flow.states[state](self, chat_ctx=chat_ctx)
+    def make_agent(
+        self, state: str, chat_ctx: llm.ChatContext | None = None, note: str | None = None
+    ) -> State[C]:
+        """A new agent for ``state`` (one per visit), starting from ``chat_ctx``."""
+        return self.flow.states[state](self, chat_ctx=chat_ctx, note=note)
 
     def llm_for(self, tier: str) -> llm.LLM:
         override = self._llm_override
@@ -191,7 +195,7 @@ class FlowRun(Generic[C]):
             return override["*"]
         return self.flow.tiers.llm(tier)
 
-    def tools_for(self, state: str) -> list[llm.FunctionTool]:
+    def tools_for(self, state: str) -> list[llm.Tool | llm.Toolset]:
         """The transition tools the agent of ``state`` offers (made once per run)."""
         return [self._tool(edge) for edge in self.flow.triggers_from(state).values()]
 
@@ -233,10 +237,12 @@ class FlowRun(Generic[C]):
         return await pending.done
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
-        pending, output = await self._prepare(trigger, arguments, ctx, by="llm")
+        pending, _ = await self._prepare(trigger, arguments, ctx, by="llm")
         pending.agent = self._next_agent(pending)
         ctx.speech_handle.add_done_callback(lambda _: self._drop_if_unapplied(pending))
-        return pending.agent if output is None else (pending.agent, output)
+        # the new agent speaks next (from on_enter); the old one must not answer the tool
+        done = f"Handed over to {pending.edge.target}."
+        return pending.agent, llm.ToolResult(done, reply_required=False)
 
     def _trigger_for(self, target: str) -> str:
         table = self.flow.triggers_from(self.state)
@@ -283,6 +289,7 @@ class FlowRun(Generic[C]):
         self._pending = pending
         try:
             output = await edge.transition.run_body(self._agent, ctx, arguments)
+            pending.note = None if output is None else str(output)
         except TransitionRefused as exc:
             self._abandon(pending)
             self._refuse(trigger, "body", f"'{trigger}' refused: {exc.message}")
@@ -298,7 +305,7 @@ class FlowRun(Generic[C]):
         edge = pending.edge
         policy = edge.transition.history or self.flow.history_policies[edge.target]
         old = self._agent.chat_ctx if self._agent is not None else llm.ChatContext.empty()
-        return self.make_agent(edge.target, chat_ctx=policy.carry(old))
+        return self.make_agent(edge.target, chat_ctx=policy.carry(old), note=pending.note)
 
     def _commit(self, pending: _Pending) -> TransitionRecord:
         self._fsm.trigger(pending.edge.trigger)  # type: ignore[attr-defined]

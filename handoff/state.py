@@ -72,7 +72,7 @@ class TransitionDef:
 
     # -- descriptor protocol: the class body names it, instances do not turn it into a tool
     def __set_name__(self, owner: type, attr: str) -> None:
-        self.owner = owner  # type: ignore[assignment]
+        self.owner = owner
 
     def __get__(self, obj: object, objtype: type | None = None) -> TransitionDef:
         return self
@@ -157,8 +157,8 @@ def transition(
 
     The decorated ``async def`` receives the ``RunContext`` (if it declares one) and the
     arguments the LLM supplied; it may update ``ctx.userdata`` and may raise
-    ``TransitionRefused`` to refuse the move. Its return value (if any) is the tool
-    output the new agent sees.
+    ``TransitionRefused`` to refuse the move. Its return value (if any) is a handoff
+    note: the new agent finds it in its instructions.
     """
 
     def decorate(func: Body) -> TransitionDef:
@@ -227,10 +227,16 @@ class State(Agent, Generic[C]):
                     names.append(value.info.name)
         return sorted(set(names))
 
-    def __init__(self, run: FlowRun[C], *, chat_ctx: llm.ChatContext | None = None) -> None:
+    def __init__(
+        self,
+        run: FlowRun[C],
+        *,
+        chat_ctx: llm.ChatContext | None = None,
+        note: str | None = None,
+    ) -> None:
         self._run = run
         super().__init__(
-            instructions=self.compose_instructions(run.context),
+            instructions=self.compose_instructions(run.context, note),
             id=self.name,
             chat_ctx=chat_ctx,
             tools=run.tools_for(self.name),
@@ -247,12 +253,14 @@ class State(Agent, Generic[C]):
         """The shared Context of the call (same object as ``session.userdata``)."""
         return self._run.context
 
-    def compose_instructions(self, context: C) -> str:
-        """The prompt plus the brief of what the call has established so far."""
-        brief = context.brief()
-        if not brief:
-            return self.prompt
-        return f"{self.prompt}\n\nWhat this call has established so far:\n{brief}"
+    def compose_instructions(self, context: C, note: str | None = None) -> str:
+        """The prompt, the brief of what the call has established, and the handoff note."""
+        parts = [self.prompt]
+        if brief := context.brief():
+            parts.append(f"What this call has established so far:\n{brief}")
+        if note:
+            parts.append(f"Note from the previous agent: {note}")
+        return "\n\n".join(parts)
 
     async def on_enter(self) -> None:
         """Speak first when the state becomes active (unless ``speaks_first`` is False)."""

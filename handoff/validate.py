@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .history import HistoryPolicy
 
@@ -34,7 +34,7 @@ class Finding:
         return f"{self.severity} [{self.code}] {where}: {self.message} — fix: {self.hint}"
 
 
-def definition_errors(flow: Flow[object]) -> list[Finding]:  # type: ignore[type-var]
+def definition_errors(flow: Flow[Any]) -> list[Finding]:
     """The findings that make a Flow unusable; the Flow constructor raises on any."""
     out: list[Finding] = []
     names = Counter(cls.state_name() for cls in flow.state_classes)

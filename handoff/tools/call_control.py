@@ -150,12 +150,12 @@ class CallControl:
         """SIP-transfer the caller to the operator ``agent_id`` (a REFER through LiveKit)."""
         with self._tracer().start_as_current_span("handoff.call.transfer_call") as span:
             span.set_attribute("handoff.agent_id", agent_id)
+            handle = self._locate(ctx, span)  # first: in text mode that is the whole story
             target = self.operators.get(agent_id)
             if target is None:
                 span.set_attribute("handoff.outcome", "unknown_agent")
                 known = ", ".join(sorted(self.operators)) or "none configured"
                 raise ToolError(f"unknown agent_id {agent_id!r}; use one of: {known}")
-            handle = self._locate(ctx, span)
             if handle.caller_identity is None:
                 span.set_attribute("handoff.outcome", "no_sip_caller")
                 raise NoPhoneLine(
