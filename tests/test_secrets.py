@@ -10,6 +10,7 @@ skipped silently.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets as _random
 import shutil
@@ -297,3 +298,45 @@ def test_a_chain_is_the_secret_lookup_of_tiers() -> None:
     assert tiers.is_configured("fast") and not tiers.is_configured("other")
     made = tiers.llm("fast")
     assert made._client.api_key == "gk"  # type: ignore[attr-defined]
+
+
+def test_vault_agent_renders_the_deploy_overlay_templates_for_the_files_provider(
+    bao_server: BaoServer, tmp_path: Path
+) -> None:
+    """deploy/k8s/vault renders secrets with Vault Agent templates into one file per key.
+
+    Here OpenBao's agent (the same template engine as Vault Agent) renders exactly the
+    templates of the overlay against the dev server, and the files provider reads them.
+    Not covered: the injector's Kubernetes login (the agent logs in with a token file).
+    """
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    patch = yaml.safe_load((repo / "deploy/k8s/vault/deployment-patch.yaml").read_text())
+    annotations = patch["spec"]["template"]["metadata"]["annotations"]
+    prefix = "vault.hashicorp.com/agent-inject-template-"
+    templates = {k.removeprefix(prefix): v for k, v in annotations.items()
+                 if k.startswith(prefix)}
+    values = {name: f"{name.lower()}-{_random.token_hex(4)}" for name in templates}
+    bao_server.client().secrets.kv.v2.create_or_update_secret(
+        path="handoff", mount_point="secret", secret=values)
+
+    out = tmp_path / "vault-secrets"
+    out.mkdir()
+    (tmp_path / "token").write_text(bao_server.token)
+    blocks = "\n".join(
+        f"template {{\n  contents = {json.dumps(t)}\n  destination = \"{out / name}\"\n}}"
+        for name, t in templates.items())
+    config = tmp_path / "agent.hcl"
+    config.write_text(
+        f'vault {{ address = "{bao_server.url}" }}\n'
+        f'auto_auth {{\n  method "token_file" {{\n'
+        f'    config = {{ token_file_path = "{tmp_path / "token"}" }}\n  }}\n}}\n'
+        f"exit_after_auth = true\n{blocks}\n")
+    agent = subprocess.run([_bao_binary(), "agent", f"-config={config}"],
+                           capture_output=True, text=True, timeout=60)
+    assert agent.returncode == 0, agent.stdout[-2000:] + agent.stderr[-2000:]
+
+    chain = SecretChain.from_env({"HANDOFF_SECRETS": "files", "HANDOFF_SECRETS_DIR": str(out)})
+    got = chain.require(sorted(templates))
+    assert {k: v.reveal() for k, v in got.items()} == values
