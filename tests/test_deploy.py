@@ -219,3 +219,18 @@ def _docs_toml_scripts() -> dict[str, str]:
     import tomllib
 
     return dict(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"])
+
+
+def test_every_test_docs_deploy_md_cites_exists() -> None:
+    """docs/deploy.md backs its claims with test names; each must be a real test."""
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    cited = set(re.findall(r"\btest_[a-z0-9_]+", doc)) - {"test_worker", "test_secrets",
+                                                         "test_call_tools", "test_deploy"}
+    defined = set()
+    for path in (REPO / "tests").glob("test_*.py"):
+        defined |= set(re.findall(r"^(?:async )?def (test_[a-z0-9_]+)", path.read_text(), re.M))
+    assert len(cited) > 20
+    missing = {c for c in cited
+               if c not in defined and not (c.endswith("_") and any(d.startswith(c)
+                                                                     for d in defined))}
+    assert not missing, f"docs/deploy.md cites tests that do not exist: {sorted(missing)}"
