@@ -171,11 +171,23 @@ def prewarm(proc: JobProcess) -> None:
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    """One call: an AgentSession running the flow in the job's room."""
+    """One call: the flow's AgentSession in the job's room, checkpointed on shutdown."""
+    run = await start_call(ctx)
+
+    async def _on_shutdown(reason: str) -> None:
+        checkpoint_run(run, reason)
+
+    ctx.add_shutdown_callback(_on_shutdown)
+    logger.info("call %s started in state %s", ctx.job.id, run.state)
+
+
+async def start_call(ctx: JobContext, secrets: SecretChain | None = None) -> FlowRun[Any]:
+    """The flow's session for this job: prewarmed VAD, the flow's voice, tiers whose keys
+    come from the secrets chain. A simulated call (fake job) runs text only, no room."""
     from livekit.agents import AgentSession
 
     flow: Flow[Any] = ctx.proc.userdata.get("flow") or load_flow(os.environ[FLOW_ENV])
-    secrets = SecretChain.from_env()
+    secrets = secrets or SecretChain.from_env()
     tiers = Tiers(flow.tiers.configs, source=flow.tiers.source, secrets=secrets)
     llms = {cls.tier: tiers.llm(cls.tier) for cls in flow.states.values()}
     session_kwargs: dict[str, Any] = {"vad": ctx.proc.userdata.get("vad")}
@@ -186,13 +198,7 @@ async def entrypoint(ctx: JobContext) -> None:
         session_kwargs.update(Voices(VoiceConfig.load(), secrets=secrets).session_options())
         start_kwargs["room"] = ctx.room
     session: AgentSession[Any] = AgentSession(**session_kwargs)
-    run = await flow.start(session, llm=llms, call_id=ctx.job.id, **start_kwargs)
-
-    async def _on_shutdown(reason: str) -> None:
-        checkpoint_run(run, reason)
-
-    ctx.add_shutdown_callback(_on_shutdown)
-    logger.info("call %s started in state %s", ctx.job.id, run.state)
+    return await flow.start(session, llm=llms, call_id=ctx.job.id, **start_kwargs)
 
 
 def checkpoint_run(run: FlowRun[Any], reason: str, directory: str | None = None) -> Path | None:

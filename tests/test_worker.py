@@ -315,3 +315,28 @@ async def test_checkpoint_writes_unfinished_calls_only(tmp_path: Path) -> None:
     assert saved["reason"] == "drain timed out"
     await run.go("Billing")
     assert checkpoint_run(run, "done", str(tmp_path / "final")) is None  # final: nothing to resume
+
+
+async def test_a_call_gets_tiers_whose_keys_come_from_the_secrets_chain(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """start_call in a (LiveKit fake) job context: the tier LLM gets its key from the
+    chain's files provider, not from the environment; the session runs the flow."""
+    from livekit.agents.testing import fake_job_context
+
+    from handoff.secrets import EnvProvider, FileProvider, SecretChain
+    from handoff.worker import FLOW_ENV, start_call
+
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.setenv(FLOW_ENV, "quietflow:flow")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-must-not-be-used")
+    (project / "OPENAI_API_KEY").write_text("sk-from-mounted-secret\n")
+    chain = SecretChain([FileProvider(project), EnvProvider()])
+    with fake_job_context(job_id="job-42") as ctx:
+        run = await start_call(ctx, chain)
+        try:
+            assert run.call_id == "job-42" and run.state == "Listen"
+            assert run.agent is not None and run.session is not None
+            assert run.agent.llm._client.api_key == "sk-from-mounted-secret"  # type: ignore[union-attr]
+        finally:
+            await run.session.aclose()
