@@ -18,6 +18,7 @@ from transitions import Machine
 
 from .context import Context
 from .errors import FlowDefinitionError
+from .failures import FailurePolicy
 from .history import HistoryPolicy
 from .state import State, TransitionDef
 from .tiers import Tiers
@@ -57,6 +58,9 @@ class Flow(Generic[C]):
         global_transitions: module-level ``@transition`` functions valid from every state.
         tiers: the tier table; defaults to ``Tiers.load()`` (pyproject/handoff.toml/env).
         version: the flow's version, stored with checkpoints.
+        error_transition: the trigger taken after ``max_failures`` failures in a row or a
+            loop (``max_transitions`` moves, or ``max_ping_pong`` back-and-forths); a State
+            may name its own with ``error_transition``. See :mod:`handoff.failures`.
     """
 
     def __init__(
@@ -70,11 +74,17 @@ class Flow(Generic[C]):
         global_transitions: Sequence[TransitionDef] = (),
         tiers: Tiers | None = None,
         version: str = "1",
+        error_transition: str | None = None,
+        max_failures: int = 2,
+        max_transitions: int = 50,
+        max_ping_pong: int = 3,
     ) -> None:
         from .validate import definition_errors
 
         self.name = name
         self.version = version
+        self.failure_policy = FailurePolicy(error_transition, max_failures, max_transitions,
+                                            max_ping_pong)
         self.context_type = context
         self.tiers = tiers if tiers is not None else Tiers.load()
         self.state_classes: list[type[State[Any]]] = list(states)

@@ -18,11 +18,14 @@ docstring is what the LLM reads, the typed parameters are what it must supply.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_type_hints
 
-from livekit.agents import Agent, RunContext, llm
+from livekit.agents import Agent, RunContext, ToolError, llm
 from livekit.agents.llm.utils import is_context_type
 
 from .context import Context
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from .run import FlowRun
 
 C = TypeVar("C", bound=Context)
+logger = logging.getLogger("handoff")
 
 Guard = Callable[..., bool]
 Body = Callable[..., Awaitable[Any]]
@@ -183,6 +187,10 @@ class State(Agent, Generic[C]):
     """Whether the agent speaks as soon as it becomes active (it greets / continues)."""
     entry_prompt: ClassVar[str | None] = None
     """Optional instructions for that first reply (e.g. "greet the caller")."""
+    tool_timeout: ClassVar[float] = 30.0
+    """Seconds a tool or transition body may run before it is stopped and reported."""
+    error_transition: ClassVar[str | None] = None
+    """This state's error transition; None uses the Flow's."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -196,6 +204,11 @@ class State(Agent, Generic[C]):
             delattr(cls, "instructions")
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
+        # a raising on_enter/on_exit must not leave the call silent or the handoff half-done:
+        # the move is complete (LiveKit switched agents), the failure is counted and reported
+        for hook in ("on_enter", "on_exit"):
+            if hook in cls.__dict__ and not getattr(cls.__dict__[hook], "_handoff_guarded", False):
+                setattr(cls, hook, _guarded_hook(cls.__dict__[hook], hook))
 
     @classmethod
     def state_name(cls) -> str:
@@ -235,13 +248,20 @@ class State(Agent, Generic[C]):
         note: str | None = None,
     ) -> None:
         self._run = run
+        transition_tools = run.tools_for(self.name)
         super().__init__(
             instructions=self.compose_instructions(run.context, note),
             id=self.name,
             chat_ctx=chat_ctx,
-            tools=run.tools_for(self.name),
+            tools=transition_tools,
             llm=run.llm_for(self.tier),
         )
+        # ordinary tools get the state's timeout (transition bodies get it in the run)
+        self._tools = [
+            t if t in transition_tools or not isinstance(t, llm.FunctionTool)
+            else _with_timeout(t, self.tool_timeout)
+            for t in self._tools
+        ]
 
     @property
     def run(self) -> FlowRun[C]:
@@ -269,6 +289,41 @@ class State(Agent, Generic[C]):
                 self.session.generate_reply(instructions=self.entry_prompt)
             else:
                 self.session.generate_reply()
+
+
+def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
+    @functools.wraps(hook)
+    async def guarded(self: State[Any]) -> None:
+        try:
+            await hook(self)
+        except Exception as exc:
+            logger.exception("%s.%s raised", type(self).__name__, name)
+            self._run.note_failure(f"{type(self).__name__}.{name} raised {exc!r}")
+            if name == "on_enter" and self.speaks_first:
+                self.session.generate_reply(instructions=(
+                    "Something went wrong while preparing this step. Apologise in one short "
+                    "sentence and ask how you can help."))
+
+    guarded._handoff_guarded = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _with_timeout(tool: llm.FunctionTool, seconds: float) -> llm.FunctionTool:
+    """The same tool (name, schema, docstring), stopped with a ToolError after ``seconds``."""
+    name = tool.info.name
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(seconds):
+                return await tool(*args, **kwargs)
+        except TimeoutError:
+            raise ToolError(
+                f"{name} took longer than {seconds:g} s and was stopped; it may be retried, "
+                "or offer the caller a human"
+            ) from None
+
+    functools.update_wrapper(timed, tool)
+    return llm.FunctionTool(timed, tool.info)
 
 
 def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Parameter]]:
