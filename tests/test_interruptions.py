@@ -18,6 +18,7 @@ The await points of one LLM-driven handoff, in order, each held open by a gate:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -122,10 +123,9 @@ def policy(turn: Turn) -> Any:
 
 
 async def _settle(run: Any, task: asyncio.Task[Any]) -> None:
-    try:
+    # an interrupted run may end with an error; the session must still be sound
+    with contextlib.suppress(Exception):
         await asyncio.wait_for(task, 10)
-    except Exception:
-        pass  # an interrupted run may end with an error; the session must still be sound
     for _ in range(200):
         if not run.in_transition and run.session.current_agent.id == run.state:
             break
