@@ -27,14 +27,10 @@ from livekit.agents.voice.run_result import RunResult
 
 from .context import Context
 from .errors import FlowError, TransitionRefused
-from .failures import loop_reason
+from .failures import FailureWatch
 
 if TYPE_CHECKING:
-    from livekit.agents.voice.events import (
-        ConversationItemAddedEvent,
-        ErrorEvent,
-        FunctionToolsExecutedEvent,
-    )
+    from livekit.agents.voice.events import ConversationItemAddedEvent
 
     from .flow import Edge, Flow
     from .state import State
@@ -138,9 +134,9 @@ class FlowRun(Generic[C]):
         self._pending: _Pending | None = None
         self._agent: State[C] | None = None
         self._tools: dict[str, llm.FunctionTool] = {}
-        self.consecutive_failures = 0
-        self.failover: asyncio.Task[Any] | None = None
-        """The task taking the error transition, once failures or a loop called for it."""
+        self.return_stack: list[str] = []
+        """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
+        self.failures = FailureWatch(self)
 
     # -- reading -------------------------------------------------------------------
     @property
@@ -156,6 +152,15 @@ class FlowRun(Generic[C]):
     @property
     def in_transition(self) -> bool:
         return self._pending is not None
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self.failures.consecutive
+
+    @property
+    def failover(self) -> asyncio.Task[Any] | None:
+        """The task taking the error transition, once failures or a loop called for it."""
+        return self.failures.failover
 
     def available(self) -> list[str]:
         """The triggers valid from the current state."""
@@ -178,8 +183,8 @@ class FlowRun(Generic[C]):
         self.session = session
         session.userdata = self.context
         session.on("conversation_item_added", self._on_item_added)
-        session.on("function_tools_executed", self._on_tools_executed)
-        session.on("error", self._on_session_error)
+        session.on("function_tools_executed", self.failures.on_tools_executed)
+        session.on("error", self.failures.on_session_error)
         self._agent = self.make_agent(self.state)
         if wait_opening:
             self.opening = await session.start(self._agent, capture_run=True, **start_kwargs)
@@ -341,7 +346,6 @@ class FlowRun(Generic[C]):
         )
         self.log.append(record)
         self._pending = None
-        self.consecutive_failures = 0
         if pending.agent is not None:
             self._agent = pending.agent
         if pending.done is not None and not pending.done.done():
@@ -351,8 +355,7 @@ class FlowRun(Generic[C]):
                 observer.on_transition(self, record)
             except Exception:
                 logger.exception("flow observer failed on a transition")
-        if (reason := loop_reason(self.log, self.flow.failure_policy)) is not None:
-            self._fail_over(reason)
+        self.failures.after_transition()
         return record
 
     def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
@@ -391,56 +394,6 @@ class FlowRun(Generic[C]):
                                                          trigger=pending.edge.trigger,
                                                          kind="interrupted"))
 
-    # -- failures ------------------------------------------------------------------
-    def note_failure(self, what: str) -> None:
-        """Count one failure; enough in a row take the error transition (see handoff.failures)."""
-        self.consecutive_failures += 1
-        limit = self.flow.failure_policy.max_failures
-        if self.consecutive_failures >= limit:
-            self._fail_over(f"{self.consecutive_failures} failures in a row (last: {what})")
-
-    def _fail_over(self, reason: str) -> None:
-        if self.failover is not None:
-            return  # once per call: the error state handles what follows
-        trigger = self.flow.states[self.state].error_transition or (
-            self.flow.failure_policy.error_transition
-        )
-        if trigger is None or trigger not in self.flow.triggers_from(self.state):
-            logger.error("flow %s: %s, and no error transition from %s",
-                         self.flow.name, reason, self.state)
-            return
-        logger.warning("flow %s: %s; taking %s", self.flow.name, reason, trigger)
-        params = {p.name for p in self.flow.triggers_from(self.state)[trigger].transition.params}
-        arguments = {"reason": reason} if "reason" in params else {}
-        note = (f"The call was moved here automatically because {reason}. "
-                "Tell the caller briefly that something went wrong and what happens now.")
-        self.failover = asyncio.get_running_loop().create_task(
-            self._go_when_idle(trigger, arguments, note))
-
-    async def _go_when_idle(self, trigger: str, arguments: dict[str, Any], note: str) -> Any:
-        while self._pending is not None:  # let an in-flight handoff land first
-            await asyncio.sleep(0.01)
-        try:
-            return await self._go(trigger, arguments, by="failover", note=note)
-        except TransitionRefused as exc:
-            logger.error("error transition %s was refused: %s", trigger, exc.message)
-            return None
-
-    def _on_tools_executed(self, event: FunctionToolsExecutedEvent) -> None:
-        triggers = self.flow.triggers_from(self.state)
-        for output in event.function_call_outputs:
-            if output is None or output.name in triggers:
-                continue  # transition tools report through refusals
-            if output.is_error:
-                self.note_failure(f"tool {output.name} failed: {output.output}")
-            else:
-                self.consecutive_failures = 0
-
-    def _on_session_error(self, event: ErrorEvent) -> None:
-        error = event.error
-        if getattr(error, "type", None) == "llm_error" and not getattr(error, "recoverable", True):
-            self.note_failure(f"the language model failed ({getattr(error, 'error', error)})")
-
     # -- context snapshots -------------------------------------------------------
     def _snapshot(self) -> dict[str, Any]:
         return {
@@ -466,7 +419,7 @@ class FlowRun(Generic[C]):
             except Exception:
                 logger.exception("flow observer failed on a refusal")
         if kind == "error":
-            self.note_failure(reason)
+            self.failures.note(reason)
 
     def __repr__(self) -> str:
         return f"<FlowRun {self.flow.name} state={self.state} transitions={len(self.log)}>"

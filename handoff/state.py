@@ -298,7 +298,7 @@ def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
             await hook(self)
         except Exception as exc:
             logger.exception("%s.%s raised", type(self).__name__, name)
-            self._run.note_failure(f"{type(self).__name__}.{name} raised {exc!r}")
+            self._run.failures.note(f"{type(self).__name__}.{name} raised {exc!r}")
             if name == "on_enter" and self.speaks_first:
                 self.session.generate_reply(instructions=(
                     "Something went wrong while preparing this step. Apologise in one short "

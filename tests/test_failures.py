@@ -12,8 +12,6 @@ from livekit.agents import llm as lk
 from handoff import Context, Flow, RunContext, State, TransitionRefused, function_tool, transition
 from handoff.testing import ScriptedLLM, Turn, call, fail
 
-pytestmark = pytest.mark.asyncio
-
 
 class Case(Context):
     boom_guard: bool = False

@@ -27,8 +27,6 @@ import pytest
 from handoff import Context, Flow, RunContext, State, transition
 from handoff.testing import Reply, ScriptedLLM, Turn, call
 
-pytestmark = pytest.mark.asyncio
-
 POINTS = ["llm", "speaking", "body", "returned", "on_exit", "on_enter", "opening"]
 # LiveKit cancels tools with the reply they belong to while it is being generated; once
 # the reply is over it lets running tools finish and applies their handoff.
