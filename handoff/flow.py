@@ -20,7 +20,7 @@ from .context import Context
 from .errors import FlowDefinitionError
 from .failures import FailurePolicy
 from .history import HistoryPolicy
-from .state import State, TransitionDef
+from .state import RETURN, State, TransitionDef
 from .tiers import Tiers
 
 if TYPE_CHECKING:
@@ -44,6 +44,23 @@ class Edge:
     @property
     def is_global(self) -> bool:
         return self.source is None
+
+    @property
+    def is_return(self) -> bool:
+        """True for ``to=RETURN``: the target is the top of the run's return stack."""
+        return self.target == RETURN
+
+
+class _ReturnsTo:
+    """Condition of a return edge's Machine transition to one concrete state."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def __call__(self, return_to: str | None = None, **_: Any) -> bool:
+        return return_to == self.state
 
 
 class Flow(Generic[C]):
@@ -126,7 +143,12 @@ class Flow(Generic[C]):
         )
         for edge in self.edges:
             source = "*" if edge.source is None else edge.source
-            self.machine.add_transition(edge.trigger, source=source, dest=edge.target)
+            if edge.is_return:  # one Machine transition per possible state to come back to
+                for back in self.states:
+                    self.machine.add_transition(edge.trigger, source=source, dest=back,
+                                                conditions=[_ReturnsTo(back)])
+            else:
+                self.machine.add_transition(edge.trigger, source=source, dest=edge.target)
         self.observers: list[FlowObserver] = []
 
     # -- introspection -------------------------------------------------------------
@@ -138,7 +160,7 @@ class Flow(Generic[C]):
         return state in self.final
 
     def _resolve_target(self, tdef: TransitionDef) -> str:
-        if isinstance(tdef.to, str):
+        if isinstance(tdef.to, str):  # a state name, or RETURN
             return tdef.to
         # a class target: the flow's state of that name, or the flow's subclass of it
         if tdef.to.state_name() in self.states:

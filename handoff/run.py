@@ -90,6 +90,7 @@ class CodeContext(Generic[C]):
 class _Pending:
     edge: Edge
     source: str
+    target: str
     arguments: dict[str, Any]
     snapshot: dict[str, Any]
     by: MovedBy
@@ -262,7 +263,7 @@ class FlowRun(Generic[C]):
         pending.agent = self._next_agent(pending)
         ctx.speech_handle.add_done_callback(lambda _: self._drop_if_unapplied(pending))
         # the new agent speaks next (from on_enter); the old one must not answer the tool
-        done = f"Handed over to {pending.edge.target}."
+        done = f"Handed over to {pending.target}."
         return pending.agent, llm.ToolResult(done, reply_required=False)
 
     def _trigger_for(self, target: str) -> str:
@@ -306,7 +307,13 @@ class FlowRun(Generic[C]):
         if reason is not None:
             self._refuse(trigger, "guard", f"'{trigger}' refused: {reason}")
 
-        pending = _Pending(edge, state, dict(arguments), self._snapshot(), by)
+        target = edge.target
+        if edge.is_return:
+            if not self.return_stack:
+                self._refuse(trigger, "invalid", f"'{trigger}' refused: there is no earlier "
+                             "state to return to in this call.")
+            target = self.return_stack[-1]
+        pending = _Pending(edge, state, target, dict(arguments), self._snapshot(), by)
         self._pending = pending
         timeout = self.flow.states[state].tool_timeout
         try:
@@ -334,13 +341,19 @@ class FlowRun(Generic[C]):
         return pending, output
 
     def _next_agent(self, pending: _Pending) -> State[C]:
-        edge = pending.edge
-        policy = edge.transition.history or self.flow.history_policies[edge.target]
+        policy = pending.edge.transition.history or self.flow.history_policies[pending.target]
         old = self._agent.chat_ctx if self._agent is not None else llm.ChatContext.empty()
-        return self.make_agent(edge.target, chat_ctx=policy.carry(old), note=pending.note)
+        return self.make_agent(pending.target, chat_ctx=policy.carry(old), note=pending.note)
 
     def _commit(self, pending: _Pending) -> TransitionRecord:
-        self._fsm.trigger(pending.edge.trigger)  # type: ignore[attr-defined]
+        edge = pending.edge
+        if edge.is_return:
+            self._fsm.trigger(edge.trigger, return_to=pending.target)  # type: ignore[attr-defined]
+            self.return_stack.pop()
+        else:
+            self._fsm.trigger(edge.trigger)  # type: ignore[attr-defined]
+        if edge.transition.returns:
+            self.return_stack.append(pending.source)
         record = TransitionRecord(
             pending.source, self.state, pending.edge.trigger, pending.arguments, time.time(), pending.by
         )

@@ -38,6 +38,9 @@ C = TypeVar("C", bound=Context)
 logger = logging.getLogger("handoff")
 
 Guard = Callable[..., bool]
+
+RETURN = "<return>"
+"""Target of a transition that goes back to the state that started a side trip."""
 Body = Callable[..., Awaitable[Any]]
 
 
@@ -58,6 +61,7 @@ class TransitionDef:
         refused: str | Callable[[Any], str] | None,
         history: str | None,
         name: str | None,
+        returns: bool = False,
     ) -> None:
         if not inspect.iscoroutinefunction(func):
             raise TypeError(f"@transition {func.__qualname__} must be an `async def`")
@@ -67,6 +71,7 @@ class TransitionDef:
         self.refused = refused
         self.history = HistoryPolicy.parse(history) if history is not None else None
         self.name = name or func.__name__
+        self.returns = returns
         self.doc = inspect.getdoc(func) or ""
         self.owner: type[State[Any]] | None = None
         self.is_method, self.context_param, self.params = _split_signature(func)
@@ -147,6 +152,7 @@ def transition(
     refused: str | Callable[[Any], str] | None = None,
     history: str | None = None,
     name: str | None = None,
+    returns: bool = False,
 ) -> Callable[[Body], TransitionDef]:
     """Declare an edge of the flow, offered to the LLM as a function tool.
 
@@ -158,6 +164,9 @@ def transition(
             function of the Context returning text).
         history: the history policy for this edge, overriding the target state's.
         name: the trigger/tool name; defaults to the function's name.
+        returns: this edge starts a side trip: the current state is pushed on the run's
+            return stack, and a transition with ``to=RETURN`` in the side trip comes back
+            to it (a dialogue stack, like Rasa's).
 
     The decorated ``async def`` receives the ``RunContext`` (if it declares one) and the
     arguments the LLM supplied; it may update ``ctx.userdata`` and may raise
@@ -166,7 +175,8 @@ def transition(
     """
 
     def decorate(func: Body) -> TransitionDef:
-        return TransitionDef(func, to=to, when=when, refused=refused, history=history, name=name)
+        return TransitionDef(func, to=to, when=when, refused=refused, history=history, name=name,
+                             returns=returns)
 
     return decorate
 

@@ -68,7 +68,7 @@ def definition_errors(flow: Flow[Any]) -> list[Finding]:
     for edge in flow.edges:
         where = edge.source or "global"
         per_source[(edge.source, edge.trigger)] += 1
-        if edge.target not in flow.states:
+        if edge.target not in flow.states and not edge.is_return:
             out.append(Finding("error", "unknown-target",
                                f"transition goes to unknown state {edge.target!r}",
                                f"add a State named {edge.target} to the flow or fix `to=`",
