@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("handoff")
 
+LLM_ERROR_GRACE = 0.2
+"""Seconds an LLM error waits before it counts (see FailureWatch.forgive)."""
+
 
 @dataclass(frozen=True, slots=True)
 class FailurePolicy:
@@ -66,6 +69,7 @@ class FailureWatch:
         self._run = run
         self.consecutive = 0
         self.failover: asyncio.Task[Any] | None = None
+        self._forgiven: set[int] = set()
 
     def note(self, what: str) -> None:
         """Count one failure; ``max_failures`` in a row take the error transition."""
@@ -122,4 +126,20 @@ class FailureWatch:
     def on_session_error(self, event: ErrorEvent) -> None:
         error = event.error
         if getattr(error, "type", None) == "llm_error" and not getattr(error, "recoverable", True):
-            self.note(f"the language model failed ({getattr(error, 'error', error)})")
+            # counted a moment later, so background requests (history summaries) that
+            # share the tier's LLM can claim their own errors first: see forgive()
+            cause: BaseException = getattr(error, "error", None) or RuntimeError(str(error))
+            asyncio.get_running_loop().call_later(LLM_ERROR_GRACE, self._count_llm_error, cause)
+
+    def forgive(self, cause: BaseException) -> None:
+        """A background request failed with ``cause``: not a failure the caller noticed."""
+        self._forgiven.add(id(cause))
+        for chained in (cause.__cause__, cause.__context__):
+            if chained is not None:
+                self._forgiven.add(id(chained))
+
+    def _count_llm_error(self, cause: BaseException) -> None:
+        if id(cause) in self._forgiven:
+            self._forgiven.discard(id(cause))
+            return
+        self.note(f"the language model failed ({cause})")

@@ -28,6 +28,7 @@ from livekit.agents.voice.run_result import RunResult
 from .context import Context
 from .errors import FlowError, TransitionRefused
 from .failures import FailureWatch
+from .history import add_summary
 
 if TYPE_CHECKING:
     from livekit.agents.voice.events import ConversationItemAddedEvent
@@ -97,6 +98,7 @@ class _Pending:
     note: str | None = None
     agent: State[Any] | None = None
     done: asyncio.Future[TransitionRecord] | None = field(default=None)
+    to_summarise: list[llm.ChatMessage] = field(default_factory=list)
 
 
 class _FsmModel:
@@ -138,6 +140,8 @@ class FlowRun(Generic[C]):
         self.return_stack: list[str] = []
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
         self.failures = FailureWatch(self)
+        self.summary: asyncio.Task[str | None] | None = None
+        """The latest background history summary (``history="summary"``), if any."""
 
     # -- reading -------------------------------------------------------------------
     @property
@@ -343,6 +347,8 @@ class FlowRun(Generic[C]):
     def _next_agent(self, pending: _Pending) -> State[C]:
         policy = pending.edge.transition.history or self.flow.history_policies[pending.target]
         old = self._agent.chat_ctx if self._agent is not None else llm.ChatContext.empty()
+        if policy.kind == "summary":
+            pending.to_summarise = policy.left_behind(old)
         return self.make_agent(pending.target, chat_ctx=policy.carry(old), note=pending.note)
 
     def _commit(self, pending: _Pending) -> TransitionRecord:
@@ -361,6 +367,10 @@ class FlowRun(Generic[C]):
         self._pending = None
         if pending.agent is not None:
             self._agent = pending.agent
+            if pending.to_summarise:
+                model = self.llm_for(pending.agent.tier)
+                self.summary = asyncio.get_running_loop().create_task(
+                    add_summary(pending.agent, pending.to_summarise, model, self.failures.forgive))
         if pending.done is not None and not pending.done.done():
             pending.done.set_result(record)
         for observer in self.flow.observers:

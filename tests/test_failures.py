@@ -109,6 +109,7 @@ def text_when_answering(replies: dict[str, Any]) -> Any:
 
 
 async def _idle(run: Any) -> None:
+    await asyncio.sleep(0.3)  # LLM errors are counted after a short grace period
     if run.failover is not None:
         await asyncio.wait_for(run.failover, 10)
     for _ in range(100):
@@ -214,6 +215,7 @@ async def test_provider_errors_without_fallback_fail_over_to_a_working_tier() ->
     async with flow.session(llm={"fast": desk, "smart": human}) as run:
         with pytest.raises(Exception, match="provider down"):  # the turn itself fails
             await asyncio.wait_for(run.session.run(user_input="hello?"), 10)
+        await asyncio.sleep(0.3)  # LLM errors count after a short grace (FailureWatch.forgive)
         assert run.state == "Desk" and run.consecutive_failures == 1
         with contextlib.suppress(Exception):  # the second failure triggers the failover
             await asyncio.wait_for(run.session.run(user_input="hello?"), 10)
