@@ -8,8 +8,6 @@ from handoff import FlowError, TransitionRefused
 
 from .small_flows import Ticket, flow, make_flow
 
-pytestmark = pytest.mark.asyncio
-
 
 async def test_runs_share_one_machine_but_not_state_or_context() -> None:
     a, b = flow.new_run(), flow.new_run()

@@ -14,8 +14,6 @@ from handoff.testing import Reply, ScriptedLLM, call
 
 from .small_flows import Back, Done, Ticket, flow
 
-pytestmark = pytest.mark.asyncio
-
 
 def _assert_consistent(run: object) -> None:
     """Invariant 1: between turns the FSM and the active LiveKit agent agree."""
