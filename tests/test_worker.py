@@ -9,8 +9,11 @@ prewarm (Silero VAD loaded), the health endpoint, the Prometheus gauge, and one
 running the flow's AgentSession with a mock room and no audio), which keeps an
 active job through the SIGTERM drain and is checkpointed when the drain times out.
 
+A second simulated call hangs up by itself during the drain, so the worker exits
+when it ends rather than at the drain timeout.
+
 Not covered here: registration with a real LiveKit server, job dispatch to a real
-room, audio through STT/TTS, and a call that ends by itself during the drain.
+room, audio through STT/TTS, console mode with audio devices.
 """
 
 from __future__ import annotations
@@ -75,6 +78,25 @@ QUIET_FLOW = textwrap.dedent('''
 ''')
 
 
+FINISHING_FLOW = QUIET_FLOW.replace(
+    '    speaks_first = False\n',
+    '    speaks_first = False\n'
+    '\n'
+    '    async def on_enter(self) -> None:\n'
+    '        """The caller hangs up 5 s into the call."""\n'
+    '        import asyncio\n'
+    '\n'
+    '        from livekit.agents import get_job_context\n'
+    '\n'
+    '        async def finish() -> None:\n'
+    '            await asyncio.sleep(5)\n'
+    '            await self.run.go("Done")\n'
+    '            get_job_context().shutdown("caller hung up")\n'
+    '\n'
+    '        self._finisher = asyncio.create_task(finish())\n',
+)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,6 +106,7 @@ def _free_port() -> int:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "quietflow.py").write_text(QUIET_FLOW)
+    (tmp_path / "finishingflow.py").write_text(FINISHING_FLOW)
     return tmp_path
 
 
@@ -114,6 +137,14 @@ def test_start_fails_at_once_naming_each_missing_secret(project: Path) -> None:
     assert "searched env, files[" in proc.stderr
     assert key_value not in proc.stdout + proc.stderr
     assert time.monotonic() - started < 30  # no connection attempt, no job process
+
+
+def test_console_mode_needs_no_livekit_secrets_but_still_the_model_key(project: Path) -> None:
+    proc = subprocess.run(_handoff("quietflow:flow", "console"), cwd=project,
+                          capture_output=True, text=True, timeout=60,
+                          env=_env(project, HANDOFF_SECRETS="env"))
+    assert proc.returncode == 2
+    assert "missing secret: OPENAI_API_KEY (searched env)" in proc.stderr
 
 
 def test_a_bad_flow_reference_fails_before_anything_starts(project: Path) -> None:
@@ -158,36 +189,42 @@ DRAIN_TIMEOUT = 3
 
 
 @pytest.fixture
-def worker(project: Path) -> Iterator[Worker]:
-    secret = "lk-secret-" + os.urandom(8).hex()
-    secrets_dir = project / "secrets"
-    secrets_dir.mkdir()
-    (secrets_dir / "LIVEKIT_API_SECRET").write_text(secret + "\n")  # a mounted k8s Secret
-    health, metrics = _free_port(), _free_port()
-    log = project / "worker.log"
-    env = _env(project, HANDOFF_SECRETS="env,files", HANDOFF_SECRETS_DIR=str(secrets_dir),
-               LIVEKIT_URL=f"ws://127.0.0.1:{_free_port()}", LIVEKIT_API_KEY="APIkey",
-               OPENAI_API_KEY="sk-offline", HANDOFF_IDLE_PROCESSES="1",
-               HANDOFF_CHECKPOINT_DIR=str(project / "checkpoints"))
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            _handoff("quietflow:flow", "start", "--health-port", str(health),
-                     "--metrics-port", str(metrics), "--drain-timeout", str(DRAIN_TIMEOUT),
-                     "--max-jobs", "4", "--simulate-call", "smoke-room"),
-            cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )
-    w = Worker(proc, f"http://127.0.0.1:{health}", f"http://127.0.0.1:{metrics}", log,
-               project / "checkpoints", secret)
-    try:
-        yield w
-    finally:
+def start_worker(project: Path) -> Iterator[Any]:
+    """Start ``handoff run MODULE:flow start --simulate-call`` as a subprocess."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(flow: str, drain_timeout: int) -> Worker:
+        secret = "lk-secret-" + os.urandom(8).hex()
+        secrets_dir = project / "secrets"
+        secrets_dir.mkdir(exist_ok=True)
+        (secrets_dir / "LIVEKIT_API_SECRET").write_text(secret + "\n")  # a mounted k8s Secret
+        health, metrics = _free_port(), _free_port()
+        log = project / "worker.log"
+        env = _env(project, HANDOFF_SECRETS="env,files", HANDOFF_SECRETS_DIR=str(secrets_dir),
+                   LIVEKIT_URL=f"ws://127.0.0.1:{_free_port()}", LIVEKIT_API_KEY="APIkey",
+                   OPENAI_API_KEY="sk-offline", HANDOFF_IDLE_PROCESSES="1",
+                   HANDOFF_CHECKPOINT_DIR=str(project / "checkpoints"))
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                _handoff(flow, "start", "--health-port", str(health),
+                         "--metrics-port", str(metrics), "--drain-timeout", str(drain_timeout),
+                         "--max-jobs", "4", "--simulate-call", "smoke-room"),
+                cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                start_new_session=True,
+            )
+        started.append(proc)
+        return Worker(proc, f"http://127.0.0.1:{health}", f"http://127.0.0.1:{metrics}", log,
+                      project / "checkpoints", secret)
+
+    yield start
+    for proc in started:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
-def test_worker_prewarms_reports_load_and_drains_on_sigterm(worker: Worker) -> None:
+def test_worker_prewarms_reports_load_and_drains_on_sigterm(start_worker: Any) -> None:
+    worker: Worker = start_worker("quietflow:flow", DRAIN_TIMEOUT)
     # health endpoint (the Deployment's liveness/readiness probes)
     assert worker.wait_for("health", lambda: worker.get(worker.health + "/")) == "OK"
     # the simulated call is an active job; load = 1 / max_jobs
@@ -218,6 +255,28 @@ def test_worker_prewarms_reports_load_and_drains_on_sigterm(worker: Worker) -> N
     assert saved["flow"] == "quiet" and saved["state"] == "Listen"
     assert saved["call_id"].startswith("mock-job-") and saved["log"] == []
     assert worker.secret not in log  # the LiveKit secret (read from the files provider)
+
+
+def test_sigterm_lets_a_running_call_finish_then_exits_without_waiting_the_drain(
+    start_worker: Any,
+) -> None:
+    """The simulated call hangs up 5 s after it starts: the drain ends with it, long
+    before the 60 s drain timeout, and a call that reached a final state is not
+    checkpointed."""
+    worker: Worker = start_worker("finishingflow:flow", 60)
+    worker.wait_for("an active job", lambda: json.loads(
+        worker.get(worker.health + "/worker")).get("active_jobs", 0) >= 1)
+    started = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    code = worker.proc.wait(timeout=60)
+    elapsed = time.monotonic() - started
+    log = worker.log.read_text()
+    assert code == 0, log[-3000:]
+    assert "draining worker" in log
+    assert "ended in state Done (caller hung up)" in log
+    assert elapsed < 20, elapsed  # the call's ~5 s, not the 60 s drain timeout
+    assert "drain timed out" not in log
+    assert not list(worker.checkpoints.glob("*.json"))
 
 
 # -- pieces ----------------------------------------------------------------------------------
