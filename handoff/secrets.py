@@ -273,7 +273,7 @@ class SecretChain:
           (default ``/var/run/secrets/handoff``);
         - ``VAULT_ADDR`` with ``VAULT_TOKEN`` or ``VAULT_TOKEN_FILE`` — the Vault provider,
           reading ``HANDOFF_VAULT_MOUNT`` (default ``secret``) / ``HANDOFF_VAULT_PATH``
-          (default ``handoff``), ``VAULT_NAMESPACE`` optional;
+          (default ``handoff``), ``VAULT_NAMESPACE`` and ``VAULT_CACERT`` optional;
         - ``HANDOFF_SECRETS_TTL`` — cache seconds (default 300).
         """
         env = os.environ if environ is None else environ
@@ -294,6 +294,7 @@ class SecretChain:
                         token=env.get("VAULT_TOKEN") or None,
                         token_file=env.get("VAULT_TOKEN_FILE") or None,
                         namespace=env.get("VAULT_NAMESPACE") or None,
+                        verify=env.get("VAULT_CACERT") or True,
                     ))
             else:
                 raise SecretError(

@@ -329,3 +329,16 @@ def test_operator_targets_are_normalised_and_configurable_from_env() -> None:
     with pytest.raises(ValueError, match="name=target"):
         CallControl.from_env({"HANDOFF_OPERATORS": "oops"})
     assert issubclass(NoPhoneLine, llm.ToolError)
+
+
+async def test_a_simulated_or_console_job_has_no_phone_line(livekit_server: FakeLiveKit) -> None:
+    """In LiveKit's fake job (console mode, --simulate-call) the default locator finds a
+    job context but no real room: the tools say so instead of calling the server."""
+    from livekit.agents.testing import fake_job_context
+
+    with fake_job_context():
+        model = await talk(CallControl(operators={"human": "tel:+15550199"}),
+                           [call("transfer_call", agent_id="human", reason="x"), "ok"])
+    [out] = tool_outputs(model)
+    assert out.is_error and "simulated call" in out.output
+    assert livekit_server.received == []

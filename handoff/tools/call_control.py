@@ -76,10 +76,10 @@ def job_call_locator(ctx: RunContext[Any]) -> CallHandle:
     from livekit.agents import get_job_context
 
     job = get_job_context(required=False)
-    if job is None:
+    if job is None or job.is_fake_job():
         raise NoPhoneLine(
-            "this session is not connected to a phone call (text mode, no LiveKit room); "
-            "tell the caller what you would have done instead"
+            "this session is not connected to a phone call (text mode, console or a "
+            "simulated call: no LiveKit room); tell the caller what you would have done instead"
         )
     caller = next(
         (p.identity for p in job.room.remote_participants.values()
