@@ -342,3 +342,17 @@ async def test_a_simulated_or_console_job_has_no_phone_line(livekit_server: Fake
     [out] = tool_outputs(model)
     assert out.is_error and "simulated call" in out.output
     assert livekit_server.received == []
+
+
+async def test_end_call_can_keep_the_room(
+    livekit_server: FakeLiveKit, lkapi: api.LiveKitAPI
+) -> None:
+    calls = CallControl(locator=phone_call(lkapi), delete_room=False)
+    session: AgentSession[Any] = AgentSession(llm=ScriptedLLM([call("end_call"), "Bye!"]))
+    closed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    session.on("close", lambda ev: closed.done() or closed.set_result(ev))
+    await session.start(Agent(instructions="x", tools=calls.tools()))
+    await session.run(user_input="bye")
+    await asyncio.wait_for(closed, 5)
+    await calls.wait_idle()
+    assert livekit_server.received == []  # the session ended, the room was left alone

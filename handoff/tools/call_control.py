@@ -209,7 +209,7 @@ class CallControl:
 
             # the goodbye the LLM says in reply to this tool reuses this speech handle
             ctx.speech_handle.add_done_callback(_after_goodbye)
-            if handle is not None and self.delete_room:
+            if handle is not None:
                 session.once("close", lambda _ev: self._on_closed(handle))
             return self.goodbye
 
@@ -299,10 +299,11 @@ class CallControl:
                         span.record_exception(exc)
                         logger.warning("could not delete room %s: %s", handle.room_name, exc)
 
-        if handle.job is not None:  # in a worker: delete, then let the job process end
-            handle.job.add_shutdown_callback(delete)
+        if handle.job is not None:  # in a worker: delete (if asked), then end the job
+            if self.delete_room:
+                handle.job.add_shutdown_callback(delete)
             handle.job.shutdown(reason="call ended")
-        else:
+        elif self.delete_room:
             task = asyncio.get_running_loop().create_task(delete())
             self._background.add(task)
             task.add_done_callback(self._background.discard)
