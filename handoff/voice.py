@@ -12,9 +12,10 @@ The flow's defaults come from ``[tool.handoff.voice]`` of pyproject.toml (or
     language = "en"
 
 A State overrides any of them with a class attribute of the same name, plus the
-turn-taking settings ``interruptible``, ``endpointing_min_delay`` and
-``endpointing_max_delay`` (named apart from the ``Agent`` properties
-``allow_interruptions``/``min_endpointing_delay``, which a class attribute would shadow)::
+turn-taking settings ``turn_mode`` (vad, stt, realtime_llm, manual), ``interruptible``,
+``endpointing_min_delay`` and ``endpointing_max_delay`` (named apart from the ``Agent``
+properties ``turn_detection``/``allow_interruptions``/``min_endpointing_delay``, which a
+class attribute would shadow)::
 
     class Billing(State[Call]):
         tts_voice = "sage"              # billing speaks with another voice
@@ -37,7 +38,9 @@ from typing import Any
 SecretLookup = Callable[[str], str | None]
 
 STATE_VOICE_ATTRS = ("stt_model", "tts_model", "tts_voice", "tts_instructions", "language")
-STATE_TURN_ATTRS = ("interruptible", "endpointing_min_delay", "endpointing_max_delay")
+STATE_TURN_ATTRS = ("turn_mode", "interruptible", "endpointing_min_delay",
+                    "endpointing_max_delay")
+TURN_MODES = ("vad", "stt", "realtime_llm", "manual")
 _ENV = {
     "stt_model": "HANDOFF_STT_MODEL",
     "tts_model": "HANDOFF_TTS_MODEL",
@@ -58,6 +61,8 @@ class VoiceConfig:
     language: str = "en"
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
+    turn_mode: str | None = None
+    """LiveKit's turn detection: vad, stt, realtime_llm or manual (None: LiveKit chooses)."""
     interruptible: bool | None = None
     endpointing_min_delay: float | None = None
     endpointing_max_delay: float | None = None
@@ -92,6 +97,10 @@ class VoiceConfig:
     def turn_handling(self) -> dict[str, Any]:
         """LiveKit ``TurnHandlingOptions`` for the set turn-taking fields (empty if none)."""
         options: dict[str, Any] = {}
+        if self.turn_mode is not None:
+            if self.turn_mode not in TURN_MODES:
+                raise ValueError(f"turn_mode {self.turn_mode!r}: use one of {', '.join(TURN_MODES)}")
+            options["turn_detection"] = self.turn_mode
         if self.interruptible is not None:
             options["interruption"] = {"enabled": self.interruptible}
         endpointing = {}

@@ -321,6 +321,7 @@ class Billing(State[Call]):
     tts_voice: ClassVar[str] = "sage"
     interruptible: ClassVar[bool] = False
     endpointing_min_delay: ClassVar[float] = 0.8
+    turn_mode: ClassVar[str] = "stt"
 
 
 def _flow() -> Flow[Call]:
@@ -344,11 +345,15 @@ def test_per_state_voice_and_turn_overrides_reach_that_states_agent() -> None:
     options = voices.agent_options(Billing)
     assert set(options) == {"tts", "turn_handling"}
     assert options["tts"]._opts.voice == "sage"
-    assert options["turn_handling"] == {"interruption": {"enabled": False},
+    assert options["turn_handling"] == {"turn_detection": "stt",
+                                        "interruption": {"enabled": False},
                                         "endpointing": {"min_delay": 0.8}}
     assert voices.agent_options(Billing)["tts"] is options["tts"]  # made once per process
     agent = Agent(instructions="x", **options)
     assert agent.tts is options["tts"] and agent.allow_interruptions is False
+    assert agent.turn_detection == "stt" and agent.min_endpointing_delay == 0.8
+    with pytest.raises(ValueError, match="turn_mode 'x'"):
+        VoiceConfig(turn_mode="x").turn_handling()
     session = voices.session_options()
     assert session["tts"]._opts.voice == "ash" and session["stt"] is voices.stt()
 
