@@ -186,6 +186,12 @@ class FlowRun(Generic[C]):
         if self.session is not None:
             raise FlowError("this flow run is already attached to a session")
         self.session = session
+        if self.flow.failure_policy.max_failures > session.conn_options.max_unrecoverable_errors:
+            logger.warning(
+                "flow %s: max_failures=%d exceeds the session's max_unrecoverable_errors=%d; "
+                "LiveKit would close the session before the error transition is taken",
+                self.flow.name, self.flow.failure_policy.max_failures,
+                session.conn_options.max_unrecoverable_errors)
         session.userdata = self.context
         session.on("conversation_item_added", self._on_item_added)
         session.on("function_tools_executed", self.failures.on_tools_executed)
