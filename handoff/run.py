@@ -14,6 +14,7 @@ changes back. Between turns ``run.state == session.current_agent.id`` always.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
@@ -134,6 +135,7 @@ class FlowRun(Generic[C]):
         self._llm_override = llm_override
         self._fsm = _FsmModel()
         flow.machine.add_model(self._fsm)
+        self.closed = False
         self._pending: _Pending | None = None
         self._agent: State[C] | None = None
         self._tools: dict[str, llm.FunctionTool] = {}
@@ -174,6 +176,25 @@ class FlowRun(Generic[C]):
     def is_final(self) -> bool:
         return self.flow.is_final(self.state)
 
+    def close(self) -> None:
+        """End the run: release it from the Flow's shared Machine; it can no longer move.
+
+        Called when its session closes; a run made with ``new_run`` (no session) is
+        closed by the caller, or by ``with flow.new_run() as run:``. State, context and
+        log stay readable.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(ValueError):
+            self.flow.machine.remove_model(self._fsm)
+
+    def __enter__(self) -> FlowRun[C]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- attaching to LiveKit ------------------------------------------------------
     async def attach(
         self, session: AgentSession[C], *, wait_opening: bool = False, **start_kwargs: Any
@@ -196,6 +217,7 @@ class FlowRun(Generic[C]):
         session.on("conversation_item_added", self._on_item_added)
         session.on("function_tools_executed", self.failures.on_tools_executed)
         session.on("error", self.failures.on_session_error)
+        session.on("close", lambda _: self.close())
         self._agent = self.make_agent(self.state)
         if wait_opening:
             self.opening = await session.start(self._agent, capture_run=True, **start_kwargs)
@@ -296,6 +318,8 @@ class FlowRun(Generic[C]):
         self, trigger: str, arguments: dict[str, Any], ctx: Any, *, by: MovedBy
     ) -> tuple[_Pending, Any]:
         state = self.state
+        if self.closed:
+            raise FlowError(f"this run of {self.flow.name!r} is closed (its call ended)")
         if self._pending is not None:
             self._refuse(trigger, "busy",
                          f"'{trigger}' was not taken: the transition "
