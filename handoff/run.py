@@ -81,11 +81,14 @@ class FlowObserver(Protocol):
 
 
 class CodeContext(Generic[C]):
-    """What a transition body receives as ``ctx`` when code (not the LLM) moves the flow."""
+    """What a transition body receives as ``ctx`` when code (not the LLM) moves the flow.
+
+    ``session`` is None for a run without a session (``Flow.new_run``).
+    """
 
     def __init__(self, run: FlowRun[C]) -> None:
         self.userdata = run.context
-        self.session = run.session
+        self.session = run._session
 
 
 @dataclass(slots=True)
@@ -129,7 +132,7 @@ class FlowRun(Generic[C]):
         self.call_id = call_id
         self.log: list[TransitionRecord] = []
         self.refusals: list[Refusal] = []
-        self.session: AgentSession[C] | None = None
+        self._session: AgentSession[C] | None = None
         self.resuming = False
         self.opening: RunResult[Any] | None = None
         self._llm_override = llm_override
@@ -150,6 +153,19 @@ class FlowRun(Generic[C]):
     def state(self) -> str:
         """The current state: the FSM's, which is the single source of truth."""
         return self._fsm.state
+
+    @property
+    def session(self) -> AgentSession[C]:
+        """The AgentSession this run drives; FlowError for a run with none (``new_run``)."""
+        if self._session is None:
+            raise FlowError("this run has no session: it was made by new_run(); "
+                            "use flow.start(session) or flow.session()")
+        return self._session
+
+    @property
+    def attached(self) -> bool:
+        """True once the run drives an AgentSession."""
+        return self._session is not None
 
     @property
     def agent(self) -> State[C] | None:
@@ -204,9 +220,9 @@ class FlowRun(Generic[C]):
         With ``wait_opening`` it returns once the first agent's opening reply is done
         (``run.opening`` then holds that RunResult, for tests and text chats).
         """
-        if self.session is not None:
+        if self._session is not None:
             raise FlowError("this flow run is already attached to a session")
-        self.session = session
+        self._session = session
         if self.flow.failure_policy.max_failures > session.conn_options.max_unrecoverable_errors:
             logger.warning(
                 "flow %s: max_failures=%d exceeds the session's max_unrecoverable_errors=%d; "
@@ -283,11 +299,11 @@ class FlowRun(Generic[C]):
         pending, _ = await self._prepare(trigger, arguments, CodeContext(self), by=by)
         if note is not None:
             pending.note = note
-        if self.session is None:
+        if self._session is None:
             return self._commit(pending)
         pending.agent = self._next_agent(pending)
         pending.done = asyncio.get_running_loop().create_future()
-        self.session.update_agent(pending.agent)
+        self._session.update_agent(pending.agent)
         return await pending.done
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
@@ -431,13 +447,13 @@ class FlowRun(Generic[C]):
             )
 
     def _is_active(self, agent: State[C]) -> bool:
-        return self.session is not None and self.session.current_agent is agent
+        return self._session is not None and self._session.current_agent is agent
 
     def _drop_if_unapplied(self, pending: _Pending) -> None:
         """The turn that asked for ``pending`` ended; if LiveKit dropped the handoff, undo it."""
-        if self._pending is not pending or self.session is None:
+        if self._pending is not pending or self._session is None:
             return
-        if self.session.current_agent is pending.agent:
+        if self._session.current_agent is pending.agent:
             return  # LiveKit switches agents after the turn; the commit follows
         self._abandon(pending)
         self._record_refusal(pending.edge.trigger, "interrupted",
