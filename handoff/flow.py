@@ -8,7 +8,7 @@ Machine with ``add_model``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -150,6 +150,8 @@ class Flow(Generic[C]):
             else:
                 self.machine.add_transition(edge.trigger, source=source, dest=edge.target)
         self.observers: list[FlowObserver] = []
+        self.agent_options: Callable[[type[State[Any]]], dict[str, Any]] | None = None
+        """Extra ``Agent`` keyword arguments per State (the worker sets per-state voices)."""
 
     # -- introspection -------------------------------------------------------------
     def triggers_from(self, state: str) -> Mapping[str, Edge]:

@@ -265,6 +265,7 @@ class State(Agent, Generic[C]):
             chat_ctx=chat_ctx,
             tools=transition_tools,
             llm=run.llm_for(self.tier),
+            **(run.flow.agent_options(type(self)) if run.flow.agent_options else {}),
         )
         # ordinary tools get the state's timeout (transition bodies get it in the run)
         self._tools = [

@@ -188,14 +188,22 @@ async def start_call(ctx: JobContext, secrets: SecretChain | None = None) -> Flo
 
     flow: Flow[Any] = ctx.proc.userdata.get("flow") or load_flow(os.environ[FLOW_ENV])
     secrets = secrets or SecretChain.from_env()
-    tiers = Tiers(flow.tiers.configs, source=flow.tiers.source, secrets=secrets)
+    # tier LLMs (and their HTTP clients) are made once per process and shared by its calls
+    tiers = ctx.proc.userdata.get("tiers")
+    if tiers is None:
+        tiers = Tiers(flow.tiers.configs, source=flow.tiers.source, secrets=secrets)
+        ctx.proc.userdata["tiers"] = tiers
     llms = {cls.tier: tiers.llm(cls.tier) for cls in flow.states.values()}
     session_kwargs: dict[str, Any] = {"vad": ctx.proc.userdata.get("vad")}
     start_kwargs: dict[str, Any] = {}
     if ctx.is_fake_job():
         logger.info("simulated call %s: text only, no room", ctx.job.id)
     else:
-        session_kwargs.update(Voices(VoiceConfig.load(), secrets=secrets).session_options())
+        voices = ctx.proc.userdata.get("voices")
+        if voices is None:
+            voices = ctx.proc.userdata["voices"] = Voices(VoiceConfig.load(), secrets=secrets)
+        session_kwargs.update(voices.session_options())
+        flow.agent_options = voices.agent_options  # per-state STT/TTS/turn overrides
         start_kwargs["room"] = ctx.room
     session: AgentSession[Any] = AgentSession(**session_kwargs)
     return await flow.start(session, llm=llms, call_id=ctx.job.id, **start_kwargs)

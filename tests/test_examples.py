@@ -33,3 +33,11 @@ def test_demo_visits_every_state_and_shows_refusals() -> None:
         assert edge in text
     assert "the account is not verified yet" in text and "at most 100.00" in text
     assert '"refund_ticket": "R-9001"' in text
+
+
+def test_callcenter_worker_entrypoint_checks_its_secrets_before_starting() -> None:
+    out = subprocess.run([sys.executable, "-m", "examples.callcenter.worker", "start"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "HANDOFF_SECRETS": "env"})
+    assert out.returncode == 2, out.stderr
+    assert "missing secrets: LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET" in out.stderr

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 import pytest
 from livekit.agents import Agent
+from livekit.agents.utils import is_given
 
 from handoff import Context, Flow, State, TierConfig, Tiers, transition
 from handoff.voice import VoiceConfig, Voices
@@ -404,3 +405,18 @@ async def test_a_call_gets_tiers_whose_keys_come_from_the_secrets_chain(
             assert run.agent.llm._client.api_key == "sk-from-mounted-secret"  # type: ignore[union-attr]
         finally:
             await run.session.aclose()
+
+
+def test_flow_agent_options_hook_gives_each_state_agent_its_own_voice() -> None:
+    """The core hook the worker sets: a State's agent is built with its overrides."""
+    from handoff.testing import ScriptedLLM
+
+    flow = _flow()
+    voices = Voices(VoiceConfig(tts_voice="ash"), secrets=lambda name: f"key-for-{name}")
+    flow.agent_options = voices.agent_options
+    run = flow.new_run(llm=ScriptedLLM(["x"]))
+    billing, front = run.make_agent("Billing"), run.make_agent("Front")
+    assert billing.tts is voices.agent_options(Billing)["tts"]
+    assert billing.tts._opts.voice == "sage" and billing.allow_interruptions is False
+    assert not is_given(front.tts)  # nothing overridden: the session's TTS applies
+    run.close()
