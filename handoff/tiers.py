@@ -109,9 +109,16 @@ class Tiers:
 
     @classmethod
     def load(
-        cls, start: Path | None = None, environ: Mapping[str, str] | None = None
+        cls,
+        start: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        secrets: SecretLookup | None = None,
     ) -> Tiers:
-        """Find handoff.toml or pyproject.toml from ``start`` (default: cwd) upwards."""
+        """Find handoff.toml or pyproject.toml from ``start`` (default: cwd) upwards.
+
+        ``secrets`` looks API keys up by name (e.g. ``handoff.secrets.SecretChain``);
+        the default reads the environment.
+        """
         environ = os.environ if environ is None else environ
         raw, source = _find_tier_table(start or Path.cwd())
         if raw is None:
@@ -120,7 +127,7 @@ class Tiers:
             name: TierConfig.from_mapping(name, data).with_env(environ)
             for name, data in raw.items()
         }
-        return cls(configs, source=source)
+        return cls(configs, source=source, secrets=secrets)
 
     def __contains__(self, name: object) -> bool:
         return name in self.configs
