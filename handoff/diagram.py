@@ -150,11 +150,11 @@ def state_label(state: StateSnap, extra_rows: Iterable[str] = (), ink: str = INK
             + "".join(rows) + "</TABLE>>")
 
 
-def edge_label(edge: EdgeSnap, ink: str = INK, extra: str = "") -> str:
+def edge_label(edge: EdgeSnap, ink: str = INK, extra: str = "", guard_ink: str = GUARD_INK) -> str:
     """The trigger name and, on a second line, the guard in brackets."""
     text = f'<FONT POINT-SIZE="10" COLOR="{ink}">{esc(edge.trigger)}</FONT>'
     if edge.guard:
-        text += f'<BR/><FONT POINT-SIZE="9" COLOR="{GUARD_INK}">[{esc(edge.guard)}]</FONT>'
+        text += f'<BR/><FONT POINT-SIZE="9" COLOR="{guard_ink}">[{esc(edge.guard)}]</FONT>'
     if extra:
         text += f"<BR/>{extra}"
     return f"<{text}>"
