@@ -8,7 +8,7 @@ the arguments are wrong.
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,19 +20,19 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Multi-agent voice AI on LiveKit Agents, as a state machine.")
 
 
-class CheckFormat(str, Enum):
+class CheckFormat(StrEnum):
     text = "text"
     json = "json"
 
 
-class DiagramFormat(str, Enum):
+class DiagramFormat(StrEnum):
     svg = "svg"
     png = "png"
     dot = "dot"
     mermaid = "mermaid"
 
 
-class DiffFormat(str, Enum):
+class DiffFormat(StrEnum):
     svg = "svg"
     png = "png"
     dot = "dot"

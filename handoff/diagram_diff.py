@@ -65,7 +65,7 @@ class FlowDiff:
         return self.old.initial != self.new.initial
 
     def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(STATUSES, 0)
+        out: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for element in [*self.states.values(), *self.edges.values()]:
             out[element.status] += 1
         return out

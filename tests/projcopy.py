@@ -70,7 +70,7 @@ def edit_flow(project: Path, edits: list[tuple[str, str]] = EDITS) -> None:
 
 
 def run_handoff(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m handoff.cli ARGS`` in ``project`` with that copy's handoff first on the path."""
+    """Run ``python -m handoff.cli ARGS`` in ``project``, that copy's handoff first on the path."""
     env = {**os.environ, "PYTHONPATH": str(project)}
     return subprocess.run([sys.executable, "-m", "handoff.cli", *args], cwd=project, env=env,
                           capture_output=True, text=True, timeout=300)

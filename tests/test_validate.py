@@ -11,7 +11,7 @@ from flowgen import TIERS, Ctx, make_flow, make_state, make_transition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handoff import Flow, FlowDefinitionError
+from handoff import Flow, FlowDefinitionError, State
 from handoff.validate import Finding, check
 
 
@@ -23,7 +23,7 @@ def definition_codes(exc: FlowDefinitionError) -> set[str]:
     return {Finding.parse(text).code for text in exc.findings}
 
 
-def build(states: list[type], **kwargs: Any) -> Flow[Any]:
+def build(states: list[type[State[Any]]], **kwargs: Any) -> Flow[Any]:
     kwargs.setdefault("initial", states[0].state_name())
     return Flow("t", context=Ctx, states=states, tiers=TIERS, **kwargs)
 
@@ -172,7 +172,7 @@ def test_guard_reading_methods_and_fields_is_fine() -> None:
 
 
 def test_untyped_argument() -> None:
-    async def go(self: Any, ctx: Any, amount) -> None:  # type: ignore[no-untyped-def]
+    async def go(self: Any, ctx: Any, amount) -> None:  # the missing type is the point
         """Call to go."""
 
     from handoff import transition
@@ -208,7 +208,7 @@ def graphs(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def closure(names: list[str], edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Reflexive transitive closure by Floyd–Warshall (deliberately not a search)."""
+    """Reflexive transitive closure by Floyd-Warshall (deliberately not a search)."""
     reach = {(a, a) for a in names} | edges
     for k in names:
         for i in names:
@@ -232,10 +232,7 @@ def test_graph_findings_agree_with_transitive_closure(spec: dict[str, Any]) -> N
 
     unreachable = {s for s in names if (spec["initial"], s) not in reach}
     dead = {s for s in names if s not in final and not any(a == s != b for a, b in edges)}
-    if final:
-        stuck = {s for s in names if not any((s, f) in reach for f in final)} - dead
-    else:
-        stuck = set()
+    stuck = {s for s in names if final and not any((s, f) in reach for f in final)} - dead
 
     found = check(flow)
     by_code: dict[str, set[str | None]] = {}
