@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from hypothesis import strategies as st
 from livekit.agents import RunContext, function_tool
 
 from handoff import Context, Flow, State, transition
@@ -100,3 +101,23 @@ def chain_flow(n: int, *, name: str = "big") -> Flow[Any]:
     return Flow(name, context=Ctx, initial=names[0], states=states, final=["Done", "Human"],
                 global_transitions=[make_transition("escalate", "Human", method=False)],
                 tiers=TIERS)
+
+
+@st.composite
+def graphs(draw: st.DrawFn, max_states: int = 9) -> dict[str, Any]:
+    """Keyword arguments of :func:`make_flow` for a random (valid) flow graph.
+
+    Triggers are numbered per flow (``t0``, ``t1``...), so two drawn graphs share
+    some (source, trigger) keys, which is what the diff tests need.
+    """
+    n = draw(st.integers(1, max_states))
+    names = [f"S{i}" for i in range(n)]
+    pairs = draw(st.lists(st.tuples(st.sampled_from(names), st.sampled_from(names)),
+                          max_size=3 * n))
+    global_targets = draw(st.lists(st.sampled_from(names), max_size=2, unique=True))
+    final = draw(st.lists(st.sampled_from(names), max_size=n, unique=True))
+    graph: dict[str, list[tuple[str, str]]] = {name: [] for name in names}
+    for i, (source, target) in enumerate(pairs):
+        graph[source].append((f"t{i}", target))
+    return {"graph": graph, "initial": draw(st.sampled_from(names)), "final": final,
+            "global_edges": [(f"g{i}", t) for i, t in enumerate(global_targets)]}

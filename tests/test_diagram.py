@@ -10,11 +10,13 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
-from flowgen import TIERS, Ctx, chain_flow, make_flow, make_state, make_transition
+from flowgen import TIERS, Ctx, chain_flow, graphs, make_flow, make_state, make_transition
+from hypothesis import given, settings
 
 from handoff import Flow
 from handoff.diagram import ACTIVE_FILL, render, to_dot, to_mermaid
 from handoff.diagram_diff import COLORS, compare, diff_dot, diff_markdown, diff_mermaid
+from handoff.guards import context_fields, guard_text
 from handoff.snapshot import FlowSnap, snapshot
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -225,3 +227,40 @@ def test_diff_of_identical_flows_says_so() -> None:
 def test_snapshot_round_trips_through_json() -> None:
     snap = snapshot(callcenter())
     assert FlowSnap.from_json(snap.to_json()) == snap
+
+
+@settings(max_examples=80, deadline=None)
+@given(graphs(max_states=6), graphs(max_states=6))
+def test_diff_statuses_are_the_set_differences(old_spec: dict[str, Any],
+                                               new_spec: dict[str, Any]) -> None:
+    old, new = make_flow(**old_spec), make_flow(**new_spec)
+    diff = compare(old, new)
+
+    def edges(spec: dict[str, Any]) -> dict[tuple[str, str], str]:
+        out = {(s, t): target for s, pairs in spec["graph"].items() for t, target in pairs}
+        return out | {("", t): target for t, target in spec["global_edges"]}
+
+    a, b = edges(old_spec), edges(new_spec)
+    expected_edges = {k: "added" for k in b.keys() - a.keys()}
+    expected_edges |= {k: "removed" for k in a.keys() - b.keys()}
+    expected_edges |= {k: "changed" if a[k] != b[k] else "unchanged" for k in a.keys() & b.keys()}
+    assert {k: e.status for k, e in diff.edges.items()} == expected_edges
+
+    sa, sb = set(old_spec["graph"]), set(new_spec["graph"])
+    expected_states = {s: "added" for s in sb - sa} | {s: "removed" for s in sa - sb}
+    expected_states |= {  # generated states differ only in being final or not
+        s: "changed" if (s in old_spec["final"]) != (s in new_spec["final"]) else "unchanged"
+        for s in sa & sb}
+    assert {k: e.status for k, e in diff.states.items()} == expected_states
+    assert diff.changed == (expected_edges != dict.fromkeys(expected_edges, "unchanged")
+                            or expected_states != dict.fromkeys(expected_states, "unchanged")
+                            or old_spec["initial"] != new_spec["initial"])
+
+
+def test_guard_text_and_fields_of_lambdas_sharing_a_line() -> None:
+    first, second = lambda c: c.alpha > 1, lambda c: c.beta
+    assert (guard_text(first), guard_text(second)) == ("c.alpha > 1", "c.beta")
+    assert (context_fields(first), context_fields(second)) == ({"alpha"}, {"beta"})
+    assert guard_text(None) is None
+    assert len(guard_text(lambda c: c.a_really_long_field_name + c.another_long_name
+                          + c.and_a_third_long_field_name) or "") == 60

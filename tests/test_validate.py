@@ -7,9 +7,8 @@ import functools
 from typing import Any
 
 import pytest
-from flowgen import TIERS, Ctx, make_flow, make_state, make_transition
+from flowgen import TIERS, Ctx, graphs, make_flow, make_state, make_transition
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from handoff import Flow, FlowDefinitionError, State
 from handoff.validate import Finding, check
@@ -192,21 +191,6 @@ def test_strict_turns_warnings_into_errors() -> None:
 
 
 # -- random graphs against an independent computation ---------------------------------
-@st.composite
-def graphs(draw: st.DrawFn) -> dict[str, Any]:
-    n = draw(st.integers(1, 9))
-    names = [f"S{i}" for i in range(n)]
-    pairs = draw(st.lists(st.tuples(st.sampled_from(names), st.sampled_from(names)),
-                          max_size=3 * n))
-    global_targets = draw(st.lists(st.sampled_from(names), max_size=2, unique=True))
-    final = draw(st.lists(st.sampled_from(names), max_size=n, unique=True))
-    graph: dict[str, list[tuple[str, str]]] = {name: [] for name in names}
-    for i, (source, target) in enumerate(pairs):
-        graph[source].append((f"t{i}", target))
-    return {"graph": graph, "initial": draw(st.sampled_from(names)), "final": final,
-            "global_edges": [(f"g{i}", t) for i, t in enumerate(global_targets)]}
-
-
 def closure(names: list[str], edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """Reflexive transitive closure by Floyd-Warshall (deliberately not a search)."""
     reach = {(a, a) for a in names} | edges
@@ -222,8 +206,7 @@ def closure(names: list[str], edges: set[tuple[str, str]]) -> set[tuple[str, str
 @settings(max_examples=150, deadline=None)
 @given(graphs())
 def test_graph_findings_agree_with_transitive_closure(spec: dict[str, Any]) -> None:
-    flow = make_flow(spec["graph"], initial=spec["initial"], final=spec["final"],
-                     global_edges=spec["global_edges"])
+    flow = make_flow(**spec)
     names = list(spec["graph"])
     edges = {(s, t) for s, out in spec["graph"].items() for _, t in out}
     edges |= {(s, t) for s in names for _, t in spec["global_edges"]}
