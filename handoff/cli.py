@@ -145,7 +145,7 @@ def diagram(
         for _, flow, path in targets:
             for written in draw.write(flow, fmt.value, path, highlight=highlight):
                 typer.echo(f"wrote {written}")
-    except ValueError as exc:
+    except (ValueError, draw.GraphvizMissing) as exc:
         raise _fail(str(exc)) from exc
 
 
@@ -174,7 +174,7 @@ def diff(
     A side written GITREV:MODULE:ATTRIBUTE is loaded from that git revision in a
     separate process; the working tree is not touched.
     """
-    from .diagram import render
+    from .diagram import GraphvizMissing, render
     from .diagram_diff import compare, diff_dot, diff_markdown, diff_mermaid
     from .flowref import FlowRefError, load_snapshot
 
@@ -192,7 +192,10 @@ def diff(
     else:
         if output is None:
             raise _fail(f"-f {fmt.value} needs -o PATH")
-        data = render(diff_dot(changes), fmt.value)
+        try:
+            data = render(diff_dot(changes), fmt.value)
+        except GraphvizMissing as exc:
+            raise _fail(str(exc)) from exc
     if output is None:
         typer.echo(data, nl=False)
     else:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import graphviz
 
+from .errors import FlowError
 from .snapshot import EdgeSnap, FlowSnap, StateSnap, snapshot
 
 Format = Literal["svg", "png", "dot", "mermaid"]
@@ -169,8 +170,18 @@ def render(dot: graphviz.Digraph, fmt: str) -> bytes:
     """Run ``dot`` on the digraph: SVG or PNG bytes (raises if Graphviz is missing)."""
     if fmt not in ("svg", "png"):
         raise ValueError(f"dot renders svg or png, not {fmt!r}")
-    data: bytes = dot.pipe(format=fmt)
+    try:
+        data: bytes = dot.pipe(format=fmt)
+    except graphviz.ExecutableNotFound as exc:
+        raise GraphvizMissing(
+            "Graphviz `dot` is not installed: `apt-get install graphviz` (make test does it), "
+            "or use -f dot / -f mermaid"
+        ) from exc
     return data
+
+
+class GraphvizMissing(FlowError):
+    """SVG or PNG was asked for, but Graphviz's ``dot`` program is not on the PATH."""
 
 
 # -- Mermaid --------------------------------------------------------------------------

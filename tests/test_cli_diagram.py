@@ -8,7 +8,6 @@ in-process through typer's runner.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import textwrap
 import xml.etree.ElementTree as ET
@@ -24,7 +23,6 @@ from handoff.diagram_diff import COLORS
 
 runner = CliRunner()
 CALLCENTER = "examples.callcenter.flow:flow"
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` missing")
 
 
 def test_committed_diagrams_are_current(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +105,6 @@ def test_diagram_to_stdout_and_bad_highlight() -> None:
     assert bad.exit_code == 2
 
 
-@needs_dot
 def test_diagram_png_keeps_its_source_beside_it(tmp_path: Path) -> None:
     out = tmp_path / "pics" / "cc.png"
     result = runner.invoke(app, ["diagram", CALLCENTER, "-f", "png", "-o", str(out)])
@@ -121,7 +118,6 @@ def test_diagram_png_keeps_its_source_beside_it(tmp_path: Path) -> None:
     assert check.exit_code == 1 and "differs" in check.output
 
 
-@needs_dot
 def test_check_fails_after_a_flow_edit_and_passes_after_rerendering(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "proj", git=False)
     assert run_handoff(project, "diagram", "examples", "--check").returncode == 0
@@ -177,7 +173,6 @@ def test_diff_against_a_git_revision_lists_exactly_the_changes(repo: Path) -> No
     assert status.split() == ["M", "examples/callcenter/flow.py"]
 
 
-@needs_dot
 def test_diff_svg_between_two_revisions(repo: Path, tmp_path: Path) -> None:
     subprocess.run(["git", "checkout", "-q", "-b", "v2"], cwd=repo, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "v2"],
@@ -213,3 +208,12 @@ def test_diff_unknown_revision_exits_2() -> None:
 def test_diff_png_needs_an_output() -> None:
     result = runner.invoke(app, ["diff", CALLCENTER, CALLCENTER, "-f", "png"])
     assert result.exit_code == 2 and "-o" in result.output
+
+
+def test_missing_graphviz_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` there
+    result = runner.invoke(app, ["diagram", CALLCENTER, "-f", "svg", "-o", str(tmp_path / "x.svg")])
+    assert result.exit_code == 2
+    assert "Graphviz `dot` is not installed" in result.output
+    # the text formats need no Graphviz
+    assert runner.invoke(app, ["diagram", CALLCENTER, "-f", "mermaid"]).exit_code == 0

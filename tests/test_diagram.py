@@ -4,7 +4,6 @@ the output is deterministic, and a diff colours exactly the changed elements."""
 from __future__ import annotations
 
 import random
-import shutil
 import struct
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -21,8 +20,6 @@ from handoff.snapshot import FlowSnap, snapshot
 
 SVG = "{http://www.w3.org/2000/svg}"
 
-pytestmark = pytest.mark.skipif(shutil.which("dot") is None,
-                                reason="Graphviz `dot` is not installed (make test installs it)")
 
 
 def svg_of(dot: Any) -> ET.Element:
