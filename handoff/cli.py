@@ -68,6 +68,8 @@ def check(
         findings = run_check(flow, strict=strict)
         summary = f"{len(flow.states)} states, {len(flow.edges)} transitions"
     except FlowRefError as exc:
+        if fmt is CheckFormat.json:
+            typer.echo(json.dumps({"flow": flow_ref, "loaded": False, "error": str(exc)}))
         raise _fail(str(exc)) from exc
     except FlowDefinitionError as exc:
         loaded = False
@@ -77,7 +79,7 @@ def check(
     warnings = len(findings) - errors
     if fmt is CheckFormat.json:
         typer.echo(json.dumps({
-            "flow": flow_ref, "built": loaded, "strict": strict, "errors": errors,
+            "flow": flow_ref, "loaded": True, "built": loaded, "strict": strict, "errors": errors,
             "warnings": warnings, "findings": [f.to_dict() for f in findings],
         }, indent=2))
     else:

@@ -293,12 +293,15 @@ def source_path(path: Path, fmt: str) -> Path:
 
 def write(flow: Any, fmt: str, path: Path, *, highlight: str | None = None) -> list[Path]:
     """Write the diagram to ``path`` (and its source beside it); return the files written."""
-    text, _ = source_for(flow, fmt, highlight=highlight)
     path.parent.mkdir(parents=True, exist_ok=True)
     written = []
     if fmt in ("svg", "png"):
-        path.write_bytes(render(to_dot(flow, highlight=highlight), fmt))
+        dot = to_dot(flow, highlight=highlight)
+        path.write_bytes(render(dot, fmt))
         written.append(path)
+        text = dot.source
+    else:
+        text, _ = source_for(flow, fmt, highlight=highlight)
     src = source_path(path, fmt)
     src.write_text(text)
     written.append(src)

@@ -93,6 +93,9 @@ def test_check_cannot_load_exits_2(ref: str) -> None:
     result = runner.invoke(app, ["check", ref])
     assert result.exit_code == 2, result.output
     assert "error:" in result.output
+    as_json = runner.invoke(app, ["check", ref, "--format", "json"])
+    assert as_json.exit_code == 2
+    assert json.loads(as_json.stdout)["loaded"] is False
 
 
 # -- diagram ----------------------------------------------------------------------------
