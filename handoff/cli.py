@@ -181,7 +181,8 @@ def diff(
     from .flowref import FlowRefError, load_snapshot
 
     try:
-        changes = compare(load_snapshot(old), load_snapshot(new))
+        changes = compare(load_snapshot(old), load_snapshot(new),
+                          labels=(_side_label(old, new), _side_label(new, old)))
     except FlowRefError as exc:
         raise _fail(str(exc)) from exc
     data: Any
@@ -208,6 +209,15 @@ def diff(
             output.write_text(data)
         typer.echo(f"wrote {output}")
     raise typer.Exit(1 if exit_code and changes.changed else 0)
+
+
+def _side_label(ref: str, other: str) -> str:
+    """``main`` for ``main:pkg.flow:flow``, ``working tree`` for ``pkg.flow:flow``; the
+    whole reference when the two sides name different modules."""
+    rev = ref.split(":")[0] if ref.count(":") == 2 else None
+    if ref.split(":")[-2:] != other.split(":")[-2:]:
+        return ref
+    return rev or "working tree"
 
 
 def main() -> None:

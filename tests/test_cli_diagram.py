@@ -168,6 +168,7 @@ def test_diff_against_a_git_revision_lists_exactly_the_changes(repo: Path) -> No
     assert result.returncode == 1, result.stderr  # they differ
     rows = [r for r in result.stdout.splitlines() if r.startswith("| ") and "---" not in r]
     assert rows[1:] == EXPECTED_ROWS
+    assert result.stdout.startswith("### Flow `callcenter`: base → working tree\n")
     assert "2 added, 1 removed, 2 changed, 6 unchanged" in result.stdout
     # the working tree was not touched
     assert (repo / "examples/callcenter/flow.py").read_text() == before

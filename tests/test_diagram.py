@@ -203,6 +203,7 @@ def test_diff_markdown_lists_only_changes() -> None:
     old, new = two_versions()
     text = diff_markdown(compare(old, new))
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert text.startswith("### Flow `v`: v1 → v2\n")
     assert rows[0] == "| change | element | details |"
     assert len(rows) == 1 + 8  # C, D, E; A.ac, B.bd, C.cd, E.ed, any.human
     assert "| 🟠 changed | state `D` | tier: fast → smart |" in rows
