@@ -10,10 +10,11 @@ from .errors import FlowDefinitionError, FlowError, TransitionRefused, UnknownTi
 from .flow import Edge, Flow
 from .history import HistoryPolicy
 from .run import FlowObserver, FlowRun, Refusal, TransitionRecord
-from .state import State, TransitionDef, transition
+from .state import RETURN, State, TransitionDef, transition
 from .tiers import TierConfig, Tiers
 
 __all__ = [
+    "RETURN",
     "Context",
     "Edge",
     "Flow",

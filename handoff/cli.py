@@ -1,13 +1,11 @@
-"""The ``handoff`` command. This branch adds ``check``, ``diagram`` and ``diff``.
-
-Exit status, the same for all three: 0 fine, 1 something to act on (findings,
-stale diagrams, a diff with ``--exit-code``), 2 the flow could not be loaded or
-the arguments are wrong.
-"""
+"""The ``handoff`` command: talk to a flow, check it, draw it, run it as a worker."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,11 +13,84 @@ from typing import Annotated, Any
 import typer
 
 from .errors import FlowDefinitionError
+from .loading import FlowLoadError, load_flow
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Multi-agent voice AI on LiveKit Agents, as a state machine.")
 
 
+@app.callback()
+def _root() -> None:
+    """handoff: multi-agent voice AI on LiveKit Agents, as a state machine."""
+
+
+@app.command()
+def chat(
+    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE")],
+    script: Annotated[
+        str | None,
+        typer.Option(help="MODULE:ATTRIBUTE of a ScriptedLLM reply list or policy, to chat offline"),
+    ] = None,
+) -> None:
+    """A text conversation with the flow in the terminal, through a real AgentSession.
+
+    Each line you type is a caller turn; the agent's replies, its tool calls and every
+    transition are printed as they happen. End with Ctrl-D.
+    """
+    try:
+        flow = load_flow(flow_ref)
+    except FlowLoadError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    llm: Any = None
+    if script is not None:
+        from .testing import ScriptedLLM
+
+        module, _, attr = script.partition(":")
+        replies = getattr(__import__(module, fromlist=[attr]), attr)
+        llm = ScriptedLLM(replies)
+    else:
+        missing = [t for t in {c.tier for c in flow.states.values()} if not flow.tiers.is_configured(t)]
+        if missing:
+            typer.echo(
+                f"error: tiers {sorted(missing)} cannot reach a model: set OPENAI_API_KEY (or the "
+                "tier's api_key_env), point the tier's base_url at an OpenAI-compatible server, "
+                "or pass --script MODULE:ATTR to chat with a scripted LLM",
+                err=True,
+            )
+            raise typer.Exit(2)
+    logging.basicConfig(level=logging.ERROR)
+    asyncio.run(_chat(flow, llm))
+
+
+async def _chat(flow: Any, llm: Any) -> None:
+    from .transcript import TranscriptPrinter
+
+    async with flow.session(llm=llm) as run:
+        printer = TranscriptPrinter(run)
+        typer.echo(f"[{run.state}]")
+        typer.echo("\n".join(printer.lines(run.opening)))
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, _read_line)
+            if line is None:
+                break
+            if not line.strip():
+                continue
+            result = await run.session.run(user_input=line)
+            typer.echo("\n".join(printer.lines(result)))
+            typer.echo(f"[{run.state}]")
+        typer.echo(f"context: {run.context.model_dump_json()}")
+
+
+def _read_line() -> str | None:
+    sys.stdout.write("caller> ")
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    return None if line == "" else line.rstrip("\n")
+
+
+# -- check, diagram, diff ---------------------------------------------------------------
 class CheckFormat(StrEnum):
     text = "text"
     json = "json"

@@ -18,8 +18,9 @@ from transitions import Machine
 
 from .context import Context
 from .errors import FlowDefinitionError
+from .failures import FailurePolicy
 from .history import HistoryPolicy
-from .state import State, TransitionDef
+from .state import RETURN, State, TransitionDef
 from .tiers import Tiers
 
 if TYPE_CHECKING:
@@ -44,6 +45,23 @@ class Edge:
     def is_global(self) -> bool:
         return self.source is None
 
+    @property
+    def is_return(self) -> bool:
+        """True for ``to=RETURN``: the target is the top of the run's return stack."""
+        return self.target == RETURN
+
+
+class _ReturnsTo:
+    """Condition of a return edge's Machine transition to one concrete state."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def __call__(self, return_to: str | None = None, **_: Any) -> bool:
+        return return_to == self.state
+
 
 class Flow(Generic[C]):
     """A conversation as a finite state machine of specialised agents.
@@ -57,6 +75,9 @@ class Flow(Generic[C]):
         global_transitions: module-level ``@transition`` functions valid from every state.
         tiers: the tier table; defaults to ``Tiers.load()`` (pyproject/handoff.toml/env).
         version: the flow's version, stored with checkpoints.
+        error_transition: the trigger taken after ``max_failures`` failures in a row or a
+            loop (``max_transitions`` moves, or ``max_ping_pong`` back-and-forths); a State
+            may name its own with ``error_transition``. See :mod:`handoff.failures`.
     """
 
     def __init__(
@@ -70,11 +91,17 @@ class Flow(Generic[C]):
         global_transitions: Sequence[TransitionDef] = (),
         tiers: Tiers | None = None,
         version: str = "1",
+        error_transition: str | None = None,
+        max_failures: int = 2,
+        max_transitions: int = 50,
+        max_ping_pong: int = 3,
     ) -> None:
         from .validate import definition_errors
 
         self.name = name
         self.version = version
+        self.failure_policy = FailurePolicy(error_transition, max_failures, max_transitions,
+                                            max_ping_pong)
         self.context_type = context
         self.tiers = tiers if tiers is not None else Tiers.load()
         self.state_classes: list[type[State[Any]]] = list(states)
@@ -115,9 +142,13 @@ class Flow(Generic[C]):
             send_event=False,
         )
         for edge in self.edges:
-            self.machine.add_transition(
-                edge.trigger, source="*" if edge.is_global else edge.source, dest=edge.target
-            )
+            source = "*" if edge.source is None else edge.source
+            if edge.is_return:  # one Machine transition per possible state to come back to
+                for back in self.states:
+                    self.machine.add_transition(edge.trigger, source=source, dest=back,
+                                                conditions=[_ReturnsTo(back)])
+            else:
+                self.machine.add_transition(edge.trigger, source=source, dest=edge.target)
         self.observers: list[FlowObserver] = []
 
     # -- introspection -------------------------------------------------------------
@@ -129,7 +160,7 @@ class Flow(Generic[C]):
         return state in self.final
 
     def _resolve_target(self, tdef: TransitionDef) -> str:
-        if isinstance(tdef.to, str):
+        if isinstance(tdef.to, str):  # a state name, or RETURN
             return tdef.to
         # a class target: the flow's state of that name, or the flow's subclass of it
         if tdef.to.state_name() in self.states:

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import FlowDefinitionError, FlowError
+from .errors import FlowDefinitionError
 from .flow import Flow
+from .loading import FlowLoadError
 from .snapshot import FlowSnap, snapshot
 
 
-class FlowRefError(FlowError):
+class FlowRefError(FlowLoadError):
     """The reference could not be loaded: bad syntax, import error, no such name, not a Flow."""
 
 

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from livekit.agents import AgentSession, RunContext, llm
-from livekit.agents.voice.run_result import RunResult
 from livekit.agents.llm.tool_context import FunctionToolInfo, ToolFlag
+from livekit.agents.voice.run_result import RunResult
 
 from .context import Context
 from .errors import FlowError, TransitionRefused
+from .failures import FailureWatch
+from .history import add_summary
 
 if TYPE_CHECKING:
     from livekit.agents.voice.events import ConversationItemAddedEvent
@@ -38,7 +40,7 @@ logger = logging.getLogger("handoff")
 
 C = TypeVar("C", bound=Context)
 
-MovedBy = Literal["llm", "code"]
+MovedBy = Literal["llm", "code", "failover"]
 RefusalKind = Literal["invalid", "guard", "busy", "body", "error", "interrupted"]
 _IMMUTABLE = (str, int, float, bool, type(None), bytes, tuple, frozenset)
 
@@ -89,12 +91,14 @@ class CodeContext(Generic[C]):
 class _Pending:
     edge: Edge
     source: str
+    target: str
     arguments: dict[str, Any]
     snapshot: dict[str, Any]
     by: MovedBy
     note: str | None = None
     agent: State[Any] | None = None
     done: asyncio.Future[TransitionRecord] | None = field(default=None)
+    to_summarise: list[llm.ChatMessage] = field(default_factory=list)
 
 
 class _FsmModel:
@@ -133,6 +137,11 @@ class FlowRun(Generic[C]):
         self._pending: _Pending | None = None
         self._agent: State[C] | None = None
         self._tools: dict[str, llm.FunctionTool] = {}
+        self.return_stack: list[str] = []
+        """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
+        self.failures = FailureWatch(self)
+        self.summary: asyncio.Task[str | None] | None = None
+        """The latest background history summary (``history="summary"``), if any."""
 
     # -- reading -------------------------------------------------------------------
     @property
@@ -148,6 +157,15 @@ class FlowRun(Generic[C]):
     @property
     def in_transition(self) -> bool:
         return self._pending is not None
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self.failures.consecutive
+
+    @property
+    def failover(self) -> asyncio.Task[Any] | None:
+        """The task taking the error transition, once failures or a loop called for it."""
+        return self.failures.failover
 
     def available(self) -> list[str]:
         """The triggers valid from the current state."""
@@ -170,6 +188,8 @@ class FlowRun(Generic[C]):
         self.session = session
         session.userdata = self.context
         session.on("conversation_item_added", self._on_item_added)
+        session.on("function_tools_executed", self.failures.on_tools_executed)
+        session.on("error", self.failures.on_session_error)
         self._agent = self.make_agent(self.state)
         if wait_opening:
             self.opening = await session.start(self._agent, capture_run=True, **start_kwargs)
@@ -195,7 +215,7 @@ class FlowRun(Generic[C]):
             return override["*"]
         return self.flow.tiers.llm(tier)
 
-    def tools_for(self, state: str) -> list[llm.FunctionTool]:
+    def tools_for(self, state: str) -> list[llm.Tool | llm.Toolset]:
         """The transition tools the agent of ``state`` offers (made once per run)."""
         return [self._tool(edge) for edge in self.flow.triggers_from(state).values()]
 
@@ -227,8 +247,14 @@ class FlowRun(Generic[C]):
         declared transition from the current state. Raises ``TransitionRefused``
         (with the reason) when the move is not allowed; nothing changes then.
         """
-        trigger = self._trigger_for(target)
-        pending, _ = await self._prepare(trigger, arguments, CodeContext(self), by="code")
+        return await self._go(self._trigger_for(target), arguments, by="code")
+
+    async def _go(
+        self, trigger: str, arguments: dict[str, Any], *, by: MovedBy, note: str | None = None
+    ) -> TransitionRecord:
+        pending, _ = await self._prepare(trigger, arguments, CodeContext(self), by=by)
+        if note is not None:
+            pending.note = note
         if self.session is None:
             return self._commit(pending)
         pending.agent = self._next_agent(pending)
@@ -241,7 +267,7 @@ class FlowRun(Generic[C]):
         pending.agent = self._next_agent(pending)
         ctx.speech_handle.add_done_callback(lambda _: self._drop_if_unapplied(pending))
         # the new agent speaks next (from on_enter); the old one must not answer the tool
-        done = f"Handed over to {pending.edge.target}."
+        done = f"Handed over to {pending.target}."
         return pending.agent, llm.ToolResult(done, reply_required=False)
 
     def _trigger_for(self, target: str) -> str:
@@ -285,30 +311,55 @@ class FlowRun(Generic[C]):
         if reason is not None:
             self._refuse(trigger, "guard", f"'{trigger}' refused: {reason}")
 
-        pending = _Pending(edge, state, dict(arguments), self._snapshot(), by)
+        target = edge.target
+        if edge.is_return:
+            if not self.return_stack:
+                self._refuse(trigger, "invalid", f"'{trigger}' refused: there is no earlier "
+                             "state to return to in this call.")
+            target = self.return_stack[-1]
+        pending = _Pending(edge, state, target, dict(arguments), self._snapshot(), by)
         self._pending = pending
+        timeout = self.flow.states[state].tool_timeout
         try:
-            output = await edge.transition.run_body(self._agent, ctx, arguments)
+            async with asyncio.timeout(timeout):
+                output = await edge.transition.run_body(self._agent, ctx, arguments)
             pending.note = None if output is None else str(output)
         except TransitionRefused as exc:
             self._abandon(pending)
             self._refuse(trigger, "body", f"'{trigger}' refused: {exc.message}")
+        except TimeoutError:
+            self._abandon(pending)
+            self._refuse(trigger, "error", f"'{trigger}' took longer than {timeout:g} s and was "
+                         "not taken; the flow stays where it is.")
         except Exception as exc:
             self._abandon(pending)
             logger.exception("transition body %s raised", trigger)
             self._refuse(trigger, "error",
                          f"'{trigger}' failed ({type(exc).__name__}: {exc}); "
                          "the flow stays where it is.")
+        except BaseException:  # cancelled: the caller interrupted the turn mid-body
+            self._abandon(pending)
+            self._record_refusal(trigger, "interrupted",
+                                 f"'{trigger}' was interrupted before it finished")
+            raise
         return pending, output
 
     def _next_agent(self, pending: _Pending) -> State[C]:
-        edge = pending.edge
-        policy = edge.transition.history or self.flow.history_policies[edge.target]
+        policy = pending.edge.transition.history or self.flow.history_policies[pending.target]
         old = self._agent.chat_ctx if self._agent is not None else llm.ChatContext.empty()
-        return self.make_agent(edge.target, chat_ctx=policy.carry(old), note=pending.note)
+        if policy.kind == "summary":
+            pending.to_summarise = policy.left_behind(old)
+        return self.make_agent(pending.target, chat_ctx=policy.carry(old), note=pending.note)
 
     def _commit(self, pending: _Pending) -> TransitionRecord:
-        self._fsm.trigger(pending.edge.trigger)  # type: ignore[attr-defined]
+        edge = pending.edge
+        if edge.is_return:
+            self._fsm.trigger(edge.trigger, return_to=pending.target)  # type: ignore[attr-defined]
+            self.return_stack.pop()
+        else:
+            self._fsm.trigger(edge.trigger)  # type: ignore[attr-defined]
+        if edge.transition.returns:
+            self.return_stack.append(pending.source)
         record = TransitionRecord(
             pending.source, self.state, pending.edge.trigger, pending.arguments, time.time(), pending.by
         )
@@ -316,6 +367,10 @@ class FlowRun(Generic[C]):
         self._pending = None
         if pending.agent is not None:
             self._agent = pending.agent
+            if pending.to_summarise:
+                model = self.llm_for(pending.agent.tier)
+                self.summary = asyncio.get_running_loop().create_task(
+                    add_summary(pending.agent, pending.to_summarise, model, self.failures.forgive))
         if pending.done is not None and not pending.done.done():
             pending.done.set_result(record)
         for observer in self.flow.observers:
@@ -323,6 +378,7 @@ class FlowRun(Generic[C]):
                 observer.on_transition(self, record)
             except Exception:
                 logger.exception("flow observer failed on a transition")
+        self.failures.after_transition()
         return record
 
     def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
@@ -385,6 +441,8 @@ class FlowRun(Generic[C]):
                 observer.on_refusal(self, refusal)
             except Exception:
                 logger.exception("flow observer failed on a refusal")
+        if kind == "error":
+            self.failures.note(reason)
 
     def __repr__(self) -> str:
         return f"<FlowRun {self.flow.name} state={self.state} transitions={len(self.log)}>"

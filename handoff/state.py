@@ -18,11 +18,14 @@ docstring is what the LLM reads, the typed parameters are what it must supply.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_type_hints
 
-from livekit.agents import Agent, RunContext, llm
+from livekit.agents import Agent, RunContext, ToolError, llm
 from livekit.agents.llm.utils import is_context_type
 
 from .context import Context
@@ -32,8 +35,12 @@ if TYPE_CHECKING:
     from .run import FlowRun
 
 C = TypeVar("C", bound=Context)
+logger = logging.getLogger("handoff")
 
 Guard = Callable[..., bool]
+
+RETURN = "<return>"
+"""Target of a transition that goes back to the state that started a side trip."""
 Body = Callable[..., Awaitable[Any]]
 
 
@@ -54,6 +61,7 @@ class TransitionDef:
         refused: str | Callable[[Any], str] | None,
         history: str | None,
         name: str | None,
+        returns: bool = False,
     ) -> None:
         if not inspect.iscoroutinefunction(func):
             raise TypeError(f"@transition {func.__qualname__} must be an `async def`")
@@ -63,6 +71,7 @@ class TransitionDef:
         self.refused = refused
         self.history = HistoryPolicy.parse(history) if history is not None else None
         self.name = name or func.__name__
+        self.returns = returns
         self.doc = inspect.getdoc(func) or ""
         self.owner: type[State[Any]] | None = None
         self.is_method, self.context_param, self.params = _split_signature(func)
@@ -72,7 +81,7 @@ class TransitionDef:
 
     # -- descriptor protocol: the class body names it, instances do not turn it into a tool
     def __set_name__(self, owner: type, attr: str) -> None:
-        self.owner = owner  # type: ignore[assignment]
+        self.owner = owner
 
     def __get__(self, obj: object, objtype: type | None = None) -> TransitionDef:
         return self
@@ -143,6 +152,7 @@ def transition(
     refused: str | Callable[[Any], str] | None = None,
     history: str | None = None,
     name: str | None = None,
+    returns: bool = False,
 ) -> Callable[[Body], TransitionDef]:
     """Declare an edge of the flow, offered to the LLM as a function tool.
 
@@ -154,6 +164,9 @@ def transition(
             function of the Context returning text).
         history: the history policy for this edge, overriding the target state's.
         name: the trigger/tool name; defaults to the function's name.
+        returns: this edge starts a side trip: the current state is pushed on the run's
+            return stack, and a transition with ``to=RETURN`` in the side trip comes back
+            to it (a dialogue stack, like Rasa's).
 
     The decorated ``async def`` receives the ``RunContext`` (if it declares one) and the
     arguments the LLM supplied; it may update ``ctx.userdata`` and may raise
@@ -162,7 +175,8 @@ def transition(
     """
 
     def decorate(func: Body) -> TransitionDef:
-        return TransitionDef(func, to=to, when=when, refused=refused, history=history, name=name)
+        return TransitionDef(func, to=to, when=when, refused=refused, history=history, name=name,
+                             returns=returns)
 
     return decorate
 
@@ -183,6 +197,10 @@ class State(Agent, Generic[C]):
     """Whether the agent speaks as soon as it becomes active (it greets / continues)."""
     entry_prompt: ClassVar[str | None] = None
     """Optional instructions for that first reply (e.g. "greet the caller")."""
+    tool_timeout: ClassVar[float] = 30.0
+    """Seconds a tool or transition body may run before it is stopped and reported."""
+    error_transition: ClassVar[str | None] = None
+    """This state's error transition; None uses the Flow's."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -196,6 +214,11 @@ class State(Agent, Generic[C]):
             delattr(cls, "instructions")
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
+        # a raising on_enter/on_exit must not leave the call silent or the handoff half-done:
+        # the move is complete (LiveKit switched agents), the failure is counted and reported
+        for hook in ("on_enter", "on_exit"):
+            if hook in cls.__dict__ and not getattr(cls.__dict__[hook], "_handoff_guarded", False):
+                setattr(cls, hook, _guarded_hook(cls.__dict__[hook], hook))
 
     @classmethod
     def state_name(cls) -> str:
@@ -235,13 +258,20 @@ class State(Agent, Generic[C]):
         note: str | None = None,
     ) -> None:
         self._run = run
+        transition_tools = run.tools_for(self.name)
         super().__init__(
             instructions=self.compose_instructions(run.context, note),
             id=self.name,
             chat_ctx=chat_ctx,
-            tools=run.tools_for(self.name),
+            tools=transition_tools,
             llm=run.llm_for(self.tier),
         )
+        # ordinary tools get the state's timeout (transition bodies get it in the run)
+        self._tools = [
+            t if t in transition_tools or not isinstance(t, llm.FunctionTool)
+            else _with_timeout(t, self.tool_timeout)
+            for t in self._tools
+        ]
 
     @property
     def run(self) -> FlowRun[C]:
@@ -269,6 +299,41 @@ class State(Agent, Generic[C]):
                 self.session.generate_reply(instructions=self.entry_prompt)
             else:
                 self.session.generate_reply()
+
+
+def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
+    @functools.wraps(hook)
+    async def guarded(self: State[Any]) -> None:
+        try:
+            await hook(self)
+        except Exception as exc:
+            logger.exception("%s.%s raised", type(self).__name__, name)
+            self._run.failures.note(f"{type(self).__name__}.{name} raised {exc!r}")
+            if name == "on_enter" and self.speaks_first:
+                self.session.generate_reply(instructions=(
+                    "Something went wrong while preparing this step. Apologise in one short "
+                    "sentence and ask how you can help."))
+
+    guarded._handoff_guarded = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _with_timeout(tool: llm.FunctionTool, seconds: float) -> llm.FunctionTool:
+    """The same tool (name, schema, docstring), stopped with a ToolError after ``seconds``."""
+    name = tool.info.name
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(seconds):
+                return await tool(*args, **kwargs)
+        except TimeoutError:
+            raise ToolError(
+                f"{name} took longer than {seconds:g} s and was stopped; it may be retried, "
+                "or offer the caller a human"
+            ) from None
+
+    functools.update_wrapper(timed, tool)
+    return llm.FunctionTool(timed, tool.info)
 
 
 def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Parameter]]:

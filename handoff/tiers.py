@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from livekit.agents import llm
+from livekit.agents.llm import LLM
 
 from .errors import UnknownTierError
 
@@ -98,7 +99,7 @@ class Tiers:
         self.configs = dict(configs)
         self.source = source
         self._secrets: SecretLookup = secrets or os.environ.get
-        self._llms: dict[str, llm.LLM] = {}
+        self._llms: dict[str, LLM] = {}
         for cfg in self.configs.values():
             for fb in cfg.fallbacks:
                 if fb not in self.configs:
@@ -137,7 +138,7 @@ class Tiers:
         cfg = self._config(name)
         return bool(cfg.base_url) or bool(self._secrets(cfg.api_key_env))
 
-    def llm(self, name: str) -> llm.LLM:
+    def llm(self, name: str) -> LLM:
         """The shared livekit LLM of a tier (with its fallbacks), made on first use."""
         if name not in self._llms:
             cfg = self._config(name)
@@ -154,7 +155,7 @@ class Tiers:
                 f"({self.source})"
             ) from None
 
-    def _make(self, cfg: TierConfig) -> llm.LLM:
+    def _make(self, cfg: TierConfig) -> LLM:
         from livekit.plugins import openai
 
         key = self._secrets(cfg.api_key_env)

@@ -113,7 +113,7 @@ def definition_errors(flow: Flow[Any]) -> list[Finding]:
     for edge in flow.edges:
         where = edge.source or "global"
         per_source[(edge.source, edge.trigger)] += 1
-        if edge.target not in flow.states:
+        if edge.target not in flow.states and not edge.is_return:
             out.append(Finding("error", "unknown-target",
                                f"transition goes to unknown state {edge.target!r}",
                                f"add a State named {edge.target} to the flow or fix `to=`",
@@ -128,6 +128,16 @@ def definition_errors(flow: Flow[Any]) -> list[Finding]:
             out.append(Finding("error", "duplicate-trigger",
                                f"trigger {edge.trigger!r} is also a global transition",
                                "rename one of them", state=where, trigger=edge.trigger))
+    triggers = {e.trigger for e in flow.edges}
+    error_transitions = [(None, flow.failure_policy.error_transition)] + [
+        (name, cls.error_transition) for name, cls in flow.states.items()
+    ]
+    for state, trigger in error_transitions:
+        if trigger is not None and trigger not in triggers:
+            out.append(Finding("error", "unknown-error-transition",
+                               f"error transition {trigger!r} is not a declared trigger",
+                               "name a declared (usually global) transition, e.g. escalate_to_human",
+                               state=state))
     for (source, trigger), count in per_source.items():
         if count > 1:
             out.append(Finding("error", "duplicate-trigger",

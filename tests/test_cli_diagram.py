@@ -15,11 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from projcopy import ROOT, copy_project, edit_flow, run_handoff
 from typer.testing import CliRunner
 
 from handoff.cli import app
 from handoff.diagram_diff import COLORS
+
+from .projcopy import ROOT, copy_project, edit_flow, run_handoff
 
 runner = CliRunner()
 CALLCENTER = "examples.callcenter.flow:flow"
@@ -43,7 +44,7 @@ def flow_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[st
     def write(body: str) -> str:
         name = f"flows_{tmp_path.name.replace('-', '_')}"
         (tmp_path / f"{name}.py").write_text(
-            "from flowgen import make_flow, make_state, make_transition\n"
+            "from tests.flowgen import make_flow, make_state, make_transition\n"
             + textwrap.dedent(body))
         return name
 

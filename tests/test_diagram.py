@@ -9,7 +9,6 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
-from flowgen import TIERS, Ctx, chain_flow, graphs, make_flow, make_state, make_transition
 from hypothesis import given, settings
 
 from handoff import Flow
@@ -17,6 +16,8 @@ from handoff.diagram import ACTIVE_FILL, render, to_dot, to_mermaid
 from handoff.diagram_diff import COLORS, compare, diff_dot, diff_markdown, diff_mermaid
 from handoff.guards import context_fields, guard_text
 from handoff.snapshot import FlowSnap, snapshot
+
+from .flowgen import TIERS, Ctx, chain_flow, graphs, make_flow, make_state, make_transition
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -7,11 +7,12 @@ import functools
 from typing import Any
 
 import pytest
-from flowgen import TIERS, Ctx, graphs, make_flow, make_state, make_transition
 from hypothesis import given, settings
 
 from handoff import Flow, FlowDefinitionError, State
 from handoff.validate import Finding, check
+
+from .flowgen import TIERS, Ctx, graphs, make_flow, make_state, make_transition
 
 
 def codes(findings: list[Finding]) -> list[tuple[str, str | None]]:

@@ -15,16 +15,8 @@ import logging
 import sys
 from typing import Any
 
-from livekit.agents.voice.run_result import (
-    AgentHandoffEvent,
-    ChatMessageEvent,
-    FunctionCallEvent,
-    FunctionCallOutputEvent,
-    RunResult,
-)
-
-from handoff import FlowRun
 from handoff.testing import Reply, ScriptedLLM, call
+from handoff.transcript import TranscriptPrinter
 
 from .flow import flow
 
@@ -73,24 +65,6 @@ def _real_llm_available() -> bool:
     return all(flow.tiers.is_configured(cls.tier) for cls in flow.states.values())
 
 
-def _print_events(result: RunResult[Any], run: FlowRun[Any], shown: list[int]) -> None:
-    for event in result.events:
-        if isinstance(event, ChatMessageEvent) and event.item.role == "assistant":
-            print(f"  agent: {event.item.text_content}")
-        elif isinstance(event, FunctionCallEvent):
-            print(f"    · {event.item.name}({event.item.arguments})")
-        elif isinstance(event, FunctionCallOutputEvent):
-            tag = "refused/error" if event.item.is_error else "→"
-            print(f"      {tag} {event.item.output}")
-        elif isinstance(event, AgentHandoffEvent):
-            for record in run.log[len(shown):]:
-                tier = flow.states[record.target].tier
-                print(f"  ══ transition {record.source} → {record.target} by {record.trigger}"
-                      f"{record.arguments or ''}  [{record.target} runs on tier "
-                      f"'{tier}': {flow.tiers.describe(tier)}]")
-                shown.append(1)
-
-
 async def main() -> int:
     logging.basicConfig(level=logging.ERROR)  # LiveKit logs each refused tool call; we print them
     real = _real_llm_available()
@@ -105,15 +79,15 @@ async def main() -> int:
               "base_url to use a real model.")
     print(f"flow: {flow.name} — states {', '.join(flow.states)}; starts in {flow.initial}\n")
 
-    shown: list[int] = []
     async with flow.session(llm=scripted) as run:
         assert run.session is not None and run.opening is not None
+        printer = TranscriptPrinter(run)
         print(f"[{run.state}]")
-        _print_events(run.opening, run, shown)
+        print(*printer.lines(run.opening), sep="\n")
         for line in CALLER:
             print(f"\ncaller: {line}")
             result = await run.session.run(user_input=line)
-            _print_events(result, run, shown)
+            print(*printer.lines(result), sep="\n")
             print(f"[{run.state}]")
 
         print("\n── transitions taken ──")

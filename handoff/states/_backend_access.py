@@ -13,4 +13,4 @@ def backend_of(state: Any) -> AccountBackend:
             f"{type(state).__name__}.backend is not set: give the state an AccountBackend "
             "(class attribute `backend = MyBackend()`)"
         )
-    return backend  # type: ignore[no-any-return]
+    return backend

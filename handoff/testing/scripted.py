@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,12 @@ class Reply:
     calls: tuple[ToolCall, ...] = ()
     delay: float = 0.0
     error: Exception | None = None
+    pause: Callable[[], Awaitable[None]] | None = None
+    """Awaited before the reply streams: lets a test hold the model mid-request."""
+    calls_first: bool = False
+    """Stream the tool calls before the text (LiveKit starts tools while text streams)."""
+    pause_between: Callable[[], Awaitable[None]] | None = None
+    """Awaited between the first part and the second: holds the stream open."""
 
 
 def fail(message: str = "scripted provider failure", *, retryable: bool = True) -> Reply:
@@ -203,20 +209,33 @@ class _ScriptedStream(llm.LLMStream):
     async def _run(self) -> None:
         reply = self._reply
         request_id = f"scripted-{next(_ids)}"
+        if reply.pause is not None:
+            await reply.pause()
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.error is not None:
             raise reply.error
-        if reply.text:
-            for piece in self._owner._chunks(reply.text):
+        parts = [self._send_text, self._send_calls]
+        if reply.calls_first:
+            parts.reverse()
+        parts[0](request_id)
+        if reply.pause_between is not None:
+            await reply.pause_between()
+        parts[1](request_id)
+
+    def _send_text(self, request_id: str) -> None:
+        if self._reply.text:
+            for piece in self._owner._chunks(self._reply.text):
                 self._event_ch.send_nowait(llm.ChatChunk(
                     id=request_id, delta=llm.ChoiceDelta(role="assistant", content=piece)))
-        if reply.calls:
+
+    def _send_calls(self, request_id: str) -> None:
+        if self._reply.calls:
             self._event_ch.send_nowait(llm.ChatChunk(
                 id=request_id,
                 delta=llm.ChoiceDelta(role="assistant", tool_calls=[
                     llm.FunctionToolCall(name=c.name, arguments=json.dumps(c.arguments),
                                          call_id=f"call_{next(_ids)}")
-                    for c in reply.calls
+                    for c in self._reply.calls
                 ]),
             ))

@@ -1,0 +1,145 @@
+"""When a call goes wrong: consecutive failures and loops lead to the error transition.
+
+A *failure* is something the caller would notice as the agent not working: a tool
+or transition body that raised or timed out, an LLM request that failed after its
+tier's fallbacks, an ``on_enter`` that raised. A refused transition is not a failure:
+the flow is working as declared. After ``max_failures`` consecutive failures, or
+when the flow loops (more than ``max_transitions`` moves in one call, or the same
+two states back and forth ``max_ping_pong`` times), the run takes the flow's error
+transition (per state if the State sets ``error_transition``) once, and the new
+agent is told why so it can say so to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import TransitionRefused
+
+if TYPE_CHECKING:
+    from livekit.agents.voice.events import ErrorEvent, FunctionToolsExecutedEvent
+
+    from .run import FlowRun, TransitionRecord
+
+logger = logging.getLogger("handoff")
+
+LLM_ERROR_GRACE = 0.2
+"""Seconds an LLM error waits before it counts (see FailureWatch.forgive)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailurePolicy:
+    """The limits of a Flow; ``error_transition`` names a declared trigger (or None)."""
+
+    error_transition: str | None = None
+    max_failures: int = 2
+    max_transitions: int = 50
+    max_ping_pong: int = 3
+
+    def __post_init__(self) -> None:
+        if self.max_failures < 1 or self.max_transitions < 1 or self.max_ping_pong < 1:
+            raise ValueError("failure limits must be at least 1")
+
+
+def loop_reason(log: Sequence[TransitionRecord], policy: FailurePolicy) -> str | None:
+    """Why the log shows a loop the call must not continue, or None."""
+    if len(log) > policy.max_transitions:
+        return f"the call made more than {policy.max_transitions} transitions"
+    span = 2 * policy.max_ping_pong
+    if len(log) < span:
+        return None
+    tail = log[-span:]
+    a, b = tail[0].source, tail[0].target
+    if a == b:
+        return None
+    expected = [(a, b), (b, a)] * policy.max_ping_pong
+    if [(r.source, r.target) for r in tail] == expected:
+        return f"the call went back and forth between {a} and {b} {policy.max_ping_pong} times"
+    return None
+
+
+class FailureWatch:
+    """Counts one run's consecutive failures and takes its error transition when due."""
+
+    def __init__(self, run: FlowRun[Any]) -> None:
+        self._run = run
+        self.consecutive = 0
+        self.failover: asyncio.Task[Any] | None = None
+        self._forgiven: set[int] = set()
+
+    def note(self, what: str) -> None:
+        """Count one failure; ``max_failures`` in a row take the error transition."""
+        self.consecutive += 1
+        if self.consecutive >= self._run.flow.failure_policy.max_failures:
+            self.fail_over(f"{self.consecutive} failures in a row (last: {what})")
+
+    def after_transition(self) -> None:
+        self.consecutive = 0
+        if (reason := loop_reason(self._run.log, self._run.flow.failure_policy)) is not None:
+            self.fail_over(reason)
+
+    def fail_over(self, reason: str) -> None:
+        """Take the error transition (once per call) and tell the next agent why."""
+        run = self._run
+        if self.failover is not None:
+            return  # the error state handles what follows
+        trigger = run.flow.states[run.state].error_transition or (
+            run.flow.failure_policy.error_transition
+        )
+        table = run.flow.triggers_from(run.state)
+        if trigger is None or trigger not in table:
+            logger.error("flow %s: %s, and no error transition from %s",
+                         run.flow.name, reason, run.state)
+            return
+        logger.warning("flow %s: %s; taking %s", run.flow.name, reason, trigger)
+        params = {p.name for p in table[trigger].transition.params}
+        arguments = {"reason": reason} if "reason" in params else {}
+        note = (f"The call was moved here automatically because {reason}. "
+                "Tell the caller briefly that something went wrong and what happens now.")
+        self.failover = asyncio.get_running_loop().create_task(
+            self._take(trigger, arguments, note))
+
+    async def _take(self, trigger: str, arguments: dict[str, Any], note: str) -> Any:
+        run = self._run
+        while run.in_transition:  # let an in-flight handoff land first
+            await asyncio.sleep(0.01)
+        try:
+            return await run._go(trigger, arguments, by="failover", note=note)
+        except TransitionRefused as exc:
+            logger.error("error transition %s was refused: %s", trigger, exc.message)
+            return None
+
+    def on_tools_executed(self, event: FunctionToolsExecutedEvent) -> None:
+        triggers = self._run.flow.triggers_from(self._run.state)
+        for output in event.function_call_outputs:
+            if output is None or output.name in triggers:
+                continue  # transition tools report through refusals
+            if output.is_error:
+                self.note(f"tool {output.name} failed: {output.output}")
+            else:
+                self.consecutive = 0
+
+    def on_session_error(self, event: ErrorEvent) -> None:
+        error = event.error
+        if getattr(error, "type", None) == "llm_error" and not getattr(error, "recoverable", True):
+            # counted a moment later, so background requests (history summaries) that
+            # share the tier's LLM can claim their own errors first: see forgive()
+            cause: BaseException = getattr(error, "error", None) or RuntimeError(str(error))
+            asyncio.get_running_loop().call_later(LLM_ERROR_GRACE, self._count_llm_error, cause)
+
+    def forgive(self, cause: BaseException) -> None:
+        """A background request failed with ``cause``: not a failure the caller noticed."""
+        self._forgiven.add(id(cause))
+        for chained in (cause.__cause__, cause.__context__):
+            if chained is not None:
+                self._forgiven.add(id(chained))
+
+    def _count_llm_error(self, cause: BaseException) -> None:
+        if id(cause) in self._forgiven:
+            self._forgiven.discard(id(cause))
+            return
+        self.note(f"the language model failed ({cause})")

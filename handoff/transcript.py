@@ -1,0 +1,48 @@
+"""Human-readable lines for what happened in a turn: messages, tool calls, transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from livekit.agents.voice.run_result import (
+    AgentHandoffEvent,
+    ChatMessageEvent,
+    FunctionCallEvent,
+    FunctionCallOutputEvent,
+    RunResult,
+)
+
+from .run import FlowRun
+
+
+class TranscriptPrinter:
+    """Turns RunResults of one flow run into transcript lines, each transition once."""
+
+    def __init__(self, run: FlowRun[Any]) -> None:
+        self.run = run
+        self._shown_transitions = 0
+
+    def lines(self, result: RunResult[Any]) -> Iterator[str]:
+        for event in result.events:
+            if isinstance(event, ChatMessageEvent) and event.item.role == "assistant":
+                yield f"  agent: {event.item.text_content}"
+            elif isinstance(event, FunctionCallEvent):
+                yield f"    · {event.item.name}({event.item.arguments})"
+            elif isinstance(event, FunctionCallOutputEvent):
+                tag = "✗" if event.item.is_error else "→"
+                yield f"      {tag} {event.item.output}"
+            elif isinstance(event, AgentHandoffEvent):
+                yield from self._new_transitions()
+        yield from self._new_transitions()
+
+    def _new_transitions(self) -> Iterator[str]:
+        flow = self.run.flow
+        for record in self.run.log[self._shown_transitions :]:
+            tier = flow.states[record.target].tier
+            args = f" {record.arguments}" if record.arguments else ""
+            yield (
+                f"  ══ {record.source} → {record.target} by {record.trigger}{args}"
+                f"  [tier {tier}: {flow.tiers.describe(tier)}]"
+            )
+            self._shown_transitions += 1
