@@ -17,9 +17,14 @@ import graphviz
 
 from .diagram import (
     ANY,
+    MERMAID_ANY,
+    MERMAID_BACK,
+    MERMAID_BACK_SHAPE,
+    MERMAID_START,
     START,
     MermaidIds,
     add_any_node,
+    add_return_node,
     as_snapshot,
     edge_label,
     esc,
@@ -28,8 +33,10 @@ from .diagram import (
     mesc,
     new_digraph,
     state_label,
+    target_id,
 )
 from .snapshot import EdgeSnap, FlowSnap, StateSnap
+from .state import RETURN
 
 Status = Literal["added", "removed", "changed", "unchanged"]
 STATUSES: tuple[Status, ...] = ("added", "removed", "changed", "unchanged")
@@ -162,6 +169,8 @@ def _edge_changes(a: EdgeSnap, b: EdgeSnap) -> tuple[str, ...]:
         out.append(f"arguments: ({', '.join(a.params)}) → ({', '.join(b.params)})")
     if a.history != b.history:
         out.append(f"history: {a.history or 'default'} → {b.history or 'default'}")
+    if a.returns != b.returns:
+        out.append("now starts a side trip" if b.returns else "no longer starts a side trip")
     return tuple(out)
 
 
@@ -191,6 +200,8 @@ def diff_dot(diff: FlowDiff) -> graphviz.Digraph:
         dot.node(name, label=state_label(diff.state(name), rows, ink=label_ink), **attrs)
     if any(key[0] == "" for key in diff.edges):
         add_any_node(dot, color=COLORS["unchanged"][0])
+    if any(diff.edge(key).target == RETURN for key in diff.edges):
+        add_return_node(dot, color=COLORS["unchanged"][0])
     for key, element in diff.edges.items():
         edge = diff.edge(key)
         ink, _ = COLORS[element.status]
@@ -202,7 +213,7 @@ def diff_dot(diff: FlowDiff) -> graphviz.Digraph:
             attrs["style"] = "dashed"
         if element.status != "unchanged":
             attrs["penwidth"] = "2"
-        dot.edge(edge.source or ANY, edge.target, label=edge_label(edge, ink, extra, guard_ink=ink),
+        dot.edge(edge.source or ANY, target_id(edge), label=edge_label(edge, ink, extra, guard_ink=ink),
                  **attrs)
     return dot
 
@@ -228,27 +239,30 @@ def diff_mermaid(diff: FlowDiff) -> str:
         dash = ",stroke-dasharray:5 4" if status == "removed" else ""
         lines.append(f"  classDef {status} fill:{fill},stroke:{ink},color:#212529{dash}")
     links: list[tuple[str, bool]] = []  # (colour, dashed), by link index
-    lines.append(f"  {START}(( ))")
+    lines.append(f"  {MERMAID_START}(( ))")
     if diff.initial_changed:
-        lines.append(f"  {START} -.-> {ids[diff.old.initial]}")
+        lines.append(f"  {MERMAID_START} -.-> {ids[diff.old.initial]}")
         links.append((COLORS["removed"][0], True))
-        lines.append(f"  {START} --> {ids[diff.new.initial]}")
+        lines.append(f"  {MERMAID_START} --> {ids[diff.new.initial]}")
         links.append((COLORS["added"][0], False))
     else:
-        lines.append(f"  {START} --> {ids[diff.new.initial]}")
+        lines.append(f"  {MERMAID_START} --> {ids[diff.new.initial]}")
         links.append(("#000000", False))
     for name, element in diff.states.items():
         extra = "<br/>".join(mesc(d) for d in element.details)
         text = mermaid_state_text(diff.state(name), extra)
         lines.append(f'  {ids[name]}["{text}"]:::{element.status}')
     if any(key[0] == "" for key in diff.edges):
-        lines += ['  subgraph global ["global transitions"]', f'    {ANY}(["any state"])', "  end"]
+        lines += ['  subgraph global ["global transitions"]', f'    {MERMAID_ANY}(["any state"])',
+                  "  end"]
+    if any(diff.edge(key).target == RETURN for key in diff.edges):
+        lines.append(f"  {MERMAID_BACK}{MERMAID_BACK_SHAPE}")
     for key, element in diff.edges.items():
         edge = diff.edge(key)
         dashed = element.status == "removed" or edge.source is None
-        source = ANY if edge.source is None else ids[edge.source]
+        source = MERMAID_ANY if edge.source is None else ids[edge.source]
         text = mermaid_edge_text(edge, "<br/>".join(mesc(d) for d in element.details))
-        lines.append(f'  {source} {"-.->" if dashed else "-->"}|"{text}"| {ids[edge.target]}')
+        lines.append(f'  {source} {"-.->" if dashed else "-->"}|"{text}"| {ids.target(edge)}')
         links.append((COLORS[element.status][0], dashed))
     for index, (ink, _dashed) in enumerate(links):
         lines.append(f"  linkStyle {index} stroke:{ink},stroke-width:2px")

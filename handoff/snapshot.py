@@ -41,6 +41,8 @@ class EdgeSnap:
     doc: str = ""
     params: tuple[str, ...] = ()
     history: str | None = None
+    returns: bool = False
+    """A side trip: the state it leaves is where a later ``to=RETURN`` comes back to."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -108,6 +110,7 @@ def snapshot(flow: Any) -> FlowSnap:
             doc=str(getattr(tdef, "doc", "")),
             params=tuple(_param_text(p) for p in getattr(tdef, "params", ())),
             history=None if history is None else _history_text(history),
+            returns=bool(getattr(tdef, "returns", False)),
         ))
     return FlowSnap(
         name=str(flow.name),

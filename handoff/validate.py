@@ -2,7 +2,8 @@
 
 Errors make ``Flow(...)`` raise :class:`~handoff.errors.FlowDefinitionError`:
 unknown target, duplicate state or trigger, transition without docstring, unknown
-tier, no initial state (and a few more: unknown final state, bad history policy).
+tier, no initial state (and a few more: unknown final state, bad history policy,
+unknown error transition).
 
 Warnings come from :func:`check` (``handoff check``), and count as errors with
 ``strict=True``: a state the initial state cannot reach (``unreachable``), a
@@ -10,10 +11,13 @@ non-final state with no transition to another state (``dead-end``), a state from
 which no final state can be reached (``no-path-to-final``), a flow without final
 states (``no-final``), a guard or refusal reading a field the Context does not have
 (``unknown-context-field``), a transition argument without a type
-(``untyped-argument``).
+(``untyped-argument``), a ``to=RETURN`` transition although no transition starts
+a side trip with ``returns=True`` (``return-without-side-trip``).
 
 Every check is linear in states + transitions: the graph checks are one BFS over
-the flow's table from the initial state and one over its reverse from the finals.
+the flow's transitions from the initial state and one over their reverse from the
+finals. A ``to=RETURN`` transition counts as a way out, towards every state a side
+trip can start from; it never makes a new state reachable (it only goes back).
 """
 
 from __future__ import annotations
@@ -160,10 +164,12 @@ def check(flow: Flow[Any], strict: bool = False) -> list[Finding]:
 
 
 def graph_warnings(flow: Flow[Any]) -> list[Finding]:
-    """Unreachable states, dead ends and states with no path to a final state."""
-    targets = successors(flow)
+    """Unreachable states, dead ends, states with no path to a final state, and
+    ``to=RETURN`` transitions that nothing can return through."""
+    forward = successors(flow, with_returns=False)  # a return only revisits a reached state
+    targets = successors(flow, with_returns=True)
     states = set(flow.states)
-    reachable = reach({flow.initial} & states, targets) - {ANY}
+    reachable = reach({flow.initial} & states, forward) & states
     out = [
         Finding("warning", "unreachable",
                 f"no sequence of transitions leads from {flow.initial!r} to this state",
@@ -182,6 +188,14 @@ def graph_warnings(flow: Flow[Any]) -> list[Finding]:
                 f"add a @transition out of {name} or list it in final=[...]", state=name)
         for name in sorted(dead_ends)
     ]
+    if not targets[BACK]:
+        out += [
+            Finding("warning", "return-without-side-trip",
+                    "the transition goes back to the state that started a side trip, but no "
+                    "transition starts one", "mark the transitions into this side trip with "
+                    "`returns=True`", state=edge.source or "global", trigger=edge.trigger)
+            for edge in _sorted_edges(flow) if edge.is_return
+        ]
     if not flow.final:
         out.append(Finding("warning", "no-final", "the flow declares no final state",
                            "list the states where a call may end in final=[...]"))
@@ -200,19 +214,29 @@ def graph_warnings(flow: Flow[Any]) -> list[Finding]:
 
 ANY = "\x00any state"
 """The node global transitions leave from: every state leads to it, it leads to their targets."""
+BACK = "\x00return point"
+"""The node ``to=RETURN`` transitions lead to: it leads to every state a side trip can start
+from (the sources of ``returns=True`` transitions; every state for a global one)."""
 
 
-def successors(flow: Flow[Any]) -> dict[str, set[str]]:
-    """state -> the states its own transitions lead to, plus ``ANY`` (the global ones).
+def successors(flow: Flow[Any], with_returns: bool = True) -> dict[str, set[str]]:
+    """state -> the states its own transitions lead to, plus ``ANY`` (the global ones)
+    and ``BACK`` (when it has a ``to=RETURN`` transition).
 
-    Global transitions go through the one ``ANY`` node, so the graph has
-    states + transitions edges, not states times global transitions.
+    Global transitions go through the one ``ANY`` node and returns through the one
+    ``BACK`` node, so the graph has O(states + transitions) edges.
     """
     out: dict[str, set[str]] = {name: {ANY} for name in flow.states}
-    out[ANY] = set()
+    out[ANY], out[BACK] = set(), set()
     for edge in flow.edges:
-        if edge.target in flow.states:
-            out[ANY if edge.source is None else edge.source].add(edge.target)
+        source = ANY if edge.source is None else edge.source
+        if edge.is_return:
+            if with_returns:
+                out[source].add(BACK)
+        elif edge.target in flow.states:
+            out[source].add(edge.target)
+        if with_returns and getattr(edge.transition, "returns", False):
+            out[BACK] |= set(flow.states) if edge.source is None else {edge.source}
     return out
 
 

@@ -28,7 +28,7 @@ class Ctx(Context):
 
 def make_transition(trigger: str, target: str, *, doc: str | None = None,
                     when: Callable[..., bool] | None = None, refused: Any = None,
-                    method: bool = True) -> TransitionDef:
+                    method: bool = True, returns: bool = False) -> TransitionDef:
     """A ``@transition`` named ``trigger`` to ``target`` (a method, or a global function)."""
     if method:
         async def body(self: Any, ctx: RunContext[Ctx]) -> None:
@@ -38,7 +38,7 @@ def make_transition(trigger: str, target: str, *, doc: str | None = None,
             return None
     body.__name__ = body.__qualname__ = trigger
     body.__doc__ = f"Call to go to {target}." if doc is None else doc
-    return transition(to=target, when=when, refused=refused)(body)
+    return transition(to=target, when=when, refused=refused, returns=returns)(body)
 
 
 def make_tool(name: str) -> Any:

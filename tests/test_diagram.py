@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 
 from handoff import Flow
-from handoff.diagram import ACTIVE_FILL, render, to_dot, to_mermaid
+from handoff.diagram import ACTIVE_FILL, SIDE_TRIP, render, to_dot, to_mermaid
 from handoff.diagram_diff import COLORS, compare, diff_dot, diff_markdown, diff_mermaid
 from handoff.guards import context_fields, guard_text
 from handoff.snapshot import FlowSnap, snapshot
@@ -140,7 +140,7 @@ def test_mermaid_has_every_state_and_edge_escaped() -> None:
         assert f'  s_{state.name}["<b>{state.name}</b>' in text
     assert '  s_Triage -->|"billing_question<br/>[c.verified]"| s_Billing' in text
     assert "[0 #60; amount #60;= c.refund_limit]" in text  # no raw < inside a label
-    assert '  __any__ -.->|"escalate_to_human"| s_Escalation' in text
+    assert '  any_state -.->|"escalate_to_human"| s_Escalation' in text
     assert "  class s_Escalation,s_Wrapup final" in text
 
 
@@ -263,3 +263,20 @@ def test_guard_text_and_fields_of_lambdas_sharing_a_line() -> None:
     assert guard_text(None) is None
     assert len(guard_text(lambda c: c.a_really_long_field_name + c.another_long_name
                           + c.and_a_third_long_field_name) or "") == 60
+
+
+def test_side_trips_and_returns_are_drawn() -> None:
+    from .test_validate import side_trip_flow
+
+    flow = side_trip_flow()
+    root = svg_of(to_dot(flow))
+    edges = groups(root, "edge")
+    assert "Verify->__return__" in edges and "__any__->Verify" in edges
+    assert SIDE_TRIP in texts(edges["__any__->Verify"])
+    assert "↩ back to the state" in texts(root)
+    mermaid = to_mermaid(flow)
+    assert '  s_Verify -->|"confirmed"| return_point' in mermaid
+    assert "side trip" in mermaid
+    diff = compare(side_trip_flow(returns=False), flow)
+    assert diff.edges[("", "verify")].details == ("now starts a side trip",)
+    assert "Verify->__return__" in groups(svg_of(diff_dot(diff)), "edge")

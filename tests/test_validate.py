@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from handoff import Flow, FlowDefinitionError, State
+from handoff import RETURN, Flow, FlowDefinitionError, State
 from handoff.validate import Finding, check
 
 from .flowgen import TIERS, Ctx, graphs, make_flow, make_state, make_transition
@@ -182,6 +182,36 @@ def test_untyped_argument() -> None:
     findings = check(flow)
     assert [(f.code, f.trigger) for f in findings] == [("untyped-argument", "go")]
     assert "'amount'" in findings[0].message
+
+
+def side_trip_flow(*, returns: bool = True, lost_caller: bool = False) -> Flow[Any]:
+    """Triage -> Billing -> Done; from anywhere a side trip to Verify, which returns."""
+    states = [
+        make_state("Triage", [make_transition("billing", "Billing")]),
+        make_state("Billing", [make_transition("done", "Done")]),
+        make_state("Verify", [make_transition("confirmed", RETURN)]),
+        make_state("Done"),
+    ]
+    if lost_caller:  # unreachable, although a return could "go back" to it
+        states.append(make_state("Lost", [make_transition("check", "Verify", returns=True),
+                                          make_transition("bye", "Done")]))
+    return Flow("trips", context=Ctx, initial="Triage", states=states, final=["Done"],
+                tiers=TIERS,
+                global_transitions=[make_transition("verify", "Verify", method=False,
+                                                    returns=returns)])
+
+
+def test_a_return_is_a_way_out_and_reaches_nothing_new() -> None:
+    assert check(side_trip_flow(), strict=True) == []
+    assert codes(check(side_trip_flow(lost_caller=True))) == [("unreachable", "Lost")]
+
+
+def test_return_without_side_trip() -> None:
+    findings = check(side_trip_flow(returns=False))
+    assert [(f.code, f.state, f.trigger) for f in findings] == [
+        ("return-without-side-trip", "Verify", "confirmed"),
+        ("no-path-to-final", "Verify", None),  # nowhere to return to: stuck in Verify
+    ]
 
 
 def test_strict_turns_warnings_into_errors() -> None:
