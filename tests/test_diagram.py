@@ -280,3 +280,15 @@ def test_side_trips_and_returns_are_drawn() -> None:
     diff = compare(side_trip_flow(returns=False), flow)
     assert diff.edges[("", "verify")].details == ("now starts a side trip",)
     assert "Verify->__return__" in groups(svg_of(diff_dot(diff)), "edge")
+
+
+def test_a_new_initial_state_is_shown() -> None:
+    old = make_flow({"A": [("go", "B")], "B": []}, initial="A", final=["B"])
+    new = make_flow({"A": [("go", "B")], "B": []}, initial="B", final=["B"])
+    diff = compare(old, new)
+    assert diff.changed and diff.counts()["unchanged"] == 3
+    assert "| 🟠 changed | initial state | `A` → `B` |" in diff_markdown(diff)
+    edges = groups(svg_of(diff_dot(diff)), "edge")
+    assert COLORS["removed"][0] in strokes(edges["__start__->A"])
+    assert COLORS["added"][0] in strokes(edges["__start__->B"])
+    assert "  flow_start -.-> s_A" in diff_mermaid(diff)
