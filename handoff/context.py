@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -21,10 +22,15 @@ class Context(BaseModel):
     model_config = ConfigDict(validate_assignment=True, extra="forbid")
 
     def brief(self) -> str:
-        """The context as compact text for an LLM: set fields only, one per line."""
+        """The context as compact text for an LLM: set fields only, one per line.
+
+        Fields marked sensitive (``pii``) are left out: handoff never puts them in a
+        prompt; tools can still read them from ``ctx.userdata``.
+        """
+        hidden = sensitive_fields(type(self))
         lines = []
         for name, value in self:
-            if value is None or value == "" or value == [] or value == {}:
+            if name in hidden or value is None or value == "" or value == [] or value == {}:
                 continue
             text = value if isinstance(value, str) else repr(value)
             if len(text) > _BRIEF_VALUE_LIMIT:
@@ -33,6 +39,7 @@ class Context(BaseModel):
         return "\n".join(lines)
 
 
+@functools.cache
 def sensitive_fields(model: type[BaseModel]) -> frozenset[str]:
     """Names of the fields marked ``{"pii": True}`` in their json_schema_extra."""
     names = set()

@@ -14,6 +14,7 @@ changes back. Between turns ``run.state == session.current_agent.id`` always.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
@@ -80,11 +81,14 @@ class FlowObserver(Protocol):
 
 
 class CodeContext(Generic[C]):
-    """What a transition body receives as ``ctx`` when code (not the LLM) moves the flow."""
+    """What a transition body receives as ``ctx`` when code (not the LLM) moves the flow.
+
+    ``session`` is None for a run without a session (``Flow.new_run``).
+    """
 
     def __init__(self, run: FlowRun[C]) -> None:
         self.userdata = run.context
-        self.session = run.session
+        self.session = run._session
 
 
 @dataclass(slots=True)
@@ -128,12 +132,13 @@ class FlowRun(Generic[C]):
         self.call_id = call_id
         self.log: list[TransitionRecord] = []
         self.refusals: list[Refusal] = []
-        self.session: AgentSession[C] | None = None
+        self._session: AgentSession[C] | None = None
         self.resuming = False
         self.opening: RunResult[Any] | None = None
         self._llm_override = llm_override
         self._fsm = _FsmModel()
         flow.machine.add_model(self._fsm)
+        self.closed = False
         self._pending: _Pending | None = None
         self._agent: State[C] | None = None
         self._tools: dict[str, llm.FunctionTool] = {}
@@ -148,6 +153,19 @@ class FlowRun(Generic[C]):
     def state(self) -> str:
         """The current state: the FSM's, which is the single source of truth."""
         return self._fsm.state
+
+    @property
+    def session(self) -> AgentSession[C]:
+        """The AgentSession this run drives; FlowError for a run with none (``new_run``)."""
+        if self._session is None:
+            raise FlowError("this run has no session: it was made by new_run(); "
+                            "use flow.start(session) or flow.session()")
+        return self._session
+
+    @property
+    def attached(self) -> bool:
+        """True once the run drives an AgentSession."""
+        return self._session is not None
 
     @property
     def agent(self) -> State[C] | None:
@@ -174,6 +192,25 @@ class FlowRun(Generic[C]):
     def is_final(self) -> bool:
         return self.flow.is_final(self.state)
 
+    def close(self) -> None:
+        """End the run: release it from the Flow's shared Machine; it can no longer move.
+
+        Called when its session closes; a run made with ``new_run`` (no session) is
+        closed by the caller, or by ``with flow.new_run() as run:``. State, context and
+        log stay readable.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(ValueError):
+            self.flow.machine.remove_model(self._fsm)
+
+    def __enter__(self) -> FlowRun[C]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- attaching to LiveKit ------------------------------------------------------
     async def attach(
         self, session: AgentSession[C], *, wait_opening: bool = False, **start_kwargs: Any
@@ -183,13 +220,20 @@ class FlowRun(Generic[C]):
         With ``wait_opening`` it returns once the first agent's opening reply is done
         (``run.opening`` then holds that RunResult, for tests and text chats).
         """
-        if self.session is not None:
+        if self._session is not None:
             raise FlowError("this flow run is already attached to a session")
-        self.session = session
+        self._session = session
+        if self.flow.failure_policy.max_failures > session.conn_options.max_unrecoverable_errors:
+            logger.warning(
+                "flow %s: max_failures=%d exceeds the session's max_unrecoverable_errors=%d; "
+                "LiveKit would close the session before the error transition is taken",
+                self.flow.name, self.flow.failure_policy.max_failures,
+                session.conn_options.max_unrecoverable_errors)
         session.userdata = self.context
         session.on("conversation_item_added", self._on_item_added)
         session.on("function_tools_executed", self.failures.on_tools_executed)
         session.on("error", self.failures.on_session_error)
+        session.on("close", lambda _: self.close())
         self._agent = self.make_agent(self.state)
         if wait_opening:
             self.opening = await session.start(self._agent, capture_run=True, **start_kwargs)
@@ -255,11 +299,11 @@ class FlowRun(Generic[C]):
         pending, _ = await self._prepare(trigger, arguments, CodeContext(self), by=by)
         if note is not None:
             pending.note = note
-        if self.session is None:
+        if self._session is None:
             return self._commit(pending)
         pending.agent = self._next_agent(pending)
         pending.done = asyncio.get_running_loop().create_future()
-        self.session.update_agent(pending.agent)
+        self._session.update_agent(pending.agent)
         return await pending.done
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
@@ -290,6 +334,8 @@ class FlowRun(Generic[C]):
         self, trigger: str, arguments: dict[str, Any], ctx: Any, *, by: MovedBy
     ) -> tuple[_Pending, Any]:
         state = self.state
+        if self.closed:
+            raise FlowError(f"this run of {self.flow.name!r} is closed (its call ended)")
         if self._pending is not None:
             self._refuse(trigger, "busy",
                          f"'{trigger}' was not taken: the transition "
@@ -401,13 +447,13 @@ class FlowRun(Generic[C]):
             )
 
     def _is_active(self, agent: State[C]) -> bool:
-        return self.session is not None and self.session.current_agent is agent
+        return self._session is not None and self._session.current_agent is agent
 
     def _drop_if_unapplied(self, pending: _Pending) -> None:
         """The turn that asked for ``pending`` ended; if LiveKit dropped the handoff, undo it."""
-        if self._pending is not pending or self.session is None:
+        if self._pending is not pending or self._session is None:
             return
-        if self.session.current_agent is pending.agent:
+        if self._session.current_agent is pending.agent:
             return  # LiveKit switches agents after the turn; the commit follows
         self._abandon(pending)
         self._record_refusal(pending.edge.trigger, "interrupted",

@@ -168,3 +168,13 @@ def test_global_transition_function_is_not_a_method() -> None:
 
 def _unused(ctx: RunContext[Ticket]) -> None:  # keeps RunContext import honest for mypy
     pass
+
+
+def test_context_brief_shows_set_fields_and_never_sensitive_ones() -> None:
+    from handoff.states import CallContext
+
+    call = CallContext(caller_name="Ann", verified=True, pin_hint="the usual 12")
+    brief = call.brief()
+    assert "- caller_name: Ann" in brief and "- verified: True" in brief
+    assert "account_id" not in brief  # unset
+    assert "pin_hint" not in brief and "12" not in brief  # marked pii

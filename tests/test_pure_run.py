@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from handoff import FlowError, TransitionRefused
@@ -105,3 +107,29 @@ async def test_observers_see_transitions_and_refusals() -> None:
     with pytest.raises(TransitionRefused):
         await run.go("finish", amount=1.0)
     assert seen == ["t:named", "r:guard"]
+
+
+async def test_runs_are_released_from_the_shared_machine() -> None:
+    f = make_flow()
+    baseline = len(f.machine.models)
+    runs = [f.new_run() for _ in range(50)]
+    assert len(f.machine.models) == baseline + 50
+    for run in runs:
+        run.close()
+    assert len(f.machine.models) == baseline
+    with f.new_run() as run:
+        await run.go("named", name="x")
+    assert run.closed and run.state == "Back" and len(f.machine.models) == baseline
+    with pytest.raises(FlowError, match="closed"):
+        await run.go("hang_up")
+
+
+async def test_a_session_run_is_released_when_its_session_closes() -> None:
+    from handoff.testing import ScriptedLLM
+
+    f = make_flow()
+    baseline = len(f.machine.models)
+    async with f.session(llm=ScriptedLLM(["Hello."])) as run:
+        assert len(f.machine.models) == baseline + 1
+    await asyncio.sleep(0)
+    assert run.closed and len(f.machine.models) == baseline

@@ -80,14 +80,13 @@ async def main() -> int:
     print(f"flow: {flow.name} — states {', '.join(flow.states)}; starts in {flow.initial}\n")
 
     async with flow.session(llm=scripted) as run:
-        assert run.session is not None and run.opening is not None
+        assert run.opening is not None
         printer = TranscriptPrinter(run)
         print(f"[{run.state}]")
         print(*printer.lines(run.opening), sep="\n")
         for line in CALLER:
             print(f"\ncaller: {line}")
-            result = await run.session.run(user_input=line)
-            print(*printer.lines(result), sep="\n")
+            print(*printer.lines(await run.session.run(user_input=line)), sep="\n")
             print(f"[{run.state}]")
 
         print("\n── transitions taken ──")
