@@ -261,6 +261,16 @@ def test_guard_text_and_fields_of_lambdas_sharing_a_line() -> None:
     assert (guard_text(first), guard_text(second)) == ("c.alpha > 1", "c.beta")
     assert (context_fields(first), context_fields(second)) == ({"alpha"}, {"beta"})
     assert guard_text(None) is None
+    namespace: dict[str, Any] = {}
+    exec("built = lambda c: c.verified", namespace)  # no source file to read the text from
+    assert guard_text(namespace["built"]) == "guard"
+    assert context_fields(namespace["built"]) == {"verified"}  # the bytecode still tells
+
+    def is_vip(c: Any) -> bool:
+        return bool(c.vip)
+
+    assert guard_text(is_vip) == "is_vip"
+    assert context_fields(print) is None  # a builtin: nothing to read, nothing claimed
     assert len(guard_text(lambda c: c.a_really_long_field_name + c.another_long_name
                           + c.and_a_third_long_field_name) or "") == 60
 
