@@ -49,3 +49,9 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+## The worker image (needs Docker; not run by `make test`): make image IMAGE=registry/handoff-worker:tag
+IMAGE ?= handoff-worker:dev
+.PHONY: image
+image:
+	docker build -f deploy/Dockerfile -t $(IMAGE) .

@@ -90,6 +90,43 @@ def _read_line() -> str | None:
     return None if line == "" else line.rstrip("\n")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE")],
+    mode: Annotated[str, typer.Argument(help="console | dev | start")],
+    max_jobs: Annotated[int | None, typer.Option(help="calls per worker (HANDOFF_MAX_JOBS)")] = None,
+    drain_timeout: Annotated[
+        int | None, typer.Option(help="seconds calls get after SIGTERM (HANDOFF_DRAIN_TIMEOUT)")
+    ] = None,
+    health_port: Annotated[int | None, typer.Option(help="health endpoint port")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port")] = None,
+    simulate_call: Annotated[
+        str | None, typer.Option(help="start one simulated call (no audio) in this room name")
+    ] = None,
+) -> None:
+    """Run the flow as a LiveKit voice worker (one job per room).
+
+    Secrets (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, model keys) come from the
+    secrets chain: environment, HANDOFF_SECRETS_DIR files, Vault. Further options go to
+    LiveKit's own command (e.g. ``--log-level``, ``console --text``).
+    """
+    from .secrets import SecretError
+    from .worker import MODES, WorkerSettings, run_worker
+
+    if mode not in MODES:
+        typer.echo(f"error: mode must be one of {', '.join(MODES)}, not {mode!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        settings = WorkerSettings.from_env(
+            flow_ref, max_jobs=max_jobs, drain_timeout=drain_timeout,
+            health_port=health_port, metrics_port=metrics_port)
+        run_worker(settings, mode, ctx.args, simulate_call=simulate_call)
+    except (FlowLoadError, SecretError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 # -- check, diagram, diff ---------------------------------------------------------------
 class CheckFormat(StrEnum):
     text = "text"

@@ -1,0 +1,267 @@
+"""The voice worker: a Flow served by LiveKit's ``AgentServer``, one job per room.
+
+``handoff run examples.callcenter:flow start`` (see :mod:`handoff.cli`) does, in order:
+
+1. loads the flow (a bad reference or flow definition fails here, not in a call);
+2. resolves every secret the worker will need through the secrets chain
+   (``LIVEKIT_URL``, ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET``, and each tier's and
+   the voice's API key) and exits with a message naming any that is missing;
+3. builds an ``AgentServer``: prewarm loads Silero VAD and the flow once per job
+   process; the load function reports active jobs (``active / max_jobs``, also the
+   Prometheus gauge ``handoff_worker_active_jobs`` the HPA scales on); the health
+   endpoint is LiveKit's (``GET /`` and ``GET /worker`` on ``health_port``);
+4. hands over to LiveKit's CLI for ``console``, ``dev`` or ``start``. On SIGTERM
+   LiveKit drains: it stops taking jobs and waits up to ``drain_timeout`` seconds
+   for calls to finish; a call still running then is checkpointed when its job
+   shuts down (see :func:`checkpoint_run`).
+
+Each job runs :func:`entrypoint`: an ``AgentSession`` with the process's VAD, the
+flow's STT/TTS (:mod:`handoff.voice`) and the flow's tiers resolved through the
+secrets chain, started in the job's room.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import prometheus_client
+
+from .loading import load_flow
+from .secrets import SecretChain
+from .tiers import Tiers
+from .voice import VoiceConfig, Voices
+
+if TYPE_CHECKING:
+    from livekit.agents import AgentServer, JobContext, JobProcess
+
+    from .flow import Flow
+    from .run import FlowRun
+
+logger = logging.getLogger("handoff.worker")
+
+FLOW_ENV = "HANDOFF_FLOW"
+"""The flow reference (``module:attr``) job processes load; set by :func:`build_server`."""
+CONNECTION_SECRETS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+
+ACTIVE_JOBS = prometheus_client.Gauge(
+    "handoff_worker_active_jobs", "Calls (LiveKit jobs) running in this worker process"
+)
+MAX_JOBS = prometheus_client.Gauge(
+    "handoff_worker_max_jobs", "Calls this worker takes before it reports itself full"
+)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How the worker runs; every field has an environment variable (``from_env``)."""
+
+    flow: str
+    max_jobs: int = 8                 # HANDOFF_MAX_JOBS: load = active jobs / max_jobs
+    load_threshold: float = 0.9       # HANDOFF_LOAD_THRESHOLD: above it LiveKit sends no jobs
+    drain_timeout: int = 600          # HANDOFF_DRAIN_TIMEOUT: seconds calls get after SIGTERM
+    health_port: int = 8081           # HANDOFF_HEALTH_PORT: LiveKit's health endpoint
+    metrics_port: int | None = 9100   # HANDOFF_METRICS_PORT ("" or "0" disables)
+    idle_processes: int | None = None  # HANDOFF_IDLE_PROCESSES: warm job processes
+    agent_name: str = ""              # LIVEKIT_AGENT_NAME: explicit dispatch
+    checkpoint_dir: str | None = None  # HANDOFF_CHECKPOINT_DIR: where unfinished calls go
+
+    @classmethod
+    def from_env(cls, flow: str, environ: Mapping[str, str] | None = None,
+                 **overrides: Any) -> WorkerSettings:
+        env = os.environ if environ is None else environ
+        metrics = env.get("HANDOFF_METRICS_PORT", "9100")
+        idle = env.get("HANDOFF_IDLE_PROCESSES")
+        values: dict[str, Any] = {
+            "flow": flow,
+            "max_jobs": int(env.get("HANDOFF_MAX_JOBS", 8)),
+            "load_threshold": float(env.get("HANDOFF_LOAD_THRESHOLD", 0.9)),
+            "drain_timeout": int(env.get("HANDOFF_DRAIN_TIMEOUT", 600)),
+            "health_port": int(env.get("HANDOFF_HEALTH_PORT", 8081)),
+            "metrics_port": int(metrics) if metrics not in ("", "0") else None,
+            "idle_processes": int(idle) if idle else None,
+            "agent_name": env.get("LIVEKIT_AGENT_NAME", ""),
+            "checkpoint_dir": env.get("HANDOFF_CHECKPOINT_DIR") or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["max_jobs"] < 1:
+            raise ValueError("HANDOFF_MAX_JOBS must be at least 1")
+        return cls(**values)
+
+
+def required_secrets(flow: Flow[Any], voice: VoiceConfig | None = None) -> list[str]:
+    """The secret names a worker for ``flow`` needs before it takes a call."""
+    names = list(CONNECTION_SECRETS)
+    used = {cls.tier for cls in flow.states.values()}
+    for tier in sorted(used):
+        for name in (tier, *flow.tiers.configs[tier].fallbacks):
+            cfg = flow.tiers.configs[name]
+            if not cfg.base_url and cfg.api_key_env not in names:
+                names.append(cfg.api_key_env)
+    if voice is not None and not voice.base_url and voice.api_key_env not in names:
+        names.append(voice.api_key_env)
+    return names
+
+
+class ActiveJobsLoad:
+    """``load_fnc`` of the AgentServer: active jobs ÷ max_jobs, published as a gauge."""
+
+    def __init__(self, max_jobs: int) -> None:
+        self.max_jobs = max_jobs
+        MAX_JOBS.set(max_jobs)
+
+    def __call__(self, server: AgentServer) -> float:
+        active = len(server.active_jobs)
+        ACTIVE_JOBS.set(active)
+        return min(1.0, active / self.max_jobs)
+
+
+def build_server(settings: WorkerSettings, secrets: SecretChain | None = None,
+                 *, console: bool = False) -> AgentServer:
+    """The AgentServer for a flow, after the start-up checks (flow loads, secrets exist)."""
+    from livekit.agents import AgentServer
+
+    secrets = secrets or SecretChain.from_env()
+    flow = load_flow(settings.flow)
+    names = required_secrets(flow, VoiceConfig.load())
+    if console:  # console mode talks to no LiveKit server
+        names = [n for n in names if n not in CONNECTION_SECRETS]
+    found = secrets.require(names)
+    os.environ[FLOW_ENV] = settings.flow  # job processes inherit it
+    if settings.checkpoint_dir:
+        os.environ["HANDOFF_CHECKPOINT_DIR"] = settings.checkpoint_dir
+    kwargs: dict[str, Any] = {}
+    if settings.idle_processes is not None:
+        kwargs["num_idle_processes"] = settings.idle_processes
+    server = AgentServer(
+        ws_url=found["LIVEKIT_URL"].reveal() if "LIVEKIT_URL" in found else None,
+        api_key=found["LIVEKIT_API_KEY"].reveal() if "LIVEKIT_API_KEY" in found else None,
+        api_secret=(found["LIVEKIT_API_SECRET"].reveal()
+                    if "LIVEKIT_API_SECRET" in found else None),
+        setup_fnc=prewarm,
+        load_fnc=ActiveJobsLoad(settings.max_jobs),
+        load_threshold=settings.load_threshold,
+        drain_timeout=settings.drain_timeout,
+        port=settings.health_port,
+        prometheus_port=settings.metrics_port,
+        **kwargs,
+    )
+    server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    logger.info("worker for flow %s ready (%d states); secrets from %s",
+                flow.name, len(flow.states), ", ".join(secrets.describe()))
+    return server
+
+
+# -- in the job processes ---------------------------------------------------------------
+def prewarm(proc: JobProcess) -> None:
+    """Once per job process, before any call: Silero VAD and the flow, loaded and kept."""
+    from livekit.plugins import openai, silero  # noqa: F401 - openai: import once, not per call
+
+    started = time.perf_counter()
+    proc.userdata["vad"] = silero.VAD.load()
+    proc.userdata["flow"] = load_flow(os.environ[FLOW_ENV])
+    logger.info("prewarmed pid %d: silero VAD and flow %s in %.2fs", os.getpid(),
+                proc.userdata["flow"].name, time.perf_counter() - started)
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    """One call: the flow's AgentSession in the job's room, checkpointed on shutdown."""
+    run = await start_call(ctx)
+
+    async def _on_shutdown(reason: str) -> None:
+        checkpoint_run(run, reason)
+
+    ctx.add_shutdown_callback(_on_shutdown)
+    logger.info("call %s started in state %s", ctx.job.id, run.state)
+
+
+async def start_call(ctx: JobContext, secrets: SecretChain | None = None) -> FlowRun[Any]:
+    """The flow's session for this job: prewarmed VAD, the flow's voice, tiers whose keys
+    come from the secrets chain. A simulated call (fake job) runs text only, no room."""
+    from livekit.agents import AgentSession
+
+    flow: Flow[Any] = ctx.proc.userdata.get("flow") or load_flow(os.environ[FLOW_ENV])
+    secrets = secrets or SecretChain.from_env()
+    tiers = Tiers(flow.tiers.configs, source=flow.tiers.source, secrets=secrets)
+    llms = {cls.tier: tiers.llm(cls.tier) for cls in flow.states.values()}
+    session_kwargs: dict[str, Any] = {"vad": ctx.proc.userdata.get("vad")}
+    start_kwargs: dict[str, Any] = {}
+    if ctx.is_fake_job():
+        logger.info("simulated call %s: text only, no room", ctx.job.id)
+    else:
+        session_kwargs.update(Voices(VoiceConfig.load(), secrets=secrets).session_options())
+        start_kwargs["room"] = ctx.room
+    session: AgentSession[Any] = AgentSession(**session_kwargs)
+    return await flow.start(session, llm=llms, call_id=ctx.job.id, **start_kwargs)
+
+
+def checkpoint_run(run: FlowRun[Any], reason: str, directory: str | None = None) -> Path | None:
+    """Record where a call stands when its job shuts down (drain timeout, crash, hang-up).
+
+    Writes ``<call_id>.json`` (flow, version, state, context, transition log, reason)
+    to ``directory`` / ``HANDOFF_CHECKPOINT_DIR``; without one it only logs the state.
+    A call that reached a final state is logged, not written.
+    """
+    directory = directory or os.environ.get("HANDOFF_CHECKPOINT_DIR")
+    if run.is_final() or not directory:
+        logger.info("call %s ended in state %s (%s)", run.call_id, run.state, reason)
+        return None
+    record = {
+        "flow": run.flow.name,
+        "version": run.flow.version,
+        "call_id": run.call_id,
+        "state": run.state,
+        "context": run.context.model_dump(mode="json"),
+        "log": [asdict(r) for r in run.log],
+        "reason": reason,
+        "at": time.time(),
+    }
+    path = Path(directory) / f"{run.call_id or 'call'}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, default=str))
+    tmp.replace(path)
+    logger.info("call %s checkpointed in state %s to %s (%s)", run.call_id, run.state, path,
+                reason)
+    return path
+
+
+# -- the command ----------------------------------------------------------------------------
+MODES = ("console", "dev", "start")
+
+
+def run_worker(settings: WorkerSettings, mode: str, livekit_args: Iterable[str] = (),
+               *, simulate_call: str | None = None) -> None:
+    """``handoff run``: start-up checks, then LiveKit's CLI in ``mode`` (does not return)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    server = build_server(settings, console=mode == "console")
+    if simulate_call:
+        _simulate_call_on_start(server, simulate_call)
+    from livekit.agents.cli import _legacy
+
+    _legacy._build_cli(server)(args=[mode, *livekit_args], prog_name="handoff run")
+
+
+def _simulate_call_on_start(server: AgentServer, room: str) -> None:
+    """Start one simulated call (LiveKit's fake job: a job process, a mock room, no audio).
+
+    For smoke tests of an image or a node: the prewarmed process runs the flow's
+    session exactly as for a real call, minus the room's audio.
+    """
+    import asyncio
+
+    tasks: set[asyncio.Task[None]] = set()
+
+    def _start() -> None:
+        task = asyncio.get_event_loop().create_task(server.simulate_job(room, fake_job=True))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    server.once("worker_started", _start)
