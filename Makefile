@@ -38,6 +38,11 @@ test: deps
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
+## Render every flow in examples/ to diagrams/ (SVG + DOT source beside it).
+## `make test` fails when diagrams/ is stale (tests/test_cli_diagram.py runs `--check`).
+diagrams: deps
+	$(PY) -m handoff.cli diagram examples -f svg -o diagrams
+
 lint: venv
 	$(PY) -m ruff check handoff examples tests
 	$(PY) -m mypy

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from .errors import FlowDefinitionError
 from .loading import FlowLoadError, load_flow
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -121,6 +125,207 @@ def run(
     except (FlowLoadError, SecretError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+# -- check, diagram, diff ---------------------------------------------------------------
+class CheckFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class DiagramFormat(StrEnum):
+    svg = "svg"
+    png = "png"
+    dot = "dot"
+    mermaid = "mermaid"
+
+
+class DiffFormat(StrEnum):
+    svg = "svg"
+    png = "png"
+    dot = "dot"
+    mermaid = "mermaid"
+    markdown = "markdown"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def check(
+    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE")],
+    strict: Annotated[bool, typer.Option(help="Count warnings as errors")] = False,
+    fmt: Annotated[CheckFormat, typer.Option("--format", help="text, or json for CI")] = (
+        CheckFormat.text),
+) -> None:
+    """Validate a flow: errors, and warnings (unreachable states, dead ends, …).
+
+    Exit status 0 when clean, 1 when there are errors (or warnings with --strict),
+    2 when the flow cannot be loaded. A module whose Flow(...) raises at import is
+    loaded but malformed: its findings are printed and the status is 1.
+    """
+    from .flowref import FlowRefError, load_flow
+    from .validate import Finding
+    from .validate import check as run_check
+
+    loaded = True
+    try:
+        flow = load_flow(flow_ref)
+        findings = run_check(flow, strict=strict)
+        summary = f"{len(flow.states)} states, {len(flow.edges)} transitions"
+    except FlowRefError as exc:
+        if fmt is CheckFormat.json:
+            typer.echo(json.dumps({"flow": flow_ref, "loaded": False, "error": str(exc)}))
+        raise _fail(str(exc)) from exc
+    except FlowDefinitionError as exc:
+        loaded = False
+        findings = [Finding.parse(text) for text in exc.findings]
+        summary = "Flow(...) raised FlowDefinitionError"
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    if fmt is CheckFormat.json:
+        typer.echo(json.dumps({
+            "flow": flow_ref, "loaded": True, "built": loaded, "strict": strict, "errors": errors,
+            "warnings": warnings, "findings": [f.to_dict() for f in findings],
+        }, indent=2))
+    else:
+        for finding in findings:
+            typer.echo(str(finding))
+        verdict = "ok" if not findings else f"{errors} error(s), {warnings} warning(s)"
+        typer.echo(f"{flow_ref}: {verdict} ({summary})")
+    raise typer.Exit(1 if errors else 0)
+
+
+@app.command()
+def diagram(
+    flow_ref: Annotated[str, typer.Argument(
+        help="MODULE:ATTRIBUTE of one flow, or a PACKAGE to draw every flow in it")],
+    fmt: Annotated[DiagramFormat, typer.Option("--format", "-f")] = DiagramFormat.svg,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="File (a directory for a package); default diagrams/NAME.EXT, "
+        "or stdout for dot/mermaid of one flow")] = None,
+    highlight: Annotated[str | None, typer.Option(help="Fill this state (the active one)")] = None,
+    check_only: Annotated[bool, typer.Option(
+        "--check", help="Write nothing; exit 1 if the kept source differs from the code")] = False,
+) -> None:
+    """Draw a flow as SVG/PNG (with its DOT source beside it), DOT or Mermaid."""
+    from . import diagram as draw
+    from .flowref import FlowRefError, flows_in_package, load_flow
+
+    suffix = draw.SUFFIX[fmt.value]
+    try:
+        if ":" in flow_ref:
+            flow = load_flow(flow_ref)
+            if output is None and not check_only and fmt.value in ("dot", "mermaid"):
+                typer.echo(draw.source_for(flow, fmt.value, highlight=highlight)[0], nl=False)
+                return
+            targets = [(flow_ref, flow, output or Path("diagrams") / f"{flow.name}{suffix}")]
+            folder = None
+        else:
+            if highlight is not None:
+                raise _fail("--highlight needs one flow (MODULE:ATTRIBUTE), not a package")
+            folder = output or Path("diagrams")
+            found = flows_in_package(flow_ref)
+            if not found:
+                raise _fail(f"no Flow found in package {flow_ref!r}")
+            names = [flow.name for _, flow in found]
+            if len(set(names)) != len(names):
+                raise _fail(f"two flows in {flow_ref!r} share a name: {sorted(names)}")
+            targets = [(ref, flow, folder / f"{flow.name}{suffix}") for ref, flow in found]
+    except (FlowRefError, FlowDefinitionError) as exc:
+        raise _fail(str(exc)) from exc
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+
+    try:
+        if check_only:
+            problems = [f"{ref}: {why}" for ref, flow, path in targets
+                        if (why := draw.stale(flow, fmt.value, path, highlight=highlight))]
+            if folder is not None:
+                problems += _orphans(folder, {flow.name for _, flow, _ in targets})
+            for problem in problems:
+                typer.echo(problem)
+            if problems:
+                typer.echo("diagrams are stale: run `make diagrams`", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"{len(targets)} diagram(s) up to date")
+            return
+        for _, flow, path in targets:
+            for written in draw.write(flow, fmt.value, path, highlight=highlight):
+                typer.echo(f"wrote {written}")
+    except (ValueError, draw.GraphvizMissing) as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _orphans(folder: Path, names: set[str]) -> list[str]:
+    """Generated sources in ``folder`` whose flow no longer exists."""
+    out = []
+    for path in sorted([*folder.glob("*.dot"), *folder.glob("*.mmd")]):
+        head = path.read_text().split("\n", 1)[0]
+        if "generated by handoff, do not edit" in head and path.stem not in names:
+            out.append(f"{path}: no flow named {path.stem!r} any more; delete it")
+    return out
+
+
+@app.command()
+def diff(
+    old: Annotated[str, typer.Argument(help="[GITREV:]MODULE:ATTRIBUTE, e.g. main:pkg.flow:flow")],
+    new: Annotated[str, typer.Argument(help="[GITREV:]MODULE:ATTRIBUTE")],
+    fmt: Annotated[DiffFormat, typer.Option("--format", "-f")] = DiffFormat.markdown,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="File to write; stdout for markdown/mermaid/dot if absent")] = None,
+    exit_code: Annotated[bool, typer.Option(
+        "--exit-code", help="Exit 1 when the flows differ (like git diff --exit-code)")] = False,
+) -> None:
+    """What changed between two versions of a flow: a coloured diagram or a PR table.
+
+    A side written GITREV:MODULE:ATTRIBUTE is loaded from that git revision in a
+    separate process; the working tree is not touched.
+    """
+    from .diagram import GraphvizMissing, render
+    from .diagram_diff import compare, diff_dot, diff_markdown, diff_mermaid
+    from .flowref import FlowRefError, load_snapshot
+
+    try:
+        changes = compare(load_snapshot(old), load_snapshot(new),
+                          labels=(_side_label(old, new), _side_label(new, old)))
+    except FlowRefError as exc:
+        raise _fail(str(exc)) from exc
+    data: Any
+    if fmt is DiffFormat.markdown:
+        data = diff_markdown(changes)
+    elif fmt is DiffFormat.mermaid:
+        data = diff_mermaid(changes)
+    elif fmt is DiffFormat.dot:
+        data = diff_dot(changes).source
+    else:
+        if output is None:
+            raise _fail(f"-f {fmt.value} needs -o PATH")
+        try:
+            data = render(diff_dot(changes), fmt.value)
+        except GraphvizMissing as exc:
+            raise _fail(str(exc)) from exc
+    if output is None:
+        typer.echo(data, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            output.write_bytes(data)
+        else:
+            output.write_text(data)
+        typer.echo(f"wrote {output}")
+    raise typer.Exit(1 if exit_code and changes.changed else 0)
+
+
+def _side_label(ref: str, other: str) -> str:
+    """``main`` for ``main:pkg.flow:flow``, ``working tree`` for ``pkg.flow:flow``; the
+    whole reference when the two sides name different modules."""
+    rev = ref.split(":")[0] if ref.count(":") == 2 else None
+    if ref.split(":")[-2:] != other.split(":")[-2:]:
+        return ref
+    return rev or "working tree"
 
 
 def main() -> None:

@@ -1,15 +1,34 @@
 """Findings about a Flow's definition: what is wrong, where, and how to fix it.
 
-Errors make ``Flow(...)`` raise :class:`~handoff.errors.FlowDefinitionError`.
-Every check is linear in states + transitions.
+Errors make ``Flow(...)`` raise :class:`~handoff.errors.FlowDefinitionError`:
+unknown target, duplicate state or trigger, transition without docstring, unknown
+tier, no initial state (and a few more: unknown final state, bad history policy,
+unknown error transition).
+
+Warnings come from :func:`check` (``handoff check``), and count as errors with
+``strict=True``: a state the initial state cannot reach (``unreachable``), a
+non-final state with no transition to another state (``dead-end``), a state from
+which no final state can be reached (``no-path-to-final``), a flow without final
+states (``no-final``), a guard or refusal reading a field the Context does not have
+(``unknown-context-field``), a transition argument without a type
+(``untyped-argument``), a ``to=RETURN`` transition although no transition starts
+a side trip with ``returns=True`` (``return-without-side-trip``).
+
+Every check is linear in states + transitions: the graph checks are one BFS over
+the flow's transitions from the initial state and one over their reverse from the
+finals. A ``to=RETURN`` transition counts as a way out, towards every state a side
+trip can start from; it never makes a new state reachable (it only goes back).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
+import re
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from .guards import context_fields
 from .history import HistoryPolicy
 
 if TYPE_CHECKING:
@@ -33,6 +52,31 @@ class Finding:
             where += f".{self.trigger}"
         return f"{self.severity} [{self.code}] {where}: {self.message} — fix: {self.hint}"
 
+    def to_dict(self) -> dict[str, str | None]:
+        """The finding as JSON-ready data (``handoff check --format json``)."""
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, text: str) -> Finding:
+        """The inverse of ``str(finding)``.
+
+        ``FlowDefinitionError`` carries its findings as text; ``handoff check`` turns
+        them back into findings to report them like any other.
+        """
+        match = _FINDING_RE.match(text)
+        if match is None:
+            return cls("error", "invalid-flow", text, "see the message")
+        severity, code, where, rest = match.groups()
+        message, _, hint = rest.rpartition(" — fix: ")
+        state, _, trigger = where.partition(".")
+        return cls(
+            "warning" if severity == "warning" else "error", code, message, hint,
+            state=None if state == "flow" else state, trigger=trigger or None,
+        )
+
+
+_FINDING_RE = re.compile(r"^(error|warning) \[([^\]]+)\] ([^:]+): (.*)$", re.DOTALL)
+
 
 def definition_errors(flow: Flow[Any]) -> list[Finding]:
     """The findings that make a Flow unusable; the Flow constructor raises on any."""
@@ -40,22 +84,27 @@ def definition_errors(flow: Flow[Any]) -> list[Finding]:
     names = Counter(cls.state_name() for cls in flow.state_classes)
     for name, count in names.items():
         if count > 1:
-            out.append(Finding("error", "duplicate-state", f"state {name!r} is declared {count} times",
+            out.append(Finding("error", "duplicate-state",
+                               f"state {name!r} is declared {count} times",
                                "give each State class a distinct name (class name or `name = ...`)",
                                state=name))
     if not flow.state_classes:
         out.append(Finding("error", "no-states", "the flow has no states", "pass states=[...]"))
     if flow.initial not in flow.states:
-        out.append(Finding("error", "no-initial", f"initial state {flow.initial!r} is not among the states",
+        out.append(Finding("error", "no-initial",
+                           f"initial state {flow.initial!r} is not among the states",
                            f"add {flow.initial} to states=[...] or pick a declared initial state"))
     for final in sorted(flow.final - set(flow.states)):
-        out.append(Finding("error", "unknown-final", f"final state {final!r} is not among the states",
-                           f"add {final} to states=[...] or remove it from final=[...]", state=final))
+        out.append(Finding("error", "unknown-final",
+                           f"final state {final!r} is not among the states",
+                           f"add {final} to states=[...] or remove it from final=[...]",
+                           state=final))
     for name, cls in flow.states.items():
         if cls.tier not in flow.tiers:
             out.append(Finding("error", "unknown-tier",
                                f"tier {cls.tier!r} is not declared ({flow.tiers.source})",
-                               f"use one of {flow.tiers.names()} or declare [tool.handoff.tiers.{cls.tier}]",
+                               f"use one of {flow.tiers.names()} or declare "
+                               f"[tool.handoff.tiers.{cls.tier}]",
                                state=name))
         try:
             HistoryPolicy.parse(cls.history)
@@ -75,7 +124,8 @@ def definition_errors(flow: Flow[Any]) -> list[Finding]:
                                state=where, trigger=edge.trigger))
         if not edge.transition.doc.strip():
             out.append(Finding("error", "no-docstring",
-                               "transition has no docstring; the LLM would not know when to call it",
+                               "transition has no docstring; the LLM would not know when to "
+                               "call it",
                                "write a docstring saying when to call it", state=where,
                                trigger=edge.trigger))
         if edge.source is not None and edge.trigger in global_triggers:
@@ -98,3 +148,159 @@ def definition_errors(flow: Flow[Any]) -> list[Finding]:
                                f"trigger {trigger!r} is declared {count} times",
                                "rename one of them", state=source or "global", trigger=trigger))
     return out
+
+
+def check(flow: Flow[Any], strict: bool = False) -> list[Finding]:
+    """Every finding about ``flow``: its definition errors, then the warnings.
+
+    With ``strict`` the warnings are reported as errors (``handoff check --strict``).
+    The order is stable: errors first, then warnings by kind, each by state name.
+    """
+    found = definition_errors(flow) + graph_warnings(flow) + guard_warnings(flow)
+    found += argument_warnings(flow)
+    if strict:
+        found = [replace(f, severity="error") for f in found]
+    return found
+
+
+def graph_warnings(flow: Flow[Any]) -> list[Finding]:
+    """Unreachable states, dead ends, states with no path to a final state, and
+    ``to=RETURN`` transitions that nothing can return through."""
+    forward = successors(flow, with_returns=False)  # a return only revisits a reached state
+    targets = successors(flow, with_returns=True)
+    states = set(flow.states)
+    reachable = reach({flow.initial} & states, forward) & states
+    out = [
+        Finding("warning", "unreachable",
+                f"no sequence of transitions leads from {flow.initial!r} to this state",
+                f"add a transition to {name} or remove it from states=[...]", state=name)
+        for name in sorted(states - reachable)
+    ]
+    dead_ends = {
+        name for name in states
+        if name not in flow.final and not (targets[name] - {name, ANY})
+        and not (targets[ANY] - {name})
+    }
+    out += [
+        Finding("warning", "dead-end",
+                "the state is not final and has no transition to another state; a call "
+                "would be stuck here",
+                f"add a @transition out of {name} or list it in final=[...]", state=name)
+        for name in sorted(dead_ends)
+    ]
+    if not targets[BACK]:
+        out += [
+            Finding("warning", "return-without-side-trip",
+                    "the transition goes back to the state that started a side trip, but no "
+                    "transition starts one", "mark the transitions into this side trip with "
+                    "`returns=True`", state=edge.source or "global", trigger=edge.trigger)
+            for edge in _sorted_edges(flow) if edge.is_return
+        ]
+    if not flow.final:
+        out.append(Finding("warning", "no-final", "the flow declares no final state",
+                           "list the states where a call may end in final=[...]"))
+        return out
+    can_finish = reach(flow.final & states, predecessors(targets))
+    out += [
+        Finding("warning", "no-path-to-final",
+                "no sequence of transitions leads from this state to a final state "
+                f"({', '.join(sorted(flow.final))})",
+                "add a transition towards a final state, or make this state final",
+                state=name)
+        for name in sorted(states - can_finish - dead_ends)
+    ]
+    return out
+
+
+ANY = "\x00any state"
+"""The node global transitions leave from: every state leads to it, it leads to their targets."""
+BACK = "\x00return point"
+"""The node ``to=RETURN`` transitions lead to: it leads to every state a side trip can start
+from (the sources of ``returns=True`` transitions; every state for a global one)."""
+
+
+def successors(flow: Flow[Any], with_returns: bool = True) -> dict[str, set[str]]:
+    """state -> the states its own transitions lead to, plus ``ANY`` (the global ones)
+    and ``BACK`` (when it has a ``to=RETURN`` transition).
+
+    Global transitions go through the one ``ANY`` node and returns through the one
+    ``BACK`` node, so the graph has O(states + transitions) edges.
+    """
+    out: dict[str, set[str]] = {name: {ANY} for name in flow.states}
+    out[ANY], out[BACK] = set(), set()
+    for edge in flow.edges:
+        source = ANY if edge.source is None else edge.source
+        if edge.is_return:
+            if with_returns:
+                out[source].add(BACK)
+        elif edge.target in flow.states:
+            out[source].add(edge.target)
+        if with_returns and getattr(edge.transition, "returns", False):
+            out[BACK] |= set(flow.states) if edge.source is None else {edge.source}
+    return out
+
+
+def predecessors(succ: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
+    """The reverse graph of ``succ``."""
+    out: dict[str, set[str]] = {name: set() for name in succ}
+    for source, targets in succ.items():
+        for target in targets:
+            out[target].add(source)
+    return out
+
+
+def reach(start: Iterable[str], succ: Mapping[str, Iterable[str]]) -> set[str]:
+    """Every node reachable from ``start`` (included) by breadth-first search."""
+    seen = set(start)
+    queue = deque(seen)
+    while queue:
+        for nxt in succ[queue.popleft()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return seen
+
+
+def guard_warnings(flow: Flow[Any]) -> list[Finding]:
+    """Guards (and refusal functions) that read a field the Context does not have."""
+    known = _context_attributes(flow.context_type)
+    out = []
+    for edge in _sorted_edges(flow):
+        functions: list[tuple[str, Callable[..., Any]]] = []
+        if edge.transition.when is not None:
+            functions.append(("guard", edge.transition.when))
+        if callable(edge.transition.refused):
+            functions.append(("refusal", edge.transition.refused))
+        for role, fn in functions:
+            fields = context_fields(fn)
+            for name in sorted((fields or set()) - known):
+                out.append(Finding(
+                    "warning", "unknown-context-field",
+                    f"the {role} reads {name!r}, which {flow.context_type.__name__} does not have",
+                    f"add a field {name} to {flow.context_type.__name__} or fix the {role}",
+                    state=edge.source or "global", trigger=edge.trigger))
+    return out
+
+
+def argument_warnings(flow: Flow[Any]) -> list[Finding]:
+    """Transition arguments without a type: the LLM would be told they are strings."""
+    return [
+        Finding("warning", "untyped-argument",
+                f"argument {param!r} has no type annotation; the LLM is told it is a string",
+                f"annotate it, e.g. `{param}: str`", state=edge.source or "global",
+                trigger=edge.trigger)
+        for edge in _sorted_edges(flow)
+        for param in edge.transition.untyped_params
+    ]
+
+
+def _sorted_edges(flow: Flow[Any]) -> list[Any]:
+    return sorted(flow.edges, key=lambda e: (e.source is None, e.source or "", e.trigger))
+
+
+def _context_attributes(context_type: type) -> set[str]:
+    """Fields, properties and methods a guard may read on the Context."""
+    names = set(dir(context_type))
+    names |= set(getattr(context_type, "model_fields", {}))
+    names |= set(getattr(context_type, "model_computed_fields", {}))
+    return names

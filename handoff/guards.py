@@ -1,0 +1,122 @@
+"""Read a guard without running it: the context fields it uses and a short text of it.
+
+A guard is ``lambda c: c.verified`` or a named function whose first parameter is
+the Context. Two questions matter for reviews and validation:
+
+- which attributes of the context does it read? Answered from the *bytecode*
+  (``LOAD_FAST c`` then ``LOAD_ATTR name``), so it works without source code
+  (a guard built by ``exec``, a REPL session, a zipped package);
+- what does it say? Answered from the *source* when there is one
+  (``c.verified``, ``0 < amount <= c.refund_limit``), else the function's name.
+
+This module imports only the standard library: ``handoff diff`` loads it into a
+subprocess next to an older checkout of the user's code.
+"""
+
+from __future__ import annotations
+
+import ast
+import dis
+import inspect
+import linecache
+from collections.abc import Callable
+from types import CodeType
+from typing import Any
+
+_ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "DELETE_ATTR"})
+_LOAD_NAME_OPS = frozenset({"LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE", "LOAD_FAST_CHECK"})
+_MAX_TEXT = 60
+
+
+def context_fields(fn: Callable[..., Any]) -> set[str] | None:
+    """Attribute names read on the guard's first parameter; None when it cannot tell.
+
+    ``lambda c, amount: amount <= c.limit`` gives ``{"limit"}``. Attributes read in
+    nested functions or comprehensions that capture the parameter count too.
+    """
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if not isinstance(code, CodeType) or code.co_argcount + code.co_kwonlyargcount < 1:
+        return None
+    param = code.co_varnames[0]
+    found: set[str] = set()
+    _collect(code, param, found)
+    return found
+
+
+def _collect(code: CodeType, param: str, found: set[str]) -> None:
+    previous: dis.Instruction | None = None
+    for ins in dis.get_instructions(code):
+        if (
+            ins.opname in _ATTR_OPS
+            and previous is not None
+            and previous.opname in _LOAD_NAME_OPS
+            and previous.argval == param
+        ):
+            found.add(str(ins.argval))
+        previous = ins
+    for const in code.co_consts:
+        # a nested lambda / comprehension that closes over the parameter
+        if isinstance(const, CodeType) and param in const.co_freevars:
+            _collect(const, param, found)
+
+
+def guard_text(fn: Callable[..., Any] | None) -> str | None:
+    """A short text of the guard: its expression when the source is known, else its name."""
+    if fn is None:
+        return None
+    node = _lambda_node(fn)
+    if node is not None:
+        text = ast.unparse(node.body)
+    else:
+        text = getattr(fn, "__name__", None) or type(fn).__name__
+        if text == "<lambda>":
+            text = "guard"
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+
+
+def _lambda_node(fn: Callable[..., Any]) -> ast.Lambda | None:
+    """The AST of a lambda, found by its line in its file and its parameter names."""
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, CodeType) or code.co_name != "<lambda>":
+        return None
+    tree = _module_ast(code.co_filename)
+    if tree is None:
+        return None
+    args = list(code.co_varnames[: code.co_argcount])
+    candidates = [
+        n for n in ast.walk(tree)
+        if isinstance(n, ast.Lambda)
+        and n.lineno == code.co_firstlineno
+        and [a.arg for a in n.args.args] == args
+    ]
+    if len(candidates) > 1:  # two lambdas with the same parameters on one line: use the names
+        names = set(code.co_names)
+        candidates = [n for n in candidates if _attribute_names(n) - set(args) == names]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _attribute_names(node: ast.AST) -> set[str]:
+    out = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Attribute):
+            out.add(sub.attr)
+        elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+            out.add(sub.id)
+    return out
+
+
+_AST_CACHE: dict[str, tuple[str, ast.Module | None]] = {}
+
+
+def _module_ast(filename: str) -> ast.Module | None:
+    """The parsed source file (cached while its text is unchanged)."""
+    linecache.checkcache(filename)
+    text = "".join(linecache.getlines(filename))
+    cached = _AST_CACHE.get(filename)
+    if cached is None or cached[0] != text:
+        try:
+            tree = ast.parse(text) if text else None
+        except SyntaxError:
+            tree = None
+        _AST_CACHE[filename] = cached = (text, tree)
+    return cached[1]

@@ -1,0 +1,138 @@
+"""A Flow as plain data: what diagrams draw and what ``handoff diff`` compares.
+
+A snapshot holds what a reviewer reads (names, docstrings, tiers, tools, guards,
+targets) and what changes an agent's behaviour without showing on the picture
+(prompts, history policies, transition docstrings and arguments), sorted so the
+same flow always gives the same snapshot. It round-trips through JSON, which is
+how a flow loaded from an older git revision, in a subprocess, reaches the
+diagram code of the current one.
+
+Like :mod:`handoff.guards` this module imports only the standard library and
+reads the Flow by duck typing: it must work on the Flow of an older handoff.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .guards import guard_text
+
+
+@dataclass(frozen=True)
+class StateSnap:
+    name: str
+    doc: str = ""
+    tier: str = ""
+    tools: tuple[str, ...] = ()
+    history: str = ""
+    prompt: str = ""
+
+
+@dataclass(frozen=True)
+class EdgeSnap:
+    """One transition; ``source`` is None for a global transition (from every state)."""
+
+    source: str | None
+    trigger: str
+    target: str
+    guard: str | None = None
+    doc: str = ""
+    params: tuple[str, ...] = ()
+    history: str | None = None
+    returns: bool = False
+    """A side trip: the state it leaves is where a later ``to=RETURN`` comes back to."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What identifies an edge across versions: where it leaves from and its trigger."""
+        return (self.source or "", self.trigger)
+
+
+@dataclass(frozen=True)
+class FlowSnap:
+    name: str
+    version: str
+    initial: str
+    final: tuple[str, ...]
+    states: tuple[StateSnap, ...]
+    edges: tuple[EdgeSnap, ...]
+    meta: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def state(self, name: str) -> StateSnap | None:
+        return next((s for s in self.states if s.name == name), None)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FlowSnap:
+        data = json.loads(text)
+        return cls(
+            name=data["name"],
+            version=data["version"],
+            initial=data["initial"],
+            final=tuple(data["final"]),
+            states=tuple(
+                StateSnap(**{**s, "tools": tuple(s["tools"])}) for s in data["states"]
+            ),
+            edges=tuple(
+                EdgeSnap(**{**e, "params": tuple(e["params"])}) for e in data["edges"]
+            ),
+            meta=dict(data.get("meta", {})),
+        )
+
+
+def snapshot(flow: Any) -> FlowSnap:
+    """The snapshot of a built Flow (of this handoff or an older one)."""
+    states = []
+    for name, cls in flow.states.items():
+        one_line = getattr(cls, "one_line", None)
+        tools = getattr(cls, "tool_names", None)
+        states.append(StateSnap(
+            name=name,
+            doc=one_line() if callable(one_line) else "",
+            tier=str(getattr(cls, "tier", "")),
+            tools=tuple(sorted(tools())) if callable(tools) else (),
+            history=str(getattr(cls, "history", "")),
+            prompt=str(getattr(cls, "prompt", "")),
+        ))
+    edges = []
+    for edge in flow.edges:
+        tdef = edge.transition
+        history = getattr(tdef, "history", None)
+        edges.append(EdgeSnap(
+            source=edge.source,
+            trigger=edge.trigger,
+            target=edge.target,
+            guard=guard_text(getattr(tdef, "when", None)),
+            doc=str(getattr(tdef, "doc", "")),
+            params=tuple(_param_text(p) for p in getattr(tdef, "params", ())),
+            history=None if history is None else _history_text(history),
+            returns=bool(getattr(tdef, "returns", False)),
+        ))
+    return FlowSnap(
+        name=str(flow.name),
+        version=str(getattr(flow, "version", "")),
+        initial=str(flow.initial),
+        final=tuple(sorted(flow.final)),
+        states=tuple(sorted(states, key=lambda s: s.name)),
+        edges=tuple(sorted(edges, key=lambda e: (e.source is None, e.key))),
+    )
+
+
+def _param_text(param: Any) -> str:
+    annotation = getattr(param, "annotation", None)
+    if annotation is None or annotation is getattr(param, "empty", object()):
+        return str(param.name)
+    kind = getattr(annotation, "__name__", None) or str(annotation)
+    return f"{param.name}: {kind}"
+
+
+def _history_text(policy: Any) -> str:
+    kind = getattr(policy, "kind", None)
+    if kind is None:
+        return str(policy)
+    count = getattr(policy, "count", 0)
+    return f"{kind}:{count}" if kind == "last" else str(kind)
