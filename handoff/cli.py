@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from .errors import FlowDefinitionError
-from .loading import FlowLoadError, load_flow
+from .flowref import FlowLoadError, load_flow
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Multi-agent voice AI on LiveKit Agents, as a state machine.")
@@ -39,7 +39,7 @@ def chat(
     """
     try:
         flow = load_flow(flow_ref)
-    except FlowLoadError as exc:
+    except (FlowLoadError, FlowDefinitionError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     llm: Any = None
@@ -166,8 +166,6 @@ def check(
     2 when the flow cannot be loaded. A module whose Flow(...) raises at import is
     loaded but malformed: its findings are printed and the status is 1.
     """
-    from .flowref import FlowRefError, load_flow
-    from .validate import Finding
     from .validate import check as run_check
 
     loaded = True
@@ -175,13 +173,13 @@ def check(
         flow = load_flow(flow_ref)
         findings = run_check(flow, strict=strict)
         summary = f"{len(flow.states)} states, {len(flow.edges)} transitions"
-    except FlowRefError as exc:
+    except FlowLoadError as exc:
         if fmt is CheckFormat.json:
             typer.echo(json.dumps({"flow": flow_ref, "loaded": False, "error": str(exc)}))
         raise _fail(str(exc)) from exc
     except FlowDefinitionError as exc:
         loaded = False
-        findings = [Finding.parse(text) for text in exc.findings]
+        findings = list(exc.findings)
         summary = "Flow(...) raised FlowDefinitionError"
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
@@ -212,7 +210,7 @@ def diagram(
 ) -> None:
     """Draw a flow as SVG/PNG (with its DOT source beside it), DOT or Mermaid."""
     from . import diagram as draw
-    from .flowref import FlowRefError, flows_in_package, load_flow
+    from .flowref import flows_in_package
 
     suffix = draw.SUFFIX[fmt.value]
     try:
@@ -234,7 +232,7 @@ def diagram(
             if len(set(names)) != len(names):
                 raise _fail(f"two flows in {flow_ref!r} share a name: {sorted(names)}")
             targets = [(ref, flow, folder / f"{flow.name}{suffix}") for ref, flow in found]
-    except (FlowRefError, FlowDefinitionError) as exc:
+    except (FlowLoadError, FlowDefinitionError) as exc:
         raise _fail(str(exc)) from exc
     except ValueError as exc:
         raise _fail(str(exc)) from exc
@@ -286,12 +284,12 @@ def diff(
     """
     from .diagram import GraphvizMissing, render
     from .diagram_diff import compare, diff_dot, diff_markdown, diff_mermaid
-    from .flowref import FlowRefError, load_snapshot
+    from .flowref import load_snapshot
 
     try:
         changes = compare(load_snapshot(old), load_snapshot(new),
                           labels=(_side_label(old, new), _side_label(new, old)))
-    except FlowRefError as exc:
+    except FlowLoadError as exc:
         raise _fail(str(exc)) from exc
     data: Any
     if fmt is DiffFormat.markdown:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from livekit.agents import ToolError
+
+if TYPE_CHECKING:
+    from .validate import Finding
 
 
 class FlowError(Exception):
@@ -16,7 +21,7 @@ class FlowDefinitionError(FlowError):
     constructor (or of ``handoff check``) reports them all.
     """
 
-    def __init__(self, flow_name: str, findings: list[str]) -> None:
+    def __init__(self, flow_name: str, findings: list[Finding]) -> None:
         self.flow_name = flow_name
         self.findings = findings
         lines = "\n".join(f"  - {f}" for f in findings)

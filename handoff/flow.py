@@ -121,7 +121,7 @@ class Flow(Generic[C]):
 
         errors = definition_errors(self)
         if errors:
-            raise FlowDefinitionError(name, [str(f) for f in errors])
+            raise FlowDefinitionError(name, errors)
 
         # state -> trigger -> edge, globals included: the O(1) table every decision reads
         self.table: dict[str, dict[str, Edge]] = {s: {} for s in self.states}

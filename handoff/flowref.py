@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import FlowDefinitionError
+from .errors import FlowDefinitionError, FlowError
 from .flow import Flow
-from .loading import FlowLoadError
 from .snapshot import FlowSnap, snapshot
 
 
-class FlowRefError(FlowLoadError):
+class FlowLoadError(FlowError):
     """The reference could not be loaded: bad syntax, import error, no such name, not a Flow."""
 
 
@@ -50,7 +49,7 @@ def parse_ref(text: str, *, allow_rev: bool = False) -> FlowRef:
     if allow_rev and len(parts) == 3 and all(parts):
         return FlowRef(parts[1], parts[2], rev=parts[0])
     form = "[GITREV:]MODULE:ATTRIBUTE" if allow_rev else "MODULE:ATTRIBUTE"
-    raise FlowRefError(f"{text!r} is not {form} (e.g. examples.callcenter.flow:flow)")
+    raise FlowLoadError(f"{text!r} is not {form} (e.g. examples.callcenter.flow:flow)")
 
 
 def load_flow(ref: FlowRef | str) -> Flow[Any]:
@@ -58,20 +57,20 @@ def load_flow(ref: FlowRef | str) -> Flow[Any]:
     found, but its flow is malformed (``handoff check`` reports those findings)."""
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     if ref.rev is not None:
-        raise FlowRefError(f"{ref}: a flow at a git revision can only be read as a snapshot")
+        raise FlowLoadError(f"{ref}: a flow at a git revision can only be read as a snapshot")
     _cwd_on_path()
     try:
         module = importlib.import_module(ref.module)
     except FlowDefinitionError:
         raise
     except Exception as exc:  # ImportError, SyntaxError, anything the module raised
-        raise FlowRefError(f"cannot import {ref.module!r}: {type(exc).__name__}: {exc}") from exc
+        raise FlowLoadError(f"cannot import {ref.module!r}: {type(exc).__name__}: {exc}") from exc
     try:
         value = getattr(module, ref.attr)
     except AttributeError:
-        raise FlowRefError(f"module {ref.module!r} has no attribute {ref.attr!r}") from None
+        raise FlowLoadError(f"module {ref.module!r} has no attribute {ref.attr!r}") from None
     if not isinstance(value, Flow):
-        raise FlowRefError(f"{ref} is a {type(value).__name__}, not a handoff Flow")
+        raise FlowLoadError(f"{ref} is a {type(value).__name__}, not a handoff Flow")
     return value
 
 
@@ -82,7 +81,7 @@ def load_snapshot(ref: FlowRef | str) -> FlowSnap:
         try:
             return snapshot(load_flow(ref))
         except FlowDefinitionError as exc:
-            raise FlowRefError(str(exc)) from exc
+            raise FlowLoadError(str(exc)) from exc
     return snapshot_at_revision(ref)
 
 
@@ -96,7 +95,7 @@ def flows_in_package(package: str) -> list[tuple[str, Flow[Any]]]:
     try:
         root = importlib.import_module(package)
     except Exception as exc:
-        raise FlowRefError(f"cannot import {package!r}: {type(exc).__name__}: {exc}") from exc
+        raise FlowLoadError(f"cannot import {package!r}: {type(exc).__name__}: {exc}") from exc
     modules = [root]
     for info in pkgutil.walk_packages(getattr(root, "__path__", []), prefix=package + "."):
         if info.name.rsplit(".", 1)[-1] == "__main__":
@@ -104,7 +103,7 @@ def flows_in_package(package: str) -> list[tuple[str, Flow[Any]]]:
         try:
             modules.append(importlib.import_module(info.name))
         except Exception as exc:
-            raise FlowRefError(f"cannot import {info.name!r}: {type(exc).__name__}: {exc}") from exc
+            raise FlowLoadError(f"cannot import {info.name!r}: {type(exc).__name__}: {exc}") from exc
     found: dict[int, tuple[str, Flow[Any]]] = {}
     for module in modules:
         for attr, value in sorted(vars(module).items()):
@@ -159,10 +158,10 @@ def snapshot_at_revision(ref: FlowRef, cwd: Path | None = None) -> FlowSnap:
             cwd=root, capture_output=True, text=True, timeout=120,
         )
         if not out.is_file():
-            raise FlowRefError(f"{ref}: the loader failed: {proc.stderr.strip()[-800:]}")
+            raise FlowLoadError(f"{ref}: the loader failed: {proc.stderr.strip()[-800:]}")
         result = json.loads(out.read_text())
     if "error" in result:
-        raise FlowRefError(f"{ref}: {result['error']}")
+        raise FlowLoadError(f"{ref}: {result['error']}")
     return FlowSnap.from_json(json.dumps(result["snapshot"]))
 
 
@@ -170,7 +169,7 @@ def _git(args: list[str], cwd: Path) -> bytes:
     try:
         proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=60)
     except FileNotFoundError as exc:
-        raise FlowRefError("git is not installed") from exc
+        raise FlowLoadError("git is not installed") from exc
     if proc.returncode != 0:
-        raise FlowRefError(f"git {' '.join(args[:2])}: {proc.stderr.decode().strip()}")
+        raise FlowLoadError(f"git {' '.join(args[:2])}: {proc.stderr.decode().strip()}")
     return proc.stdout

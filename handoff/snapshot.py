@@ -17,8 +17,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .guards import guard_text
-
 
 @dataclass(frozen=True)
 class StateSnap:
@@ -106,7 +104,7 @@ def snapshot(flow: Any) -> FlowSnap:
             source=edge.source,
             trigger=edge.trigger,
             target=edge.target,
-            guard=guard_text(getattr(tdef, "when", None)),
+            guard=tdef.guard_text(),
             doc=str(getattr(tdef, "doc", "")),
             params=tuple(_param_text(p) for p in getattr(tdef, "params", ())),
             history=None if history is None else _history_text(history),

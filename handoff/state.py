@@ -97,12 +97,10 @@ class TransitionDef:
         return self.doc.split("\n\n", 1)[0].strip()
 
     def guard_text(self) -> str | None:
-        """A short human text of the guard, for diagrams and logs."""
-        if self.when is None:
-            return None
-        if isinstance(self.refused, str):
-            return f"unless: {self.refused}"
-        return getattr(self.when, "__name__", "guard")
+        """The guard's expression as written (``c.verified``), for diagrams and logs."""
+        from .guards import guard_text
+
+        return guard_text(self.when)
 
     def check_guard(self, context: Any, arguments: dict[str, Any]) -> str | None:
         """None when the guard allows the move, else the reason written for the LLM."""

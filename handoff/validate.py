@@ -22,7 +22,6 @@ trip can start from; it never makes a new state reachable (it only goes back).
 
 from __future__ import annotations
 
-import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -55,27 +54,6 @@ class Finding:
     def to_dict(self) -> dict[str, str | None]:
         """The finding as JSON-ready data (``handoff check --format json``)."""
         return asdict(self)
-
-    @classmethod
-    def parse(cls, text: str) -> Finding:
-        """The inverse of ``str(finding)``.
-
-        ``FlowDefinitionError`` carries its findings as text; ``handoff check`` turns
-        them back into findings to report them like any other.
-        """
-        match = _FINDING_RE.match(text)
-        if match is None:
-            return cls("error", "invalid-flow", text, "see the message")
-        severity, code, where, rest = match.groups()
-        message, _, hint = rest.rpartition(" — fix: ")
-        state, _, trigger = where.partition(".")
-        return cls(
-            "warning" if severity == "warning" else "error", code, message, hint,
-            state=None if state == "flow" else state, trigger=trigger or None,
-        )
-
-
-_FINDING_RE = re.compile(r"^(error|warning) \[([^\]]+)\] ([^:]+): (.*)$", re.DOTALL)
 
 
 def definition_errors(flow: Flow[Any]) -> list[Finding]:

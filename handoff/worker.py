@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 
-from .loading import load_flow
+from .flowref import load_flow
 from .secrets import SecretChain
 from .tiers import Tiers
 from .voice import VoiceConfig, Voices

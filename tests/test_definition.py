@@ -64,7 +64,7 @@ def test_missing_docstring_duplicate_trigger_and_bad_initial_are_all_reported() 
 
     with pytest.raises(FlowDefinitionError) as err:
         make_flow(states=[Front, Back, Done, Mute], initial="Nobody")
-    findings = err.value.findings
+    findings = [str(f) for f in err.value.findings]
     assert any("no-docstring" in f and "Mute.hang_up" in f for f in findings)
     assert any("duplicate-trigger" in f and "Mute.hang_up" in f for f in findings)
     assert any("no-initial" in f and "Nobody" in f for f in findings)

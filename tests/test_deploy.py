@@ -24,7 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from handoff.loading import load_flow
+from handoff.flowref import load_flow
 from handoff.secrets import DEFAULT_SECRETS_DIR
 from handoff.worker import ACTIVE_JOBS, WorkerSettings, required_secrets
 
