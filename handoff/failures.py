@@ -70,6 +70,7 @@ class FailureWatch:
         self.consecutive = 0
         self.failover: asyncio.Task[Any] | None = None
         self._forgiven: set[int] = set()
+        self._gave_up = False
 
     def note(self, what: str) -> None:
         """Count one failure; ``max_failures`` in a row take the error transition."""
@@ -85,8 +86,8 @@ class FailureWatch:
     def fail_over(self, reason: str) -> None:
         """Take the error transition (once per call) and tell the next agent why."""
         run = self._run
-        if self.failover is not None:
-            return  # the error state handles what follows
+        if self.failover is not None or self._gave_up:
+            return  # once per call: the error state (or the log line) says it already
         trigger = run.flow.states[run.state].error_transition or (
             run.flow.failure_policy.error_transition
         )
@@ -94,6 +95,7 @@ class FailureWatch:
         if trigger is None or trigger not in table:
             logger.error("flow %s: %s, and no error transition from %s",
                          run.flow.name, reason, run.state)
+            self._gave_up = True
             return
         logger.warning("flow %s: %s; taking %s", run.flow.name, reason, trigger)
         params = {p.name for p in table[trigger].transition.params}

@@ -51,6 +51,25 @@ class Edge:
         return self.target == RETURN
 
 
+class _SharedMachine(Machine):
+    """The `transitions` Machine of a Flow, shared by every run of it.
+
+    ``add_model`` only puts a run's model in the initial state. transitions' own
+    version also binds a partial per trigger, per ``may_<trigger>`` and per
+    ``is_<state>`` to every model and keeps every model in a list it scans on each
+    add (measured: 4.3 KB per run for 3 states, 288 KB for 200, and O(live runs) per
+    new run). Runs fire events with ``machine.events[trigger].trigger(model)``, which
+    is what those partials call, so the FSM still executes every move.
+    """
+
+    def add_model(self, model: Any, initial: Any = None) -> None:
+        for mod in model if isinstance(model, list) else [model]:
+            self.set_state(initial or self.initial, model=mod)  # type: ignore[arg-type]
+
+    def remove_model(self, model: Any) -> None:
+        """Nothing to release: runs are not kept by the Machine."""
+
+
 class _ReturnsTo:
     """Condition of a return edge's Machine transition to one concrete state."""
 
@@ -133,7 +152,7 @@ class Flow(Generic[C]):
             n: HistoryPolicy.parse(cls.history) for n, cls in self.states.items()
         }
 
-        self.machine = Machine(
+        self.machine = _SharedMachine(
             model=None,
             states=list(self.states),
             initial=self.initial,

@@ -14,7 +14,6 @@ changes back. Between turns ``run.state == session.current_agent.id`` always.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import time
@@ -202,8 +201,7 @@ class FlowRun(Generic[C]):
         if self.closed:
             return
         self.closed = True
-        with contextlib.suppress(ValueError):
-            self.flow.machine.remove_model(self._fsm)
+        self.flow.machine.remove_model(self._fsm)
 
     def __enter__(self) -> FlowRun[C]:
         return self
@@ -399,11 +397,12 @@ class FlowRun(Generic[C]):
 
     def _commit(self, pending: _Pending) -> TransitionRecord:
         edge = pending.edge
+        event = self.flow.machine.events[edge.trigger]
         if edge.is_return:
-            self._fsm.trigger(edge.trigger, return_to=pending.target)  # type: ignore[attr-defined]
+            event.trigger(self._fsm, return_to=pending.target)
             self.return_stack.pop()
         else:
-            self._fsm.trigger(edge.trigger)  # type: ignore[attr-defined]
+            event.trigger(self._fsm)
         if edge.transition.returns:
             self.return_stack.append(pending.source)
         record = TransitionRecord(
