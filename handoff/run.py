@@ -73,6 +73,11 @@ class FlowObserver(Protocol):
     """Receives every transition and refusal of every run of a Flow (telemetry, checkpoints).
 
     Called synchronously on the conversation path: do no blocking work here.
+    An observer may also define ``on_transition_requested(run, trigger, by)``: it is
+    called (if present) when a move is asked for, before any check, in the caller's
+    context (the LLM's tool-call span), so telemetry can time a handoff and nest its span.
+    A request is normally followed by one ``on_transition`` or one ``on_refusal``
+    (not when the session closes with the handoff still under way).
     """
 
     def on_transition(self, run: FlowRun[Any], record: TransitionRecord) -> None: ...
@@ -333,6 +338,7 @@ class FlowRun(Generic[C]):
     async def _prepare(
         self, trigger: str, arguments: dict[str, Any], ctx: Any, *, by: MovedBy
     ) -> tuple[_Pending, Any]:
+        self._notify_requested(trigger, by)
         state = self.state
         if self.closed:
             raise FlowError(f"this run of {self.flow.name!r} is closed (its call ended)")
@@ -474,6 +480,16 @@ class FlowRun(Generic[C]):
         self.context.__dict__.update(pending.snapshot)
         if self._pending is pending:
             self._pending = None
+
+    def _notify_requested(self, trigger: str, by: MovedBy) -> None:
+        for observer in self.flow.observers:
+            hook = getattr(observer, "on_transition_requested", None)
+            if hook is None:
+                continue
+            try:
+                hook(self, trigger, by)
+            except Exception:
+                logger.exception("flow observer failed on a transition request")
 
     def _refuse(self, trigger: str, kind: RefusalKind, reason: str) -> None:
         self._record_refusal(trigger, kind, reason)
