@@ -216,6 +216,33 @@ class FlowRun(Generic[C]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def restore(
+        self,
+        state: str,
+        log: list[TransitionRecord] | None = None,
+        return_stack: list[str] | None = None,
+    ) -> None:
+        """Put this run, not yet attached, in ``state`` to resume a checkpointed call.
+
+        No transition is taken and no observer is told: the call already made those
+        moves. ``log`` is the transition log so far, ``return_stack`` the states it may
+        return to. ``resuming`` is set, so the state's agent does not speak first on
+        ``attach`` (the caller already heard it).
+        """
+        if self._session is not None or self.closed:
+            raise FlowError("restore() is for a run that is not attached to a session yet")
+        if state not in self.flow.states:
+            raise FlowError(f"flow {self.flow.name!r} has no state {state!r} to restore")
+        unknown = [s for s in return_stack or () if s not in self.flow.states]
+        if unknown:
+            raise FlowError(f"flow {self.flow.name!r} has no state {unknown[0]!r} to return to")
+        self.flow.machine.set_state(state, model=self._fsm)
+        if log is not None:
+            self.log[:] = log
+        if return_stack is not None:
+            self.return_stack[:] = return_stack
+        self.resuming = True
+
     # -- attaching to LiveKit ------------------------------------------------------
     async def attach(
         self, session: AgentSession[C], *, wait_opening: bool = False, **start_kwargs: Any
