@@ -56,10 +56,22 @@ class Redactor:
         return _walk(value, lambda s: self.text(s, vals))
 
     def context_dump(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(the Context's plain fields, its sensitive fields), both JSON-ready."""
+        """(the Context's plain fields, scrubbed; what must be kept apart), JSON-ready.
+
+        The second part holds the sensitive fields, and the true value of any plain
+        field that quotes a sensitive value (an LLM copied the PIN into ``topic``):
+        ``{**plain, **apart}`` is the whole Context again.
+        """
         data = self.context.model_dump(mode="json")
-        secret = {k: data.pop(k) for k in list(data) if k in self.fields}
-        return data, secret
+        apart = {k: data.pop(k) for k in list(data) if k in self.fields}
+        values = self.values()
+        if values:
+            for key, value in data.items():
+                scrubbed = self.value(value, values)
+                if scrubbed != value:
+                    apart[key] = value
+                    data[key] = scrubbed
+        return data, apart
 
 
 def _texts(value: Any) -> Iterable[str]:

@@ -10,7 +10,8 @@ Format 1 (``"format": 1``)::
       "seq": 7,                       # grows with every checkpoint of the call
       "saved_at": 1795000000.0,
       "context": {...},               # the Context's plain fields (JSON)
-      "sensitive": {...} | "<sealed>",# its pii fields, apart; sealed when a Sealer is set
+      "sensitive": {...} | "<sealed>",# its pii fields (and the true value of any plain
+                                      # field quoting one), apart; sealed if a Sealer is set
       "return_stack": [],             # states to return to (reserved: the reliability work)
       "log": [{"source", "target", "trigger", "arguments", "at", "by"}, ...],
       "history": [{"role": "user"|"assistant", "text": "..."}, ...]   # last N messages

@@ -89,6 +89,8 @@ class Checkpointer:
         self._runs: weakref.WeakKeyDictionary[FlowRun[Any], _Tracked] = (
             weakref.WeakKeyDictionary()
         )
+        self.taken = 0
+        """Checkpoints taken (queued) since this Checkpointer was made."""
         self._pending: dict[str, Checkpoint | None] = {}  # None: delete
         self._writing = False
         self._wake: asyncio.Event | None = None
@@ -166,6 +168,7 @@ class Checkpointer:
             return False
         tracked.fingerprint = fingerprint
         tracked.seq = cp.seq
+        self.taken += 1
         self._enqueue(cp.call_id, cp)
         return True
 
