@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from livekit.agents import AgentSession
-from ops_support import REPO, RedisServer, flow, metrics, redis_server  # noqa: F401
+from ops_support import REPO, RedisServer
 
 from examples.callcenter.demo import AGENT_SCRIPT, CALLER
 from examples.callcenter.flow import Call

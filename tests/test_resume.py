@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from livekit.agents import AgentSession
-from ops_support import flow, metrics  # noqa: F401
 
 from examples.callcenter.demo import AGENT_SCRIPT, CALLER
 from examples.callcenter.flow import Call
