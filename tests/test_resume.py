@@ -66,7 +66,7 @@ async def test_resume_continues_in_state_with_context_and_history(
 
         # nothing said on resume: no LLM request, no agent message, until the caller speaks
         assert script.turns == [] and assistant_texts(session) == []
-        result = await session.run(user_input=CALLER[3])
+        result: Any = await session.run(user_input=CALLER[3])
         assert script.turns[0].last_user_text == CALLER[3]
         assert any("refund up to 100.00" in t for t in assistant_texts(session))
         assert result.events  # the turn ran through the real session
