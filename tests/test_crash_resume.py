@@ -26,10 +26,7 @@ from typing import Any
 
 from ops_support import REPO
 
-from examples.callcenter.demo import AGENT_SCRIPT, CALLER
-from examples.callcenter.flow import flow
 from handoff.persistence import SQLiteStore
-from handoff.testing import ScriptedLLM
 
 WORKER = str(Path(__file__).with_name("crash_worker.py"))
 
@@ -58,12 +55,14 @@ def start_worker(*args: str) -> subprocess.Popen[str]:
     return proc
 
 
-async def uninterrupted_context() -> dict[str, Any]:
-    async with flow.session(llm=ScriptedLLM(list(AGENT_SCRIPT))) as run:
-        assert run.session is not None
-        for line in CALLER:
-            await run.session.run(user_input=line)
-        return run.context.model_dump()
+def uninterrupted_context(tmp_path: Path) -> dict[str, Any]:
+    """The same conversation in a fresh worker process that is not killed."""
+    proc = start_worker(str(tmp_path / "reference.db"), "reference-call")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    context: dict[str, Any] = next(e for e in events if e["kind"] == "context")["context"]
+    return context
 
 
 def wait_for_checkpoint(db: Path, call_id: str, last_agent_line: str) -> None:
@@ -116,7 +115,7 @@ def test_kill_9_mid_call_then_resume_in_a_new_process(tmp_path: Path) -> None:
     assert [t[:2] for t in log] == [["Greeter", "Triage"], ["Triage", "Billing"],
                                     ["Billing", "Wrapup"], ["Wrapup", "Escalation"]]
     final = next(e for e in events if e["kind"] == "context")["context"]
-    expected = asyncio.run(uninterrupted_context())
+    expected = uninterrupted_context(tmp_path)
     assert final == expected
     assert final["caller_name"] == "Dana Reyes" and final["account_id"] == "4411"
     assert final["verified"] is True and final["refund_ticket"] == "R-9001"

@@ -76,7 +76,7 @@ async def test_resume_continues_in_state_with_context_and_history(
         # the later handoffs' agents spoke on entry as usual (resuming was cleared)
         assert run.state == "Escalation" and not run.resuming
         assert any("refund of 45.00 is open" in t for t in assistant_texts(session))
-        assert run.context.refund_ticket == "R-9001"
+        assert run.context.refund_ticket and run.context.refund_ticket.startswith("R-")
         assert run.context.caller_name == "Dana Reyes" and run.context.account_id == "4411"
         assert script.remaining == 0
     assert metrics.value("handoff_resumes_total", flow="callcenter", outcome="resumed") == 1

@@ -144,10 +144,10 @@ class Checkpoint:
                 ctx.add_message(role="assistant", content=text)
         return ctx
 
-    def fingerprint(self) -> str:
+    def fingerprint(self) -> tuple[Any, ...]:
         """What the checkpoint says, without when it was taken (to skip identical writes)."""
-        return json.dumps([self.state, self.context, self.sensitive, self.return_stack,
-                           len(self.log), self.history], sort_keys=True, default=str)
+        return (self.state, self.context, self.sensitive, self.return_stack, len(self.log),
+                self.history)
 
 
 def snapshot(
@@ -158,11 +158,13 @@ def snapshot(
     history_limit: int = DEFAULT_HISTORY_LIMIT,
     sealer: Sealer | None = None,
     earlier: list[dict[str, str]] | None = None,
+    texts: dict[str, str] | None = None,
 ) -> Checkpoint:
     """A checkpoint of ``run`` now. Cheap and synchronous: safe on the conversation path.
 
     ``earlier`` is history from before this session (a resumed call's), kept in front
-    of the session's own messages.
+    of the session's own messages. ``texts`` caches message texts by item id across
+    snapshots of one call (reading a LiveKit message's text is not free).
     """
     redactor = Redactor(run.context)
     values = redactor.values()
@@ -185,7 +187,7 @@ def snapshot(
         sensitive=sensitive,
         return_stack=list(getattr(run, "return_stack", []) or []),
         log=log,
-        history=recent_history(run, history_limit, redactor, values, earlier),
+        history=recent_history(run, history_limit, redactor, values, earlier, texts),
         saved_at=time.time(),
     )
 
@@ -193,6 +195,7 @@ def snapshot(
 def recent_history(
     run: FlowRun[Any], limit: int, redactor: Redactor, values: list[str],
     earlier: list[dict[str, str]] | None = None,
+    texts: dict[str, str] | None = None,
 ) -> list[dict[str, str]]:
     """The last ``limit`` user/assistant messages (``earlier`` ones first), scrubbed."""
     if limit <= 0:
@@ -203,7 +206,10 @@ def recent_history(
     for item in reversed(run.session.history.items):
         if item.type != "message" or item.role not in ("user", "assistant"):
             continue
-        text = item.text_content or ""
+        if texts is None:
+            text = item.text_content or ""
+        elif (text := texts.get(item.id)) is None:  # type: ignore[assignment]
+            text = texts[item.id] = item.text_content or ""
         if not text:
             continue
         out.append({"role": item.role, "text": redactor.text(text, values)})

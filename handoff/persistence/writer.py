@@ -43,13 +43,14 @@ ENDED_REASONS = frozenset({"participant_disconnected", "user_initiated", "task_c
 
 
 class _Tracked:
-    __slots__ = ("call_id", "earlier", "fingerprint", "seq")
+    __slots__ = ("call_id", "earlier", "fingerprint", "seq", "texts")
 
     def __init__(self, call_id: str, seq: int, earlier: list[dict[str, str]]) -> None:
         self.call_id = call_id
         self.seq = seq
         self.earlier = earlier
-        self.fingerprint = ""
+        self.fingerprint: tuple[Any, ...] = ()
+        self.texts: dict[str, str] = {}
 
 
 class Checkpointer:
@@ -157,8 +158,10 @@ class Checkpointer:
         try:
             # seqs grow within a call and stay above an older call's on the same id
             seq = max(tracked.seq + 1, time.time_ns() // 1000)
+            if len(tracked.texts) > 4 * self.history_limit:
+                tracked.texts.clear()
             cp = snapshot(run, tracked.call_id, seq, history_limit=self.history_limit,
-                          sealer=self.sealer, earlier=tracked.earlier)
+                          sealer=self.sealer, earlier=tracked.earlier, texts=tracked.texts)
         except Exception:
             logger.exception("could not snapshot call %s for a checkpoint", tracked.call_id)
             self.metrics.checkpoint_errors.labels(self.store.kind).inc()
