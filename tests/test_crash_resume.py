@@ -55,9 +55,8 @@ def start_worker(*args: str) -> subprocess.Popen[str]:
     return proc
 
 
-def uninterrupted_context(tmp_path: Path) -> dict[str, Any]:
-    """The same conversation in a fresh worker process that is not killed."""
-    proc = start_worker(str(tmp_path / "reference.db"), "reference-call")
+def uninterrupted_context(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The final context of the same conversation in a worker process that is not killed."""
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     events = [json.loads(line) for line in out.splitlines()]
@@ -84,6 +83,7 @@ def test_kill_9_mid_call_then_resume_in_a_new_process(tmp_path: Path) -> None:
     db = tmp_path / "calls.db"
     call_id = "sip-call-0042"
 
+    reference = start_worker(str(tmp_path / "reference.db"), "reference-call")
     first = start_worker(str(db), call_id, "--stop-in", "Billing")
     try:
         reached = read_event(first, "reached")
@@ -115,7 +115,7 @@ def test_kill_9_mid_call_then_resume_in_a_new_process(tmp_path: Path) -> None:
     assert [t[:2] for t in log] == [["Greeter", "Triage"], ["Triage", "Billing"],
                                     ["Billing", "Wrapup"], ["Wrapup", "Escalation"]]
     final = next(e for e in events if e["kind"] == "context")["context"]
-    expected = uninterrupted_context(tmp_path)
+    expected = uninterrupted_context(reference)
     assert final == expected
     assert final["caller_name"] == "Dana Reyes" and final["account_id"] == "4411"
     assert final["verified"] is True and final["refund_ticket"] == "R-9001"
