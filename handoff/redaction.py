@@ -24,6 +24,7 @@ from .context import sensitive_fields
 
 REDACTED = "[redacted]"
 MIN_SCRUB_LENGTH = 3
+_MAX_PASSES = 8
 
 
 class Redactor:
@@ -46,7 +47,14 @@ class Redactor:
         if not vals or not text:
             return text
         pattern = re.compile("|".join(re.escape(v) for v in vals))
-        return pattern.sub(REDACTED, text)
+        # the marker next to what follows can spell a value again ("d]]" in "d]]]"):
+        # repeat until stable; if it never is, nothing of the text is kept
+        for _ in range(_MAX_PASSES):
+            scrubbed = pattern.sub(REDACTED, text)
+            if scrubbed == text:
+                return text
+            text = scrubbed
+        return REDACTED if pattern.search(text) else text
 
     def value(self, value: Any, values: Iterable[str] | None = None) -> Any:
         """A JSON-like value with sensitive text scrubbed at every depth."""

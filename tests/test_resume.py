@@ -173,3 +173,34 @@ def test_call_id_of_prefers_the_sip_call_id() -> None:
     assert call_id_of(room) == "SCL_abc123"  # type: ignore[arg-type]
     room.remote_participants = {"a": other}
     assert call_id_of(room) == "room-9"  # type: ignore[arg-type]
+
+
+class BrokenStore(MemoryStore):
+    kind = "broken"
+
+    async def load(self, call_id: str) -> Checkpoint | None:
+        raise ConnectionError("store unreachable")
+
+
+async def test_unreadable_store_or_checkpoint_starts_fresh(
+    flow: Any, metrics: HandoffMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store outage at call start, a checkpoint of another flow, or of an unknown format."""
+    other_flow = MemoryStore()
+    await other_flow.save(Checkpoint(call_id="x", flow="hotel", flow_version="1",
+                                     state="Lobby", seq=1, context={}))
+    unknown_format = MemoryStore()
+    unknown_format._data["x"] = (1, 1e20, '{"format": 2}')
+    for store, expected in [(BrokenStore(), "store unreachable"),
+                            (other_flow, "flow 'hotel'"),
+                            (unknown_format, "format 2 is not supported")]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="handoff"):
+            async with AgentSession[Call]() as session:
+                run = await resume_or_start(
+                    flow, session, checkpointer=Checkpointer(store, metrics=metrics),
+                    call_id="x", llm=ScriptedLLM([AGENT_SCRIPT[0]]), wait_opening=True)
+                assert run.state == "Greeter" and not run.resuming
+                assert assistant_texts(session) == [AGENT_SCRIPT[0]]
+        assert expected in caplog.text and "starting fresh" in caplog.text
+    assert metrics.value("handoff_checkpoint_errors_total", store="broken") == 1
