@@ -310,3 +310,30 @@ async def test_redis_restarted_mid_call(flow: Any, metrics: HandoffMetrics,
         assert after.context["account_id"] == "4411" and after.context["verified"] is True
         assert metrics.value("handoff_checkpoint_writes_total", store="redis") > written
     await checkpointer.aclose()
+
+
+async def test_concurrent_calls_keep_their_own_checkpoints(flow: Any, metrics: HandoffMetrics,
+                                                           tmp_path: Path) -> None:
+    """Two calls at once on one Checkpointer and one SQLite file: nothing crosses over."""
+    store = SQLiteStore(tmp_path / "calls.db")
+    checkpointer = Checkpointer(store, metrics=metrics)
+
+    async def one_call(call_id: str, name: str) -> None:
+        script = ScriptedLLM([
+            "Hello, who is calling?",
+            call("caller_identified", name=name, topic=f"{name}'s bill"),
+            f"Thanks {name}. Account number and PIN?",
+        ])
+        async with AgentSession[Call]() as session:
+            await resume_or_start(flow, session, checkpointer=checkpointer, call_id=call_id,
+                                  llm=script, wait_opening=True)
+            await session.run(user_input=f"I am {name}")
+            assert await checkpointer.flush(5)
+            saved = await store.load(call_id)
+            assert saved is not None and saved.state == "Triage"
+            assert saved.context["caller_name"] == name
+            assert saved.context["topic"] == f"{name}'s bill"
+            assert [m["text"] for m in saved.history if m["role"] == "user"] == [f"I am {name}"]
+
+    await asyncio.gather(one_call("call-a", "Ann"), one_call("call-b", "Bob"))
+    await checkpointer.aclose()

@@ -242,3 +242,39 @@ def test_metrics_server_serves_the_registry() -> None:
     assert ('handoff_transitions_total{flow="callcenter",from_state="Greeter",'
             'to_state="Triage"} 1.0') in body
     assert "handoff_checkpoint_errors_total" in body
+
+
+async def test_parallel_calls_and_code_moves_get_their_own_spans(
+    flow: Any, metrics: HandoffMetrics, spans: InMemorySpanExporter
+) -> None:
+    """Two transitions in one LLM turn (one refused as busy), then a move made by code."""
+    telemetry = FlowTelemetry(metrics).install(flow)
+    script = ScriptedLLM([
+        "Hello, who is calling?",
+        [call("caller_identified", name="Dana", topic="bill"),
+         call("escalate_to_human", reason="impatient")],
+        "Thanks Dana, your account number?",
+        "Connecting you to an operator.",
+        "An operator will be with you.",
+    ])
+    async with AgentSession[Call]() as session:
+        run = await flow.start(session, llm=script, wait_opening=True)
+        telemetry.track(run)
+        await session.run(user_input="Dana, about my bill, quickly")
+        assert run.state == "Triage"
+        with tracer.start_as_current_span("supervisor_override") as outer:
+            await run.go("escalate_to_human", reason="supervisor")
+        assert run.state == "Escalation"
+    found = transition_spans(spans)
+    summary = [(s.attributes.get("handoff.trigger"), s.attributes.get("handoff.outcome"),
+                s.attributes.get("handoff.refusal.kind"), s.attributes.get("handoff.by"))
+               for s in found if s.attributes]
+    assert sorted(summary[:2], key=str) == sorted([
+        ("caller_identified", "taken", None, "llm"),
+        ("escalate_to_human", "refused", "busy", None)], key=str)
+    assert summary[2] == ("escalate_to_human", "taken", None, "code")
+    code_span = found[2]
+    assert code_span.parent is not None
+    assert code_span.parent.span_id == outer.get_span_context().span_id
+    assert metrics.value("handoff_refusals_total", flow="callcenter",
+                         trigger="escalate_to_human", reason="busy") == 1
