@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import urllib.request
 from collections.abc import Iterator
@@ -278,3 +279,24 @@ async def test_parallel_calls_and_code_moves_get_their_own_spans(
     assert code_span.parent.span_id == outer.get_span_context().span_id
     assert metrics.value("handoff_refusals_total", flow="callcenter",
                          trigger="escalate_to_human", reason="busy") == 1
+
+
+async def test_default_metrics_are_on_the_livekit_workers_metrics_port(flow: Any) -> None:
+    """A LiveKit worker with prometheus_port serves the global registry: ours are on it."""
+    from livekit.agents.telemetry.http_server import HttpServer
+
+    telemetry = FlowTelemetry().install(flow)  # default: the global registry
+    before = telemetry.metrics.value("handoff_transitions_total", flow="callcenter",
+                                     from_state="Greeter", to_state="Triage")
+    await demo_call(flow, telemetry)
+    server = HttpServer("127.0.0.1", 0)  # what the worker starts on prometheus_port
+    await server.start()
+    try:
+        body = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics",
+                                           timeout=5).read().decode())
+    finally:
+        await server.aclose()
+    line = next(ln for ln in body.splitlines() if ln.startswith(
+        'handoff_transitions_total{flow="callcenter",from_state="Greeter",to_state="Triage"}'))
+    assert float(line.rsplit(" ", 1)[1]) == before + 1
