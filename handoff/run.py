@@ -365,10 +365,10 @@ class FlowRun(Generic[C]):
     async def _prepare(
         self, trigger: str, arguments: dict[str, Any], ctx: Any, *, by: MovedBy
     ) -> tuple[_Pending, Any]:
-        self._notify_requested(trigger, by)
         state = self.state
         if self.closed:
             raise FlowError(f"this run of {self.flow.name!r} is closed (its call ended)")
+        self._notify_requested(trigger, by)
         if self._pending is not None:
             self._refuse(trigger, "busy",
                          f"'{trigger}' was not taken: the transition "
