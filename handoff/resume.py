@@ -159,10 +159,14 @@ def restore_run(
                        "were dropped", checkpoint.call_id, ", ".join(sorted(dropped)),
                        flow.name, flow.version)
         outcome = "fallback"
+    stack = [s for s in checkpoint.return_stack if s in flow.states]
+    if len(stack) != len(checkpoint.return_stack):
+        logger.warning("call %s: return states %s no longer exist and were dropped",
+                       checkpoint.call_id,
+                       ", ".join(s for s in checkpoint.return_stack if s not in flow.states))
+        outcome = "fallback"
     run = flow.new_run(context, llm=llm, call_id=checkpoint.call_id)
-    run.restore(state, log=checkpoint.records())
-    if hasattr(run, "return_stack"):
-        run.return_stack = [s for s in checkpoint.return_stack if s in flow.states]
+    run.restore(state, log=checkpoint.records(), return_stack=stack)
     metrics.resumes.labels(flow.name, outcome).inc()
     logger.info("call %s resumed in %s (%d transitions so far)", checkpoint.call_id, state,
                 len(run.log))

@@ -9,6 +9,6 @@ from __future__ import annotations
 
 import logging
 
-pytest_plugins = ["ops_support"]
+pytest_plugins = ["tests.ops_support"]
 
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)

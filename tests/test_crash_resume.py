@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ops_support import REPO
-
 from handoff.persistence import SQLiteStore
+
+from .ops_support import REPO
 
 WORKER = str(Path(__file__).with_name("crash_worker.py"))
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from livekit.agents import AgentSession
-from ops_support import REPO, RedisServer
 
 from examples.callcenter.demo import AGENT_SCRIPT, CALLER
 from examples.callcenter.flow import Call
@@ -32,6 +31,8 @@ from handoff.persistence.redis_store import RedisStore
 from handoff.resume import resume_or_start
 from handoff.telemetry import HandoffMetrics
 from handoff.testing import ScriptedLLM, call
+
+from .ops_support import REPO, RedisServer
 
 
 def make_checkpoint(call_id: str = "call-1", seq: int = 1, state: str = "Billing") -> Checkpoint:

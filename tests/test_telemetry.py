@@ -15,7 +15,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from ops_support import free_port
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import Field
 
@@ -26,6 +25,8 @@ from handoff.persistence import Checkpointer, MemoryStore
 from handoff.resume import resume_or_start
 from handoff.telemetry import SPAN_NAME, FlowTelemetry, HandoffMetrics, start_metrics_server
 from handoff.testing import ScriptedLLM, call
+
+from .ops_support import free_port
 
 SECRET = "ZEBRA-7731"
 

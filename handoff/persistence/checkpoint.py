@@ -12,7 +12,7 @@ Format 1 (``"format": 1``)::
       "context": {...},               # the Context's plain fields (JSON)
       "sensitive": {...} | "<sealed>",# its pii fields (and the true value of any plain
                                       # field quoting one), apart; sealed if a Sealer is set
-      "return_stack": [],             # states to return to (reserved: the reliability work)
+      "return_stack": ["Triage"],     # states a `to=RETURN` transition comes back to
       "log": [{"source", "target", "trigger", "arguments", "at", "by"}, ...],
       "history": [{"role": "user"|"assistant", "text": "..."}, ...]   # last N messages
     }
@@ -185,7 +185,7 @@ def snapshot(
         seq=seq,
         context=plain,
         sensitive=sensitive,
-        return_stack=list(getattr(run, "return_stack", []) or []),
+        return_stack=list(run.return_stack),
         log=log,
         history=recent_history(run, history_limit, redactor, values, earlier, texts),
         saved_at=time.time(),
@@ -200,7 +200,7 @@ def recent_history(
     """The last ``limit`` user/assistant messages (``earlier`` ones first), scrubbed."""
     if limit <= 0:
         return []
-    if run.session is None:
+    if not run.attached:
         return list((earlier or [])[-limit:])
     out: list[dict[str, str]] = []
     for item in reversed(run.session.history.items):

@@ -112,7 +112,7 @@ class Checkpointer:
         ``resumed`` is the checkpoint the run resumes: its history stays in front of
         the new session's messages, and new checkpoints get higher seqs.
         """
-        if run.session is None:
+        if not run.attached:
             raise ValueError("track() needs a run attached to its session")
         self.install(run.flow)
         self._runs[run] = _Tracked(call_id, resumed.seq if resumed else 0,

@@ -92,7 +92,7 @@ class FlowTelemetry:
         st.active = True
         st.entered = time.perf_counter()
         self.metrics.active_runs.labels(run.flow.name).inc()
-        if run.session is not None:
+        if run.attached:
             run.session.on("close", lambda _ev: self.untrack(run))
 
     def untrack(self, run: FlowRun[Any]) -> None:
@@ -159,9 +159,10 @@ class FlowTelemetry:
             "handoff.refusal.kind": refusal.kind,
             "handoff.refusal.reason": reason,
         }
-        if edge is not None:
-            attributes["handoff.to"] = edge.target
-            attributes["handoff.tier"] = run.flow.states[edge.target].tier
+        target = self._target(run, edge)
+        if target is not None:
+            attributes["handoff.to"] = target
+            attributes["handoff.tier"] = run.flow.states[target].tier
         span = self._start(request, attributes)
         span.add_event("refused", {"handoff.refusal.kind": refusal.kind,
                                    "handoff.refusal.reason": reason})
@@ -179,6 +180,15 @@ class FlowTelemetry:
             "handoff.from": source,
             "handoff.trigger": trigger,
         }
+
+    @staticmethod
+    def _target(run: FlowRun[Any], edge: Any) -> str | None:
+        """Where a refused move would have gone (a return goes to the top of the stack)."""
+        if edge is None:
+            return None
+        if edge.is_return:
+            return run.return_stack[-1] if run.return_stack else None
+        return str(edge.target) if edge.target in run.flow.states else None
 
     @staticmethod
     def _pop(st: _RunState, trigger: str) -> _Request | None:
