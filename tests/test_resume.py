@@ -16,7 +16,7 @@ from examples.callcenter.flow import Call
 from handoff.persistence import Checkpoint, Checkpointer, MemoryStore, SQLiteStore
 from handoff.resume import call_id_of, resume_or_start
 from handoff.telemetry import HandoffMetrics
-from handoff.testing import ScriptedLLM
+from handoff.testing import ScriptedLLM, call
 
 # Requests the agent side makes for the opening and the first three caller lines.
 REPLIES_TO_BILLING = 9
@@ -204,3 +204,39 @@ async def test_unreadable_store_or_checkpoint_starts_fresh(
                 assert assistant_texts(session) == [AGENT_SCRIPT[0]]
         assert expected in caplog.text and "starting fresh" in caplog.text
     assert metrics.value("handoff_checkpoint_errors_total", store="broken") == 1
+
+
+async def test_a_side_trip_resumes_with_its_return_stack(metrics: HandoffMetrics) -> None:
+    """Killed during a side trip (Billing -> Verify), the call still returns to Billing."""
+    from .test_return_stack import Trip
+    from .test_return_stack import flow as trips
+
+    store = MemoryStore()
+    saved = list(trips.observers)
+    try:
+        first = Checkpointer(store, metrics=metrics, forget_on=frozenset())
+        async with AgentSession[Trip]() as session:
+            run = await resume_or_start(trips, session, checkpointer=first, call_id="trip",
+                                        llm=ScriptedLLM(["Hello.", call("billing"),
+                                                         "Billing here.",
+                                                         call("verify_identity"),
+                                                         "Let me verify you first."]),
+                                        wait_opening=True)
+            await session.run(user_input="billing please")
+            await session.run(user_input="is my card on file?")
+            assert run.state == "Verify" and run.return_stack == ["Billing"]
+            assert await first.flush(5)
+        cp = await store.load("trip")
+        assert cp is not None and cp.return_stack == ["Billing"]
+
+        second = Checkpointer(store, metrics=metrics)
+        async with AgentSession[Trip]() as session:
+            run = await resume_or_start(trips, session, checkpointer=second, call_id="trip",
+                                        llm=ScriptedLLM([call("identity_confirmed"),
+                                                         "Verified; back to your card."]))
+            assert run.state == "Verify" and run.return_stack == ["Billing"]
+            await session.run(user_input="my PIN is 1234")
+            assert run.state == "Billing" and run.return_stack == [] and run.context.verified
+            assert assistant_texts(session) == ["Verified; back to your card."]
+    finally:
+        trips.observers[:] = saved
