@@ -25,9 +25,9 @@ from handoff.persistence import (
     CheckpointFormatError,
     CheckpointStore,
     MemoryStore,
+    RedisStore,
     SQLiteStore,
 )
-from handoff.persistence.redis_store import RedisStore
 from handoff.resume import resume_or_start
 from handoff.telemetry import HandoffMetrics
 from handoff.testing import ScriptedLLM, call

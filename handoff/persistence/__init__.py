@@ -4,12 +4,14 @@
     checkpointer = Checkpointer(SQLiteStore("checkpoints.db"))
 
 - :class:`Checkpoint`: the versioned document (state, Context, log, recent history);
-- stores: :class:`MemoryStore`, :class:`SQLiteStore`, ``RedisStore`` (from
-  ``handoff.persistence.redis_store``, needs the ``redis`` extra);
+- stores: :class:`MemoryStore`, :class:`SQLiteStore`, ``RedisStore`` (needs the
+  ``redis`` extra; imported on first use);
 - :class:`Checkpointer`: takes checkpoints on the call's path, writes them off it.
 
 Resuming a call is :func:`handoff.resume.resume_or_start`.
 """
+
+from typing import Any
 
 from .checkpoint import FORMAT, Checkpoint, CheckpointFormatError, Sealer, snapshot
 from .sqlite import SQLiteStore
@@ -24,7 +26,16 @@ __all__ = [
     "CheckpointStore",
     "Checkpointer",
     "MemoryStore",
+    "RedisStore",
     "SQLiteStore",
     "Sealer",
     "snapshot",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisStore":  # the redis package is an optional extra
+        from .redis_store import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

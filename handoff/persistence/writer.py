@@ -123,10 +123,6 @@ class Checkpointer:
         session.on("close", lambda ev: self._on_close(run, ev))
         self.checkpoint(run)
 
-    def call_id_of(self, run: FlowRun[Any]) -> str | None:
-        tracked = self._runs.get(run)
-        return None if tracked is None else tracked.call_id
-
     # -- observer hooks (synchronous, on the call's path) -------------------------------
     def on_transition(self, run: FlowRun[Any], record: TransitionRecord) -> None:
         self.checkpoint(run)
