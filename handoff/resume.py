@@ -116,11 +116,22 @@ async def resume_or_start(
                        call_id, checkpoint.flow, flow.name)
         checkpoint = None
 
-    if checkpoint is None:
+    restored: FlowRun[C] | None = None
+    if checkpoint is not None:
+        try:
+            restored = restore_run(flow, checkpoint, checkpointer, llm=llm, fallback=fallback)
+        except Exception as exc:  # a checkpoint must never stop the call from starting
+            logger.warning("call %s: the checkpoint cannot be restored (%s: %s); starting fresh",
+                           call_id, type(exc).__name__, exc)
+            checkpointer.metrics.resumes.labels(flow.name, "failed").inc()
+            checkpoint = None
+
+    if restored is None:
         run = flow.new_run(context, llm=llm, call_id=call_id)
         await run.attach(session, wait_opening=wait_opening, **start_kwargs)
     else:
-        run = restore_run(flow, checkpoint, checkpointer, llm=llm, fallback=fallback)
+        assert checkpoint is not None
+        run = restored
         _clear_resuming_when_the_call_moves_on(run, session)
         await run.attach(session, **start_kwargs)
         assert run.agent is not None

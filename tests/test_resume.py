@@ -240,3 +240,21 @@ async def test_a_side_trip_resumes_with_its_return_stack(metrics: HandoffMetrics
             assert assistant_texts(session) == ["Verified; back to your card."]
     finally:
         trips.observers[:] = saved
+
+
+async def test_a_checkpoint_that_cannot_be_restored_does_not_stop_the_call(
+    flow: Any, metrics: HandoffMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sealed sensitive fields and no sealer to open them: the call starts over."""
+    store = MemoryStore()
+    await store.save(Checkpoint(call_id="sealed", flow="callcenter", flow_version="1",
+                                state="Billing", seq=1, context={"caller_name": "Dana"},
+                                sensitive="c2VhbGVk"))
+    with caplog.at_level(logging.WARNING, logger="handoff"):
+        async with AgentSession[Call]() as session:
+            run = await resume_or_start(flow, session, call_id="sealed",
+                                        checkpointer=Checkpointer(store, metrics=metrics),
+                                        llm=ScriptedLLM([AGENT_SCRIPT[0]]), wait_opening=True)
+            assert run.state == "Greeter" and run.context.caller_name is None
+    assert "cannot be restored" in caplog.text and "sealed" in caplog.text
+    assert metrics.value("handoff_resumes_total", flow="callcenter", outcome="failed") == 1

@@ -65,7 +65,8 @@ class HandoffMetrics:
             "handoff_checkpoint_write_seconds", "Time to write one checkpoint", ["store"],
             buckets=_WRITE_BUCKETS, registry=registry)
         self.resumes = Counter(
-            "handoff_resumes_total", "Calls resumed from a checkpoint",
+            "handoff_resumes_total",
+            "Calls picked up from a checkpoint (outcome: resumed, fallback, failed)",
             ["flow", "outcome"], registry=registry)
 
     def value(self, name: str, **labels: str) -> float:
