@@ -8,7 +8,8 @@ event loop writes them to the store. A failed write (store outage) is logged,
 counted in ``handoff_checkpoint_errors_total`` and retried with backoff, unless a
 newer snapshot of that call arrived meanwhile; the call itself never notices.
 
-When checkpoints are taken, for a tracked run:
+When checkpoints are taken, for a tracked run (never while a transition is under
+way, when the Context may hold a half-made move):
 
 - after every transition (the flow observer hook);
 - when a user or agent message is added to the conversation (so the recent
@@ -147,9 +148,15 @@ class Checkpointer:
             self._enqueue(tracked.call_id, None)  # delete, after any write still queued
 
     def checkpoint(self, run: FlowRun[Any]) -> bool:
-        """Snapshot ``run`` now and queue the write. False if untracked or unchanged."""
+        """Snapshot ``run`` now and queue the write. False if untracked or unchanged.
+
+        Not while a transition is under way: its body may have changed the Context
+        for a state the run is not in yet. The commit checkpoints (``on_transition``);
+        a refused or interrupted move rolls the Context back, and the next message or
+        turn end checkpoints again.
+        """
         tracked = self._runs.get(run)
-        if tracked is None:
+        if tracked is None or run.in_transition:
             return False
         try:
             # seqs grow within a call and stay above an older call's on the same id
