@@ -146,13 +146,13 @@ async def test_store_keeps_the_newest_seq_whatever_the_order(store: CheckpointSt
 async def test_expired_checkpoints_are_not_resumed(tmp_path: Path,
                                                    redis_server: RedisServer) -> None:
     stores: list[CheckpointStore] = [
-        MemoryStore(ttl=0.2), SQLiteStore(tmp_path / "ttl.db", ttl=0.2),
-        RedisStore(redis_server.url, ttl=0.2),
+        MemoryStore(ttl=1.0), SQLiteStore(tmp_path / "ttl.db", ttl=1.0),
+        RedisStore(redis_server.url, ttl=1.0),
     ]
     for s in stores:
         assert await s.save(make_checkpoint(seq=1))
         assert await s.load("call-1") is not None
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(1.3)
     for s in stores:
         assert await s.load("call-1") is None, s.kind
         # a new call on the same id may start over at a low seq once the old one expired
