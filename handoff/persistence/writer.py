@@ -4,9 +4,10 @@ On the conversation path it only builds a small snapshot (microseconds) and puts
 it in a pending map keyed by call id: latest wins, so a call never has more than
 one write waiting, and the map is bounded (``max_pending`` calls; beyond that the
 oldest pending call's snapshot is dropped and counted). One background task per
-event loop writes them to the store. A failed write (store outage) is logged,
-counted in ``handoff_checkpoint_errors_total`` and retried with backoff, unless a
-newer snapshot of that call arrived meanwhile; the call itself never notices.
+event loop writes them to the store, waiting ``coalesce`` seconds (20 ms) after it
+wakes so that a burst of changes becomes one write. A failed write (store outage)
+is logged, counted in ``handoff_checkpoint_errors_total`` and retried with backoff,
+unless a newer snapshot of that call arrived meanwhile; the call never notices.
 
 When checkpoints are taken, for a tracked run (never while a transition is under
 way, when the Context may hold a half-made move):
@@ -66,6 +67,9 @@ class Checkpointer:
         metrics: where write counts and errors go (default: the global registry).
         forget_on: session close reasons that mean the call is over, so its checkpoint
             is deleted (default :data:`ENDED_REASONS`).
+        coalesce: seconds the writer waits after waking, so the burst of a turn (the
+            caller's line, tool calls, a handoff, the reply) is one write, not five. It
+            widens the window a crash can lose by as much.
     """
 
     def __init__(
@@ -79,8 +83,10 @@ class Checkpointer:
         sealer: Sealer | None = None,
         metrics: HandoffMetrics | None = None,
         forget_on: frozenset[str] = ENDED_REASONS,
+        coalesce: float = 0.02,
     ) -> None:
         self.store = store
+        self.coalesce = coalesce
         self.forget_on = forget_on
         self.history_limit = history_limit
         self.max_pending = max_pending
@@ -212,6 +218,8 @@ class Checkpointer:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
+                if self.coalesce > 0:  # let the rest of the burst (a turn's events) arrive
+                    await asyncio.sleep(self.coalesce)
                 continue
             call_id = next(iter(self._pending))
             cp = self._pending.pop(call_id)
