@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from livekit.agents import AgentSession, RunContext
+from prometheus_client import CollectorRegistry
 
 from examples.callcenter.demo import AGENT_SCRIPT, CALLER
 from examples.callcenter.flow import Call
@@ -405,3 +406,28 @@ async def test_no_checkpoint_of_a_half_made_transition(metrics: HandoffMetrics) 
     finally:
         slow_flow.observers.clear()
         await checkpointer.aclose()
+
+
+async def test_a_burst_of_changes_is_one_write(flow: Any) -> None:
+    async def writes(coalesce: float) -> float:
+        registry_metrics = HandoffMetrics(CollectorRegistry())
+        checkpointer = Checkpointer(MemoryStore(), metrics=registry_metrics,
+                                    coalesce=coalesce, forget_on=frozenset())
+        async with AgentSession[Call]() as session:
+            run = await resume_or_start(flow, session, checkpointer=checkpointer,
+                                        call_id="burst", llm=ScriptedLLM(["Hello."]),
+                                        wait_opening=True)
+            assert await checkpointer.flush(5)
+            before = registry_metrics.value("handoff_checkpoint_writes_total", store="memory")
+            for i in range(5):  # five changes, 10 ms apart
+                run.context.topic = f"topic {i}"
+                assert checkpointer.checkpoint(run)
+                await asyncio.sleep(0.01)
+            assert await checkpointer.flush(5)
+            stored = await checkpointer.store.load("burst")
+            assert stored is not None and stored.context["topic"] == "topic 4"
+        await checkpointer.aclose()
+        return registry_metrics.value("handoff_checkpoint_writes_total", store="memory") - before
+
+    assert await writes(coalesce=0.5) == 1
+    assert await writes(coalesce=0.0) >= 4
