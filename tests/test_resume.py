@@ -13,10 +13,12 @@ from livekit.agents import AgentSession
 
 from examples.callcenter.demo import AGENT_SCRIPT, CALLER
 from examples.callcenter.flow import Call
-from handoff.persistence import Checkpoint, Checkpointer, MemoryStore, SQLiteStore
+from handoff.persistence import Checkpoint, Checkpointer, MemoryStore, RedisStore, SQLiteStore
 from handoff.resume import call_id_of, resume_or_start
 from handoff.telemetry import HandoffMetrics
 from handoff.testing import ScriptedLLM, call
+
+from .ops_support import RedisServer
 
 # Requests the agent side makes for the opening and the first three caller lines.
 REPLIES_TO_BILLING = 9
@@ -258,3 +260,20 @@ async def test_a_checkpoint_that_cannot_be_restored_does_not_stop_the_call(
             assert run.state == "Greeter" and run.context.caller_name is None
     assert "cannot be restored" in caplog.text and "sealed" in caplog.text
     assert metrics.value("handoff_resumes_total", flow="callcenter", outcome="failed") == 1
+
+
+async def test_resume_from_redis_on_another_worker(flow: Any, metrics: HandoffMetrics,
+                                                   redis_server: RedisServer) -> None:
+    """Two workers share a Redis: the second picks the call up where the first left it."""
+    first = Checkpointer(RedisStore(redis_server.url), metrics=metrics, forget_on=frozenset())
+    before = await first_part(flow, first, "room-redis")
+    await first.aclose()
+
+    second = Checkpointer(RedisStore(redis_server.url), metrics=metrics)
+    async with AgentSession[Call]() as session:
+        run = await resume_or_start(flow, session, checkpointer=second, call_id="room-redis",
+                                    llm=ScriptedLLM(list(AGENT_SCRIPT[REPLIES_TO_BILLING:])))
+        assert run.state == "Billing" and run.context.model_dump() == before
+        await session.run(user_input=CALLER[3])
+        assert any("refund up to 100.00" in t for t in assistant_texts(session))
+    await second.aclose()
