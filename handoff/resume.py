@@ -23,11 +23,13 @@ counted, and the call starts fresh rather than failing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from livekit import rtc
 from livekit.agents import AgentSession, llm
+from livekit.agents.telemetry import tracer
 from pydantic import ValidationError
 
 from .context import Context
@@ -44,6 +46,7 @@ logger = logging.getLogger("handoff.resume")
 C = TypeVar("C", bound=Context)
 
 SIP_CALL_ID_ATTRIBUTE = "sip.callID"
+RESUME_SPAN = "handoff.resume"
 
 
 def call_id_of(room: rtc.Room) -> str:
@@ -117,14 +120,16 @@ async def resume_or_start(
         checkpoint = None
 
     restored: FlowRun[C] | None = None
+    outcome = "fresh"
     if checkpoint is not None:
         try:
-            restored = restore_run(flow, checkpoint, checkpointer, llm=llm, fallback=fallback)
+            restored, outcome = restore_run(flow, checkpoint, checkpointer, llm=llm,
+                                            fallback=fallback)
         except Exception as exc:  # a checkpoint must never stop the call from starting
             logger.warning("call %s: the checkpoint cannot be restored (%s: %s); starting fresh",
                            call_id, type(exc).__name__, exc)
             checkpointer.metrics.resumes.labels(flow.name, "failed").inc()
-            checkpoint = None
+            checkpoint, outcome = None, "failed"
 
     if restored is None:
         run = flow.new_run(context, llm=llm, call_id=call_id)
@@ -139,6 +144,8 @@ async def resume_or_start(
         await run.agent.update_chat_ctx(history)
         if resume_prompt:
             session.generate_reply(instructions=resume_prompt)
+    if outcome != "fresh":
+        _trace_resume(run, checkpoint, outcome)
     checkpointer.track(run, call_id, resumed=checkpoint)
     if telemetry is not None:
         telemetry.track(run)
@@ -152,8 +159,9 @@ def restore_run(
     *,
     llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
     fallback: str | type[State[Any]] | None = None,
-) -> FlowRun[C]:
-    """A run in the checkpoint's state with its Context and log (not attached yet)."""
+) -> tuple[FlowRun[C], str]:
+    """A run in the checkpoint's state with its Context and log (not attached yet),
+    and how it went: ``resumed``, or ``fallback`` when something had to be dropped."""
     metrics = checkpointer.metrics
     context, dropped = restore_context(flow, checkpoint.context_data(checkpointer.sealer))
     state = checkpoint.state
@@ -181,7 +189,7 @@ def restore_run(
     metrics.resumes.labels(flow.name, outcome).inc()
     logger.info("call %s resumed in %s (%d transitions so far)", checkpoint.call_id, state,
                 len(run.log))
-    return run
+    return run, outcome
 
 
 def restore_context(flow: Flow[C], data: dict[str, Any]) -> tuple[C, list[str]]:
@@ -200,6 +208,24 @@ def restore_context(flow: Flow[C], data: dict[str, Any]) -> tuple[C, list[str]]:
             for name in bad:
                 known.pop(name)
             dropped.extend(bad)
+
+
+def _trace_resume(run: FlowRun[Any], checkpoint: Checkpoint | None, outcome: str) -> None:
+    """A ``handoff.resume`` span in the new session's trace: this call was picked up."""
+    attributes: dict[str, Any] = {
+        "handoff.flow": run.flow.name,
+        "handoff.flow_version": run.flow.version,
+        "handoff.state": run.state,
+        "handoff.resume.outcome": outcome,
+    }
+    if checkpoint is not None:
+        attributes.update({
+            "handoff.resume.checkpoint_state": checkpoint.state,
+            "handoff.resume.checkpoint_version": checkpoint.flow_version,
+            "handoff.resume.transitions": len(checkpoint.log),
+            "handoff.resume.age_seconds": max(0.0, time.time() - checkpoint.saved_at),
+        })
+    tracer.start_span(RESUME_SPAN, attributes=attributes).end()
 
 
 def _state_name(ref: str | type[State[Any]]) -> str:

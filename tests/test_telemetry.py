@@ -22,7 +22,7 @@ from examples.callcenter.demo import AGENT_SCRIPT, CALLER
 from examples.callcenter.flow import Call
 from handoff import Context, Flow, State, transition
 from handoff.persistence import Checkpointer, MemoryStore
-from handoff.resume import resume_or_start
+from handoff.resume import RESUME_SPAN, resume_or_start
 from handoff.telemetry import SPAN_NAME, FlowTelemetry, HandoffMetrics, start_metrics_server
 from handoff.testing import ScriptedLLM, call
 
@@ -301,3 +301,29 @@ async def test_default_metrics_are_on_the_livekit_workers_metrics_port(flow: Any
     line = next(ln for ln in body.splitlines() if ln.startswith(
         'handoff_transitions_total{flow="callcenter",from_state="Greeter",to_state="Triage"}'))
     assert float(line.rsplit(" ", 1)[1]) == before + 1
+
+
+async def test_a_resumed_call_says_so_in_its_trace(flow: Any, metrics: HandoffMetrics,
+                                                  spans: InMemorySpanExporter) -> None:
+    store = MemoryStore()
+    first = Checkpointer(store, metrics=metrics, forget_on=frozenset())
+    async with AgentSession[Call]() as session:
+        await resume_or_start(flow, session, checkpointer=first, call_id="again",
+                              llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
+        await session.run(user_input=CALLER[0])
+        assert await first.flush(5)
+    assert not [s for s in spans.get_finished_spans() if s.name == RESUME_SPAN]
+    spans.clear()
+
+    async with AgentSession[Call]() as session:
+        await resume_or_start(flow, session, checkpointer=Checkpointer(store, metrics=metrics),
+                              call_id="again", llm=ScriptedLLM(["Go on."]))
+    (resumed,) = [s for s in spans.get_finished_spans() if s.name == RESUME_SPAN]
+    session_span = next(s for s in spans.get_finished_spans() if s.name == "agent_session")
+    assert resumed.attributes is not None
+    assert resumed.attributes["handoff.state"] == "Triage"
+    assert resumed.attributes["handoff.resume.outcome"] == "resumed"
+    assert resumed.attributes["handoff.resume.transitions"] == 1
+    assert ancestors(resumed, spans) == ["agent_session"]
+    assert resumed.context is not None and session_span.context is not None
+    assert resumed.context.trace_id == session_span.context.trace_id
