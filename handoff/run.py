@@ -74,7 +74,7 @@ class FlowObserver(Protocol):
 
     Called synchronously on the conversation path: do no blocking work here.
     An observer may also define ``on_transition_requested(run, trigger, by)``: it is
-    called (if present) when a move is asked for, before any check, in the caller's
+    called (if present) when a move is asked for, before it is checked, in the caller's
     context (the LLM's tool-call span), so telemetry can time a handoff and nest its span.
     A request is normally followed by one ``on_transition`` or one ``on_refusal``
     (not when the session closes with the handoff still under way).
