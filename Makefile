@@ -4,7 +4,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 PIP   := $(VENV)/bin/pip
 # Debian packages the tests need (graphviz's `dot` renders diagrams; redis-server backs checkpoint tests).
-APT_PACKAGES ?= graphviz espeak-ng
+APT_PACKAGES ?= graphviz espeak-ng redis-server
 # pip extras installed for the tests.
 EXTRAS ?= test
 

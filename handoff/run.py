@@ -72,6 +72,11 @@ class FlowObserver(Protocol):
     """Receives every transition and refusal of every run of a Flow (telemetry, checkpoints).
 
     Called synchronously on the conversation path: do no blocking work here.
+    An observer may also define ``on_transition_requested(run, trigger, by)``: it is
+    called (if present) when a move is asked for, before it is checked, in the caller's
+    context (the LLM's tool-call span), so telemetry can time a handoff and nest its span.
+    A request is normally followed by one ``on_transition`` or one ``on_refusal``
+    (not when the session closes with the handoff still under way).
     """
 
     def on_transition(self, run: FlowRun[Any], record: TransitionRecord) -> None: ...
@@ -209,6 +214,33 @@ class FlowRun(Generic[C]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def restore(
+        self,
+        state: str,
+        log: list[TransitionRecord] | None = None,
+        return_stack: list[str] | None = None,
+    ) -> None:
+        """Put this run, not yet attached, in ``state`` to resume a checkpointed call.
+
+        No transition is taken and no observer is told: the call already made those
+        moves. ``log`` is the transition log so far, ``return_stack`` the states it may
+        return to. ``resuming`` is set, so the state's agent does not speak first on
+        ``attach`` (the caller already heard it).
+        """
+        if self._session is not None or self.closed:
+            raise FlowError("restore() is for a run that is not attached to a session yet")
+        if state not in self.flow.states:
+            raise FlowError(f"flow {self.flow.name!r} has no state {state!r} to restore")
+        unknown = [s for s in return_stack or () if s not in self.flow.states]
+        if unknown:
+            raise FlowError(f"flow {self.flow.name!r} has no state {unknown[0]!r} to return to")
+        self.flow.machine.set_state(state, model=self._fsm)
+        if log is not None:
+            self.log[:] = log
+        if return_stack is not None:
+            self.return_stack[:] = return_stack
+        self.resuming = True
+
     # -- attaching to LiveKit ------------------------------------------------------
     async def attach(
         self, session: AgentSession[C], *, wait_opening: bool = False, **start_kwargs: Any
@@ -334,6 +366,7 @@ class FlowRun(Generic[C]):
         state = self.state
         if self.closed:
             raise FlowError(f"this run of {self.flow.name!r} is closed (its call ended)")
+        self._notify_requested(trigger, by)
         if self._pending is not None:
             self._refuse(trigger, "busy",
                          f"'{trigger}' was not taken: the transition "
@@ -473,6 +506,16 @@ class FlowRun(Generic[C]):
         self.context.__dict__.update(pending.snapshot)
         if self._pending is pending:
             self._pending = None
+
+    def _notify_requested(self, trigger: str, by: MovedBy) -> None:
+        for observer in self.flow.observers:
+            hook = getattr(observer, "on_transition_requested", None)
+            if hook is None:
+                continue
+            try:
+                hook(self, trigger, by)
+            except Exception:
+                logger.exception("flow observer failed on a transition request")
 
     def _refuse(self, trigger: str, kind: RefusalKind, reason: str) -> None:
         self._record_refusal(trigger, kind, reason)

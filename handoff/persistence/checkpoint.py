@@ -1,0 +1,222 @@
+"""Checkpoint: what a call needs to resume, as a versioned JSON document.
+
+Format 1 (``"format": 1``)::
+
+    {
+      "format": 1,
+      "call_id": "room-42",
+      "flow": {"name": "callcenter", "version": "1"},
+      "state": "Billing",
+      "seq": 7,                       # grows with every checkpoint of the call
+      "saved_at": 1795000000.0,
+      "context": {...},               # the Context's plain fields (JSON)
+      "sensitive": {...} | "<sealed>",# its pii fields (and the true value of any plain
+                                      # field quoting one), apart; sealed if a Sealer is set
+      "return_stack": ["Triage"],     # states a `to=RETURN` transition comes back to
+      "log": [{"source", "target", "trigger", "arguments", "at", "by"}, ...],
+      "history": [{"role": "user"|"assistant", "text": "..."}, ...]   # last N messages
+    }
+
+The log and history are plain text for people reading a store: sensitive values
+are scrubbed out of them (see :mod:`handoff.redaction`). The context and the
+sensitive section are kept whole, since resuming must lose nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from livekit.agents import llm
+
+from ..redaction import Redactor
+from ..run import TransitionRecord
+
+if TYPE_CHECKING:
+    from ..run import FlowRun
+
+FORMAT = 1
+DEFAULT_HISTORY_LIMIT = 20
+
+
+class CheckpointFormatError(ValueError):
+    """A stored checkpoint this version of handoff cannot read."""
+
+
+class Sealer(Protocol):
+    """Encrypts the sensitive section of a checkpoint (e.g. with Fernet or a KMS key)."""
+
+    def seal(self, data: bytes) -> str: ...
+
+    def unseal(self, token: str) -> bytes: ...
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """One saved moment of a call. ``to_json``/``from_json`` are the stored form."""
+
+    call_id: str
+    flow: str
+    flow_version: str
+    state: str
+    seq: int
+    context: dict[str, Any]
+    sensitive: dict[str, Any] | str = field(default_factory=dict)
+    return_stack: list[str] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, str]] = field(default_factory=list)
+    saved_at: float = 0.0
+
+    # -- stored form ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "call_id": self.call_id,
+            "flow": {"name": self.flow, "version": self.flow_version},
+            "state": self.state,
+            "seq": self.seq,
+            "saved_at": self.saved_at,
+            "context": self.context,
+            "sensitive": self.sensitive,
+            "return_stack": self.return_stack,
+            "log": self.log,
+            "history": self.history,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Checkpoint:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise CheckpointFormatError(f"checkpoint is not JSON: {exc}") from exc
+        fmt = data.get("format") if isinstance(data, dict) else None
+        if fmt != FORMAT:
+            raise CheckpointFormatError(
+                f"checkpoint format {fmt!r} is not supported (this handoff reads {FORMAT})"
+            )
+        return cls(
+            call_id=data["call_id"],
+            flow=data["flow"]["name"],
+            flow_version=str(data["flow"]["version"]),
+            state=data["state"],
+            seq=int(data["seq"]),
+            context=dict(data["context"]),
+            sensitive=data.get("sensitive") or {},
+            return_stack=list(data.get("return_stack") or []),
+            log=list(data.get("log") or []),
+            history=list(data.get("history") or []),
+            saved_at=float(data.get("saved_at") or 0.0),
+        )
+
+    # -- reading it back -------------------------------------------------------------
+    def context_data(self, sealer: Sealer | None = None) -> dict[str, Any]:
+        """The whole Context as saved: plain and sensitive fields together."""
+        secret = self.sensitive
+        if isinstance(secret, str):
+            if sealer is None:
+                raise CheckpointFormatError(
+                    "the checkpoint's sensitive fields are sealed; pass the Sealer that wrote it"
+                )
+            secret = json.loads(sealer.unseal(secret))
+        return {**self.context, **secret}
+
+    def records(self) -> list[TransitionRecord]:
+        """The transition log as records (arguments as stored, i.e. scrubbed)."""
+        return [
+            TransitionRecord(e["source"], e["target"], e["trigger"], dict(e.get("arguments") or {}),
+                             float(e["at"]), e.get("by", "llm"))
+            for e in self.log
+        ]
+
+    def chat_ctx(self) -> llm.ChatContext:
+        """The saved recent history as a LiveKit chat context."""
+        ctx = llm.ChatContext.empty()
+        for message in self.history:
+            text = message.get("text", "")
+            if message.get("role") == "user":
+                ctx.add_message(role="user", content=text)
+            elif message.get("role") == "assistant":
+                ctx.add_message(role="assistant", content=text)
+        return ctx
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """What the checkpoint says, without when it was taken (to skip identical writes)."""
+        return (self.state, self.context, self.sensitive, self.return_stack, len(self.log),
+                self.history)
+
+
+def snapshot(
+    run: FlowRun[Any],
+    call_id: str,
+    seq: int,
+    *,
+    history_limit: int = DEFAULT_HISTORY_LIMIT,
+    sealer: Sealer | None = None,
+    earlier: list[dict[str, str]] | None = None,
+    texts: dict[str, str] | None = None,
+) -> Checkpoint:
+    """A checkpoint of ``run`` now. Cheap and synchronous: safe on the conversation path.
+
+    ``earlier`` is history from before this session (a resumed call's), kept in front
+    of the session's own messages. ``texts`` caches message texts by item id across
+    snapshots of one call (reading a LiveKit message's text is not free).
+    """
+    redactor = Redactor(run.context)
+    values = redactor.values()
+    plain, secret = redactor.context_dump()
+    sensitive: dict[str, Any] | str = secret
+    if sealer is not None and secret:
+        sensitive = sealer.seal(json.dumps(secret).encode())
+    log = [
+        {"source": r.source, "target": r.target, "trigger": r.trigger,
+         "arguments": redactor.value(r.arguments, values), "at": r.at, "by": r.by}
+        for r in run.log
+    ]
+    return Checkpoint(
+        call_id=call_id,
+        flow=run.flow.name,
+        flow_version=run.flow.version,
+        state=run.state,
+        seq=seq,
+        context=plain,
+        sensitive=sensitive,
+        return_stack=list(run.return_stack),
+        log=log,
+        history=recent_history(run, history_limit, redactor, values, earlier, texts),
+        saved_at=time.time(),
+    )
+
+
+def recent_history(
+    run: FlowRun[Any], limit: int, redactor: Redactor, values: list[str],
+    earlier: list[dict[str, str]] | None = None,
+    texts: dict[str, str] | None = None,
+) -> list[dict[str, str]]:
+    """The last ``limit`` user/assistant messages (``earlier`` ones first), scrubbed."""
+    if limit <= 0:
+        return []
+    if not run.attached:
+        return list((earlier or [])[-limit:])
+    out: list[dict[str, str]] = []
+    for item in reversed(run.session.history.items):
+        if item.type != "message" or item.role not in ("user", "assistant"):
+            continue
+        if texts is None:
+            text = item.text_content or ""
+        elif (text := texts.get(item.id)) is None:  # type: ignore[assignment]
+            text = texts[item.id] = item.text_content or ""
+        if not text:
+            continue
+        out.append({"role": item.role, "text": redactor.text(text, values)})
+        if len(out) >= limit:
+            break
+    out.reverse()
+    if earlier and len(out) < limit:
+        out = [{"role": m["role"], "text": redactor.text(m["text"], values)}
+               for m in earlier[len(out) - limit:]] + out
+    return out

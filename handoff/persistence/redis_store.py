@@ -1,0 +1,78 @@
+"""RedisStore: checkpoints in Redis, for many workers on many machines (``redis`` extra).
+
+Each call is one hash ``{prefix}{call_id}`` with fields ``seq`` and ``data``, and
+a TTL. The compare-and-set on ``seq`` runs as a Lua script, atomic on the server.
+Timeouts are short and there are no client-side retries: during an outage a
+write fails fast and the Checkpointer retries it later, off the call's path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .checkpoint import Checkpoint
+from .store import DEFAULT_TTL, CheckpointStore
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError("RedisStore needs the redis package: pip install 'handoff[redis]'") from exc
+
+_SAVE = """
+local current = redis.call('HGET', KEYS[1], 'seq')
+if current and tonumber(current) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'data', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+class RedisStore(CheckpointStore):
+    """Checkpoints in Redis at ``url`` (``redis://host:6379/0``), or on a given client."""
+
+    kind = "redis"
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        client: aioredis.Redis | None = None,
+        prefix: str = "handoff:checkpoint:",
+        ttl: float = DEFAULT_TTL,
+        timeout: float = 1.0,
+    ) -> None:
+        self.prefix = prefix
+        self.ttl = ttl
+        self._owns_client = client is None
+        self._client: aioredis.Redis = client or aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._save_script: Any = self._client.register_script(_SAVE)
+
+    def key(self, call_id: str) -> str:
+        return f"{self.prefix}{call_id}"
+
+    async def save(self, checkpoint: Checkpoint) -> bool:
+        stored = await self._save_script(
+            keys=[self.key(checkpoint.call_id)],
+            args=[checkpoint.seq, checkpoint.to_json(), int(self.ttl * 1000)],
+        )
+        return bool(stored)
+
+    async def load(self, call_id: str) -> Checkpoint | None:
+        data = await self._client.hget(self.key(call_id), "data")
+        return None if data is None else Checkpoint.from_json(data)
+
+    async def delete(self, call_id: str) -> None:
+        await self._client.delete(self.key(call_id))
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()

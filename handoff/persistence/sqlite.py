@@ -1,0 +1,115 @@
+"""SQLiteStore: checkpoints in one SQLite file, the embedded default.
+
+stdlib ``sqlite3`` run in a worker thread (never on the event loop), WAL mode so
+readers never block the writer, and a busy timeout so several processes on one
+machine (a LiveKit worker's job processes) can share the file. The conditional
+upsert runs in one statement, so two processes writing the same call id keep the
+checkpoint with the higher ``seq`` whatever the order they commit in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from .checkpoint import Checkpoint
+from .store import DEFAULT_TTL, CheckpointStore
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS handoff_checkpoints (
+    call_id    TEXT PRIMARY KEY,
+    seq        INTEGER NOT NULL,
+    flow       TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    saved_at   REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    data       TEXT NOT NULL
+)
+"""
+
+_UPSERT = """
+INSERT INTO handoff_checkpoints (call_id, seq, flow, state, saved_at, expires_at, data)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(call_id) DO UPDATE SET
+    seq = excluded.seq, flow = excluded.flow, state = excluded.state,
+    saved_at = excluded.saved_at, expires_at = excluded.expires_at, data = excluded.data
+WHERE excluded.seq > handoff_checkpoints.seq OR handoff_checkpoints.expires_at < ?
+"""
+
+
+class SQLiteStore(CheckpointStore):
+    """Checkpoints in the SQLite file at ``path`` (created with its table if missing)."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path, *, ttl: float = DEFAULT_TTL,
+                 busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.ttl = ttl
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+            conn.execute(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def _save(self, checkpoint: Checkpoint) -> bool:
+        now = time.time()
+        with self._lock:
+            cur = self._connection().execute(_UPSERT, (
+                checkpoint.call_id, checkpoint.seq, checkpoint.flow, checkpoint.state,
+                checkpoint.saved_at, now + self.ttl, checkpoint.to_json(), now,
+            ))
+            return cur.rowcount > 0
+
+    def _load(self, call_id: str) -> Checkpoint | None:
+        with self._lock:
+            row = self._connection().execute(
+                "SELECT data FROM handoff_checkpoints WHERE call_id = ? AND expires_at >= ?",
+                (call_id, time.time()),
+            ).fetchone()
+        return None if row is None else Checkpoint.from_json(row[0])
+
+    def _delete(self, call_id: str) -> None:
+        with self._lock:
+            self._connection().execute("DELETE FROM handoff_checkpoints WHERE call_id = ?",
+                                       (call_id,))
+
+    def _purge(self) -> int:
+        with self._lock:
+            cur = self._connection().execute(
+                "DELETE FROM handoff_checkpoints WHERE expires_at < ?", (time.time(),))
+            return cur.rowcount
+
+    async def save(self, checkpoint: Checkpoint) -> bool:
+        return await asyncio.to_thread(self._save, checkpoint)
+
+    async def load(self, call_id: str) -> Checkpoint | None:
+        return await asyncio.to_thread(self._load, call_id)
+
+    async def delete(self, call_id: str) -> None:
+        await asyncio.to_thread(self._delete, call_id)
+
+    async def purge_expired(self) -> int:
+        """Delete expired checkpoints; returns how many (run it now and then)."""
+        return await asyncio.to_thread(self._purge)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._close)

@@ -1,0 +1,277 @@
+"""Checkpointer: takes checkpoints on the call's path, writes them off it.
+
+On the conversation path it only builds a small snapshot (microseconds) and puts
+it in a pending map keyed by call id: latest wins, so a call never has more than
+one write waiting, and the map is bounded (``max_pending`` calls; beyond that the
+oldest pending call's snapshot is dropped and counted). One background task per
+event loop writes them to the store, waiting ``coalesce`` seconds (20 ms) after it
+wakes so that a burst of changes becomes one write. A failed write (store outage)
+is logged, counted in ``handoff_checkpoint_errors_total`` and retried with backoff,
+unless a newer snapshot of that call arrived meanwhile; the call never notices.
+
+When checkpoints are taken, for a tracked run (never while a transition is under
+way, when the Context may hold a half-made move):
+
+- after every transition (the flow observer hook);
+- when a user or agent message is added to the conversation (so the recent
+  history and any context change made by a tool in that turn are saved);
+- when the agent goes back to listening (turn end), if the context changed.
+
+Identical snapshots are not written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ..telemetry.metrics import HandoffMetrics, default_metrics
+from .checkpoint import DEFAULT_HISTORY_LIMIT, Checkpoint, Sealer, snapshot
+from .store import CheckpointStore
+
+if TYPE_CHECKING:
+    from ..flow import Flow
+    from ..run import FlowRun, Refusal, TransitionRecord
+
+logger = logging.getLogger("handoff.persistence")
+
+#: Close reasons after which a call is over and its checkpoint is deleted. On
+#: ``error`` or ``job_shutdown`` (the worker is going away) it is kept for a resume.
+ENDED_REASONS = frozenset({"participant_disconnected", "user_initiated", "task_completed"})
+
+
+class _Tracked:
+    __slots__ = ("call_id", "earlier", "fingerprint", "seq", "texts")
+
+    def __init__(self, call_id: str, seq: int, earlier: list[dict[str, str]]) -> None:
+        self.call_id = call_id
+        self.seq = seq
+        self.earlier = earlier
+        self.fingerprint: tuple[Any, ...] = ()
+        self.texts: dict[str, str] = {}
+
+
+class Checkpointer:
+    """Checkpoints tracked runs into ``store`` from a background writer.
+
+    Args:
+        store: where checkpoints go.
+        history_limit: how many recent user/assistant messages a checkpoint keeps.
+        max_pending: most calls with a write waiting; beyond it the oldest is dropped.
+        retry_delay / max_retry_delay: backoff after a failed write (seconds).
+        sealer: encrypts the sensitive section of checkpoints.
+        metrics: where write counts and errors go (default: the global registry).
+        forget_on: session close reasons that mean the call is over, so its checkpoint
+            is deleted (default :data:`ENDED_REASONS`).
+        coalesce: seconds the writer waits after waking, so the burst of a turn (the
+            caller's line, tool calls, a handoff, the reply) is one write, not five. It
+            widens the window a crash can lose by as much.
+    """
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        *,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
+        max_pending: int = 10_000,
+        retry_delay: float = 0.2,
+        max_retry_delay: float = 5.0,
+        sealer: Sealer | None = None,
+        metrics: HandoffMetrics | None = None,
+        forget_on: frozenset[str] = ENDED_REASONS,
+        coalesce: float = 0.02,
+    ) -> None:
+        self.store = store
+        self.coalesce = coalesce
+        self.forget_on = forget_on
+        self.history_limit = history_limit
+        self.max_pending = max_pending
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.sealer = sealer
+        self.metrics = metrics if metrics is not None else default_metrics()
+        self._runs: weakref.WeakKeyDictionary[FlowRun[Any], _Tracked] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.taken = 0
+        """Checkpoints taken (queued) since this Checkpointer was made."""
+        self._pending: dict[str, Checkpoint | None] = {}  # None: delete
+        self._writing = False
+        self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- wiring ----------------------------------------------------------------------
+    def install(self, flow: Flow[Any]) -> Checkpointer:
+        """Checkpoint tracked runs of ``flow`` after each of their transitions."""
+        if self not in flow.observers:
+            flow.observers.append(self)
+        return self
+
+    def track(self, run: FlowRun[Any], call_id: str, *, resumed: Checkpoint | None = None) -> None:
+        """Checkpoint ``run`` under ``call_id`` from now on (its session must be attached).
+
+        ``resumed`` is the checkpoint the run resumes: its history stays in front of
+        the new session's messages, and new checkpoints get higher seqs.
+        """
+        if not run.attached:
+            raise ValueError("track() needs a run attached to its session")
+        self.install(run.flow)
+        self._runs[run] = _Tracked(call_id, resumed.seq if resumed else 0,
+                                   list(resumed.history) if resumed else [])
+        session = run.session
+        session.on("conversation_item_added", lambda ev: self._on_item(run, ev))
+        session.on("agent_state_changed", lambda ev: self._on_agent_state(run, ev))
+        session.on("close", lambda ev: self._on_close(run, ev))
+        self.checkpoint(run)
+
+    # -- observer hooks (synchronous, on the call's path) -------------------------------
+    def on_transition(self, run: FlowRun[Any], record: TransitionRecord) -> None:
+        self.checkpoint(run)
+
+    def on_refusal(self, run: FlowRun[Any], refusal: Refusal) -> None:
+        """A refusal changes nothing (the run rolls back), so there is nothing to save."""
+
+    def _on_item(self, run: FlowRun[Any], event: Any) -> None:
+        if getattr(event.item, "type", None) == "message":
+            self.checkpoint(run)
+
+    def _on_agent_state(self, run: FlowRun[Any], event: Any) -> None:
+        if event.new_state == "listening":
+            self.checkpoint(run)
+
+    def _on_close(self, run: FlowRun[Any], event: Any) -> None:
+        tracked = self._runs.pop(run, None)
+        if tracked is None:
+            return
+        reason = str(getattr(event.reason, "value", event.reason))
+        if reason in self.forget_on:
+            self._enqueue(tracked.call_id, None)  # delete, after any write still queued
+
+    def checkpoint(self, run: FlowRun[Any]) -> bool:
+        """Snapshot ``run`` now and queue the write. False if untracked or unchanged.
+
+        Not while a transition is under way: its body may have changed the Context
+        for a state the run is not in yet. The commit checkpoints (``on_transition``);
+        a refused or interrupted move rolls the Context back, and the next message or
+        turn end checkpoints again.
+        """
+        tracked = self._runs.get(run)
+        if tracked is None or run.in_transition:
+            return False
+        try:
+            # seqs grow within a call and stay above an older call's on the same id
+            seq = max(tracked.seq + 1, time.time_ns() // 1000)
+            if len(tracked.texts) > 4 * self.history_limit:
+                tracked.texts.clear()
+            cp = snapshot(run, tracked.call_id, seq, history_limit=self.history_limit,
+                          sealer=self.sealer, earlier=tracked.earlier, texts=tracked.texts)
+        except Exception:
+            logger.exception("could not snapshot call %s for a checkpoint", tracked.call_id)
+            self.metrics.checkpoint_errors.labels(self.store.kind).inc()
+            return False
+        fingerprint = cp.fingerprint()
+        if fingerprint == tracked.fingerprint:
+            return False
+        tracked.fingerprint = fingerprint
+        tracked.seq = cp.seq
+        self.taken += 1
+        self._enqueue(cp.call_id, cp)
+        return True
+
+    # -- the writer ------------------------------------------------------------------
+    def _enqueue(self, call_id: str, cp: Checkpoint | None) -> None:
+        """Queue ``cp`` for ``call_id`` (None: delete the call's checkpoint)."""
+        self._ensure_task()
+        pending = self._pending
+        if call_id not in pending and len(pending) >= self.max_pending:
+            oldest = next(iter(pending))
+            del pending[oldest]
+            self.metrics.checkpoint_dropped.labels(self.store.kind).inc()
+            logger.warning("checkpoint queue full: dropped a pending checkpoint of call %s", oldest)
+        pending.pop(call_id, None)
+        pending[call_id] = cp
+        assert self._wake is not None and self._idle is not None
+        self._idle.clear()
+        self._wake.set()
+
+    def _ensure_task(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is not None and not self._task.done() and self._loop is loop:
+            return
+        self._loop = loop
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task = loop.create_task(self._write_loop(), name="handoff.checkpoint_writer")
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None and self._idle is not None
+        delay = self.retry_delay
+        while True:
+            if not self._pending:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                if self.coalesce > 0:  # let the rest of the burst (a turn's events) arrive
+                    await asyncio.sleep(self.coalesce)
+                continue
+            call_id = next(iter(self._pending))
+            cp = self._pending.pop(call_id)
+            self._writing = True
+            started = time.perf_counter()
+            try:
+                if cp is None:
+                    await self.store.delete(call_id)
+                else:
+                    await self.store.save(cp)
+            except asyncio.CancelledError:
+                self._pending.setdefault(call_id, cp)
+                raise
+            except Exception as exc:
+                self.metrics.checkpoint_errors.labels(self.store.kind).inc()
+                what = "deletion" if cp is None else f"seq {cp.seq}"
+                logger.warning("checkpoint of call %s (%s) not written: %s: %s; retrying in "
+                               "%.1fs", call_id, what, type(exc).__name__, exc, delay)
+                self._pending.setdefault(call_id, cp)  # unless a newer one came meanwhile
+                self._writing = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_delay)
+                continue
+            finally:
+                self._writing = False
+            delay = self.retry_delay
+            if cp is not None:
+                self.metrics.checkpoint_writes.labels(self.store.kind).inc()
+                self.metrics.checkpoint_write_seconds.labels(self.store.kind).observe(
+                    time.perf_counter() - started)
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued checkpoint is written. False on timeout."""
+        if self._idle is None or self._task is None or self._task.done():
+            return not self._pending
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def backlog(self) -> int:
+        """Checkpoints waiting to be written (one per call at most)."""
+        return len(self._pending) + (1 if self._writing else 0)
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Write what is queued (up to ``timeout``), stop the writer, close the store."""
+        await self.flush(timeout)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.store.aclose()

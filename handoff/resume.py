@@ -1,0 +1,248 @@
+"""resume_or_start: start a flow for a call, or pick the call up where it was left.
+
+    checkpointer = Checkpointer(SQLiteStore("/var/lib/handoff/checkpoints.db"))
+    FlowTelemetry().install(flow)
+
+    async def entrypoint(ctx: JobContext) -> None:
+        session = AgentSession(...)
+        run = await resume_or_start(flow, session, checkpointer=checkpointer, room=ctx.room)
+
+If the store holds a checkpoint for the call id (a worker died mid-call and the
+call was dispatched again), the run starts in the checkpointed state with the
+saved Context and recent history, and the agent does not speak first: the caller
+already heard the opening. Otherwise the flow starts as usual. Either way the run
+is checkpointed from then on.
+
+A checkpoint of an older flow version may name a state that no longer exists, or
+Context fields that are gone or changed type: the run then resumes in the
+``fallback`` state (default: the flow's initial state) and without those fields,
+and a warning says what was dropped. A store outage while loading is logged and
+counted, and the call starts fresh rather than failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from livekit import rtc
+from livekit.agents import AgentSession, llm
+from livekit.agents.telemetry import tracer
+from pydantic import ValidationError
+
+from .context import Context
+from .flow import Flow
+from .persistence.checkpoint import Checkpoint, CheckpointFormatError
+from .persistence.store import CheckpointStore
+from .persistence.writer import Checkpointer
+from .run import FlowRun
+from .state import State
+from .telemetry.observer import FlowTelemetry
+
+logger = logging.getLogger("handoff.resume")
+
+C = TypeVar("C", bound=Context)
+
+SIP_CALL_ID_ATTRIBUTE = "sip.callID"
+RESUME_SPAN = "handoff.resume"
+
+
+def call_id_of(room: rtc.Room) -> str:
+    """The call id of a LiveKit room: its SIP participant's call id, else the room name."""
+    for participant in room.remote_participants.values():
+        call_id = participant.attributes.get(SIP_CALL_ID_ATTRIBUTE)
+        if call_id:
+            return call_id
+    return room.name
+
+
+async def load_checkpoint(
+    checkpointer: Checkpointer, call_id: str
+) -> Checkpoint | None:
+    """The call's checkpoint; None when there is none or the store cannot be read."""
+    store: CheckpointStore = checkpointer.store
+    try:
+        return await store.load(call_id)
+    except CheckpointFormatError as exc:
+        logger.warning("checkpoint of call %s is unreadable (%s); starting fresh", call_id, exc)
+    except Exception as exc:
+        checkpointer.metrics.checkpoint_errors.labels(store.kind).inc()
+        logger.warning("could not load the checkpoint of call %s (%s: %s); starting fresh",
+                       call_id, type(exc).__name__, exc)
+    return None
+
+
+async def resume_or_start(
+    flow: Flow[C],
+    session: AgentSession[Any],
+    *,
+    checkpointer: Checkpointer,
+    call_id: str | None = None,
+    room: rtc.Room | None = None,
+    context: C | None = None,
+    llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+    fallback: str | type[State[Any]] | None = None,
+    resume_prompt: str | None = None,
+    telemetry: FlowTelemetry | None = None,
+    wait_opening: bool = False,
+    **start_kwargs: Any,
+) -> FlowRun[C]:
+    """Attach ``session`` to a run of ``flow`` for the call: resumed if checkpointed.
+
+    Args:
+        checkpointer: loads the call's checkpoint and checkpoints the run from now on.
+        call_id: the key of the call; default :func:`call_id_of` ``room``.
+        room: the LiveKit room (also passed on to ``session.start``).
+        context: the Context of a fresh start (ignored when resuming).
+        llm: overrides the tier table, as in ``Flow.new_run``.
+        fallback: where a checkpoint whose state no longer exists resumes.
+        resume_prompt: if set, the resumed agent speaks first with these instructions
+            (e.g. "apologise briefly for the interruption and continue"); by default
+            it waits for the caller, saying nothing the caller already heard.
+        telemetry: tracks the run (active runs, time in state) when given.
+        wait_opening: as in ``FlowRun.attach`` (only for a fresh start).
+        start_kwargs: passed to ``AgentSession.start``.
+    """
+    if room is not None:
+        start_kwargs["room"] = room
+    if call_id is None:
+        if room is None:
+            raise ValueError("resume_or_start needs a call_id or a room to take it from")
+        call_id = call_id_of(room)
+
+    checkpointer.install(flow)
+    checkpoint = await load_checkpoint(checkpointer, call_id)
+    if checkpoint is not None and checkpoint.flow != flow.name:
+        logger.warning("call %s has a checkpoint of flow %r, not %r; starting fresh",
+                       call_id, checkpoint.flow, flow.name)
+        checkpoint = None
+
+    restored: FlowRun[C] | None = None
+    outcome = "fresh"
+    if checkpoint is not None:
+        try:
+            restored, outcome = restore_run(flow, checkpoint, checkpointer, llm=llm,
+                                            fallback=fallback)
+        except Exception as exc:  # a checkpoint must never stop the call from starting
+            logger.warning("call %s: the checkpoint cannot be restored (%s: %s); starting fresh",
+                           call_id, type(exc).__name__, exc)
+            checkpointer.metrics.resumes.labels(flow.name, "failed").inc()
+            checkpoint, outcome = None, "failed"
+
+    if restored is None:
+        run = flow.new_run(context, llm=llm, call_id=call_id)
+        await run.attach(session, wait_opening=wait_opening, **start_kwargs)
+    else:
+        assert checkpoint is not None
+        run = restored
+        _clear_resuming_when_the_call_moves_on(run, session)
+        await run.attach(session, **start_kwargs)
+        assert run.agent is not None
+        history = flow.history_policies[run.state].carry(checkpoint.chat_ctx())
+        await run.agent.update_chat_ctx(history)
+        if resume_prompt:
+            session.generate_reply(instructions=resume_prompt)
+    if outcome != "fresh":
+        _trace_resume(run, checkpoint, outcome)
+    checkpointer.track(run, call_id, resumed=checkpoint)
+    if telemetry is not None:
+        telemetry.track(run)
+    return run
+
+
+def restore_run(
+    flow: Flow[C],
+    checkpoint: Checkpoint,
+    checkpointer: Checkpointer,
+    *,
+    llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+    fallback: str | type[State[Any]] | None = None,
+) -> tuple[FlowRun[C], str]:
+    """A run in the checkpoint's state with its Context and log (not attached yet),
+    and how it went: ``resumed``, or ``fallback`` when something had to be dropped."""
+    metrics = checkpointer.metrics
+    context, dropped = restore_context(flow, checkpoint.context_data(checkpointer.sealer))
+    state = checkpoint.state
+    outcome = "resumed"
+    if state not in flow.states:
+        target = _state_name(fallback) if fallback is not None else flow.initial
+        logger.warning(
+            "call %s: checkpoint of %s v%s is in state %r, which flow %s v%s no longer has; "
+            "resuming in %r", checkpoint.call_id, checkpoint.flow, checkpoint.flow_version,
+            state, flow.name, flow.version, target)
+        state, outcome = target, "fallback"
+    if dropped:
+        logger.warning("call %s: context fields %s of the checkpoint do not fit %s v%s and "
+                       "were dropped", checkpoint.call_id, ", ".join(sorted(dropped)),
+                       flow.name, flow.version)
+        outcome = "fallback"
+    stack = [s for s in checkpoint.return_stack if s in flow.states]
+    if len(stack) != len(checkpoint.return_stack):
+        logger.warning("call %s: return states %s no longer exist and were dropped",
+                       checkpoint.call_id,
+                       ", ".join(s for s in checkpoint.return_stack if s not in flow.states))
+        outcome = "fallback"
+    run = flow.new_run(context, llm=llm, call_id=checkpoint.call_id)
+    run.restore(state, log=checkpoint.records(), return_stack=stack)
+    metrics.resumes.labels(flow.name, outcome).inc()
+    logger.info("call %s resumed in %s (%d transitions so far)", checkpoint.call_id, state,
+                len(run.log))
+    return run, outcome
+
+
+def restore_context(flow: Flow[C], data: dict[str, Any]) -> tuple[C, list[str]]:
+    """The flow's Context from saved data, dropping fields that no longer fit."""
+    model = flow.context_type
+    known = {k: v for k, v in data.items() if k in model.model_fields}
+    dropped = [k for k in data if k not in model.model_fields]
+    while True:
+        try:
+            return model.model_validate(known), dropped
+        except ValidationError as exc:
+            bad = {str(err["loc"][0]) for err in exc.errors() if err.get("loc")}
+            bad &= set(known)
+            if not bad:
+                raise
+            for name in bad:
+                known.pop(name)
+            dropped.extend(bad)
+
+
+def _trace_resume(run: FlowRun[Any], checkpoint: Checkpoint | None, outcome: str) -> None:
+    """A ``handoff.resume`` span in the new session's trace: this call was picked up."""
+    attributes: dict[str, Any] = {
+        "handoff.flow": run.flow.name,
+        "handoff.flow_version": run.flow.version,
+        "handoff.state": run.state,
+        "handoff.resume.outcome": outcome,
+    }
+    if checkpoint is not None:
+        attributes.update({
+            "handoff.resume.checkpoint_state": checkpoint.state,
+            "handoff.resume.checkpoint_version": checkpoint.flow_version,
+            "handoff.resume.transitions": len(checkpoint.log),
+            "handoff.resume.age_seconds": max(0.0, time.time() - checkpoint.saved_at),
+        })
+    tracer.start_span(RESUME_SPAN, attributes=attributes).end()
+
+
+def _state_name(ref: str | type[State[Any]]) -> str:
+    return ref if isinstance(ref, str) else ref.state_name()
+
+
+def _clear_resuming_when_the_call_moves_on(run: FlowRun[Any], session: AgentSession[Any]) -> None:
+    """``run.resuming`` silences the restored agent's entry; later entries must speak."""
+
+    def on_item(event: Any) -> None:
+        item = event.item
+        # the session's own start emits a handoff to the first agent (old_agent_id None),
+        # before its on_enter runs: that one must leave the flag set
+        moved_on = item.type == "message" or (
+            item.type == "agent_handoff" and item.old_agent_id is not None)
+        if run.resuming and moved_on:
+            run.resuming = False
+            session.off("conversation_item_added", on_item)
+
+    session.on("conversation_item_added", on_item)
