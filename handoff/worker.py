@@ -12,29 +12,33 @@
    endpoint is LiveKit's (``GET /`` and ``GET /worker`` on ``health_port``);
 4. hands over to LiveKit's CLI for ``console``, ``dev`` or ``start``. On SIGTERM
    LiveKit drains: it stops taking jobs and waits up to ``drain_timeout`` seconds
-   for calls to finish; a call still running then is checkpointed when its job
-   shuts down (see :func:`checkpoint_run`).
+   for calls to finish; a call still running then keeps its checkpoint (flushed when
+   its job shuts down), and the next worker the call is dispatched to resumes it.
 
 Each job runs :func:`entrypoint`: an ``AgentSession`` with the process's VAD, the
 flow's STT/TTS (:mod:`handoff.voice`) and the flow's tiers resolved through the
-secrets chain, started in the job's room.
+secrets chain, started in the job's room — or resumed where it was, when the call's
+id (SIP call id, else room name) has a checkpoint (``HANDOFF_CHECKPOINT_STORE`` or
+``HANDOFF_CHECKPOINT_DIR``; :mod:`handoff.persistence`, :mod:`handoff.resume`).
+Transitions are traced and counted (:mod:`handoff.telemetry`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 
 from .flowref import load_flow
+from .persistence import Checkpointer, store_from_env
+from .resume import call_id_of, resume_or_start
 from .secrets import SecretChain
+from .telemetry.observer import FlowTelemetry
 from .tiers import Tiers
 from .voice import VoiceConfig, Voices
 
@@ -70,7 +74,7 @@ class WorkerSettings:
     metrics_port: int | None = 9100   # HANDOFF_METRICS_PORT ("" or "0" disables)
     idle_processes: int | None = None  # HANDOFF_IDLE_PROCESSES: warm job processes
     agent_name: str = ""              # LIVEKIT_AGENT_NAME: explicit dispatch
-    checkpoint_dir: str | None = None  # HANDOFF_CHECKPOINT_DIR: where unfinished calls go
+    checkpoint_dir: str | None = None  # HANDOFF_CHECKPOINT_DIR: SQLite checkpoints of calls
 
     @classmethod
     def from_env(cls, flow: str, environ: Mapping[str, str] | None = None,
@@ -165,20 +169,24 @@ def prewarm(proc: JobProcess) -> None:
 
     started = time.perf_counter()
     proc.userdata["vad"] = silero.VAD.load()
-    proc.userdata["flow"] = load_flow(os.environ[FLOW_ENV])
+    proc.userdata["flow"] = flow = load_flow(os.environ[FLOW_ENV])
+    proc.userdata["telemetry"] = FlowTelemetry().install(flow)  # spans and metrics per move
     logger.info("prewarmed pid %d: silero VAD and flow %s in %.2fs", os.getpid(),
                 proc.userdata["flow"].name, time.perf_counter() - started)
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    """One call: the flow's AgentSession in the job's room, checkpointed on shutdown."""
+    """One call: the flow's AgentSession in the job's room, resumed if checkpointed."""
     run = await start_call(ctx)
+    checkpointer: Checkpointer | None = ctx.proc.userdata.get("checkpointer")
 
     async def _on_shutdown(reason: str) -> None:
-        checkpoint_run(run, reason)
+        logger.info("call %s ended in state %s (%s)", run.call_id, run.state, reason)
+        if checkpointer is not None:  # the last checkpoints land before the process goes
+            await checkpointer.flush(2.0)
 
     ctx.add_shutdown_callback(_on_shutdown)
-    logger.info("call %s started in state %s", ctx.job.id, run.state)
+    logger.info("call %s started in state %s", run.call_id, run.state)
 
 
 async def start_call(ctx: JobContext, secrets: SecretChain | None = None) -> FlowRun[Any]:
@@ -206,38 +214,26 @@ async def start_call(ctx: JobContext, secrets: SecretChain | None = None) -> Flo
         flow.agent_options = voices.agent_options  # per-state STT/TTS/turn overrides
         start_kwargs["room"] = ctx.room
     session: AgentSession[Any] = AgentSession(**session_kwargs)
-    return await flow.start(session, llm=llms, call_id=ctx.job.id, **start_kwargs)
+    checkpointer = _process_checkpointer(ctx, flow)
+    if checkpointer is None:
+        return await flow.start(session, llm=llms, call_id=ctx.job.id, **start_kwargs)
+    # the call's key outlives the job: a redispatched call has a new job id, not a new room
+    call_id = ctx.job.id if ctx.is_fake_job() else call_id_of(ctx.room)
+    return await resume_or_start(flow, session, checkpointer=checkpointer, call_id=call_id,
+                                 llm=llms, telemetry=ctx.proc.userdata.get("telemetry"),
+                                 **start_kwargs)
 
 
-def checkpoint_run(run: FlowRun[Any], reason: str, directory: str | None = None) -> Path | None:
-    """Record where a call stands when its job shuts down (drain timeout, crash, hang-up).
-
-    Writes ``<call_id>.json`` (flow, version, state, context, transition log, reason)
-    to ``directory`` / ``HANDOFF_CHECKPOINT_DIR``; without one it only logs the state.
-    A call that reached a final state is logged, not written.
-    """
-    directory = directory or os.environ.get("HANDOFF_CHECKPOINT_DIR")
-    if run.is_final() or not directory:
-        logger.info("call %s ended in state %s (%s)", run.call_id, run.state, reason)
-        return None
-    record = {
-        "flow": run.flow.name,
-        "version": run.flow.version,
-        "call_id": run.call_id,
-        "state": run.state,
-        "context": run.context.model_dump(mode="json"),
-        "log": [asdict(r) for r in run.log],
-        "reason": reason,
-        "at": time.time(),
-    }
-    path = Path(directory) / f"{run.call_id or 'call'}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, default=str))
-    tmp.replace(path)
-    logger.info("call %s checkpointed in state %s to %s (%s)", run.call_id, run.state, path,
-                reason)
-    return path
+def _process_checkpointer(ctx: JobContext, flow: Flow[Any]) -> Checkpointer | None:
+    """The job process's Checkpointer (made on its first call), or None if not configured."""
+    if "checkpointer" not in ctx.proc.userdata:
+        store = store_from_env()
+        ctx.proc.userdata["checkpointer"] = None if store is None else Checkpointer(store)
+        if store is None:
+            logger.warning("no HANDOFF_CHECKPOINT_STORE or HANDOFF_CHECKPOINT_DIR: calls of "
+                           "flow %s will not survive this worker", flow.name)
+    checkpointer: Checkpointer | None = ctx.proc.userdata["checkpointer"]
+    return checkpointer
 
 
 # -- the command ----------------------------------------------------------------------------

@@ -113,16 +113,36 @@ async def test_no_checkpoint_starts_fresh_and_speaks_first(flow: Any,
 
 
 async def test_a_call_that_ended_is_not_resumed(flow: Any, metrics: HandoffMetrics) -> None:
+    """A call that reached a final state is forgotten when its session closes."""
     store = MemoryStore()
-    checkpointer = Checkpointer(store, metrics=metrics)  # forgets on a normal close
+    checkpointer = Checkpointer(store, metrics=metrics)
     async with AgentSession[Call]() as session:
-        await resume_or_start(flow, session, checkpointer=checkpointer, call_id="done",
-                              llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
-        await session.run(user_input=CALLER[0])
+        run = await resume_or_start(flow, session, checkpointer=checkpointer, call_id="done",
+                                    llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
+        for line in CALLER:
+            await session.run(user_input=line)
+        assert run.is_final()
         assert await checkpointer.flush(5)
         assert await store.load("done") is not None
     assert await checkpointer.flush(5)
     assert await store.load("done") is None
+
+
+async def test_a_worker_shutting_down_mid_call_keeps_the_checkpoint(
+    flow: Any, metrics: HandoffMetrics
+) -> None:
+    """LiveKit's job process closes the session as user_initiated when the worker shuts
+    down (drain timeout, deploy): the call is not over, its checkpoint must stay."""
+    store = MemoryStore()
+    checkpointer = Checkpointer(store, metrics=metrics)
+    async with AgentSession[Call]() as session:
+        run = await resume_or_start(flow, session, checkpointer=checkpointer, call_id="mid",
+                                    llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
+        await session.run(user_input=CALLER[0])
+        assert not run.is_final()
+    assert await checkpointer.flush(5)
+    saved = await store.load("mid")
+    assert saved is not None and saved.state == "Triage"
 
 
 async def test_older_version_falls_back_to_a_declared_state(

@@ -42,7 +42,6 @@ from handoff.worker import (
     ACTIVE_JOBS,
     ActiveJobsLoad,
     WorkerSettings,
-    checkpoint_run,
     required_secrets,
 )
 
@@ -251,9 +250,8 @@ def test_worker_prewarms_reports_load_and_drains_on_sigterm(start_worker: Any) -
     # the call did not end by itself: the drain waited its full time, then the call was
     # checkpointed and the worker exited well inside a Kubernetes grace period
     assert DRAIN_TIMEOUT <= elapsed < DRAIN_TIMEOUT + 15, elapsed
-    [checkpoint] = list(worker.checkpoints.glob("*.json"))
-    saved = json.loads(checkpoint.read_text())
-    assert saved["flow"] == "quiet" and saved["state"] == "Listen"
+    [saved] = _checkpoints(worker.checkpoints)
+    assert saved["flow"]["name"] == "quiet" and saved["state"] == "Listen"
     assert saved["call_id"].startswith("mock-job-") and saved["log"] == []
     assert worker.secret not in log  # the LiveKit secret (read from the files provider)
 
@@ -277,7 +275,19 @@ def test_sigterm_lets_a_running_call_finish_then_exits_without_waiting_the_drain
     assert "ended in state Done (caller hung up)" in log
     assert elapsed < 20, elapsed  # the call's ~5 s, not the 60 s drain timeout
     assert "drain timed out" not in log
-    assert not list(worker.checkpoints.glob("*.json"))
+    assert _checkpoints(worker.checkpoints) == []  # a call that ended leaves none behind
+
+
+def _checkpoints(folder: Path) -> list[dict[str, Any]]:
+    """The checkpoints in the worker's SQLite store (HANDOFF_CHECKPOINT_DIR/checkpoints.db)."""
+    import sqlite3
+
+    db = folder / "checkpoints.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT data FROM handoff_checkpoints").fetchall()
+    return [json.loads(row[0]) for row in rows]
 
 
 # -- pieces ----------------------------------------------------------------------------------
@@ -367,19 +377,6 @@ def test_voice_config_from_pyproject_then_environment(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.handoff.voice]\nvoice = "x"\n')
     with pytest.raises(ValueError, match="unknown voice keys"):
         VoiceConfig.load(tmp_path, environ={})
-
-
-async def test_checkpoint_writes_unfinished_calls_only(tmp_path: Path) -> None:
-    flow = _flow()
-    run = flow.new_run(call_id="call-7")
-    run.context.topic = "refund"
-    path = checkpoint_run(run, "drain timed out", str(tmp_path))
-    assert path is not None
-    saved = json.loads(path.read_text())
-    assert saved["state"] == "Front" and saved["context"] == {"topic": "refund"}
-    assert saved["reason"] == "drain timed out"
-    await run.go("Billing")
-    assert checkpoint_run(run, "done", str(tmp_path / "final")) is None  # final: nothing to resume
 
 
 async def test_a_call_gets_tiers_whose_keys_come_from_the_secrets_chain(

@@ -11,6 +11,9 @@
 Resuming a call is :func:`handoff.resume.resume_or_start`.
 """
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .checkpoint import FORMAT, Checkpoint, CheckpointFormatError, Sealer, snapshot
@@ -30,7 +33,31 @@ __all__ = [
     "SQLiteStore",
     "Sealer",
     "snapshot",
+    "store_from_env",
 ]
+
+
+def store_from_env(environ: Mapping[str, str] | None = None) -> CheckpointStore | None:
+    """The checkpoint store a worker is configured with, or None (no checkpoints).
+
+    ``HANDOFF_CHECKPOINT_STORE``: ``redis://host:port/db`` (many workers) or
+    ``sqlite:///path/to/file.db``; else ``HANDOFF_CHECKPOINT_DIR`` holds a SQLite file
+    ``checkpoints.db`` (the embedded default, several processes on one machine).
+    """
+    env = os.environ if environ is None else environ
+    url = env.get("HANDOFF_CHECKPOINT_STORE", "")
+    if url.startswith(("redis://", "rediss://")):
+        from .redis_store import RedisStore
+
+        return RedisStore(url)
+    if url.startswith("sqlite:///"):
+        return SQLiteStore(url.removeprefix("sqlite://"))
+    if url:
+        raise ValueError(f"HANDOFF_CHECKPOINT_STORE={url!r}: use redis://… or sqlite:///path")
+    if folder := env.get("HANDOFF_CHECKPOINT_DIR"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(Path(folder) / "checkpoints.db")
+    return None
 
 
 def __getattr__(name: str) -> Any:

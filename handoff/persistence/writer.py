@@ -41,7 +41,11 @@ logger = logging.getLogger("handoff.persistence")
 
 #: Close reasons after which a call is over and its checkpoint is deleted. On
 #: ``error`` or ``job_shutdown`` (the worker is going away) it is kept for a resume.
-ENDED_REASONS = frozenset({"participant_disconnected", "user_initiated", "task_completed"})
+ENDED_REASONS = frozenset({"participant_disconnected", "task_completed"})
+"""Session close reasons that end a call. Not ``user_initiated``: LiveKit's job process
+closes the session that way when the *worker* shuts down (drain timeout, deploy), which
+is exactly when the checkpoint must stay. A call that reached a final state is forgotten
+whatever the reason."""
 
 
 class _Tracked:
@@ -66,7 +70,7 @@ class Checkpointer:
         sealer: encrypts the sensitive section of checkpoints.
         metrics: where write counts and errors go (default: the global registry).
         forget_on: session close reasons that mean the call is over, so its checkpoint
-            is deleted (default :data:`ENDED_REASONS`).
+            is deleted (default :data:`ENDED_REASONS`); so is a call in a final state.
         coalesce: seconds the writer waits after waking, so the burst of a turn (the
             caller's line, tool calls, a handoff, the reply) is one write, not five. It
             widens the window a crash can lose by as much.
@@ -150,7 +154,7 @@ class Checkpointer:
         if tracked is None:
             return
         reason = str(getattr(event.reason, "value", event.reason))
-        if reason in self.forget_on:
+        if reason in self.forget_on or run.is_final():
             self._enqueue(tracked.call_id, None)  # delete, after any write still queued
 
     def checkpoint(self, run: FlowRun[Any]) -> bool:
