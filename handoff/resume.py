@@ -32,6 +32,7 @@ from livekit.agents import AgentSession, llm
 from livekit.agents.telemetry import tracer
 from pydantic import ValidationError
 
+from ._listeners import listener
 from .context import Context
 from .flow import Flow
 from .persistence.checkpoint import Checkpoint, CheckpointFormatError
@@ -245,4 +246,4 @@ def _clear_resuming_when_the_call_moves_on(run: FlowRun[Any], session: AgentSess
             run.resuming = False
             session.off("conversation_item_added", on_item)
 
-    session.on("conversation_item_added", on_item)
+    session.on("conversation_item_added", listener(on_item))

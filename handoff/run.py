@@ -25,6 +25,7 @@ from livekit.agents import AgentSession, RunContext, llm
 from livekit.agents.llm.tool_context import FunctionToolInfo, ToolFlag
 from livekit.agents.voice.run_result import RunResult
 
+from ._listeners import listener
 from .context import Context
 from .errors import FlowError, TransitionRefused
 from .failures import FailureWatch
@@ -260,10 +261,10 @@ class FlowRun(Generic[C]):
                 self.flow.name, self.flow.failure_policy.max_failures,
                 session.conn_options.max_unrecoverable_errors)
         session.userdata = self.context
-        session.on("conversation_item_added", self._on_item_added)
-        session.on("function_tools_executed", self.failures.on_tools_executed)
-        session.on("error", self.failures.on_session_error)
-        session.on("close", lambda _: self.close())
+        session.on("conversation_item_added", listener(self._on_item_added))
+        session.on("function_tools_executed", listener(self.failures.on_tools_executed))
+        session.on("error", listener(self.failures.on_session_error))
+        session.on("close", listener(lambda _: self.close()))
         self._agent = self.make_agent(self.state)
         if wait_opening:
             self.opening = await session.start(self._agent, capture_run=True, **start_kwargs)

@@ -332,6 +332,8 @@ def _with_timeout(tool: llm.FunctionTool, seconds: float) -> llm.FunctionTool:
             ) from None
 
     functools.update_wrapper(timed, tool)
+    # LiveKit reads the signature at every call; preset it so it does not unwrap each time
+    timed.__signature__ = inspect.signature(tool)  # type: ignore[attr-defined]
     return llm.FunctionTool(timed, tool.info)
 
 

@@ -29,6 +29,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from .._listeners import listener
 from ..telemetry.metrics import HandoffMetrics, default_metrics
 from .checkpoint import DEFAULT_HISTORY_LIMIT, Checkpoint, Sealer, snapshot
 from .store import CheckpointStore
@@ -129,9 +130,9 @@ class Checkpointer:
         self._runs[run] = _Tracked(call_id, resumed.seq if resumed else 0,
                                    list(resumed.history) if resumed else [])
         session = run.session
-        session.on("conversation_item_added", lambda ev: self._on_item(run, ev))
-        session.on("agent_state_changed", lambda ev: self._on_agent_state(run, ev))
-        session.on("close", lambda ev: self._on_close(run, ev))
+        session.on("conversation_item_added", listener(lambda ev: self._on_item(run, ev)))
+        session.on("agent_state_changed", listener(lambda ev: self._on_agent_state(run, ev)))
+        session.on("close", listener(lambda ev: self._on_close(run, ev)))
         self.checkpoint(run)
 
     # -- observer hooks (synchronous, on the call's path) -------------------------------

@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from .._listeners import listener
 from ..redaction import Redactor
 from .metrics import HandoffMetrics, default_metrics
 
@@ -93,7 +94,7 @@ class FlowTelemetry:
         st.entered = time.perf_counter()
         self.metrics.active_runs.labels(run.flow.name).inc()
         if run.attached:
-            run.session.on("close", lambda _ev: self.untrack(run))
+            run.session.on("close", listener(lambda _ev: self.untrack(run)))
 
     def untrack(self, run: FlowRun[Any]) -> None:
         st = self._runs.get(run)
