@@ -20,7 +20,6 @@ LLM objects are created once per process and per tier, and shared by sessions.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from livekit.agents import llm
 from livekit.agents.llm import LLM
 
+from .config import find_table
 from .errors import UnknownTierError
 
 DEFAULT_TIERS: dict[str, dict[str, Any]] = {
@@ -120,7 +120,7 @@ class Tiers:
         the default reads the environment.
         """
         environ = os.environ if environ is None else environ
-        raw, source = _find_tier_table(start or Path.cwd())
+        raw, source = find_table("tiers", start or Path.cwd())
         if raw is None:
             raw, source = DEFAULT_TIERS, "built-in defaults"
         configs = {
@@ -175,20 +175,3 @@ class Tiers:
         if cfg.temperature is not None:
             kwargs["temperature"] = cfg.temperature
         return openai.LLM(**kwargs)
-
-
-def _find_tier_table(start: Path) -> tuple[dict[str, Any] | None, str]:
-    for folder in [start, *start.parents]:
-        handoff_toml = folder / "handoff.toml"
-        if handoff_toml.is_file():
-            data = tomllib.loads(handoff_toml.read_text())
-            if "tiers" in data:
-                return dict(data["tiers"]), str(handoff_toml)
-        pyproject = folder / "pyproject.toml"
-        if pyproject.is_file():
-            data = tomllib.loads(pyproject.read_text())
-            tiers = data.get("tool", {}).get("handoff", {}).get("tiers")
-            if tiers is not None:
-                return dict(tiers), str(pyproject)
-            return None, ""  # the project root: stop looking further up
-    return None, ""

@@ -29,11 +29,12 @@ objects are made once per process and shared). Keys come from the secrets chain.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+from .config import find_table
 
 SecretLookup = Callable[[str], str | None]
 
@@ -80,7 +81,7 @@ class VoiceConfig:
              environ: Mapping[str, str] | None = None) -> VoiceConfig:
         """From handoff.toml / pyproject.toml found upwards of ``start``, then the environment."""
         environ = os.environ if environ is None else environ
-        raw, source = _find_voice_table(start or Path.cwd())
+        raw, source = find_table("voice", start or Path.cwd())
         config = cls.from_mapping(raw or {}, source or "defaults")
         changes: dict[str, Any] = {k: environ[v] for k, v in _ENV.items() if environ.get(v)}
         return replace(config, **changes) if changes else config
@@ -180,18 +181,3 @@ class Voices:
         elif key:
             kwargs["api_key"] = key
         return kwargs
-
-
-def _find_voice_table(start: Path) -> tuple[dict[str, Any] | None, str]:
-    for folder in [start, *start.parents]:
-        handoff_toml = folder / "handoff.toml"
-        if handoff_toml.is_file():
-            data = tomllib.loads(handoff_toml.read_text())
-            if "voice" in data:
-                return dict(data["voice"]), str(handoff_toml)
-        pyproject = folder / "pyproject.toml"
-        if pyproject.is_file():
-            data = tomllib.loads(pyproject.read_text())
-            voice = data.get("tool", {}).get("handoff", {}).get("voice")
-            return (dict(voice), str(pyproject)) if voice is not None else (None, "")
-    return None, ""
