@@ -32,6 +32,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from ..errors import TransitionRefused
 from ..flow import Flow
 from ..run import FlowRun
+from ._release import release
 from .driver import FlowDriver, InterruptAt
 from .oracle import Expectation, Snapshot, expect, violations
 from .scripted import ToolCall
@@ -82,6 +83,8 @@ class FlowMachineBase(RuleBasedStateMachine):
                 self._await(self.driver.__aexit__(None, None, None))
         finally:
             self._loop.close()
+            if self._run is not None:
+                release(self._run)
 
     def _await(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run(coro)
