@@ -24,6 +24,7 @@ from livekit.agents.voice.run_result import RunResult
 from ..context import Context
 from ..flow import Flow
 from ..run import FlowRun
+from ._release import release
 from .scripted import Reply, ReplyLike, ScriptedLLM, Turn, as_reply
 
 C = TypeVar("C", bound=Context)
@@ -61,6 +62,8 @@ class FlowDriver(Generic[C]):
     ) -> None:
         if self._stack is not None:
             await self._stack.aclose()
+        if self._run is not None:
+            release(self._run)
 
     def _policy(self, turn: Turn) -> ReplyLike:
         if self._plan is not None and not turn.answering_tool:
@@ -75,7 +78,7 @@ class FlowDriver(Generic[C]):
         assert session is not None
         self._plan = as_reply(reply)
         try:
-            result = await session.run(user_input=user)
+            result: RunResult[Any] = await session.run(user_input=user)
         finally:
             self._plan = None
         await self.settle()
@@ -97,7 +100,7 @@ class FlowDriver(Generic[C]):
             planned = Reply(planned.text, planned.calls, delay=0.01, error=planned.error)
         self._plan = planned
         self._asked.clear()
-        result = session.run(user_input=user)
+        result: RunResult[Any] = session.run(user_input=user)
         with contextlib.suppress(Exception):
             await self._wait_for(at, result)
             fut = session.interrupt(force=True)

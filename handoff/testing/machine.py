@@ -18,6 +18,7 @@ the async flow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import re
 import typing
@@ -25,9 +26,9 @@ from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from livekit.agents import llm
 from livekit.agents.llm.utils import is_context_type
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from ..errors import TransitionRefused
 from ..flow import Flow
@@ -127,10 +128,8 @@ class FlowMachineBase(RuleBasedStateMachine):
         expectation = expect(self.flow, self.run.state, self.run.context, attempt)
 
         async def move() -> None:
-            try:
+            with contextlib.suppress(TransitionRefused):
                 await self.run.go(attempt.trigger, **attempt.arguments)
-            except TransitionRefused:
-                pass
             if self.driver is not None:
                 await self.driver.settle()
 
@@ -193,7 +192,7 @@ class FlowMachineBase(RuleBasedStateMachine):
 
     # -- invariants ----------------------------------------------------------------------
     @invariant()
-    def invariants(self) -> None:
+    def flow_invariants(self) -> None:
         """DESIGN §2.1 and §2.4, checked after every step (between turns)."""
         if self._run is None:
             return
@@ -216,7 +215,7 @@ def _ident(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
-def FlowStateMachine(  # noqa: N802 - it makes a class, named like one
+def FlowStateMachine(
     flow: Flow[Any],
     *,
     mode: Mode = "pure",
@@ -323,7 +322,7 @@ def _add_transition_rules(
                 p.name: (over or {}).get(p.name, for_type(p.annotation))
                 for p in edge.transition.params
             }
-            decorated = rule(**strategies)(step)
+            decorated = rule(**strategies)(step)  # type: ignore[call-overload]
         return precondition(declared_here)(decorated)
 
     ns[f"go_{_ident(trigger)}"] = make("go")

@@ -122,10 +122,9 @@ def violations(
     if out.taken:
         record = out.taken[0]
         if expectation.verdict != "allowed":
-            problems.append(
-                f"{where}: taken to {record.target}, but the table/guard says "
-                f"{expectation.verdict}" + (f" ({expectation.reason})" if expectation.reason else "")
-            )
+            why = f" ({expectation.reason})" if expectation.reason else ""
+            problems.append(f"{where}: taken to {record.target}, but the table/guard says "
+                            f"{expectation.verdict}{why}")
         elif (record.source, record.trigger, record.target) != (
             before.state, attempt.trigger, expectation.target
         ):

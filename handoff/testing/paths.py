@@ -31,6 +31,7 @@ from ..errors import TransitionRefused
 from ..flow import Flow
 from ..run import FlowRun
 from ._release import release
+from .coverage import INTERNAL_CALL_ID
 from .scripted import ToolCall
 from .strategies import Overrides, arguments, context_changes
 
@@ -146,6 +147,7 @@ class _Searcher:
         )
         self.quick_settings = settings(self.settings, max_examples=max(10, max_examples // 3))
         self.loop = asyncio.Runner()
+        self.memo: dict[tuple[str, str], Step | None] = {}
 
     def close(self) -> None:
         self.loop.close()
@@ -156,7 +158,7 @@ class _Searcher:
         target = self.flow.table[prefix.target][trigger].target
 
         async def attempt() -> bool:
-            run = self.flow.new_run()
+            run = self.flow.new_run(call_id=INTERNAL_CALL_ID)
             try:
                 await prefix.replay(run)
                 _apply(run, setup)
@@ -173,13 +175,20 @@ class _Searcher:
             return False
 
     def step(self, prefix: Path, trigger: str) -> Step | None:
+        """The step taking ``trigger`` after ``prefix`` (searched once, then remembered)."""
+        key = (prefix.describe(), trigger)
+        if key not in self.memo:
+            self.memo[key] = self._search(prefix, trigger)
+        return self.memo[key]
+
+    def _search(self, prefix: Path, trigger: str) -> Step | None:
         source = prefix.target
         target = self.flow.table[source][trigger].target
         given_args = dict(self.given_arguments.get(trigger, {}))
         given_setup = dict(self.given_setup.get(trigger, {}))
-        if trigger in self.given_arguments or trigger in self.given_setup:
-            if self.takes(prefix, trigger, given_args, given_setup):
-                return Step(source, trigger, target, given_args, given_setup, "given")
+        given = trigger in self.given_arguments or trigger in self.given_setup
+        if given and self.takes(prefix, trigger, given_args, given_setup):
+            return Step(source, trigger, target, given_args, given_setup, "given")
         args_strategy = arguments(self.flow, trigger, self.argument_overrides.get(trigger),
                                   state=source)
         if not self.flow.table[source][trigger].transition.params:

@@ -219,7 +219,8 @@ def _walk(
         available = sorted(flow.table[state])
         pick_valid = available and draw(st.floats(0, 1)) < valid_ratio
         trigger = draw(st.sampled_from(available if pick_valid else everything))
-        walk.append(Attempt(trigger, draw(arguments(flow, trigger, over.get(trigger), state=state))))
+        args = draw(arguments(flow, trigger, over.get(trigger), state=state))
+        walk.append(Attempt(trigger, args))
         if trigger in flow.table[state]:
             state = flow.table[state][trigger].target  # optimistic: assumes guards allow it
     return walk
