@@ -1,0 +1,112 @@
+"""The generated state machine catches buggy flows with short counterexamples; correct ones pass."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from examples.callcenter import flow as callcenter
+from examples.callcenter.flow import Billing, Call, Escalation, Greeter, Triage, Wrapup
+from handoff import Flow, RunContext, State, transition
+from handoff.testing import FlowStateMachine
+
+logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
+
+CALLCENTER_ENTRY = {"Billing": lambda c: c.verified}
+
+
+def _settings(n: int) -> settings:
+    return settings(max_examples=n, stateful_step_count=10, deadline=None, database=None,
+                    derandomize=True, suppress_health_check=list(HealthCheck))
+
+
+def _variant(*, triage: type[State[Call]] = Triage, billing: type[State[Call]] = Billing) -> Flow[Call]:
+    """The call centre with one state swapped for a (buggy) variant."""
+    return Flow("callcenter-variant", context=Call, initial=Greeter,
+                states=[Greeter, triage, billing, Wrapup, Escalation],
+                final=[Wrapup, Escalation], global_transitions=callcenter.global_transitions)
+
+
+def _counterexample(machine: type, n: int = 300) -> tuple[str, list[str]]:
+    """Run the machine, expect it to fail; return (error, the shrunk steps)."""
+    with pytest.raises(AssertionError) as info:
+        run_state_machine_as_test(machine, settings=_settings(n))
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    steps = [line.strip() for line in notes.splitlines()
+             if line.strip().startswith("state.") and "flow_invariants" not in line]
+    return str(info.value), steps
+
+
+class LaxTriage(Triage):
+    """BUG: lets a caller who gave a name through to billing without verification."""
+
+    name = "Triage"
+
+    @transition(to="Billing", when=lambda c: c.verified or c.caller_name is not None,
+                refused="verify first")
+    async def billing_question(self, ctx: RunContext[Call]) -> None:
+        """Call when the caller has a question about a bill."""
+
+
+class ForgetfulTriage(Triage):
+    """BUG: the transition body wipes the topic the greeter learned."""
+
+    name = "Triage"
+
+    @transition(to="Billing", when=lambda c: c.verified, refused="verify first")
+    async def billing_question(self, ctx: RunContext[Call]) -> None:
+        """Call when the caller has a question about a bill."""
+        ctx.userdata.topic = None
+
+
+class ResettingBilling(Billing):
+    """BUG: on_enter starts the call over with a fresh context."""
+
+    name = "Billing"
+
+    async def on_enter(self) -> None:
+        self.session.userdata = Call()
+        await super().on_enter()
+
+
+def test_a_guard_that_lets_billing_through_unverified_is_caught_and_shrunk() -> None:
+    machine = FlowStateMachine(_variant(triage=LaxTriage), entry_conditions=CALLCENTER_ENTRY)
+    error, steps = _counterexample(machine)
+    assert "entered Billing by billing_question from Triage" in error
+    assert "'verified': False" in error
+    # shrunk to the two moves that matter, in a form a reader can replay
+    moves = [s for s in steps if not s.startswith("state.teardown")]
+    assert moves[0].startswith("state.start(")
+    assert moves[-2].startswith("state.go_caller_identified(")
+    assert moves[-1] == "state.go_billing_question()"
+    assert len(moves) <= 4, steps  # hypothesis may keep one harmless step
+
+
+def test_a_body_that_drops_context_is_caught() -> None:
+    machine = FlowStateMachine(_variant(triage=ForgetfulTriage))
+    error, steps = _counterexample(machine)
+    assert "context lost across the transition: topic" in error
+    assert steps[-2] == "state.go_billing_question()" or steps[-1] == "state.go_billing_question()"
+    assert len(steps) <= 5, steps
+
+
+def test_an_on_enter_that_resets_the_context_is_caught_in_session_mode() -> None:
+    machine = FlowStateMachine(_variant(billing=ResettingBilling), mode="session",
+                               interruptions=False, context_updates=False)
+    error, steps = _counterexample(machine, n=40)
+    assert "session.userdata is no longer the run's context" in error
+    assert any("billing_question" in s for s in steps)
+    assert len(steps) <= 5, steps
+
+
+def test_the_correct_call_centre_passes_in_pure_mode() -> None:
+    machine = FlowStateMachine(callcenter, entry_conditions=CALLCENTER_ENTRY)
+    run_state_machine_as_test(machine, settings=_settings(200))
+
+
+def test_the_correct_call_centre_passes_in_session_mode() -> None:
+    machine = FlowStateMachine(callcenter, mode="session", entry_conditions=CALLCENTER_ENTRY)
+    run_state_machine_as_test(machine, settings=_settings(40))
