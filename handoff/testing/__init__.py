@@ -27,7 +27,7 @@ from .strategies import (
     triggers,
     walks,
 )
-from .walks import replay
+from .replaying import replay
 
 __all__ = [
     "UNDECLARED",
