@@ -23,7 +23,9 @@ def _settings(n: int) -> settings:
                     derandomize=True, suppress_health_check=list(HealthCheck))
 
 
-def _variant(*, triage: type[State[Call]] = Triage, billing: type[State[Call]] = Billing) -> Flow[Call]:
+def _variant(
+    *, triage: type[State[Call]] = Triage, billing: type[State[Call]] = Billing
+) -> Flow[Call]:
     """The call centre with one state swapped for a (buggy) variant."""
     return Flow("callcenter-variant", context=Call, initial=Greeter,
                 states=[Greeter, triage, billing, Wrapup, Escalation],

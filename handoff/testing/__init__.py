@@ -15,6 +15,7 @@ from .machine import FlowMachineBase, FlowStateMachine
 from .oracle import Expectation, expect, violations
 from .paths import Path, Paths, Step, shortest_paths, transition_cover
 from .profiles import load_profile, register_profiles
+from .replaying import replay
 from .scripted import Reply, ScriptedLLM, ScriptExhausted, ToolCall, Turn, call, fail
 from .strategies import (
     UNDECLARED,
@@ -27,7 +28,6 @@ from .strategies import (
     triggers,
     walks,
 )
-from .replaying import replay
 
 __all__ = [
     "UNDECLARED",

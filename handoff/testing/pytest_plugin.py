@@ -18,9 +18,12 @@ Options:
 
 * ``--handoff-coverage``: at the end, per flow, which transitions and guard outcomes
   the tests exercised.
-* ``--handoff-coverage-min=PCT``: fail the run when a flow is below PCT (implies the
-  report). ``handoff_coverage_flows`` (ini, ``module:attr`` per line) names the flows to
-  report — also the ones no test touched; without it every flow a test ran is reported.
+* ``--handoff-coverage-min=PCT``: fail the run when a reported flow is below PCT
+  (implies the report).
+
+``handoff_coverage_flows`` (ini, ``module:attr`` per line) names the flows to report
+and gate — a named flow no test touched shows 0%; without it, every flow a test ran
+is reported (test-only variants of a flow included).
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ from hypothesis import settings
 
 from ..flow import Flow
 from ._release import release
-from .coverage import CoverageObserver
+from .coverage import CoverageObserver, FlowCoverage
 from .driver import FlowDriver
 from .profiles import register_profiles
 from .scripted import Policy, ReplyLike, ScriptedLLM
 
 _OBSERVER = pytest.StashKey[CoverageObserver]()
 _PATCHES = pytest.StashKey[list[tuple[type, str, Any]]]()
+_SELECTED = pytest.StashKey[list[Flow[Any]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,8 +74,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     observer = CoverageObserver()
     config.stash[_OBSERVER] = observer
-    for ref in config.getini("handoff_coverage_flows"):
-        observer.watch(_load_flow(ref))
+    selected = [_load_flow(ref) for ref in config.getini("handoff_coverage_flows")]
+    for flow in selected:
+        observer.watch(flow)
+    config.stash[_SELECTED] = selected
     config.stash[_PATCHES] = _count_runs(observer)
 
 
@@ -114,13 +120,23 @@ def _load_flow(ref: str) -> Flow[Any]:
     return flow
 
 
-def _below_minimum(config: pytest.Config) -> list[str]:
+def _reported(config: pytest.Config) -> list[FlowCoverage]:
+    """The flows ``handoff_coverage_flows`` names, else every flow a test ran."""
     observer = config.stash.get(_OBSERVER, None)
+    if observer is None:
+        return []
+    selected = config.stash.get(_SELECTED, [])
+    if selected:
+        return [observer.coverage(flow) for flow in selected]
+    return list(observer.flows.values())
+
+
+def _below_minimum(config: pytest.Config) -> list[str]:
     minimum = config.getoption("handoff_coverage_min")
-    if observer is None or minimum is None:
+    if minimum is None:
         return []
     return [f"flow {c.flow.name}: {c.percent:.1f}% < {minimum:.1f}%"
-            for c in observer.flows.values() if c.percent < minimum]
+            for c in _reported(config) if c.percent < minimum]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -132,13 +148,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(
     terminalreporter: Any, exitstatus: int, config: pytest.Config
 ) -> None:
-    observer = config.stash.get(_OBSERVER, None)
-    if observer is None:
+    if config.stash.get(_OBSERVER, None) is None:
         return
     terminalreporter.section("handoff transition coverage")
-    if not observer.flows:
+    reported = _reported(config)
+    if not reported:
         terminalreporter.write_line("no flow ran")
-    for cov in observer.flows.values():
+    for cov in reported:
         terminalreporter.write_line(cov.report())
     for line in _below_minimum(config):
         terminalreporter.write_line(f"FAIL: handoff coverage {line}", red=True)
