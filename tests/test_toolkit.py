@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 
@@ -16,9 +17,13 @@ from handoff.testing import (
     Attempt,
     CoverageObserver,
     FlowDriver,
+    ReplyLike,
+    ScriptedLLM,
+    Turn,
     arguments,
     call,
     contexts,
+    per_state,
     replay,
     shortest_paths,
     transition_cover,
@@ -229,3 +234,36 @@ def test_an_interrupted_handoff_is_all_or_nothing(at: str) -> None:
             assert run.state == "Done" == session.current_agent.id
 
     asyncio.run(conversation())
+
+
+def test_a_per_state_policy_answers_by_the_asking_state() -> None:
+    def front(turn: Turn) -> ReplyLike:
+        return call("named", name="Eve") if turn.last_user_text else "Hello."
+
+    def back(turn: Turn) -> ReplyLike:
+        return call("hang_up") if turn.last_user_text == "that's all" else "Back office."
+
+    llm = ScriptedLLM(per_state({"Front": front, "Back": back}, default="Bye."))
+
+    async def conversation() -> list[str]:
+        async with flow.session(llm=llm) as run:
+            assert run.session is not None
+            await run.session.run(user_input="I'm Eve")
+            assert run.state == "Back"
+            await run.session.run(user_input="that's all")
+            return [r.trigger for r in run.log]
+
+    assert asyncio.run(conversation()) == ["named", "hang_up"]
+    assert [t.state for t in llm.turns][-1] == "Done"
+
+
+@pytest.mark.xfail(strict=True, reason="core bug (reported): FlowRun never removes its FSM "
+                   "model from the flow's shared Machine, so every run leaks one model and "
+                   "Flow.new_run gets slower with each run (add_model scans a list)")
+def test_finished_runs_do_not_stay_in_the_shared_machine() -> None:
+    leaky = desk_flow("leak-check")
+    before = len(leaky.machine.models)
+    for _ in range(50):
+        leaky.new_run()
+    gc.collect()
+    assert len(leaky.machine.models) == before

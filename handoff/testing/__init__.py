@@ -16,7 +16,18 @@ from .oracle import Expectation, expect, violations
 from .paths import Path, Paths, Step, shortest_paths, transition_cover
 from .profiles import load_profile, register_profiles
 from .replaying import replay
-from .scripted import Reply, ScriptedLLM, ScriptExhausted, ToolCall, Turn, call, fail
+from .scripted import (
+    Policy,
+    Reply,
+    ReplyLike,
+    ScriptedLLM,
+    ScriptExhausted,
+    ToolCall,
+    Turn,
+    call,
+    fail,
+    per_state,
+)
 from .strategies import (
     UNDECLARED,
     Attempt,
@@ -40,7 +51,9 @@ __all__ = [
     "FlowStateMachine",
     "Path",
     "Paths",
+    "Policy",
     "Reply",
+    "ReplyLike",
     "ScriptExhausted",
     "ScriptedLLM",
     "Step",
@@ -55,6 +68,7 @@ __all__ = [
     "fail",
     "for_type",
     "load_profile",
+    "per_state",
     "register_profiles",
     "replay",
     "shortest_paths",

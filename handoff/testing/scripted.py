@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +121,27 @@ class Turn:
 
 
 Policy = Callable[[Turn], ReplyLike]
+
+
+def per_state(
+    replies: Mapping[str, Policy | ReplyLike], default: Policy | ReplyLike = "Okay."
+) -> Policy:
+    """A policy answering by the state whose agent asks (``turn.state``).
+
+    Values are a reply, or a policy of the turn for that state::
+
+        ScriptedLLM(per_state({
+            "Greeter": lambda t: "Hello!" if not t.last_user_text else
+                                 call("caller_identified", name="Ann", topic="bill"),
+            "Triage": call("escalate_to_human", reason="asked for a person"),
+        }))
+    """
+
+    def policy(turn: Turn) -> ReplyLike:
+        chosen = replies.get(turn.state or "", default)
+        return chosen(turn) if callable(chosen) else chosen
+
+    return policy
 
 
 class ScriptExhausted(AssertionError):
