@@ -30,6 +30,9 @@ from .scripted import Reply, ReplyLike, ScriptedLLM, Turn, as_reply
 C = TypeVar("C", bound=Context)
 
 InterruptAt = Literal["thinking", "handing_over"]
+HANG_AFTER = 30.0
+"""Seconds after which a turn that has not finished is reported as hung (never a timing
+assertion: a scripted turn takes milliseconds; this only turns a deadlock into a failure)."""
 
 
 class FlowDriver(Generic[C]):
@@ -78,7 +81,8 @@ class FlowDriver(Generic[C]):
         assert session is not None
         self._plan = as_reply(reply)
         try:
-            result: RunResult[Any] = await session.run(user_input=user)
+            result: RunResult[Any] = await _no_hang(session.run(user_input=user),
+                                                    f"the turn answered by {reply!r}")
         finally:
             self._plan = None
         await self.settle()
@@ -143,6 +147,13 @@ class FlowDriver(Generic[C]):
                 return
             await asyncio.sleep(0)
         raise RuntimeError("the session did not settle between turns")
+
+
+async def _no_hang(awaitable: Any, what: str) -> Any:
+    try:
+        return await asyncio.wait_for(asyncio.ensure_future(awaitable), HANG_AFTER)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not finish: the session is stuck") from None
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ the move is *invalid* (not declared from here), *refused by the guard* (with the
 guard's reason) or *allowed by the guard* (the body may still refuse). After the
 attempt, :func:`violations` compares what happened with that and with the invariants:
 only declared transitions happen, a refusal changes nothing, the context is never
-lost across a transition.
+lost across a transition (same object; no field that held a value turns to None).
 """
 
 from __future__ import annotations
@@ -77,17 +77,18 @@ def lost_fields(
     flow: Flow[Any], before: Mapping[str, Any], after: Mapping[str, Any],
     may_clear: Collection[str] = (),
 ) -> list[str]:
-    """Fields that held information before and are back to their default (or gone) after."""
-    defaults = {
-        name: info.get_default(call_default_factory=True)
-        for name, info in flow.context_type.model_fields.items()
-        if not info.is_required()
-    }
+    """Fields that held a value before and hold nothing (``None``, or are gone) after.
+
+    Writing a new value — even the default, an empty string or ``False`` — is a write,
+    not a loss: only a value turned into ``None`` (the "unknown" of a Context field)
+    or a field that disappeared counts. List fields a transition may clear on purpose
+    in ``may_clear``.
+    """
     lost = []
     for name, value in before.items():
-        if name in may_clear or name not in defaults or value == defaults[name]:
+        if name in may_clear or value is None:
             continue
-        if name not in after or after[name] == defaults[name]:
+        if after.get(name) is None:
             lost.append(f"{name} (was {value!r}, now {after.get(name, '<missing>')!r})")
     return lost
 

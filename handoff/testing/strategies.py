@@ -121,19 +121,33 @@ def contexts(flow: Flow[C], **overrides: st.SearchStrategy[Any]) -> st.SearchStr
     return models(flow.context_type, overrides)
 
 
+MAX_CHANGED_FIELDS = 3
+
+
 def context_changes(
     flow: Flow[Any], **overrides: st.SearchStrategy[Any]
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """A few fields of the Context with new values (what a tool or code might set).
+    """Up to three Context fields with new values (what a tool or code might set).
 
-    Shrinks towards changing nothing, so a counterexample shows only the fields that matter.
+    Drawn as a short list of (field, value) pairs, so it shrinks towards changing
+    nothing and a counterexample shows only the fields that matter.
     """
+    return st.lists(field_changes(flow, **overrides), max_size=MAX_CHANGED_FIELDS,
+                    unique_by=lambda change: change[0]).map(dict)
+
+
+def field_changes(
+    flow: Flow[Any], **overrides: st.SearchStrategy[Any]
+) -> st.SearchStrategy[tuple[str, Any]]:
+    """One Context field and a valid new value for it, as ``(name, value)``."""
     model = flow.context_type
-    fields = {
-        name: overrides.get(name, for_type(info.annotation))
-        for name, info in model.model_fields.items()
-    }
-    return st.fixed_dictionaries({}, optional=fields).filter(lambda c: _valid_changes(model, c))
+
+    def values(name: str) -> st.SearchStrategy[tuple[str, Any]]:
+        strategy = overrides.get(name, for_type(model.model_fields[name].annotation))
+        return strategy.filter(lambda v: _valid_changes(model, {name: v})).map(
+            lambda v: (name, v))
+
+    return st.sampled_from(sorted(model.model_fields)).flatmap(values)
 
 
 def _valid_changes(model: type[BaseModel], changes: dict[str, Any]) -> bool:
