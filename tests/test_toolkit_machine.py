@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
 from examples.callcenter import flow as callcenter
@@ -138,8 +139,10 @@ def test_a_core_that_half_applies_a_refused_transition_is_caught(
             self._pending = None
 
     monkeypatch.setattr(FlowRun, "_abandon", abandon_without_rollback)
-    machine = FlowStateMachine(_variant(billing=CarefulBilling))
+    refunds = {"open_refund": {"amount": st.just(500.0), "reason": st.just("r")}}  # > limit
+    machine = FlowStateMachine(_variant(billing=CarefulBilling), argument_overrides=refunds,
+                               initial={"verified": True})
     error, steps = _counterexample(machine)
     assert "open_refund" in error and "refused but something changed" in error
     assert "refund_ticket" in error
-    assert steps[-2].startswith("state.go_open_refund(")  # the last step before teardown
+    assert "open_refund(amount=500.0" in steps[-2]  # the last step before teardown

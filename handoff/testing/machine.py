@@ -248,6 +248,7 @@ def FlowStateMachine(
     argument_overrides: ArgumentOverrides | None = None,
     tools: Mapping[str, Overrides] | None = None,
     interruptions: bool = True,
+    initial: Mapping[str, Any] | None = None,
     name: str | None = None,
 ) -> type[FlowMachineBase]:
     """A RuleBasedStateMachine class that tests ``flow`` against its own declaration.
@@ -269,8 +270,11 @@ def FlowStateMachine(
         tools: session mode: ordinary tools the LLM may call, with strategies for
             their arguments (``{"verify_account": {"pin": st.just("1234")}}``).
         interruptions: session mode: add the rule that interrupts handoffs.
+        initial: Context fields every run starts with (before the drawn changes), to
+            start the exploration where it matters (``{"verified": True}``).
     """
     co = dict(context_overrides or {})
+    base = dict(initial or {})
     ao = dict(argument_overrides or {})
     ns: dict[str, Any] = {
         "flow": flow,
@@ -284,7 +288,7 @@ def FlowStateMachine(
     @initialize(context=context_changes(flow, **co))
     def start(self: FlowMachineBase, context: dict[str, Any]) -> None:
         """Start a run in the initial state, the Context's defaults with these fields set."""
-        self._start(context)
+        self._start({**base, **context})
 
     ns["start"] = start
 
