@@ -32,7 +32,7 @@ from handoff.testing import (
 )
 from handoff.testing.strategies import trigger_names
 
-from .toolkit_flows import Desk, desk_flow, vault_flow
+from .test_toolkit_flows import Desk, desk_flow, vault_flow
 
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
 

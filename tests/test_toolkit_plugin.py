@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 USER_TESTS = '''
 import pytest
 from handoff.testing import call
-from tests.toolkit_flows import desk_flow
+from tests.test_toolkit_flows import desk_flow
 
 flow = desk_flow("desk")
 

@@ -1,4 +1,4 @@
-"""Small flows the toolkit's own tests count by hand."""
+"""Small flows the toolkit's own tests count by hand (no tests here: a shared module)."""
 
 from __future__ import annotations
 
