@@ -215,7 +215,7 @@ class FlowMachineBase(RuleBasedStateMachine):
         run = self.run
         if run.state not in self.flow.states:
             return [f"the run is in {run.state!r}, which the flow does not declare"]
-        if self.driver is None or run.session is None:
+        if self.driver is None or not run.attached:
             return []
         session = run.session
         agent = session.current_agent
