@@ -98,8 +98,8 @@ class CoverageObserver:
         """Start counting ``flow``'s runs (idempotent)."""
         if id(flow) not in self.flows:
             self.flows[id(flow)] = FlowCoverage(flow)
-            if self not in flow.observers:
-                flow.observers.append(self)
+        if self not in flow.observers:  # (again, if a test restored the observer list)
+            flow.observers.append(self)
         return self.flows[id(flow)]
 
     def unwatch_all(self) -> None:
