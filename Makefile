@@ -32,11 +32,16 @@ deps: venv apt
 demo: venv
 	$(PY) -m examples.callcenter.demo
 
-## Every test (lint and types included).
+## Every test (lint and types included). CI runs the thorough hypothesis profile
+## (thousands of generated conversations) and gates on the call centre's transition
+## coverage; `make test HYPOTHESIS_PROFILE=handoff-dev` for the quick local profile.
+HYPOTHESIS_PROFILE ?= ci
+COVERAGE_MIN ?= 100
 test: deps
 	$(PY) -m ruff check handoff examples tests
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest -q \
+	  -p handoff.testing.pytest_plugin --handoff-coverage-min=$(COVERAGE_MIN)
 
 ## Render every flow in examples/ to diagrams/ (SVG + DOT source beside it).
 ## `make test` fails when diagrams/ is stale (tests/test_cli_diagram.py runs `--check`).

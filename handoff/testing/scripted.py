@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,14 @@ class Turn:
     chat_ctx: llm.ChatContext
     tool_names: tuple[str, ...]
     instructions: str
+    agent_id: str | None = None
+    """The id of the LiveKit agent asking (a handoff State's id is its state name);
+    None when the request did not come from an agent's turn."""
+
+    @property
+    def state(self) -> str | None:
+        """The flow state whose agent made this request (same as ``agent_id``)."""
+        return self.agent_id
 
     @property
     def last_user_text(self) -> str:
@@ -113,6 +121,27 @@ class Turn:
 
 
 Policy = Callable[[Turn], ReplyLike]
+
+
+def per_state(
+    replies: Mapping[str, Policy | ReplyLike], default: Policy | ReplyLike = "Okay."
+) -> Policy:
+    """A policy answering by the state whose agent asks (``turn.state``).
+
+    Values are a reply, or a policy of the turn for that state::
+
+        ScriptedLLM(per_state({
+            "Greeter": lambda t: "Hello!" if not t.last_user_text else
+                                 call("caller_identified", name="Ann", topic="bill"),
+            "Triage": call("escalate_to_human", reason="asked for a person"),
+        }))
+    """
+
+    def policy(turn: Turn) -> ReplyLike:
+        chosen = replies.get(turn.state or "", default)
+        return chosen(turn) if callable(chosen) else chosen
+
+    return policy
 
 
 class ScriptExhausted(AssertionError):
@@ -169,7 +198,7 @@ class ScriptedLLM(llm.LLM):
             ),
             "",
         )
-        turn = Turn(len(self.turns), chat_ctx.copy(), names, instructions)
+        turn = Turn(len(self.turns), chat_ctx.copy(), names, instructions, _asking_agent_id())
         self.turns.append(turn)
         return _ScriptedStream(self, self._next_reply(turn), chat_ctx=chat_ctx, tools=tools,
                                conn_options=conn_options)
@@ -188,6 +217,16 @@ class ScriptedLLM(llm.LLM):
         n = max(1, self._chunk_words)
         return [" ".join(words[i : i + n]) + (" " if i + n < len(words) else "")
                 for i in range(0, len(words), n)]
+
+
+def _asking_agent_id() -> str | None:
+    """The agent whose activity runs this request (LiveKit sets a context variable)."""
+    try:
+        from livekit.agents.voice.agent_activity import _AgentActivityContextVar
+
+        return _AgentActivityContextVar.get().agent.id
+    except (ImportError, LookupError, AttributeError):
+        return None
 
 
 def as_reply(value: ReplyLike) -> Reply:

@@ -1,0 +1,163 @@
+"""FlowDriver: a real text-mode AgentSession for a flow, whose LLM you steer turn by turn.
+
+The model side is a :class:`~handoff.testing.ScriptedLLM` with a policy: the first
+request after each caller line gets the reply you planned for that turn (a tool call,
+several, text); every other request (openings, answers to tool outputs) gets a short
+neutral text. So tests say *what the LLM decides*, and the real session decides what
+happens::
+
+    async with FlowDriver(flow) as d:
+        await d.turn(call("caller_identified", name="Ann", topic="bill"))
+        assert d.run.state == "Triage"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar
+
+from livekit.agents.voice.run_result import RunResult
+
+from ..context import Context
+from ..flow import Flow
+from ..run import FlowRun
+from ._release import release
+from .scripted import Reply, ReplyLike, ScriptedLLM, Turn, as_reply
+
+C = TypeVar("C", bound=Context)
+
+InterruptAt = Literal["thinking", "handing_over"]
+HANG_AFTER = 30.0
+"""Seconds after which a turn that has not finished is reported as hung (never a timing
+assertion: a scripted turn takes milliseconds; this only turns a deadlock into a failure)."""
+
+
+class FlowDriver(Generic[C]):
+    """A started session of ``flow`` with a steerable ScriptedLLM (use ``async with``)."""
+
+    def __init__(self, flow: Flow[C], *, context: C | None = None, filler: str = "Noted.") -> None:
+        self.flow = flow
+        self.filler = filler
+        self.llm = ScriptedLLM(self._policy)
+        self._context = context
+        self._plan: Reply | None = None
+        self._asked = asyncio.Event()
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._run: FlowRun[C] | None = None
+
+    @property
+    def run(self) -> FlowRun[C]:
+        if self._run is None:
+            raise RuntimeError("the FlowDriver is not started: use `async with FlowDriver(...)`")
+        return self._run
+
+    async def __aenter__(self) -> FlowDriver[C]:
+        self._stack = contextlib.AsyncExitStack()
+        self._run = await self._stack.enter_async_context(
+            self.flow.session(context=self._context, llm=self.llm))
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+        if self._run is not None:
+            release(self._run)
+
+    def _policy(self, turn: Turn) -> ReplyLike:
+        if self._plan is not None and not turn.answering_tool:
+            plan, self._plan = self._plan, None
+            self._asked.set()
+            return plan
+        return f"{self.filler}"
+
+    async def turn(self, reply: ReplyLike, *, user: str = "(caller speaks)") -> RunResult[Any]:
+        """One caller line; the LLM's first answer to it is ``reply``. Waits for the turn."""
+        session = self.run.session
+        assert session is not None
+        self._plan = as_reply(reply)
+        try:
+            result: RunResult[Any] = await _no_hang(session.run(user_input=user),
+                                                    f"the turn answered by {reply!r}")
+        finally:
+            self._plan = None
+        await self.settle()
+        return result
+
+    async def interrupted_turn(
+        self, reply: ReplyLike, *, at: InterruptAt = "handing_over", user: str = "(caller speaks)",
+        interrupt_user: str = "(caller talks over the agent)",
+    ) -> None:
+        """A turn the caller interrupts: while the LLM thinks, or while the handoff is under way.
+
+        Then the caller says ``interrupt_user`` and the session settles (the LLM replies
+        with filler). Whatever happened, the run must be consistent afterwards.
+        """
+        session = self.run.session
+        assert session is not None
+        planned = as_reply(reply)
+        if at == "thinking" and not planned.delay:
+            planned = Reply(planned.text, planned.calls, delay=0.01, error=planned.error)
+        self._plan = planned
+        self._asked.clear()
+        result: RunResult[Any] = session.run(user_input=user)
+        with contextlib.suppress(Exception):
+            await self._wait_for(at, result)
+            fut = session.interrupt(force=True)
+            await fut
+        with contextlib.suppress(Exception):
+            await result
+        self._plan = None
+        await self.settle()
+
+    async def _wait_for(self, at: InterruptAt, result: RunResult[Any]) -> None:
+        await asyncio.wait_for(self._asked.wait(), timeout=5)
+        if at == "handing_over":
+            for _ in range(200):  # until the transition is pending or the turn is over
+                if self.run.in_transition or result.done():
+                    return
+                await asyncio.sleep(0)
+
+    async def settle(self) -> None:
+        """Wait until the session is between turns: no handoff, on_enter or speech in flight.
+
+        LiveKit has no public "handoff finished" signal, so this also waits for the
+        session's agent-update task and the new activity's on_enter task when present.
+        """
+        session = self.run.session
+        assert session is not None
+        for _ in range(100):
+            with contextlib.suppress(Exception):
+                await session.wait_for_idle()
+            pending = [
+                t for t in (
+                    getattr(session, "_update_activity_atask", None),
+                    getattr(getattr(session, "_activity", None), "_on_enter_task", None),
+                )
+                if isinstance(t, asyncio.Future) and not t.done()
+            ]
+            for task in pending:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(task)
+            if not pending and not self.run.in_transition and session.current_speech is None:
+                return
+            await asyncio.sleep(0)
+        raise RuntimeError("the session did not settle between turns")
+
+
+async def _no_hang(awaitable: Any, what: str) -> Any:
+    try:
+        return await asyncio.wait_for(asyncio.ensure_future(awaitable), HANG_AFTER)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not finish: the session is stuck") from None
+
+
+@contextlib.asynccontextmanager
+async def flow_driver(flow: Flow[C], *, context: C | None = None) -> AsyncIterator[FlowDriver[C]]:
+    """``async with flow_driver(flow) as d`` — the same as ``async with FlowDriver(flow)``."""
+    async with FlowDriver(flow, context=context) as driver:
+        yield driver

@@ -1,0 +1,432 @@
+"""FlowStateMachine: a hypothesis ``RuleBasedStateMachine`` generated from a Flow.
+
+The declared table is the oracle. Each rule attempts something — a transition by
+code (``go_<trigger>``), by the LLM through a real AgentSession (``llm_<trigger>``,
+session mode), any trigger from anywhere (``attempt_any``), parallel tool calls, an
+interrupted handoff, a code change of the context — and checks the outcome against
+:func:`handoff.testing.oracle.expect` and the invariants of DESIGN §2. A failure is
+shrunk by hypothesis to a short, readable list of steps.
+
+    TestMyFlow = FlowStateMachine(flow).TestCase             # pure FSM: fast
+    TestMyFlowLive = FlowStateMachine(flow, mode="session").TestCase
+
+Each test case runs on its own event loop (``asyncio.Runner``), opened in
+``__init__`` and closed in ``teardown``, so hypothesis' synchronous rules can drive
+the async flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import re
+import typing
+from collections.abc import Callable, Collection, Coroutine, Mapping
+from typing import Any, ClassVar, Literal, TypeVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from livekit.agents import llm
+from livekit.agents.llm.utils import is_context_type
+
+from ..errors import TransitionRefused
+from ..flow import Flow
+from ..run import FlowRun
+from ._release import release
+from .driver import FlowDriver, InterruptAt, _no_hang
+from .oracle import Expectation, Snapshot, expect, violations
+from .scripted import ToolCall
+from .strategies import (
+    ArgumentOverrides,
+    Attempt,
+    Overrides,
+    arguments,
+    attempts,
+    context_changes,
+    field_changes,
+    for_type,
+    trigger_names,
+)
+
+Mode = Literal["pure", "session"]
+EntryCondition = Callable[[Any], bool]
+T = TypeVar("T")
+
+
+class FlowMachineBase(RuleBasedStateMachine):
+    """What every generated machine shares; the rules are added per flow.
+
+    Subclass the class :func:`FlowStateMachine` returns to add your own
+    ``@invariant()`` or ``@rule()`` methods; ``self.run`` is the FlowRun and
+    ``self.driver`` the session driver (session mode).
+    """
+
+    flow: ClassVar[Flow[Any]]
+    mode: ClassVar[Mode] = "pure"
+    entry_conditions: ClassVar[Mapping[str, EntryCondition]] = {}
+    may_clear: ClassVar[Mapping[str, Collection[str]]] = {}
+    allow_errors: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loop = asyncio.Runner()
+        self._run: FlowRun[Any] | None = None
+        self.driver: FlowDriver[Any] | None = None
+
+    @property
+    def run(self) -> FlowRun[Any]:
+        assert self._run is not None, "the machine has not started"
+        return self._run
+
+    def teardown(self) -> None:
+        try:
+            if self.driver is not None:
+                self._await(self.driver.__aexit__(None, None, None))
+        finally:
+            self._loop.close()
+            if self._run is not None:
+                release(self._run)
+            # hypothesis keeps failing examples' tracebacks, whose frames hold this
+            # machine: drop the session so thousands of cases do not keep theirs alive
+            self.driver = None
+            self._run = None
+
+    def _await(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run(coro)
+
+    # -- starting ------------------------------------------------------------------------
+    def _start(self, changes: dict[str, Any]) -> None:
+        context = self.flow.context_type.model_validate(changes)
+        if self.mode == "pure":
+            self._run = self.flow.new_run(context)
+            return
+        self.driver = FlowDriver(self.flow, context=context)
+        self._await(self.driver.__aenter__())
+        self._run = self.driver.run
+
+    # -- the checks ----------------------------------------------------------------------
+    def _check(self, attempt: Attempt, expectation: Expectation, before: Snapshot,
+               *, by_llm: bool = False, interrupted: bool = False) -> None:
+        problems = violations(
+            self.flow, self.run, attempt, expectation, before,
+            allow_errors=self.allow_errors, may_clear=self.may_clear, unknown_tool_ok=by_llm,
+            may_not_happen=interrupted,
+        )
+        problems += self._entry_problems(before)
+        assert not problems, "\n".join(problems)
+
+    def _entry_problems(self, before: Snapshot) -> list[str]:
+        problems = []
+        for record in self.run.log[before.log_len:]:
+            condition = self.entry_conditions.get(record.target)
+            if condition is not None and not condition(self.run.context):
+                problems.append(
+                    f"entered {record.target} by {record.trigger} from {record.source} but its "
+                    f"entry condition does not hold; context: {self.run.context.model_dump()}")
+        return problems
+
+    # -- moving --------------------------------------------------------------------------
+    def _go(self, attempt: Attempt) -> None:
+        """A code-driven move (``run.go``), checked against the oracle."""
+        before = Snapshot.of(self.run)
+        expectation = expect(self.flow, self.run.state, self.run.context, attempt)
+
+        async def move() -> None:
+            with contextlib.suppress(TransitionRefused):
+                await _no_hang(self.run.go(attempt.trigger, **attempt.arguments),
+                               f"run.go({attempt!r})")
+            if self.driver is not None:
+                await self.driver.settle()
+
+        self._await(move())
+        self._check(attempt, expectation, before)
+
+    def _say(self, attempt: Attempt) -> None:
+        """An LLM-driven move: the model calls the transition tool in a real session."""
+        assert self.driver is not None
+        before = Snapshot.of(self.run)
+        expectation = expect(self.flow, self.run.state, self.run.context, attempt)
+        self._await(self.driver.turn(ToolCall(attempt.trigger, attempt.arguments)))
+        self._check(attempt, expectation, before, by_llm=True)
+
+    def _say_parallel(self, batch: list[Attempt]) -> None:
+        """One LLM response naming several transitions: at most the first allowed applies."""
+        assert self.driver is not None
+        before = Snapshot.of(self.run)
+        verdicts = [expect(self.flow, self.run.state, self.run.context, a) for a in batch]
+        calls = [ToolCall(a.trigger, a.arguments) for a in batch]
+        self._await(self.driver.turn(calls))
+        taken = self.run.log[before.log_len:]
+        refused_after_guard = {r.trigger for r in self.run.refusals[before.refusals_len:]
+                               if r.kind in ("body", "error")}
+        # the first call the table allows applies — unless its own body refused it
+        first_allowed = next((a for a, v in zip(batch, verdicts, strict=True)
+                              if v.verdict == "allowed"
+                              and not (a.trigger in refused_after_guard
+                                       and (not taken or taken[0].trigger != a.trigger))),
+                             None)
+        problems = []
+        if len(taken) > 1:
+            problems.append(f"{batch!r}: {len(taken)} transitions in one turn (at most one)")
+        if taken and (first_allowed is None or taken[0].trigger != first_allowed.trigger):
+            problems.append(f"{batch!r}: took {taken[0].trigger}, the first call the table "
+                            f"allows is {first_allowed!r}")
+        if taken and first_allowed is not None:
+            index = batch.index(first_allowed)
+            verdict = verdicts[index]
+            problems += violations(self.flow, self.run, first_allowed, verdict, before,
+                                   allow_errors=self.allow_errors, may_clear=self.may_clear)
+        elif not taken:
+            after = Snapshot.of(self.run)
+            if (after.state, after.context) != (before.state, before.context):
+                problems.append(f"{batch!r}: nothing taken but the state/context changed")
+        problems += self._entry_problems(before)
+        assert not problems, "\n".join(problems)
+
+    def _interrupt(self, attempt: Attempt, at: InterruptAt) -> None:
+        """The caller talks over the turn that asked for a handoff: all or nothing."""
+        assert self.driver is not None
+        before = Snapshot.of(self.run)
+        expectation = expect(self.flow, self.run.state, self.run.context, attempt)
+        self._await(self.driver.interrupted_turn(ToolCall(attempt.trigger, attempt.arguments),
+                                                 at=at))
+        self._check(attempt, expectation, before, by_llm=True, interrupted=True)
+
+    def _tool(self, name: str, args: dict[str, Any]) -> None:
+        """The LLM calls an ordinary tool: the flow must not move."""
+        assert self.driver is not None
+        before = Snapshot.of(self.run)
+        self._await(self.driver.turn(ToolCall(name, args)))
+        assert self.run.state == before.state and len(self.run.log) == before.log_len, (
+            f"tool {name}({args}) moved the flow: {self.run.log[before.log_len:]}")
+        assert self.run.context is not None and id(self.run.context) == before.context_id
+
+    # -- invariants ----------------------------------------------------------------------
+    @invariant()
+    def flow_invariants(self) -> None:
+        """DESIGN §2.1 and §2.4, checked after every step (between turns)."""
+        problems = self._invariant_problems()
+        assert not problems, "\n".join(problems)
+
+    def _invariant_problems(self) -> list[str]:
+        if self._run is None:
+            return []
+        run = self.run
+        if run.state not in self.flow.states:
+            return [f"the run is in {run.state!r}, which the flow does not declare"]
+        if self.driver is None or not run.attached:
+            return []
+        session = run.session
+        agent = session.current_agent
+        problems = []
+        if run.state != agent.id:
+            problems.append(f"FSM is in {run.state} but the active agent is {agent.id}")
+        elif run.agent is not agent:
+            problems.append("run.agent is not the session's current agent")
+        if run.in_transition:
+            problems.append("a transition is still pending between turns")
+        if session.userdata is not run.context:
+            problems.append("session.userdata is no longer the run's context (it was "
+                            f"replaced by {session.userdata!r})")
+        return problems
+
+
+def _ident(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def FlowStateMachine(
+    flow: Flow[Any],
+    *,
+    mode: Mode = "pure",
+    entry_conditions: Mapping[str, EntryCondition] | None = None,
+    may_clear: Mapping[str, Collection[str]] | None = None,
+    allow_errors: bool = False,
+    context_updates: bool = True,
+    context_overrides: Overrides | None = None,
+    argument_overrides: ArgumentOverrides | None = None,
+    tools: Mapping[str, Overrides] | None = None,
+    interruptions: bool = True,
+    initial: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> type[FlowMachineBase]:
+    """A RuleBasedStateMachine class that tests ``flow`` against its own declaration.
+
+    Args:
+        mode: ``"pure"`` drives only the FSM (``flow.new_run``, thousands of steps a
+            second); ``"session"`` drives a real text-mode AgentSession with a
+            ScriptedLLM: LLM tool calls, parallel calls, interruptions, code moves.
+        entry_conditions: state → predicate on the Context that must hold whenever the
+            flow enters that state (``{"Billing": lambda c: c.verified}``).
+        may_clear: trigger → Context fields that transition may legitimately reset
+            (otherwise a field going back to its default is reported as lost context).
+        allow_errors: accept a body raising something other than ``TransitionRefused``
+            (by default that is reported: it is usually a bug in the body).
+        context_updates: add the ``set_context`` rule (code or a tool setting a Context
+            field between moves), which lets guards be seen both ways.
+        context_overrides / argument_overrides: strategies for Context fields and for
+            transition arguments (trigger → parameter → strategy).
+        tools: session mode: ordinary tools the LLM may call, with strategies for
+            their arguments (``{"verify_account": {"pin": st.just("1234")}}``).
+        interruptions: session mode: add the rule that interrupts handoffs.
+        initial: Context fields every run starts with (before the drawn changes), to
+            start the exploration where it matters (``{"verified": True}``).
+    """
+    co = dict(context_overrides or {})
+    base = dict(initial or {})
+    ao = dict(argument_overrides or {})
+    ns: dict[str, Any] = {
+        "flow": flow,
+        "mode": mode,
+        "entry_conditions": dict(entry_conditions or {}),
+        "may_clear": dict(may_clear or {}),
+        "allow_errors": allow_errors,
+        "__doc__": f"Generated model-based test of flow {flow.name!r} ({mode} mode).",
+    }
+
+    @initialize(context=context_changes(flow, **co))
+    def start(self: FlowMachineBase, context: dict[str, Any]) -> None:
+        """Start a run in the initial state, the Context's defaults with these fields set."""
+        self._start({**base, **context})
+
+    ns["start"] = start
+
+    for trigger in trigger_names(flow):
+        _add_transition_rules(ns, flow, trigger, ao.get(trigger), mode)
+
+    @rule(attempt=attempts(flow, argument_overrides=ao))
+    def attempt_any(self: FlowMachineBase, attempt: Attempt) -> None:
+        """Any trigger (declared here or not, or by no state), by code."""
+        self._go(attempt)
+
+    ns["attempt_any"] = attempt_any
+
+    if context_updates:
+        ns["set_context"] = _setter_rule(flow, co)
+
+    if mode == "session":
+        _add_session_rules(ns, flow, ao, tools or {}, interruptions)
+
+    cls_name = name or f"{_ident(flow.name).title().replace('_', '')}Machine"
+    return type(cls_name, (FlowMachineBase,), ns)
+
+
+def _setter_rule(flow: Flow[Any], overrides: Overrides) -> Any:
+    """A rule setting one Context field (as code or a tool would) between moves."""
+
+    def set_context(self: FlowMachineBase, change: tuple[str, Any]) -> None:
+        """Code (or a tool) sets one Context field between moves."""
+        setattr(self.run.context, change[0], change[1])
+
+    return rule(change=field_changes(flow, **overrides))(set_context)
+
+
+def _add_transition_rules(
+    ns: dict[str, Any], flow: Flow[Any], trigger: str, over: Overrides | None, mode: Mode
+) -> None:
+    params = {p.name for e in flow.edges if e.trigger == trigger for p in e.transition.params}
+    reserved = params & {"self", "target", "targets"}
+    args_strategy = arguments(flow, trigger, over)
+
+    def declared_here(self: FlowMachineBase) -> bool:
+        return self._run is not None and trigger in self.flow.table[self.run.state]
+
+    def make(kind: str) -> Callable[..., None]:
+        def step(self: FlowMachineBase, **kw: Any) -> None:
+            args = kw["arguments"] if reserved else kw
+            attempt = Attempt(trigger, args)
+            if kind == "go":
+                self._go(attempt)
+            else:
+                self._say(attempt)
+
+        step.__name__ = f"{kind}_{_ident(trigger)}"
+        step.__doc__ = f"{'Code' if kind == 'go' else 'The LLM'} takes {trigger!r} (declared here)."
+        if reserved:
+            decorated = rule(arguments=args_strategy)(step)
+        else:
+            edge = next(e for e in flow.edges if e.trigger == trigger)
+            strategies = {
+                p.name: (over or {}).get(p.name, for_type(p.annotation))
+                for p in edge.transition.params
+            }
+            decorated = rule(**strategies)(step)  # type: ignore[call-overload]
+        return precondition(declared_here)(decorated)
+
+    ns[f"go_{_ident(trigger)}"] = make("go")
+    if mode == "session":
+        ns[f"llm_{_ident(trigger)}"] = make("llm")
+
+
+def _add_session_rules(
+    ns: dict[str, Any],
+    flow: Flow[Any],
+    ao: ArgumentOverrides,
+    tools: Mapping[str, Overrides],
+    interruptions: bool,
+) -> None:
+    @rule(attempt=attempts(flow, argument_overrides=ao))
+    def llm_attempt_any(self: FlowMachineBase, attempt: Attempt) -> None:
+        """The LLM calls any tool name (declared here or not)."""
+        self._say(attempt)
+
+    @rule(batch=st.lists(attempts(flow, undeclared=False, argument_overrides=ao),
+                         min_size=2, max_size=3))
+    def llm_parallel(self: FlowMachineBase, batch: list[Attempt]) -> None:
+        """The LLM names several transitions in one response (DESIGN §2.3)."""
+        self._say_parallel(batch)
+
+    ns["llm_attempt_any"] = llm_attempt_any
+    ns["llm_parallel"] = llm_parallel
+
+    if interruptions:
+        @rule(data=st.data(), at=st.sampled_from(["thinking", "handing_over"]))
+        def interrupt(self: FlowMachineBase, data: st.DataObject, at: InterruptAt) -> None:
+            """The caller talks over a turn whose LLM asks for a handoff (DESIGN §2.5)."""
+            available = sorted(self.flow.table[self.run.state])
+            trigger = data.draw(st.sampled_from(available), label="trigger")
+            args = data.draw(arguments(self.flow, trigger, ao.get(trigger),
+                                       state=self.run.state), label="arguments")
+            self._interrupt(Attempt(trigger, args), at)
+
+        ns["interrupt"] = interrupt
+
+    for tool, over in tools.items():
+        ns[f"tool_{_ident(tool)}"] = _tool_rule(flow, tool, over)
+
+
+def _tool_rule(flow: Flow[Any], tool: str, over: Overrides) -> Any:
+    owners = [n for n, cls in flow.states.items() if tool in cls.tool_names()]
+    if not owners:
+        raise ValueError(f"no state of flow {flow.name!r} has a tool named {tool!r}")
+    params = _tool_params(flow.states[owners[0]], tool)
+    strategies = {name: over.get(name, for_type(hint)) for name, hint in params.items()}
+    unknown = set(over) - set(params)
+    if unknown:
+        raise ValueError(f"tool {tool!r} has no parameter(s) {sorted(unknown)}")
+
+    def offered(self: FlowMachineBase) -> bool:
+        return self._run is not None and self.run.state in owners
+
+    def step(self: FlowMachineBase, args: dict[str, Any]) -> None:
+        self._tool(tool, args)
+
+    step.__name__ = f"tool_{_ident(tool)}"
+    step.__doc__ = f"The LLM calls the ordinary tool {tool!r} (in {', '.join(owners)})."
+    return precondition(offered)(rule(args=st.fixed_dictionaries(strategies))(step))
+
+
+def _tool_params(cls: type[Any], tool: str) -> dict[str, Any]:
+    """The LLM-visible parameters of an ordinary ``@function_tool`` of a state."""
+    for klass in cls.__mro__:
+        for value in vars(klass).values():
+            if isinstance(value, llm.FunctionTool) and value.info.name == tool:
+                fn = value._func
+                hints = typing.get_type_hints(fn)
+                sig = inspect.signature(fn)
+                return {
+                    n: hints.get(n, str) for n in sig.parameters
+                    if n != "self" and not is_context_type(hints.get(n, str))
+                }
+    return {}

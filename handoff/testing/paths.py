@@ -1,0 +1,316 @@
+"""Paths through a flow: one script reaching each state, and a set taking every transition.
+
+A :class:`Path` is a list of :class:`Step`\\ s from the initial state. A step names the
+trigger, the arguments, and — when the guard or the body needs the Context to hold
+something first — the ``setup``: Context fields that code sets before the step (in a
+real call a tool such as ``verify_account`` would set them).
+
+Guarded edges need values that pass the guard *and* the body. They are searched for
+with hypothesis (``find``): first arguments alone, then arguments plus the smallest
+setup; every candidate is checked by running the real transition on a pure FlowRun.
+What cannot be found is reported in ``Paths.missing`` rather than invented — give
+``arguments=`` / ``setup=`` hints for those edges::
+
+    @pytest.mark.parametrize("path", shortest_paths(flow), ids=str)
+    async def test_reach(path): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import strategies as st
+from hypothesis.errors import NoSuchExample, Unsatisfiable
+
+from ..errors import TransitionRefused
+from ..flow import Flow
+from ..run import FlowRun
+from ._release import release
+from .coverage import INTERNAL_CALL_ID
+from .scripted import ToolCall
+from .strategies import Overrides, arguments, context_changes
+
+FoundBy = Literal["plain", "given", "search", "search+setup"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transition of a path, with what had to hold for its guard and body to allow it."""
+
+    source: str
+    trigger: str
+    target: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    setup: dict[str, Any] = field(default_factory=dict)
+    found_by: FoundBy = "plain"
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.arguments.items())
+        setup = "".join(f"[{k}={v!r}] " for k, v in self.setup.items())
+        return f"{setup}{self.trigger}({args})"
+
+
+@dataclass(frozen=True)
+class Path:
+    """A sequence of steps from the flow's initial state to ``target``."""
+
+    start: str
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return self.steps[-1].target if self.steps else self.start
+
+    @property
+    def transitions(self) -> list[tuple[str, str]]:
+        """(state, trigger) of every step: what this path covers."""
+        return [(s.source, s.trigger) for s in self.steps]
+
+    @property
+    def id(self) -> str:
+        """A short test id: the last transition taken (or the initial state)."""
+        if not self.steps:
+            return self.start
+        last = self.steps[-1]
+        return f"{last.source}.{last.trigger}->{last.target}"
+
+    def __str__(self) -> str:
+        return self.id
+
+    def describe(self) -> str:
+        """The whole path on one line, setups in brackets."""
+        parts = [self.start]
+        for step in self.steps:
+            parts.append(f"--{step}--> {step.target}")
+        return " ".join(parts)
+
+    def then(self, step: Step) -> Path:
+        return Path(self.start, (*self.steps, step))
+
+    async def replay(self, run: FlowRun[Any]) -> None:
+        """Take the path by code (``run.go``) on a pure run or a session's run."""
+        for step in self.steps:
+            _apply(run, step.setup)
+            await run.go(step.trigger, **step.arguments)
+
+    def tool_calls(self) -> list[ToolCall]:
+        """The LLM's tool call for each step (play them with a FlowDriver; apply setups)."""
+        return [ToolCall(s.trigger, dict(s.arguments)) for s in self.steps]
+
+
+class Paths(list[Path]):
+    """A list of paths, and what could not be reached (``missing``: what → why)."""
+
+    def __init__(self, paths: list[Path], missing: Mapping[str, str]) -> None:
+        super().__init__(paths)
+        self.missing: dict[str, str] = dict(missing)
+
+    def require_complete(self) -> Paths:
+        """Raise when something was not reached (use it to make a gap fail loudly)."""
+        if self.missing:
+            lines = "\n".join(f"  - {k}: {v}" for k, v in self.missing.items())
+            raise AssertionError(f"no path found for:\n{lines}\n"
+                                 "give arguments=/setup= hints for these transitions")
+        return self
+
+
+def _apply(run: FlowRun[Any], setup: Mapping[str, Any]) -> None:
+    for key, value in setup.items():
+        setattr(run.context, key, value)
+
+
+class _Searcher:
+    """Finds arguments (and a setup) that take one edge, by running it for real."""
+
+    def __init__(
+        self,
+        flow: Flow[Any],
+        given_arguments: Mapping[str, Mapping[str, Any]],
+        given_setup: Mapping[str, Mapping[str, Any]],
+        argument_overrides: Mapping[str, Overrides],
+        context_overrides: Overrides,
+        max_examples: int,
+    ) -> None:
+        self.flow = flow
+        self.given_arguments = given_arguments
+        self.given_setup = given_setup
+        self.argument_overrides = argument_overrides
+        self.context_overrides = context_overrides
+        self.settings = settings(
+            max_examples=max_examples, database=None, derandomize=True, deadline=None,
+            suppress_health_check=list(HealthCheck), phases=(Phase.generate, Phase.shrink),
+        )
+        self.quick_settings = settings(self.settings, max_examples=max(10, max_examples // 3))
+        self.loop = asyncio.Runner()
+        self.memo: dict[tuple[str, str], Step | None] = {}
+
+    def close(self) -> None:
+        self.loop.close()
+
+    def takes(self, prefix: Path, trigger: str, args: dict[str, Any],
+              setup: dict[str, Any]) -> bool:
+        """Does replaying ``prefix`` then ``setup`` + ``trigger(args)`` reach the edge's target?"""
+        target = self.flow.table[prefix.target][trigger].target
+
+        async def attempt() -> bool:
+            run = self.flow.new_run(call_id=INTERNAL_CALL_ID)
+            try:
+                await prefix.replay(run)
+                _apply(run, setup)
+                await run.go(trigger, **args)
+            except (TransitionRefused, ValueError):
+                return False
+            finally:
+                release(run)
+            return run.state == target
+
+        try:
+            return self.loop.run(attempt())
+        except Exception:
+            return False
+
+    def step(self, prefix: Path, trigger: str) -> Step | None:
+        """The step taking ``trigger`` after ``prefix`` (searched once, then remembered)."""
+        key = (prefix.describe(), trigger)
+        if key not in self.memo:
+            self.memo[key] = self._search(prefix, trigger)
+        return self.memo[key]
+
+    def _search(self, prefix: Path, trigger: str) -> Step | None:
+        source = prefix.target
+        target = self.flow.table[source][trigger].target
+        given_args = dict(self.given_arguments.get(trigger, {}))
+        given_setup = dict(self.given_setup.get(trigger, {}))
+        given = trigger in self.given_arguments or trigger in self.given_setup
+        if given and self.takes(prefix, trigger, given_args, given_setup):
+            return Step(source, trigger, target, given_args, given_setup, "given")
+        args_strategy = arguments(self.flow, trigger, self.argument_overrides.get(trigger),
+                                  state=source)
+        if not self.flow.table[source][trigger].transition.params:
+            if self.takes(prefix, trigger, {}, {}):
+                return Step(source, trigger, target, {}, {}, "plain")
+        else:
+            found = self._find(args_strategy.map(lambda a: (a, {})), prefix, trigger,
+                               quick=True)
+            if found is not None:
+                return Step(source, trigger, target, found[0], {}, "search")
+        with_setup = st.tuples(args_strategy,
+                               context_changes(self.flow, **self.context_overrides))
+        found = self._find(with_setup, prefix, trigger)
+        if found is not None:
+            return Step(source, trigger, target, found[0], found[1], "search+setup")
+        return None
+
+    def _find(self, strategy: st.SearchStrategy[tuple[dict[str, Any], dict[str, Any]]],
+              prefix: Path, trigger: str, *, quick: bool = False
+              ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Search (then shrink) values taking the edge; ``quick`` spends a third of the budget."""
+        chosen = self.quick_settings if quick else self.settings
+        try:
+            return find(strategy, lambda v: self.takes(prefix, trigger, v[0], v[1]),
+                        settings=chosen)
+        except (NoSuchExample, Unsatisfiable):
+            return None
+
+
+def _searcher(flow: Flow[Any], arguments: Mapping[str, Mapping[str, Any]] | None,
+              setup: Mapping[str, Mapping[str, Any]] | None,
+              argument_overrides: Mapping[str, Overrides] | None,
+              context_overrides: Overrides | None, max_examples: int) -> _Searcher:
+    return _Searcher(flow, arguments or {}, setup or {}, argument_overrides or {},
+                     context_overrides or {}, max_examples)
+
+
+def _reach(search: _Searcher) -> tuple[dict[str, Path], dict[str, str]]:
+    """Breadth first from the initial state: the fewest transitions to each state."""
+    flow = search.flow
+    paths = {flow.initial: Path(flow.initial)}
+    failed: dict[str, str] = {}
+    queue = deque([flow.initial])
+    while queue:
+        state = queue.popleft()
+        for trigger, edge in sorted(flow.table[state].items()):
+            if edge.target in paths:
+                continue
+            step = search.step(paths[state], trigger)
+            if step is None:
+                failed.setdefault(edge.target, f"{state}.{trigger}: no arguments/setup found "
+                                  "that pass its guard and body")
+                continue
+            paths[edge.target] = paths[state].then(step)
+            queue.append(edge.target)
+    missing = {s: failed.get(s, "no declared path leads there") for s in flow.states
+               if s not in paths}
+    return paths, missing
+
+
+def shortest_paths(
+    flow: Flow[Any],
+    *,
+    arguments: Mapping[str, Mapping[str, Any]] | None = None,
+    setup: Mapping[str, Mapping[str, Any]] | None = None,
+    argument_overrides: Mapping[str, Overrides] | None = None,
+    context_overrides: Overrides | None = None,
+    max_examples: int = 200,
+) -> Paths:
+    """One path per reachable state, with the fewest transitions found.
+
+    Args:
+        arguments: trigger → concrete arguments to try first for that transition.
+        setup: trigger → Context fields to set before that transition.
+        argument_overrides / context_overrides: strategies steering the search.
+        max_examples: how hard to search each guarded edge.
+    """
+    search = _searcher(flow, arguments, setup, argument_overrides, context_overrides,
+                       max_examples)
+    try:
+        paths, missing = _reach(search)
+    finally:
+        search.close()
+    ordered = [paths[s] for s in flow.states if s in paths]
+    return Paths(ordered, missing)
+
+
+def transition_cover(
+    flow: Flow[Any],
+    *,
+    arguments: Mapping[str, Mapping[str, Any]] | None = None,
+    setup: Mapping[str, Mapping[str, Any]] | None = None,
+    argument_overrides: Mapping[str, Overrides] | None = None,
+    context_overrides: Overrides | None = None,
+    max_examples: int = 200,
+) -> Paths:
+    """Paths that together take every (state, trigger) of the table at least once.
+
+    A global transition counts once per state it leaves from. Paths that are a prefix
+    of another are dropped (the longer one covers them). ``missing`` names each
+    transition no path was found for, and why.
+    """
+    search = _searcher(flow, arguments, setup, argument_overrides, context_overrides,
+                       max_examples)
+    found: list[Path] = []
+    missing: dict[str, str] = {}
+    try:
+        reached, unreached = _reach(search)
+        for state in flow.states:
+            for trigger in sorted(flow.table[state]):
+                key = f"{state}.{trigger}"
+                if state not in reached:
+                    missing[key] = f"state {state} not reached: {unreached[state]}"
+                    continue
+                step = search.step(reached[state], trigger)
+                if step is None:
+                    missing[key] = "no arguments/setup found that pass its guard and body"
+                    continue
+                found.append(reached[state].then(step))
+    finally:
+        search.close()
+    kept = [p for p in found
+            if not any(q is not p and q.steps[: len(p.steps)] == p.steps
+                       and len(q.steps) > len(p.steps) for q in found)]
+    return Paths(kept, missing)

@@ -1,0 +1,226 @@
+"""pytest plugin (entry point ``pytest11``): flow fixtures, hypothesis profiles, coverage.
+
+Fixtures (the flow comes from ``@pytest.mark.handoff_flow(flow)``, else the
+``handoff_flow`` ini option ``module:attribute``, or override the ``handoff_flow``
+fixture):
+
+* ``flow_run`` — a fresh pure FlowRun (no session) in the initial state.
+* ``flow_session`` — async factory: ``run = await flow_session(llm=ScriptedLLM([...]))``
+  gives a started text-mode AgentSession's run; closed after the test.
+* ``flow_driver`` — async factory for a :class:`FlowDriver` (a session whose LLM you
+  steer turn by turn).
+
+Hypothesis profiles ``handoff-dev`` and ``ci`` are registered; the one named by the
+``HYPOTHESIS_PROFILE`` environment variable (else the ``handoff_hypothesis_profile``
+ini option) is loaded.
+
+Options:
+
+* ``--handoff-coverage``: at the end, per flow, which transitions and guard outcomes
+  the tests exercised.
+* ``--handoff-coverage-min=PCT``: fail the run when a reported flow is below PCT
+  (implies the report).
+
+``handoff_coverage_flows`` (ini, ``module:attr`` per line) names the flows to report
+and gate — a named flow no test touched shows 0%; without it, every flow a test ran
+is reported (test-only variants of a flow included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import settings
+
+from ..flow import Flow
+from ._release import release
+from .coverage import CoverageObserver, FlowCoverage
+from .driver import FlowDriver
+from .profiles import register_profiles
+from .scripted import Policy, ReplyLike, ScriptedLLM
+
+_OBSERVER = pytest.StashKey[CoverageObserver]()
+_PATCHES = pytest.StashKey[list[tuple[type, str, Any]]]()
+_SELECTED = pytest.StashKey[list[Flow[Any]]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("handoff", "handoff flow testing")
+    group.addoption("--handoff-coverage", action="store_true", default=False,
+                    help="report the transitions and guard outcomes each flow exercised")
+    group.addoption("--handoff-coverage-min", type=float, default=None, metavar="PCT",
+                    help="fail when a reported flow's transition coverage is below PCT")
+    parser.addini("handoff_flow", "default flow for the fixtures (module:attribute)")
+    parser.addini("handoff_hypothesis_profile",
+                  "hypothesis profile to load when HYPOTHESIS_PROFILE is not set "
+                  "(handoff-dev, ci, or one you register)")
+    parser.addini("handoff_coverage_flows", "flows to report coverage for (module:attribute)",
+                  type="linelist", default=[])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "handoff_flow(flow): the Flow the handoff fixtures use")
+    register_profiles()
+    profile = os.environ.get("HYPOTHESIS_PROFILE") or config.getini("handoff_hypothesis_profile")
+    if profile:
+        settings.load_profile(str(profile))
+    if not (config.getoption("handoff_coverage") or
+            config.getoption("handoff_coverage_min") is not None):
+        return
+    observer = CoverageObserver()
+    config.stash[_OBSERVER] = observer
+    selected = [_load_flow(ref) for ref in config.getini("handoff_coverage_flows")]
+    for flow in selected:
+        observer.watch(flow)
+    config.stash[_SELECTED] = selected
+    config.stash[_PATCHES] = _count_runs(observer)
+
+
+def _count_runs(observer: CoverageObserver) -> list[tuple[type, str, Any]]:
+    """Watch every flow that makes a run, and count runs and sessions.
+
+    Flows are built at import time by user code, so the plugin hooks ``Flow.new_run``
+    and ``Flow.start`` (restored at the end) instead of asking users to register.
+    """
+    new_run, start = Flow.new_run, Flow.start
+
+    def counting_new_run(self: Flow[Any], *args: Any, **kwargs: Any) -> Any:
+        observer.watch(self)
+        observer.count_run(self, call_id=kwargs.get("call_id"))
+        return new_run(self, *args, **kwargs)
+
+    async def counting_start(self: Flow[Any], *args: Any, **kwargs: Any) -> Any:
+        observer.watch(self)
+        observer.count_run(self, session=True, call_id=kwargs.get("call_id"))
+        return await start(self, *args, **kwargs)
+
+    Flow.new_run = counting_new_run  # type: ignore[method-assign]
+    Flow.start = counting_start  # type: ignore[method-assign]
+    return [(Flow, "new_run", new_run), (Flow, "start", start)]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for owner, name, original in config.stash.get(_PATCHES, []):
+        setattr(owner, name, original)
+    observer = config.stash.get(_OBSERVER, None)
+    if observer is not None:
+        observer.unwatch_all()
+
+
+def _load_flow(ref: str) -> Flow[Any]:
+    module, _, attr = ref.partition(":")
+    flow = getattr(importlib.import_module(module), attr or "flow")
+    if not isinstance(flow, Flow):
+        raise pytest.UsageError(f"{ref} is not a handoff Flow")
+    return flow
+
+
+def _reported(config: pytest.Config) -> list[FlowCoverage]:
+    """The flows ``handoff_coverage_flows`` names, else every flow a test ran."""
+    observer = config.stash.get(_OBSERVER, None)
+    if observer is None:
+        return []
+    selected = config.stash.get(_SELECTED, [])
+    if selected:
+        return [observer.coverage(flow) for flow in selected]
+    return list(observer.flows.values())
+
+
+def _below_minimum(config: pytest.Config) -> list[str]:
+    minimum = config.getoption("handoff_coverage_min")
+    if minimum is None:
+        return []
+    return [f"flow {c.flow.name}: {c.percent:.1f}% < {minimum:.1f}%"
+            for c in _reported(config) if c.percent < minimum]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _below_minimum(session.config) and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(
+    terminalreporter: Any, exitstatus: int, config: pytest.Config
+) -> None:
+    if config.stash.get(_OBSERVER, None) is None:
+        return
+    terminalreporter.section("handoff transition coverage")
+    reported = _reported(config)
+    if not reported:
+        terminalreporter.write_line("no flow ran")
+    for cov in reported:
+        terminalreporter.write_line(cov.report())
+    for line in _below_minimum(config):
+        terminalreporter.write_line(f"FAIL: handoff coverage {line}", red=True)
+
+
+# -- fixtures --------------------------------------------------------------------------
+@pytest.fixture
+def handoff_flow(request: pytest.FixtureRequest) -> Flow[Any]:
+    """The flow under test: the ``handoff_flow`` marker, else the ``handoff_flow`` ini option."""
+    marker = request.node.get_closest_marker("handoff_flow")
+    if marker is not None and marker.args:
+        flow = marker.args[0]
+        return _load_flow(flow) if isinstance(flow, str) else flow
+    ref = request.config.getini("handoff_flow")
+    if ref:
+        return _load_flow(str(ref))
+    raise pytest.UsageError(
+        "which flow? mark the test @pytest.mark.handoff_flow(flow), set `handoff_flow = "
+        "module:attr` in [tool.pytest.ini_options], or override the handoff_flow fixture")
+
+
+@pytest.fixture
+def flow_run(handoff_flow: Flow[Any]) -> Iterator[Any]:
+    """A fresh pure FlowRun of the flow (no session): move it with ``await run.go(...)``."""
+    run = handoff_flow.new_run()
+    yield run
+    release(run)
+
+
+try:
+    import pytest_asyncio
+
+    _HAVE_ASYNCIO = True
+except ImportError:  # pragma: no cover - the session fixtures need pytest-asyncio
+    _HAVE_ASYNCIO = False
+
+if _HAVE_ASYNCIO:
+
+    @pytest_asyncio.fixture
+    async def flow_session(
+        handoff_flow: Flow[Any],
+    ) -> AsyncIterator[Callable[..., Any]]:
+        """Factory: ``await flow_session(llm=..., context=...)`` → the started session's run.
+
+        ``llm`` is a ScriptedLLM, a list of replies or a policy function; sessions are
+        closed after the test.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+
+            async def start(llm: ScriptedLLM | list[ReplyLike] | Policy | None = None,
+                            context: Any = None, flow: Flow[Any] | None = None) -> Any:
+                model = llm if isinstance(llm, ScriptedLLM) or llm is None else ScriptedLLM(llm)
+                run = await stack.enter_async_context(
+                    (flow or handoff_flow).session(llm=model, context=context))
+                stack.callback(release, run)
+                return run
+
+            yield start
+
+    @pytest_asyncio.fixture
+    async def flow_driver(handoff_flow: Flow[Any]) -> AsyncIterator[Callable[..., Any]]:
+        """Factory: ``d = await flow_driver(context=...)`` → a started FlowDriver."""
+        async with contextlib.AsyncExitStack() as stack:
+
+            async def start(context: Any = None, flow: Flow[Any] | None = None) -> FlowDriver[Any]:
+                return await stack.enter_async_context(
+                    FlowDriver(flow or handoff_flow, context=context))
+
+            yield start
