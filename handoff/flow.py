@@ -97,6 +97,8 @@ class Flow(Generic[C]):
         error_transition: the trigger taken after ``max_failures`` failures in a row or a
             loop (``max_transitions`` moves, or ``max_ping_pong`` back-and-forths); a State
             may name its own with ``error_transition``. See :mod:`handoff.failures`.
+        resume_fallback: where a call resumes when its checkpoint names a state this
+            version of the flow no longer has (default: the initial state).
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class Flow(Generic[C]):
         max_failures: int = 2,
         max_transitions: int = 50,
         max_ping_pong: int = 3,
+        resume_fallback: type[State[Any]] | str | None = None,
     ) -> None:
         from .validate import definition_errors
 
@@ -127,6 +130,7 @@ class Flow(Generic[C]):
         self.global_transitions: list[TransitionDef] = list(global_transitions)
         self.initial = _state_ref(initial)
         self.final = frozenset(_state_ref(s) for s in final)
+        self.resume_fallback = _state_ref(resume_fallback) if resume_fallback else self.initial
         self.states: dict[str, type[State[Any]]] = {}
         for cls in self.state_classes:
             self.states.setdefault(cls.state_name(), cls)

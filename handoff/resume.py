@@ -15,7 +15,8 @@ is checkpointed from then on.
 
 A checkpoint of an older flow version may name a state that no longer exists, or
 Context fields that are gone or changed type: the run then resumes in the
-``fallback`` state (default: the flow's initial state) and without those fields,
+``fallback`` state (default: the Flow's declared ``resume_fallback``, else its initial
+state) and without those fields,
 and a warning says what was dropped. A store outage while loading is logged and
 counted, and the call starts fresh rather than failing.
 """
@@ -168,7 +169,7 @@ def restore_run(
     state = checkpoint.state
     outcome = "resumed"
     if state not in flow.states:
-        target = _state_name(fallback) if fallback is not None else flow.initial
+        target = _state_name(fallback) if fallback is not None else flow.resume_fallback
         logger.warning(
             "call %s: checkpoint of %s v%s is in state %r, which flow %s v%s no longer has; "
             "resuming in %r", checkpoint.call_id, checkpoint.flow, checkpoint.flow_version,

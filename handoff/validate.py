@@ -72,6 +72,10 @@ def definition_errors(flow: Flow[Any]) -> list[Finding]:
         out.append(Finding("error", "no-initial",
                            f"initial state {flow.initial!r} is not among the states",
                            f"add {flow.initial} to states=[...] or pick a declared initial state"))
+    if flow.resume_fallback != flow.initial and flow.resume_fallback not in flow.states:
+        out.append(Finding("error", "unknown-resume-fallback",
+                           f"resume fallback {flow.resume_fallback!r} is not among the states",
+                           "name a declared state (or leave it to the initial state)"))
     for final in sorted(flow.final - set(flow.states)):
         out.append(Finding("error", "unknown-final",
                            f"final state {final!r} is not among the states",

@@ -160,7 +160,7 @@ async def test_older_version_falls_back_to_a_declared_state(
     with caplog.at_level(logging.WARNING, logger="handoff"):
         async with AgentSession[Call]() as session:
             run = await resume_or_start(flow, session, checkpointer=checkpointer,
-                                        call_id="old", fallback="Triage",
+                                        call_id="old",  # the flow declares Triage
                                         llm=ScriptedLLM(["Where were we, Dana?"]))
             assert run.state == "Triage"
             assert run.context.caller_name == "Dana Reyes" and run.context.verified

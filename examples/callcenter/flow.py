@@ -108,4 +108,5 @@ flow = Flow(
     states=[Greeter, Triage, Billing, Wrapup, Escalation],
     final=[Wrapup, Escalation],
     global_transitions=[escalate_to_human],
+    resume_fallback=Triage,  # a resumed call whose state no longer exists: back to triage
 )
