@@ -1,0 +1,14 @@
+"""Benchmarks: what handoff costs on top of LiveKit Agents (``make bench``).
+
+Each module runs alone (``python -m benchmarks.handoff_turn [--quick]``);
+``python -m benchmarks`` runs them all, each in its own process, and writes
+``docs/benchmarks.md`` and ``benchmarks/results.json``.
+"""
+
+BENCHMARKS = (
+    "handoff_turn",
+    "fsm_decision",
+    "memory",
+    "definitions",
+    "testing_throughput",
+)

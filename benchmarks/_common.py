@@ -1,0 +1,205 @@
+"""What every benchmark shares: results, statistics, the machine, the command line.
+
+A benchmark module exposes ``run(quick: bool) -> BenchResult`` and ends with
+``if __name__ == "__main__": main(run)``. Results are ratios measured side by side in
+one process wherever there is a baseline; absolute times on a shared machine are noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import random
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Row:
+    """One measured figure, with its target when DESIGN §8 sets one."""
+
+    measure: str
+    value: float | int | str | None
+    unit: str = ""
+    target: str | None = None
+    met: bool | None = None
+    detail: str = ""
+
+    def shown(self) -> str:
+        value = self.value
+        if value is None:
+            text = "n/a"
+        elif isinstance(value, str):
+            text = value
+        elif isinstance(value, int) or (isinstance(value, float) and value.is_integer()
+                                        and abs(value) >= 1000):
+            text = f"{int(value):,}"
+        elif abs(value) >= 100:
+            text = f"{value:,.0f}"
+        elif abs(value) >= 10:
+            text = f"{value:.1f}"
+        elif abs(value) >= 1:
+            text = f"{value:.2f}"
+        else:
+            text = f"{value:.3f}"
+        return f"{text} {self.unit}".strip()
+
+    def verdict(self) -> str:
+        if self.met is None:
+            return ""
+        return "met" if self.met else "**missed**"
+
+
+@dataclass
+class BenchResult:
+    """The outcome of one benchmark: its rows and what a reader must know about them."""
+
+    name: str
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    quick: bool = False
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, measure: str, value: float | int | str | None, unit: str = "", *,
+            target: str | None = None, met: bool | None = None, detail: str = "") -> Row:
+        if self.quick:
+            met = None  # a quick run proves the benchmark works; it judges nothing
+        row = Row(measure, value, unit, target, met, detail)
+        self.rows.append(row)
+        return row
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchResult:
+        rows = [Row(**r) for r in data.get("rows", [])]
+        return cls(**{**data, "rows": rows})
+
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", "", "| measure | value | target | |",
+                 "|---|---:|---|---|"]
+        for r in self.rows:
+            measure = r.measure + (f" <br><sub>{r.detail}</sub>" if r.detail else "")
+            lines.append(f"| {measure} | {r.shown()} | {r.target or ''} | {r.verdict()} |")
+        if self.notes:
+            lines.append("")
+            lines.extend(f"- {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def text(self) -> str:
+        width = max((len(r.measure) for r in self.rows), default=10)
+        out = [f"== {self.title}" + (" (quick)" if self.quick else "")]
+        for r in self.rows:
+            tail = ""
+            if r.target:
+                judged = r.verdict().strip("*") or "not judged in --quick"
+                tail = f"  [target {r.target}: {judged}]"
+            out.append(f"  {r.measure:<{width}}  {r.shown():>16}{tail}")
+            if r.detail:
+                out.append(f"  {'':<{width}}    {r.detail}")
+        out.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(out)
+
+
+# -- statistics ------------------------------------------------------------------------
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) with linear interpolation, as numpy's default."""
+    data = sorted(values)
+    if not data:
+        raise ValueError("no values")
+    pos = (len(data) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def ratio_ci(a: Sequence[float], b: Sequence[float], *, rounds: int = 1000,
+             seed: int = 8) -> tuple[float, float]:
+    """95% bootstrap interval of median(b) / median(a), resampling the interleaved pairs."""
+    rng = random.Random(seed)
+    n = len(a)
+    ratios = []
+    for _ in range(rounds):
+        idx = [rng.randrange(n) for _ in range(n)]
+        ratios.append(median([b[i] for i in idx]) / median([a[i] for i in idx]))
+    return percentile(ratios, 0.025), percentile(ratios, 0.975)
+
+
+# -- the machine -----------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    """Where the numbers were taken: CPU, cores, versions, date."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    try:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average": load,
+        "python": platform.python_version(),
+        "livekit_agents": version("livekit-agents"),
+        "transitions": version("transitions"),
+        "hypothesis": version("hypothesis"),
+        "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def quiet_livekit() -> None:
+    """LiveKit logs every handoff and tool call at INFO/DEBUG; a benchmark prints only results."""
+    for name in ("livekit", "livekit.agents", "handoff", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+# -- command line ----------------------------------------------------------------------
+def main(run: Callable[[bool], BenchResult], argv: Sequence[str] | None = None) -> BenchResult:
+    """``python -m benchmarks.X [--quick] [--json PATH]``: run, print, optionally save."""
+    parser = argparse.ArgumentParser(description=(run.__module__ or "benchmark"))
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run that only proves the benchmark works (CI)")
+    parser.add_argument("--json", type=Path, help="write the result as JSON to this file")
+    args = parser.parse_args(argv)
+    quiet_livekit()
+    import time
+
+    start = time.perf_counter()
+    result = run(args.quick)
+    result.seconds = round(time.perf_counter() - start, 2)
+    print(result.text())
+    if args.json:
+        args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    sys.stdout.flush()
+    return result

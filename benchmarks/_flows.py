@@ -1,0 +1,178 @@
+"""The conversations the benchmarks run, written twice: with handoff and with raw LiveKit.
+
+Two states, ``Ping`` and ``Pong``, each with one transition to the other and one
+ordinary tool (``lookup``). The raw LiveKit twin is written the idiomatic LiveKit
+way: a ``@function_tool`` that returns the next ``Agent`` instance, built with the
+last few messages of the old agent's chat context, and an ``on_enter`` that calls
+``session.generate_reply()``. Both sides carry the same history (the last
+``HISTORY`` user/assistant messages) so they do the same work.
+
+The scripted model plays one policy for both sides: a user line "go …" is answered
+by the transition tool, a user line "look …" by the ``lookup`` tool, a tool output
+or an agent that just became active by a short text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livekit.agents import Agent, RunContext, function_tool, llm
+
+from handoff import Context, Flow, State, transition
+from handoff.testing import ScriptedLLM, Turn, call
+from handoff.testing.scripted import ReplyLike
+
+HISTORY = 6
+GREETING = "Hello, I am here. How can I help?"
+ANSWER = "The value you asked for is forty-two."
+
+
+class BenchContext(Context):
+    """The context of the benchmark calls."""
+
+    caller: str | None = None
+    lookups: int = 0
+
+
+def make_policy() -> Any:
+    """One policy per ScriptedLLM: it remembers which user lines it already answered."""
+    answered: set[str] = set()
+
+    def policy(turn: Turn) -> ReplyLike:
+        if turn.answering_tool:
+            return ANSWER
+        last_user = None
+        for item in reversed(turn.chat_ctx.items):
+            if item.type == "message" and item.role == "user":
+                last_user = item
+                break
+        if last_user is None or last_user.id in answered:
+            return GREETING  # the new agent speaks first (on_enter)
+        answered.add(last_user.id)
+        text = last_user.text_content or ""
+        if text.startswith("go"):
+            name = next(n for n in turn.tool_names if n.startswith("to_"))
+            return call(name)
+        if text.startswith("look"):
+            return call("lookup", key=text.split()[-1])
+        return ANSWER
+
+    return policy
+
+
+def scripted() -> ScriptedLLM:
+    return ScriptedLLM(make_policy())
+
+
+# -- handoff ---------------------------------------------------------------------------
+class Ping(State[BenchContext]):
+    """One side of the ping-pong."""
+
+    history = f"last:{HISTORY}"
+    instructions = "You are Ping. Answer briefly."
+
+    @function_tool
+    async def lookup(self, ctx: RunContext[BenchContext], key: str) -> str:
+        """Look a value up."""
+        ctx.userdata.lookups += 1
+        return f"value of {key} is 42"
+
+    @transition(to="Pong")
+    async def to_pong(self, ctx: RunContext[BenchContext]) -> None:
+        """Call when the caller says go."""
+
+
+class Pong(State[BenchContext]):
+    """The other side of the ping-pong."""
+
+    history = f"last:{HISTORY}"
+    instructions = "You are Pong. Answer briefly."
+
+    @function_tool
+    async def lookup(self, ctx: RunContext[BenchContext], key: str) -> str:
+        """Look a value up."""
+        ctx.userdata.lookups += 1
+        return f"value of {key} is 42"
+
+    @transition(to="Ping")
+    async def to_ping(self, ctx: RunContext[BenchContext]) -> None:
+        """Call when the caller says go."""
+
+
+def pingpong_flow() -> Flow[BenchContext]:
+    return Flow("pingpong", context=BenchContext, initial=Ping, states=[Ping, Pong])
+
+
+# -- raw LiveKit -----------------------------------------------------------------------
+def carried(old: llm.ChatContext) -> llm.ChatContext:
+    """The last HISTORY user/assistant messages, as an idiomatic LiveKit handoff passes on."""
+    messages = [i for i in old.items if i.type == "message" and i.role in ("user", "assistant")]
+    return llm.ChatContext(messages[-HISTORY:])
+
+
+class RawAgent(Agent):
+    """The raw LiveKit twin of a State: instructions, a tool, a handoff tool, on_enter."""
+
+    prompt = ""
+
+    def __init__(self, model: llm.LLM, chat_ctx: llm.ChatContext | None = None) -> None:
+        super().__init__(instructions=self.prompt, chat_ctx=chat_ctx, llm=model)
+        self.model = model
+
+    async def on_enter(self) -> None:
+        self.session.generate_reply()
+
+    @function_tool
+    async def lookup(self, ctx: RunContext[BenchContext], key: str) -> str:
+        """Look a value up."""
+        ctx.userdata.lookups += 1
+        return f"value of {key} is 42"
+
+
+class RawPing(RawAgent):
+    prompt = "You are Ping. Answer briefly."
+
+    @function_tool
+    async def to_pong(self, ctx: RunContext[BenchContext]) -> Agent:
+        """Call when the caller says go."""
+        return RawPong(self.model, chat_ctx=carried(self.chat_ctx))
+
+
+class RawPong(RawAgent):
+    prompt = "You are Pong. Answer briefly."
+
+    @function_tool
+    async def to_ping(self, ctx: RunContext[BenchContext]) -> Agent:
+        """Call when the caller says go."""
+        return RawPing(self.model, chat_ctx=carried(self.chat_ctx))
+
+
+# -- generated flows (scale of definitions, walks) -------------------------------------
+def generated_flow(n: int, *, name: str | None = None) -> Flow[BenchContext]:
+    """A flow of ``n`` states in a ring with skip edges: state i → i+1, and i → i+7.
+
+    The last state is final; every state reaches it, so the flow validates. Each state
+    has two transitions, each with a docstring, as real states do.
+    """
+    classes: list[type[State[BenchContext]]] = []
+    for i in range(n):
+        nxt = f"S{(i + 1) % n}"
+        skip = f"S{(i + 7) % n}"
+
+        async def step(self: Any, ctx: RunContext[BenchContext]) -> None:
+            """Call when the caller moves on."""
+
+        async def jump(self: Any, ctx: RunContext[BenchContext]) -> None:
+            """Call when the caller skips ahead."""
+
+        body: dict[str, Any] = {
+            "__doc__": f"State {i} of a generated flow.",
+            "instructions": f"You are state {i}.",
+            "__module__": __name__,
+        }
+        if i != n - 1:
+            body[f"step_{i}"] = transition(to=nxt, name=f"step_{i}")(step)
+            body[f"jump_{i}"] = transition(to=skip, name=f"jump_{i}")(jump)
+        classes.append(type(f"S{i}", (State,), body))
+    return Flow(name or f"generated{n}", context=BenchContext, initial=classes[0],
+                states=classes, final=[classes[-1]])

@@ -1,0 +1,233 @@
+"""Memory: Python heap added per live flow run, and how many runs/sessions fit in a process.
+
+1. Per flow run (tracemalloc): N pure runs (``flow.new_run()``) kept alive, heap added ÷ N,
+   for flows of several sizes (a run's FSM model gets per-run trigger helpers from the
+   shared ``transitions`` Machine, so size matters).
+2. 10 000 concurrent pure runs of one flow in one process: total heap, bytes per run,
+   each run moved once to show it is live, and the time to create the first and the last
+   thousand (``Machine.add_model`` scans the list of models it already has).
+3. Runs that ended: runs are dropped and collected; what the shared Machine still holds.
+4. Live AgentSessions (text mode, started, opening reply done): a bounded number with
+   handoff and the same number with raw LiveKit agents, heap per session, and the count
+   that would fit in 2 GB *extrapolated* from that (we do not fill 2 GB on a shared box).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+from livekit.agents import AgentSession
+
+from ._common import ROOT, BenchResult, main, quiet_livekit
+from ._flows import BenchContext, RawPing, generated_flow, pingpong_flow, scripted
+
+TARGET_BYTES = 4096
+TARGET_RUNS = 10_000
+BUDGET = 2 * 1024**3
+
+
+def _callcenter() -> Any:
+    from examples.callcenter.flow import flow
+
+    return flow
+
+
+def heap_per(make: Callable[[], Any], n: int) -> tuple[float, list[Any]]:
+    """Heap bytes added per object while ``n`` objects made by ``make`` are alive."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [make() for _ in range(n)]
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return (after - before) / n, kept
+
+
+def _rss() -> int:
+    """Resident set size now, in bytes (from /proc; ru_maxrss is only the peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def per_run_by_flow(result: BenchResult, quick: bool) -> None:
+    flows: list[tuple[str, Any, int]] = [
+        ("ping-pong (2 states, 2 transitions)", pingpong_flow(), 10_000),
+        ("call centre example (5 states + 1 global)", _callcenter(), 10_000),
+        ("generated 20 states", generated_flow(20), 2_000),
+        ("generated 200 states", generated_flow(200), 300),
+    ]
+    for label, flow, n in flows:
+        n = min(n, 200) if quick else n
+        per, kept = heap_per(flow.new_run, n)
+        edges = len(flow.edges)
+        result.add(f"heap per live flow run: {label}", round(per), "B",
+                   target=f"≤ {TARGET_BYTES} B", met=per <= TARGET_BYTES,
+                   detail=f"{n} runs alive, {len(flow.states)} states, {edges} edges")
+        result.extra.setdefault("per_run_bytes", {})[label] = per
+        del kept
+        gc.collect()
+
+
+async def _move_all(runs: list[Any]) -> int:
+    for r in runs:
+        await r.go("to_pong")
+    return sum(1 for r in runs if r.state == "Pong")
+
+
+def ten_thousand(result: BenchResult, quick: bool) -> None:
+    n = 1_000 if quick else TARGET_RUNS
+    chunk = n // 10
+    # pass 1, untraced: how long a run takes to make as the number of live runs grows
+    flow = pingpong_flow()
+    gc.collect()
+    runs: list[Any] = []
+    chunk_times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        runs.extend(flow.new_run(BenchContext(caller="x")) for _ in range(chunk))
+        chunk_times.append((time.perf_counter() - start) / chunk * 1e6)
+    gc.collect()
+
+    moved = asyncio.run(_move_all(runs))
+    del runs
+    gc.collect()
+    # pass 2, traced, on a fresh flow: the heap the live runs hold
+    fresh = pingpong_flow()
+    total, kept = heap_per(lambda: fresh.new_run(BenchContext(caller="x")), n)
+    total *= n
+    del kept
+    gc.collect()
+    result.add("concurrent pure flow runs in one process", moved, "runs",
+               target=f"{TARGET_RUNS:,}", met=moved >= TARGET_RUNS,
+               detail="each alive and moved once with `await run.go(...)`")
+    result.add(f"heap for {n:,} live runs (context included)", round(total / 1024**2, 2), "MiB",
+               detail=f"{total / n:,.0f} B per run")
+    result.add("time to make a run: first / last tenth",
+               f"{chunk_times[0]:.1f} / {chunk_times[-1]:.1f} µs",
+               detail="Machine.add_model checks `mod not in self.models` (a list): O(live runs)")
+    result.extra["ten_thousand"] = {"runs": n, "heap_bytes": total,
+                                    "create_us_by_tenth": chunk_times}
+
+
+def ended_runs(result: BenchResult, quick: bool) -> None:
+    n = 200 if quick else 2_000
+    flow = pingpong_flow()
+    models_before = len(flow.machine.models)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    runs = [flow.new_run() for _ in range(n)]
+    del runs
+    gc.collect()
+    kept = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    held = len(flow.machine.models) - models_before
+    result.add("heap still held after runs end (dropped, collected)", round(kept / n), "B per run",
+               detail=f"{held} of {n} FSM models still in flow.machine.models "
+                      "(no remove_model when a run ends)")
+    result.extra["ended_runs"] = {"runs": n, "bytes_kept": kept, "models_held": held}
+
+
+async def _sessions(n: int, side: str, measure: str) -> dict[str, float]:
+    """In a child process: start ``n`` sessions of ``side`` and measure heap or RSS added."""
+    flow = pingpong_flow()
+
+    async def start() -> AgentSession[BenchContext]:
+        session = AgentSession[BenchContext]()
+        if side == "handoff":
+            await flow.start(session, llm=scripted(), wait_opening=True)
+        else:
+            session.userdata = BenchContext()
+            opening = await session.start(RawPing(scripted()), capture_run=True)
+            await opening
+        return session
+
+    for _ in range(3):  # warm-up: lazy imports, caches, first-use allocations
+        await (await start()).aclose()
+    gc.collect()
+    if measure == "heap":
+        tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0] if measure == "heap" else _rss()
+    sessions = [await start() for _ in range(n)]
+    gc.collect()
+    if measure == "heap":
+        added = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+    else:
+        added = _rss() - base
+    out = {"per_session": added / n, "process_rss": _rss()}
+    for s in sessions:
+        await s.aclose()
+    return out
+
+
+def _child(n: int, side: str, measure: str) -> dict[str, float]:
+    """Run one session measurement in a fresh interpreter (RSS and heap stay honest)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.memory", "--sessions-child", side, measure, str(n)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def sessions(result: BenchResult, quick: bool) -> None:
+    n = 5 if quick else 200
+    if quick:  # in-process: proves the code works, the figures mean little
+        got = {(side, m): asyncio.run(_sessions(n, side, m))
+               for m in ("heap", "rss") for side in ("raw", "handoff")}
+    else:
+        got = {(side, m): _child(n, side, m)
+               for m in ("heap", "rss") for side in ("raw", "handoff")}
+    raw, ours = got["raw", "heap"]["per_session"], got["handoff", "heap"]["per_session"]
+    raw_rss, ours_rss = got["raw", "rss"]["per_session"], got["handoff", "rss"]["per_session"]
+    base_rss = got["handoff", "rss"]["process_rss"] - ours_rss * n
+    per_session = max(ours_rss, ours)  # the larger of RSS and heap growth: conservative
+    fit = int((BUDGET - base_rss) / max(per_session, 1))
+    result.add("heap per live AgentSession: raw LiveKit", round(raw / 1024, 1), "KiB",
+               detail=f"{n} sessions alive; RSS {raw_rss / 1024:.0f} KiB each")
+    result.add("heap per live AgentSession: handoff", round(ours / 1024, 1), "KiB",
+               detail=f"{n} sessions alive; RSS {ours_rss / 1024:.0f} KiB each")
+    result.add("handoff adds per live session", round(ours - raw), "B",
+               target=f"≤ {TARGET_BYTES} B", met=(ours - raw) <= TARGET_BYTES,
+               detail="handoff session heap - raw LiveKit session heap (each in a fresh process)")
+    result.add("handoff sessions in 2 GB (extrapolated)", fit, "sessions",
+               detail=f"(2 GiB - {base_rss / 1024**2:.0f} MiB process baseline) ÷ "
+                      f"{per_session / 1024:.0f} KiB (larger of RSS and heap growth per session, "
+                      f"over {n} live sessions); extrapolated, not filled")
+    result.extra["sessions"] = {"n": n, "raw_heap": raw, "handoff_heap": ours,
+                                "raw_rss": raw_rss, "handoff_rss": ours_rss,
+                                "base_rss": base_rss, "fit_in_2gib_extrapolated": fit}
+
+
+def run(quick: bool = False) -> BenchResult:
+    result = BenchResult("memory", "3. Memory per flow run and per session", quick=quick)
+    per_run_by_flow(result, quick)
+    ten_thousand(result, quick)
+    ended_runs(result, quick)
+    sessions(result, quick)
+    result.notes.append("Heap = tracemalloc's traced Python allocations; RSS from /proc.")
+    return result
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--sessions-child"]:
+        quiet_livekit()
+        side, measure, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
+        print(json.dumps(asyncio.run(_sessions(count, side, measure))))
+    else:
+        main(run)
