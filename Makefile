@@ -52,6 +52,11 @@ lint: venv
 	$(PY) -m ruff check handoff examples tests
 	$(PY) -m mypy
 
+## Benchmarks: what handoff costs on top of LiveKit, as ratios measured side by side in one
+## run; writes docs/benchmarks.md and benchmarks/results.json (`python -m benchmarks --quick` for a smoke run).
+bench: venv
+	$(PY) -m benchmarks
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 

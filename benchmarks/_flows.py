@@ -1,7 +1,7 @@
 """The conversations the benchmarks run, written twice: with handoff and with raw LiveKit.
 
-Two states, ``Ping`` and ``Pong``, each with one transition to the other and one
-ordinary tool (``lookup``). The raw LiveKit twin is written the idiomatic LiveKit
+Three states in a ring, ``Ping → Pong → Pang → Ping``, each with one transition to the
+next and one ordinary tool (``lookup``). The raw LiveKit twin is written the idiomatic LiveKit
 way: a ``@function_tool`` that returns the next ``Agent`` instance, built with the
 last few messages of the old agent's chat context, and an ``on_enter`` that calls
 ``session.generate_reply()``. Both sides carry the same history (the last
@@ -65,8 +65,20 @@ def scripted() -> ScriptedLLM:
 
 
 # -- handoff ---------------------------------------------------------------------------
+# A ring of three states (Ping → Pong → Pang → Ping): every step is a real handoff, and,
+# unlike a two-state ping-pong, it is not a loop the flow's failure policy would stop
+# (that check still runs on every transition). ``max_transitions`` is lifted because a
+# benchmark makes hundreds of moves in one call.
+UNLIMITED = 10**9
+
+
+async def _lookup(ctx: RunContext[BenchContext], key: str) -> str:
+    ctx.userdata.lookups += 1
+    return f"value of {key} is 42"
+
+
 class Ping(State[BenchContext]):
-    """One side of the ping-pong."""
+    """First state of the ring."""
 
     history = f"last:{HISTORY}"
     instructions = "You are Ping. Answer briefly."
@@ -74,8 +86,7 @@ class Ping(State[BenchContext]):
     @function_tool
     async def lookup(self, ctx: RunContext[BenchContext], key: str) -> str:
         """Look a value up."""
-        ctx.userdata.lookups += 1
-        return f"value of {key} is 42"
+        return await _lookup(ctx, key)
 
     @transition(to="Pong")
     async def to_pong(self, ctx: RunContext[BenchContext]) -> None:
@@ -83,7 +94,7 @@ class Ping(State[BenchContext]):
 
 
 class Pong(State[BenchContext]):
-    """The other side of the ping-pong."""
+    """Second state of the ring."""
 
     history = f"last:{HISTORY}"
     instructions = "You are Pong. Answer briefly."
@@ -91,16 +102,35 @@ class Pong(State[BenchContext]):
     @function_tool
     async def lookup(self, ctx: RunContext[BenchContext], key: str) -> str:
         """Look a value up."""
-        ctx.userdata.lookups += 1
-        return f"value of {key} is 42"
+        return await _lookup(ctx, key)
+
+    @transition(to="Pang")
+    async def to_pang(self, ctx: RunContext[BenchContext]) -> None:
+        """Call when the caller says go."""
+
+
+class Pang(State[BenchContext]):
+    """Third state of the ring."""
+
+    history = f"last:{HISTORY}"
+    instructions = "You are Pang. Answer briefly."
+
+    @function_tool
+    async def lookup(self, ctx: RunContext[BenchContext], key: str) -> str:
+        """Look a value up."""
+        return await _lookup(ctx, key)
 
     @transition(to="Ping")
     async def to_ping(self, ctx: RunContext[BenchContext]) -> None:
         """Call when the caller says go."""
 
 
-def pingpong_flow() -> Flow[BenchContext]:
-    return Flow("pingpong", context=BenchContext, initial=Ping, states=[Ping, Pong])
+RING = ("to_pong", "to_pang", "to_ping")
+
+
+def ring_flow() -> Flow[BenchContext]:
+    return Flow("ring", context=BenchContext, initial=Ping, states=[Ping, Pong, Pang],
+                max_transitions=UNLIMITED)
 
 
 # -- raw LiveKit -----------------------------------------------------------------------
@@ -125,8 +155,7 @@ class RawAgent(Agent):
     @function_tool
     async def lookup(self, ctx: RunContext[BenchContext], key: str) -> str:
         """Look a value up."""
-        ctx.userdata.lookups += 1
-        return f"value of {key} is 42"
+        return await _lookup(ctx, key)
 
 
 class RawPing(RawAgent):
@@ -142,17 +171,26 @@ class RawPong(RawAgent):
     prompt = "You are Pong. Answer briefly."
 
     @function_tool
+    async def to_pang(self, ctx: RunContext[BenchContext]) -> Agent:
+        """Call when the caller says go."""
+        return RawPang(self.model, chat_ctx=carried(self.chat_ctx))
+
+
+class RawPang(RawAgent):
+    prompt = "You are Pang. Answer briefly."
+
+    @function_tool
     async def to_ping(self, ctx: RunContext[BenchContext]) -> Agent:
         """Call when the caller says go."""
         return RawPing(self.model, chat_ctx=carried(self.chat_ctx))
 
 
 # -- generated flows (scale of definitions, walks) -------------------------------------
-def generated_flow(n: int, *, name: str | None = None) -> Flow[BenchContext]:
-    """A flow of ``n`` states in a ring with skip edges: state i → i+1, and i → i+7.
+def generated_states(n: int) -> list[type[State[BenchContext]]]:
+    """``n`` State classes in a ring with skip edges: state i → i+1 and i → i+7.
 
-    The last state is final; every state reaches it, so the flow validates. Each state
-    has two transitions, each with a docstring, as real states do.
+    The last state is final and has no way out; every state reaches it, so the flow
+    validates. Each other state has two transitions with docstrings, as real states do.
     """
     classes: list[type[State[BenchContext]]] = []
     for i in range(n):
@@ -174,5 +212,14 @@ def generated_flow(n: int, *, name: str | None = None) -> Flow[BenchContext]:
             body[f"step_{i}"] = transition(to=nxt, name=f"step_{i}")(step)
             body[f"jump_{i}"] = transition(to=skip, name=f"jump_{i}")(jump)
         classes.append(type(f"S{i}", (State,), body))
-    return Flow(name or f"generated{n}", context=BenchContext, initial=classes[0],
-                states=classes, final=[classes[-1]])
+    return classes
+
+
+def build_flow(classes: list[type[State[BenchContext]]], name: str = "generated"
+               ) -> Flow[BenchContext]:
+    return Flow(name, context=BenchContext, initial=classes[0], states=classes,
+                final=[classes[-1]], max_transitions=UNLIMITED)
+
+
+def generated_flow(n: int) -> Flow[BenchContext]:
+    return build_flow(generated_states(n), f"generated{n}")

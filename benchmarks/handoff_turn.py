@@ -6,8 +6,8 @@ around ``await session.run(user_input=...)``, which returns when that reply is d
 
 Both sides live in the same process and event loop, each on its own text-mode
 ``AgentSession`` with its own ``ScriptedLLM`` playing the same policy; the turns are
-interleaved A/B in random order per pair, after a warm-up. The states ping-pong
-(Ping → Pong → Ping …), so every measured turn is a real handoff. A second step kind,
+interleaved A/B in random order per pair, after a warm-up. The states go round a ring
+(Ping → Pong → Pang → Ping …), so every measured turn is a real handoff. A second step kind,
 an ordinary tool call (``lookup``) and its answer without a transition, shows the
 per-turn cost of being inside a flow.
 
@@ -31,7 +31,7 @@ from livekit.agents import AgentSession
 from handoff.testing import ScriptedLLM
 
 from ._common import BenchResult, main, median, percentile, ratio_ci
-from ._flows import BenchContext, RawPing, pingpong_flow, scripted
+from ._flows import BenchContext, RawPing, ring_flow, scripted
 
 TARGET_RATIO = 1.03
 
@@ -69,7 +69,7 @@ async def _turn(side: Side, kind: str, line: str, record: bool) -> None:
 
 async def measure(turns: int, warmup: int, seed: int = 8) -> tuple[Side, Side]:
     """Run ``warmup + turns`` interleaved pairs of each step kind; return raw, handoff."""
-    flow = pingpong_flow()
+    flow = ring_flow()
     rng = random.Random(seed)
     async with AgentSession[BenchContext]() as raw_session, \
             AgentSession[BenchContext]() as flow_session:

@@ -28,7 +28,7 @@ from typing import Any
 from livekit.agents import AgentSession
 
 from ._common import ROOT, BenchResult, main, quiet_livekit
-from ._flows import BenchContext, RawPing, generated_flow, pingpong_flow, scripted
+from ._flows import BenchContext, RawPing, generated_flow, ring_flow, scripted
 
 TARGET_BYTES = 4096
 TARGET_RUNS = 10_000
@@ -66,7 +66,7 @@ def _rss() -> int:
 
 def per_run_by_flow(result: BenchResult, quick: bool) -> None:
     flows: list[tuple[str, Any, int]] = [
-        ("ping-pong (2 states, 2 transitions)", pingpong_flow(), 10_000),
+        ("ring (3 states, 3 transitions)", ring_flow(), 10_000),
         ("call centre example (5 states + 1 global)", _callcenter(), 10_000),
         ("generated 20 states", generated_flow(20), 2_000),
         ("generated 200 states", generated_flow(200), 300),
@@ -93,7 +93,7 @@ def ten_thousand(result: BenchResult, quick: bool) -> None:
     n = 1_000 if quick else TARGET_RUNS
     chunk = n // 10
     # pass 1, untraced: how long a run takes to make as the number of live runs grows
-    flow = pingpong_flow()
+    flow = ring_flow()
     gc.collect()
     runs: list[Any] = []
     chunk_times = []
@@ -107,7 +107,7 @@ def ten_thousand(result: BenchResult, quick: bool) -> None:
     del runs
     gc.collect()
     # pass 2, traced, on a fresh flow: the heap the live runs hold
-    fresh = pingpong_flow()
+    fresh = ring_flow()
     total, kept = heap_per(lambda: fresh.new_run(BenchContext(caller="x")), n)
     total *= n
     del kept
@@ -126,7 +126,7 @@ def ten_thousand(result: BenchResult, quick: bool) -> None:
 
 def ended_runs(result: BenchResult, quick: bool) -> None:
     n = 200 if quick else 2_000
-    flow = pingpong_flow()
+    flow = ring_flow()
     models_before = len(flow.machine.models)
     gc.collect()
     tracemalloc.start()
@@ -145,7 +145,7 @@ def ended_runs(result: BenchResult, quick: bool) -> None:
 
 async def _sessions(n: int, side: str, measure: str) -> dict[str, float]:
     """In a child process: start ``n`` sessions of ``side`` and measure heap or RSS added."""
-    flow = pingpong_flow()
+    flow = ring_flow()
 
     async def start() -> AgentSession[BenchContext]:
         session = AgentSession[BenchContext]()
