@@ -26,12 +26,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from livekit.agents import AgentSession
+from livekit.agents import AgentSession, llm
 
 from handoff.testing import ScriptedLLM
 
 from ._common import BenchResult, main, median, percentile, ratio_ci
-from ._flows import BenchContext, RawPing, ring_flow, scripted
+from ._flows import HISTORY, BenchContext, RawPing, RawPong, carried, ring_flow, scripted
 
 TARGET_RATIO = 1.03
 
@@ -146,6 +146,36 @@ def _report(result: BenchResult, kind: str, raw: Side, ours: Side, target: bool)
     }
 
 
+def construction(rounds: int, block: int) -> tuple[float, float]:
+    """µs to make the next agent: handoff's ``run.make_agent`` vs the raw ``RawPong(...)``.
+
+    The same carried history (six messages) and the same LLM; interleaved blocks; the
+    median over blocks of the mean per agent. This is the step of a handoff turn where
+    the two sides run different code of their own (LiveKit's ``Agent.__init__`` is in both).
+    """
+    flow = ring_flow()
+    model = scripted()
+    run = flow.new_run(llm=model)
+    history = llm.ChatContext()
+    for i in range(HISTORY):
+        history.add_message(role="user" if i % 2 == 0 else "assistant", content=f"line {i}")
+    policy = flow.history_policies["Pong"]
+    ours: list[float] = []
+    raw: list[float] = []
+    for i in range(rounds + 1):
+        start = time.perf_counter_ns()
+        for _ in range(block):
+            run.make_agent("Pong", chat_ctx=policy.carry(history), note=None)
+        mid = time.perf_counter_ns()
+        for _ in range(block):
+            RawPong(model, chat_ctx=carried(history))
+        end = time.perf_counter_ns()
+        if i:
+            ours.append((mid - start) / block / 1e3)
+            raw.append((end - mid) / block / 1e3)
+    return median(raw), median(ours)
+
+
 def run(quick: bool = False) -> BenchResult:
     turns, warmup = (20, 5) if quick else (400, 40)
     raw, ours = _run_async(measure(turns, warmup))
@@ -153,6 +183,12 @@ def run(quick: bool = False) -> BenchResult:
                          quick=quick)
     _report(result, "handoff", raw, ours, target=True)
     _report(result, "ordinary", raw, ours, target=False)
+    raw_make, our_make = construction(*((2, 20) if quick else (15, 200)))
+    result.add("making the next agent: raw `RawPong(...)` / handoff `run.make_agent(...)`",
+               f"{raw_make:.0f} / {our_make:.0f} µs",
+               detail=f"handoff adds {our_make - raw_make:+.0f} µs per handoff "
+                      "(brief, history policy, transition tools, tool timeouts)")
+    result.extra["make_agent_us"] = {"raw": raw_make, "handoff": our_make}
     result.notes.append(
         "Same process, same event loop, one text-mode AgentSession per side, the same "
         "ScriptedLLM policy; pairs run in random order after "
