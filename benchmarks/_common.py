@@ -106,7 +106,8 @@ class BenchResult:
         for r in self.rows:
             tail = ""
             if r.target:
-                judged = r.verdict().strip("*") or "not judged in --quick"
+                judged = r.verdict().strip("*") or (
+                    "not judged in --quick" if self.quick else "not judged")
                 tail = f"  [target {r.target}: {judged}]"
             out.append(f"  {r.measure:<{width}}  {r.shown():>16}{tail}")
             if r.detail:

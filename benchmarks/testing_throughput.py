@@ -287,7 +287,7 @@ async def conversations(n: int, warmup: int) -> dict[str, list[float]]:
 
 
 def run(quick: bool = False) -> BenchResult:
-    walks = 50 if quick else 3_000
+    walks = 50 if quick else 1_000
     result = BenchResult("testing_throughput", "5. Testing throughput", quick=quick)
     def fresh() -> Flow[Any]:  # a new Flow each time: no runs left over from before
         return importlib.reload(importlib.import_module("examples.callcenter.flow")).flow
