@@ -136,7 +136,9 @@ def ring_flow() -> Flow[BenchContext]:
 # -- raw LiveKit -----------------------------------------------------------------------
 def carried(old: llm.ChatContext) -> llm.ChatContext:
     """The last HISTORY user/assistant messages, as an idiomatic LiveKit handoff passes on."""
-    messages = [i for i in old.items if i.type == "message" and i.role in ("user", "assistant")]
+    messages: list[llm.ChatItem] = [
+        i for i in old.items if i.type == "message" and i.role in ("user", "assistant")
+    ]
     return llm.ChatContext(messages[-HISTORY:])
 
 

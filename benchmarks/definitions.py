@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ._common import BenchResult, main
@@ -89,13 +90,13 @@ def run(quick: bool = False) -> BenchResult:
     times: dict[int, dict[str, float | None]] = {}
     for n in sizes:
         repeats = 1 if quick else 3 if n >= 2000 else 5
-        t_classes, classes = _best(lambda n=n: generated_states(n), 1)
-        t_build, flow = _best(lambda c=classes: build_flow(c), repeats)
-        t_check, _ = _best(lambda f=flow: check(f), repeats)
+        t_classes, classes = _best(partial(generated_states, n), 1)
+        t_build, flow = _best(partial(build_flow, classes), repeats)
+        t_check, _ = _best(partial(check, flow), repeats)
         t_dot: float | None = None
         t_render: float | None = None
         if dot is not None:
-            t_dot, source = _best(lambda f=flow: dot(f), repeats)
+            t_dot, source = _best(partial(dot, flow), repeats)
             if have_dot_binary and n <= (20 if quick else 200):
                 t_render = _render(source)
         times[n] = {"classes": t_classes, "build": t_build, "check": t_check, "dot": t_dot,

@@ -109,7 +109,7 @@ async def measure(blocks: int, block: int) -> dict[str, list[float]]:
     flow = decision_flow()
     run = flow.new_run()
     model = bare_machine()
-    fsm = run._fsm  # the model the shared Machine moves (private: timing its parts)
+    fsm: Any = run._fsm  # the model the shared Machine moves (private: timing its parts)
     table = flow.table
     ctx = run.context
     sources = ("GPing", "GPong", "GPang")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from livekit.agents import AgentSession, llm
+from livekit.agents.voice.run_result import RunResult
 
 from handoff.testing import ScriptedLLM
 
@@ -53,7 +54,7 @@ async def _turn(side: Side, kind: str, line: str, record: bool) -> None:
     before = len(side.model.turns)
     cpu_start = time.thread_time_ns()
     start = time.perf_counter_ns()
-    result = await side.session.run(user_input=line)
+    result: RunResult[Any] = await side.session.run(user_input=line)
     elapsed = time.perf_counter_ns() - start
     cpu = time.thread_time_ns() - cpu_start
     requests = len(side.model.turns) - before

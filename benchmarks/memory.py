@@ -6,7 +6,8 @@
 2. 10 000 concurrent pure runs of one flow in one process: total heap, bytes per run,
    each run moved once to show it is live, and the time to create the first and the last
    thousand (``Machine.add_model`` scans the list of models it already has).
-3. Runs that ended: runs are dropped and collected; what the shared Machine still holds.
+3. Runs that ended (closed with ``run.close()``, or dropped without it) and were
+   collected: what the shared Machine still holds.
 4. Live AgentSessions (text mode, started, opening reply done): a bounded number with
    handoff and the same number with raw LiveKit agents, heap per session, and the count
    that would fit in 2 GB *extrapolated* from that (we do not fill 2 GB on a shared box).
@@ -126,22 +127,28 @@ def ten_thousand(result: BenchResult, quick: bool) -> None:
 
 
 def ended_runs(result: BenchResult, quick: bool) -> None:
+    """Heap still held once runs are over: closed with ``run.close()``, or just dropped."""
     n = 200 if quick else 2_000
-    flow = ring_flow()
-    models_before = len(flow.machine.models)
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    runs = [flow.new_run() for _ in range(n)]
-    del runs
-    gc.collect()
-    kept = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
-    held = len(flow.machine.models) - models_before
-    result.add("heap still held after runs end (dropped, collected)", round(kept / n), "B per run",
-               detail=f"{held} of {n} FSM models still in flow.machine.models "
-                      "(no remove_model when a run ends)")
-    result.extra["ended_runs"] = {"runs": n, "bytes_kept": kept, "models_held": held}
+    for closed in (True, False):
+        flow = ring_flow()
+        models_before = len(flow.machine.models)
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        runs = [flow.new_run() for _ in range(n)]
+        if closed:
+            for r in runs:
+                r.close()
+        del runs
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        held = len(flow.machine.models) - models_before
+        how = "closed with run.close()" if closed else "dropped without close()"
+        result.add(f"heap still held after runs end: {how}", round(kept / n), "B per run",
+                   detail=f"{held} of {n} FSM models still in flow.machine.models")
+        result.extra[f"ended_runs_{'closed' if closed else 'dropped'}"] = {
+            "runs": n, "bytes_kept": kept, "models_held": held}
 
 
 async def _start(flow: Any, side: str) -> AgentSession[BenchContext]:

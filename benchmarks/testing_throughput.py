@@ -9,9 +9,9 @@ a refusal is an accepted outcome; after each step the run must be in a declared 
 with its log consistent. The walk is drawn as one plan (a shrinkable list of steps); a
 second figure draws every step interactively with ``st.data()``. Hypothesis runs in
 generate-only mode (no shrinking, no database). Measured as is, and with each finished
-run released from the flow's shared ``transitions`` Machine (the core keeps every
-run's model, so ``new_run`` slows down as runs accumulate). When the testing toolkit's
-``FlowStateMachine`` is importable its pure mode is timed too.
+run closed (``run.close()`` releases it from the flow's shared ``transitions`` Machine;
+a run left open keeps its model there, so ``new_run`` slows down as runs accumulate).
+When the testing toolkit's ``FlowStateMachine`` is importable its pure mode is timed too.
 
 **Conversations.** One conversation = the call-centre demo (``examples.callcenter.demo``):
 a started AgentSession, the opening, six caller lines, four transitions, two refusals,
@@ -46,14 +46,6 @@ MAX_STEPS = 10
 
 def _callcenter() -> Any:
     return importlib.import_module("examples.callcenter.flow").flow
-
-
-def _release(run: Any) -> None:
-    models = run.flow.machine.models
-    if models and models[-1] is run._fsm:
-        models.pop()
-    elif run._fsm in models:
-        run.flow.machine.remove_model(run._fsm)
 
 
 def _argument_strategies(flow: Flow[Any]) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
@@ -109,7 +101,7 @@ class _Walker:
 
     def done(self, run: Any) -> None:
         if self.release:
-            _release(run)
+            run.close()  # releases the run's model from the flow's shared Machine
         self.counts["walks"] += 1
 
 
@@ -296,22 +288,22 @@ def run(quick: bool = False) -> BenchResult:
     result.add("hypothesis walks/s, pure model (call centre)", round(rate), "walks/s",
                target=f"≥ {TARGET_WALKS:,}", met=rate >= TARGET_WALKS,
                detail=f"{walks} walks of 1-{MAX_STEPS} steps drawn as one plan: {steps} steps, "
-                      f"{moves} moves; runs left on the shared Machine (as the core does today)")
+                      f"{moves} moves; runs not closed (left on the shared Machine)")
     rate_rel, _, _ = walks_per_second(fresh(), walks, release=True)
-    result.add("hypothesis walks/s, runs released from the Machine", round(rate_rel), "walks/s",
-               detail="the same walks, each finished run's FSM model removed from "
-                      "flow.machine.models")
+    result.add("hypothesis walks/s, each run closed after its walk", round(rate_rel),
+               "walks/s", detail="the same walks; run.close() releases the run from the "
+                                 "flow's shared Machine")
     floor = hypothesis_floor(walks)
     result.add("hypothesis alone: examples/s of the plan strategy, empty test", round(floor),
                "examples/s", detail="the ceiling any hypothesis walk can reach on this machine")
     rate_plain, _, _ = walks_per_second(fresh(), walks * 3, release=True, plain=True)
     result.add("the same walks from `random` (no hypothesis)", round(rate_plain), "walks/s",
-               detail="the pure model's own speed: new_run + steps + checks; runs released")
+               detail="the pure model's own speed: new_run + steps + checks + close")
     rate_step, _, _ = walks_per_second(fresh(), max(walks // 5, 20), release=True,
                                        per_step=True)
     result.add("hypothesis walks/s, each step drawn with st.data()", round(rate_step),
                "walks/s", detail="interactive draws (trigger, then its arguments) per step; "
-                                 "runs released")
+                                 "runs closed")
     toolkit = toolkit_walks_per_second(
         fresh(), 20 if quick else 300)
     result.add("toolkit FlowStateMachine walks/s (pure mode)",
