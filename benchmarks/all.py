@@ -1,6 +1,7 @@
 """Run every benchmark, each in its own process, and write the table.
 
     python -m benchmarks [--quick] [--only handoff_turn,memory] [--md PATH] [--json PATH]
+    python -m benchmarks --render-only      # rewrite the Markdown from results.json
 
 Writes ``docs/benchmarks.md`` (the machine, a summary of the DESIGN §8 targets, every
 benchmark's table, and the analysis in ``benchmarks/analysis.md``) and
@@ -89,7 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated benchmark names")
     parser.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite the Markdown from the --json file without running anything "
+                             "(after editing benchmarks/analysis.md)")
     args = parser.parse_args(argv)
+    if args.render_only:
+        data = json.loads(args.json.read_text())
+        saved = [BenchResult.from_json(r) for r in data["results"]]
+        args.md.write_text(markdown(saved, data["failed"], data["machine"], data["quick"],
+                                    data["seconds"]))
+        print(f"wrote {args.md} from {args.json}")
+        return 0
     names = args.only.split(",") if args.only else list(BENCHMARKS)
     unknown = set(names) - set(BENCHMARKS)
     if unknown:

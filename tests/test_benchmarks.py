@@ -51,3 +51,6 @@ def test_runner_writes_the_table_and_json(tmp_path: Path) -> None:
     assert data["quick"] is True and not data["failed"]
     assert data["machine"]["cores"] and data["machine"]["python"]
     assert [r["name"] for r in data["results"]] == ["fsm_decision"]
+    again = tmp_path / "again.md"
+    assert run_all(["--render-only", "--md", str(again), "--json", str(js)]) == 0
+    assert again.read_text() == text
