@@ -16,6 +16,7 @@ Growth between sizes is shown as the time ratio; linear growth is about 10x per 
 
 from __future__ import annotations
 
+import gc
 import importlib
 import itertools
 import shutil
@@ -34,6 +35,7 @@ TARGET_S = 1.0
 def _best(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     best, out = float("inf"), None
     for _ in range(repeats):
+        gc.collect()  # a collection left over from the previous step is not this step's cost
         start = time.perf_counter()
         out = fn()
         best = min(best, time.perf_counter() - start)
