@@ -119,8 +119,9 @@ async def measure(blocks: int, block: int) -> dict[str, list[float]]:
             table[state][trigger].transition.check_guard(ctx, {})
         return step
 
-    def commit(trigger: str) -> Callable[[], None]:
-        return lambda: fsm.trigger(trigger)  # what FlowRun._commit asks of transitions
+    def commit(trigger: str) -> Callable[[], object]:
+        event = flow.machine.events[trigger]  # what FlowRun._commit asks of transitions
+        return lambda: event.trigger(fsm)
 
     sync: dict[str, tuple[Callable[[], Any], ...]] = {
         "bare": (model.to_pong, model.to_pang, model.to_ping),
