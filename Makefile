@@ -38,7 +38,7 @@ demo: venv
 HYPOTHESIS_PROFILE ?= ci
 COVERAGE_MIN ?= 100
 test: deps
-	$(PY) -m ruff check handoff examples tests
+	$(PY) -m ruff check handoff examples tests benchmarks
 	$(PY) -m mypy
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest -q \
 	  -p handoff.testing.pytest_plugin --handoff-coverage-min=$(COVERAGE_MIN)
@@ -49,7 +49,7 @@ diagrams: deps
 	$(PY) -m handoff.cli diagram examples -f svg -o diagrams
 
 lint: venv
-	$(PY) -m ruff check handoff examples tests
+	$(PY) -m ruff check handoff examples tests benchmarks
 	$(PY) -m mypy
 
 ## Benchmarks: what handoff costs on top of LiveKit, as ratios measured side by side in one
