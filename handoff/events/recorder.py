@@ -1,0 +1,388 @@
+"""EventLog: records what happens in each tracked call, and writes it off the call's path.
+
+    events = EventLog(SQLiteEventStore("events.db")).install(flow)
+    run = await flow.start(session, call_id="room-42")
+    events.track(run, "room-42")
+
+It is a flow observer (transitions, refusals, requested moves) and listens to the
+call's ``AgentSession`` (transcript lines, tool calls, errors, LiveKit's latency
+figures, the close). On the conversation path it only builds a small event, redacted
+at the source (a sensitive Context value never enters the queue), and appends it to
+an in-memory queue: microseconds. One background task per event loop writes the
+queue to the store in batches, after waiting ``coalesce`` seconds so that the burst
+of a turn is one write. A failed write (store outage) is logged and retried with
+backoff; the call never notices. The queue is bounded (``max_pending`` events): past
+it the oldest events are dropped and counted in ``dropped``, leaving a gap in ``seq``.
+
+A writer killed mid-call loses only what was still queued; the store's summary of
+the call then says it never ended, and its ``seen_at`` (refreshed by a heartbeat
+every ``heartbeat`` seconds while the call is live) tells a reader its writer stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .._listeners import listener
+from ..redaction import REDACTED, Redactor
+from .event import Event
+from .store import EventStore
+
+if TYPE_CHECKING:
+    from ..flow import Flow
+    from ..run import FlowRun, Refusal, TransitionRecord
+
+logger = logging.getLogger("handoff.events")
+
+MAX_TEXT = 4000
+"""Characters of a transcript line or tool output kept in an event."""
+LATENCY_KEYS = ("e2e_latency", "llm_node_ttft", "tts_node_ttfb", "transcription_delay",
+                "end_of_turn_delay", "on_user_turn_completed_delay")
+"""The figures of LiveKit's per-message ``MetricsReport`` that become ``latency`` events."""
+
+
+class _Tracked:
+    __slots__ = ("call_id", "context", "requested", "secret", "seq")
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.seq = 0
+        self.context: dict[str, Any] = {}
+        self.secret = 0  # hash of the sensitive values: detects their change, never shown
+        self.requested: dict[str, float] = {}
+
+
+class EventLog:
+    """The event log of tracked runs, written to ``store`` by a background task.
+
+    Args:
+        store: where events go.
+        coalesce: seconds the writer waits after waking, so a turn's burst is one batch.
+        max_pending: most events queued; past it the oldest are dropped (and counted).
+        max_batch: most events in one write.
+        heartbeat: seconds between the writer's "still live" marks for its calls.
+        purge_every: seconds between retention passes (by this writer).
+        retry_delay / max_retry_delay: backoff after a failed write.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        coalesce: float = 0.02,
+        max_pending: int = 50_000,
+        max_batch: int = 500,
+        heartbeat: float = 5.0,
+        purge_every: float = 300.0,
+        retry_delay: float = 0.2,
+        max_retry_delay: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.coalesce = coalesce
+        self.max_pending = max_pending
+        self.max_batch = max_batch
+        self.heartbeat = heartbeat
+        self.purge_every = purge_every
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.writer = f"{socket.gethostname()}:{os.getpid()}"
+        self.dropped = 0
+        """Events dropped because the queue was full."""
+        self.written = 0
+        """Events written to the store."""
+        self._runs: weakref.WeakKeyDictionary[FlowRun[Any], _Tracked] = weakref.WeakKeyDictionary()
+        self._live: set[str] = set()
+        self._flows: dict[tuple[str, str], str] = {}  # flow versions whose diagram is not stored yet
+        self._stored_flows: set[tuple[str, str]] = set()
+        self._queue: deque[Event] = deque()
+        self._writing = 0
+        self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._purged_at = time.monotonic()
+
+    # -- wiring ----------------------------------------------------------------------
+    def install(self, flow: Flow[Any]) -> EventLog:
+        """Receive the transitions and refusals of ``flow``'s runs (only tracked ones are kept)."""
+        if self not in flow.observers:
+            flow.observers.append(self)
+        return self
+
+    def track(self, run: FlowRun[Any], call_id: str, *, resumed: bool = False) -> None:
+        """Record ``run`` under ``call_id`` from now on (its session must be attached)."""
+        if not run.attached:
+            raise ValueError("track() needs a run attached to its session")
+        if run in self._runs:
+            return
+        self.install(run.flow)
+        self._runs[run] = tracked = _Tracked(call_id)
+        self._live.add(call_id)
+        key = (run.flow.name, run.flow.version)
+        if key not in self._stored_flows and key not in self._flows:
+            from ..diagram import to_dot
+
+            self._flows[key] = to_dot(run.flow).source
+        tracked.context, tracked.secret = self._context(run)
+        self._emit(run, tracked, "call_started", {
+            "context": tracked.context, "resumed": resumed, "writer": self.writer})
+        session = run.session
+        session.on("conversation_item_added", listener(lambda ev: self._on_item(run, ev)))
+        session.on("function_tools_executed", listener(lambda ev: self._on_tools(run, ev)))
+        session.on("error", listener(lambda ev: self._on_error(run, ev)))
+        session.on("close", listener(lambda ev: self._on_close(run, ev)))
+
+    # -- observer hooks (synchronous, on the call's path) -------------------------------
+    def on_transition_requested(self, run: FlowRun[Any], trigger: str, by: str) -> None:
+        tracked = self._runs.get(run)
+        if tracked is None:
+            return
+        tracked.requested[trigger] = time.perf_counter()
+        self._emit(run, tracked, "transition_requested", {"trigger": trigger, "by": by})
+
+    def on_transition(self, run: FlowRun[Any], record: TransitionRecord) -> None:
+        tracked = self._runs.get(run)
+        if tracked is None:
+            return
+        started = tracked.requested.pop(record.trigger, None)
+        redactor = Redactor(run.context)
+        self._emit(run, tracked, "transition", {
+            "source": record.source, "target": record.target, "trigger": record.trigger,
+            "by": record.by, "arguments": redactor.value(_plain(record.arguments)),
+            "duration_ms": None if started is None else round((time.perf_counter() - started) * 1000, 3),
+        })
+        self._context_step(run, tracked)
+
+    def on_refusal(self, run: FlowRun[Any], refusal: Refusal) -> None:
+        tracked = self._runs.get(run)
+        if tracked is None:
+            return
+        tracked.requested.pop(refusal.trigger, None)
+        self._emit(run, tracked, "refusal", {
+            "trigger": refusal.trigger, "kind": refusal.kind,
+            "reason": Redactor(run.context).text(refusal.reason)})
+
+    # -- session listeners ----------------------------------------------------------------
+    def _on_item(self, run: FlowRun[Any], event: Any) -> None:
+        tracked = self._runs.get(run)
+        item = event.item
+        if tracked is None or getattr(item, "type", None) != "message":
+            return
+        if item.role not in ("user", "assistant"):
+            return
+        redactor = Redactor(run.context)
+        self._emit(run, tracked, "message", {
+            "role": item.role, "text": _cut(redactor.text(item.text_content or "")),
+            "interrupted": bool(item.interrupted)})
+        figures = {k: round(float(v), 6) for k in LATENCY_KEYS
+                   if isinstance(v := item.metrics.get(k), int | float)}
+        if figures:
+            self._emit(run, tracked, "latency", {"role": item.role, **figures})
+        self._context_step(run, tracked)
+
+    def _on_tools(self, run: FlowRun[Any], event: Any) -> None:
+        tracked = self._runs.get(run)
+        if tracked is None:
+            return
+        redactor = Redactor(run.context)
+        values = redactor.values()
+        names = {edge.trigger for edge in run.flow.edges}  # transition tools
+        for call, output in event.zipped():
+            try:
+                arguments: Any = json.loads(call.arguments or "{}")
+            except ValueError:
+                arguments = call.arguments
+            text = "" if output is None else str(output.output)
+            is_error = bool(output is not None and output.is_error)
+            transition = call.name in names
+            self._emit(run, tracked, "tool_call", {
+                "name": call.name, "arguments": redactor.value(_plain(arguments), values),
+                "output": _cut(redactor.text(text, values)), "is_error": is_error,
+                "transition": transition})
+            if is_error and not transition:  # transition tools report through refusals
+                self._emit(run, tracked, "error", {
+                    "source": f"tool {call.name}", "message": _cut(redactor.text(text, values))})
+        self._context_step(run, tracked)
+
+    def _on_error(self, run: FlowRun[Any], event: Any) -> None:
+        tracked = self._runs.get(run)
+        if tracked is None:
+            return
+        error = event.error
+        cause = getattr(error, "error", None) or error
+        self._emit(run, tracked, "error", {
+            "source": str(getattr(error, "type", None) or type(error).__name__),
+            "message": _cut(Redactor(run.context).text(f"{type(cause).__name__}: {cause}")),
+            "recoverable": bool(getattr(error, "recoverable", False))})
+
+    def _on_close(self, run: FlowRun[Any], event: Any) -> None:
+        tracked = self._runs.pop(run, None)
+        if tracked is None:
+            return
+        self._context_step(run, tracked)
+        reason = str(getattr(event.reason, "value", event.reason))
+        self._emit(run, tracked, "call_ended", {"reason": reason, "final": run.is_final()})
+        self._live.discard(tracked.call_id)
+
+    # -- building events ------------------------------------------------------------------
+    def _context(self, run: FlowRun[Any]) -> tuple[dict[str, Any], int]:
+        """The Context as shown (sensitive fields as ``[redacted]``) and a hash of the hidden part."""
+        plain, apart = Redactor(run.context).context_dump()
+        for name, value in apart.items():
+            if name not in plain or value is not None:
+                plain[name] = None if value is None else REDACTED
+        return plain, hash(json.dumps(apart, sort_keys=True, default=str))
+
+    def _context_step(self, run: FlowRun[Any], tracked: _Tracked) -> None:
+        """A ``context`` event with what changed since the last one, if anything did."""
+        if run.in_transition:  # a body's changes belong to the transition's commit
+            return
+        shown, secret = self._context(run)
+        changed = {k: [tracked.context.get(k), v] for k, v in shown.items()
+                   if tracked.context.get(k) != v}
+        if secret != tracked.secret:
+            for name, value in shown.items():
+                if value == REDACTED:
+                    changed.setdefault(name, [tracked.context.get(name), REDACTED])
+        if not changed:
+            return
+        tracked.context, tracked.secret = shown, secret
+        self._emit(run, tracked, "context", {"changed": changed})
+
+    def _emit(self, run: FlowRun[Any], tracked: _Tracked, kind: str, data: dict[str, Any]) -> None:
+        now = time.time()
+        tracked.seq = max(tracked.seq + 1, time.time_ns() // 1000)
+        event = Event(tracked.call_id, tracked.seq, now, kind, run.state, run.flow.name,
+                      run.flow.version, data)
+        self._enqueue(event)
+
+    # -- the writer ---------------------------------------------------------------------
+    def _enqueue(self, event: Event) -> None:
+        try:
+            self._ensure_task()
+        except RuntimeError:  # no running loop: nothing can write it
+            self.dropped += 1
+            return
+        if len(self._queue) >= self.max_pending:
+            self._queue.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning("event queue full: %d events dropped so far", self.dropped)
+        self._queue.append(event)
+        assert self._wake is not None and self._idle is not None
+        self._idle.clear()
+        self._wake.set()
+
+    def _ensure_task(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is not None and not self._task.done() and self._loop is loop:
+            return
+        self._loop = loop
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task = loop.create_task(self._write_loop(), name="handoff.event_writer")
+        self._beat = loop.create_task(self._heartbeat_loop(), name="handoff.event_heartbeat")
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None and self._idle is not None
+        delay = self.retry_delay
+        while True:
+            if not self._queue:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                if self.coalesce > 0:
+                    await asyncio.sleep(self.coalesce)
+                continue
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            self._writing = len(batch)
+            try:
+                await self._store_flows()
+                await self.store.append(batch, writer=self.writer)
+            except asyncio.CancelledError:
+                self._queue.extendleft(reversed(batch))
+                raise
+            except Exception as exc:
+                logger.warning("%d events not written: %s: %s; retrying in %.1fs",
+                               len(batch), type(exc).__name__, exc, delay)
+                room = self.max_pending - len(self._queue)
+                if room < len(batch):
+                    self.dropped += len(batch) - max(room, 0)
+                    batch = batch[len(batch) - max(room, 0):]
+                self._queue.extendleft(reversed(batch))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_delay)
+                continue
+            finally:
+                self._writing = 0
+            delay = self.retry_delay
+            self.written += len(batch)
+            if time.monotonic() - self._purged_at > self.purge_every:
+                self._purged_at = time.monotonic()
+                try:
+                    await self.store.purge()
+                except Exception as exc:
+                    logger.warning("event log retention pass failed: %s: %s", type(exc).__name__, exc)
+
+    async def _store_flows(self) -> None:
+        while self._flows:
+            key, dot = next(iter(self._flows.items()))
+            await self.store.put_flow(key[0], key[1], dot)
+            del self._flows[key]
+            self._stored_flows.add(key)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            if not self._live:
+                continue
+            try:
+                await self.store.touch(list(self._live), time.time())
+            except Exception as exc:
+                logger.warning("event log heartbeat failed: %s: %s", type(exc).__name__, exc)
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued event is written. False on timeout."""
+        if self._idle is None or self._task is None or self._task.done():
+            return not self._queue
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def backlog(self) -> int:
+        """Events queued or being written."""
+        return len(self._queue) + self._writing
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Write what is queued (up to ``timeout``), stop the writer, close the store."""
+        await self.flush(timeout)
+        for task in (self._task, self._beat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._beat = None
+        await self.store.aclose()
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON data (anything else as its text)."""
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,119 @@
+"""A call-centre call in its own process, writing its event log to a store (for tests).
+
+    python tests/events_call.py STORE_URL CALL_ID [--gate] [--hold-after N] [--pii VALUE]
+
+Runs the demo conversation (scripted caller, ScriptedLLM agent) through a real
+AgentSession with an EventLog on ``STORE_URL``, printing JSON lines on stdout:
+
+- ``{"kind": "appending", "seqs": [...]}`` before each batch goes to the store and
+  ``{"kind": "written", "seqs": [...]}`` once the store has it;
+- ``{"kind": "transition", "target": ..., "at": wall clock}`` at each commit;
+- ``{"kind": "done", "backlog": n}`` when the conversation is over; then, with
+  ``--hold-after``, it waits to be killed, else it closes the call and exits.
+
+``--gate``: wait for a line on stdin before each caller line (the test paces the call).
+``--hold-after N``: the store accepts N batches, then every later write hangs (the
+events stay queued, unflushed), so a kill loses exactly those.
+``--pii VALUE``: the Context starts with ``pin_hint=VALUE`` and the caller says it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from livekit.agents import AgentSession
+
+from examples.callcenter.demo import AGENT_SCRIPT, CALLER
+from examples.callcenter.flow import Call, flow
+from handoff.events import Event, EventLog, EventStore, open_event_store
+from handoff.testing import ScriptedLLM
+
+XSS_LINE = "<img src=x onerror=alert(1)>"
+
+
+def emit(kind: str, **data: Any) -> None:
+    print(json.dumps({"kind": kind, **data}), flush=True)
+
+
+class Reporting:
+    """Wraps a store: says what it appends, and hangs after ``hold_after`` batches."""
+
+    def __init__(self, store: EventStore, hold_after: int | None) -> None:
+        self.store = store
+        self.hold_after = hold_after
+        self.batches = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def append(self, batch: Sequence[Event], *, writer: str = "") -> None:
+        seqs = [e.seq for e in batch]
+        if self.hold_after is not None and self.batches >= self.hold_after:
+            emit("holding", seqs=seqs)
+            await asyncio.Event().wait()
+        emit("appending", seqs=seqs)
+        await self.store.append(batch, writer=writer)
+        self.batches += 1
+        emit("written", seqs=seqs)
+
+
+class Announce:
+    """A flow observer that prints each commit with its wall-clock time."""
+
+    def on_transition(self, run: Any, record: Any) -> None:
+        emit("transition", source=record.source, target=record.target, at=time.time())
+
+    def on_refusal(self, run: Any, refusal: Any) -> None:
+        emit("refusal", trigger=refusal.trigger, at=time.time())
+
+
+async def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    store = Reporting(open_event_store(args.store), args.hold_after)
+    events = EventLog(store, heartbeat=args.heartbeat).install(flow)  # type: ignore[arg-type]
+    flow.observers.append(Announce())
+    context = Call(pin_hint=args.pii) if args.pii else Call()
+    caller = list(CALLER)
+    if args.pii:
+        caller[2] = f"Sure. Account 4411, PIN 1234. My hint is {args.pii}."
+    caller[0] = f"{caller[0]} {XSS_LINE}"
+    loop = asyncio.get_running_loop()
+    async with AgentSession[Call]() as session:
+        run = await flow.start(session, context=context, llm=ScriptedLLM(list(AGENT_SCRIPT)),
+                               call_id=args.call_id)
+        events.track(run, args.call_id)
+        emit("started", state=run.state)
+        for line in caller:
+            if args.gate:
+                emit("waiting")
+                if not await loop.run_in_executor(None, sys.stdin.readline):
+                    break
+            await session.run(user_input=line)
+            emit("state", state=run.state)
+        emit("done", backlog=events.backlog)
+        if args.hold_after is not None:
+            await asyncio.Event().wait()  # unflushed events in the queue: wait to be killed
+    await events.aclose()
+    emit("closed")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("store")
+    parser.add_argument("call_id")
+    parser.add_argument("--gate", action="store_true")
+    parser.add_argument("--hold-after", type=int, default=None)
+    parser.add_argument("--pii", default=None)
+    parser.add_argument("--heartbeat", type=float, default=5.0)
+    raise SystemExit(asyncio.run(main(parser.parse_args())))
