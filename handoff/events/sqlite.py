@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..persistence.sqlite import connect
 from .event import CallSummary, Event, summarise
 from .store import EventStore, Retention, expired
 
@@ -62,14 +63,7 @@ class SQLiteEventStore(EventStore):
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout,
-                                   isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            self._conn = conn
+            self._conn = connect(self.path, self._busy_timeout, _SCHEMA)
         return self._conn
 
     def _append(self, batch: Sequence[Event], writer: str) -> None:

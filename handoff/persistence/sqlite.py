@@ -40,6 +40,19 @@ WHERE excluded.seq > handoff_checkpoints.seq OR handoff_checkpoints.expires_at <
 """
 
 
+def connect(path: Path, busy_timeout: float, schema: tuple[str, ...]) -> sqlite3.Connection:
+    """A connection shared by several processes: autocommit, WAL, a busy timeout, the
+    ``schema`` statements run (``CREATE … IF NOT EXISTS``)."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    for statement in schema:
+        conn.execute(statement)
+    return conn
+
+
 class SQLiteStore(CheckpointStore):
     """Checkpoints in the SQLite file at ``path`` (created with its table if missing)."""
 
@@ -55,13 +68,7 @@ class SQLiteStore(CheckpointStore):
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout,
-                                   isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
-            conn.execute(_SCHEMA)
-            self._conn = conn
+            self._conn = connect(self.path, self._busy_timeout, (_SCHEMA,))
         return self._conn
 
     def _save(self, checkpoint: Checkpoint) -> bool:
