@@ -52,10 +52,11 @@ def chat(
     else:
         missing = [t for t in {c.tier for c in flow.states.values()} if not flow.tiers.is_configured(t)]
         if missing:
+            keys = sorted({flow.tiers.configs[t].api_key_env for t in missing})
             typer.echo(
-                f"error: tiers {sorted(missing)} cannot reach a model: set OPENAI_API_KEY (or the "
-                "tier's api_key_env), point the tier's base_url at an OpenAI-compatible server, "
-                "or pass --script MODULE:ATTR to chat with a scripted LLM",
+                f"error: tiers {sorted(missing)} cannot reach a model: set {', '.join(keys)} (or "
+                "the tier's api_key_env), point the tier's base_url at an OpenAI-compatible "
+                "server, or pass --script MODULE:ATTR to chat with a scripted LLM",
                 err=True,
             )
             raise typer.Exit(2)

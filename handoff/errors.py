@@ -32,6 +32,12 @@ class UnknownTierError(FlowError):
     """A State names a tier that no configuration declares."""
 
 
+class PluginError(FlowError):
+    """A tier's LLM or a voice's STT/TTS cannot be made from its configuration (the
+    provider's plugin is not installed, or an option it does not take); the message says
+    how to fix it."""
+
+
 class TransitionRefused(ToolError, FlowError):
     """A transition was not taken; ``message`` is written for the LLM that asked.
 

@@ -7,12 +7,26 @@ Declared in ``[tool.handoff.tiers.<name>]`` of the project's pyproject.toml, or 
     model = "gpt-4o-mini"
 
     [tool.handoff.tiers.smart]
-    model = "gpt-4o"
-    base_url = "http://localhost:11434/v1"   # any OpenAI-compatible endpoint
-    api_key_env = "OLLAMA_KEY"               # where the key comes from (default OPENAI_API_KEY)
+    provider = "anthropic"                   # any LiveKit LLM plugin, or "package.module:factory"
+    model = "claude-3-5-haiku-latest"
+    temperature = 0.2
     fallbacks = ["fast"]                     # tried in order through livekit's FallbackAdapter
+    [tool.handoff.tiers.smart.options]       # the plugin's own constructor arguments
+    max_tokens = 512
+    parallel_tool_calls = false
+
+    [tool.handoff.tiers.local]
+    model = "llama3.1"
+    base_url = "http://localhost:11434/v1"   # any OpenAI-compatible endpoint (provider openai)
+    api_key_env = "OLLAMA_KEY"               # where the key comes from (default: the provider's)
+
+``provider`` defaults to ``openai``; ``anthropic``, ``google``, ``groq`` and every other
+installed ``livekit-plugins-X`` work the same way (``pip install handoff[anthropic]``…),
+see :mod:`handoff.plugins`. The key is looked up under ``api_key_env`` (by default the
+variable the plugin itself reads: ``ANTHROPIC_API_KEY``, ``GOOGLE_API_KEY``…).
 
 Environment variables override a tier per field: ``HANDOFF_TIER_SMART_MODEL``,
+``HANDOFF_TIER_SMART_PROVIDER``, ``HANDOFF_TIER_SMART_API_KEY_ENV``,
 ``HANDOFF_TIER_SMART_BASE_URL``, ``HANDOFF_TIER_SMART_FALLBACKS`` (comma-separated).
 LLM objects are created once per process and per tier, and shared by sessions.
 """
@@ -20,7 +34,7 @@ LLM objects are created once per process and per tier, and shared by sessions.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,8 +42,9 @@ from typing import Any
 from livekit.agents import llm
 from livekit.agents.llm import LLM
 
+from . import plugins
 from .config import find_table
-from .errors import UnknownTierError
+from .errors import PluginError, UnknownTierError
 
 DEFAULT_TIERS: dict[str, dict[str, Any]] = {
     "fast": {"model": "gpt-4o-mini"},
@@ -39,46 +54,70 @@ DEFAULT_TIERS: dict[str, dict[str, Any]] = {
 SecretLookup = Callable[[str], str | None]
 
 
+_KEYS = ("model", "provider", "base_url", "api_key_env", "temperature", "fallbacks", "options")
+
+
 @dataclass(frozen=True)
 class TierConfig:
+    """One tier: which plugin, which model, with which options and fallbacks.
+
+    ``api_key_env`` left empty means the provider's own variable (``OPENAI_API_KEY``,
+    ``ANTHROPIC_API_KEY``…); ``options`` are keyword arguments of the plugin's ``LLM``
+    constructor (``parallel_tool_calls``, ``max_tokens``, ``top_p``…).
+    """
+
     name: str
     model: str
     provider: str = "openai"
     base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = ""
     temperature: float | None = None
     fallbacks: tuple[str, ...] = field(default_factory=tuple)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        plugins.check_provider(self.provider, f"tier {self.name!r}")
+        if not self.api_key_env:
+            object.__setattr__(self, "api_key_env", plugins.default_key_env(self.provider))
 
     @classmethod
     def from_mapping(cls, name: str, data: Mapping[str, Any]) -> TierConfig:
-        unknown = set(data) - {
-            "model", "provider", "base_url", "api_key_env", "temperature", "fallbacks"
-        }
+        unknown = set(data) - set(_KEYS)
         if unknown:
-            raise ValueError(f"tier {name!r}: unknown keys {sorted(unknown)}")
+            raise ValueError(f"tier {name!r}: unknown keys {sorted(unknown)}; use {list(_KEYS)}")
         if "model" not in data:
             raise ValueError(f"tier {name!r} needs a 'model'")
-        provider = data.get("provider", "openai")
-        if provider != "openai":
-            raise ValueError(
-                f"tier {name!r}: provider {provider!r} is not supported; use 'openai' "
-                "(any OpenAI-compatible endpoint through base_url)"
-            )
+        options = data.get("options", {})
+        if not isinstance(options, Mapping):
+            raise ValueError(f"tier {name!r}: 'options' must be a table of constructor arguments")
         return cls(
             name=name,
             model=str(data["model"]),
-            provider=provider,
+            provider=str(data.get("provider", "openai")),
             base_url=data.get("base_url"),
-            api_key_env=data.get("api_key_env", "OPENAI_API_KEY"),
+            api_key_env=data.get("api_key_env", ""),
             temperature=data.get("temperature"),
             fallbacks=tuple(data.get("fallbacks", ())),
+            options=dict(options),
         )
+
+    @property
+    def needs_key(self) -> bool:
+        """True when the tier cannot run without a secret (no local ``base_url``)."""
+        return not self.base_url and bool(self.api_key_env)
 
     def with_env(self, environ: Mapping[str, str]) -> TierConfig:
         prefix = f"HANDOFF_TIER_{self.name.upper()}_"
         changes: dict[str, Any] = {}
         if model := environ.get(prefix + "MODEL"):
             changes["model"] = model
+        if provider := environ.get(prefix + "PROVIDER"):
+            changes["provider"] = provider
+            if not environ.get(prefix + "API_KEY_ENV") and self.api_key_env == plugins.default_key_env(
+                    self.provider):
+                changes["api_key_env"] = ""  # the new provider's own variable
+        if api_key_env := environ.get(prefix + "API_KEY_ENV"):
+            changes["api_key_env"] = api_key_env
         if base_url := environ.get(prefix + "BASE_URL"):
             changes["base_url"] = base_url
         if (fallbacks := environ.get(prefix + "FALLBACKS")) is not None:
@@ -136,14 +175,26 @@ class Tiers:
         return sorted(self.configs)
 
     def describe(self, name: str) -> str:
-        """``model`` or ``model via base_url`` — for logs and the demo."""
+        """``model``, ``provider/model`` or ``model via base_url`` — for logs and the demo."""
         cfg = self._config(name)
-        return cfg.model + (f" via {cfg.base_url}" if cfg.base_url else "")
+        model = cfg.model if cfg.provider == "openai" else f"{cfg.provider}/{cfg.model}"
+        return model + (f" via {cfg.base_url}" if cfg.base_url else "")
 
     def is_configured(self, name: str) -> bool:
-        """True when the tier can reach a model: a key is available or base_url is set."""
+        """True when the tier can reach a model: a key is available or none is needed."""
         cfg = self._config(name)
-        return bool(cfg.base_url) or bool(self._secrets(cfg.api_key_env))
+        return not cfg.needs_key or bool(self._secrets(cfg.api_key_env))
+
+    def problems(self, names: Iterable[str]) -> list[str]:
+        """Why the tiers ``names`` (and their fallbacks) cannot be built here, checked
+        without importing anything: a provider whose plugin is not installed."""
+        found = []
+        for name in sorted(set(names)):
+            for cfg in (self._config(name), *(self._config(fb) for fb in self._config(name).fallbacks)):
+                if not plugins.is_installed(cfg.provider):
+                    found.append(f"tier {cfg.name!r} uses provider {cfg.provider!r}, which is not "
+                                 f"installed (pip install {plugins.package_of(cfg.provider)})")
+        return sorted(set(found))
 
     def llm(self, name: str) -> LLM:
         """The shared livekit LLM of a tier (with its fallbacks), made on first use."""
@@ -163,15 +214,10 @@ class Tiers:
             ) from None
 
     def _make(self, cfg: TierConfig) -> LLM:
-        from livekit.plugins import openai
-
-        key = self._secrets(cfg.api_key_env)
-        kwargs: dict[str, Any] = {"model": cfg.model}
-        if cfg.base_url:
-            kwargs["base_url"] = cfg.base_url
-            kwargs["api_key"] = key or "not-needed"  # local servers ignore the key
-        elif key:
-            kwargs["api_key"] = key
-        if cfg.temperature is not None:
-            kwargs["temperature"] = cfg.temperature
-        return openai.LLM(**kwargs)
+        key = self._secrets(cfg.api_key_env) if cfg.api_key_env else None
+        made = plugins.make("llm", cfg.provider, api_key=key, base_url=cfg.base_url,
+                            options=cfg.options, model=cfg.model, temperature=cfg.temperature)
+        if not isinstance(made, LLM):
+            raise PluginError(f"tier {cfg.name!r}: provider {cfg.provider!r} made a "
+                              f"{type(made).__name__}, not a livekit LLM")
+        return made

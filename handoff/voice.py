@@ -11,7 +11,22 @@ The flow's defaults come from ``[tool.handoff.voice]`` of pyproject.toml (or
     tts_voice = "ash"
     language = "en"
 
-A State overrides any of them with a class attribute of the same name, plus the
+Any LiveKit STT/TTS plugin works: ``stt_provider``/``tts_provider`` name it (``openai``, the
+default, ``deepgram``, ``cartesia``, ``elevenlabs``, ``google``, ``groq``… or a
+``package.module:factory``), and ``stt_options``/``tts_options`` are the plugin's own
+constructor arguments (see :mod:`handoff.plugins`)::
+
+    [tool.handoff.voice]
+    tts_provider = "cartesia"
+    tts_voice = "794f9389-aac1-45b6-b726-9d9369183238"
+    [tool.handoff.voice.tts_options]
+    speed = "fast"
+
+A field left unset is the plugin's default. The key is read from ``api_key_env`` if set,
+else from the variable each plugin reads (``OPENAI_API_KEY``, ``DEEPGRAM_API_KEY``…).
+
+A State overrides any of them with a class attribute of the same name (a state that
+names another provider starts from that provider's defaults), plus the
 turn-taking settings ``turn_mode`` (vad, stt, realtime_llm, manual), ``interruptible``,
 ``endpointing_min_delay`` and ``endpointing_max_delay`` (named apart from the ``Agent``
 properties ``turn_detection``/``allow_interruptions``/``min_endpointing_delay``, which a
@@ -30,15 +45,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from . import plugins
 from .config import find_table
 
 SecretLookup = Callable[[str], str | None]
 
-STATE_VOICE_ATTRS = ("stt_model", "tts_model", "tts_voice", "tts_instructions", "language")
+STATE_VOICE_ATTRS = ("stt_provider", "stt_model", "stt_options", "tts_provider", "tts_model",
+                     "tts_voice", "tts_instructions", "tts_options", "language")
 STATE_TURN_ATTRS = ("turn_mode", "interruptible", "endpointing_min_delay",
                     "endpointing_max_delay")
 TURN_MODES = ("vad", "stt", "realtime_llm", "manual")
@@ -55,18 +72,28 @@ _ENV = {
 class VoiceConfig:
     """One complete voice setting (the flow's, or a state's after its overrides)."""
 
-    stt_model: str = "gpt-4o-mini-transcribe"
-    tts_model: str = "gpt-4o-mini-tts"
-    tts_voice: str = "ash"
+    stt_provider: str = "openai"
+    stt_model: str | None = None
+    stt_options: Mapping[str, Any] = field(default_factory=dict)
+    tts_provider: str = "openai"
+    tts_model: str | None = None
+    tts_voice: str | None = None
     tts_instructions: str | None = None
-    language: str = "en"
+    tts_options: Mapping[str, Any] = field(default_factory=dict)
+    language: str | None = None
     base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
+    """An OpenAI-compatible server for both (a local speech server); no key is then needed."""
+    api_key_env: str = ""
+    """Where the key of both comes from; empty: the variable each provider reads."""
     turn_mode: str | None = None
     """LiveKit's turn detection: vad, stt, realtime_llm or manual (None: LiveKit chooses)."""
     interruptible: bool | None = None
     endpointing_min_delay: float | None = None
     endpointing_max_delay: float | None = None
+
+    def __post_init__(self) -> None:
+        plugins.check_provider(self.stt_provider, "voice stt_provider")
+        plugins.check_provider(self.tts_provider, "voice tts_provider")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "voice") -> VoiceConfig:
@@ -74,7 +101,17 @@ class VoiceConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{source}: unknown voice keys {sorted(unknown)}; use {sorted(known)}")
+        for table in ("stt_options", "tts_options"):
+            if not isinstance(data.get(table, {}), Mapping):
+                raise ValueError(f"{source}: {table} must be a table of the plugin's arguments")
         return cls(**dict(data))
+
+    def key_env(self, kind: plugins.Kind) -> str:
+        """The variable the key of the ``stt`` or ``tts`` provider is read from ('' = none)."""
+        if self.base_url:
+            return ""
+        provider = self.stt_provider if kind == "stt" else self.tts_provider
+        return self.api_key_env or plugins.default_key_env(provider)
 
     @classmethod
     def load(cls, start: Path | None = None,
@@ -87,12 +124,22 @@ class VoiceConfig:
         return replace(config, **changes) if changes else config
 
     def for_state(self, state_cls: type) -> VoiceConfig:
-        """This config with the state's class-attribute overrides applied."""
-        changes = {}
+        """This config with the state's class-attribute overrides applied.
+
+        A state naming another STT or TTS provider starts from that provider's defaults
+        (the flow's model, voice and options belong to the flow's provider).
+        """
+        changes: dict[str, Any] = {}
         for name in (*STATE_VOICE_ATTRS, *STATE_TURN_ATTRS):
             value = getattr(state_cls, name, None)
             if value is not None and not isinstance(value, property):
                 changes[name] = value
+        for kind, own in (("stt", ("model", "options")),
+                          ("tts", ("model", "voice", "instructions", "options"))):
+            provider = changes.get(f"{kind}_provider")
+            if provider is not None and provider != getattr(self, f"{kind}_provider"):
+                for name in own:
+                    changes.setdefault(f"{kind}_{name}", {} if name == "options" else None)
         return replace(self, **changes) if changes else self
 
     def turn_handling(self) -> dict[str, Any]:
@@ -124,28 +171,26 @@ class Voices:
         self._tts: dict[tuple[Any, ...], Any] = {}
 
     def stt(self, config: VoiceConfig | None = None) -> Any:
-        """A livekit-plugins-openai STT for ``config`` (default: the flow's), shared."""
+        """The LiveKit STT for ``config`` (default: the flow's), made once per process."""
         cfg = config or self.config
-        key = (cfg.stt_model, cfg.language, cfg.base_url, cfg.api_key_env)
+        key = (cfg.stt_provider, cfg.stt_model, cfg.language, _frozen(cfg.stt_options),
+               cfg.base_url, cfg.key_env("stt"))
         if key not in self._stt:
-            from livekit.plugins import openai
-
-            self._stt[key] = openai.STT(model=cfg.stt_model, language=cfg.language,
-                                        **self._client_kwargs(cfg))
+            self._stt[key] = plugins.make(
+                "stt", cfg.stt_provider, api_key=self._key(cfg, "stt"), base_url=cfg.base_url,
+                options=cfg.stt_options, model=cfg.stt_model, language=cfg.language)
         return self._stt[key]
 
     def tts(self, config: VoiceConfig | None = None) -> Any:
-        """A livekit-plugins-openai TTS for ``config`` (default: the flow's), shared."""
+        """The LiveKit TTS for ``config`` (default: the flow's), made once per process."""
         cfg = config or self.config
-        key = (cfg.tts_model, cfg.tts_voice, cfg.tts_instructions, cfg.base_url, cfg.api_key_env)
+        key = (cfg.tts_provider, cfg.tts_model, cfg.tts_voice, cfg.tts_instructions,
+               _frozen(cfg.tts_options), cfg.base_url, cfg.key_env("tts"))
         if key not in self._tts:
-            from livekit.plugins import openai
-
-            extra: dict[str, Any] = {}
-            if cfg.tts_instructions:
-                extra["instructions"] = cfg.tts_instructions
-            self._tts[key] = openai.TTS(model=cfg.tts_model, voice=cfg.tts_voice,
-                                        **extra, **self._client_kwargs(cfg))
+            self._tts[key] = plugins.make(
+                "tts", cfg.tts_provider, api_key=self._key(cfg, "tts"), base_url=cfg.base_url,
+                options=cfg.tts_options, model=cfg.tts_model, voice=cfg.tts_voice,
+                instructions=cfg.tts_instructions)
         return self._tts[key]
 
     def session_options(self) -> dict[str, Any]:
@@ -162,22 +207,29 @@ class Voices:
         here fall back to the session's settings in LiveKit.
         """
         cfg = self.config.for_state(state_cls)
+        flow = self.config
         options: dict[str, Any] = {}
-        if (cfg.stt_model, cfg.language) != (self.config.stt_model, self.config.language):
+        if _stt_fields(cfg) != _stt_fields(flow):
             options["stt"] = self.stt(cfg)
-        if ((cfg.tts_model, cfg.tts_voice, cfg.tts_instructions)
-                != (self.config.tts_model, self.config.tts_voice, self.config.tts_instructions)):
+        if _tts_fields(cfg) != _tts_fields(flow):
             options["tts"] = self.tts(cfg)
         if cfg.turn_handling() != self.config.turn_handling():
             options["turn_handling"] = cfg.turn_handling()
         return options
 
-    def _client_kwargs(self, cfg: VoiceConfig) -> dict[str, Any]:
-        key = self._secrets(cfg.api_key_env)
-        kwargs: dict[str, Any] = {}
-        if cfg.base_url:
-            kwargs["base_url"] = cfg.base_url
-            kwargs["api_key"] = key or "not-needed"
-        elif key:
-            kwargs["api_key"] = key
-        return kwargs
+    def _key(self, cfg: VoiceConfig, kind: plugins.Kind) -> str | None:
+        name = cfg.key_env(kind)
+        return self._secrets(name) if name else None
+
+
+def _frozen(options: Mapping[str, Any]) -> str:
+    return repr(sorted(options.items()))
+
+
+def _stt_fields(cfg: VoiceConfig) -> tuple[Any, ...]:
+    return cfg.stt_provider, cfg.stt_model, cfg.language, _frozen(cfg.stt_options)
+
+
+def _tts_fields(cfg: VoiceConfig) -> tuple[Any, ...]:
+    return (cfg.tts_provider, cfg.tts_model, cfg.tts_voice, cfg.tts_instructions,
+            _frozen(cfg.tts_options))

@@ -106,10 +106,12 @@ def required_secrets(flow: Flow[Any], voice: VoiceConfig | None = None) -> list[
     for tier in sorted(used):
         for name in (tier, *flow.tiers.configs[tier].fallbacks):
             cfg = flow.tiers.configs[name]
-            if not cfg.base_url and cfg.api_key_env not in names:
+            if cfg.needs_key and cfg.api_key_env not in names:
                 names.append(cfg.api_key_env)
-    if voice is not None and not voice.base_url and voice.api_key_env not in names:
-        names.append(voice.api_key_env)
+    if voice is not None:
+        for key in (voice.key_env("stt"), voice.key_env("tts")):
+            if key and key not in names:
+                names.append(key)
     return names
 
 
