@@ -7,11 +7,14 @@ from livekit.agents import RunContext, function_tool
 
 from .context import Context
 from .errors import FlowDefinitionError, FlowError, TransitionRefused, UnknownTierError
-from .flow import Edge, Flow
+from .flow import Flow
+from .graph import Edge
 from .history import HistoryPolicy
-from .run import FlowObserver, FlowRun, Refusal, TransitionRecord
-from .state import RETURN, State, TransitionDef, transition
+from .records import FlowObserver, Refusal, TransitionRecord
+from .run import FlowRun
+from .state import State
 from .tiers import TierConfig, Tiers
+from .transition import RETURN, TransitionDef, transition
 
 __all__ = [
     "RETURN",

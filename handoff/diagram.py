@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 import graphviz
 
-from .errors import FlowError
+from .errors import GraphvizMissing
 from .snapshot import EdgeSnap, FlowSnap, StateSnap, snapshot
-from .state import RETURN
+from .transition import RETURN
 
 Format = Literal["svg", "png", "dot", "mermaid"]
 FORMATS: tuple[str, ...] = ("svg", "png", "dot", "mermaid")
@@ -197,10 +197,6 @@ def render(dot: graphviz.Digraph, fmt: str) -> bytes:
             "or use -f dot / -f mermaid"
         ) from exc
     return data
-
-
-class GraphvizMissing(FlowError):
-    """SVG or PNG was asked for, but Graphviz's ``dot`` program is not on the PATH."""
 
 
 # -- Mermaid --------------------------------------------------------------------------

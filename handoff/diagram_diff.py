@@ -36,7 +36,7 @@ from .diagram import (
     target_id,
 )
 from .snapshot import EdgeSnap, FlowSnap, StateSnap
-from .state import RETURN
+from .transition import RETURN
 
 Status = Literal["added", "removed", "changed", "unchanged"]
 STATUSES: tuple[Status, ...] = ("added", "removed", "changed", "unchanged")

@@ -1,31 +1,68 @@
-"""The exceptions handoff raises, one hierarchy under :class:`FlowError`."""
+"""Every exception handoff raises on purpose, one hierarchy under :class:`FlowError`,
+and the typed vocabulary they carry (:class:`Finding`, :data:`RefusalKind`).
+
+A leaf module: it imports nothing from handoff, so any module may import it.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
 
 from livekit.agents import ToolError
 
-if TYPE_CHECKING:
-    from .validate import Finding
+Severity = Literal["error", "warning"]
+
+RefusalKind = Literal["invalid", "guard", "busy", "body", "error", "interrupted"]
+"""Why a transition was not taken: not declared from this state (``invalid``), its guard
+said no (``guard``), another transition is under way this turn (``busy``), its body
+refused (``body``), its guard or body raised or timed out (``error``), or the caller
+interrupted the turn (``interrupted``). Only ``error`` counts as a failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem of a Flow's definition: where it is, what is wrong, how to fix it."""
+
+    severity: Severity
+    code: str
+    message: str
+    hint: str
+    state: str | None = None
+    trigger: str | None = None
+
+    def __str__(self) -> str:
+        where = self.state or "flow"
+        if self.trigger:
+            where += f".{self.trigger}"
+        return f"{self.severity} [{self.code}] {where}: {self.message} — fix: {self.hint}"
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The finding as JSON-ready data (``handoff check --format json``)."""
+        return asdict(self)
 
 
 class FlowError(Exception):
     """Base class of every error handoff raises on purpose."""
 
 
-class FlowDefinitionError(FlowError):
-    """A Flow is malformed; raised when the Flow is built, never during a call.
+class FlowDefinitionError(FlowError, TypeError):
+    """A Flow (or a State or ``@transition`` of it) is malformed; raised when it is
+    defined or built, never during a call.
 
     ``findings`` holds every problem found, not only the first, so one run of the
-    constructor (or of ``handoff check``) reports them all.
+    constructor (or of ``handoff check``) reports them all. ``flow_name`` is None for a
+    problem found before any Flow exists (a bad ``@transition`` or State class body).
+    It is also a ``TypeError``, as Python's own errors for a malformed definition are.
     """
 
-    def __init__(self, flow_name: str, findings: list[Finding]) -> None:
+    def __init__(self, flow_name: str | None, findings: Sequence[Finding]) -> None:
         self.flow_name = flow_name
-        self.findings = findings
-        lines = "\n".join(f"  - {f}" for f in findings)
-        super().__init__(f"flow {flow_name!r} is invalid:\n{lines}")
+        self.findings = list(findings)
+        lines = "\n".join(f"  - {f}" for f in self.findings)
+        what = f"flow {flow_name!r} is invalid" if flow_name is not None else "invalid definition"
+        super().__init__(f"{what}:\n{lines}")
 
 
 class UnknownTierError(FlowError):
@@ -46,7 +83,47 @@ class TransitionRefused(ToolError, FlowError):
     in the context survives a refusal.
     """
 
-    def __init__(self, message: str, *, trigger: str = "", kind: str = "refused") -> None:
+    def __init__(self, message: str, *, trigger: str = "", kind: RefusalKind = "body") -> None:
         super().__init__(message)
         self.trigger = trigger
-        self.kind = kind
+        self.kind: RefusalKind = kind
+
+
+class FlowLoadError(FlowError):
+    """A flow reference could not be loaded: bad syntax, import error, no such name, not a Flow."""
+
+
+class CheckpointFormatError(FlowError):
+    """A stored checkpoint this version of handoff cannot read."""
+
+
+class GraphvizMissing(FlowError):
+    """SVG or PNG was asked for, but Graphviz's ``dot`` program is not on the PATH."""
+
+
+class NoPhoneLine(ToolError, FlowError):
+    """The session has no LiveKit room or no caller on a SIP line: a call-control tool cannot act."""
+
+
+class SecretError(FlowError):
+    """A secret could not be resolved. The message names secrets, never values."""
+
+
+class MissingSecretError(SecretError):
+    """Required secrets are absent from every provider of the chain."""
+
+    def __init__(self, missing: Sequence[str], searched: Sequence[str],
+                 failures: Sequence[str] = ()) -> None:
+        self.missing = list(missing)
+        self.searched = list(searched)
+        self.failures = list(failures)
+        names = ", ".join(self.missing)
+        where = ", ".join(self.searched) or "no providers"
+        text = f"missing secret{'s' if len(self.missing) > 1 else ''}: {names} (searched {where})"
+        if self.failures:
+            text += "; provider errors: " + "; ".join(self.failures)
+        super().__init__(text)
+
+
+class SecretProviderError(SecretError):
+    """A provider could not be asked (Vault unreachable, permission denied…)."""

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import TransitionRefused
+from .errors import Finding, FlowDefinitionError
+from .records import TransitionRecord
 
 if TYPE_CHECKING:
     from livekit.agents.voice.events import ErrorEvent, FunctionToolsExecutedEvent
-
-    from .run import FlowRun, TransitionRecord
 
 logger = logging.getLogger("handoff")
 
@@ -42,7 +41,9 @@ class FailurePolicy:
 
     def __post_init__(self) -> None:
         if self.max_failures < 1 or self.max_transitions < 1 or self.max_ping_pong < 1:
-            raise ValueError("failure limits must be at least 1")
+            raise FlowDefinitionError(None, [Finding(
+                "error", "bad-failure-limit", "failure limits must be at least 1",
+                "set max_failures, max_transitions and max_ping_pong to 1 or more")])
 
 
 def loop_reason(log: Sequence[TransitionRecord], policy: FailurePolicy) -> str | None:
@@ -63,10 +64,19 @@ def loop_reason(log: Sequence[TransitionRecord], policy: FailurePolicy) -> str |
 
 
 class FailureWatch:
-    """Counts one run's consecutive failures and takes its error transition when due."""
+    """Counts one run's consecutive failures and asks for its error transition when due.
 
-    def __init__(self, run: FlowRun[Any]) -> None:
-        self._run = run
+    ``take_error_transition(reason)`` is the run's: it starts the move (and returns its
+    task), or returns None when the current state has no error transition.
+    """
+
+    def __init__(
+        self,
+        policy: FailurePolicy,
+        take_error_transition: Callable[[str], asyncio.Task[Any] | None],
+    ) -> None:
+        self._policy = policy
+        self._take_error_transition = take_error_transition
         self.consecutive = 0
         self.failover: asyncio.Task[Any] | None = None
         self._forgiven: set[int] = set()
@@ -75,50 +85,26 @@ class FailureWatch:
     def note(self, what: str) -> None:
         """Count one failure; ``max_failures`` in a row take the error transition."""
         self.consecutive += 1
-        if self.consecutive >= self._run.flow.failure_policy.max_failures:
+        if self.consecutive >= self._policy.max_failures:
             self.fail_over(f"{self.consecutive} failures in a row (last: {what})")
 
-    def after_transition(self) -> None:
+    def after_transition(self, log: Sequence[TransitionRecord]) -> None:
         self.consecutive = 0
-        if (reason := loop_reason(self._run.log, self._run.flow.failure_policy)) is not None:
+        if (reason := loop_reason(log, self._policy)) is not None:
             self.fail_over(reason)
 
     def fail_over(self, reason: str) -> None:
         """Take the error transition (once per call) and tell the next agent why."""
-        run = self._run
         if self.failover is not None or self._gave_up:
             return  # once per call: the error state (or the log line) says it already
-        trigger = run.flow.states[run.state].error_transition or (
-            run.flow.failure_policy.error_transition
-        )
-        table = run.flow.triggers_from(run.state)
-        if trigger is None or trigger not in table:
-            logger.error("flow %s: %s, and no error transition from %s",
-                         run.flow.name, reason, run.state)
-            self._gave_up = True
-            return
-        logger.warning("flow %s: %s; taking %s", run.flow.name, reason, trigger)
-        params = {p.name for p in table[trigger].transition.params}
-        arguments = {"reason": reason} if "reason" in params else {}
-        note = (f"The call was moved here automatically because {reason}. "
-                "Tell the caller briefly that something went wrong and what happens now.")
-        self.failover = asyncio.get_running_loop().create_task(
-            self._take(trigger, arguments, note))
+        self.failover = self._take_error_transition(reason)
+        self._gave_up = self.failover is None
 
-    async def _take(self, trigger: str, arguments: dict[str, Any], note: str) -> Any:
-        run = self._run
-        while run.in_transition:  # let an in-flight handoff land first
-            await asyncio.sleep(0.01)
-        try:
-            return await run._go(trigger, arguments, by="failover", note=note)
-        except TransitionRefused as exc:
-            logger.error("error transition %s was refused: %s", trigger, exc.message)
-            return None
-
-    def on_tools_executed(self, event: FunctionToolsExecutedEvent) -> None:
-        triggers = self._run.flow.triggers_from(self._run.state)
+    def on_tools_executed(self, event: FunctionToolsExecutedEvent, transitions: Container[str]) -> None:
+        """Count failed ordinary tools (``transitions`` are the current state's triggers,
+        which report through refusals); a tool that worked ends the series."""
         for output in event.function_call_outputs:
-            if output is None or output.name in triggers:
+            if output is None or output.name in transitions:
                 continue  # transition tools report through refusals
             if output.is_error:
                 self.note(f"tool {output.name} failed: {output.output}")

@@ -1,85 +1,35 @@
 """Flow: the declared states and transitions, and the one `transitions` Machine.
 
 A Flow is built once (at import time) and shared by every call. Building it
-checks the graph (see :mod:`handoff.validate`) and fails with every finding at
-once. Each call gets a cheap :class:`~handoff.run.FlowRun` bound to the shared
-Machine with ``add_model``.
+collects the edges (:mod:`handoff.graph`), checks them (:mod:`handoff.validate`)
+and fails with every finding at once, then builds the table and the Machine
+(:mod:`handoff.fsm`). Each call gets a cheap :class:`~handoff.run.FlowRun` bound to
+the shared Machine with ``add_model``: the Flow is the run factory, so it sits
+above run.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from livekit.agents import AgentSession, llm
-from transitions import Machine
 
 from .context import Context
 from .errors import FlowDefinitionError
 from .failures import FailurePolicy
+from .fsm import build_machine
+from .graph import Edge, build_table, collect_edges
 from .history import HistoryPolicy
-from .state import RETURN, State, TransitionDef
+from .records import FlowObserver
+from .run import FlowRun
+from .state import State
 from .tiers import Tiers
-
-if TYPE_CHECKING:
-    from .run import FlowObserver, FlowRun
+from .transition import TransitionDef
+from .validate import definition_errors
 
 C = TypeVar("C", bound=Context)
-
-
-@dataclass(frozen=True, slots=True)
-class Edge:
-    """One declared edge: from ``source`` (None = every state) by ``trigger`` to ``target``."""
-
-    source: str | None
-    target: str
-    transition: TransitionDef
-
-    @property
-    def trigger(self) -> str:
-        return self.transition.name
-
-    @property
-    def is_global(self) -> bool:
-        return self.source is None
-
-    @property
-    def is_return(self) -> bool:
-        """True for ``to=RETURN``: the target is the top of the run's return stack."""
-        return self.target == RETURN
-
-
-class _SharedMachine(Machine):
-    """The `transitions` Machine of a Flow, shared by every run of it.
-
-    ``add_model`` only puts a run's model in the initial state. transitions' own
-    version also binds a partial per trigger, per ``may_<trigger>`` and per
-    ``is_<state>`` to every model and keeps every model in a list it scans on each
-    add (measured: 4.3 KB per run for 3 states, 288 KB for 200, and O(live runs) per
-    new run). Runs fire events with ``machine.events[trigger].trigger(model)``, which
-    is what those partials call, so the FSM still executes every move.
-    """
-
-    def add_model(self, model: Any, initial: Any = None) -> None:
-        for mod in model if isinstance(model, list) else [model]:
-            self.set_state(initial or self.initial, model=mod)  # type: ignore[arg-type]
-
-    def remove_model(self, model: Any) -> None:
-        """Nothing to release: runs are not kept by the Machine."""
-
-
-class _ReturnsTo:
-    """Condition of a return edge's Machine transition to one concrete state."""
-
-    __slots__ = ("state",)
-
-    def __init__(self, state: str) -> None:
-        self.state = state
-
-    def __call__(self, return_to: str | None = None, **_: Any) -> bool:
-        return return_to == self.state
 
 
 class Flow(Generic[C]):
@@ -118,8 +68,6 @@ class Flow(Generic[C]):
         max_ping_pong: int = 3,
         resume_fallback: type[State[Any]] | str | None = None,
     ) -> None:
-        from .validate import definition_errors
-
         self.name = name
         self.version = version
         self.failure_policy = FailurePolicy(error_transition, max_failures, max_transitions,
@@ -135,44 +83,21 @@ class Flow(Generic[C]):
         for cls in self.state_classes:
             self.states.setdefault(cls.state_name(), cls)
 
-        self.edges: list[Edge] = []
-        for cls in self.state_classes:
-            for tdef in cls.declared_transitions():
-                self.edges.append(Edge(cls.state_name(), self._resolve_target(tdef), tdef))
-        for tdef in self.global_transitions:
-            self.edges.append(Edge(None, self._resolve_target(tdef), tdef))
+        self.edges: list[Edge] = collect_edges(self.state_classes, self.global_transitions,
+                                               self.states)
 
         errors = definition_errors(self)
         if errors:
             raise FlowDefinitionError(name, errors)
 
         # state -> trigger -> edge, globals included: the O(1) table every decision reads
-        self.table: dict[str, dict[str, Edge]] = {s: {} for s in self.states}
-        for edge in self.edges:
-            sources = self.states if edge.source is None else [edge.source]
-            for source in sources:
-                self.table[source].setdefault(edge.trigger, edge)
+        self.table: dict[str, dict[str, Edge]] = build_table(self.states, self.edges)
         self.history_policies = {
             n: HistoryPolicy.parse(cls.history) for n, cls in self.states.items()
         }
 
-        self.machine = _SharedMachine(
-            model=None,
-            states=list(self.states),
-            initial=self.initial,
-            auto_transitions=False,
-            ignore_invalid_triggers=False,
-            send_event=False,
-        )
-        for edge in self.edges:
-            source = "*" if edge.source is None else edge.source
-            if edge.is_return:  # one Machine transition per possible state to come back to
-                for back in self.states:
-                    self.machine.add_transition(edge.trigger, source=source, dest=back,
-                                                conditions=[_ReturnsTo(back)])
-            else:
-                self.machine.add_transition(edge.trigger, source=source, dest=edge.target)
-        self.observers: list[FlowObserver] = []
+        self.machine = build_machine(list(self.states), self.initial, self.edges)
+        self.observers: list[FlowObserver[FlowRun[Any]]] = []
         self.agent_options: Callable[[type[State[Any]]], dict[str, Any]] | None = None
         """Extra ``Agent`` keyword arguments per State (the worker sets per-state voices)."""
 
@@ -183,17 +108,6 @@ class Flow(Generic[C]):
 
     def is_final(self, state: str) -> bool:
         return state in self.final
-
-    def _resolve_target(self, tdef: TransitionDef) -> str:
-        if isinstance(tdef.to, str):  # a state name, or RETURN
-            return tdef.to
-        # a class target: the flow's state of that name, or the flow's subclass of it
-        if tdef.to.state_name() in self.states:
-            return tdef.to.state_name()
-        for name, cls in self.states.items():
-            if issubclass(cls, tdef.to):
-                return name
-        return tdef.to.state_name()
 
     # -- running -------------------------------------------------------------------
     def new_run(
@@ -208,8 +122,6 @@ class Flow(Generic[C]):
         ``llm`` overrides the tier table for this run: one LLM for every tier (a
         ScriptedLLM in tests, a local model in development) or a tier → LLM mapping.
         """
-        from .run import FlowRun
-
         return FlowRun(self, context if context is not None else self.context_type(),
                        llm_override=llm, call_id=call_id)
 
@@ -227,8 +139,8 @@ class Flow(Generic[C]):
 
         ``start_kwargs`` go to ``AgentSession.start`` (``room=``, ``room_options=``…).
         """
-        if context is None and isinstance(getattr(session, "_userdata", None), self.context_type):
-            context = session.userdata
+        if context is None:
+            context = _userdata_of(session, self.context_type)
         run = self.new_run(context, llm=llm, call_id=call_id)
         await run.attach(session, wait_opening=wait_opening, **start_kwargs)
         return run
@@ -251,3 +163,12 @@ class Flow(Generic[C]):
 
 def _state_ref(ref: type[State[Any]] | str) -> str:
     return ref if isinstance(ref, str) else ref.state_name()
+
+
+def _userdata_of(session: AgentSession[Any], context_type: type[C]) -> C | None:
+    """The session's userdata when it is already a ``context_type``, else None."""
+    try:
+        userdata = session.userdata
+    except ValueError:  # LiveKit's "AgentSession userdata is not set"
+        return None
+    return userdata if isinstance(userdata, context_type) else None

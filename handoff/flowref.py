@@ -22,13 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import FlowDefinitionError, FlowError
+from .errors import FlowDefinitionError, FlowLoadError
 from .flow import Flow
 from .snapshot import FlowSnap, snapshot
-
-
-class FlowLoadError(FlowError):
-    """The reference could not be loaded: bad syntax, import error, no such name, not a Flow."""
 
 
 @dataclass(frozen=True)

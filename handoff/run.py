@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from livekit.agents import AgentSession, RunContext, llm
 from livekit.agents.llm.tool_context import FunctionToolInfo, ToolFlag
@@ -27,62 +27,23 @@ from livekit.agents.voice.run_result import RunResult
 
 from ._listeners import listener
 from .context import Context
-from .errors import FlowError, TransitionRefused
+from .errors import FlowError, RefusalKind, TransitionRefused
 from .failures import FailureWatch
+from .graph import Edge
 from .history import add_summary
+from .records import MovedBy, Refusal, TransitionRecord
+from .state import State
 
 if TYPE_CHECKING:
     from livekit.agents.voice.events import ConversationItemAddedEvent
 
-    from .flow import Edge, Flow
-    from .state import State
+    from .flow import Flow  # type-only: the Flow makes runs, so it sits above this module
 
 logger = logging.getLogger("handoff")
 
 C = TypeVar("C", bound=Context)
 
-MovedBy = Literal["llm", "code", "failover"]
-RefusalKind = Literal["invalid", "guard", "busy", "body", "error", "interrupted"]
 _IMMUTABLE = (str, int, float, bool, type(None), bytes, tuple, frozenset)
-
-
-@dataclass(frozen=True, slots=True)
-class TransitionRecord:
-    """One transition taken: the entry of a run's log."""
-
-    source: str
-    target: str
-    trigger: str
-    arguments: dict[str, Any]
-    at: float
-    by: MovedBy
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """One transition not taken, and the reason the LLM (or code) was given."""
-
-    state: str
-    trigger: str
-    reason: str
-    kind: RefusalKind
-    at: float
-
-
-class FlowObserver(Protocol):
-    """Receives every transition and refusal of every run of a Flow (telemetry, checkpoints).
-
-    Called synchronously on the conversation path: do no blocking work here.
-    An observer may also define ``on_transition_requested(run, trigger, by)``: it is
-    called (if present) when a move is asked for, before it is checked, in the caller's
-    context (the LLM's tool-call span), so telemetry can time a handoff and nest its span.
-    A request is normally followed by one ``on_transition`` or one ``on_refusal``
-    (not when the session closes with the handoff still under way).
-    """
-
-    def on_transition(self, run: FlowRun[Any], record: TransitionRecord) -> None: ...
-
-    def on_refusal(self, run: FlowRun[Any], refusal: Refusal) -> None: ...
 
 
 class CodeContext(Generic[C]):
@@ -93,7 +54,7 @@ class CodeContext(Generic[C]):
 
     def __init__(self, run: FlowRun[C]) -> None:
         self.userdata = run.context
-        self.session = run._session
+        self.session = run.session if run.attached else None
 
 
 @dataclass(slots=True)
@@ -149,7 +110,7 @@ class FlowRun(Generic[C]):
         self._tools: dict[str, llm.FunctionTool] = {}
         self.return_stack: list[str] = []
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
-        self.failures = FailureWatch(self)
+        self.failures = FailureWatch(flow.failure_policy, self._take_error_transition)
         self.summary: asyncio.Task[str | None] | None = None
         """The latest background history summary (``history="summary"``), if any."""
 
@@ -262,7 +223,8 @@ class FlowRun(Generic[C]):
                 session.conn_options.max_unrecoverable_errors)
         session.userdata = self.context
         session.on("conversation_item_added", listener(self._on_item_added))
-        session.on("function_tools_executed", listener(self.failures.on_tools_executed))
+        session.on("function_tools_executed", listener(
+            lambda event: self.failures.on_tools_executed(event, self.flow.triggers_from(self.state))))
         session.on("error", listener(self.failures.on_session_error))
         session.on("close", listener(lambda _: self.close()))
         self._agent = self.make_agent(self.state)
@@ -289,6 +251,14 @@ class FlowRun(Generic[C]):
         if "*" in override:
             return override["*"]
         return self.flow.tiers.llm(tier)
+
+    def options_for(self, state: type[State[Any]]) -> dict[str, Any]:
+        """Extra ``Agent`` keyword arguments for ``state`` (``Flow.agent_options``)."""
+        return self.flow.agent_options(state) if self.flow.agent_options else {}
+
+    def note_failure(self, what: str) -> None:
+        """Count one failure the caller would notice (see :mod:`handoff.failures`)."""
+        self.failures.note(what)
 
     def tools_for(self, state: str) -> list[llm.Tool | llm.Toolset]:
         """The transition tools the agent of ``state`` offers (made once per run)."""
@@ -344,6 +314,33 @@ class FlowRun(Generic[C]):
         # the new agent speaks next (from on_enter); the old one must not answer the tool
         done = f"Handed over to {pending.target}."
         return pending.agent, llm.ToolResult(done, reply_required=False)
+
+    def _take_error_transition(self, reason: str) -> asyncio.Task[Any] | None:
+        """Start taking the error transition of the current state (the FailureWatch's
+        callback); None when there is none from here."""
+        trigger = self.flow.states[self.state].error_transition or (
+            self.flow.failure_policy.error_transition
+        )
+        table = self.flow.triggers_from(self.state)
+        if trigger is None or trigger not in table:
+            logger.error("flow %s: %s, and no error transition from %s",
+                         self.flow.name, reason, self.state)
+            return None
+        logger.warning("flow %s: %s; taking %s", self.flow.name, reason, trigger)
+        params = {p.name for p in table[trigger].transition.params}
+        arguments = {"reason": reason} if "reason" in params else {}
+        note = (f"The call was moved here automatically because {reason}. "
+                "Tell the caller briefly that something went wrong and what happens now.")
+        return asyncio.get_running_loop().create_task(self._fail_over(trigger, arguments, note))
+
+    async def _fail_over(self, trigger: str, arguments: dict[str, Any], note: str) -> Any:
+        while self.in_transition:  # let an in-flight handoff land first
+            await asyncio.sleep(0.01)
+        try:
+            return await self._go(trigger, arguments, by="failover", note=note)
+        except TransitionRefused as exc:
+            logger.error("error transition %s was refused: %s", trigger, exc.message)
+            return None
 
     def _trigger_for(self, target: str) -> str:
         table = self.flow.triggers_from(self.state)
@@ -457,7 +454,7 @@ class FlowRun(Generic[C]):
                 observer.on_transition(self, record)
             except Exception:
                 logger.exception("flow observer failed on a transition")
-        self.failures.after_transition()
+        self.failures.after_transition(self.log)
         return record
 
     def _on_item_added(self, event: ConversationItemAddedEvent) -> None:

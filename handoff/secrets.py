@@ -21,42 +21,18 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import FlowError
+from .errors import MissingSecretError, SecretError, SecretProviderError
 
 logger = logging.getLogger("handoff.secrets")
 
 DEFAULT_TTL = 300.0
 DEFAULT_SECRETS_DIR = "/var/run/secrets/handoff"
 REDACTED = "***"
-
-
-class SecretError(FlowError):
-    """A secret could not be resolved. The message names secrets, never values."""
-
-
-class MissingSecretError(SecretError):
-    """Required secrets are absent from every provider of the chain."""
-
-    def __init__(self, missing: Sequence[str], searched: Sequence[str],
-                 failures: Sequence[str] = ()) -> None:
-        self.missing = list(missing)
-        self.searched = list(searched)
-        self.failures = list(failures)
-        names = ", ".join(self.missing)
-        where = ", ".join(self.searched) or "no providers"
-        text = f"missing secret{'s' if len(self.missing) > 1 else ''}: {names} (searched {where})"
-        if self.failures:
-            text += "; provider errors: " + "; ".join(self.failures)
-        super().__init__(text)
-
-
-class SecretProviderError(SecretError):
-    """A provider could not be asked (Vault unreachable, permission denied…)."""
 
 
 class Secret:

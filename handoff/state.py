@@ -1,6 +1,5 @@
-"""State (a specialised agent) and @transition (a declared edge of the flow).
-
-A State is a LiveKit ``Agent`` subclass whose class body *is* its definition::
+"""State: a specialised agent of a flow, a LiveKit ``Agent`` subclass whose class body
+*is* its definition::
 
     class Triage(State[Call]):
         \"\"\"Finds out what the caller needs.\"\"\"
@@ -12,8 +11,9 @@ A State is a LiveKit ``Agent`` subclass whose class body *is* its definition::
         async def billing_question(self, ctx: RunContext[Call]) -> None:
             \"\"\"Call when the caller has a question about a bill.\"\"\"
 
-Each ``@transition`` becomes a LiveKit function tool of the state's agent; the
-docstring is what the LLM reads, the typed parameters are what it must supply.
+Each ``@transition`` (:mod:`handoff.transition`) becomes a LiveKit function tool of the
+state's agent; the docstring is what the LLM reads, the typed parameters are what it
+must supply. What a State needs from the run that makes it is :class:`StateRun`.
 """
 
 from __future__ import annotations
@@ -23,160 +23,50 @@ import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_type_hints
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from livekit.agents import Agent, RunContext, ToolError, llm
-from livekit.agents.llm.utils import is_context_type
+from livekit.agents import Agent, ToolError, llm
 
+from ._livekit import set_agent_tools
 from .context import Context
-from .history import HistoryPolicy
-
-if TYPE_CHECKING:
-    from .run import FlowRun
+from .errors import Finding, FlowDefinitionError
+from .records import TransitionRecord
+from .transition import TransitionDef
 
 C = TypeVar("C", bound=Context)
+C_co = TypeVar("C_co", bound=Context, covariant=True)
 logger = logging.getLogger("handoff")
 
-Guard = Callable[..., bool]
 
-RETURN = "<return>"
-"""Target of a transition that goes back to the state that started a side trip."""
-Body = Callable[..., Awaitable[Any]]
-
-
-class TransitionDef:
-    """One ``@transition``: the edge, its guard, its body and the tool the LLM sees.
-
-    Defined in a State's class body it is an edge *from* that state (and from its
-    subclasses); defined at module level and passed to ``Flow(global_transitions=...)``
-    it is valid from every state.
-    """
-
-    def __init__(
-        self,
-        func: Body,
-        *,
-        to: str | type[State[Any]],
-        when: Guard | None,
-        refused: str | Callable[[Any], str] | None,
-        history: str | None,
-        name: str | None,
-        returns: bool = False,
-    ) -> None:
-        if not inspect.iscoroutinefunction(func):
-            raise TypeError(f"@transition {func.__qualname__} must be an `async def`")
-        self.func = func
-        self.to = to
-        self.when = when
-        self.refused = refused
-        self.history = HistoryPolicy.parse(history) if history is not None else None
-        self.name = name or func.__name__
-        self.returns = returns
-        self.doc = inspect.getdoc(func) or ""
-        self.owner: type[State[Any]] | None = None
-        self.is_method, self.context_param, self.params = _split_signature(func)
-        self.untyped_params = [p.name for p in self.params if p.annotation is p.empty]
-        self._guard_takes_args = when is not None and _arity(when) > 1
-        self.__doc__ = self.doc
-
-    # -- descriptor protocol: the class body names it, instances do not turn it into a tool
-    def __set_name__(self, owner: type, attr: str) -> None:
-        self.owner = owner
-
-    def __get__(self, obj: object, objtype: type | None = None) -> TransitionDef:
-        return self
+class StateRun(Protocol[C_co]):
+    """What a State's agent needs from the flow run that made it (a :class:`~handoff.run.FlowRun`)."""
 
     @property
-    def target(self) -> str:
-        """The target state's name as written (a class is named by its state name)."""
-        return self.to if isinstance(self.to, str) else self.to.state_name()
+    def context(self) -> C_co:
+        """The shared Context of the call."""
 
     @property
-    def description(self) -> str:
-        """The first paragraph of the docstring: what the LLM reads about this tool."""
-        return self.doc.split("\n\n", 1)[0].strip()
+    def state(self) -> str:
+        """The run's current state."""
 
-    def guard_text(self) -> str | None:
-        """The guard's expression as written (``c.verified``), for diagrams and logs."""
-        from .guards import guard_text
+    @property
+    def resuming(self) -> bool:
+        """True while a checkpointed call is being resumed (its agent does not speak first)."""
 
-        return guard_text(self.when)
+    def tools_for(self, state: str) -> list[llm.Tool | llm.Toolset]:
+        """The transition tools of ``state``."""
 
-    def check_guard(self, context: Any, arguments: dict[str, Any]) -> str | None:
-        """None when the guard allows the move, else the reason written for the LLM."""
-        if self.when is None:
-            return None
-        allowed = self.when(context, **arguments) if self._guard_takes_args else self.when(context)
-        if allowed:
-            return None
-        if callable(self.refused):
-            return str(self.refused(context))
-        return self.refused or f"the conditions for '{self.name}' are not met"
+    def llm_for(self, tier: str) -> llm.LLM:
+        """The LLM of ``tier`` for this run."""
 
-    async def run_body(self, agent: State[Any] | None, ctx: Any, arguments: dict[str, Any]) -> Any:
-        """Run the user's body; ``agent`` is None only for global transitions."""
-        args: list[Any] = []
-        if self.is_method:
-            args.append(agent)
-        kwargs = dict(arguments)
-        if self.context_param is not None:
-            kwargs[self.context_param] = ctx
-        return await self.func(*args, **kwargs)
+    def options_for(self, state: type[State[Any]]) -> dict[str, Any]:
+        """Extra ``Agent`` keyword arguments for ``state`` (per-state voices)."""
 
-    def tool_signature(self) -> tuple[inspect.Signature, dict[str, Any]]:
-        """The signature and annotations the LLM-facing function tool exposes."""
-        ctx_name = "ctx" if all(p.name != "ctx" for p in self.params) else "_handoff_ctx"
-        params = [
-            inspect.Parameter(ctx_name, inspect.Parameter.KEYWORD_ONLY, annotation=RunContext),
-            *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in self.params),
-        ]
-        annotations: dict[str, Any] = {ctx_name: RunContext}
-        for p in self.params:
-            annotations[p.name] = str if p.annotation is p.empty else p.annotation
-        params = [
-            p if p.annotation is not p.empty else p.replace(annotation=str) for p in params
-        ]
-        return inspect.Signature(params), annotations
+    def note_failure(self, what: str) -> None:
+        """Count one failure the caller would notice (a hook that raised)."""
 
-    def __repr__(self) -> str:
-        where = self.owner.__name__ if self.owner else "global"
-        return f"<transition {where}.{self.name} -> {self.target}>"
-
-
-def transition(
-    *,
-    to: str | type[State[Any]],
-    when: Guard | None = None,
-    refused: str | Callable[[Any], str] | None = None,
-    history: str | None = None,
-    name: str | None = None,
-    returns: bool = False,
-) -> Callable[[Body], TransitionDef]:
-    """Declare an edge of the flow, offered to the LLM as a function tool.
-
-    Args:
-        to: the target State (class or state name).
-        when: a guard on the Context (``lambda c: c.verified``); it may also take the
-            transition's arguments by name (``lambda c, amount: amount <= c.limit``).
-        refused: the reason the LLM is told when the guard says no (text, or a
-            function of the Context returning text).
-        history: the history policy for this edge, overriding the target state's.
-        name: the trigger/tool name; defaults to the function's name.
-        returns: this edge starts a side trip: the current state is pushed on the run's
-            return stack, and a transition with ``to=RETURN`` in the side trip comes back
-            to it (a dialogue stack, like Rasa's).
-
-    The decorated ``async def`` receives the ``RunContext`` (if it declares one) and the
-    arguments the LLM supplied; it may update ``ctx.userdata`` and may raise
-    ``TransitionRefused`` to refuse the move. Its return value (if any) is a handoff
-    note: the new agent finds it in its instructions.
-    """
-
-    def decorate(func: Body) -> TransitionDef:
-        return TransitionDef(func, to=to, when=when, refused=refused, history=history, name=name,
-                             returns=returns)
-
-    return decorate
+    async def go(self, target: str, /, **arguments: Any) -> TransitionRecord:
+        """Move the flow from code (see :meth:`handoff.run.FlowRun.go`)."""
 
 
 class State(Agent, Generic[C]):
@@ -207,7 +97,9 @@ class State(Agent, Generic[C]):
         if "instructions" in cls.__dict__:
             text = cls.__dict__["instructions"]
             if not isinstance(text, str):
-                raise TypeError(f"{cls.__name__}.instructions must be a string")
+                raise FlowDefinitionError(None, [Finding(
+                    "error", "bad-instructions", f"{cls.__name__}.instructions must be a string",
+                    "write the prompt as a string", state=cls.__name__)])
             cls.prompt = text
             delattr(cls, "instructions")
         if "name" not in cls.__dict__:
@@ -250,7 +142,7 @@ class State(Agent, Generic[C]):
 
     def __init__(
         self,
-        run: FlowRun[C],
+        run: StateRun[C],
         *,
         chat_ctx: llm.ChatContext | None = None,
         note: str | None = None,
@@ -263,17 +155,17 @@ class State(Agent, Generic[C]):
             chat_ctx=chat_ctx,
             tools=transition_tools,
             llm=run.llm_for(self.tier),
-            **(run.flow.agent_options(type(self)) if run.flow.agent_options else {}),
+            **run.options_for(type(self)),
         )
         # ordinary tools get the state's timeout (transition bodies get it in the run)
-        self._tools = [
+        set_agent_tools(self, [
             t if t in transition_tools or not isinstance(t, llm.FunctionTool)
             else _with_timeout(t, self.tool_timeout)
-            for t in self._tools
-        ]
+            for t in self.tools
+        ])
 
     @property
-    def run(self) -> FlowRun[C]:
+    def run(self) -> StateRun[C]:
         """The flow run this agent belongs to."""
         return self._run
 
@@ -307,7 +199,7 @@ def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
             await hook(self)
         except Exception as exc:
             logger.exception("%s.%s raised", type(self).__name__, name)
-            self._run.failures.note(f"{type(self).__name__}.{name} raised {exc!r}")
+            self._run.note_failure(f"{type(self).__name__}.{name} raised {exc!r}")
             if name == "on_enter" and self.speaks_first:
                 self.session.generate_reply(instructions=(
                     "Something went wrong while preparing this step. Apologise in one short "
@@ -337,37 +229,3 @@ def _with_timeout(tool: llm.FunctionTool, seconds: float) -> llm.FunctionTool:
     return llm.FunctionTool(timed, tool.info)
 
 
-def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Parameter]]:
-    """(is a method, name of the RunContext parameter, the LLM-visible parameters)."""
-    sig = inspect.signature(func)
-    params = list(sig.parameters.values())
-    is_method = bool(params) and params[0].name == "self"
-    if is_method:
-        params = params[1:]
-    try:
-        hints = get_type_hints(func)
-    except Exception:  # unresolved forward references: fall back to raw annotations
-        hints = dict(getattr(func, "__annotations__", {}))
-    context_param = None
-    visible = []
-    for p in params:
-        hint = hints.get(p.name, p.annotation)
-        if hint is not p.empty and _is_run_context(hint):
-            context_param = p.name
-            continue
-        visible.append(p.replace(annotation=hint))
-    return is_method, context_param, visible
-
-
-def _is_run_context(hint: Any) -> bool:
-    try:
-        return bool(is_context_type(hint, allow_subclasses=True))
-    except Exception:
-        return False
-
-
-def _arity(fn: Callable[..., Any]) -> int:
-    try:
-        return len(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return 1

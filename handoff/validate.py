@@ -22,41 +22,49 @@ trip can start from; it never makes a new state reachable (it only goes back).
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
 
+from .context import Context
+from .errors import Finding, Severity
+from .failures import FailurePolicy
+from .graph import ANY, BACK, Edge, Graph, predecessors, reach, successors
 from .guards import context_fields
 from .history import HistoryPolicy
+from .state import State
+from .tiers import Tiers
 
-if TYPE_CHECKING:
-    from .flow import Flow
-
-Severity = Literal["error", "warning"]
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    severity: Severity
-    code: str
-    message: str
-    hint: str
-    state: str | None = None
-    trigger: str | None = None
-
-    def __str__(self) -> str:
-        where = self.state or "flow"
-        if self.trigger:
-            where += f".{self.trigger}"
-        return f"{self.severity} [{self.code}] {where}: {self.message} — fix: {self.hint}"
-
-    def to_dict(self) -> dict[str, str | None]:
-        """The finding as JSON-ready data (``handoff check --format json``)."""
-        return asdict(self)
+__all__ = ["Definition", "Finding", "Severity", "check", "definition_errors"]
 
 
-def definition_errors(flow: Flow[Any]) -> list[Finding]:
+class Definition(Graph, Protocol):
+    """What validation reads of a :class:`~handoff.flow.Flow` (a Flow is one)."""
+
+    @property
+    def state_classes(self) -> Sequence[type[State[Any]]]: ...
+
+    @property
+    def initial(self) -> str: ...
+
+    @property
+    def final(self) -> frozenset[str]: ...
+
+    @property
+    def resume_fallback(self) -> str: ...
+
+    @property
+    def tiers(self) -> Tiers: ...
+
+    @property
+    def failure_policy(self) -> FailurePolicy: ...
+
+    @property
+    def context_type(self) -> type[Context]: ...
+
+
+def definition_errors(flow: Definition) -> list[Finding]:
     """The findings that make a Flow unusable; the Flow constructor raises on any."""
     out: list[Finding] = []
     names = Counter(cls.state_name() for cls in flow.state_classes)
@@ -132,7 +140,7 @@ def definition_errors(flow: Flow[Any]) -> list[Finding]:
     return out
 
 
-def check(flow: Flow[Any], strict: bool = False) -> list[Finding]:
+def check(flow: Definition, strict: bool = False) -> list[Finding]:
     """Every finding about ``flow``: its definition errors, then the warnings.
 
     With ``strict`` the warnings are reported as errors (``handoff check --strict``).
@@ -145,7 +153,7 @@ def check(flow: Flow[Any], strict: bool = False) -> list[Finding]:
     return found
 
 
-def graph_warnings(flow: Flow[Any]) -> list[Finding]:
+def graph_warnings(flow: Definition) -> list[Finding]:
     """Unreachable states, dead ends, states with no path to a final state, and
     ``to=RETURN`` transitions that nothing can return through."""
     forward = successors(flow, with_returns=False)  # a return only revisits a reached state
@@ -194,56 +202,7 @@ def graph_warnings(flow: Flow[Any]) -> list[Finding]:
     return out
 
 
-ANY = "\x00any state"
-"""The node global transitions leave from: every state leads to it, it leads to their targets."""
-BACK = "\x00return point"
-"""The node ``to=RETURN`` transitions lead to: it leads to every state a side trip can start
-from (the sources of ``returns=True`` transitions; every state for a global one)."""
-
-
-def successors(flow: Flow[Any], with_returns: bool = True) -> dict[str, set[str]]:
-    """state -> the states its own transitions lead to, plus ``ANY`` (the global ones)
-    and ``BACK`` (when it has a ``to=RETURN`` transition).
-
-    Global transitions go through the one ``ANY`` node and returns through the one
-    ``BACK`` node, so the graph has O(states + transitions) edges.
-    """
-    out: dict[str, set[str]] = {name: {ANY} for name in flow.states}
-    out[ANY], out[BACK] = set(), set()
-    for edge in flow.edges:
-        source = ANY if edge.source is None else edge.source
-        if edge.is_return:
-            if with_returns:
-                out[source].add(BACK)
-        elif edge.target in flow.states:
-            out[source].add(edge.target)
-        if with_returns and getattr(edge.transition, "returns", False):
-            out[BACK] |= set(flow.states) if edge.source is None else {edge.source}
-    return out
-
-
-def predecessors(succ: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
-    """The reverse graph of ``succ``."""
-    out: dict[str, set[str]] = {name: set() for name in succ}
-    for source, targets in succ.items():
-        for target in targets:
-            out[target].add(source)
-    return out
-
-
-def reach(start: Iterable[str], succ: Mapping[str, Iterable[str]]) -> set[str]:
-    """Every node reachable from ``start`` (included) by breadth-first search."""
-    seen = set(start)
-    queue = deque(seen)
-    while queue:
-        for nxt in succ[queue.popleft()]:
-            if nxt not in seen:
-                seen.add(nxt)
-                queue.append(nxt)
-    return seen
-
-
-def guard_warnings(flow: Flow[Any]) -> list[Finding]:
+def guard_warnings(flow: Definition) -> list[Finding]:
     """Guards (and refusal functions) that read a field the Context does not have."""
     known = _context_attributes(flow.context_type)
     out = []
@@ -264,7 +223,7 @@ def guard_warnings(flow: Flow[Any]) -> list[Finding]:
     return out
 
 
-def argument_warnings(flow: Flow[Any]) -> list[Finding]:
+def argument_warnings(flow: Definition) -> list[Finding]:
     """Transition arguments without a type: the LLM would be told they are strings."""
     return [
         Finding("warning", "untyped-argument",
@@ -276,7 +235,7 @@ def argument_warnings(flow: Flow[Any]) -> list[Finding]:
     ]
 
 
-def _sorted_edges(flow: Flow[Any]) -> list[Any]:
+def _sorted_edges(flow: Definition) -> list[Edge]:
     return sorted(flow.edges, key=lambda e: (e.source is None, e.source or "", e.trigger))
 
 

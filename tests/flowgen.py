@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from livekit.agents import RunContext, function_tool
 
 from handoff import Context, Flow, State, transition
-from handoff.state import TransitionDef
 from handoff.tiers import TierConfig, Tiers
+from handoff.transition import TransitionDef
 
 TIERS = Tiers({"fast": TierConfig("fast", "m-fast"), "smart": TierConfig("smart", "m-smart")},
               source="tests")

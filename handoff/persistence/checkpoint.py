@@ -31,18 +31,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from livekit.agents import llm
 
+from ..errors import CheckpointFormatError
+from ..records import TransitionRecord
 from ..redaction import Redactor
-from ..run import TransitionRecord
 
 if TYPE_CHECKING:
     from ..run import FlowRun
 
 FORMAT = 1
 DEFAULT_HISTORY_LIMIT = 20
-
-
-class CheckpointFormatError(ValueError):
-    """A stored checkpoint this version of handoff cannot read."""
 
 
 class Sealer(Protocol):

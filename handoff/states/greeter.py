@@ -6,7 +6,8 @@ from typing import ClassVar
 
 from livekit.agents import RunContext
 
-from ..state import State, transition
+from ..state import State
+from ..transition import transition
 from .context import CallContext
 
 

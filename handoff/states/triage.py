@@ -6,7 +6,8 @@ from typing import ClassVar
 
 from livekit.agents import RunContext, function_tool
 
-from ..state import State, transition
+from ..state import State
+from ..transition import transition
 from ._backend_access import backend_of
 from .backend import AccountBackend
 from .context import CallContext

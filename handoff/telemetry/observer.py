@@ -37,7 +37,8 @@ from .metrics import HandoffMetrics, default_metrics
 
 if TYPE_CHECKING:
     from ..flow import Flow
-    from ..run import FlowRun, Refusal, TransitionRecord
+    from ..records import Refusal, TransitionRecord
+    from ..run import FlowRun
 
 SPAN_NAME = "handoff.transition"
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..flow import Flow
-from ..run import FlowRun, Refusal, TransitionRecord
+from ..records import Refusal, TransitionRecord
+from ..run import FlowRun
 
 GuardOutcome = Literal["allowed", "refused"]
 INTERNAL_CALL_ID = "handoff.testing:internal"

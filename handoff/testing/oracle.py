@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..flow import Flow
-from ..run import FlowRun, Refusal, TransitionRecord
+from ..records import Refusal, TransitionRecord
+from ..run import FlowRun
 from .strategies import Attempt
 
 Verdict = Literal["invalid", "guard", "guard-error", "allowed"]

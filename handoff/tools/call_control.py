@@ -35,6 +35,8 @@ from livekit.protocol import sip as sip_proto
 from opentelemetry import trace
 from pydantic import Field
 
+from ..errors import NoPhoneLine
+
 logger = logging.getLogger("handoff.tools")
 
 DEFAULT_GOODBYE = (
@@ -43,10 +45,6 @@ DEFAULT_GOODBYE = (
 DTMF_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11,
               **{c: 12 + i for i, c in enumerate("ABCD")}}
 DTMF_GAP = 0.3  # seconds between digits, as livekit's own send_dtmf tool
-
-
-class NoPhoneLine(ToolError):
-    """The session has no LiveKit room or no caller on a SIP line: the tool cannot act."""
 
 
 class DtmfSender(Protocol):

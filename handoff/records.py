@@ -1,0 +1,59 @@
+"""What a run remembers and tells: the records of moves taken and refused, and the
+observer protocol through which telemetry and checkpoints hear of them.
+
+A leaf module (only :mod:`handoff.errors` below it), so observers, persistence and
+the run all read the same plain records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+from .errors import RefusalKind
+
+MovedBy = Literal["llm", "code", "failover"]
+"""Who asked for a move: the LLM's tool call, code (``run.go``), or the failure policy."""
+
+R_contra = TypeVar("R_contra", contravariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    """One transition taken: the entry of a run's log."""
+
+    source: str
+    target: str
+    trigger: str
+    arguments: dict[str, Any]
+    at: float
+    by: MovedBy
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One transition not taken, and the reason the LLM (or code) was given."""
+
+    state: str
+    trigger: str
+    reason: str
+    kind: RefusalKind
+    at: float
+
+
+class FlowObserver(Protocol[R_contra]):
+    """Receives every transition and refusal of every run of a Flow (telemetry, checkpoints).
+
+    ``run`` is the :class:`~handoff.run.FlowRun` that moved (``Flow.observers`` holds
+    ``FlowObserver[FlowRun[Any]]``). Called synchronously on the conversation path: do
+    no blocking work here.
+    An observer may also define ``on_transition_requested(run, trigger, by)``: it is
+    called (if present) when a move is asked for, before it is checked, in the caller's
+    context (the LLM's tool-call span), so telemetry can time a handoff and nest its span.
+    A request is normally followed by one ``on_transition`` or one ``on_refusal``
+    (not when the session closes with the handoff still under way).
+    """
+
+    def on_transition(self, run: R_contra, record: TransitionRecord) -> None: ...
+
+    def on_refusal(self, run: R_contra, refusal: Refusal) -> None: ...

@@ -1,0 +1,206 @@
+"""@transition: a declared edge of the flow, offered to the LLM as a function tool.
+
+:class:`TransitionDef` holds the edge (target, guard, refusal text, history override,
+side-trip marker), the user's body and what the LLM-facing tool looks like (the
+signature without the ``RunContext``). :data:`RETURN` is the target of an edge that
+goes back to the state that started a side trip.
+
+This module knows states only by name: a class target is anything with a
+``state_name()`` (a :class:`~handoff.state.State` subclass).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, get_type_hints
+
+from livekit.agents import RunContext
+from livekit.agents.llm.utils import is_context_type
+
+from .errors import Finding, FlowDefinitionError
+from .guards import guard_text
+from .history import HistoryPolicy
+
+Guard = Callable[..., bool]
+
+RETURN = "<return>"
+"""Target of a transition that goes back to the state that started a side trip."""
+Body = Callable[..., Awaitable[Any]]
+
+
+class Named(Protocol):
+    """A transition's class target: a State class (its ``state_name()`` is the state's name)."""
+
+    def state_name(self) -> str: ...
+
+
+class TransitionDef:
+    """One ``@transition``: the edge, its guard, its body and the tool the LLM sees.
+
+    Defined in a State's class body it is an edge *from* that state (and from its
+    subclasses); defined at module level and passed to ``Flow(global_transitions=...)``
+    it is valid from every state.
+    """
+
+    def __init__(
+        self,
+        func: Body,
+        *,
+        to: str | Named,
+        when: Guard | None,
+        refused: str | Callable[[Any], str] | None,
+        history: str | None,
+        name: str | None,
+        returns: bool = False,
+    ) -> None:
+        if not inspect.iscoroutinefunction(func):
+            raise FlowDefinitionError(None, [Finding(
+                "error", "not-async", f"@transition {func.__qualname__} must be an `async def`",
+                f"write `async def {func.__name__}(...)`", trigger=func.__name__)])
+        self.func = func
+        self.to = to
+        self.when = when
+        self.refused = refused
+        self.history = HistoryPolicy.parse(history) if history is not None else None
+        self.name = name or func.__name__
+        self.returns = returns
+        self.doc = inspect.getdoc(func) or ""
+        self.owner: type | None = None
+        self.is_method, self.context_param, self.params = _split_signature(func)
+        self.untyped_params = [p.name for p in self.params if p.annotation is p.empty]
+        self._guard_takes_args = when is not None and _arity(when) > 1
+        self.__doc__ = self.doc
+
+    # -- descriptor protocol: the class body names it, instances do not turn it into a tool
+    def __set_name__(self, owner: type, attr: str) -> None:
+        self.owner = owner
+
+    def __get__(self, obj: object, objtype: type | None = None) -> TransitionDef:
+        return self
+
+    @property
+    def target(self) -> str:
+        """The target state's name as written (a class is named by its state name)."""
+        return self.to if isinstance(self.to, str) else self.to.state_name()
+
+    @property
+    def description(self) -> str:
+        """The first paragraph of the docstring: what the LLM reads about this tool."""
+        return self.doc.split("\n\n", 1)[0].strip()
+
+    def guard_text(self) -> str | None:
+        """The guard's expression as written (``c.verified``), for diagrams and logs."""
+        return guard_text(self.when)
+
+    def check_guard(self, context: Any, arguments: dict[str, Any]) -> str | None:
+        """None when the guard allows the move, else the reason written for the LLM."""
+        if self.when is None:
+            return None
+        allowed = self.when(context, **arguments) if self._guard_takes_args else self.when(context)
+        if allowed:
+            return None
+        if callable(self.refused):
+            return str(self.refused(context))
+        return self.refused or f"the conditions for '{self.name}' are not met"
+
+    async def run_body(self, agent: object | None, ctx: Any, arguments: dict[str, Any]) -> Any:
+        """Run the user's body; ``agent`` is None only for global transitions."""
+        args: list[Any] = []
+        if self.is_method:
+            args.append(agent)
+        kwargs = dict(arguments)
+        if self.context_param is not None:
+            kwargs[self.context_param] = ctx
+        return await self.func(*args, **kwargs)
+
+    def tool_signature(self) -> tuple[inspect.Signature, dict[str, Any]]:
+        """The signature and annotations the LLM-facing function tool exposes."""
+        ctx_name = "ctx" if all(p.name != "ctx" for p in self.params) else "_handoff_ctx"
+        params = [
+            inspect.Parameter(ctx_name, inspect.Parameter.KEYWORD_ONLY, annotation=RunContext),
+            *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in self.params),
+        ]
+        annotations: dict[str, Any] = {ctx_name: RunContext}
+        for p in self.params:
+            annotations[p.name] = str if p.annotation is p.empty else p.annotation
+        params = [
+            p if p.annotation is not p.empty else p.replace(annotation=str) for p in params
+        ]
+        return inspect.Signature(params), annotations
+
+    def __repr__(self) -> str:
+        where = self.owner.__name__ if self.owner else "global"
+        return f"<transition {where}.{self.name} -> {self.target}>"
+
+
+def transition(
+    *,
+    to: str | Named,
+    when: Guard | None = None,
+    refused: str | Callable[[Any], str] | None = None,
+    history: str | None = None,
+    name: str | None = None,
+    returns: bool = False,
+) -> Callable[[Body], TransitionDef]:
+    """Declare an edge of the flow, offered to the LLM as a function tool.
+
+    Args:
+        to: the target State (class or state name).
+        when: a guard on the Context (``lambda c: c.verified``); it may also take the
+            transition's arguments by name (``lambda c, amount: amount <= c.limit``).
+        refused: the reason the LLM is told when the guard says no (text, or a
+            function of the Context returning text).
+        history: the history policy for this edge, overriding the target state's.
+        name: the trigger/tool name; defaults to the function's name.
+        returns: this edge starts a side trip: the current state is pushed on the run's
+            return stack, and a transition with ``to=RETURN`` in the side trip comes back
+            to it (a dialogue stack, like Rasa's).
+
+    The decorated ``async def`` receives the ``RunContext`` (if it declares one) and the
+    arguments the LLM supplied; it may update ``ctx.userdata`` and may raise
+    ``TransitionRefused`` to refuse the move. Its return value (if any) is a handoff
+    note: the new agent finds it in its instructions.
+    """
+
+    def decorate(func: Body) -> TransitionDef:
+        return TransitionDef(func, to=to, when=when, refused=refused, history=history, name=name,
+                             returns=returns)
+
+    return decorate
+
+
+def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Parameter]]:
+    """(is a method, name of the RunContext parameter, the LLM-visible parameters)."""
+    sig = inspect.signature(func)
+    params = list(sig.parameters.values())
+    is_method = bool(params) and params[0].name == "self"
+    if is_method:
+        params = params[1:]
+    try:
+        hints = get_type_hints(func)
+    except Exception:  # unresolved forward references: fall back to raw annotations
+        hints = dict(getattr(func, "__annotations__", {}))
+    context_param = None
+    visible = []
+    for p in params:
+        hint = hints.get(p.name, p.annotation)
+        if hint is not p.empty and _is_run_context(hint):
+            context_param = p.name
+            continue
+        visible.append(p.replace(annotation=hint))
+    return is_method, context_param, visible
+
+
+def _is_run_context(hint: Any) -> bool:
+    try:
+        return bool(is_context_type(hint, allow_subclasses=True))
+    except Exception:
+        return False
+
+
+def _arity(fn: Callable[..., Any]) -> int:
+    try:
+        return len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return 1
