@@ -39,7 +39,8 @@ from .store import EventStore
 
 if TYPE_CHECKING:
     from ..flow import Flow
-    from ..run import FlowRun, Refusal, TransitionRecord
+    from ..records import Refusal, TransitionRecord
+    from ..run import FlowRun
 
 logger = logging.getLogger("handoff.events")
 
