@@ -11,10 +11,13 @@ from .flow import Flow
 from .graph import Edge
 from .history import HistoryPolicy
 from .records import FlowObserver, Refusal, TransitionRecord
+from .redaction import install_log_scrubbing
 from .run import FlowRun
 from .state import State
 from .tiers import TierConfig, Tiers
 from .transition import RETURN, TransitionDef, transition
+
+install_log_scrubbing()  # no sensitive value reaches a log record of this process
 
 __all__ = [
     "RETURN",

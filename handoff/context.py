@@ -3,11 +3,63 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 _BRIEF_VALUE_LIMIT = 200
+
+
+class SensitiveMemory:
+    """Every text the sensitive fields of one Context held or were offered.
+
+    Kept for the life of the Context: a value that was replaced, cleared, rolled back
+    or rejected by validation must stay out of logs and telemetry as much as the
+    current one (see :mod:`handoff.redaction`).
+    """
+
+    __slots__ = ("__weakref__", "texts")
+
+    def __init__(self) -> None:
+        self.texts: set[str] = set()
+
+
+_memories: weakref.WeakSet[SensitiveMemory] = weakref.WeakSet()
+_generation = itertools.count(1)
+_current_generation = [0]
+
+
+def memory_generation() -> int:
+    """A number that changes whenever some live Context remembers a new sensitive text."""
+    return _current_generation[0]
+
+
+def remembered_texts() -> tuple[int, list[str]]:
+    """(a number that changes whenever the answer may have, every sensitive text held
+    by any live Context of this process). For scrubbing logs, which know no call."""
+    texts: set[str] = set()
+    for memory in list(_memories):
+        texts |= memory.texts
+    return _current_generation[0], sorted(texts)
+
+
+def sensitive_texts(value: Any) -> Iterator[str]:
+    """The texts of a field value a scrubber must look for (numbers as written)."""
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str | int | float):
+        yield str(value)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from sensitive_texts(v)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for v in value:
+            yield from sensitive_texts(v)
+    elif isinstance(value, BaseModel):
+        yield from sensitive_texts(value.model_dump(mode="json"))
 
 
 class Context(BaseModel):
@@ -15,11 +67,55 @@ class Context(BaseModel):
 
     Subclass it with the fields your flow learns (caller name, account, verified…).
     Assignments are validated, so a tool that writes a wrong type fails at once
-    instead of corrupting the call. It lives as ``session.userdata``.
-    Mark a field sensitive with ``Field(json_schema_extra={"pii": True})``.
+    instead of corrupting the call; NaN and infinities are refused like any wrong
+    value (they pass every ``<``/``>`` check a body could make). It lives as
+    ``session.userdata``.
+
+    Mark a field sensitive with ``Field(json_schema_extra={"pii": True})``. Every value
+    such a field holds or is offered (including one its validation rejects) is
+    remembered for the life of the Context, so handoff scrubs it from logs, spans,
+    metrics, refusal reasons and checkpoint text even after it changed. Validation
+    errors of a Context with sensitive fields do not quote the rejected input.
+    A subclass that defines ``model_post_init`` must call ``super().model_post_init``.
     """
 
-    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", allow_inf_nan=False)
+
+    _sensitive_memory: SensitiveMemory | None = PrivateAttr(default=None)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if sensitive_fields(cls) and not cls.model_config.get("hide_input_in_errors"):
+            # pydantic quotes a rejected input in its error text ("input_value='1234'")
+            cls.model_config["hide_input_in_errors"] = True
+            cls.model_rebuild(force=True)
+
+    def model_post_init(self, context: Any, /) -> None:
+        hidden = sensitive_fields(type(self))
+        if hidden:
+            self._remember(getattr(self, name, None) for name in hidden)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in sensitive_fields(type(self)):
+            self._remember((self.__dict__.get(name), value))
+        super().__setattr__(name, value)
+
+    def _remember(self, values: Iterable[Any]) -> None:
+        memory = self._sensitive_memory
+        if memory is None:
+            memory = self._sensitive_memory = SensitiveMemory()
+            _memories.add(memory)
+        before = len(memory.texts)
+        for value in values:
+            memory.texts.update(sensitive_texts(value))
+        if len(memory.texts) != before:
+            _current_generation[0] = next(_generation)
+
+    def sensitive_history(self) -> frozenset[str]:
+        """Every text a sensitive field of this Context held or was offered, so far."""
+        memory = self._sensitive_memory
+        return frozenset(memory.texts) if memory is not None else frozenset()
 
     def brief(self) -> str:
         """The context as compact text for an LLM: set fields only, one per line.

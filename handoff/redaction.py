@@ -6,21 +6,31 @@ Its *value* must never reach telemetry, and the plain-text parts of a checkpoint
 show; values are replaced by :data:`REDACTED`.
 
 Transition arguments and refusal reasons are free text an LLM or a guard wrote, so
-they are scrubbed by value: every occurrence of a sensitive field's current value
-is replaced. Values shorter than :data:`MIN_SCRUB_LENGTH` characters are not
-scrubbed by value (a ``"1"`` would blank every digit); keep such fields out of
-free text by design.
+they are scrubbed by value: every occurrence of any value a sensitive field ever
+held in the call (current, replaced, cleared, rolled back, or rejected by its
+validation: see :class:`~handoff.context.SensitiveMemory`) is replaced. Values
+shorter than :data:`MIN_SCRUB_LENGTH` characters are not scrubbed by value (a
+``"1"`` would blank every digit); keep such fields out of free text by design.
+
+Logs know no call, so they are scrubbed of the sensitive values of every live
+Context of the process: :func:`install_log_scrubbing` (run when handoff is imported)
+rewrites each log record as it is made (message, arguments, traceback), and a filter
+on handoff's and LiveKit's loggers also scrubs the ``extra`` fields LiveKit's JSON
+formatter prints. It costs one integer comparison per record while no Context holds
+a sensitive value.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable, Mapping
+import traceback
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
-from .context import sensitive_fields
+from .context import Context, memory_generation, remembered_texts, sensitive_fields, sensitive_texts
 
 REDACTED = "[redacted]"
 MIN_SCRUB_LENGTH = 3
@@ -35,26 +45,20 @@ class Redactor:
         self.fields = sensitive_fields(type(context))
 
     def values(self) -> list[str]:
-        """The current sensitive values, as text, longest first."""
+        """Every sensitive value the Context holds or ever held, as text, longest first."""
         found: set[str] = set()
         for name in self.fields:
-            found.update(_texts(getattr(self.context, name, None)))
-        return sorted((v for v in found if len(v) >= MIN_SCRUB_LENGTH), key=len, reverse=True)
+            found.update(sensitive_texts(getattr(self.context, name, None)))
+        if isinstance(self.context, Context):
+            found |= self.context.sensitive_history()
+        return _scrubbable(found)
 
     def text(self, text: str, values: Iterable[str] | None = None) -> str:
         """``text`` with every sensitive value replaced by ``[redacted]``."""
         vals = list(self.values() if values is None else values)
         if not vals or not text:
             return text
-        pattern = re.compile("|".join(re.escape(v) for v in vals))
-        # the marker next to what follows can spell a value again ("d]]" in "d]]]"):
-        # repeat until stable; if it never is, nothing of the text is kept
-        for _ in range(_MAX_PASSES):
-            scrubbed = pattern.sub(REDACTED, text)
-            if scrubbed == text:
-                return text
-            text = scrubbed
-        return REDACTED if pattern.search(text) else text
+        return scrub(text, re.compile("|".join(re.escape(v) for v in vals)))
 
     def value(self, value: Any, values: Iterable[str] | None = None) -> Any:
         """A JSON-like value with sensitive text scrubbed at every depth."""
@@ -82,19 +86,20 @@ class Redactor:
         return data, apart
 
 
-def _texts(value: Any) -> Iterable[str]:
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, str | int | float):
-        yield str(value)
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _texts(v)
-    elif isinstance(value, list | tuple | set | frozenset):
-        for v in value:
-            yield from _texts(v)
-    elif isinstance(value, BaseModel):
-        yield from _texts(value.model_dump(mode="json"))
+def scrub(text: str, pattern: re.Pattern[str]) -> str:
+    """``text`` with every match of ``pattern`` (the values, escaped) replaced."""
+    # the marker next to what follows can spell a value again ("d]]" in "d]]]"):
+    # repeat until stable; if it never is, nothing of the text is kept
+    for _ in range(_MAX_PASSES):
+        scrubbed = pattern.sub(REDACTED, text)
+        if scrubbed == text:
+            return text
+        text = scrubbed
+    return REDACTED if pattern.search(text) else text
+
+
+def _scrubbable(texts: Iterable[str]) -> list[str]:
+    return sorted((v for v in set(texts) if len(v) >= MIN_SCRUB_LENGTH), key=len, reverse=True)
 
 
 def _walk(value: Any, fix: Any) -> Any:
@@ -109,3 +114,96 @@ def _walk(value: Any, fix: Any) -> Any:
         fixed = fix(text)
         return value if fixed == text else fixed
     return value
+
+
+# -- logs ------------------------------------------------------------------------------
+_STANDARD_RECORD_KEYS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName"}
+SCRUBBED_LOGGERS = ("handoff", "handoff.resume", "handoff.persistence", "handoff.worker",
+                    "livekit", "livekit.agents", "asyncio")
+"""Loggers whose records also get their ``extra`` fields scrubbed (a logger's filters
+only see the records made by that logger, not by its children)."""
+
+
+class _ProcessValues:
+    """The scrub pattern for all live Contexts' sensitive values, rebuilt when they change."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.pattern: re.Pattern[str] | None = None
+
+    def current(self) -> re.Pattern[str] | None:
+        if memory_generation() == self.generation:
+            return self.pattern
+        generation, texts = remembered_texts()
+        values = _scrubbable(texts)
+        self.pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
+        self.generation = generation
+        return self.pattern
+
+
+_process_values = _ProcessValues()
+
+
+def scrub_record(record: logging.LogRecord) -> None:
+    """Rewrite ``record`` in place without any live sensitive value: its message (with
+    its arguments applied), its traceback (kept as text, as LiveKit's log queue does)
+    and its ``extra`` fields."""
+    pattern = _process_values.current()
+    if pattern is None:
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string: leave it to the handler to report
+        return
+    if record.exc_info and record.exc_info[0] is not None:
+        record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        record.exc_info = None
+    record.msg, record.args = scrub(message, pattern), None
+    if record.exc_text:
+        record.exc_text = scrub(record.exc_text, pattern)
+    if record.stack_info:
+        record.stack_info = scrub(record.stack_info, pattern)
+    for key, value in list(vars(record).items()):
+        if key not in _STANDARD_RECORD_KEYS and not key.startswith("_"):
+            setattr(record, key, _scrub_extra(value, pattern))
+
+
+def _scrub_extra(value: Any, pattern: re.Pattern[str]) -> Any:
+    if isinstance(value, str | int | float | Mapping | list | tuple | type(None)):
+        return _walk(value, lambda s: scrub(s, pattern))
+    text = str(value)  # an object the formatter will print as text
+    return scrub(text, pattern) if pattern.search(text) else value
+
+
+class _ScrubFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        scrub_record(record)
+        return True
+
+
+_SCRUB_FILTER = _ScrubFilter()
+_installed: list[Callable[..., logging.LogRecord]] = []
+
+
+def install_log_scrubbing() -> None:
+    """Scrub every log record of this process of live sensitive values (idempotent).
+
+    A log record factory scrubs what a record holds when it is made; a filter on
+    :data:`SCRUBBED_LOGGERS` scrubs the ``extra`` fields added after that.
+    """
+    for name in SCRUBBED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _SCRUB_FILTER not in logger.filters:
+            logger.addFilter(_SCRUB_FILTER)
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        scrub_record(record)
+        return record
+
+    _installed.append(previous)
+    logging.setLogRecordFactory(make_record)

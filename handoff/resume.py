@@ -13,6 +13,11 @@ saved Context and recent history, and the agent does not speak first: the caller
 already heard the opening. Otherwise the flow starts as usual. Either way the run
 is checkpointed from then on.
 
+Everything a resume needs (the document, the Context, the state, the return stack,
+the history) is read and validated *before* the session is attached: a checkpoint
+with any defect starts the call fresh, never a call that fails half-resumed. A call
+that ended left a tombstone: a new call on its id starts fresh.
+
 A checkpoint of an older flow version may name a state that no longer exists, or
 Context fields that are gone or changed type: the run then resumes in the
 ``fallback`` state (default: the Flow's declared ``resume_fallback``, else its initial
@@ -30,6 +35,7 @@ from typing import Any, TypeVar
 
 from livekit import rtc
 from livekit.agents import AgentSession, llm
+from livekit.agents import llm as llm_types
 from livekit.agents.telemetry import tracer
 from pydantic import ValidationError
 
@@ -63,10 +69,11 @@ def call_id_of(room: rtc.Room) -> str:
 async def load_checkpoint(
     checkpointer: Checkpointer, call_id: str
 ) -> Checkpoint | None:
-    """The call's checkpoint; None when there is none or the store cannot be read."""
+    """The call's checkpoint (a tombstone if it ended); None when there is none or the
+    store cannot be read."""
     store: CheckpointStore = checkpointer.store
     try:
-        return await store.load(call_id)
+        return await checkpointer.load(call_id)
     except CheckpointFormatError as exc:
         logger.warning("checkpoint of call %s is unreadable (%s); starting fresh", call_id, exc)
     except Exception as exc:
@@ -116,39 +123,47 @@ async def resume_or_start(
 
     checkpointer.install(flow)
     checkpoint = await load_checkpoint(checkpointer, call_id)
+    ended_seq = 0
+    if checkpoint is not None and checkpoint.ended:
+        logger.info("call %s ended earlier; a new call on its id starts fresh", call_id)
+        ended_seq = checkpoint.seq
+        checkpoint = None
     if checkpoint is not None and checkpoint.flow != flow.name:
         logger.warning("call %s has a checkpoint of flow %r, not %r; starting fresh",
                        call_id, checkpoint.flow, flow.name)
         checkpoint = None
 
     restored: FlowRun[C] | None = None
+    history: llm_types.ChatContext | None = None
     outcome = "fresh"
     if checkpoint is not None:
         try:
             restored, outcome = restore_run(flow, checkpoint, checkpointer, llm=llm,
                                             fallback=fallback)
+            history = flow.history_policies[restored.state].carry(checkpoint.chat_ctx())
         except Exception as exc:  # a checkpoint must never stop the call from starting
             logger.warning("call %s: the checkpoint cannot be restored (%s: %s); starting fresh",
                            call_id, type(exc).__name__, exc)
             checkpointer.metrics.resumes.labels(flow.name, "failed").inc()
-            checkpoint, outcome = None, "failed"
+            if restored is not None:
+                restored.close()
+            restored, checkpoint, outcome = None, None, "failed"
 
     if restored is None:
         run = flow.new_run(context, llm=llm, call_id=call_id)
         await run.attach(session, wait_opening=wait_opening, **start_kwargs)
     else:
-        assert checkpoint is not None
+        assert checkpoint is not None and history is not None
         run = restored
         _clear_resuming_when_the_call_moves_on(run, session)
         await run.attach(session, **start_kwargs)
         assert run.agent is not None
-        history = flow.history_policies[run.state].carry(checkpoint.chat_ctx())
         await run.agent.update_chat_ctx(history)
         if resume_prompt:
             session.generate_reply(instructions=resume_prompt)
     if outcome != "fresh":
         _trace_resume(run, checkpoint, outcome)
-    checkpointer.track(run, call_id, resumed=checkpoint)
+    checkpointer.track(run, call_id, resumed=checkpoint, after_seq=ended_seq)
     if telemetry is not None:
         telemetry.track(run)
     return run

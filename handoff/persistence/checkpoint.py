@@ -14,8 +14,20 @@ Format 1 (``"format": 1``)::
                                       # field quoting one), apart; sealed if a Sealer is set
       "return_stack": ["Triage"],     # states a `to=RETURN` transition comes back to
       "log": [{"source", "target", "trigger", "arguments", "at", "by"}, ...],
-      "history": [{"role": "user"|"assistant", "text": "..."}, ...]   # last N messages
+      "history": [{"role": "user"|"assistant", "text": "..."}, ...],  # last N messages
+      "ended": false                  # true: a tombstone, the call is over (nothing else kept)
     }
+
+The stored text is always valid JSON that any UTF-8 store accepts: a lone surrogate
+an LLM sent (``"\\ud800"``) is written as its ``\\u`` escape, and a number that is
+not finite (only possible where the Context allows it, or in a logged argument) as
+the string ``"NaN"``/``"Infinity"``/``"-Infinity"``. Reading validates the whole
+document, so a malformed one is refused (:class:`CheckpointFormatError`) before any
+of it is used.
+
+When a call ends its checkpoint is replaced by a *tombstone* (``"ended": true``,
+no context): a newer ``seq`` than any of the call's checkpoints, so a late write of
+the ended call can never bring it back, and a new call on the same id starts fresh.
 
 The log and history are plain text for people reading a store: sensitive values
 are scrubbed out of them (see :mod:`handoff.redaction`). The context and the
@@ -25,6 +37,7 @@ sensitive section are kept whole, since resuming must lose nothing.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -65,6 +78,8 @@ class Checkpoint:
     log: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, str]] = field(default_factory=list)
     saved_at: float = 0.0
+    ended: bool = False
+    """A tombstone: the call is over; it must never be resumed."""
 
     # -- stored form ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -80,35 +95,62 @@ class Checkpoint:
             "return_stack": self.return_stack,
             "log": self.log,
             "history": self.history,
+            "ended": self.ended,
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        """The stored form: strict JSON (no bare NaN), encodable as UTF-8 whatever it holds."""
+        data: Any = self.to_dict()
+        try:
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                              default=str)
+        except ValueError:  # a number that is not finite
+            data = _finite(data)
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: kept, as its \u escape
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=True, default=str)
+        return text
+
+    @classmethod
+    def tombstone(cls, call_id: str, flow: str, flow_version: str, seq: int) -> Checkpoint:
+        """What is stored once a call is over: nothing of it, only that it ended."""
+        return cls(call_id=call_id, flow=flow, flow_version=flow_version, state="", seq=seq,
+                   context={}, saved_at=time.time(), ended=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Checkpoint:
+        """Parse and validate a stored checkpoint; CheckpointFormatError on any defect."""
         try:
-            data = json.loads(text)
-        except ValueError as exc:
+            data = json.loads(text, parse_constant=_no_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
             raise CheckpointFormatError(f"checkpoint is not JSON: {exc}") from exc
         fmt = data.get("format") if isinstance(data, dict) else None
         if fmt != FORMAT:
             raise CheckpointFormatError(
                 f"checkpoint format {fmt!r} is not supported (this handoff reads {FORMAT})"
             )
-        return cls(
-            call_id=data["call_id"],
-            flow=data["flow"]["name"],
-            flow_version=str(data["flow"]["version"]),
-            state=data["state"],
-            seq=int(data["seq"]),
-            context=dict(data["context"]),
-            sensitive=data.get("sensitive") or {},
-            return_stack=list(data.get("return_stack") or []),
-            log=list(data.get("log") or []),
-            history=list(data.get("history") or []),
-            saved_at=float(data.get("saved_at") or 0.0),
-        )
+        try:
+            return cls(
+                call_id=_typed(data["call_id"], str, "call_id"),
+                flow=_typed(_typed(data["flow"], dict, "flow")["name"], str, "flow.name"),
+                flow_version=str(data["flow"]["version"]),
+                state=_typed(data["state"], str, "state"),
+                seq=_typed(data["seq"], int, "seq"),
+                context=_typed(data["context"], dict, "context"),
+                sensitive=_typed(data.get("sensitive") or {}, (dict, str), "sensitive"),
+                return_stack=[_typed(s, str, "return_stack")
+                              for s in _typed(data.get("return_stack") or [], list,
+                                              "return_stack")],
+                log=[_log_entry(e) for e in _typed(data.get("log") or [], list, "log")],
+                history=[_message(m) for m in _typed(data.get("history") or [], list,
+                                                     "history")],
+                saved_at=float(_typed(data.get("saved_at") or 0.0, (int, float), "saved_at")),
+                ended=_typed(data.get("ended", False), bool, "ended"),
+            )
+        except KeyError as exc:
+            raise CheckpointFormatError(f"checkpoint has no {exc.args[0]!r}") from exc
 
     # -- reading it back -------------------------------------------------------------
     def context_data(self, sealer: Sealer | None = None) -> dict[str, Any]:
@@ -144,7 +186,47 @@ class Checkpoint:
     def fingerprint(self) -> tuple[Any, ...]:
         """What the checkpoint says, without when it was taken (to skip identical writes)."""
         return (self.state, self.context, self.sensitive, self.return_stack, len(self.log),
-                self.history)
+                self.history, self.ended)
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CheckpointFormatError(f"checkpoint field {where!r} is malformed: {value!r:.60}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise CheckpointFormatError(f"checkpoint holds a bare {name}, which JSON does not allow")
+
+
+def _log_entry(entry: Any) -> dict[str, Any]:
+    _typed(entry, dict, "log")
+    for key in ("source", "target", "trigger"):
+        _typed(entry.get(key), str, f"log.{key}")
+    _typed(entry.get("arguments") or {}, dict, "log.arguments")
+    _typed(entry.get("at"), (int, float), "log.at")
+    if entry.get("by", "llm") not in ("llm", "code", "failover"):
+        raise CheckpointFormatError(f"checkpoint log entry moved by {entry.get('by')!r}")
+    return entry
+
+
+def _message(message: Any) -> dict[str, str]:
+    _typed(message, dict, "history")
+    if message.get("role") not in ("user", "assistant"):
+        raise CheckpointFormatError(f"checkpoint history role {message.get('role')!r}")
+    _typed(message.get("text"), str, "history.text")
+    return message
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite numbers as the strings pydantic reads back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def snapshot(

