@@ -13,8 +13,9 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+
 import pytest
-from livekit.agents import AgentSession, RunContext, ToolError
+from livekit.agents import RunContext, ToolError
 from livekit.agents.cli.log import JsonFormatter
 from pydantic import Field
 
