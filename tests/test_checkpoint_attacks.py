@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 from livekit.agents import AgentSession
 
-from handoff.persistence import Checkpoint, Checkpointer, CheckpointStore, RedisStore, SQLiteStore
+from handoff.persistence import (
+    Checkpoint,
+    Checkpointer,
+    CheckpointFormatError,
+    CheckpointStore,
+    RedisStore,
+    SQLiteStore,
+)
 from handoff.resume import resume_or_start
 from handoff.telemetry import HandoffMetrics
 from handoff.testing import ScriptedLLM, call
@@ -146,7 +153,7 @@ async def test_a_malformed_checkpoint_starts_the_call_fresh(
 
 async def test_a_bare_nan_in_a_stored_document_is_malformed() -> None:
     text = json.dumps({**GOOD, "context": {"amount": math.nan}})
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(CheckpointFormatError, match="NaN"):
         Checkpoint.from_json(text)
 
 
