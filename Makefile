@@ -3,8 +3,9 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 PIP   := $(VENV)/bin/pip
-# Debian packages the tests need (graphviz's `dot` renders diagrams; redis-server backs checkpoint tests).
-APT_PACKAGES ?= graphviz espeak-ng redis-server
+# Debian packages the tests need (graphviz's `dot` renders diagrams; redis-server backs checkpoint
+# and event-log tests; chromium and its driver run the inspector's browser tests).
+APT_PACKAGES ?= graphviz espeak-ng redis-server chromium chromium-driver
 # pip extras installed for the tests.
 EXTRAS ?= test
 

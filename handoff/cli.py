@@ -31,12 +31,16 @@ def chat(
         str | None,
         typer.Option(help="MODULE:ATTRIBUTE of a ScriptedLLM reply list or policy, to chat offline"),
     ] = None,
+    inspect_at: Annotated[str | None, typer.Option(
+        "--inspect", help="serve the inspector while you chat, on [HOST:PORT] (127.0.0.1:8765)")
+    ] = None,
 ) -> None:
     """A text conversation with the flow in the terminal, through a real AgentSession.
 
     Each line you type is a caller turn; the agent's replies, its tool calls and every
     transition are printed as they happen. End with Ctrl-D.
     """
+    inspector = _inspector(inspect_at, None) if inspect_at else None  # a bad bind fails first
     try:
         flow = load_flow(flow_ref)
     except (FlowLoadError, FlowDefinitionError) as exc:
@@ -61,13 +65,41 @@ def chat(
             )
             raise typer.Exit(2)
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(_chat(flow, llm))
+    asyncio.run(_chat(flow, llm, inspector))
 
 
-async def _chat(flow: Any, llm: Any) -> None:
+def _inspector(address: str, store: Any) -> Any:
+    """The InspectorServer for ``--inspect HOST:PORT`` (an in-memory store by default);
+    a bad address or an unsafe bind is one line on stderr and exit 2."""
+    import os
+
+    from .events import MemoryEventStore
+    from .inspector import InspectorServer, UnsafeBind, parse_address
+    from .inspector.security import TOKEN_ENV
+
+    try:
+        host, port = parse_address(address)
+        return InspectorServer(store or MemoryEventStore(), host=host, port=port,
+                               token=os.environ.get(TOKEN_ENV) or None)
+    except (UnsafeBind, ValueError) as exc:
+        raise _fail(f"--inspect {address}: {exc}") from exc
+
+
+async def _chat(flow: Any, llm: Any, inspector: Any = None) -> None:
+    import uuid
+
+    from .events import EventLog
     from .transcript import TranscriptPrinter
 
+    events = None
+    if inspector is not None:
+        events = EventLog(inspector.store).install(flow)
+        await _start(inspector)
     async with flow.session(llm=llm) as run:
+        if events is not None:
+            call_id = f"chat-{uuid.uuid4().hex[:8]}"
+            events.track(run, call_id)
+            typer.echo(f"inspector: {inspector.link(f'/calls/{call_id}')}")
         printer = TranscriptPrinter(run)
         typer.echo(f"[{run.state}]")
         typer.echo("\n".join(printer.lines(run.opening)))
@@ -82,6 +114,9 @@ async def _chat(flow: Any, llm: Any) -> None:
             typer.echo("\n".join(printer.lines(result)))
             typer.echo(f"[{run.state}]")
         typer.echo(f"context: {run.context.model_dump_json()}")
+    if events is not None:
+        await events.aclose()
+        await inspector.stop()
 
 
 def _read_line() -> str | None:
@@ -105,6 +140,8 @@ def run(
     simulate_call: Annotated[
         str | None, typer.Option(help="start one simulated call (no audio) in this room name")
     ] = None,
+    inspect_at: Annotated[str | None, typer.Option(
+        "--inspect", help="serve the inspector over this worker's calls on [HOST:PORT]")] = None,
 ) -> None:
     """Run the flow as a LiveKit voice worker (one job per room).
 
@@ -122,10 +159,80 @@ def run(
         settings = WorkerSettings.from_env(
             flow_ref, max_jobs=max_jobs, drain_timeout=drain_timeout,
             health_port=health_port, metrics_port=metrics_port)
+        if inspect_at:
+            _inspect_worker(inspect_at)
         run_worker(settings, mode, ctx.args, simulate_call=simulate_call)
     except (FlowLoadError, SecretError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+@app.command()
+def inspect(
+    store: Annotated[str | None, typer.Option(
+        help="the event store: sqlite:///path/events.db or redis://host:port/db "
+        "(default: HANDOFF_EVENT_STORE, else next to the checkpoints)")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on; not loopback needs --token")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8765,
+    token: Annotated[str | None, typer.Option(
+        envvar="HANDOFF_INSPECT_TOKEN", help="required to read the inspector (HANDOFF_INSPECT_TOKEN)")
+    ] = None,
+    stale_after: Annotated[float, typer.Option(
+        help="seconds without a heartbeat after which a call's writer counts as stopped")] = 15.0,
+) -> None:
+    """Watch live and recent calls in a browser: the flow with the active state lit, the
+    timeline, the Context at each step, and replay of finished calls. Read-only."""
+    from .events import event_store_from_env, open_event_store
+    from .inspector import InspectorServer, UnsafeBind
+
+    try:
+        events = open_event_store(store) if store else event_store_from_env()
+        if events is None:
+            raise ValueError("no event store: pass --store sqlite:///path/events.db (or "
+                             "redis://…), or set HANDOFF_EVENT_STORE or HANDOFF_CHECKPOINT_DIR")
+        server = InspectorServer(events, host=host, port=port, token=token, stale_after=stale_after)
+    except (UnsafeBind, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    asyncio.run(_serve(server))
+
+
+async def _start(server: Any) -> str:
+    try:
+        url: str = await server.start()
+    except OSError as exc:
+        raise _fail(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}") from exc
+    return url
+
+
+async def _serve(server: Any) -> None:
+    typer.echo(f"handoff inspector on {await _start(server)}", err=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+        await server.store.aclose()
+
+
+def _inspect_worker(address: str) -> None:
+    """``run --inspect``: the job processes write the event store (next to the checkpoints,
+    or a temporary SQLite file); this process serves the inspector over it."""
+    import os
+    import tempfile
+
+    from .events import event_store_from_env
+
+    store = event_store_from_env()
+    if store is None:
+        folder = tempfile.mkdtemp(prefix="handoff-events-")
+        os.environ["HANDOFF_EVENT_STORE"] = f"sqlite://{folder}/events.db"  # job processes inherit it
+        store = event_store_from_env()
+    inspector = _inspector(address, store)
+    try:
+        url = inspector.start_in_thread()
+    except OSError as exc:
+        raise _fail(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    typer.echo(f"inspector: {url}", err=True)
 
 
 # -- check, diagram, diff ---------------------------------------------------------------
@@ -327,8 +434,15 @@ def _side_label(ref: str, other: str) -> str:
     return rev or "working tree"
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The ``handoff`` command. ``--inspect`` may come without its address."""
+    from .inspector import DEFAULT_ADDRESS
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(args):
+        if arg == "--inspect" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            args[i] = f"--inspect={DEFAULT_ADDRESS}"
+    app(args=args, prog_name="handoff")
 
 
 if __name__ == "__main__":

@@ -185,8 +185,8 @@ def esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def render(dot: graphviz.Digraph, fmt: str) -> bytes:
-    """Run ``dot`` on the digraph: SVG or PNG bytes (raises if Graphviz is missing)."""
+def render(dot: graphviz.Digraph | graphviz.Source, fmt: str) -> bytes:
+    """Run ``dot`` on the digraph (or DOT source): SVG or PNG bytes (raises if Graphviz is missing)."""
     if fmt not in ("svg", "png"):
         raise ValueError(f"dot renders svg or png, not {fmt!r}")
     try:

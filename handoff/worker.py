@@ -20,7 +20,8 @@ flow's STT/TTS (:mod:`handoff.voice`) and the flow's tiers resolved through the
 secrets chain, started in the job's room — or resumed where it was, when the call's
 id (SIP call id, else room name) has a checkpoint (``HANDOFF_CHECKPOINT_STORE`` or
 ``HANDOFF_CHECKPOINT_DIR``; :mod:`handoff.persistence`, :mod:`handoff.resume`).
-Transitions are traced and counted (:mod:`handoff.telemetry`).
+Transitions are traced and counted (:mod:`handoff.telemetry`), and each call's events
+go to the event log next to the checkpoints (:mod:`handoff.events`) for ``handoff inspect``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 
+from .events import EventLog, event_store_from_env
 from .flowref import load_flow
 from .persistence import Checkpointer, store_from_env
 from .resume import call_id_of, resume_or_start
@@ -181,11 +183,16 @@ async def entrypoint(ctx: JobContext) -> None:
     """One call: the flow's AgentSession in the job's room, resumed if checkpointed."""
     run = await start_call(ctx)
     checkpointer: Checkpointer | None = ctx.proc.userdata.get("checkpointer")
+    events = _process_event_log(ctx, run.flow)
+    if events is not None:
+        events.track(run, run.call_id or ctx.job.id, resumed=run.resuming)
 
     async def _on_shutdown(reason: str) -> None:
         logger.info("call %s ended in state %s (%s)", run.call_id, run.state, reason)
         if checkpointer is not None:  # the last checkpoints land before the process goes
             await checkpointer.flush(2.0)
+        if events is not None:
+            await events.flush(2.0)
 
     ctx.add_shutdown_callback(_on_shutdown)
     logger.info("call %s started in state %s", run.call_id, run.state)
@@ -236,6 +243,15 @@ def _process_checkpointer(ctx: JobContext, flow: Flow[Any]) -> Checkpointer | No
                            "flow %s will not survive this worker", flow.name)
     checkpointer: Checkpointer | None = ctx.proc.userdata["checkpointer"]
     return checkpointer
+
+
+def _process_event_log(ctx: JobContext, flow: Flow[Any]) -> EventLog | None:
+    """The job process's EventLog (made on its first call), or None if no store is set."""
+    if "events" not in ctx.proc.userdata:
+        store = event_store_from_env()
+        ctx.proc.userdata["events"] = None if store is None else EventLog(store).install(flow)
+    events: EventLog | None = ctx.proc.userdata["events"]
+    return events
 
 
 # -- the command ----------------------------------------------------------------------------

@@ -62,6 +62,15 @@ class _Tracked:
         self.requested: dict[str, float] = {}
 
 
+class _Added:
+    """A stand-in for LiveKit's ``conversation_item_added`` event, for earlier items."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+
+
 class EventLog:
     """The event log of tracked runs, written to ``store`` by a background task.
 
@@ -138,6 +147,8 @@ class EventLog:
         self._emit(run, tracked, "call_started", {
             "context": tracked.context, "resumed": resumed, "writer": self.writer})
         session = run.session
+        for item in session.history.items:  # what was said before tracking began (an opening)
+            self._on_item(run, _Added(item))
         session.on("conversation_item_added", listener(lambda ev: self._on_item(run, ev)))
         session.on("function_tools_executed", listener(lambda ev: self._on_tools(run, ev)))
         session.on("error", listener(lambda ev: self._on_error(run, ev)))
