@@ -29,7 +29,7 @@ LAYERS: list[list[str]] = [
     ["handoff.flow"],
     ["handoff.transcript", "handoff.diagram", "handoff.diagram_diff", "handoff.flowref",
      "handoff.telemetry", "handoff.telemetry.*", "handoff.persistence", "handoff.persistence.*",
-     "handoff.events", "handoff.events.*"],
+     "handoff.events", "handoff.events.*", "handoff.inspector", "handoff.inspector.*"],
     ["handoff.resume", "handoff.tools", "handoff.tools.*", "handoff.states", "handoff.states.*"],
     ["handoff.worker", "handoff.testing", "handoff.testing.*"],
     ["handoff.cli"],
