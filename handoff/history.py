@@ -4,16 +4,24 @@ LiveKit starts every new Agent with an empty chat context. A policy decides what
 to carry over on a handoff:
 
 - ``full``    every user and assistant message so far;
-- ``last:N``  the last N of those messages;
+- ``last:N``  the last N *messages* (user and assistant messages; tool calls, handoff
+  markers and instructions are not counted);
 - ``none``    nothing (the context brief in the instructions still carries the facts);
 - ``summary`` / ``summary:N``  the new agent starts at once with the last N messages
-  (default 6); a summary of the older ones, written by the new state's tier LLM in the
-  background, is added to its context when ready. It never delays the handoff, and a
-  summary that fails or times out changes nothing.
+  (default 6; ``summary:0`` keeps none); a summary of the older ones, written by the new
+  state's tier LLM in the background (with the state's ``summary_prompt`` if it has one),
+  is added to its context when ready. It never delays the handoff, and a summary that
+  fails or times out changes nothing.
 
-The old agent's own tool calls are never carried: the new agent does not have
-those tools (LiveKit would drop the calls anyway) and what they established lives
-in the Context, which reaches the new agent through its brief.
+Any of them followed by ``+tools`` (``full+tools``, ``last:8+tools``) also carries the
+function calls and their outputs made between the carried messages, even of tools the
+new agent does not have (LiveKit's ``preserve_function_call_history``). Without it the
+old agent's tool calls are left behind: what they established lives in the Context,
+which reaches the new agent through its brief.
+
+A State with ``keep_agent = True`` keeps one agent for the whole call (LiveKit's own
+multi-agent examples keep their agents in ``userdata``): on a revisit it remembers its
+earlier talk, and the policy's messages from the state it came from are merged in.
 """
 
 from __future__ import annotations
@@ -42,56 +50,92 @@ SUMMARY_PREFIX = "Summary of the call before the messages that follow: "
 PolicyKind = Literal["full", "last", "none", "summary"]
 
 
+_SYNTAX = "use 'full', 'last:N', 'summary[:N]' or 'none', optionally followed by '+tools'"
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryPolicy:
     kind: PolicyKind
     count: int = 0
+    """How many messages ``last``/``summary`` keep (user and assistant messages)."""
+    tools: bool = False
+    """Also carry the function calls and outputs between the kept messages."""
 
     @classmethod
     def parse(cls, spec: str | HistoryPolicy) -> HistoryPolicy:
-        """Parse ``"full"``, ``"none"``, ``"last:N"``; raise ValueError with the fix otherwise."""
+        """Parse ``"full"``, ``"none"``, ``"last:N"``, ``"summary[:N]"``, each with an
+        optional ``"+tools"``; raise ValueError with the fix otherwise."""
         if isinstance(spec, HistoryPolicy):
             return spec
-        text = spec.strip().lower()
+        if not isinstance(spec, str):
+            raise ValueError(f"history policy {spec!r} is not text; {_SYNTAX} (e.g. 'last:4')")
+        text = spec.strip().lower().replace(" ", "")
+        tools = text.endswith("+tools")
+        text = text.removesuffix("+tools")
         if text in ("full", "none"):
-            return cls(text)  # type: ignore[arg-type]
+            return cls(text, 0, tools)  # type: ignore[arg-type]
         if text == "summary":
-            return cls("summary", DEFAULT_SUMMARY_TAIL)
-        for kind in ("last", "summary"):
+            return cls("summary", DEFAULT_SUMMARY_TAIL, tools)
+        for kind, least in (("last", 1), ("summary", 0)):
             if text.startswith(f"{kind}:"):
                 count = text.removeprefix(f"{kind}:")
-                if count.isdigit() and int(count) > 0:
-                    return cls(kind, int(count))
-        raise ValueError(
-            f"unknown history policy {spec!r}; use 'full', 'last:N', 'summary[:N]' or 'none'"
-        )
+                if count.isdigit() and int(count) >= least:
+                    return cls(kind, int(count), tools)  # type: ignore[arg-type]
+        raise ValueError(f"unknown history policy {spec!r}; {_SYNTAX}")
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.count}" if self.kind in ("last", "summary") else self.kind
+        text = f"{self.kind}:{self.count}" if self.kind in ("last", "summary") else self.kind
+        return text + ("+tools" if self.tools else "")
 
     def carry(self, old: llm.ChatContext) -> llm.ChatContext:
         """The chat context a new agent starts with, taken from the old agent's."""
         if self.kind == "none":
             return llm.ChatContext.empty()
-        messages = [
-            item
-            for item in old.items
-            if item.type == "message" and item.role in ("user", "assistant")
-        ]
+        kept = self._items(old)
         if self.kind in ("last", "summary"):
-            messages = messages[-self.count :]
-        return llm.ChatContext(list(messages))
+            kept = _tail(kept, self.count)
+        return llm.ChatContext(kept)
 
     def left_behind(self, old: llm.ChatContext) -> list[llm.ChatMessage]:
         """The messages ``carry`` did not keep (what a summary has to cover)."""
-        messages = [
-            item
-            for item in old.items
-            if item.type == "message" and item.role in ("user", "assistant")
-        ]
         if self.kind not in ("last", "summary"):
             return []
-        return messages[: -self.count] if len(messages) > self.count else []
+        messages = [item for item in self._items(old) if item.type == "message"]
+        return messages[: len(messages) - self.count] if len(messages) > self.count else []
+
+    def _items(self, old: llm.ChatContext) -> list[llm.ChatItem]:
+        """The user/assistant messages of ``old`` (and its tool calls with ``+tools``)."""
+        return [
+            item for item in old.items
+            if (item.type == "message" and item.role in ("user", "assistant"))
+            or (self.tools and item.type in ("function_call", "function_call_output"))
+        ]
+
+
+def _tail(items: list[llm.ChatItem], messages: int) -> list[llm.ChatItem]:
+    """The end of ``items`` that holds its last ``messages`` messages (a tool call and
+    its output stay together with the message after them)."""
+    if messages == 0:
+        return []
+    seen = 0
+    for index in range(len(items) - 1, -1, -1):
+        if items[index].type == "message":
+            seen += 1
+            if seen == messages:
+                return _whole_calls(items[index:])
+    return _whole_calls(items)
+
+
+def _whole_calls(items: list[llm.ChatItem]) -> list[llm.ChatItem]:
+    """``items`` without a function output whose call was cut off (providers reject one)."""
+    calls = {item.call_id for item in items if item.type == "function_call"}
+    return [item for item in items if item.type != "function_call_output" or item.call_id in calls]
+
+
+def revisit(kept: llm.ChatContext, carried: llm.ChatContext) -> llm.ChatContext:
+    """A kept agent's own earlier talk with what the policy carried from the last state
+    merged in (by item id, in time order): the context of a ``keep_agent`` state's revisit."""
+    return kept.copy().merge(carried, exclude_instructions=True)
 
 
 async def add_summary(
@@ -99,14 +143,16 @@ async def add_summary(
     older: list[llm.ChatMessage],
     model: llm.LLM,
     on_error: Callable[[BaseException], None] | None = None,
+    prompt: str | None = None,
 ) -> str | None:
     """Summarise ``older`` with ``model`` and put the summary at the top of the agent's context.
 
+    ``prompt`` replaces :data:`SUMMARY_INSTRUCTIONS` (a State's ``summary_prompt``).
     Runs in the background after a handoff; on any failure it logs and changes nothing.
     """
     transcript = "\n".join(f"{m.role}: {m.text_content or ''}" for m in older)
     request = llm.ChatContext.empty()
-    request.add_message(role="system", content=SUMMARY_INSTRUCTIONS)
+    request.add_message(role="system", content=prompt or SUMMARY_INSTRUCTIONS)
     request.add_message(role="user", content=transcript)
     try:
         async with asyncio.timeout(SUMMARY_TIMEOUT):
@@ -116,7 +162,8 @@ async def add_summary(
             return None
         updated = agent.chat_ctx.copy()
         updated.items.insert(0, llm.ChatMessage(role="system", content=[SUMMARY_PREFIX + summary]))
-        await agent.update_chat_ctx(updated)
+        # keep carried calls of tools this agent lacks (``+tools``): its context has them on purpose
+        await agent.update_chat_ctx(updated, exclude_invalid_function_calls=False)
         return summary
     except Exception as exc:  # a summary is a nicety: never let it hurt the call
         if on_error is not None:
