@@ -21,12 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from livekit.agents import AgentSession, RunContext, llm
+from livekit.agents import Agent, AgentSession, AgentTask, RunContext, llm
 from livekit.agents.llm.tool_context import FunctionToolInfo, ToolFlag
+from livekit.agents.utils import is_given
 from livekit.agents.voice.run_result import RunResult
 
 from ._listeners import listener
 from .context import Context
+from .deadline import Deadline
 from .errors import FlowError, RefusalKind, TransitionRefused
 from .failures import FailureWatch
 from .graph import Edge
@@ -111,6 +113,7 @@ class FlowRun(Generic[C]):
         self.return_stack: list[str] = []
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
         self.failures = FailureWatch(flow.failure_policy, self._take_error_transition)
+        self._tasks: list[AgentTask[Any]] = []
         self.summary: asyncio.Task[str | None] | None = None
         """The latest background history summary (``history="summary"``), if any."""
 
@@ -137,6 +140,17 @@ class FlowRun(Generic[C]):
     def agent(self) -> State[C] | None:
         """The live agent of the current state (None before ``attach``)."""
         return self._agent
+
+    @property
+    def tasks(self) -> tuple[AgentTask[Any], ...]:
+        """The LiveKit ``AgentTask``s the state's agent is awaiting, outermost first
+        (``await GetEmailTask()`` in a tool; a ``TaskGroup`` and its current task). Between
+        turns the session's active agent is ``run.agent`` or ``run.tasks[-1]``.
+
+        A task that has completed is left out once LiveKit has moved on from it (it
+        resumes its parent in the background, which may end just after a turn)."""
+        active = self._session.current_agent if self._session is not None else None
+        return tuple(t for t in self._tasks if not t.done() or t is active)
 
     @property
     def in_transition(self) -> bool:
@@ -168,6 +182,7 @@ class FlowRun(Generic[C]):
         if self.closed:
             return
         self.closed = True
+        self._tasks.clear()
         self.flow.machine.remove_model(self._fsm)
 
     def __enter__(self) -> FlowRun[C]:
@@ -396,7 +411,7 @@ class FlowRun(Generic[C]):
         self._pending = pending
         timeout = self.flow.states[state].tool_timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with Deadline(timeout):  # paused while a sub-task of the body talks
                 output = await edge.transition.run_body(self._agent, ctx, arguments)
             pending.note = None if output is None else str(output)
         except TransitionRefused as exc:
@@ -441,6 +456,7 @@ class FlowRun(Generic[C]):
         )
         self.log.append(record)
         self._pending = None
+        self._tasks.clear()  # a move replaces any task that was still talking
         if pending.agent is not None:
             self._agent = pending.agent
             if pending.to_summarise:
@@ -462,6 +478,7 @@ class FlowRun(Generic[C]):
         if item.type != "agent_handoff":
             return
         pending = self._pending
+        active = self._session.current_agent if self._session is not None else None
         if (
             pending is not None
             and pending.agent is not None
@@ -469,12 +486,37 @@ class FlowRun(Generic[C]):
             and self._is_active(pending.agent)
         ):
             self._commit(pending)
+        elif active is not None and active is self._agent:
+            self._end_tasks()  # the state's agent resumed: the tasks it awaited are done
+        elif active is not None and active in self._tasks:
+            del self._tasks[self._tasks.index(active) + 1:]  # a task group resumed
+        elif isinstance(active, AgentTask) and active.id == item.new_agent_id:
+            self._start_task(active)
         elif item.new_agent_id != self.state:
             logger.error(
                 "agent %s became active outside the flow (FSM state %s); "
                 "move the flow with run.go() instead of session.update_agent()",
                 item.new_agent_id, self.state,
             )
+
+    def _start_task(self, task: AgentTask[Any]) -> None:
+        """A LiveKit AgentTask awaited by the state's agent (or by a task of it) became
+        active: it talks with its parent's models unless it names its own, and the
+        deadline of the tool awaiting it stops while it talks with the caller."""
+        parent: Agent = self._tasks[-1] if self._tasks else self._agent  # type: ignore[assignment]
+        self._tasks.append(task)
+        inherited = {name: getattr(parent, name) for name in ("llm", "tts", "stt")
+                     if not is_given(getattr(task, name)) and is_given(getattr(parent, name))}
+        if inherited:
+            task.update_options(**inherited)
+        if (deadline := Deadline.current()) is not None:
+            deadline.pause()
+
+    def _end_tasks(self) -> None:
+        if self._tasks:
+            self._tasks.clear()
+            if (deadline := Deadline.current()) is not None:
+                deadline.restart()
 
     def _is_active(self, agent: State[C]) -> bool:
         return self._session is not None and self._session.current_agent is agent

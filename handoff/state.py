@@ -18,7 +18,6 @@ must supply. What a State needs from the run that makes it is :class:`StateRun`.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -29,6 +28,7 @@ from livekit.agents import Agent, ToolError, llm
 
 from ._livekit import set_agent_tools
 from .context import Context
+from .deadline import Deadline
 from .errors import Finding, FlowDefinitionError
 from .records import TransitionRecord
 from .transition import TransitionDef
@@ -215,7 +215,7 @@ def _with_timeout(tool: llm.FunctionTool, seconds: float) -> llm.FunctionTool:
 
     async def timed(*args: Any, **kwargs: Any) -> Any:
         try:
-            async with asyncio.timeout(seconds):
+            async with Deadline(seconds):  # paused while a sub-task of the tool talks
                 return await tool(*args, **kwargs)
         except TimeoutError:
             raise ToolError(

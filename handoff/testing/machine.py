@@ -220,7 +220,9 @@ class FlowMachineBase(RuleBasedStateMachine):
         session = run.session
         agent = session.current_agent
         problems = []
-        if run.state != agent.id:
+        if agent in run.tasks:  # a LiveKit AgentTask the state's agent is awaiting
+            pass
+        elif run.state != agent.id:
             problems.append(f"FSM is in {run.state} but the active agent is {agent.id}")
         elif run.agent is not agent:
             problems.append("run.agent is not the session's current agent")
