@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 from livekit.agents import AgentSession, llm
+from livekit.agents.llm import LLM
 
 from .context import Context
 from .errors import FlowDefinitionError
@@ -154,6 +155,8 @@ class Flow(Generic[C]):
         **session_kwargs: Any,
     ) -> AsyncIterator[FlowRun[C]]:
         """A started text-mode AgentSession for this flow (tests, ``handoff chat``)."""
+        if isinstance(llm, LLM):  # LiveKit's own helpers (TaskGroup's summary) read session.llm
+            session_kwargs.setdefault("llm", llm)
         async with AgentSession[C](**session_kwargs) as session:
             yield await self.start(session, context=context, llm=llm, wait_opening=True)
 

@@ -32,7 +32,7 @@ from .deadline import Deadline
 from .errors import FlowError, RefusalKind, TransitionRefused
 from .failures import FailureWatch
 from .graph import Edge
-from .history import add_summary
+from .history import add_summary, revisit
 from .records import MovedBy, Refusal, TransitionRecord
 from .state import State
 
@@ -114,6 +114,8 @@ class FlowRun(Generic[C]):
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
         self.failures = FailureWatch(flow.failure_policy, self._take_error_transition)
         self._tasks: list[AgentTask[Any]] = []
+        self._kept: dict[str, State[C]] = {}
+        """The agent of each ``keep_agent`` state, kept for the whole call."""
         self.summary: asyncio.Task[str | None] | None = None
         """The latest background history summary (``history="summary"``), if any."""
 
@@ -252,8 +254,13 @@ class FlowRun(Generic[C]):
     def make_agent(
         self, state: str, chat_ctx: llm.ChatContext | None = None, note: str | None = None
     ) -> State[C]:
-        """A new agent for ``state`` (one per visit), starting from ``chat_ctx``."""
-        return self.flow.states[state](self, chat_ctx=chat_ctx, note=note)
+        """A new agent for ``state`` (one per visit, or one per call for a State with
+        ``keep_agent``), starting from ``chat_ctx``."""
+        cls = self.flow.states[state]
+        agent = cls(self, chat_ctx=chat_ctx, note=note)
+        if cls.keep_agent:
+            self._kept[state] = agent
+        return agent
 
     def llm_for(self, tier: str) -> llm.LLM:
         override = self._llm_override
@@ -317,14 +324,14 @@ class FlowRun(Generic[C]):
             pending.note = note
         if self._session is None:
             return self._commit(pending)
-        pending.agent = self._next_agent(pending)
+        pending.agent = await self._next_agent(pending)
         pending.done = asyncio.get_running_loop().create_future()
         self._session.update_agent(pending.agent)
         return await pending.done
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
         pending, _ = await self._prepare(trigger, arguments, ctx, by="llm")
-        pending.agent = self._next_agent(pending)
+        pending.agent = await self._next_agent(pending)
         ctx.speech_handle.add_done_callback(lambda _: self._drop_if_unapplied(pending))
         # the new agent speaks next (from on_enter); the old one must not answer the tool
         done = f"Handed over to {pending.target}."
@@ -434,12 +441,25 @@ class FlowRun(Generic[C]):
             raise
         return pending, output
 
-    def _next_agent(self, pending: _Pending) -> State[C]:
+    async def _next_agent(self, pending: _Pending) -> State[C]:
+        """The agent ``pending`` hands over to, with the history its policy carries: a new
+        one, or the state's kept agent (``keep_agent``) with that history merged in."""
         policy = pending.edge.transition.history or self.flow.history_policies[pending.target]
         old = self._agent.chat_ctx if self._agent is not None else llm.ChatContext.empty()
         if policy.kind == "summary":
             pending.to_summarise = policy.left_behind(old)
-        return self.make_agent(pending.target, chat_ctx=policy.carry(old), note=pending.note)
+        carried = policy.carry(old)
+        kept = self._kept.get(pending.target)
+        if kept is not None and kept is not self._agent:
+            # not running, so these set the agent's own copies at once (LiveKit's API)
+            await kept.update_instructions(kept.compose_instructions(self.context, pending.note))
+            await kept.update_chat_ctx(revisit(kept.chat_ctx, carried),
+                                       exclude_invalid_function_calls=False)
+            return kept
+        agent = self.make_agent(pending.target, chat_ctx=carried, note=pending.note)
+        if policy.tools:  # keep the calls of tools the new agent lacks (LiveKit drops them)
+            await agent.update_chat_ctx(carried, exclude_invalid_function_calls=False)
+        return agent
 
     def _commit(self, pending: _Pending) -> TransitionRecord:
         edge = pending.edge
@@ -462,7 +482,8 @@ class FlowRun(Generic[C]):
             if pending.to_summarise:
                 model = self.llm_for(pending.agent.tier)
                 self.summary = asyncio.get_running_loop().create_task(
-                    add_summary(pending.agent, pending.to_summarise, model, self.failures.forgive))
+                    add_summary(pending.agent, pending.to_summarise, model, self.failures.forgive,
+                                prompt=pending.agent.summary_prompt))
         if pending.done is not None and not pending.done.done():
             pending.done.set_result(record)
         for observer in self.flow.observers:

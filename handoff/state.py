@@ -81,6 +81,12 @@ class State(Agent, Generic[C]):
     prompt: ClassVar[str] = ""
     tier: ClassVar[str] = "fast"
     history: ClassVar[str] = "full"
+    summary_prompt: ClassVar[str | None] = None
+    """Instructions for the summary ``history="summary"`` writes when entering this state
+    (None: :data:`handoff.history.SUMMARY_INSTRUCTIONS`)."""
+    keep_agent: ClassVar[bool] = False
+    """Keep one agent for the whole call: a revisit remembers the state's earlier talk
+    (LiveKit's multi-agent examples keep their agents in ``userdata``)."""
     speaks_first: ClassVar[bool] = True
     """Whether the agent speaks as soon as it becomes active (it greets / continues)."""
     entry_prompt: ClassVar[str | None] = None

@@ -99,8 +99,9 @@ def definition_errors(flow: Definition) -> list[Finding]:
         try:
             HistoryPolicy.parse(cls.history)
         except ValueError as exc:
-            out.append(Finding("error", "bad-history", str(exc), "use 'full', 'last:N' or 'none'",
-                               state=name))
+            out.append(Finding("error", "bad-history", str(exc),
+                               "use 'full', 'last:N', 'summary[:N]' or 'none', optionally "
+                               "followed by '+tools'", state=name))
 
     per_source: Counter[tuple[str | None, str]] = Counter()
     global_triggers = {e.trigger for e in flow.edges if e.is_global}
