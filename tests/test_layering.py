@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "handoff"
 LAYERS: list[list[str]] = [
     ["handoff.errors"],
     ["handoff.records", "handoff.context", "handoff.config", "handoff.guards",
-     "handoff._listeners", "handoff._livekit", "handoff.snapshot"],
+     "handoff._listeners", "handoff._livekit", "handoff.snapshot", "handoff.deadline"],
     ["handoff.history", "handoff.redaction", "handoff.plugins"],
     ["handoff.transition"],
     ["handoff.state"],
