@@ -1,178 +1,55 @@
-"""Real audio for tests, without a room: an espeak-ng TTS, a caller's microphone, a speaker.
+"""Real audio for tests, without a room: a caller's microphone and a speaker.
 
-Three pieces that plug into a plain ``AgentSession`` so its audio path runs for real
-(VAD, TTS, playout, interruption), offline and without LiveKit server::
+Two pieces that plug into a plain ``AgentSession`` so its audio path runs for real
+(VAD, STT, TTS, playout, interruption), offline and without LiveKit server::
 
     caller = CallerAudioInput()
     speaker = RealtimeAudioOutput()
-    session = AgentSession(vad=silero.VAD.load(), tts=EspeakTTS())
+    session = AgentSession(vad=silero.VAD.load(), stt=PocketSphinxSTT(), tts=EspeakTTS())
     session.input.audio = caller          # set before session.start(), like console mode
     session.output.audio = speaker
     ...
     said = await caller.say("Hold on, wait a moment.")   # espeak-ng speech into the mic
     await said.finished
 
-- :class:`EspeakTTS` is a livekit ``tts.TTS`` (non-streaming: LiveKit wraps it in a
-  ``StreamAdapter`` and synthesises sentence by sentence) that runs the ``espeak-ng``
-  binary and emits its PCM at espeak-ng's own sample rate.
 - :class:`CallerAudioInput` is an ``io.AudioInput`` that yields 20 ms frames paced by a
   real-time clock: silence, unless speech was queued with :meth:`~CallerAudioInput.say`
-  or :meth:`~CallerAudioInput.push`.
+  or :meth:`~CallerAudioInput.push`. It can keep what it handed out (``record=True``).
 - :class:`RealtimeAudioOutput` is an ``io.AudioOutput`` that plays what it captures
   against the wall clock (the agent is "speaking" for the audio's duration), honours
   ``clear_buffer()``, ``pause()``/``resume()``, and reports each segment's playback
-  exactly once, as the base class requires; it keeps a record of every segment.
+  exactly once, as the base class requires; it keeps a record of every segment (and its
+  audio with ``record=True``).
 
-espeak-ng is a Debian package (``apt-get install espeak-ng``); :func:`espeak_available`
-tells whether it is installed.
+The offline speech providers (:class:`~handoff.offline.EspeakTTS`,
+:class:`~handoff.offline.PocketSphinxSTT`) live in :mod:`handoff.offline`; the espeak names
+are re-exported here for the tests that used them from this module.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io as _io
-import itertools
-import shutil
 import time
-import wave
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from livekit import rtc
-from livekit.agents import (
-    APIConnectionError,
-    APIConnectOptions,
-    APIStatusError,
-    APITimeoutError,
-    tts,
-)
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 from livekit.agents.voice import io
+
+from ..offline.espeak import ESPEAK_SAMPLE_RATE, EspeakTTS, Pcm, espeak_available, espeak_pcm
 
 __all__ = [
     "ESPEAK_SAMPLE_RATE",
     "CallerAudioInput",
     "EspeakTTS",
+    "Pcm",
     "PlayedSegment",
     "RealtimeAudioOutput",
     "Utterance",
     "espeak_available",
     "espeak_pcm",
 ]
-
-ESPEAK_SAMPLE_RATE = 22050
-"""The sample rate espeak-ng's own voices synthesise at."""
-
-_ids = itertools.count()
-
-
-def espeak_available() -> bool:
-    """True when the ``espeak-ng`` binary is on the PATH."""
-    return shutil.which("espeak-ng") is not None
-
-
-@dataclass(frozen=True)
-class Pcm:
-    """Mono 16-bit PCM and its sample rate."""
-
-    data: bytes
-    sample_rate: int
-
-    @property
-    def duration(self) -> float:
-        return len(self.data) / 2 / self.sample_rate
-
-
-async def espeak_pcm(
-    text: str, *, voice: str = "en-us", words_per_minute: int = 175, timeout: float = 30.0
-) -> Pcm:
-    """Synthesise ``text`` with the espeak-ng binary; its WAV (``--stdout``) parsed to PCM."""
-    binary = shutil.which("espeak-ng")
-    if binary is None:
-        raise APIConnectionError("espeak-ng is not installed (apt-get install espeak-ng)",
-                                 retryable=False)
-    proc = await asyncio.create_subprocess_exec(
-        binary, "--stdin", "--stdout", "-v", voice, "-s", str(words_per_minute),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(text.encode()), timeout)
-    except BaseException as exc:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        if isinstance(exc, TimeoutError):
-            raise APITimeoutError(f"espeak-ng took more than {timeout} s") from exc
-        raise
-    if proc.returncode != 0:
-        raise APIStatusError(f"espeak-ng failed ({proc.returncode}): {err.decode(errors='replace')}",
-                             status_code=proc.returncode or -1, retryable=False)
-    # espeak-ng writes to a pipe, so its WAV header cannot hold the real length: the
-    # wave module reads the declared (huge) frame count and gets what is there
-    with wave.open(_io.BytesIO(out), "rb") as wav:
-        if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
-            raise APIStatusError("espeak-ng produced audio that is not mono 16-bit PCM",
-                                 retryable=False)
-        rate = wav.getframerate()
-        data = wav.readframes(wav.getnframes())
-    return Pcm(data[: len(data) - len(data) % 2], rate)
-
-
-# -- TTS ------------------------------------------------------------------------------------
-
-
-class EspeakTTS(tts.TTS):
-    """A livekit TTS that speaks with the local espeak-ng engine (non-streaming)."""
-
-    def __init__(
-        self,
-        *,
-        voice: str = "en-us",
-        words_per_minute: int = 175,
-        sample_rate: int = ESPEAK_SAMPLE_RATE,
-    ) -> None:
-        super().__init__(
-            capabilities=tts.TTSCapabilities(streaming=False),
-            sample_rate=sample_rate,
-            num_channels=1,
-        )
-        self.voice = voice
-        self.words_per_minute = words_per_minute
-
-    @property
-    def model(self) -> str:
-        return f"espeak-ng:{self.voice}"
-
-    @property
-    def provider(self) -> str:
-        return "espeak-ng"
-
-    def synthesize(
-        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
-    ) -> tts.ChunkedStream:
-        return _EspeakStream(tts=self, input_text=text, conn_options=conn_options)
-
-
-class _EspeakStream(tts.ChunkedStream):
-    def __init__(self, *, tts: EspeakTTS, input_text: str, conn_options: APIConnectOptions) -> None:
-        super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
-        self._espeak = tts
-
-    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        pcm = await espeak_pcm(self.input_text, voice=self._espeak.voice,
-                               words_per_minute=self._espeak.words_per_minute,
-                               timeout=self._conn_options.timeout)
-        if pcm.sample_rate != self._espeak.sample_rate:
-            raise APIStatusError(
-                f"espeak-ng voice {self._espeak.voice!r} speaks at {pcm.sample_rate} Hz, "
-                f"the TTS was declared at {self._espeak.sample_rate} Hz", retryable=False)
-        output_emitter.initialize(request_id=f"espeak-{next(_ids)}", sample_rate=pcm.sample_rate,
-                                  num_channels=1, mime_type="audio/pcm", frame_size_ms=20)
-        output_emitter.push(pcm.data)
-        output_emitter.flush()
-
 
 # -- the caller's microphone ----------------------------------------------------------------
 
@@ -206,14 +83,22 @@ class CallerAudioInput(io.AudioInput):
     time on a loaded machine). Queued speech follows on from what is already queued.
     """
 
-    def __init__(self, *, sample_rate: int = 16000, frame_ms: int = 20,
-                 label: str = "handoff.testing.caller") -> None:
+    def __init__(self, *, sample_rate: int = 16000, frame_ms: int = 20, speed: float = 1.0,
+                 record: bool = False, label: str = "handoff.testing.caller") -> None:
         super().__init__(label=label)
         if not 10 <= frame_ms <= 20:
             raise ValueError("frame_ms must be between 10 and 20")
         self.sample_rate = sample_rate
         self.frame_samples = sample_rate * frame_ms // 1000
         self.frame_duration = self.frame_samples / sample_rate
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        """Audio seconds handed out per wall-clock second (2.0: the call runs twice as fast)."""
+        self.recording: bytearray | None = bytearray() if record else None
+        """With ``record=True``: every sample handed out, silence included (the caller's track)."""
+        self.started_at: float | None = None
+        """time.time() when the session read the first frame (the call's time zero)."""
         self._queue: deque[_Queued] = deque()
         self._silence = bytes(self.frame_samples * 2)
         self._started_at: float | None = None
@@ -255,13 +140,17 @@ class CallerAudioInput(io.AudioInput):
         now = time.monotonic()
         if self._started_at is None:
             self._started_at = now
-        due = self._started_at + self._frames * self.frame_duration
+            self.started_at = time.time()
+        due = self._started_at + self._frames * self.frame_duration / self.speed
         if due > now:
             await asyncio.sleep(due - now)
         if self._closed:
             raise StopAsyncIteration
         self._frames += 1
-        return rtc.AudioFrame(self._next_chunk(), self.sample_rate, 1, self.frame_samples)
+        chunk = self._next_chunk()
+        if self.recording is not None:
+            self.recording += chunk
+        return rtc.AudioFrame(chunk, self.sample_rate, 1, self.frame_samples)
 
     def _next_chunk(self) -> bytes:
         if not self._queue:
@@ -304,6 +193,9 @@ class PlayedSegment:
     interrupted: bool = False
     finished_at: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    audio: bytearray | None = None
+    """With ``record=True``: the mono 16-bit PCM captured, at ``sample_rate``."""
+    sample_rate: int = 0
 
     @property
     def finished(self) -> bool:
@@ -327,11 +219,18 @@ class RealtimeAudioOutput(io.AudioOutput):
         sample_rate: int | None = None,
         can_pause: bool = True,
         tag_with: Callable[[], str | None] | None = None,
+        speed: float = 1.0,
+        record: bool = False,
         label: str = "handoff.testing.speaker",
     ) -> None:
         super().__init__(label=label, capabilities=io.AudioOutputCapabilities(pause=can_pause),
                          next_in_chain=None, sample_rate=sample_rate)
         self._tag_with = tag_with
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        """Audio seconds played per wall-clock second (match the caller input's)."""
+        self._record = record
         self.segments: list[PlayedSegment] = []
         """Every segment so far, in order."""
         self._queue: deque[PlayedSegment] = deque()  # unfinished segments, playing first
@@ -359,10 +258,14 @@ class RealtimeAudioOutput(io.AudioOutput):
         if seg is None:
             seg = self._capturing = PlayedSegment(
                 index=len(self.segments),
-                tag=self._tag_with() if self._tag_with is not None else None)
+                tag=self._tag_with() if self._tag_with is not None else None,
+                audio=bytearray() if self._record else None, sample_rate=frame.sample_rate)
             self.segments.append(seg)
             self._queue.append(seg)
         seg.pushed += frame.duration
+        if seg.audio is not None:
+            seg.audio += (bytes(frame.data) if frame.num_channels == 1
+                          else _first_channel(frame))
         if self._player is None:
             self._player = asyncio.create_task(self._play(), name="RealtimeAudioOutput.play")
         self._wake.set()
@@ -421,9 +324,10 @@ class RealtimeAudioOutput(io.AudioOutput):
                 await self._wake.wait()
                 continue
             t0 = time.monotonic()
-            await asyncio.sleep(min(buffered, 0.02))
+            await asyncio.sleep(min(buffered, 0.02) / self.speed)
             if self._resumed.is_set():
-                seg.played = min(seg.pushed, seg.played + time.monotonic() - t0)
+                elapsed = (time.monotonic() - t0) * self.speed
+                seg.played = min(seg.pushed, seg.played + elapsed)
         self._player = None
 
     def _finish(self, seg: PlayedSegment, *, interrupted: bool) -> None:
@@ -432,3 +336,45 @@ class RealtimeAudioOutput(io.AudioOutput):
         seg.finished_at = time.time()
         seg.done.set()
         self.on_playback_finished(playback_position=seg.played, interrupted=interrupted)
+
+
+def _first_channel(frame: rtc.AudioFrame) -> bytes:
+    import numpy as np
+
+    samples = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, frame.num_channels)
+    return samples[:, 0].copy().tobytes()
+
+
+def stereo_recording(caller: CallerAudioInput, speaker: RealtimeAudioOutput) -> tuple[bytes, int]:
+    """The call as stereo 16-bit PCM: the caller left, the agents right; (pcm, sample_rate).
+
+    The caller's track is what the microphone handed out, sample for sample; each agent
+    segment is placed where it started to play (on the call's clock, scaled by the speed)
+    and cut where playback stopped (an interrupted segment keeps only what played). Both
+    need ``record=True``.
+    """
+    import numpy as np
+
+    if caller.recording is None or caller.started_at is None:
+        raise ValueError("the caller input was not recording (record=True) or never read")
+    rate = caller.sample_rate
+    left = np.frombuffer(bytes(caller.recording), dtype=np.int16)
+    right = np.zeros(len(left), dtype=np.int16)
+    for seg in speaker.segments:
+        if seg.audio is None:
+            raise ValueError("the speaker was not recording (record=True)")
+        if seg.started_at is None or not seg.audio:
+            continue
+        pcm = bytes(seg.audio)
+        if seg.sample_rate != rate:
+            resampler = rtc.AudioResampler(input_rate=seg.sample_rate, output_rate=rate,
+                                           num_channels=1)
+            frame = rtc.AudioFrame(pcm, seg.sample_rate, 1, len(pcm) // 2)
+            pcm = b"".join(bytes(f.data) for f in (*resampler.push(frame), *resampler.flush()))
+        audio = np.frombuffer(pcm, dtype=np.int16)[: int(seg.played * rate)]
+        at = max(0, int((seg.started_at - caller.started_at) * caller.speed * rate))
+        if at + len(audio) > len(right):
+            right = np.concatenate([right, np.zeros(at + len(audio) - len(right), dtype=np.int16)])
+            left = np.concatenate([left, np.zeros(len(right) - len(left), dtype=np.int16)])
+        right[at : at + len(audio)] = audio
+    return np.stack([left, right], axis=1).tobytes(), rate
