@@ -30,8 +30,16 @@ apt:
 deps: venv apt
 
 ## The main job: the call-centre flow driven through a whole caller conversation.
+## `make demo MODE=voice`: the same call as audio, offline (espeak-ng speaks, pocketsphinx
+## hears, Silero VAD takes turns), written to callcenter-call.wav (caller left, agents right).
+MODE ?= text
 demo: venv
+ifeq ($(MODE),voice)
+	$(MAKE) apt APT_PACKAGES=espeak-ng
+	$(PY) -m examples.callcenter.voice_demo --wav callcenter-call.wav
+else
 	$(PY) -m examples.callcenter.demo
+endif
 
 ## Every test (lint and types included). CI runs the thorough hypothesis profile
 ## (thousands of generated conversations) and gates on the call centre's transition

@@ -6,9 +6,11 @@ A real audio path without a room: the session's microphone is a
 TTS the espeak-ng engine and its VAD Silero (the ONNX model shipped inside
 livekit-plugins-silero, loaded offline). The LLM is scripted.
 
-The handoff is asked for in a *text* user turn (there is no STT offline); the
-interruption comes from the caller's *voice*: espeak-ng speech pushed into the
-microphone while There's greeting plays.
+The handoff is asked for in a *text* user turn; the interruption comes from the caller's
+*voice*: espeak-ng speech pushed into the microphone while There's greeting plays. The
+tests at the end add speech-to-text (:class:`~handoff.offline.PocketSphinxSTT`, offline):
+the caller asks for the handoff by voice, and barge-in needs words recognised
+(``min_words``).
 
 How VAD alone interrupts in livekit-agents 1.8.9 (line numbers in
 ``livekit/agents/voice/agent_activity.py`` unless named otherwise):
@@ -56,11 +58,19 @@ from typing import Any
 import numpy as np
 import pytest
 from livekit import rtc
-from livekit.agents import AgentSession, InterruptionOptions, RunResult, SpeechCreatedEvent, vad
+from livekit.agents import (
+    AgentSession,
+    APIStatusError,
+    InterruptionOptions,
+    RunResult,
+    SpeechCreatedEvent,
+    vad,
+)
 from livekit.agents.voice import io
 from livekit.agents.voice.speech_handle import SpeechHandle
 
 from handoff import Context, Flow, RunContext, State, transition
+from handoff.offline import PocketSphinxSTT, pocketsphinx_available
 from handoff.run import FlowRun
 from handoff.testing import Reply, ScriptedLLM, Turn, call
 from handoff.testing.audio import (
@@ -117,17 +127,25 @@ class There(State[Line]):
 flow = Flow("audio", context=Line, initial=Here, states=[Here, There], final=[There])
 
 
-def policy(turn: Turn) -> ReplyLike:
-    said = turn.last_user_text
-    if "put_through" in turn.tool_names:  # Here
-        if said == HANDOFF_REQUEST and not turn.answering_tool:
-            return Reply(text="Putting you through.", calls=(call("put_through"),))
-        return "Hello."
-    if said == HANDOFF_REQUEST and not turn.answering_tool:
-        return GREETING
-    if said == FOLLOW_UP:
-        return "Still here."
-    return NOT_CAUGHT  # the caller's voice: a user turn committed with no transcript
+def make_policy() -> Callable[[Turn], ReplyLike]:
+    """Here puts any caller turn through; There greets first, then answers."""
+    greeted = False
+
+    def policy(turn: Turn) -> ReplyLike:
+        nonlocal greeted
+        said = turn.last_user_text
+        if "put_through" in turn.tool_names:  # Here
+            if said and not turn.answering_tool:  # typed, or whatever STT heard
+                return Reply(text="Putting you through.", calls=(call("put_through"),))
+            return "Hello."
+        if not greeted:  # There's first request: its greeting, on entering
+            greeted = True
+            return GREETING
+        if said == FOLLOW_UP:
+            return "Still here."
+        return NOT_CAUGHT  # the caller's voice (no STT: a turn committed with no transcript)
+
+    return policy
 
 
 @pytest.fixture(scope="module")
@@ -148,11 +166,17 @@ class Call:
 
 
 @contextlib.asynccontextmanager
-async def audio_call(silero_vad: vad.VAD, interruption: InterruptionOptions) -> AsyncIterator[Call]:
+async def audio_call(silero_vad: vad.VAD, interruption: InterruptionOptions,
+                     stt: PocketSphinxSTT | None = None) -> AsyncIterator[Call]:
     session: AgentSession[Line] = AgentSession(
         vad=silero_vad,
+        stt=stt,
         tts=EspeakTTS(words_per_minute=210),
-        turn_handling={"interruption": interruption},
+        # turns end on the VAD (with an STT LiveKit would pick its turn-detector model), and
+        # no echo-cancellation warm-up: the simulated microphone hears no echo, so LiveKit's
+        # first 3 s of agent speech would otherwise discard the caller's audio
+        turn_handling={"interruption": interruption, "turn_detection": "vad"},
+        aec_warmup_duration=None,
     )
     caller = CallerAudioInput()
     speaker = RealtimeAudioOutput(tag_with=lambda: _agent_id(session))
@@ -167,7 +191,7 @@ async def audio_call(silero_vad: vad.VAD, interruption: InterruptionOptions) -> 
     session.on("speech_created", on_speech)
     try:
         run = await asyncio.wait_for(
-            flow.start(session, llm=ScriptedLLM(policy), wait_opening=True), 30)
+            flow.start(session, llm=ScriptedLLM(make_policy()), wait_opening=True), 30)
         yield Call(run, session, caller, speaker, speeches)
     finally:
         caller.close()
@@ -291,6 +315,101 @@ async def test_without_the_caller_speaking_the_greeting_plays_to_the_end(
         assert not _saying(call, NOT_CAUGHT)
         assert run.state == "There" == session.current_agent.id
         assert [r.trigger for r in run.log] == ["put_through"]
+
+
+# -- with speech-to-text: the caller is heard, and barge-in needs words -------------------
+
+needs_stt = pytest.mark.skipif(not pocketsphinx_available(), reason="pocketsphinx is not installed")
+
+
+@pytest.fixture(scope="module")
+def sphinx() -> PocketSphinxSTT:
+    stt = PocketSphinxSTT()
+    stt.prewarm()  # the model loads once for the module's tests
+    return stt
+
+
+def _finals(session: AgentSession[Any]) -> list[str]:
+    heard: list[str] = []
+    session.on("user_input_transcribed",
+               lambda ev: heard.append(ev.transcript) if ev.is_final else None)
+    return heard
+
+
+@needs_stt
+async def test_the_caller_asks_for_the_handoff_by_voice(
+    silero_vad: vad.VAD, sphinx: PocketSphinxSTT
+) -> None:
+    async with audio_call(silero_vad, {}, stt=sphinx) as call:
+        run, session = call.run, call.session
+        heard = _finals(session)
+        here_agent = session.current_agent
+        utterance = await call.caller.say(HANDOFF_REQUEST)
+        await asyncio.wait_for(utterance.finished.wait(), 30)
+        await _until(lambda: (seg := _greeting_segment(call)) is not None and seg.finished,
+                     60, "There's greeting after a spoken request")
+        await _settle(call)
+
+        # what pocketsphinx heard is the user message Here's LLM answered with the move
+        assert heard and all(heard), "STT produced no transcript for the caller's words"
+        asked = [m.text_content for m in here_agent.chat_ctx.messages() if m.role == "user"]
+        assert asked == heard
+        assert [r.trigger for r in run.log] == ["put_through"]
+        assert run.state == "There" == session.current_agent.id
+        greeting = _greeting_segment(call)
+        assert greeting is not None and not greeting.interrupted
+
+
+@needs_stt
+async def test_words_recognised_during_the_new_agents_greeting_interrupt_it(
+    silero_vad: vad.VAD, sphinx: PocketSphinxSTT
+) -> None:
+    words = await espeak_pcm(CALLER_WORDS)
+    # barge-in needs two recognised words: VAD alone no longer cuts the greeting
+    async with audio_call(silero_vad, {"min_words": 2, "resume_false_interruption": False},
+                          stt=sphinx) as call:
+        run, session = call.run, call.session
+        heard = _finals(session)
+        handoff = asyncio.ensure_future(session.run(user_input=HANDOFF_REQUEST))
+        await _until(lambda: (seg := _greeting_segment(call)) is not None and seg.played > 0.2,
+                     30, "There's greeting to play")
+        greeting = _greeting_segment(call)
+        assert greeting is not None
+        there_agent = session.current_agent
+        # the greeting cannot end on its own while the caller speaks and STT decodes: only
+        # the interruption can end it (no race with its length on a loaded machine)
+        call.speaker.hold()
+        utterance = call.caller.push(words.data, words.sample_rate, text=CALLER_WORDS)
+        await asyncio.wait_for(greeting.done.wait(), 60)
+        call.speaker.release()
+        await asyncio.wait_for(handoff, 30)
+        await asyncio.wait_for(utterance.finished.wait(), 30)
+        await _until(lambda: any(h.done() for _, h in _saying(call, NOT_CAUGHT)), 60,
+                     "the answer to the caller's words")
+        await _settle(call)
+
+        # the greeting was cut by the words (it did not play out), and they reached There
+        assert greeting.interrupted and greeting.played < greeting.pushed
+        assert len(heard) == 1 and len(heard[0].split()) >= 2, heard
+        cut = [(agent, h) for agent, h in call.speeches if h.interrupted]
+        assert [agent for agent, _ in cut] == ["There"]
+        users = [m.text_content for m in there_agent.chat_ctx.messages() if m.role == "user"]
+        assert users[-1] == heard[0]
+        assert [agent for agent, _ in _saying(call, NOT_CAUGHT)] == ["There"]
+        assert run.state == "There" == session.current_agent.id
+        assert [r.trigger for r in run.log] == ["put_through"]
+
+
+@needs_stt
+async def test_pocketsphinx_recognises_espeak_speech_through_livekits_recognize() -> None:
+    pcm = await espeak_pcm("hold on, hold on, wait a moment", voice="en-us+f2",
+                           words_per_minute=130)
+    frame = rtc.AudioFrame(pcm.data, pcm.sample_rate, 1, len(pcm.data) // 2)
+    event = await PocketSphinxSTT().recognize([frame])
+    text = event.alternatives[0].text
+    assert len({"hold", "on", "wait", "a", "moment"} & set(text.split())) >= 3, text
+    with pytest.raises(APIStatusError, match="only recognises English"):
+        await PocketSphinxSTT().recognize([frame], language="fr")
 
 
 # -- the audio pieces keep their contracts ---------------------------------------------------

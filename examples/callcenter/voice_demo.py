@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from livekit.agents import AgentSession, ConversationItemAddedEvent, UserInputTranscribedEvent
+from livekit.agents import AgentSession, ConversationItemAddedEvent
 
 from handoff import State
 from handoff.offline import EspeakTTS, PocketSphinxSTT, espeak_available, pocketsphinx_available
@@ -137,7 +137,12 @@ async def main(argv: list[str] | None = None) -> int:
     flow.agent_options = _voice_for
     session: AgentSession[Call] = AgentSession(
         vad=silero.VAD.load(), stt=stt, tts=EspeakTTS(words_per_minute=AGENT_WPM),
-        turn_handling={"endpointing": {"min_delay": 0.8}},
+        # turns end on the VAD (no turn-detector model offline), one LLM request per turn
+        # (no preemptive generation), and no echo-cancellation warm-up: the simulated
+        # microphone hears no echo
+        turn_handling={"turn_detection": "vad", "endpointing": {"min_delay": 0.8},
+                       "preemptive_generation": {"enabled": False}},
+        aec_warmup_duration=None,
     )
     mic = CallerAudioInput(speed=args.speed, record=True)
     speaker = RealtimeAudioOutput(speed=args.speed, record=True, tag_with=lambda: _agent_id(session))

@@ -28,6 +28,7 @@ from livekit.agents import (
     NOT_GIVEN,
     APIConnectOptions,
     APIStatusError,
+    LanguageCode,
     NotGivenOr,
     stt,
     utils,
@@ -72,7 +73,7 @@ class PocketSphinxSTT(stt.STT):
         return "pocketsphinx"
 
     def prewarm(self) -> None:
-        """Load the model now (about 1–3 s) instead of on the first utterance."""
+        """Load the model now (about 1 to 3 s) instead of on the first utterance."""
         self._load()
 
     def _load(self) -> Any:
@@ -112,7 +113,7 @@ class PocketSphinxSTT(stt.STT):
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             request_id=f"sphinx-{time.monotonic_ns()}",
-            alternatives=[stt.SpeechData(language="en", text=text)],
+            alternatives=[stt.SpeechData(language=LanguageCode("en"), text=text)],
         )
 
 

@@ -239,6 +239,8 @@ class RealtimeAudioOutput(io.AudioOutput):
         self._wake = asyncio.Event()
         self._resumed = asyncio.Event()
         self._resumed.set()
+        self._running = asyncio.Event()  # cleared by hold(): the device stalls, unseen by LiveKit
+        self._running.set()
         self._player: asyncio.Task[None] | None = None
 
     @property
@@ -301,6 +303,19 @@ class RealtimeAudioOutput(io.AudioOutput):
         super().resume()
         self._resumed.set()
 
+    def hold(self) -> None:
+        """Stall the playhead (a test's stuck device): audio stays buffered, nothing plays.
+
+        Unlike ``pause()``, LiveKit is not told: the agent is still "speaking", so a test
+        can make the caller talk over a segment without racing its end. ``release()``
+        lets it play on.
+        """
+        self._running.clear()
+
+    def release(self) -> None:
+        """Let a held playhead move again."""
+        self._running.set()
+
     async def aclose(self) -> None:
         if self._player is not None:
             self._player.cancel()
@@ -312,6 +327,7 @@ class RealtimeAudioOutput(io.AudioOutput):
         while self._queue:
             seg = self._queue[0]
             await self._resumed.wait()
+            await self._running.wait()
             if seg.started_at is None:
                 seg.started_at = time.time()
                 self.on_playback_started(created_at=seg.started_at)
@@ -325,7 +341,7 @@ class RealtimeAudioOutput(io.AudioOutput):
                 continue
             t0 = time.monotonic()
             await asyncio.sleep(min(buffered, 0.02) / self.speed)
-            if self._resumed.is_set():
+            if self._resumed.is_set() and self._running.is_set():
                 elapsed = (time.monotonic() - t0) * self.speed
                 seg.played = min(seg.pushed, seg.played + elapsed)
         self._player = None
