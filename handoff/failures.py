@@ -100,12 +100,20 @@ class FailureWatch:
         self.failover = self._take_error_transition(reason)
         self._gave_up = self.failover is None
 
-    def on_tools_executed(self, event: FunctionToolsExecutedEvent, transitions: Container[str]) -> None:
+    def on_tools_executed(
+        self,
+        event: FunctionToolsExecutedEvent,
+        transitions: Container[str],
+        offered: Container[str] | None = None,
+    ) -> None:
         """Count failed ordinary tools (``transitions`` are the current state's triggers,
-        which report through refusals); a tool that worked ends the series."""
+        which report through refusals; a name not ``offered`` is one the LLM made up, a
+        refusal too); a tool that worked ends the series."""
         for output in event.function_call_outputs:
             if output is None or output.name in transitions:
                 continue  # transition tools report through refusals
+            if offered is not None and output.name not in offered:
+                continue  # not a tool of this state: refused, not a failure
             if output.is_error:
                 self.note(f"tool {output.name} failed: {output.output}")
             else:

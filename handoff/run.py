@@ -35,9 +35,10 @@ from .graph import Edge
 from .history import add_summary, revisit
 from .records import MovedBy, Refusal, TransitionRecord
 from .state import State
+from .transition import TransitionDef
 
 if TYPE_CHECKING:
-    from livekit.agents.voice.events import ConversationItemAddedEvent
+    from livekit.agents.voice.events import ConversationItemAddedEvent, FunctionToolsExecutedEvent
 
     from .flow import Flow  # type-only: the Flow makes runs, so it sits above this module
 
@@ -109,7 +110,7 @@ class FlowRun(Generic[C]):
         self.closed = False
         self._pending: _Pending | None = None
         self._agent: State[C] | None = None
-        self._tools: dict[str, llm.FunctionTool] = {}
+        self._tools: dict[TransitionDef, llm.FunctionTool] = {}
         self.return_stack: list[str] = []
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
         self.failures = FailureWatch(flow.failure_policy, self._take_error_transition)
@@ -240,8 +241,7 @@ class FlowRun(Generic[C]):
                 session.conn_options.max_unrecoverable_errors)
         session.userdata = self.context
         session.on("conversation_item_added", listener(self._on_item_added))
-        session.on("function_tools_executed", listener(
-            lambda event: self.failures.on_tools_executed(event, self.flow.triggers_from(self.state))))
+        session.on("function_tools_executed", listener(self._on_tools_executed))
         session.on("error", listener(self.failures.on_session_error))
         session.on("close", listener(lambda _: self.close()))
         self._agent = self.make_agent(self.state)
@@ -287,9 +287,11 @@ class FlowRun(Generic[C]):
         return [self._tool(edge) for edge in self.flow.triggers_from(state).values()]
 
     def _tool(self, edge: Edge) -> llm.FunctionTool:
+        # one tool per declared transition: a trigger name two states share is two tools,
+        # each with its own description, parameters and body
         trigger = edge.trigger
-        if trigger not in self._tools:
-            tdef = edge.transition
+        tdef = edge.transition
+        if tdef not in self._tools:
 
             signature, annotations = tdef.tool_signature()
             ctx_name = next(iter(signature.parameters))
@@ -303,8 +305,8 @@ class FlowRun(Generic[C]):
             invoke.__name__ = trigger
             invoke.__doc__ = tdef.doc
             info = FunctionToolInfo(name=trigger, description=tdef.description, flags=ToolFlag.NONE)
-            self._tools[trigger] = llm.FunctionTool(invoke, info)
-        return self._tools[trigger]
+            self._tools[tdef] = llm.FunctionTool(invoke, info)
+        return self._tools[tdef]
 
     # -- moving --------------------------------------------------------------------
     async def go(self, target: str, /, **arguments: Any) -> TransitionRecord:
@@ -519,6 +521,22 @@ class FlowRun(Generic[C]):
                 "move the flow with run.go() instead of session.update_agent()",
                 item.new_agent_id, self.state,
             )
+
+    def _on_tools_executed(self, event: FunctionToolsExecutedEvent) -> None:
+        """Count the state's failed tools. A name the agent does not offer (the LLM made
+        it up) is a refusal, not a failure: LiveKit told the LLM the tools it has. A task's
+        own tools report to the tool awaiting the task, which counts if it fails."""
+        agent = self._agent
+        if agent is None or self._session is None or self._session.current_agent is not agent:
+            return
+        offered = {t.id for t in agent.tools if isinstance(t, llm.FunctionTool | llm.RawFunctionTool)}
+        for call in event.function_calls:
+            if call.name not in offered:
+                self._record_refusal(call.name, "invalid",
+                                     f"'{call.name}' is not a tool of state {self.state}; "
+                                     f"the transitions available now are: "
+                                     f"{', '.join(self.available()) or 'none'}.")
+        self.failures.on_tools_executed(event, self.flow.triggers_from(self.state), offered)
 
     def _start_task(self, task: AgentTask[Any]) -> None:
         """A LiveKit AgentTask awaited by the state's agent (or by a task of it) became

@@ -12,10 +12,11 @@ This module knows states only by name: a class target is anything with a
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, get_type_hints
+from typing import Any, Protocol, get_type_hints, overload
 
-from livekit.agents import RunContext
+from livekit.agents import RunContext, llm
 from livekit.agents.llm.utils import is_context_type
 
 from .errors import Finding, FlowDefinitionError
@@ -54,6 +55,12 @@ class TransitionDef:
         name: str | None,
         returns: bool = False,
     ) -> None:
+        if isinstance(func, llm.FunctionTool | llm.RawFunctionTool):
+            raise FlowDefinitionError(None, [Finding(
+                "error", "tool-and-transition",
+                f"@transition is stacked on @function_tool ({func.info.name})",
+                "remove @function_tool: a @transition is already offered to the LLM as a tool",
+                trigger=func.info.name)])
         if not inspect.iscoroutinefunction(func):
             raise FlowDefinitionError(None, [Finding(
                 "error", "not-async", f"@transition {func.__qualname__} must be an `async def`",
@@ -76,8 +83,26 @@ class TransitionDef:
     def __set_name__(self, owner: type, attr: str) -> None:
         self.owner = owner
 
-    def __get__(self, obj: object, objtype: type | None = None) -> TransitionDef:
-        return self
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> TransitionDef: ...
+
+    @overload
+    def __get__(self, obj: object, objtype: type | None = None) -> Callable[..., Any]: ...
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        """On the class, the transition; on an agent, its body as a bound method (what
+        calling ``self.book(ctx, day)`` from another method does: the body only, no move)."""
+        if obj is None or not self.is_method:
+            return self
+        return types.MethodType(self.func, obj)
+
+    @property
+    def __name__(self) -> str:
+        # LiveKit's @function_tool reads this first: say what to do instead of an AttributeError
+        raise FlowDefinitionError(None, [Finding(
+            "error", "tool-and-transition", f"@function_tool is stacked on @transition ({self.name})",
+            "remove @function_tool: a @transition is already offered to the LLM as a tool",
+            trigger=self.name)])
 
     @property
     def target(self) -> str:
@@ -135,8 +160,10 @@ class TransitionDef:
 
 
 def transition(
+    func: Body | None = None,
+    /,
     *,
-    to: str | Named,
+    to: str | Named | None = None,
     when: Guard | None = None,
     refused: str | Callable[[Any], str] | None = None,
     history: str | None = None,
@@ -163,9 +190,17 @@ def transition(
     note: the new agent finds it in its instructions.
     """
 
+    if func is not None or to is None:
+        what = getattr(func, "__name__", "...")
+        raise FlowDefinitionError(None, [Finding(
+            "error", "no-target", f"@transition {what} names no target state",
+            'write @transition(to="NextState") (or to=["A", "B"] for a target the body '
+            "chooses); an ordinary tool is @function_tool", trigger=what)])
+    target = to
+
     def decorate(func: Body) -> TransitionDef:
-        return TransitionDef(func, to=to, when=when, refused=refused, history=history, name=name,
-                             returns=returns)
+        return TransitionDef(func, to=target, when=when, refused=refused, history=history,
+                             name=name, returns=returns)
 
     return decorate
 
@@ -178,7 +213,7 @@ def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Paramet
     if is_method:
         params = params[1:]
     try:
-        hints = get_type_hints(func)
+        hints = get_type_hints(func, include_extras=True)  # Annotated[..., Field(...)] kept
     except Exception:  # unresolved forward references: fall back to raw annotations
         hints = dict(getattr(func, "__annotations__", {}))
     context_param = None
