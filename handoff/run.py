@@ -457,11 +457,21 @@ class FlowRun(Generic[C]):
             await kept.update_instructions(kept.compose_instructions(self.context, pending.note))
             await kept.update_chat_ctx(revisit(kept.chat_ctx, carried),
                                        exclude_invalid_function_calls=False)
+            kept.bridge = self._bridge_line(pending)
             return kept
         agent = self.make_agent(pending.target, chat_ctx=carried, note=pending.note)
         if policy.tools:  # keep the calls of tools the new agent lacks (LiveKit drops them)
             await agent.update_chat_ctx(carried, exclude_invalid_function_calls=False)
+        agent.bridge = self._bridge_line(pending)
         return agent
+
+    def _bridge_line(self, pending: _Pending) -> str | None:
+        try:
+            return pending.edge.transition.bridge_line(self.context)
+        except Exception as exc:  # a bridge line never stops a handoff
+            logger.exception("the say= of %s raised", pending.edge.trigger)
+            self.note_failure(f"say= of {pending.edge.trigger} raised {exc!r}")
+            return None
 
     def _commit(self, pending: _Pending) -> TransitionRecord:
         edge = pending.edge
@@ -566,6 +576,8 @@ class FlowRun(Generic[C]):
             return
         if self._session.current_agent is pending.agent:
             return  # LiveKit switches agents after the turn; the commit follows
+        if pending.agent is not None:
+            pending.agent.bridge = None  # a kept agent must not say it on a later visit
         self._abandon(pending)
         self._record_refusal(pending.edge.trigger, "interrupted",
                              "the handoff was interrupted and did not happen")

@@ -189,8 +189,20 @@ class State(Agent, Generic[C]):
             parts.append(f"Note from the previous agent: {note}")
         return "\n\n".join(parts)
 
+    bridge: str | None = None
+    """The bridge line (the transition's ``say=``) this agent says first on entering; set by
+    the run for the visit that made it, cleared once said."""
+
+    def say_bridge(self) -> None:
+        """Say the pending bridge line now, once: it is queued before the agent's first reply,
+        whose LLM request runs while the line plays."""
+        text, self.bridge = self.bridge, None
+        if text:
+            self.session.say(text)
+
     async def on_enter(self) -> None:
         """Speak first when the state becomes active (unless ``speaks_first`` is False)."""
+        self.say_bridge()
         if self.speaks_first and not self._run.resuming:
             if self.entry_prompt:
                 self.session.generate_reply(instructions=self.entry_prompt)
@@ -201,6 +213,8 @@ class State(Agent, Generic[C]):
 def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
     @functools.wraps(hook)
     async def guarded(self: State[Any]) -> None:
+        if name == "on_enter":
+            self.say_bridge()  # before the user's hook, which may take its time
         try:
             await hook(self)
         except Exception as exc:

@@ -54,6 +54,7 @@ class TransitionDef:
         history: str | None,
         name: str | None,
         returns: bool = False,
+        say: str | Callable[[Any], str | None] | None = None,
     ) -> None:
         if isinstance(func, llm.FunctionTool | llm.RawFunctionTool):
             raise FlowDefinitionError(None, [Finding(
@@ -72,6 +73,7 @@ class TransitionDef:
         self.history = HistoryPolicy.parse(history) if history is not None else None
         self.name = name or func.__name__
         self.returns = returns
+        self.say = say
         self.doc = inspect.getdoc(func) or ""
         self.owner: type | None = None
         self.is_method, self.context_param, self.params = _split_signature(func)
@@ -129,6 +131,11 @@ class TransitionDef:
             return str(self.refused(context))
         return self.refused or f"the conditions for '{self.name}' are not met"
 
+    def bridge_line(self, context: Any) -> str | None:
+        """The line spoken while the new agent prepares its answer (``say=``), or None."""
+        text = self.say(context) if callable(self.say) else self.say
+        return text or None
+
     async def run_body(self, agent: object | None, ctx: Any, arguments: dict[str, Any]) -> Any:
         """Run the user's body; ``agent`` is None only for global transitions."""
         args: list[Any] = []
@@ -169,6 +176,7 @@ def transition(
     history: str | None = None,
     name: str | None = None,
     returns: bool = False,
+    say: str | Callable[[Any], str | None] | None = None,
 ) -> Callable[[Body], TransitionDef]:
     """Declare an edge of the flow, offered to the LLM as a function tool.
 
@@ -183,6 +191,10 @@ def transition(
         returns: this edge starts a side trip: the current state is pushed on the run's
             return stack, and a transition with ``to=RETURN`` in the side trip comes back
             to it (a dialogue stack, like Rasa's).
+        say: a bridge line ("Let me bring up your bill."), text or a function of the
+            Context after the body ran: the new agent says it the moment it becomes active,
+            while its LLM prepares the real answer, so the caller does not wait in silence.
+            Never said when the move is refused or rolled back; the caller can interrupt it.
 
     The decorated ``async def`` receives the ``RunContext`` (if it declares one) and the
     arguments the LLM supplied; it may update ``ctx.userdata`` and may raise
@@ -200,7 +212,7 @@ def transition(
 
     def decorate(func: Body) -> TransitionDef:
         return TransitionDef(func, to=target, when=when, refused=refused, history=history,
-                             name=name, returns=returns)
+                             name=name, returns=returns, say=say)
 
     return decorate
 
