@@ -11,4 +11,5 @@ BENCHMARKS = (
     "memory",
     "definitions",
     "testing_throughput",
+    "event_log",
 )
