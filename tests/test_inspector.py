@@ -6,6 +6,7 @@ The page itself, in a real browser, is tests/test_inspector_browser.py.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from livekit.agents import AgentSession
 
 from examples.callcenter.demo import AGENT_SCRIPT, CALLER
 from examples.callcenter.flow import Call
-from handoff.events import EventLog, MemoryEventStore, SQLiteEventStore
+from handoff.events import EventLog, MemoryEventStore, RedisEventStore, SQLiteEventStore
 from handoff.inspector import InspectorServer, UnsafeBind, parse_address
 from handoff.inspector.security import HEADERS
 from handoff.testing import ScriptedLLM
@@ -225,3 +226,29 @@ async def test_a_store_file_is_read_by_a_separate_inspector(flow: Any, tmp_path:
         finally:
             await server.stop()
     await log.aclose()
+
+
+async def test_it_lists_the_calls_of_every_worker_sharing_a_redis_store(
+        redis_server: Any) -> None:
+    """Two worker processes record a call each to one Redis; one inspector shows both."""
+    procs = [subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "events_call.py"), redis_server.url, call_id],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)}) for call_id in ("worker-a", "worker-b")]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and '"closed"' in out
+    server = InspectorServer(RedisEventStore(redis_server.url), port=0)
+    url = (await server.start()).rstrip("/")
+    try:
+        _, body, _ = await get(url + "/api/calls")
+        calls = {c["call_id"]: c for c in json.loads(body)["calls"]}
+        assert set(calls) == {"worker-a", "worker-b"}
+        assert {c["status"] for c in calls.values()} == {"ended"}
+        assert calls["worker-a"]["writer"] != calls["worker-b"]["writer"]  # host:pid of each
+        assert calls["worker-a"]["events"] == calls["worker-b"]["events"] > 40
+        status, svg, _ = await get(url + calls["worker-a"]["diagram"])
+        assert status == 200 and "<svg" in svg
+    finally:
+        await server.stop()
+        await server.store.aclose()
