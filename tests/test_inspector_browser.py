@@ -261,3 +261,24 @@ def test_a_call_whose_writer_died_says_where_its_log_ends(
     note = wait_for(browser, lambda d: d.find_element(By.ID, "log-end").text, "the log end note")
     assert "its writer stopped before the call ended" in note
     assert browser.find_element(By.ID, "status").text.startswith("stopped")
+
+
+def test_the_url_handoff_chat_prints_shows_the_call_live(
+        browser: Any, processes: Processes) -> None:
+    port = free_port()
+    chat = processes.start("-m", "handoff.cli", "chat", "examples.callcenter:flow", "--script",
+                           "examples.callcenter.demo:AGENT_SCRIPT", "--inspect",
+                           f"127.0.0.1:{port}", stdin=True)
+    assert chat.stdout is not None and chat.stdin is not None
+    printed = chat.stdout.readline()
+    assert printed.startswith("inspector: http://127.0.0.1:"), printed
+    browser.get(printed.split(" ", 1)[1].strip())
+    wait_for(browser, lambda d: lit_state(d) == "Greeter", "Greeter lit")
+    assert browser.find_element("id", "status").text.startswith("live")
+    for line, state in zip(CALLER[:3], ("Triage", "Triage", "Billing"), strict=True):
+        chat.stdin.write(line + "\n")
+        chat.stdin.flush()
+        wait_for(browser, lambda d, s=state: lit_state(d) == s, f"{state} lit")
+    chat.stdin.close()
+    wait_for(browser, lambda d: d.find_element("id", "status").text.startswith("ended"),
+             "the chat's call ended")
