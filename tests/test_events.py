@@ -274,3 +274,21 @@ async def test_a_killed_writer_loses_only_unflushed_events_and_the_log_says_wher
     assert summary.status(now=summary.seen_at + 60, stale_after=15) == "stopped"
     assert summary.status(now=summary.seen_at + 1, stale_after=15) == "live"
     await store.aclose()
+
+
+async def test_reading_after_a_step_gives_the_same_events_from_every_store(
+        sqlite_store: SQLiteEventStore, redis_store: RedisEventStore) -> None:
+    """A live reader asks for what follows its last event: Redis reads that from the end
+    of the stream in chunks; the answer must not depend on where the chunks fall."""
+    now = time.time()
+    batch = [Event("long", seq, now + seq, "message", "Greeter", "callcenter", "1",
+                   {"role": "user", "text": f"line {seq}", "interrupted": False})
+             for seq in range(1, 251)]
+    memory = MemoryEventStore()
+    for store in (sqlite_store, redis_store, memory):
+        await store.append(batch)
+    for after in (0, 1, 99, 100, 101, 150, 200, 249, 250, 300):
+        expected = batch[after:]
+        for store in (sqlite_store, redis_store, memory):
+            assert await store.events("long", after=after) == expected, (store.kind, after)
+    assert await redis_store.events("long", limit=7) == batch[:7]

@@ -104,16 +104,34 @@ class RedisEventStore(EventStore):
         await pipe.execute()
 
     async def events(self, call_id: str, after: int = 0, limit: int = 10_000) -> list[Event]:
+        if after > 0:
+            return (await self._tail(call_id, after))[:limit]
         out: list[Event] = []
         start = "-"
         while len(out) < limit:
-            entries: Any = await self._client.xrange(
-                self._log(call_id), min=start, count=min(1000, limit))
+            entries: Any = await self._client.xrange(self._log(call_id), min=start,
+                                                     count=min(1000, limit))
             if not entries:
                 break
-            out.extend(e for e in (Event.from_json(f["e"]) for _, f in entries) if e.seq > after)
+            out.extend(Event.from_json(f["e"]) for _, f in entries)
             start = "(" + entries[-1][0]
         return out[:limit]
+
+    async def _tail(self, call_id: str, after: int) -> list[Event]:
+        """The events after ``after``, read backwards from the end of the stream: a live
+        reader asks for the few newest events, so this costs what it returns."""
+        found: list[Event] = []
+        end = "+"
+        while True:
+            entries: Any = await self._client.xrevrange(self._log(call_id), max=end, count=100)
+            for _, fields in entries:
+                event = Event.from_json(fields["e"])
+                if event.seq <= after:
+                    return found[::-1]
+                found.append(event)
+            if len(entries) < 100:
+                return found[::-1]
+            end = "(" + entries[-1][0]
 
     async def call(self, call_id: str) -> CallSummary | None:
         data: Any = await self._client.hgetall(self._call(call_id))
