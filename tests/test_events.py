@@ -292,3 +292,18 @@ async def test_reading_after_a_step_gives_the_same_events_from_every_store(
         for store in (sqlite_store, redis_store, memory):
             assert await store.events("long", after=after) == expected, (store.kind, after)
     assert await redis_store.events("long", limit=7) == batch[:7]
+
+
+async def test_a_plain_field_quoting_a_sensitive_value_keeps_the_rest_of_its_text(
+        flow: Any) -> None:
+    store = MemoryEventStore()
+    log = EventLog(store).install(flow)
+    async with AgentSession[Call]() as session:
+        run = await flow.start(session, context=Call(pin_hint=PII),
+                               llm=ScriptedLLM(["Hello."]), call_id="c")
+        log.track(run, "c")
+        run.context.topic = f"caller read out {PII} twice"
+        log._context_step(run, log._runs[run])
+    await log.flush(5)
+    steps = [e.data["changed"] for e in await store.events("c") if e.kind == "context"]
+    assert steps == [{"topic": [None, f"caller read out {REDACTED} twice"]}]

@@ -249,11 +249,11 @@ class EventLog:
     # -- building events ------------------------------------------------------------------
     def _context(self, run: FlowRun[Any]) -> tuple[dict[str, Any], int]:
         """The Context as shown (sensitive fields as ``[redacted]``) and a hash of the hidden part."""
-        plain, apart = Redactor(run.context).context_dump()
-        for name, value in apart.items():
-            if name not in plain or value is not None:
-                plain[name] = None if value is None else REDACTED
-        return plain, hash(json.dumps(apart, sort_keys=True, default=str))
+        plain, apart = Redactor(run.context).context_dump()  # plain fields come scrubbed
+        hidden = {name: value for name, value in apart.items() if name not in plain}
+        for name, value in hidden.items():  # a sensitive field: whether it is set, not its value
+            plain[name] = None if value is None else REDACTED
+        return plain, hash(json.dumps(hidden, sort_keys=True, default=str))
 
     def _context_step(self, run: FlowRun[Any], tracked: _Tracked) -> None:
         """A ``context`` event with what changed since the last one, if anything did."""
