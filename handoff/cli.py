@@ -15,8 +15,29 @@ import typer
 from .errors import FlowDefinitionError
 from .flowref import FlowLoadError, load_flow
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Multi-agent voice AI on LiveKit Agents, as a state machine.")
+
+class _Handoff(typer.Typer):
+    """The command; ``--inspect`` may come without its address (click options cannot)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not args and kwargs.get("args") is None:
+            kwargs["args"] = with_inspect_default(sys.argv[1:])
+        return super().__call__(*args, **kwargs)
+
+
+def with_inspect_default(args: list[str]) -> list[str]:
+    """``args`` with a bare ``--inspect`` (last, or before another option) given its default."""
+    from .inspector.server import DEFAULT_ADDRESS
+
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--inspect" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out[i] = f"--inspect={DEFAULT_ADDRESS}"
+    return out
+
+
+app = _Handoff(no_args_is_help=True, add_completion=False,
+               help="Multi-agent voice AI on LiveKit Agents, as a state machine.")
 
 
 @app.callback()
@@ -434,15 +455,8 @@ def _side_label(ref: str, other: str) -> str:
     return rev or "working tree"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The ``handoff`` command. ``--inspect`` may come without its address."""
-    from .inspector import DEFAULT_ADDRESS
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    for i, arg in enumerate(args):
-        if arg == "--inspect" and (i + 1 == len(args) or args[i + 1].startswith("-")):
-            args[i] = f"--inspect={DEFAULT_ADDRESS}"
-    app(args=args, prog_name="handoff")
+def main() -> None:
+    app()
 
 
 if __name__ == "__main__":

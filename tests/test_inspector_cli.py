@@ -74,15 +74,13 @@ def test_chat_with_inspect_prints_a_url_whose_page_shows_the_call_live() -> None
             proc.wait()
 
 
-def test_inspect_may_come_without_its_address(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[list[str]] = []
-    monkeypatch.setattr(cli, "app", lambda args, prog_name: seen.append(args))
-    cli.main(["chat", "m:flow", "--inspect"])
-    cli.main(["chat", "m:flow", "--inspect", "--script", "m:s"])
-    cli.main(["chat", "m:flow", "--inspect", "0.0.0.0:9000"])
-    assert seen == [["chat", "m:flow", "--inspect=127.0.0.1:8765"],
-                    ["chat", "m:flow", "--inspect=127.0.0.1:8765", "--script", "m:s"],
-                    ["chat", "m:flow", "--inspect", "0.0.0.0:9000"]]
+def test_inspect_may_come_without_its_address() -> None:
+    assert cli.with_inspect_default(["chat", "m:flow", "--inspect"]) == [
+        "chat", "m:flow", "--inspect=127.0.0.1:8765"]
+    assert cli.with_inspect_default(["chat", "m:flow", "--inspect", "--script", "m:s"]) == [
+        "chat", "m:flow", "--inspect=127.0.0.1:8765", "--script", "m:s"]
+    assert cli.with_inspect_default(["chat", "m:flow", "--inspect", "0.0.0.0:9000"]) == [
+        "chat", "m:flow", "--inspect", "0.0.0.0:9000"]
 
 
 def test_chat_refuses_to_inspect_on_a_public_address_without_a_token() -> None:
