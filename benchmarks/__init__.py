@@ -12,4 +12,5 @@ BENCHMARKS = (
     "definitions",
     "testing_throughput",
     "event_log",
+    "voice_latency",
 )

@@ -77,59 +77,42 @@ async def _lookup(ctx: RunContext[BenchContext], key: str) -> str:
     return f"value of {key} is 42"
 
 
-class Ping(State[BenchContext]):
-    """First state of the ring."""
-
-    history = f"last:{HISTORY}"
-    instructions = "You are Ping. Answer briefly."
-
-    @function_tool
-    async def lookup(self, ctx: RunContext[BenchContext], key: str) -> str:
-        """Look a value up."""
-        return await _lookup(ctx, key)
-
-    @transition(to="Pong")
-    async def to_pong(self, ctx: RunContext[BenchContext]) -> None:
-        """Call when the caller says go."""
+RING_NAMES = ("Ping", "Pong", "Pang")
 
 
-class Pong(State[BenchContext]):
-    """Second state of the ring."""
+def ring_states(say: str | None = None) -> list[type[State[BenchContext]]]:
+    """Ping → Pong → Pang → Ping, each with an ordinary ``lookup`` tool and one transition to
+    the next (``say=`` on every transition when given: the bridge-line benchmark)."""
+    classes: list[type[State[BenchContext]]] = []
+    for i, name in enumerate(RING_NAMES):
+        nxt = RING_NAMES[(i + 1) % len(RING_NAMES)]
 
-    history = f"last:{HISTORY}"
-    instructions = "You are Pong. Answer briefly."
+        async def lookup(self: Any, ctx: RunContext[BenchContext], key: str) -> str:
+            """Look a value up."""
+            return await _lookup(ctx, key)
 
-    @function_tool
-    async def lookup(self, ctx: RunContext[BenchContext], key: str) -> str:
-        """Look a value up."""
-        return await _lookup(ctx, key)
+        async def move(self: Any, ctx: RunContext[BenchContext]) -> None:
+            """Call when the caller says go."""
 
-    @transition(to="Pang")
-    async def to_pang(self, ctx: RunContext[BenchContext]) -> None:
-        """Call when the caller says go."""
-
-
-class Pang(State[BenchContext]):
-    """Third state of the ring."""
-
-    history = f"last:{HISTORY}"
-    instructions = "You are Pang. Answer briefly."
-
-    @function_tool
-    async def lookup(self, ctx: RunContext[BenchContext], key: str) -> str:
-        """Look a value up."""
-        return await _lookup(ctx, key)
-
-    @transition(to="Ping")
-    async def to_ping(self, ctx: RunContext[BenchContext]) -> None:
-        """Call when the caller says go."""
+        trigger = f"to_{nxt.lower()}"
+        body: dict[str, Any] = {
+            "__doc__": f"State {i + 1} of the ring.",
+            "__module__": __name__,
+            "history": f"last:{HISTORY}",
+            "instructions": f"You are {name}. Answer briefly.",
+            "lookup": function_tool(lookup),
+            trigger: transition(to=nxt, name=trigger, say=say)(move),
+        }
+        classes.append(type(name, (State,), body))
+    return classes
 
 
 RING = ("to_pong", "to_pang", "to_ping")
 
 
-def ring_flow() -> Flow[BenchContext]:
-    return Flow("ring", context=BenchContext, initial=Ping, states=[Ping, Pong, Pang],
+def ring_flow(say: str | None = None) -> Flow[BenchContext]:
+    states = ring_states(say)
+    return Flow("ring", context=BenchContext, initial=states[0], states=states,
                 max_transitions=UNLIMITED)
 
 
