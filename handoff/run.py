@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from livekit.agents import Agent, AgentSession, AgentTask, RunContext, llm
+from livekit.agents import Agent, AgentSession, AgentTask, RunContext, llm, stt, tts
 from livekit.agents.llm.tool_context import FunctionToolInfo, ToolFlag
 from livekit.agents.utils import is_given
 from livekit.agents.voice.run_result import RunResult
@@ -245,6 +245,7 @@ class FlowRun(Generic[C]):
         session.on("error", listener(self.failures.on_session_error))
         session.on("close", listener(lambda _: self.close()))
         self._agent = self.make_agent(self.state)
+        self.prewarm()
         if wait_opening:
             self.opening = await session.start(self._agent, capture_run=True, **start_kwargs)
             await self.opening
@@ -273,6 +274,24 @@ class FlowRun(Generic[C]):
         if "*" in override:
             return override["*"]
         return self.flow.tiers.llm(tier)
+
+    def prewarm(self) -> None:
+        """Warm the providers of every state now, not at its first handoff.
+
+        LiveKit prewarms an agent's LLM, STT and TTS when its activity starts, which for a
+        handoff is the moment the caller is waiting. The flow's models are made once per
+        process (tiers, voices), so warming them all when the call starts costs one
+        connection each (LiveKit calls the same ``prewarm()`` at every activity start, so
+        providers already expect repeated calls).
+        """
+        for cls in self.flow.states.values():
+            model = self.llm_for(cls.tier)
+            if isinstance(model, llm.LLM):
+                model.prewarm()
+            for kind in ("stt", "tts"):
+                provider = self.options_for(cls).get(kind)
+                if isinstance(provider, stt.STT | tts.TTS):
+                    provider.prewarm()
 
     def options_for(self, state: type[State[Any]]) -> dict[str, Any]:
         """Extra ``Agent`` keyword arguments for ``state`` (``Flow.agent_options``)."""
