@@ -137,7 +137,10 @@ class Line:
     answered: bool = True
 
     def idle(self) -> bool:
+        """Nothing left to say or play (a bridge line and the reply behind it included)."""
         return (not self.busy() and not self.mic.speaking and self.speaker.playing is None
+                and self.session.current_speech is None
+                and all(s.done.is_set() for s in self.speaker.segments)
                 and self.session.agent_state == "listening")
 
 
@@ -209,6 +212,8 @@ async def one_turn(line: Line, speech: Any, record: bool) -> None:
                  and line.speaker.segments[before].started_at is not None, f"{line.kind}: audio")
     first = line.speaker.segments[before]
     assert first.started_at is not None and utterance.finished_at is not None
+    assert utterance.started_at is not None and first.started_at > utterance.started_at, (
+        "audio of the previous turn was counted")
     if record:
         line.latencies.append(first.started_at - utterance.finished_at)
     await _until(line.idle, f"{line.kind}: the end of the turn")
