@@ -6,10 +6,17 @@
 from livekit.agents import RunContext, function_tool
 
 from .context import Context
-from .errors import FlowDefinitionError, FlowError, TransitionRefused, UnknownTierError
+from .errors import (
+    FlowDefinitionError,
+    FlowError,
+    MigrationError,
+    TransitionRefused,
+    UnknownTierError,
+)
 from .flow import Flow
 from .graph import Edge
 from .history import HistoryPolicy
+from .migrations import Migration, migration
 from .records import FlowObserver, Refusal, TransitionRecord
 from .redaction import install_log_scrubbing
 from .run import FlowRun
@@ -29,6 +36,8 @@ __all__ = [
     "FlowObserver",
     "FlowRun",
     "HistoryPolicy",
+    "Migration",
+    "MigrationError",
     "Refusal",
     "RunContext",
     "State",
@@ -39,5 +48,6 @@ __all__ = [
     "TransitionRefused",
     "UnknownTierError",
     "function_tool",
+    "migration",
     "transition",
 ]

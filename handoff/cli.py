@@ -275,6 +275,7 @@ class DiffFormat(StrEnum):
     dot = "dot"
     mermaid = "mermaid"
     markdown = "markdown"
+    json = "json"
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -404,25 +405,32 @@ def diff(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="File to write; stdout for markdown/mermaid/dot if absent")] = None,
     exit_code: Annotated[bool, typer.Option(
-        "--exit-code", help="Exit 1 when the flows differ (like git diff --exit-code)")] = False,
+        "--exit-code", help="Exit 1 when the change breaks calls in flight: it needs a "
+        "migration the new version does not declare")] = False,
 ) -> None:
-    """What changed between two versions of a flow: a coloured diagram or a PR table.
+    """What changed between two versions of a flow, and what it does to calls in flight.
 
+    A diagram, a PR table (with each change judged for calls checkpointed by the old
+    version: safe, tightens, needs a migration, and the migration to write) or JSON.
     A side written GITREV:MODULE:ATTRIBUTE is loaded from that git revision in a
     separate process; the working tree is not touched.
     """
     from .diagram import GraphvizMissing, render
     from .diagram_diff import compare, diff_dot, diff_markdown, diff_mermaid
     from .flowref import load_snapshot
+    from .inflight import assess, inflight_json, inflight_markdown
 
     try:
         changes = compare(load_snapshot(old), load_snapshot(new),
                           labels=(_side_label(old, new), _side_label(new, old)))
     except FlowLoadError as exc:
         raise _fail(str(exc)) from exc
+    in_flight = assess(changes)
     data: Any
     if fmt is DiffFormat.markdown:
-        data = diff_markdown(changes)
+        data = diff_markdown(changes) + "\n" + inflight_markdown(in_flight)
+    elif fmt is DiffFormat.json:
+        data = json.dumps(inflight_json(in_flight), indent=2) + "\n"
     elif fmt is DiffFormat.mermaid:
         data = diff_mermaid(changes)
     elif fmt is DiffFormat.dot:
@@ -443,7 +451,7 @@ def diff(
         else:
             output.write_text(data)
         typer.echo(f"wrote {output}")
-    raise typer.Exit(1 if exit_code and changes.changed else 0)
+    raise typer.Exit(1 if exit_code and in_flight.breaking else 0)
 
 
 def _side_label(ref: str, other: str) -> str:
@@ -453,6 +461,74 @@ def _side_label(ref: str, other: str) -> str:
     if ref.split(":")[-2:] != other.split(":")[-2:]:
         return ref
     return rev or "working tree"
+
+
+# -- migrate -----------------------------------------------------------------------------
+class ReportFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def migrate(
+    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE (its new version)")],
+    store: Annotated[str | None, typer.Option(
+        help="sqlite:///path/to/checkpoints.db or redis://host:port/db "
+        "(default: HANDOFF_CHECKPOINT_STORE)")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Report what would move and what fails; write nothing")] = False,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="text, or json")] = (
+        ReportFormat.text),
+) -> None:
+    """Migrate every stored checkpoint of a flow to its version, through its migrations.
+
+    Reports, per stored version, how many calls move from which state to which and
+    which fail. Each call is replaced atomically, only if no worker wrote it
+    meanwhile; a checkpoint that cannot be migrated is kept as it was, marked with
+    the reason. Exit 0 when none failed, 1 when some did, 2 on bad input.
+    """
+    import os
+
+    try:
+        flow = load_flow(flow_ref)
+    except (FlowLoadError, FlowDefinitionError) as exc:
+        raise _fail(str(exc)) from exc
+    url = store or os.environ.get("HANDOFF_CHECKPOINT_STORE", "")
+    if not url:
+        raise _fail("--store URL is required (or set HANDOFF_CHECKPOINT_STORE)")
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite://")).is_file():
+        raise _fail(f"{url}: no such SQLite file")
+    report = asyncio.run(_migrate(flow, url, dry_run))
+    if fmt is ReportFormat.json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(report.text(), nl=False)
+    raise typer.Exit(1 if report.failed else 0)
+
+
+async def _migrate(flow: Any, url: str, dry_run: bool) -> Any:
+    import sqlite3
+
+    from .persistence import store_from_url
+    from .persistence.migrate import migrate_store
+
+    try:
+        store = store_from_url(url)
+    except (ValueError, ImportError) as exc:
+        raise _fail(str(exc)) from exc
+    unreachable: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
+    try:
+        from redis.exceptions import RedisError
+
+        unreachable += (RedisError,)
+    except ImportError:  # pragma: no cover - the redis extra is not installed
+        pass
+    try:
+        return await migrate_store(flow, store, dry_run=dry_run)
+    except unreachable as exc:
+        raise _fail(f"cannot read the store {url}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        await store.aclose()
 
 
 def main() -> None:

@@ -97,6 +97,15 @@ class CheckpointFormatError(FlowError):
     """A stored checkpoint this version of handoff cannot read."""
 
 
+class MigrationError(FlowError):
+    """A checkpoint could not be brought to the flow's version: a migration raised, or its
+    result does not fit the flow. ``migration`` names the step (empty: the result)."""
+
+    def __init__(self, message: str, *, migration: str = "") -> None:
+        super().__init__(message)
+        self.migration = migration
+
+
 class GraphvizMissing(FlowError):
     """SVG or PNG was asked for, but Graphviz's ``dot`` program is not on the PATH."""
 

@@ -23,12 +23,14 @@ from .failures import FailurePolicy
 from .fsm import build_machine
 from .graph import Edge, build_table, collect_edges
 from .history import HistoryPolicy
+from .migrations import Migration, chain_findings
 from .records import FlowObserver
 from .run import FlowRun
 from .state import State
 from .tiers import Tiers
 from .transition import TransitionDef
 from .validate import definition_errors
+from .versions import flow_fingerprint
 
 C = TypeVar("C", bound=Context)
 
@@ -44,7 +46,10 @@ class Flow(Generic[C]):
         final: states where a call may end (no way out is expected there).
         global_transitions: module-level ``@transition`` functions valid from every state.
         tiers: the tier table; defaults to ``Tiers.load()`` (pyproject/handoff.toml/env).
-        version: the flow's version, stored with checkpoints.
+        version: the flow's version, stored with checkpoints; default: a fingerprint of
+            its states, table and Context schema (see :mod:`handoff.versions`).
+        migrations: how checkpoints of older versions become checkpoints of this one
+            (see :mod:`handoff.migrations`); checked when the Flow is built.
         error_transition: the trigger taken after ``max_failures`` failures in a row or a
             loop (``max_transitions`` moves, or ``max_ping_pong`` back-and-forths); a State
             may name its own with ``error_transition``. See :mod:`handoff.failures`.
@@ -62,7 +67,8 @@ class Flow(Generic[C]):
         final: Sequence[type[State[Any]] | str] = (),
         global_transitions: Sequence[TransitionDef] = (),
         tiers: Tiers | None = None,
-        version: str = "1",
+        version: str | None = None,
+        migrations: Sequence[Migration] = (),
         error_transition: str | None = None,
         max_failures: int = 2,
         max_transitions: int = 50,
@@ -70,7 +76,8 @@ class Flow(Generic[C]):
         resume_fallback: type[State[Any]] | str | None = None,
     ) -> None:
         self.name = name
-        self.version = version
+        self.version = version or ""
+        self.migrations: list[Migration] = list(migrations)
         self.failure_policy = FailurePolicy(error_transition, max_failures, max_transitions,
                                             max_ping_pong)
         self.context_type = context
@@ -87,7 +94,12 @@ class Flow(Generic[C]):
         self.edges: list[Edge] = collect_edges(self.state_classes, self.global_transitions,
                                                self.states)
 
+        self.version_derived = version is None
+        self.version = flow_fingerprint(self) if version is None else str(version)
         errors = definition_errors(self)
+        errors += chain_findings(self.migrations, self.version, list(self.states),
+                                 list(context.model_fields),
+                                 derived_version=self.version_derived)
         if errors:
             raise FlowDefinitionError(name, errors)
 

@@ -7,7 +7,7 @@ the run all read the same plain records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from .errors import RefusalKind
@@ -41,6 +41,26 @@ class Refusal:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Resumption:
+    """How a call was picked up from its checkpoint (``run.resumption``; observers' ``on_resume``)."""
+
+    call_id: str
+    outcome: str
+    """``resumed``, ``migrated`` (through the flow's migrations), ``fallback`` (something
+    no longer fitted and was dropped) or ``migration_failed`` (in the fallback state)."""
+    state: str
+    checkpoint_state: str
+    checkpoint_version: str
+    flow_version: str
+    migrations: tuple[str, ...] = ()
+    """The migrations that ran (or were tried, when one failed)."""
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "migrations": list(self.migrations)}
+
+
 class FlowObserver(Protocol[R_contra]):
     """Receives every transition and refusal of every run of a Flow (telemetry, checkpoints).
 
@@ -51,7 +71,9 @@ class FlowObserver(Protocol[R_contra]):
     called (if present) when a move is asked for, before it is checked, in the caller's
     context (the LLM's tool-call span), so telemetry can time a handoff and nest its span.
     A request is normally followed by one ``on_transition`` or one ``on_refusal``
-    (not when the session closes with the handoff still under way).
+    (not when the session closes with the handoff still under way). An observer may
+    also define ``on_resume(run, resumption)``: called once when a call is resumed
+    from its checkpoint (see :class:`Resumption`).
     """
 
     def on_transition(self, run: R_contra, record: TransitionRecord) -> None: ...

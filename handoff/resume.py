@@ -18,12 +18,18 @@ the history) is read and validated *before* the session is attached: a checkpoin
 with any defect starts the call fresh, never a call that fails half-resumed. A call
 that ended left a tombstone: a new call on its id starts fresh.
 
-A checkpoint of an older flow version may name a state that no longer exists, or
-Context fields that are gone or changed type: the run then resumes in the
-``fallback`` state (default: the Flow's declared ``resume_fallback``, else its initial
-state) and without those fields,
-and a warning says what was dropped. A store outage while loading is logged and
-counted, and the call starts fresh rather than failing.
+A checkpoint of an older flow version goes through the flow's migrations first
+(see :mod:`handoff.migrations`): the call resumes where the migrations put it
+(outcome ``migrated``). When a migration fails, or no migration reads that version
+and the checkpoint names a state that no longer exists or Context fields that are
+gone or changed type, the run resumes in the ``fallback`` state (default: the Flow's
+declared ``resume_fallback``, else its initial state) with every Context field that
+still fits, and a warning says what was dropped (outcome ``migration_failed`` or
+``fallback``). The outcome is counted in ``handoff_resumes_total``, put on the
+``handoff.resume`` span, kept as ``run.resumption`` (the event log records it) and
+given to every flow observer that has an ``on_resume(run, resumption)`` method.
+A store outage while loading is logged and counted, and the call starts fresh
+rather than failing.
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ from ._listeners import listener
 from .context import Context
 from .flow import Flow
 from .persistence.checkpoint import Checkpoint, CheckpointFormatError
+from .persistence.migrate import Upgrade, upgrade
 from .persistence.store import CheckpointStore
 from .persistence.writer import Checkpointer
+from .records import Resumption
 from .run import FlowRun
 from .state import State
 from .telemetry.observer import FlowTelemetry
@@ -55,6 +63,8 @@ C = TypeVar("C", bound=Context)
 
 SIP_CALL_ID_ATTRIBUTE = "sip.callID"
 RESUME_SPAN = "handoff.resume"
+
+
 
 
 def call_id_of(room: rtc.Room) -> str:
@@ -136,10 +146,14 @@ async def resume_or_start(
     restored: FlowRun[C] | None = None
     history: llm_types.ChatContext | None = None
     outcome = "fresh"
+    upgraded: Upgrade | None = None
+    loaded = checkpoint  # as stored; ``checkpoint`` becomes the migrated one
     if checkpoint is not None:
         try:
+            upgraded = upgrade(flow, checkpoint, checkpointer.sealer)
+            checkpoint = upgraded.checkpoint
             restored, outcome = restore_run(flow, checkpoint, checkpointer, llm=llm,
-                                            fallback=fallback)
+                                            fallback=fallback, upgraded=upgraded)
             history = flow.history_policies[restored.state].carry(checkpoint.chat_ctx())
         except Exception as exc:  # a checkpoint must never stop the call from starting
             logger.warning("call %s: the checkpoint cannot be restored (%s: %s); starting fresh",
@@ -162,8 +176,13 @@ async def resume_or_start(
         if resume_prompt:
             session.generate_reply(instructions=resume_prompt)
     if outcome != "fresh":
-        _trace_resume(run, checkpoint, outcome)
+        _trace_resume(run, loaded if checkpoint is not None else None, outcome, upgraded)
     checkpointer.track(run, call_id, resumed=checkpoint, after_seq=ended_seq)
+    if restored is not None and loaded is not None:
+        _tell_observers(run, Resumption(
+            call_id, outcome, run.state, loaded.state, loaded.flow_version, flow.version,
+            upgraded.steps if upgraded else (),
+            str(upgraded.error) if upgraded and upgraded.error else None))
     if telemetry is not None:
         telemetry.track(run)
     return run
@@ -176,14 +195,31 @@ def restore_run(
     *,
     llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
     fallback: str | type[State[Any]] | None = None,
+    upgraded: Upgrade | None = None,
 ) -> tuple[FlowRun[C], str]:
     """A run in the checkpoint's state with its Context and log (not attached yet),
-    and how it went: ``resumed``, or ``fallback`` when something had to be dropped."""
+    and how it went: ``resumed``, ``migrated`` (through the flow's migrations),
+    ``fallback`` when something had to be dropped, ``migration_failed`` when a
+    migration failed (the run is then in the fallback state).
+
+    ``upgraded`` is the checkpoint already taken through the migrations (by
+    ``resume_or_start``); by default that is done here.
+    """
     metrics = checkpointer.metrics
+    if upgraded is None:
+        upgraded = upgrade(flow, checkpoint, checkpointer.sealer)
+    checkpoint = upgraded.checkpoint
     context, dropped = restore_context(flow, checkpoint.context_data(checkpointer.sealer))
     state = checkpoint.state
-    outcome = "resumed"
-    if state not in flow.states:
+    outcome = "migrated" if upgraded.migrated else "resumed"
+    if upgraded.error is not None:
+        target = _state_name(fallback) if fallback is not None else flow.resume_fallback
+        logger.warning(
+            "call %s: checkpoint of %s v%s could not be migrated to v%s (%s); resuming in %r "
+            "with the Context fields that still fit", checkpoint.call_id, checkpoint.flow,
+            checkpoint.flow_version, flow.version, upgraded.error, target)
+        state, outcome = target, "migration_failed"
+    elif state not in flow.states:
         target = _state_name(fallback) if fallback is not None else flow.resume_fallback
         logger.warning(
             "call %s: checkpoint of %s v%s is in state %r, which flow %s v%s no longer has; "
@@ -191,16 +227,18 @@ def restore_run(
             state, flow.name, flow.version, target)
         state, outcome = target, "fallback"
     if dropped:
+        if outcome == "resumed":
+            outcome = "fallback"
         logger.warning("call %s: context fields %s of the checkpoint do not fit %s v%s and "
                        "were dropped", checkpoint.call_id, ", ".join(sorted(dropped)),
                        flow.name, flow.version)
-        outcome = "fallback"
     stack = [s for s in checkpoint.return_stack if s in flow.states]
     if len(stack) != len(checkpoint.return_stack):
         logger.warning("call %s: return states %s no longer exist and were dropped",
                        checkpoint.call_id,
                        ", ".join(s for s in checkpoint.return_stack if s not in flow.states))
-        outcome = "fallback"
+        if outcome == "resumed":
+            outcome = "fallback"
     run = flow.new_run(context, llm=llm, call_id=checkpoint.call_id)
     run.restore(state, log=checkpoint.records(), return_stack=stack)
     metrics.resumes.labels(flow.name, outcome).inc()
@@ -227,7 +265,21 @@ def restore_context(flow: Flow[C], data: dict[str, Any]) -> tuple[C, list[str]]:
             dropped.extend(bad)
 
 
-def _trace_resume(run: FlowRun[Any], checkpoint: Checkpoint | None, outcome: str) -> None:
+def _tell_observers(run: FlowRun[Any], resumption: Resumption) -> None:
+    run.resumption = resumption
+    for observer in list(run.flow.observers):
+        hook = getattr(observer, "on_resume", None)
+        if hook is None:
+            continue
+        try:
+            hook(run, resumption)
+        except Exception:
+            logger.exception("observer %r failed on the resumption of call %s", observer,
+                             resumption.call_id)
+
+
+def _trace_resume(run: FlowRun[Any], checkpoint: Checkpoint | None, outcome: str,
+                  upgraded: Upgrade | None = None) -> None:
     """A ``handoff.resume`` span in the new session's trace: this call was picked up."""
     attributes: dict[str, Any] = {
         "handoff.flow": run.flow.name,
@@ -242,6 +294,11 @@ def _trace_resume(run: FlowRun[Any], checkpoint: Checkpoint | None, outcome: str
             "handoff.resume.transitions": len(checkpoint.log),
             "handoff.resume.age_seconds": max(0.0, time.time() - checkpoint.saved_at),
         })
+    if upgraded is not None and upgraded.steps:
+        attributes["handoff.resume.migrations"] = list(upgraded.steps)
+        attributes["handoff.resume.from_version"] = upgraded.source_version
+        if upgraded.error is not None:
+            attributes["handoff.resume.migration_error"] = str(upgraded.error)
     tracer.start_span(RESUME_SPAN, attributes=attributes).end()
 
 

@@ -33,7 +33,7 @@ from .errors import FlowError, RefusalKind, TransitionRefused
 from .failures import FailureWatch
 from .graph import Edge
 from .history import add_summary, revisit
-from .records import MovedBy, Refusal, TransitionRecord
+from .records import MovedBy, Refusal, Resumption, TransitionRecord
 from .state import State
 from .transition import TransitionDef
 
@@ -103,6 +103,8 @@ class FlowRun(Generic[C]):
         self.refusals: list[Refusal] = []
         self._session: AgentSession[C] | None = None
         self.resuming = False
+        self.resumption: Resumption | None = None
+        """How this run was picked up from a checkpoint (set by ``resume_or_start``)."""
         self.opening: RunResult[Any] | None = None
         self._llm_override = llm_override
         self._fsm = _FsmModel()

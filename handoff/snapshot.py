@@ -7,8 +7,9 @@ same flow always gives the same snapshot. It round-trips through JSON, which is
 how a flow loaded from an older git revision, in a subprocess, reaches the
 diagram code of the current one.
 
-Like :mod:`handoff.guards` this module imports only the standard library and
-reads the Flow by duck typing: it must work on the Flow of an older handoff.
+Like :mod:`handoff.guards` this module imports only the standard library (and
+:mod:`handoff.versions`, which does too) and reads the Flow by duck typing: it
+must work on the Flow of an older handoff.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .versions import FieldSpec, context_fields
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,19 @@ class EdgeSnap:
 
 
 @dataclass(frozen=True)
+class MigrationSnap:
+    """What a migration declares (its function is only named: it runs, it is not read)."""
+
+    source: str
+    target: str
+    states: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Old state → the states its calls may be in after it (one for a rename)."""
+    fields: dict[str, str | None] = field(default_factory=dict)
+    values: tuple[str, ...] = ()
+    function: str | None = None
+
+
+@dataclass(frozen=True)
 class FlowSnap:
     name: str
     version: str
@@ -57,9 +73,16 @@ class FlowSnap:
     states: tuple[StateSnap, ...]
     edges: tuple[EdgeSnap, ...]
     meta: dict[str, str] = field(default_factory=dict, compare=False)
+    context: tuple[FieldSpec, ...] = ()
+    """The Context's fields (what a checkpoint of the flow holds)."""
+    migrations: tuple[MigrationSnap, ...] = ()
+    resume_fallback: str = ""
 
     def state(self, name: str) -> StateSnap | None:
         return next((s for s in self.states if s.name == name), None)
+
+    def context_field(self, name: str) -> FieldSpec | None:
+        return next((f for f in self.context if f.name == name), None)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -79,6 +102,13 @@ class FlowSnap:
                 EdgeSnap(**{**e, "params": tuple(e["params"])}) for e in data["edges"]
             ),
             meta=dict(data.get("meta", {})),
+            context=tuple(FieldSpec(**f) for f in data.get("context", ())),
+            migrations=tuple(
+                MigrationSnap(**{**m, "states": {k: tuple(v) for k, v in m["states"].items()},
+                                 "values": tuple(m["values"])})
+                for m in data.get("migrations", ())
+            ),
+            resume_fallback=str(data.get("resume_fallback") or data["initial"]),
         )
 
 
@@ -117,6 +147,27 @@ def snapshot(flow: Any) -> FlowSnap:
         final=tuple(sorted(flow.final)),
         states=tuple(sorted(states, key=lambda s: s.name)),
         edges=tuple(sorted(edges, key=lambda e: (e.source is None, e.key))),
+        context=_context(flow),
+        migrations=tuple(_migration(m) for m in getattr(flow, "migrations", ())),
+        resume_fallback=str(getattr(flow, "resume_fallback", flow.initial)),
+    )
+
+
+def _context(flow: Any) -> tuple[FieldSpec, ...]:
+    model = getattr(flow, "context_type", None)
+    return context_fields(model) if hasattr(model, "model_json_schema") else ()
+
+
+def _migration(m: Any) -> MigrationSnap:
+    function = getattr(m, "function", None)
+    return MigrationSnap(
+        source=str(m.source),
+        target=str(m.target),
+        states={str(k): tuple(v) if isinstance(v, tuple) else (str(v),)
+                for k, v in dict(m.states).items()},
+        fields={str(k): v for k, v in dict(m.fields).items()},
+        values=tuple(sorted(m.values)),
+        function=None if function is None else str(getattr(function, "__name__", function)),
     )
 
 

@@ -204,7 +204,7 @@ def test_diff_markdown_lists_only_changes() -> None:
     old, new = two_versions()
     text = diff_markdown(compare(old, new))
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
-    assert text.startswith("### Flow `v`: v1 → v2\n")
+    assert text.startswith(f"### Flow `v`: v{old.version} → v2\n")  # old: a derived version
     assert rows[0] == "| change | element | details |"
     assert len(rows) == 1 + 8  # C, D, E; A.ac, B.bd, C.cd, E.ed, any.human
     assert "| 🟠 changed | state `D` | tier: fast → smart |" in rows

@@ -19,7 +19,9 @@ EventKind = Literal[
     "context", "error", "latency", "call_ended",
 ]
 KINDS: dict[str, str] = {
-    "call_started": "the call began (or resumed): the whole Context, redacted; resumed; worker",
+    "call_started": "the call began (or resumed): the whole Context, redacted; resumed; worker; "
+                    "for a resumed call, resumption (outcome, checkpoint_version, flow_version, "
+                    "migrations, error)",
     "transition_requested": "a move was asked for: trigger, by (llm, code, failover)",
     "transition": "a move taken: source, target, trigger, by, arguments, duration_ms",
     "refusal": "a move not taken: trigger, kind, reason (what the LLM read)",

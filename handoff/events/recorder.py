@@ -144,8 +144,10 @@ class EventLog:
 
             self._flows[key] = to_dot(run.flow).source
         tracked.context, tracked.secret = self._context(run)
+        how = run.resumption  # set by resume_or_start: outcome, versions, migrations
         self._emit(run, tracked, "call_started", {
-            "context": tracked.context, "resumed": resumed, "writer": self.writer})
+            "context": tracked.context, "resumed": resumed or how is not None,
+            "writer": self.writer, **({"resumption": how.to_dict()} if how else {})})
         session = run.session
         for item in session.history.items:  # what was said before tracking began (an opening)
             self._on_item(run, _Added(item))

@@ -34,6 +34,7 @@ __all__ = [
     "Sealer",
     "snapshot",
     "store_from_env",
+    "store_from_url",
 ]
 
 
@@ -46,18 +47,26 @@ def store_from_env(environ: Mapping[str, str] | None = None) -> CheckpointStore 
     """
     env = os.environ if environ is None else environ
     url = env.get("HANDOFF_CHECKPOINT_STORE", "")
+    if url:
+        try:
+            return store_from_url(url)
+        except ValueError as exc:
+            raise ValueError(f"HANDOFF_CHECKPOINT_STORE={exc}") from None
+    if folder := env.get("HANDOFF_CHECKPOINT_DIR"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(Path(folder) / "checkpoints.db")
+    return None
+
+
+def store_from_url(url: str) -> CheckpointStore:
+    """The store at ``url``: ``redis://host:port/db`` (or ``rediss://``) or ``sqlite:///path``."""
     if url.startswith(("redis://", "rediss://")):
         from .redis_store import RedisStore
 
         return RedisStore(url)
     if url.startswith("sqlite:///"):
         return SQLiteStore(url.removeprefix("sqlite://"))
-    if url:
-        raise ValueError(f"HANDOFF_CHECKPOINT_STORE={url!r}: use redis://… or sqlite:///path")
-    if folder := env.get("HANDOFF_CHECKPOINT_DIR"):
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        return SQLiteStore(Path(folder) / "checkpoints.db")
-    return None
+    raise ValueError(f"{url!r}: use redis://… or sqlite:///path")
 
 
 def __getattr__(name: str) -> Any:

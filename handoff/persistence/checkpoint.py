@@ -15,8 +15,9 @@ Format 1 (``"format": 1``)::
       "return_stack": ["Triage"],     # states a `to=RETURN` transition comes back to
       "log": [{"source", "target", "trigger", "arguments", "at", "by"}, ...],
       "history": [{"role": "user"|"assistant", "text": "..."}, ...],  # last N messages
-      "ended": false                  # true: a tombstone, the call is over (nothing else kept)
-    }
+      "ended": false,                 # true: a tombstone, the call is over (nothing else kept)
+      "migration_failure": {"to", "error", "at"}   # only on a checkpoint `handoff migrate`
+    }                                              # could not migrate (kept as it was)
 
 The stored text is always valid JSON that any UTF-8 store accepts: a lone surrogate
 an LLM sent (``"\\ud800"``) is written as its ``\\u`` escape, and a number that is
@@ -80,10 +81,13 @@ class Checkpoint:
     saved_at: float = 0.0
     ended: bool = False
     """A tombstone: the call is over; it must never be resumed."""
+    migration_failure: dict[str, Any] | None = None
+    """Set by ``handoff migrate`` on a checkpoint it could not migrate: to which version,
+    why, and when (see :mod:`handoff.persistence.migrate`)."""
 
     # -- stored form ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": FORMAT,
             "call_id": self.call_id,
             "flow": {"name": self.flow, "version": self.flow_version},
@@ -97,6 +101,9 @@ class Checkpoint:
             "history": self.history,
             "ended": self.ended,
         }
+        if self.migration_failure is not None:
+            out["migration_failure"] = self.migration_failure
+        return out
 
     def to_json(self) -> str:
         """The stored form: strict JSON (no bare NaN), encodable as UTF-8 whatever it holds."""
@@ -148,6 +155,8 @@ class Checkpoint:
                                                      "history")],
                 saved_at=float(_typed(data.get("saved_at") or 0.0, (int, float), "saved_at")),
                 ended=_typed(data.get("ended", False), bool, "ended"),
+                migration_failure=_typed(data.get("migration_failure"), (dict, type(None)),
+                                         "migration_failure"),
             )
         except KeyError as exc:
             raise CheckpointFormatError(f"checkpoint has no {exc.args[0]!r}") from exc

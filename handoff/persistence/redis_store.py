@@ -30,6 +30,15 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
+_REPLACE = """
+local current = redis.call('HGET', KEYS[1], 'seq')
+if not current or tonumber(current) ~= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'data', ARGV[3])
+return 1
+"""
+
 
 class RedisStore(CheckpointStore):
     """Checkpoints in Redis at ``url`` (``redis://host:6379/0``), or on a given client."""
@@ -55,6 +64,7 @@ class RedisStore(CheckpointStore):
             retry=Retry(NoBackoff(), 0),
         )
         self._save_script: Any = self._client.register_script(_SAVE)
+        self._replace_script: Any = self._client.register_script(_REPLACE)
 
     def key(self, call_id: str) -> str:
         return f"{self.prefix}{call_id}"
@@ -72,6 +82,18 @@ class RedisStore(CheckpointStore):
 
     async def delete(self, call_id: str) -> None:
         await self._client.delete(self.key(call_id))
+
+    async def list_calls(self) -> list[str]:
+        keys = [key async for key in self._client.scan_iter(match=f"{self.prefix}*", count=500)]
+        return sorted((k.decode() if isinstance(k, bytes) else k).removeprefix(self.prefix)
+                      for k in keys)
+
+    async def replace(self, checkpoint: Checkpoint, *, seq: int) -> bool:
+        stored = await self._replace_script(
+            keys=[self.key(checkpoint.call_id)],
+            args=[seq, checkpoint.seq, checkpoint.to_json()],
+        )
+        return bool(stored)
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -88,6 +88,22 @@ class SQLiteStore(CheckpointStore):
             ).fetchone()
         return None if row is None else Checkpoint.from_json(row[0])
 
+    def _list(self) -> list[str]:
+        with self._lock:
+            rows = self._connection().execute(
+                "SELECT call_id FROM handoff_checkpoints WHERE expires_at >= ? ORDER BY call_id",
+                (time.time(),)).fetchall()
+        return [row[0] for row in rows]
+
+    def _replace(self, checkpoint: Checkpoint, seq: int) -> bool:
+        with self._lock:
+            cur = self._connection().execute(
+                "UPDATE handoff_checkpoints SET seq = ?, flow = ?, state = ?, data = ? "
+                "WHERE call_id = ? AND seq = ? AND expires_at >= ?",
+                (checkpoint.seq, checkpoint.flow, checkpoint.state, checkpoint.to_json(),
+                 checkpoint.call_id, seq, time.time()))
+            return cur.rowcount > 0
+
     def _delete(self, call_id: str) -> None:
         with self._lock:
             self._connection().execute("DELETE FROM handoff_checkpoints WHERE call_id = ?",
@@ -107,6 +123,12 @@ class SQLiteStore(CheckpointStore):
 
     async def delete(self, call_id: str) -> None:
         await asyncio.to_thread(self._delete, call_id)
+
+    async def list_calls(self) -> list[str]:
+        return await asyncio.to_thread(self._list)
+
+    async def replace(self, checkpoint: Checkpoint, *, seq: int) -> bool:
+        return await asyncio.to_thread(self._replace, checkpoint, seq)
 
     async def purge_expired(self) -> int:
         """Delete expired checkpoints; returns how many (run it now and then)."""

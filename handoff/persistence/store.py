@@ -41,6 +41,16 @@ class CheckpointStore(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional
         """Release connections."""
 
+    async def list_calls(self) -> list[str]:
+        """Every call id with an unexpired checkpoint (``handoff migrate`` walks them)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its calls")
+
+    async def replace(self, checkpoint: Checkpoint, *, seq: int) -> bool:
+        """Store ``checkpoint`` in place of the call's checkpoint only if that one still has
+        ``seq`` (compare-and-set: a worker writing the call meanwhile wins). True if stored.
+        The checkpoint keeps its expiry."""
+        raise NotImplementedError(f"{type(self).__name__} cannot replace a checkpoint")
+
 
 class MemoryStore(CheckpointStore):
     """A dict of JSON documents: for tests and single-process development.
@@ -75,8 +85,16 @@ class MemoryStore(CheckpointStore):
     async def delete(self, call_id: str) -> None:
         self._data.pop(call_id, None)
 
-    def call_ids(self) -> list[str]:
+    async def list_calls(self) -> list[str]:
         return [k for k, v in self._data.items() if not self._expired(v)]
+
+    async def replace(self, checkpoint: Checkpoint, *, seq: int) -> bool:
+        async with self._lock:
+            current = self._data.get(checkpoint.call_id)
+            if current is None or current[0] != seq or self._expired(current):
+                return False
+            self._data[checkpoint.call_id] = (checkpoint.seq, current[1], checkpoint.to_json())
+            return True
 
     @staticmethod
     def _expired(entry: tuple[int, float, str]) -> bool:

@@ -66,7 +66,8 @@ class HandoffMetrics:
             buckets=_WRITE_BUCKETS, registry=registry)
         self.resumes = Counter(
             "handoff_resumes_total",
-            "Calls picked up from a checkpoint (outcome: resumed, fallback, failed)",
+            "Calls picked up from a checkpoint (outcome: resumed, migrated, fallback, "
+            "migration_failed, failed)",
             ["flow", "outcome"], registry=registry)
 
     def value(self, name: str, **labels: str) -> float:
