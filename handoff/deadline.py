@@ -1,4 +1,5 @@
-"""Deadline: a tool's timeout that stops while the caller is talking to a sub-task.
+"""Deadline: a tool's timeout that stops while the caller is talking to a sub-task; and
+whether code runs inside an agent's turn (a tool, a transition body or a hook).
 
 A tool or transition body may run at most its state's ``tool_timeout``: a hung database
 must not freeze the call. But a tool that awaits a LiveKit ``AgentTask`` (``await
@@ -13,10 +14,30 @@ the state's agent is back::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from types import TracebackType
 
 _CURRENT: ContextVar[Deadline | None] = ContextVar("handoff_deadline", default=None)
+_IN_HOOK: ContextVar[bool] = ContextVar("handoff_in_hook", default=False)
+
+
+def in_agent_code() -> bool:
+    """True inside a State's tool, transition body or hook, or a task started from one:
+    code a turn of the session is waiting for, which must never wait for a handoff (the
+    handoff waits for the turn). ``run.go()`` returns at once there."""
+    return _IN_HOOK.get() or _CURRENT.get() is not None
+
+
+@contextmanager
+def hook_scope() -> Iterator[None]:
+    """Mark the code inside as an agent's hook (``on_enter``/``on_exit``)."""
+    token = _IN_HOOK.set(True)
+    try:
+        yield
+    finally:
+        _IN_HOOK.reset(token)
 
 
 class Deadline:

@@ -36,6 +36,8 @@ START = "__start__"
 ANY = "__any__"
 BACK = "__return__"
 SIDE_TRIP = "↪ side trip: to=RETURN comes back"
+DYNAMIC = "◇ body chooses"
+CODE_ONLY = "⚙ code only"
 FONT = "Helvetica"
 INK = "#2d3748"
 MUTED = "#5a6475"
@@ -110,13 +112,13 @@ def to_dot(flow: Any, *, highlight: str | None = None) -> graphviz.Digraph:
         add_return_node(dot)
     for edge in snap.edges:
         if edge.source is not None:
-            dot.edge(edge.source, target_id(edge), label=edge_label(edge))
+            dot.edge(edge.source, target_id(edge), label=edge_label(edge), **edge_style(edge))
     globals_ = [e for e in snap.edges if e.source is None]
     if globals_:
         add_any_node(dot)
         for edge in globals_:
             dot.edge(ANY, target_id(edge), label=edge_label(edge, ink=GLOBAL_INK),
-                     style="dashed", color=GLOBAL_INK)
+                     **{"style": "dashed", **edge_style(edge)}, color=GLOBAL_INK)
     return dot
 
 
@@ -175,9 +177,33 @@ def edge_label(edge: EdgeSnap, ink: str = INK, extra: str = "", guard_ink: str =
         text += f'<BR/><FONT POINT-SIZE="9" COLOR="{guard_ink}">[{esc(edge.guard)}]</FONT>'
     if edge.returns:
         text += f'<BR/><FONT POINT-SIZE="9" COLOR="{MUTED}">{esc(SIDE_TRIP)}</FONT>'
+    if marks := edge_marks(edge):
+        text += f'<BR/><FONT POINT-SIZE="9" COLOR="{MUTED}">{esc(marks)}</FONT>'
     if extra:
         text += f"<BR/>{extra}"
     return f"<{text}>"
+
+
+def edge_marks(edge: EdgeSnap) -> str:
+    """What the label says of an edge the LLM does not simply take: ``◇ body chooses`` for
+    a candidate of ``to=[...]``, ``⚙ code only`` for ``llm=False``."""
+    marks = []
+    if getattr(edge, "dynamic", False):
+        marks.append(DYNAMIC)
+    if getattr(edge, "code_only", False):
+        marks.append(CODE_ONLY)
+    return " · ".join(marks)
+
+
+def edge_style(edge: EdgeSnap) -> dict[str, str]:
+    """Graphviz attributes of an edge: code-only edges dotted, candidates with a hollow
+    diamond where they leave (the body chooses one of them)."""
+    attrs: dict[str, str] = {}
+    if getattr(edge, "code_only", False):
+        attrs["style"] = "dotted"
+    if getattr(edge, "dynamic", False):
+        attrs.update(dir="both", arrowtail="odiamond")
+    return attrs
 
 
 def esc(text: str) -> str:
@@ -230,7 +256,7 @@ def to_mermaid(flow: Any, *, highlight: str | None = None) -> str:
     if any(e.target == RETURN for e in snap.edges):
         lines.append(f"  {MERMAID_BACK}{MERMAID_BACK_SHAPE}")
     for edge in snap.edges:
-        arrow = "-->" if edge.source is not None else "-.->"
+        arrow = "-->" if edge.source is not None and not edge.code_only else "-.->"
         source = ids[edge.source] if edge.source is not None else MERMAID_ANY
         lines.append(f'  {source} {arrow}|"{mermaid_edge_text(edge)}"| {ids.target(edge)}')
     finals = [ids[name] for name in snap.final if name in ids]
@@ -261,6 +287,8 @@ def mermaid_edge_text(edge: EdgeSnap, extra: str = "") -> str:
         text += f"<br/>[{mesc(edge.guard)}]"
     if edge.returns:
         text += f"<br/>{mesc(SIDE_TRIP)}"
+    if marks := edge_marks(edge):
+        text += f"<br/>{mesc(marks)}"
     return text + (f"<br/>{extra}" if extra else "")
 
 

@@ -35,21 +35,24 @@ class _SharedMachine(Machine):
         """Nothing to release: runs are not kept by the Machine."""
 
 
-class _ReturnsTo:
-    """Condition of a return edge's Machine transition to one concrete state."""
+class _GoesTo:
+    """Condition of a Machine transition to one concrete state, for a trigger whose target
+    is known only when it fires (a ``to=RETURN`` edge, a candidate of ``to=[...]``)."""
 
     __slots__ = ("state",)
 
     def __init__(self, state: str) -> None:
         self.state = state
 
-    def __call__(self, return_to: str | None = None, **_: Any) -> bool:
-        return return_to == self.state
+    def __call__(self, dest: str | None = None, **_: Any) -> bool:
+        return dest == self.state
 
 
 def build_machine(states: Sequence[str], initial: str, edges: Sequence[Edge]) -> Machine:
     """The Machine of a flow: its states, and one Machine transition per declared edge
-    (a ``to=RETURN`` edge gets one per state it may come back to)."""
+    (a ``to=RETURN`` edge gets one per state it may come back to). An edge whose target is
+    known only when it fires is taken with ``machine.events[trigger].trigger(model,
+    dest=target)``."""
     machine = _SharedMachine(
         model=None,
         states=list(states),
@@ -63,7 +66,10 @@ def build_machine(states: Sequence[str], initial: str, edges: Sequence[Edge]) ->
         if edge.is_return:  # one Machine transition per possible state to come back to
             for back in states:
                 machine.add_transition(edge.trigger, source=source, dest=back,
-                                       conditions=[_ReturnsTo(back)])
+                                       conditions=[_GoesTo(back)])
+        elif edge.is_dynamic:
+            machine.add_transition(edge.trigger, source=source, dest=edge.target,
+                                   conditions=[_GoesTo(edge.target)])
         else:
             machine.add_transition(edge.trigger, source=source, dest=edge.target)
     return machine

@@ -38,6 +38,16 @@ class Edge:
         """True for ``to=RETURN``: the target is the top of the run's return stack."""
         return self.target == RETURN
 
+    @property
+    def is_dynamic(self) -> bool:
+        """One candidate of a ``to=[...]`` transition (the body chooses at run time)."""
+        return self.transition.dynamic
+
+    @property
+    def is_code_only(self) -> bool:
+        """Declared with ``llm=False``: taken by ``run.go()`` only."""
+        return not self.transition.offered
+
 
 class Graph(Protocol):
     """What reachability reads of a flow: its states by name and its edges."""
@@ -49,17 +59,22 @@ class Graph(Protocol):
     def edges(self) -> Sequence[Edge]: ...
 
 
-def resolve_target(tdef: TransitionDef, states: Mapping[str, type[State[Any]]]) -> str:
-    """The name of the state ``tdef`` goes to (``RETURN`` stays as it is)."""
-    if isinstance(tdef.to, str):  # a state name, or RETURN
-        return tdef.to
+def resolve_target(target: Any, states: Mapping[str, type[State[Any]]]) -> str:
+    """The name of the state a declared target is (``RETURN`` stays as it is)."""
+    if isinstance(target, str):  # a state name, or RETURN
+        return target
     # a class target: the flow's state of that name, or the flow's subclass of it
-    if tdef.to.state_name() in states:
-        return tdef.to.state_name()
+    if target.state_name() in states:
+        return str(target.state_name())
     for name, cls in states.items():
-        if isinstance(tdef.to, type) and issubclass(cls, tdef.to):
+        if isinstance(target, type) and issubclass(cls, target):
             return name
-    return tdef.to.state_name()
+    return str(target.state_name())
+
+
+def resolve_targets(tdef: TransitionDef, states: Mapping[str, type[State[Any]]]) -> list[str]:
+    """The names of the states ``tdef`` may go to (one, or each candidate of ``to=[...]``)."""
+    return [resolve_target(t, states) for t in tdef.candidates]
 
 
 def collect_edges(
@@ -67,13 +82,15 @@ def collect_edges(
     global_transitions: Iterable[TransitionDef],
     states: Mapping[str, type[State[Any]]],
 ) -> list[Edge]:
-    """Every declared edge: each state's own transitions, then the global ones."""
+    """Every declared edge: each state's own transitions, then the global ones; a
+    ``to=[...]`` transition gives one edge per candidate target."""
     edges: list[Edge] = []
     for cls in state_classes:
         for tdef in cls.declared_transitions():
-            edges.append(Edge(cls.state_name(), resolve_target(tdef, states), tdef))
+            edges.extend(Edge(cls.state_name(), target, tdef)
+                         for target in resolve_targets(tdef, states))
     for tdef in global_transitions:
-        edges.append(Edge(None, resolve_target(tdef, states), tdef))
+        edges.extend(Edge(None, target, tdef) for target in resolve_targets(tdef, states))
     return edges
 
 

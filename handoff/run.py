@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from livekit.agents import Agent, AgentSession, AgentTask, RunContext, llm, stt, tts
 from livekit.agents.llm.tool_context import FunctionToolInfo, ToolFlag
 from livekit.agents.utils import is_given
+from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.run_result import RunResult
 
 from ._listeners import listener
 from .context import Context
-from .deadline import Deadline
+from .deadline import Deadline, in_agent_code
 from .errors import FlowError, RefusalKind, TransitionRefused
 from .failures import FailureWatch
 from .graph import Edge
@@ -50,14 +51,32 @@ _IMMUTABLE = (str, int, float, bool, type(None), bytes, tuple, frozenset)
 
 
 class CodeContext(Generic[C]):
-    """What a transition body receives as ``ctx`` when code (not the LLM) moves the flow.
+    """What a transition body receives as ``ctx`` when code (not the LLM) moves the flow:
+    the part of LiveKit's ``RunContext`` that has a meaning without a tool call.
 
-    ``session`` is None for a run without a session (``Flow.new_run``).
+    ``userdata`` and ``session`` (None for a run without a session, ``Flow.new_run``);
+    ``speech_handle`` is the session's current speech (None when nothing is being said);
+    ``function_call`` is None; ``disallow_interruptions()`` protects the current speech, if
+    any; ``wait_for_playout()`` waits for it to be played, unless the move was asked for
+    from inside that speech's own tool (where waiting would never end).
     """
 
     def __init__(self, run: FlowRun[C]) -> None:
         self.userdata = run.context
         self.session = run.session if run.attached else None
+        self.function_call = None
+
+    @property
+    def speech_handle(self) -> SpeechHandle | None:
+        return self.session.current_speech if self.session is not None else None
+
+    def disallow_interruptions(self) -> None:
+        if (speech := self.speech_handle) is not None and not speech.interrupted:
+            speech.allow_interruptions = False
+
+    async def wait_for_playout(self) -> None:
+        if (speech := self.speech_handle) is not None and not in_agent_code():
+            await speech.wait_for_playout()
 
 
 @dataclass(slots=True)
@@ -71,6 +90,8 @@ class _Pending:
     note: str | None = None
     agent: State[Any] | None = None
     done: asyncio.Future[TransitionRecord] | None = field(default=None)
+    record: TransitionRecord | None = None
+    """Made before the commit when ``run.go()`` returned at once (called from agent code)."""
     to_summarise: list[llm.ChatMessage] = field(default_factory=list)
 
 
@@ -188,6 +209,16 @@ class FlowRun(Generic[C]):
             return
         self.closed = True
         self._tasks.clear()
+        pending = self._pending
+        if pending is not None:  # the call ended before LiveKit applied the handoff
+            self._abandon(pending)
+            self._record_refusal(pending.edge.trigger, "interrupted",
+                                 "the call ended before the handoff happened")
+            if pending.done is not None and not pending.done.done():
+                pending.done.set_exception(TransitionRefused(
+                    "the call ended before the handoff happened",
+                    trigger=pending.edge.trigger, kind="interrupted"))
+                pending.done.exception()  # nobody may be waiting: do not warn
         self.flow.machine.remove_model(self._fsm)
 
     def __enter__(self) -> FlowRun[C]:
@@ -304,8 +335,10 @@ class FlowRun(Generic[C]):
         self.failures.note(what)
 
     def tools_for(self, state: str) -> list[llm.Tool | llm.Toolset]:
-        """The transition tools the agent of ``state`` offers (made once per run)."""
-        return [self._tool(edge) for edge in self.flow.triggers_from(state).values()]
+        """The transition tools the agent of ``state`` offers (made once per run); code-only
+        transitions (``llm=False``) are not among them."""
+        return [self._tool(edge) for edge in self.flow.triggers_from(state).values()
+                if edge.transition.offered]
 
     def _tool(self, edge: Edge) -> llm.FunctionTool:
         # one tool per declared transition: a trigger name two states share is two tools,
@@ -347,14 +380,28 @@ class FlowRun(Generic[C]):
             pending.note = note
         if self._session is None:
             return self._commit(pending)
-        pending.agent = await self._next_agent(pending)
-        pending.done = asyncio.get_running_loop().create_future()
-        self._session.update_agent(pending.agent)
+        try:
+            pending.agent = await self._next_agent(pending)
+            pending.done = asyncio.get_running_loop().create_future()
+            self._session.update_agent(pending.agent)
+        except BaseException:  # nothing half-done: the body's changes go, the run can move again
+            self._abandon(pending)
+            raise
+        if in_agent_code():
+            # a tool, body or hook: LiveKit applies the handoff once this turn ends, so
+            # waiting here would wait for ourselves. The record is the one the commit logs.
+            pending.record = TransitionRecord(pending.source, pending.target, trigger,
+                                              pending.arguments, time.time(), pending.by)
+            return pending.record
         return await pending.done
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
         pending, _ = await self._prepare(trigger, arguments, ctx, by="llm")
-        pending.agent = await self._next_agent(pending)
+        try:
+            pending.agent = await self._next_agent(pending)
+        except BaseException:
+            self._abandon(pending)
+            raise
         ctx.speech_handle.add_done_callback(lambda _: self._drop_if_unapplied(pending))
         # the new agent speaks next (from on_enter); the old one must not answer the tool
         done = f"Handed over to {pending.target}."
@@ -392,7 +439,9 @@ class FlowRun(Generic[C]):
         if target in table:
             return target
         if target in self.flow.states:
-            to_target = [t for t, e in table.items() if e.target == target]
+            to_target = sorted({e.trigger for e in self.flow.edges if e.target == target
+                                and e.source in (self.state, None) and e.trigger in table
+                                and table[e.trigger].transition is e.transition})
             if len(to_target) == 1:
                 return to_target[0]
             if len(to_target) > 1:
@@ -443,7 +492,8 @@ class FlowRun(Generic[C]):
         try:
             async with Deadline(timeout):  # paused while a sub-task of the body talks
                 output = await edge.transition.run_body(self._agent, ctx, arguments)
-            pending.note = None if output is None else str(output)
+            if not edge.is_dynamic:
+                pending.note = None if output is None else str(output)
         except TransitionRefused as exc:
             self._abandon(pending)
             self._refuse(trigger, "body", f"'{trigger}' refused: {exc.message}")
@@ -462,7 +512,25 @@ class FlowRun(Generic[C]):
             self._record_refusal(trigger, "interrupted",
                                  f"'{trigger}' was interrupted before it finished")
             raise
+        if edge.is_dynamic:
+            chosen, declared = self._chosen_target(pending, output)
+            if chosen is None:  # a body choosing an undeclared target is a bug: a failure
+                self._abandon(pending)
+                self._refuse(trigger, "error",
+                             f"'{trigger}' chose {output!r}, which is not one of its declared "
+                             f"targets ({', '.join(declared)}); the flow stays where it is.")
+            assert chosen is not None
+            pending.target = chosen
         return pending, output
+
+    def _chosen_target(self, pending: _Pending, output: Any) -> tuple[str | None, list[str]]:
+        """(the target a ``to=[...]`` body returned if it declared it, else None; the
+        declared targets)."""
+        edge = pending.edge
+        declared = [e.target for e in self.flow.edges
+                    if e.transition is edge.transition and e.source == edge.source]
+        chosen = edge.transition.chosen(output)
+        return (chosen if chosen in declared else None), declared
 
     async def _next_agent(self, pending: _Pending) -> State[C]:
         """The agent ``pending`` hands over to, with the history its policy carries: a new
@@ -498,13 +566,15 @@ class FlowRun(Generic[C]):
         edge = pending.edge
         event = self.flow.machine.events[edge.trigger]
         if edge.is_return:
-            event.trigger(self._fsm, return_to=pending.target)
+            event.trigger(self._fsm, dest=pending.target)
             self.return_stack.pop()
+        elif edge.is_dynamic:
+            event.trigger(self._fsm, dest=pending.target)
         else:
             event.trigger(self._fsm)
         if edge.transition.returns:
             self.return_stack.append(pending.source)
-        record = TransitionRecord(
+        record = pending.record or TransitionRecord(
             pending.source, self.state, pending.edge.trigger, pending.arguments, time.time(), pending.by
         )
         self.log.append(record)

@@ -44,11 +44,17 @@ class EdgeSnap:
     history: str | None = None
     returns: bool = False
     """A side trip: the state it leaves is where a later ``to=RETURN`` comes back to."""
+    dynamic: bool = False
+    """One candidate of ``to=[...]``: the body chooses this target or another at run time."""
+    code_only: bool = False
+    """Declared with ``llm=False``: never offered to the LLM, taken by ``run.go()``."""
 
     @property
     def key(self) -> tuple[str, str]:
-        """What identifies an edge across versions: where it leaves from and its trigger."""
-        return (self.source or "", self.trigger)
+        """What identifies an edge across versions: where it leaves from and its trigger
+        (and, for a candidate of ``to=[...]``, its target)."""
+        trigger = f"{self.trigger} → {self.target}" if self.dynamic else self.trigger
+        return (self.source or "", trigger)
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,8 @@ def snapshot(flow: Any) -> FlowSnap:
             params=tuple(_param_text(p) for p in getattr(tdef, "params", ())),
             history=None if history is None else _history_text(history),
             returns=bool(getattr(tdef, "returns", False)),
+            dynamic=bool(getattr(tdef, "dynamic", False)),
+            code_only=not getattr(tdef, "offered", True),
         ))
     return FlowSnap(
         name=str(flow.name),

@@ -28,7 +28,7 @@ from livekit.agents import Agent, ToolError, llm
 
 from ._livekit import set_agent_tools
 from .context import Context
-from .deadline import Deadline
+from .deadline import Deadline, hook_scope
 from .errors import Finding, FlowDefinitionError
 from .records import TransitionRecord
 from .transition import TransitionDef
@@ -216,7 +216,8 @@ def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
         if name == "on_enter":
             self.say_bridge()  # before the user's hook, which may take its time
         try:
-            await hook(self)
+            with hook_scope():  # run.go() from a hook returns without waiting for the handoff
+                await hook(self)
         except Exception as exc:
             logger.exception("%s.%s raised", type(self).__name__, name)
             self._run.note_failure(f"{type(self).__name__}.{name} raised {exc!r}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, get_type_hints, overload
 
 from livekit.agents import RunContext, llm
@@ -24,6 +24,7 @@ from .guards import guard_text
 from .history import HistoryPolicy
 
 Guard = Callable[..., bool]
+Target = Any  # a state name, a State class (anything with ``state_name()``), or RETURN
 
 RETURN = "<return>"
 """Target of a transition that goes back to the state that started a side trip."""
@@ -48,13 +49,14 @@ class TransitionDef:
         self,
         func: Body,
         *,
-        to: str | Named,
+        to: str | Named | Sequence[str | Named],
         when: Guard | None,
         refused: str | Callable[[Any], str] | None,
         history: str | None,
         name: str | None,
         returns: bool = False,
         say: str | Callable[[Any], str | None] | None = None,
+        offered: bool = True,
     ) -> None:
         if isinstance(func, llm.FunctionTool | llm.RawFunctionTool):
             raise FlowDefinitionError(None, [Finding(
@@ -67,7 +69,18 @@ class TransitionDef:
                 "error", "not-async", f"@transition {func.__qualname__} must be an `async def`",
                 f"write `async def {func.__name__}(...)`", trigger=func.__name__)])
         self.func = func
+        self.dynamic = isinstance(to, list | tuple)
+        """Declared with several targets (``to=[...]``): the body returns the one it chose."""
+        self.candidates: tuple[str | Named, ...] = (
+            tuple(to) if isinstance(to, list | tuple) else (to,))  # type: ignore[assignment]
         self.to = to
+        self.offered = offered
+        """Offered to the LLM as a tool (``llm=True``); False: taken only by ``run.go()``."""
+        if self.dynamic and (not self.candidates or RETURN in self.candidates):
+            raise FlowDefinitionError(None, [Finding(
+                "error", "bad-targets", f"@transition {func.__name__}: to={list(self.candidates)!r}",
+                "list one or more state names (RETURN cannot be chosen by a body)",
+                trigger=func.__name__)])
         self.when = when
         self.refused = refused
         self.history = HistoryPolicy.parse(history) if history is not None else None
@@ -108,8 +121,22 @@ class TransitionDef:
 
     @property
     def target(self) -> str:
-        """The target state's name as written (a class is named by its state name)."""
-        return self.to if isinstance(self.to, str) else self.to.state_name()
+        """The target state's name as written (a class is named by its state name); the
+        candidates joined by ``|`` for a dynamic transition."""
+        return "|".join(self.targets)
+
+    @property
+    def targets(self) -> list[str]:
+        """Every declared target's name as written."""
+        return [t if isinstance(t, str) else t.state_name() for t in self.candidates]
+
+    def chosen(self, output: Any) -> str | None:
+        """The state name a dynamic transition's body returned (a name or a State class),
+        or None when it returned something else."""
+        if isinstance(output, str):
+            return output
+        state_name = getattr(output, "state_name", None)
+        return str(state_name()) if callable(state_name) else None
 
     @property
     def description(self) -> str:
@@ -170,18 +197,20 @@ def transition(
     func: Body | None = None,
     /,
     *,
-    to: str | Named | None = None,
+    to: str | Named | Sequence[str | Named] | None = None,
     when: Guard | None = None,
     refused: str | Callable[[Any], str] | None = None,
     history: str | None = None,
     name: str | None = None,
     returns: bool = False,
     say: str | Callable[[Any], str | None] | None = None,
+    llm: bool = True,
 ) -> Callable[[Body], TransitionDef]:
     """Declare an edge of the flow, offered to the LLM as a function tool.
 
     Args:
-        to: the target State (class or state name).
+        to: the target State (class or state name); or a list of them, and the body
+            returns the one it chooses (LiveKit's "return the next agent from a tool").
         when: a guard on the Context (``lambda c: c.verified``); it may also take the
             transition's arguments by name (``lambda c, amount: amount <= c.limit``).
         refused: the reason the LLM is told when the guard says no (text, or a
@@ -195,11 +224,14 @@ def transition(
             Context after the body ran: the new agent says it the moment it becomes active,
             while its LLM prepares the real answer, so the caller does not wait in silence.
             Never said when the move is refused or rolled back; the caller can interrupt it.
+        llm: False makes it code-only: never offered to the LLM, taken by ``run.go()``
+            from a tool, a hook, a timer or an event.
 
     The decorated ``async def`` receives the ``RunContext`` (if it declares one) and the
     arguments the LLM supplied; it may update ``ctx.userdata`` and may raise
     ``TransitionRefused`` to refuse the move. Its return value (if any) is a handoff
-    note: the new agent finds it in its instructions.
+    note: the new agent finds it in its instructions; for ``to=[...]`` it is the target
+    it chose instead (one of the list; anything else is refused and rolled back).
     """
 
     if func is not None or to is None:
@@ -212,7 +244,7 @@ def transition(
 
     def decorate(func: Body) -> TransitionDef:
         return TransitionDef(func, to=target, when=when, refused=refused, history=history,
-                             name=name, returns=returns, say=say)
+                             name=name, returns=returns, say=say, offered=llm)
 
     return decorate
 

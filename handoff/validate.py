@@ -103,17 +103,17 @@ def definition_errors(flow: Definition) -> list[Finding]:
                                "use 'full', 'last:N', 'summary[:N]' or 'none', optionally "
                                "followed by '+tools'", state=name))
 
-    per_source: Counter[tuple[str | None, str]] = Counter()
+    per_source: dict[tuple[str | None, str], set[int]] = {}
     global_triggers = {e.trigger for e in flow.edges if e.is_global}
     for edge in flow.edges:
         where = edge.source or "global"
-        per_source[(edge.source, edge.trigger)] += 1
+        per_source.setdefault((edge.source, edge.trigger), set()).add(id(edge.transition))
         if edge.target not in flow.states and not edge.is_return:
             out.append(Finding("error", "unknown-target",
                                f"transition goes to unknown state {edge.target!r}",
                                f"add a State named {edge.target} to the flow or fix `to=`",
                                state=where, trigger=edge.trigger))
-        if not edge.transition.doc.strip():
+        if not edge.transition.doc.strip() and edge.transition.offered:
             out.append(Finding("error", "no-docstring",
                                "transition has no docstring; the LLM would not know when to "
                                "call it",
@@ -133,8 +133,8 @@ def definition_errors(flow: Definition) -> list[Finding]:
                                f"error transition {trigger!r} is not a declared trigger",
                                "name a declared (usually global) transition, e.g. escalate_to_human",
                                state=state))
-    for (source, trigger), count in per_source.items():
-        if count > 1:
+    for (source, trigger), declared in per_source.items():
+        if (count := len(declared)) > 1:
             out.append(Finding("error", "duplicate-trigger",
                                f"trigger {trigger!r} is declared {count} times",
                                "rename one of them", state=source or "global", trigger=trigger))

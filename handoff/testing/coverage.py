@@ -37,12 +37,24 @@ class FlowCoverage:
 
     # -- the universe ------------------------------------------------------------------
     def declared_transitions(self) -> list[tuple[str, str]]:
-        return [(s, t) for s in self.flow.states for t in sorted(self.flow.table[s])]
+        """Every (state, trigger); a ``to=[...]`` transition counts once per candidate, as
+        (state, ``"trigger → Target"``)."""
+        out = []
+        for s in self.flow.states:
+            for t in sorted(self.flow.table[s]):
+                edge = self.flow.table[s][t]
+                if edge.is_dynamic:
+                    out += [(s, candidate_key(t, c)) for c in sorted(
+                        e.target for e in self.flow.edges
+                        if e.transition is edge.transition and e.source == edge.source)]
+                else:
+                    out.append((s, t))
+        return out
 
     def declared_guard_outcomes(self) -> list[tuple[str, str, GuardOutcome]]:
         return [
             (s, t, outcome)
-            for s, t in self.declared_transitions()
+            for s in self.flow.states for t in sorted(self.flow.table[s])
             if self.flow.table[s][t].transition.when is not None
             for outcome in ("allowed", "refused")
         ]
@@ -78,15 +90,21 @@ class FlowCoverage:
             f"(transitions {t_cov}/{n_t}, guard outcomes {g_cov}/{n_g}; "
             f"{self.runs} runs, {self.sessions} through a session)"
         ]
-        for s, t in self.declared_transitions():
+        for s, key in self.declared_transitions():
+            t, _, target = key.partition(" → ")
             edge = self.flow.table[s][t]
-            mark = "x" if self.transitions[(s, t)] else " "
-            line = f"  [{mark}] {s} --{t}--> {edge.target}  x{self.transitions[(s, t)]}"
+            mark = "x" if self.transitions[(s, key)] else " "
+            line = f"  [{mark}] {s} --{t}--> {target or edge.target}  x{self.transitions[(s, key)]}"
             if edge.transition.when is not None:
                 line += (f"   guard: allowed x{self.guards[(s, t, 'allowed')]}, "
                          f"refused x{self.guards[(s, t, 'refused')]}")
             lines.append(line)
         return "\n".join(lines)
+
+
+def candidate_key(trigger: str, target: str) -> str:
+    """How coverage names one candidate of a ``to=[...]`` transition."""
+    return f"{trigger} → {target}"
 
 
 class CoverageObserver:
@@ -132,8 +150,11 @@ class CoverageObserver:
         cov = self._cov(run)
         if cov is None:
             return
-        cov.transitions[(record.source, record.trigger)] += 1
         edge = run.flow.table[record.source].get(record.trigger)
+        key = record.trigger
+        if edge is not None and edge.is_dynamic:
+            key = candidate_key(record.trigger, record.target)
+        cov.transitions[(record.source, key)] += 1
         if edge is not None and edge.transition.when is not None:
             cov.guards[(record.source, record.trigger, "allowed")] += 1
 

@@ -146,7 +146,7 @@ class FlowMachineBase(RuleBasedStateMachine):
         """An LLM-driven move: the model calls the transition tool in a real session."""
         assert self.driver is not None
         before = Snapshot.of(self.run)
-        expectation = expect(self.flow, self.run.state, self.run.context, attempt)
+        expectation = expect(self.flow, self.run.state, self.run.context, attempt, by_llm=True)
         self._await(self.driver.turn(ToolCall(attempt.trigger, attempt.arguments)))
         self._check(attempt, expectation, before, by_llm=True)
 
@@ -154,7 +154,8 @@ class FlowMachineBase(RuleBasedStateMachine):
         """One LLM response naming several transitions: at most the first allowed applies."""
         assert self.driver is not None
         before = Snapshot.of(self.run)
-        verdicts = [expect(self.flow, self.run.state, self.run.context, a) for a in batch]
+        verdicts = [expect(self.flow, self.run.state, self.run.context, a, by_llm=True)
+                    for a in batch]
         calls = [ToolCall(a.trigger, a.arguments) for a in batch]
         self._await(self.driver.turn(calls))
         taken = self.run.log[before.log_len:]
@@ -188,7 +189,7 @@ class FlowMachineBase(RuleBasedStateMachine):
         """The caller talks over the turn that asked for a handoff: all or nothing."""
         assert self.driver is not None
         before = Snapshot.of(self.run)
-        expectation = expect(self.flow, self.run.state, self.run.context, attempt)
+        expectation = expect(self.flow, self.run.state, self.run.context, attempt, by_llm=True)
         self._await(self.driver.interrupted_turn(ToolCall(attempt.trigger, attempt.arguments),
                                                  at=at))
         self._check(attempt, expectation, before, by_llm=True, interrupted=True)

@@ -30,13 +30,29 @@ class Expectation:
     verdict: Verdict
     target: str | None = None
     reason: str | None = None
+    alternatives: frozenset[str] = frozenset()
+    """For a ``to=[...]`` transition: every target its body may choose (``target`` is one)."""
+
+    def allows(self, target: str) -> bool:
+        return target == self.target or target in self.alternatives
 
 
-def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt) -> Expectation:
-    """The oracle's verdict for ``attempt`` in ``state`` with ``context`` (left untouched)."""
+def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
+           *, by_llm: bool = False) -> Expectation:
+    """The oracle's verdict for ``attempt`` in ``state`` with ``context`` (left untouched);
+    ``by_llm``: the LLM asks, so a code-only transition (``llm=False``) is not available."""
     edge = flow.table[state].get(attempt.trigger)
-    if edge is None:
+    if edge is None or (by_llm and not edge.transition.offered):
         return Expectation("invalid")
+    expectation = _verdict(edge, context, attempt)
+    if not edge.is_dynamic:
+        return expectation
+    candidates = frozenset(e.target for e in flow.edges
+                           if e.transition is edge.transition and e.source == edge.source)
+    return Expectation(expectation.verdict, expectation.target, expectation.reason, candidates)
+
+
+def _verdict(edge: Any, context: Any, attempt: Attempt) -> Expectation:
     try:
         reason = edge.transition.check_guard(copy.deepcopy(context), dict(attempt.arguments))
     except Exception as exc:
@@ -127,8 +143,8 @@ def violations(
             why = f" ({expectation.reason})" if expectation.reason else ""
             problems.append(f"{where}: taken to {record.target}, but the table/guard says "
                             f"{expectation.verdict}{why}")
-        elif (record.source, record.trigger, record.target) != (
-            before.state, attempt.trigger, expectation.target
+        elif (record.source, record.trigger) != (before.state, attempt.trigger) or not (
+            expectation.allows(record.target)
         ):
             problems.append(f"{where}: took {record.source} -{record.trigger}-> {record.target}, "
                             f"declared {before.state} -{attempt.trigger}-> {expectation.target}")
