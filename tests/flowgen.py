@@ -68,15 +68,17 @@ def make_state(name: str, transitions: Sequence[TransitionDef] = (), *, doc: str
 
 def make_flow(graph: Mapping[str, Sequence[tuple[str, str]]], *, initial: str,
               final: Sequence[str] = (), global_edges: Sequence[tuple[str, str]] = (),
-              name: str = "generated", context: type[Context] = Ctx) -> Flow[Any]:
-    """A flow from ``{state: [(trigger, target), ...]}`` plus global ``(trigger, target)``."""
+              name: str = "generated", context: type[Context] = Ctx,
+              **options: Any) -> Flow[Any]:
+    """A flow from ``{state: [(trigger, target), ...]}`` plus global ``(trigger, target)``;
+    ``options`` go to ``Flow`` (``version=``, ``migrations=``…)."""
     states = [
         make_state(state, [make_transition(t, target) for t, target in edges])
         for state, edges in graph.items()
     ]
     globals_ = [make_transition(t, target, method=False) for t, target in global_edges]
     return Flow(name, context=context, initial=initial, states=states, final=final,
-                global_transitions=globals_, tiers=TIERS)
+                global_transitions=globals_, tiers=TIERS, **options)
 
 
 def chain_flow(n: int, *, name: str = "big") -> Flow[Any]:
