@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
 import weakref
@@ -62,6 +63,46 @@ def sensitive_texts(value: Any) -> Iterator[str]:
         yield from sensitive_texts(value.model_dump(mode="json"))
 
 
+class ChangeJournal:
+    """Who wrote which field of a Context while one transition was under way.
+
+    A transition (its guard and body) writes as the journal's owner; anything else
+    writing meanwhile (an ordinary tool of the same turn) is someone else. Undoing
+    the transition restores exactly the fields its owner assigned, to the value they
+    had just before, and leaves a field someone else wrote last as it is. A mutable
+    field changed in place (``notes.append``) by nobody's assignment cannot be told
+    apart: it is restored from ``snapshot``.
+    """
+
+    __slots__ = ("before", "snapshot", "theirs")
+
+    def __init__(self, snapshot: dict[str, Any]) -> None:
+        self.snapshot = snapshot
+        self.before: dict[str, Any] = {}
+        self.theirs: set[str] = set()
+
+    def note(self, name: str, old: Any, mine: bool) -> None:
+        if mine:
+            self.before.setdefault(name, old)
+            self.theirs.discard(name)
+        else:  # written by someone else after us: theirs now
+            self.before.pop(name, None)
+            self.theirs.add(name)
+
+    def undo(self, context: Context) -> None:
+        """Put back what the owner changed, nothing else (no validation: old values)."""
+        values = context.__dict__
+        for name, old in self.before.items():
+            values[name] = old
+        for name, old in self.snapshot.items():
+            if name not in self.before and name not in self.theirs and values.get(name) != old:
+                values[name] = old
+
+
+_journal_owner: contextvars.ContextVar[ChangeJournal | None] = contextvars.ContextVar(
+    "handoff_journal_owner", default=None)
+
+
 class Context(BaseModel):
     """The typed memory of one call, shared by every State of a Flow.
 
@@ -82,6 +123,7 @@ class Context(BaseModel):
     model_config = ConfigDict(validate_assignment=True, extra="forbid", allow_inf_nan=False)
 
     _sensitive_memory: SensitiveMemory | None = PrivateAttr(default=None)
+    _journals: list[ChangeJournal] | None = PrivateAttr(default=None)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -99,7 +141,31 @@ class Context(BaseModel):
     def __setattr__(self, name: str, value: Any) -> None:
         if name in sensitive_fields(type(self)):
             self._remember((self.__dict__.get(name), value))
+        if name[0] != "_" and (journals := self._journals):
+            owner, old = _journal_owner.get(), self.__dict__.get(name)
+            for journal in journals:
+                journal.note(name, old, journal is owner)
         super().__setattr__(name, value)
+
+    def open_journal(self, snapshot: dict[str, Any]) -> tuple[ChangeJournal, contextvars.Token[Any]]:
+        """Start journaling writes; the current task (and tasks it starts) write as its
+        owner until ``close_journal``. ``snapshot``: the fields' values now (mutable ones
+        copied), for in-place changes."""
+        journal = ChangeJournal(snapshot)
+        if self._journals is None:
+            self._journals = []
+        self._journals.append(journal)
+        return journal, _journal_owner.set(journal)
+
+    @staticmethod
+    def stop_owning(token: contextvars.Token[Any]) -> None:
+        """The current task no longer writes as the journal's owner (its body returned)."""
+        _journal_owner.reset(token)
+
+    def close_journal(self, journal: ChangeJournal) -> None:
+        """Stop journaling for ``journal`` (its transition committed or was undone)."""
+        if self._journals and journal in self._journals:
+            self._journals.remove(journal)
 
     def _remember(self, values: Iterable[Any]) -> None:
         memory = self._sensitive_memory

@@ -9,6 +9,16 @@ the Context. Two questions matter for reviews and validation:
 - what does it say? Answered from the *source* when there is one
   (``c.verified``, ``0 < amount <= c.refund_limit``), else the function's name.
 
+It also runs guards (:class:`GuardCall`) during a call, with these rules:
+
+- an ``async def`` guard (or one returning an awaitable) is awaited, under the
+  state's timeout; a coroutine is never taken for a yes;
+- a plain guard runs on the event loop, where it cannot be preempted. Its time is
+  measured: one that ever takes longer than :data:`SLOW_GUARD` seconds has stalled
+  every call of the process once, so from then on it runs in a worker thread, on a
+  copy of the context, under the timeout, and the loop never waits for it again.
+  One that outlived the timeout on the loop counts as not having answered.
+
 This module imports only the standard library: ``handoff diff`` loads it into a
 subprocess next to an older checkout of the user's code.
 """
@@ -16,12 +26,67 @@ subprocess next to an older checkout of the user's code.
 from __future__ import annotations
 
 import ast
+import asyncio
+import copy
 import dis
 import inspect
 import linecache
+import logging
+import time
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
+
+logger = logging.getLogger("handoff")
+
+SLOW_GUARD = 0.05
+"""Seconds a plain guard may hold the event loop before it is moved off it for good."""
+clock: Callable[[], float] = time.perf_counter
+"""What guard times are measured with (a test swaps it for a fake clock)."""
+
+
+class GuardTimeout(TimeoutError):
+    """A guard did not answer within its timeout."""
+
+
+class GuardCall:
+    """Runs one guard: awaited if async, on the loop while fast, in a thread once slow."""
+
+    __slots__ = ("fn", "off_loop", "takes_args")
+
+    def __init__(self, fn: Callable[..., Any], takes_args: bool) -> None:
+        self.fn = fn
+        self.takes_args = takes_args
+        self.off_loop = False
+        """Set once the guard held the loop longer than SLOW_GUARD."""
+
+    async def __call__(self, context: Any, arguments: dict[str, Any], timeout: float) -> Any:
+        """The guard's answer (truthy: allowed). GuardTimeout when it takes too long."""
+        args = arguments if self.takes_args else {}
+        if self.off_loop:
+            private = copy.deepcopy(context)  # its writes, if any, stay on the copy
+            try:
+                return await asyncio.wait_for(asyncio.to_thread(self.fn, private, **args),
+                                              timeout)
+            except TimeoutError:
+                raise GuardTimeout(f"the guard did not answer within {timeout:g} s") from None
+        started = clock()
+        answer = self.fn(context, **args)
+        if inspect.isawaitable(answer):
+            try:
+                async with asyncio.timeout(timeout):
+                    return await answer
+            except TimeoutError:
+                raise GuardTimeout(f"the guard did not answer within {timeout:g} s") from None
+        took = clock() - started
+        if took > SLOW_GUARD:
+            self.off_loop = True
+            logger.warning("guard %s held the event loop %.3f s (every call of the process "
+                           "waited); it runs in a worker thread from now on",
+                           guard_text(self.fn), took)
+            if took > timeout:
+                raise GuardTimeout(f"the guard took {took:.3g} s, more than {timeout:g} s")
+        return answer
 
 _ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "DELETE_ATTR"})
 _LOAD_NAME_OPS = frozenset({"LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE", "LOAD_FAST_CHECK"})

@@ -28,13 +28,14 @@ from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.run_result import RunResult
 
 from ._listeners import listener
-from .context import Context
+from .context import ChangeJournal, Context
 from .deadline import Deadline, in_agent_code
 from .errors import FlowError, RefusalKind, TransitionRefused
 from .failures import FailureWatch
 from .graph import Edge
 from .history import add_summary, revisit
 from .records import MovedBy, Refusal, Resumption, TransitionRecord
+from .redaction import Redactor
 from .state import State
 from .transition import TransitionDef
 
@@ -85,7 +86,7 @@ class _Pending:
     source: str
     target: str
     arguments: dict[str, Any]
-    snapshot: dict[str, Any]
+    journal: ChangeJournal
     by: MovedBy
     note: str | None = None
     agent: State[Any] | None = None
@@ -132,6 +133,8 @@ class FlowRun(Generic[C]):
         flow.machine.add_model(self._fsm)
         self.closed = False
         self._pending: _Pending | None = None
+        self._settled: asyncio.Event | None = None
+        """Made when the error transition waits for a move under way; set when it ends."""
         self._agent: State[C] | None = None
         self._tools: dict[TransitionDef, llm.FunctionTool] = {}
         self.return_stack: list[str] = []
@@ -219,6 +222,7 @@ class FlowRun(Generic[C]):
                     "the call ended before the handoff happened",
                     trigger=pending.edge.trigger, kind="interrupted"))
                 pending.done.exception()  # nobody may be waiting: do not warn
+        self._settle()
         self.flow.machine.remove_model(self._fsm)
 
     def __enter__(self) -> FlowRun[C]:
@@ -377,14 +381,16 @@ class FlowRun(Generic[C]):
     ) -> TransitionRecord:
         pending, _ = await self._prepare(trigger, arguments, CodeContext(self), by=by)
         if note is not None:
-            pending.note = note
+            pending.note = self._scrubbed(note)
         if self._session is None:
             return self._commit(pending)
         try:
             pending.agent = await self._next_agent(pending)
             pending.done = asyncio.get_running_loop().create_future()
             self._session.update_agent(pending.agent)
-        except BaseException:  # nothing half-done: the body's changes go, the run can move again
+        except Exception as exc:  # nothing half-done: the body's changes go, the run can move
+            self._cannot_start(pending, exc)
+        except BaseException:
             self._abandon(pending)
             raise
         if in_agent_code():
@@ -399,6 +405,8 @@ class FlowRun(Generic[C]):
         pending, _ = await self._prepare(trigger, arguments, ctx, by="llm")
         try:
             pending.agent = await self._next_agent(pending)
+        except Exception as exc:
+            self._cannot_start(pending, exc)
         except BaseException:
             self._abandon(pending)
             raise
@@ -406,6 +414,17 @@ class FlowRun(Generic[C]):
         # the new agent speaks next (from on_enter); the old one must not answer the tool
         done = f"Handed over to {pending.target}."
         return pending.agent, llm.ToolResult(done, reply_required=False)
+
+    def _cannot_start(self, pending: _Pending, exc: Exception) -> None:
+        """The next agent could not be built or handed to LiveKit (a tier whose key is
+        missing, a State whose ``__init__`` raised): the move is rolled back and refused,
+        and counts as a failure (the caller notices)."""
+        self._abandon(pending)
+        logger.error("could not hand %s over to %s: %s: %s", pending.source, pending.target,
+                     type(exc).__name__, exc, exc_info=exc)
+        self._refuse(pending.edge.trigger, "error",
+                     f"'{pending.edge.trigger}' could not be taken: {pending.target} failed "
+                     f"to start ({type(exc).__name__}: {exc}); the flow stays where it is.")
 
     def _take_error_transition(self, reason: str) -> asyncio.Task[Any] | None:
         """Start taking the error transition of the current state (the FailureWatch's
@@ -421,13 +440,16 @@ class FlowRun(Generic[C]):
         logger.warning("flow %s: %s; taking %s", self.flow.name, reason, trigger)
         params = {p.name for p in table[trigger].transition.params}
         arguments = {"reason": reason} if "reason" in params else {}
-        note = (f"The call was moved here automatically because {reason}. "
+        note = (f"The call was moved here automatically because {self._scrubbed(reason)}. "
                 "Tell the caller briefly that something went wrong and what happens now.")
         return asyncio.get_running_loop().create_task(self._fail_over(trigger, arguments, note))
 
     async def _fail_over(self, trigger: str, arguments: dict[str, Any], note: str) -> Any:
-        while self.in_transition:  # let an in-flight handoff land first
-            await asyncio.sleep(0.01)
+        while self._pending is not None and not self.closed:  # an in-flight handoff lands first
+            self._settled = asyncio.Event()
+            await self._settled.wait()
+        if self.closed:
+            return None
         try:
             return await self._go(trigger, arguments, by="failover", note=note)
         except TransitionRefused as exc:
@@ -471,29 +493,61 @@ class FlowRun(Generic[C]):
                          f"'{trigger}' is not available in state {state}; "
                          f"the transitions available now are: {options}.")
         assert edge is not None
-        try:
-            reason = edge.transition.check_guard(self.context, arguments)
-        except Exception as exc:
-            logger.exception("guard of %s raised", trigger)
-            self._refuse(trigger, "error", f"'{trigger}' could not be checked ({exc}); "
-                         "the flow stays where it is.")
-        if reason is not None:
-            self._refuse(trigger, "guard", f"'{trigger}' refused: {reason}")
-
         target = edge.target
         if edge.is_return:
             if not self.return_stack:
                 self._refuse(trigger, "invalid", f"'{trigger}' refused: there is no earlier "
                              "state to return to in this call.")
             target = self.return_stack[-1]
-        pending = _Pending(edge, state, target, dict(arguments), self._snapshot(), by)
+        # from here on what the guard and the body write is journaled, so a refusal or an
+        # interruption undoes exactly that, never an ordinary tool's write of the same turn
+        journal, owner = self.context.open_journal(self._snapshot())
+        pending = _Pending(edge, state, target, dict(arguments), journal, by)
         self._pending = pending
         timeout = self.flow.states[state].tool_timeout
+        try:
+            output = await self._guard_and_body(pending, ctx, arguments, timeout)
+        finally:
+            Context.stop_owning(owner)
+        if self._pending is not pending:  # the call ended while the body ran (rolled back)
+            raise TransitionRefused(f"'{trigger}' was not taken: the call ended",
+                                    trigger=trigger, kind="interrupted")
+        if edge.is_dynamic:
+            chosen, declared = self._chosen_target(pending, output)
+            if chosen is None:  # a body choosing an undeclared target is a bug: a failure
+                self._abandon(pending)
+                self._refuse(trigger, "error",
+                             f"'{trigger}' chose {output!r}, which is not one of its declared "
+                             f"targets ({', '.join(declared)}); the flow stays where it is.")
+            assert chosen is not None
+            pending.target = chosen
+        return pending, output
+
+    async def _guard_and_body(
+        self, pending: _Pending, ctx: Any, arguments: dict[str, Any], timeout: float
+    ) -> Any:
+        """Check the guard, then run the body; refuse (rolled back) if either says no."""
+        trigger, edge = pending.edge.trigger, pending.edge
+        try:
+            reason = await edge.transition.judge(self.context, arguments, timeout)
+        except Exception as exc:
+            self._abandon(pending)
+            logger.exception("guard of %s raised", trigger)
+            self._refuse(trigger, "error", f"'{trigger}' could not be checked ({exc}); "
+                         "the flow stays where it is.")
+        except BaseException:  # cancelled: the caller interrupted the turn mid-guard
+            self._abandon(pending)
+            self._record_refusal(trigger, "interrupted",
+                                 f"'{trigger}' was interrupted while its guard was checked")
+            raise
+        if reason is not None:
+            self._abandon(pending)
+            self._refuse(trigger, "guard", f"'{trigger}' refused: {reason}")
         try:
             async with Deadline(timeout):  # paused while a sub-task of the body talks
                 output = await edge.transition.run_body(self._agent, ctx, arguments)
             if not edge.is_dynamic:
-                pending.note = None if output is None else str(output)
+                pending.note = None if output is None else self._scrubbed(str(output))
         except TransitionRefused as exc:
             self._abandon(pending)
             self._refuse(trigger, "body", f"'{trigger}' refused: {exc.message}")
@@ -512,16 +566,7 @@ class FlowRun(Generic[C]):
             self._record_refusal(trigger, "interrupted",
                                  f"'{trigger}' was interrupted before it finished")
             raise
-        if edge.is_dynamic:
-            chosen, declared = self._chosen_target(pending, output)
-            if chosen is None:  # a body choosing an undeclared target is a bug: a failure
-                self._abandon(pending)
-                self._refuse(trigger, "error",
-                             f"'{trigger}' chose {output!r}, which is not one of its declared "
-                             f"targets ({', '.join(declared)}); the flow stays where it is.")
-            assert chosen is not None
-            pending.target = chosen
-        return pending, output
+        return output
 
     def _chosen_target(self, pending: _Pending, output: Any) -> tuple[str | None, list[str]]:
         """(the target a ``to=[...]`` body returned if it declared it, else None; the
@@ -579,6 +624,8 @@ class FlowRun(Generic[C]):
         )
         self.log.append(record)
         self._pending = None
+        self.context.close_journal(pending.journal)
+        self._settle()
         self._tasks.clear()  # a move replaces any task that was still talking
         if pending.agent is not None:
             self._agent = pending.agent
@@ -685,9 +732,22 @@ class FlowRun(Generic[C]):
         }
 
     def _abandon(self, pending: _Pending) -> None:
-        self.context.__dict__.update(pending.snapshot)
+        """Undo what the move's guard and body wrote (only that) and end it."""
+        pending.journal.undo(self.context)
+        self.context.close_journal(pending.journal)
         if self._pending is pending:
             self._pending = None
+            self._settle()
+
+    def _settle(self) -> None:
+        """No move is under way any more: wake the error transition if it waits."""
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
+
+    def _scrubbed(self, text: str) -> str:
+        """``text`` without any value a sensitive Context field ever held (LLM-visible)."""
+        return Redactor(self.context).text(text)
 
     def _notify_requested(self, trigger: str, by: MovedBy) -> None:
         for observer in self.flow.observers:
@@ -700,11 +760,13 @@ class FlowRun(Generic[C]):
                 logger.exception("flow observer failed on a transition request")
 
     def _refuse(self, trigger: str, kind: RefusalKind, reason: str) -> None:
-        self._record_refusal(trigger, kind, reason)
-        raise TransitionRefused(reason, trigger=trigger, kind=kind)
+        refusal = self._record_refusal(trigger, kind, reason)
+        raise TransitionRefused(refusal.reason, trigger=trigger, kind=kind)
 
-    def _record_refusal(self, trigger: str, kind: RefusalKind, reason: str) -> None:
-        refusal = Refusal(self.state, trigger, reason, kind, time.time())
+    def _record_refusal(self, trigger: str, kind: RefusalKind, reason: str) -> Refusal:
+        """Record and report a refusal; its reason (what the LLM is told) is scrubbed of
+        sensitive values, as it may quote an exception or a guard's text."""
+        refusal = Refusal(self.state, trigger, self._scrubbed(reason), kind, time.time())
         self.refusals.append(refusal)
         for observer in self.flow.observers:
             try:
@@ -712,7 +774,8 @@ class FlowRun(Generic[C]):
             except Exception:
                 logger.exception("flow observer failed on a refusal")
         if kind == "error":
-            self.failures.note(reason)
+            self.failures.note(refusal.reason)
+        return refusal
 
     def __repr__(self) -> str:
         return f"<FlowRun {self.flow.name} state={self.state} transitions={len(self.log)}>"

@@ -31,6 +31,7 @@ from .context import Context
 from .deadline import Deadline, hook_scope
 from .errors import Finding, FlowDefinitionError
 from .records import TransitionRecord
+from .redaction import Redactor
 from .transition import TransitionDef
 
 C = TypeVar("C", bound=Context)
@@ -166,7 +167,7 @@ class State(Agent, Generic[C]):
         # ordinary tools get the state's timeout (transition bodies get it in the run)
         set_agent_tools(self, [
             t if t in transition_tools or not isinstance(t, llm.FunctionTool)
-            else _with_timeout(t, self.tool_timeout)
+            else _with_timeout(t, self.tool_timeout, Redactor(run.context).text)
             for t in self.tools
         ])
 
@@ -181,9 +182,12 @@ class State(Agent, Generic[C]):
         return self._run.context
 
     def compose_instructions(self, context: C, note: str | None = None) -> str:
-        """The prompt, the brief of what the call has established, and the handoff note."""
+        """The prompt, the brief of what the call has established, and the handoff note.
+
+        The brief leaves sensitive fields out, and a plain field quoting a value one of
+        them held (an LLM copied the PIN into ``topic``) is scrubbed of it."""
         parts = [self.prompt]
-        if brief := context.brief():
+        if brief := Redactor(context).text(context.brief()):
             parts.append(f"What this call has established so far:\n{brief}")
         if note:
             parts.append(f"Note from the previous agent: {note}")
@@ -230,14 +234,22 @@ def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
     return guarded
 
 
-def _with_timeout(tool: llm.FunctionTool, seconds: float) -> llm.FunctionTool:
-    """The same tool (name, schema, docstring), stopped with a ToolError after ``seconds``."""
+def _with_timeout(
+    tool: llm.FunctionTool, seconds: float, scrub: Callable[[str], str]
+) -> llm.FunctionTool:
+    """The same tool (name, schema, docstring), stopped with a ToolError after ``seconds``;
+    a ToolError it raises reaches the LLM ``scrub``-bed of sensitive values."""
     name = tool.info.name
 
     async def timed(*args: Any, **kwargs: Any) -> Any:
         try:
             async with Deadline(seconds):  # paused while a sub-task of the tool talks
                 return await tool(*args, **kwargs)
+        except ToolError as exc:
+            message = scrub(exc.message)
+            if message == exc.message:
+                raise
+            raise ToolError(message) from None
         except TimeoutError:
             raise ToolError(
                 f"{name} took longer than {seconds:g} s and was stopped; it may be retried, "

@@ -20,7 +20,7 @@ from livekit.agents import RunContext, llm
 from livekit.agents.llm.utils import is_context_type
 
 from .errors import Finding, FlowDefinitionError
-from .guards import guard_text
+from .guards import GuardCall, guard_text
 from .history import HistoryPolicy
 
 Guard = Callable[..., bool]
@@ -92,6 +92,7 @@ class TransitionDef:
         self.is_method, self.context_param, self.params = _split_signature(func)
         self.untyped_params = [p.name for p in self.params if p.annotation is p.empty]
         self._guard_takes_args = when is not None and _arity(when) > 1
+        self._guard = GuardCall(when, self._guard_takes_args) if when is not None else None
         self.__doc__ = self.doc
 
     # -- descriptor protocol: the class body names it, instances do not turn it into a tool
@@ -148,12 +149,31 @@ class TransitionDef:
         return guard_text(self.when)
 
     def check_guard(self, context: Any, arguments: dict[str, Any]) -> str | None:
-        """None when the guard allows the move, else the reason written for the LLM."""
+        """None when the guard allows the move, else the reason written for the LLM.
+
+        Synchronous (the pure model, the testing oracle): an async guard raises
+        TypeError here; a call awaits :meth:`judge`."""
         if self.when is None:
             return None
         allowed = self.when(context, **arguments) if self._guard_takes_args else self.when(context)
-        if allowed:
+        if inspect.isawaitable(allowed):
+            if inspect.iscoroutine(allowed):
+                allowed.close()
+            raise TypeError(f"the guard of {self.name!r} is async: await judge() instead")
+        return None if allowed else self.refusal(context)
+
+    async def judge(self, context: Any, arguments: dict[str, Any], timeout: float) -> str | None:
+        """What a call asks: None when the guard allows the move, else the reason.
+
+        An async guard is awaited; a slow plain guard is moved off the event loop (see
+        :class:`~handoff.guards.GuardCall`); GuardTimeout when it does not answer in
+        ``timeout`` seconds."""
+        if self._guard is None:
             return None
+        return None if await self._guard(context, arguments, timeout) else self.refusal(context)
+
+    def refusal(self, context: Any) -> str:
+        """The reason the LLM is told when the guard says no."""
         if callable(self.refused):
             return str(self.refused(context))
         return self.refused or f"the conditions for '{self.name}' are not met"

@@ -9,7 +9,9 @@ invariants of DESIGN §2 are checked:
 2. every logged move is a declared edge;
 3. at most one transition per turn;
 4. the context holds exactly the effects of the moves that happened (each body bumps
-   ``moves``; a refused, failed or rolled-back body leaves no trace);
+   ``moves``; a refused, failed or rolled-back body leaves no trace), and every write of
+   an ordinary tool that completed, even in the same turn as a refused, failed or
+   interrupted transition (``tally``: the tool's completed writes, counted apart);
 5. the session keeps answering.
 
 ``HANDOFF_CHAOS_EXAMPLES`` sets the number of conversations (CI runs 5 000).
@@ -39,6 +41,14 @@ class Chaos(Context):
     moves: int = 0
     ready: bool = False
     trail: list[str] = []
+    tally: int = 0
+
+
+class _Tally:
+    done = 0
+
+
+TALLY = _Tally()
 
 
 class _Gate:
@@ -66,6 +76,14 @@ class _Node(State[Chaos]):
             await asyncio.sleep(5)
         ctx.userdata.ready = not ctx.userdata.ready
         return "worked"
+
+    @function_tool
+    async def tally_up(self, ctx: RunContext[Chaos]) -> str:
+        """Count one more."""
+        await asyncio.sleep(0)  # a transition body of the same turn may be writing now
+        ctx.userdata.tally = ctx.userdata.tally + 1
+        TALLY.done += 1  # no await in between: counted exactly when the write completed
+        return "counted"
 
 
 async def _body(ctx: RunContext[Chaos], name: str, mode: str) -> None:
@@ -139,7 +157,7 @@ MODES = ["ok", "ok", "ok", "raise", "hang", "hold"]
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # "move", "parallel", "tool", "provider", "interrupt"
+    kind: str  # "move", "parallel", "tool", "provider", "interrupt", "mixed"
     triggers: tuple[str, ...] = ()
     mode: str = "ok"
 
@@ -151,6 +169,10 @@ steps = st.one_of(
     st.builds(lambda m: Step("tool", (), m), st.sampled_from(["ok", "raise", "hang"])),
     st.just(Step("provider")),
     st.builds(lambda t: Step("interrupt", (t,), "hold"), st.sampled_from(TRIGGERS)),
+    # a transition and an ordinary tool writing the context in the same turn, the
+    # transition ok, raising, hanging, held or (with "hold") interrupted
+    st.builds(lambda t, m: Step("mixed", (t,), m), st.sampled_from(TRIGGERS),
+              st.sampled_from(MODES)),
 )
 
 
@@ -177,6 +199,8 @@ def _reply_for(step: Step) -> Any:
         return call("work", mode=step.mode)
     if step.kind == "provider":
         return fail("provider down", retryable=False)
+    if step.kind == "mixed":
+        return Reply(calls=(call(step.triggers[0], mode=step.mode), call("tally_up")))
     return call(step.triggers[0], mode="hold")
 
 
@@ -193,10 +217,12 @@ def _check(run: Any, moves_before: int, log_before: int) -> None:
     assert len(taken) <= 1, "two LLM/code transitions in one turn"
     assert run.context.moves == len(run.log), "context effects differ from the moves taken"
     assert run.context.trail == [r.trigger for r in run.log]
+    assert run.context.tally == TALLY.done, "a completed tool write was lost (or invented)"
 
 
 async def _conversation(plan_steps: list[Step]) -> None:
     plan = Plan()
+    TALLY.done = 0
     GATE.event = asyncio.Event()
     async with flow.session(llm=ScriptedLLM(plan.policy)) as run:
         session = run.session
@@ -206,7 +232,7 @@ async def _conversation(plan_steps: list[Step]) -> None:
             plan.reply, plan.consumed = _reply_for(step), False
             GATE.event = asyncio.Event()
             task = asyncio.ensure_future(session.run(user_input=f"turn {index}"))
-            if step.kind == "interrupt":
+            if step.kind == "interrupt" or (step.kind == "mixed" and step.mode == "hold"):
                 await asyncio.sleep(0.005)
                 session.interrupt(force=True)
             GATE.event.set()

@@ -60,7 +60,7 @@ class Desk(State[Vault]):
         """Check a PIN the caller gave."""
         raise ToolError(f"PIN {BACKEND[token]} does not match")
 
-    @transition(to="Safe", when=lambda c: c.pin is not None,
+    @transition(to="Safe", when=lambda c, token, mode="ok": mode != "guard",
                 refused=lambda c: f"the PIN {c.pin} is not verified")
     async def unlock(self, ctx: RunContext[Vault], token: str, mode: str = "ok") -> None:
         """Open the safe."""
@@ -128,3 +128,39 @@ async def test_old_cleared_and_rejected_values_stay_out_of_logs(json_logs: io.St
     assert "exception occurred while executing tool" in text  # the rejected card was logged
     assert "ToolError while executing tool" in text
     assert not _leaks(set(BACKEND.values()), logs=text)
+
+
+def _prompts(llm: ScriptedLLM) -> str:
+    """Everything the model was sent: instructions, messages, tool calls and outputs."""
+    parts = []
+    for turn in llm.turns:
+        parts.append(turn.instructions)
+        for item in turn.chat_ctx.items:
+            parts.append(str(getattr(item, "content", "")))
+            parts.append(str(getattr(item, "arguments", "")))
+            parts.append(str(getattr(item, "output", "")))
+    return "\n".join(parts)
+
+
+async def test_refusal_reasons_and_tool_errors_reach_the_llm_scrubbed(
+    json_logs: io.StringIO,
+) -> None:
+    """A guard's refusal text quoting the PIN, a body raising an exception or refusing
+    with it, a tool's ToolError quoting a replaced PIN: the model sees none of them."""
+    BACKEND.update({"p1": "QZ8812KV", "p2": "VK3391QZ", "p3": "ZQ7720JK"})
+    llm = ScriptedLLM(["Hello.", call("set_pin", token="p1"), "Noted.",
+                       call("unlock", token="p2", mode="raise"), "That failed.",
+                       call("unlock", token="p3", mode="refuse"), "Locked.",
+                       call("check_pin", token="p2"), "No match.",
+                       call("unlock", token="p1", mode="guard"), "Not yet.",
+                       call("clear_pin"), "Cleared."])
+    async with flow.session(llm=llm) as run:
+        for line in ("pin", "unlock", "unlock again", "check", "unlock once more", "forget"):
+            await run.session.run(user_input=line)
+        kinds = [r.kind for r in run.refusals]
+        assert kinds == ["error", "body", "guard"], kinds
+        reasons = "\n".join(r.reason for r in run.refusals)
+    assert "[redacted]" in reasons
+    values = set(BACKEND.values())
+    assert not _leaks(values, prompts=_prompts(llm), refusals=reasons,
+                      logs=json_logs.getvalue())
