@@ -399,6 +399,7 @@ class FlowRun(Generic[C]):
             pending.record = TransitionRecord(pending.source, pending.target, trigger,
                                               pending.arguments, time.time(), pending.by)
             return pending.record
+        assert pending.done is not None
         return await pending.done
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
