@@ -1,0 +1,47 @@
+"""The offline demo loop the ported examples share (``python -m examples.<name>.demo``).
+
+The caller's lines are scripted and the agent side is a ScriptedLLM, so a demo runs
+with no key and no network, through a real LiveKit ``AgentSession`` in text mode, real
+tool calls and real handoffs. Each turn is printed as it happens, then the
+transitions taken, the refusals and the final Context.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from handoff import Context, Flow, FlowRun
+from handoff.testing import ScriptedLLM
+from handoff.transcript import TranscriptPrinter
+
+
+async def play(flow: Flow[Any], caller: Sequence[str], script: Sequence[Any], *,
+               context: Context | None = None) -> FlowRun[Any]:
+    """Play ``caller`` against ``flow`` with the agent side scripted by ``script``."""
+    logging.basicConfig(level=logging.ERROR)  # LiveKit logs each refused tool call; we print them
+    print("LLM: offline — the agent side is played by handoff.testing.ScriptedLLM "
+          "(deterministic); the caller's lines are scripted.")
+    print(f"flow: {flow.name} — states {', '.join(flow.states)}; starts in {flow.initial}\n")
+    async with flow.session(llm=ScriptedLLM(list(script)), context=context) as run:
+        assert run.opening is not None
+        printer = TranscriptPrinter(run)
+        print(f"[{run.state}]")
+        print(*printer.lines(run.opening), sep="\n")
+        for line in caller:
+            if run.closed:
+                break
+            print(f"\ncaller: {line}")
+            print(*printer.lines(await run.session.run(user_input=line)), sep="\n")
+            print(f"[{run.state}]")
+        print("\n── transitions taken ──")
+        for r in run.log:
+            print(f"  {r.source} → {r.target}  ({r.trigger}, by {r.by})")
+        print("── refused ──")
+        for refusal in run.refusals:
+            print(f"  in {refusal.state}: {refusal.reason}")
+        print("── final context ──")
+        print(json.dumps(run.context.model_dump(mode="json"), indent=2))
+    return run
