@@ -1,9 +1,9 @@
-"""The offline demo loop the ported examples share (``python -m examples.<name>.demo``).
+"""The demo loop the examples share (``make demo``, ``python -m examples.<name>.demo``).
 
-The caller's lines are scripted and the agent side is a ScriptedLLM, so a demo runs
-with no key and no network, through a real LiveKit ``AgentSession`` in text mode, real
-tool calls and real handoffs. Each turn is printed as it happens, then the
-transitions taken, the refusals and the final Context.
+The caller's lines are scripted; the agent side is the LLM given (a ScriptedLLM
+offline, so a demo runs with no key and no network) through a real LiveKit
+``AgentSession`` in text mode, real tool calls and real handoffs. Each turn is printed
+as it happens, then the transitions taken, the refusals and the final Context.
 """
 
 from __future__ import annotations
@@ -13,19 +13,27 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from livekit.agents import llm
+
 from handoff import Context, Flow, FlowRun
 from handoff.testing import ScriptedLLM
 from handoff.transcript import TranscriptPrinter
 
 
-async def play(flow: Flow[Any], caller: Sequence[str], script: Sequence[Any], *,
-               context: Context | None = None) -> FlowRun[Any]:
+async def play_scripted(flow: Flow[Any], caller: Sequence[str], script: Sequence[Any], *,
+                        context: Context | None = None) -> FlowRun[Any]:
     """Play ``caller`` against ``flow`` with the agent side scripted by ``script``."""
-    logging.basicConfig(level=logging.ERROR)  # LiveKit logs each refused tool call; we print them
     print("LLM: offline — the agent side is played by handoff.testing.ScriptedLLM "
           "(deterministic); the caller's lines are scripted.")
+    return await play(flow, caller, llm=ScriptedLLM(list(script)), context=context)
+
+
+async def play(flow: Flow[Any], caller: Sequence[str], *, llm: llm.LLM | None,
+               context: Context | None = None) -> FlowRun[Any]:
+    """Play ``caller`` against ``flow``; ``llm=None`` uses the tiers' real models."""
+    logging.basicConfig(level=logging.ERROR)  # LiveKit logs each refused tool call; we print them
     print(f"flow: {flow.name} — states {', '.join(flow.states)}; starts in {flow.initial}\n")
-    async with flow.session(llm=ScriptedLLM(list(script)), context=context) as run:
+    async with flow.session(llm=llm, context=context) as run:
         assert run.opening is not None
         printer = TranscriptPrinter(run)
         print(f"[{run.state}]")

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
-from handoff.testing import FlowMachineBase
+from handoff import Flow
+from handoff.testing import FlowDriver, FlowMachineBase, Path
 
 PURE_EXAMPLES = 150
 SESSION_EXAMPLES = 25
@@ -84,3 +85,15 @@ def budget(case: Any, examples: int) -> Any:
     """
     case.settings = settings(max_examples=min(examples, settings.default.max_examples))
     return case
+
+
+async def take_path(flow: Flow[Any], path: Path) -> None:
+    """Play one path of a transition cover as LLM tool calls through a real session."""
+    async with FlowDriver(flow) as driver:
+        for step, tool_call in zip(path.steps, path.tool_calls(), strict=True):
+            for key, value in step.setup.items():  # what a tool would have set
+                setattr(driver.run.context, key, value)
+            await driver.turn(tool_call)
+            assert driver.run.state == step.target
+        assert [(r.source, r.trigger) for r in driver.run.log] == path.transitions
+        assert all(r.by == "llm" for r in driver.run.log)

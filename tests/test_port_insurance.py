@@ -18,7 +18,7 @@ from examples.insurance.flow import BASE_COVERAGE, BASE_DEDUCTIBLE, adjusted_pre
 from handoff.testing import FlowDriver, FlowStateMachine, Path, call, load_profile, transition_cover
 from handoff.validate import check
 
-from .ports_support import PURE_EXAMPLES, SESSION_EXAMPLES, budget, finds, stops_when_hung_up
+from .ports_support import PURE_EXAMPLES, SESSION_EXAMPLES, budget, finds, stops_when_hung_up, take_path
 
 load_profile()
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
@@ -61,11 +61,7 @@ COVER = transition_cover(
 
 @pytest.mark.parametrize("path", COVER, ids=str)
 async def test_every_transition_by_the_llm(path: Path) -> None:
-    async with FlowDriver(flow) as driver:
-        for step, tool_call in zip(path.steps, path.tool_calls(), strict=True):
-            await driver.turn(tool_call)
-            assert driver.run.state == step.target
-        assert [(r.source, r.trigger) for r in driver.run.log] == path.transitions
+    await take_path(flow, path)
 
 
 async def test_the_demo_reaches_the_end() -> None:

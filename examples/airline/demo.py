@@ -8,7 +8,7 @@ from typing import Any
 
 from handoff.testing import call
 
-from .._demo import play
+from .._demo import play_scripted
 from .flow import flow
 
 CALLER = [
@@ -39,7 +39,7 @@ AGENT_SCRIPT: list[Any] = [
 
 async def main() -> int:
     random.seed(7)  # the original's on_handoff hook draws the flight number at random
-    run = await play(flow, CALLER, AGENT_SCRIPT)
+    run = await play_scripted(flow, CALLER, AGENT_SCRIPT)
     return 0 if run.context.seat_number == "23A" else 1
 
 

@@ -10,14 +10,12 @@ calls and real handoffs.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import sys
 from typing import Any
 
 from handoff.testing import Reply, ScriptedLLM, call
-from handoff.transcript import TranscriptPrinter
 
+from .._demo import play
 from .flow import flow
 
 CALLER = [
@@ -66,7 +64,6 @@ def _real_llm_available() -> bool:
 
 
 async def main() -> int:
-    logging.basicConfig(level=logging.ERROR)  # LiveKit logs each refused tool call; we print them
     real = _real_llm_available()
     scripted = None if real else ScriptedLLM(AGENT_SCRIPT)
     if real:
@@ -77,31 +74,12 @@ async def main() -> int:
         print("LLM: offline — no API key or endpoint is configured, so the agent side is played "
               "by handoff.testing.ScriptedLLM (deterministic). Set OPENAI_API_KEY or a tier "
               "base_url to use a real model.")
-    print(f"flow: {flow.name} — states {', '.join(flow.states)}; starts in {flow.initial}\n")
-
-    async with flow.session(llm=scripted) as run:
-        assert run.opening is not None
-        printer = TranscriptPrinter(run)
-        print(f"[{run.state}]")
-        print(*printer.lines(run.opening), sep="\n")
-        for line in CALLER:
-            print(f"\ncaller: {line}")
-            print(*printer.lines(await run.session.run(user_input=line)), sep="\n")
-            print(f"[{run.state}]")
-
-        print("\n── transitions taken ──")
-        for r in run.log:
-            print(f"  {r.source} → {r.target}  ({r.trigger}, by {r.by})")
-        print("── refused ──")
-        for refusal in run.refusals:
-            print(f"  in {refusal.state}: {refusal.reason}")
-        print("── final context ──")
-        print(json.dumps(run.context.model_dump(), indent=2))
-        visited = {flow.initial} | {r.target for r in run.log}
-        missing = set(flow.states) - visited
-        if missing:
-            print(f"states not visited: {sorted(missing)}", file=sys.stderr)
-            return 1
+    run = await play(flow, CALLER, llm=scripted)
+    visited = {flow.initial} | {r.target for r in run.log}
+    missing = set(flow.states) - visited
+    if missing:
+        print(f"states not visited: {sorted(missing)}", file=sys.stderr)
+        return 1
     return 0
 
 

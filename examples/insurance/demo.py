@@ -7,7 +7,7 @@ from typing import Any
 
 from handoff.testing import call
 
-from .._demo import play
+from .._demo import play_scripted
 from .flow import flow
 
 CALLER = [
@@ -36,7 +36,7 @@ AGENT_SCRIPT: list[Any] = [
 
 
 async def main() -> int:
-    run = await play(flow, CALLER, AGENT_SCRIPT)
+    run = await play_scripted(flow, CALLER, AGENT_SCRIPT)
     return 0 if run.state == "End" else 1
 
 
