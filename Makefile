@@ -4,8 +4,9 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 PIP   := $(VENV)/bin/pip
 # Debian packages the tests need (graphviz's `dot` renders diagrams; redis-server backs checkpoint
-# and event-log tests; chromium and its driver run the inspector's browser tests).
-APT_PACKAGES ?= graphviz espeak-ng redis-server chromium chromium-driver
+# and event-log tests; chromium and its driver run the inspector's browser tests; tmux is the
+# terminal the console tests type into).
+APT_PACKAGES ?= graphviz espeak-ng redis-server chromium chromium-driver tmux
 # pip extras installed for the tests.
 EXTRAS ?= test
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from livekit.agents import Agent, llm
+from livekit.agents import Agent, AgentServer, llm
 
 LIVEKIT_VERSION = "1.8.9"
 """The livekit-agents release every pin below was read from."""
@@ -25,3 +25,24 @@ def set_agent_tools(agent: Agent, tools: Sequence[llm.Tool | llm.Toolset]) -> No
     property returns a copy of ``_tools``).
     """
     agent._tools = list(tools)
+
+
+def worker_connection_failed(server: AgentServer) -> bool:
+    """True once an ``AgentServer`` gave up registering with LiveKit (``max_retry`` spent).
+
+    livekit-agents 1.8.9, worker.py line 1166 sets ``AgentServer._connection_failed``
+    before it raises ``failed to connect to livekit after N attempts``;
+    ``cli._run_worker`` logs that error and returns normally, so the flag is the only
+    trace left once the CLI returns.
+    """
+    return bool(server._connection_failed)
+
+
+def worker_connecting(server: AgentServer) -> bool:
+    """True while an ``AgentServer`` is (re)connecting to LiveKit, i.e. not registered now.
+
+    livekit-agents 1.8.9, worker.py line 1095 sets ``AgentServer._connecting`` at each
+    connection attempt and clears it at line 1155 once LiveKit answered the
+    registration; no event is emitted when a registered connection drops.
+    """
+    return bool(server._connecting)

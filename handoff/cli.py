@@ -69,11 +69,12 @@ def chat(
         raise typer.Exit(2) from exc
     llm: Any = None
     if script is not None:
-        from .testing import ScriptedLLM
+        from .scripts import load_script
 
-        module, _, attr = script.partition(":")
-        replies = getattr(__import__(module, fromlist=[attr]), attr)
-        llm = ScriptedLLM(replies)
+        try:
+            llm = load_script(script)
+        except (FlowLoadError, FlowDefinitionError) as exc:
+            raise _fail(str(exc)) from exc
     else:
         missing = [t for t in {c.tier for c in flow.states.values()} if not flow.tiers.is_configured(t)]
         if missing:
@@ -109,8 +110,8 @@ def _inspector(address: str, store: Any) -> Any:
 async def _chat(flow: Any, llm: Any, inspector: Any = None) -> None:
     import uuid
 
+    from .console import converse
     from .events import EventLog
-    from .transcript import TranscriptPrinter
 
     events = None
     if inspector is not None:
@@ -121,30 +122,11 @@ async def _chat(flow: Any, llm: Any, inspector: Any = None) -> None:
             call_id = f"chat-{uuid.uuid4().hex[:8]}"
             events.track(run, call_id)
             typer.echo(f"inspector: {inspector.link(f'/calls/{call_id}')}")
-        printer = TranscriptPrinter(run)
-        typer.echo(f"[{run.state}]")
-        typer.echo("\n".join(printer.lines(run.opening)))
-        loop = asyncio.get_running_loop()
-        while True:
-            line = await loop.run_in_executor(None, _read_line)
-            if line is None:
-                break
-            if not line.strip():
-                continue
-            result = await run.session.run(user_input=line)
-            typer.echo("\n".join(printer.lines(result)))
-            typer.echo(f"[{run.state}]")
+        await converse(run, typer.echo)
         typer.echo(f"context: {run.context.model_dump_json()}")
     if events is not None:
         await events.aclose()
         await inspector.stop()
-
-
-def _read_line() -> str | None:
-    sys.stdout.write("caller> ")
-    sys.stdout.flush()
-    line = sys.stdin.readline()
-    return None if line == "" else line.rstrip("\n")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -159,7 +141,12 @@ def run(
     health_port: Annotated[int | None, typer.Option(help="health endpoint port")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port")] = None,
     simulate_call: Annotated[
-        str | None, typer.Option(help="start one simulated call (no audio) in this room name")
+        list[str] | None,
+        typer.Option(help="start a simulated call (no audio) in this room name; repeatable"),
+    ] = None,
+    script: Annotated[
+        str | None,
+        typer.Option(help="console: MODULE:ATTRIBUTE of a ScriptedLLM reply list, to talk offline"),
     ] = None,
     inspect_at: Annotated[str | None, typer.Option(
         "--inspect", help="serve the inspector over this worker's calls on [HOST:PORT]")] = None,
@@ -168,24 +155,63 @@ def run(
 
     Secrets (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, model keys) come from the
     secrets chain: environment, HANDOFF_SECRETS_DIR files, Vault. Further options go to
-    LiveKit's own command (e.g. ``--log-level``, ``console --text``).
+    LiveKit's own command (e.g. ``--log-level``, ``console --text``). ``console`` talks
+    in text when the machine has no audio device. Tracing follows the OTEL_* variables.
     """
     from .secrets import SecretError
-    from .worker import MODES, WorkerSettings, run_worker
+    from .worker import MODES, RegistrationError, WorkerSettings, run_worker
 
     if mode not in MODES:
-        typer.echo(f"error: mode must be one of {', '.join(MODES)}, not {mode!r}", err=True)
-        raise typer.Exit(2)
+        raise _fail(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if script is not None and mode != "console":
+        raise _fail("--script is for console mode only")
     try:
         settings = WorkerSettings.from_env(
             flow_ref, max_jobs=max_jobs, drain_timeout=drain_timeout,
             health_port=health_port, metrics_port=metrics_port)
+        if mode != "console" and settings.metrics_port is not None:
+            from .secrets import SecretChain
+            from .worker import startup_checks
+
+            startup_checks(settings, SecretChain.from_env())  # a bad setup fails before re-exec
+            _multiprocess_metrics()
+        from .telemetry.otel import configure_from_env
+
+        configure_from_env()
         if inspect_at:
             _inspect_worker(inspect_at)
-        run_worker(settings, mode, ctx.args, simulate_call=simulate_call)
-    except (FlowLoadError, SecretError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        if mode == "console":
+            from .console import run_console
+
+            run_console(settings, ctx.args, script=script)
+        else:
+            run_worker(settings, mode, ctx.args, simulate_calls=simulate_call or ())
+    except RegistrationError as exc:
+        raise _fail(str(exc), code=1) from exc
+    except (FlowLoadError, FlowDefinitionError, SecretError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _multiprocess_metrics() -> None:
+    """Re-run this command with ``PROMETHEUS_MULTIPROC_DIR`` set, unless it is set already.
+
+    prometheus-client picks single- or multi-process metrics when first imported
+    (handoff imports it with LiveKit), so the variable must be in the environment
+    before the process starts: job processes then write their metrics to files
+    the worker's ``/metrics`` adds up.
+    """
+    import os
+
+    from .telemetry.metrics import MULTIPROC_ENV, multiprocess_dir
+
+    if os.environ.get(MULTIPROC_ENV):
+        return
+    if sys.argv[1:2] != ["run"]:  # not the `handoff run` process (an embedding, a test)
+        logging.getLogger("handoff.cli").warning(
+            "%s is not set: metrics of job processes will not reach /metrics", MULTIPROC_ENV)
+        return
+    os.environ[MULTIPROC_ENV] = multiprocess_dir()
+    os.execv(sys.executable, [sys.executable, "-m", "handoff.cli", *sys.argv[1:]])
 
 
 @app.command()

@@ -6,7 +6,7 @@ A leaf module: it imports nothing from handoff, so any module may import it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -122,11 +122,13 @@ class MissingSecretError(SecretError):
     """Required secrets are absent from every provider of the chain."""
 
     def __init__(self, missing: Sequence[str], searched: Sequence[str],
-                 failures: Sequence[str] = ()) -> None:
+                 failures: Sequence[str] = (), needed_by: Mapping[str, str] | None = None) -> None:
         self.missing = list(missing)
         self.searched = list(searched)
         self.failures = list(failures)
-        names = ", ".join(self.missing)
+        self.needed_by = dict(needed_by or {})  # name -> what needs it, said in the message
+        names = ", ".join(f"{n} (for {self.needed_by[n]})" if n in self.needed_by else n
+                          for n in self.missing)
         where = ", ".join(self.searched) or "no providers"
         text = f"missing secret{'s' if len(self.missing) > 1 else ''}: {names} (searched {where})"
         if self.failures:

@@ -10,6 +10,7 @@ is ever cached in this process. The child sends back a :class:`FlowSnap` as JSON
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
@@ -54,20 +55,36 @@ def load_flow(ref: FlowRef | str) -> Flow[Any]:
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     if ref.rev is not None:
         raise FlowLoadError(f"{ref}: a flow at a git revision can only be read as a snapshot")
-    _cwd_on_path()
-    try:
-        module = importlib.import_module(ref.module)
-    except FlowDefinitionError:
-        raise
-    except Exception as exc:  # ImportError, SyntaxError, anything the module raised
-        raise FlowLoadError(f"cannot import {ref.module!r}: {type(exc).__name__}: {exc}") from exc
-    try:
-        value = getattr(module, ref.attr)
-    except AttributeError:
-        raise FlowLoadError(f"module {ref.module!r} has no attribute {ref.attr!r}") from None
+    value = import_attribute(ref.module, ref.attr)
     if not isinstance(value, Flow):
         raise FlowLoadError(f"{ref} is a {type(value).__name__}, not a handoff Flow")
     return value
+
+
+def import_attribute(module_name: str, attr: str) -> Any:
+    """``module_name.attr``, imported from the working tree, or :class:`FlowLoadError`.
+
+    What the module prints while it is imported goes to stderr (stdout belongs to
+    the command: ``check --format json``), and a module that exits at import
+    (``sys.exit``) is a load error, not the command's own exit.
+    """
+    _cwd_on_path()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            module = importlib.import_module(module_name)
+    except FlowDefinitionError:
+        raise
+    except SystemExit as exc:
+        raise FlowLoadError(
+            f"cannot import {module_name!r}: it called sys.exit({exc.code!r}) while being "
+            "imported") from None
+    except Exception as exc:  # ImportError, SyntaxError, anything the module raised
+        raise FlowLoadError(
+            f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise FlowLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
 
 
 def load_snapshot(ref: FlowRef | str) -> FlowSnap:

@@ -297,11 +297,14 @@ class SecretChain:
         secret = self.get(name)
         return secret.reveal() if secret is not None else None
 
-    def require(self, names: Iterable[str]) -> dict[str, Secret]:
+    def require(self, names: Iterable[str] | Mapping[str, str]) -> dict[str, Secret]:
         """Every name resolved, or :class:`MissingSecretError` naming each one missing.
 
-        Call it at start-up so a missing key fails the process, not a call.
+        ``names`` may map each name to what needs it (``{"OPENAI_API_KEY": "tier 'fast'
+        (LLM)"}``); the error then says so. Call it at start-up so a missing key fails
+        the process, not a call.
         """
+        needed_by = dict(names) if isinstance(names, Mapping) else {}
         found: dict[str, Secret] = {}
         missing: list[str] = []
         for name in names:
@@ -312,7 +315,7 @@ class SecretChain:
                 found[name] = secret
         if missing:
             failures = sorted({f for n in missing for f in self._failures.get(n, [])})
-            raise MissingSecretError(missing, self.describe(), failures)
+            raise MissingSecretError(missing, self.describe(), failures, needed_by)
         return found
 
     def invalidate(self, name: str | None = None) -> None:

@@ -9,11 +9,19 @@
 3. builds an ``AgentServer``: prewarm loads Silero VAD and the flow once per job
    process; the load function reports active jobs (``active / max_jobs``, also the
    Prometheus gauge ``handoff_worker_active_jobs`` the HPA scales on); the health
-   endpoint is LiveKit's (``GET /`` and ``GET /worker`` on ``health_port``);
-4. hands over to LiveKit's CLI for ``console``, ``dev`` or ``start``. On SIGTERM
-   LiveKit drains: it stops taking jobs and waits up to ``drain_timeout`` seconds
-   for calls to finish; a call still running then keeps its checkpoint (flushed when
-   its job shuts down), and the next worker the call is dispatched to resumes it.
+   endpoints are handoff's (:mod:`handoff.health`: ``/live``, ``/ready`` only while
+   registered with LiveKit, ``/worker``, on ``health_port``);
+4. hands over to LiveKit's CLI (``livekit.agents.cli.run_app``) for ``dev`` or
+   ``start``; ``console`` is :mod:`handoff.console`. On SIGTERM LiveKit drains: it
+   stops taking jobs and waits up to ``drain_timeout`` seconds for calls to finish; a
+   call still running then keeps its checkpoint (flushed when its job shuts down), and
+   the next worker the call is dispatched to resumes it. A worker that cannot register
+   with LiveKit (``HANDOFF_REGISTER_RETRIES`` attempts) exits 1 with the reason.
+
+Metrics from every job process reach the worker's ``/metrics``: ``handoff run``
+sets up prometheus-client's multiprocess mode (:mod:`handoff.telemetry.metrics`).
+Plugins (Silero, OpenAI) are imported with this module, on the main thread, as
+LiveKit requires.
 
 Each job runs :func:`entrypoint`: an ``AgentSession`` with the process's VAD, the
 flow's STT/TTS (:mod:`handoff.voice`) and the flow's tiers resolved through the
@@ -26,6 +34,7 @@ go to the event log next to the checkpoints (:mod:`handoff.events`) for ``handof
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -33,14 +42,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import prometheus_client
+# plugins register themselves on import, which LiveKit allows on the main thread only:
+# import them here, never first inside prewarm (console jobs run in a thread)
+from livekit.plugins import openai, silero  # noqa: F401
 
+from ._livekit import worker_connection_failed
+from .errors import FlowError
 from .events import EventLog, event_store_from_env
 from .flowref import load_flow
 from .persistence import Checkpointer, store_from_env
 from .resume import call_id_of, resume_or_start
-from .secrets import SecretChain
+from .secrets import Secret, SecretChain
+from .telemetry.metrics import MULTIPROC_ENV, worker_gauges
 from .telemetry.observer import FlowTelemetry
+from .telemetry.otel import configure_from_env as configure_tracing
+from .telemetry.otel import flush as flush_spans
 from .tiers import Tiers
 from .voice import VoiceConfig, Voices
 
@@ -48,6 +64,7 @@ if TYPE_CHECKING:
     from livekit.agents import AgentServer, JobContext, JobProcess
 
     from .flow import Flow
+    from .plugins import Kind
     from .run import FlowRun
 
 logger = logging.getLogger("handoff.worker")
@@ -56,12 +73,8 @@ FLOW_ENV = "HANDOFF_FLOW"
 """The flow reference (``module:attr``) job processes load; set by :func:`build_server`."""
 CONNECTION_SECRETS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 
-ACTIVE_JOBS = prometheus_client.Gauge(
-    "handoff_worker_active_jobs", "Calls (LiveKit jobs) running in this worker process"
-)
-MAX_JOBS = prometheus_client.Gauge(
-    "handoff_worker_max_jobs", "Calls this worker takes before it reports itself full"
-)
+ACTIVE_JOBS_METRIC = "handoff_worker_active_jobs"
+"""The gauge the HPA scales on (deploy/k8s/base/hpa.yaml)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,7 @@ class WorkerSettings:
     idle_processes: int | None = None  # HANDOFF_IDLE_PROCESSES: warm job processes
     agent_name: str = ""              # LIVEKIT_AGENT_NAME: explicit dispatch
     checkpoint_dir: str | None = None  # HANDOFF_CHECKPOINT_DIR: SQLite checkpoints of calls
+    register_retries: int = 16        # HANDOFF_REGISTER_RETRIES: then exit 1
 
     @classmethod
     def from_env(cls, flow: str, environ: Mapping[str, str] | None = None,
@@ -94,6 +108,7 @@ class WorkerSettings:
             "idle_processes": int(idle) if idle else None,
             "agent_name": env.get("LIVEKIT_AGENT_NAME", ""),
             "checkpoint_dir": env.get("HANDOFF_CHECKPOINT_DIR") or None,
+            "register_retries": int(env.get("HANDOFF_REGISTER_RETRIES", 16)),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values["max_jobs"] < 1:
@@ -101,66 +116,103 @@ class WorkerSettings:
         return cls(**values)
 
 
-def required_secrets(flow: Flow[Any], voice: VoiceConfig | None = None) -> list[str]:
-    """The secret names a worker for ``flow`` needs before it takes a call."""
-    names = list(CONNECTION_SECRETS)
+def required_secrets(flow: Flow[Any], voice: VoiceConfig | None = None,
+                     *, connect: bool = True, models: bool = True) -> dict[str, str]:
+    """The secret names a worker for ``flow`` needs before it takes a call, each with
+    what needs it (for the error that names a missing one)."""
+    needed: dict[str, str] = {}
+    if connect:
+        needed.update(dict.fromkeys(CONNECTION_SECRETS, "the LiveKit server connection"))
     used = {cls.tier for cls in flow.states.values()}
-    for tier in sorted(used):
+    for tier in sorted(used) if models else ():
         for name in (tier, *flow.tiers.configs[tier].fallbacks):
             cfg = flow.tiers.configs[name]
-            if cfg.needs_key and cfg.api_key_env not in names:
-                names.append(cfg.api_key_env)
+            if cfg.needs_key and cfg.api_key_env not in needed:
+                what = f"tier {name!r} (LLM)" if name == tier else f"tier {name!r} (LLM, fallback)"
+                needed[cfg.api_key_env] = what
     if voice is not None:
-        for key in (voice.key_env("stt"), voice.key_env("tts")):
-            if key and key not in names:
-                names.append(key)
-    return names
+        kinds: tuple[tuple[Kind, str], ...] = (("stt", "speech-to-text"), ("tts", "text-to-speech"))
+        for kind, what in kinds:
+            key = voice.key_env(kind)
+            if key and key not in needed:
+                needed[key] = f"the voice ({what})"
+            elif key and needed[key].startswith("the voice"):
+                needed[key] = "the voice (speech-to-text and text-to-speech)"
+    return needed
 
 
 class ActiveJobsLoad:
-    """``load_fnc`` of the AgentServer: active jobs ÷ max_jobs, published as a gauge."""
+    """``load_fnc`` of the AgentServer: active jobs ÷ max_jobs, published as gauges.
+
+    LiveKit calls it twice a second on the worker's loop; the gauges are made on
+    the first call, after LiveKit set up the metrics directory (see ``worker_gauges``).
+    """
 
     def __init__(self, max_jobs: int) -> None:
         self.max_jobs = max_jobs
-        MAX_JOBS.set(max_jobs)
+        self.last = 0.0
 
     def __call__(self, server: AgentServer) -> float:
         active = len(server.active_jobs)
-        ACTIVE_JOBS.set(active)
-        return min(1.0, active / self.max_jobs)
+        gauges = worker_gauges()
+        gauges.max_jobs.set(self.max_jobs)
+        gauges.active_jobs.set(active)
+        self.last = min(1.0, active / self.max_jobs)
+        return self.last
+
+
+def startup_checks(settings: WorkerSettings, secrets: SecretChain, *, connect: bool = True,
+                   voice: bool = True, models: bool = True
+                   ) -> tuple[Flow[Any], dict[str, Secret]]:
+    """The flow loads and every secret it needs exists; raises naming what is wrong.
+
+    ``connect``: LiveKit's URL and keys (not for console); ``voice``: the STT/TTS key
+    (not for a text console); ``models``: each tier's key (not with a scripted LLM).
+    """
+    flow = load_flow(settings.flow)
+    found = secrets.require(required_secrets(
+        flow, VoiceConfig.load() if voice else None, connect=connect, models=models))
+    os.environ[FLOW_ENV] = settings.flow  # job processes inherit it
+    if settings.checkpoint_dir:
+        os.environ["HANDOFF_CHECKPOINT_DIR"] = settings.checkpoint_dir
+    return flow, found
 
 
 def build_server(settings: WorkerSettings, secrets: SecretChain | None = None,
                  *, console: bool = False) -> AgentServer:
-    """The AgentServer for a flow, after the start-up checks (flow loads, secrets exist)."""
+    """The AgentServer for a flow, after the start-up checks (flow loads, secrets exist).
+
+    Outside console mode it carries a :class:`~handoff.health.WorkerHealth` on
+    ``health_port`` (``server`` keeps LiveKit's own endpoint on a free port).
+    """
     from livekit.agents import AgentServer
 
+    from .health import WorkerHealth
+
     secrets = secrets or SecretChain.from_env()
-    flow = load_flow(settings.flow)
-    names = required_secrets(flow, VoiceConfig.load())
-    if console:  # console mode talks to no LiveKit server
-        names = [n for n in names if n not in CONNECTION_SECRETS]
-    found = secrets.require(names)
-    os.environ[FLOW_ENV] = settings.flow  # job processes inherit it
-    if settings.checkpoint_dir:
-        os.environ["HANDOFF_CHECKPOINT_DIR"] = settings.checkpoint_dir
+    flow, found = startup_checks(settings, secrets, connect=not console)
     kwargs: dict[str, Any] = {}
     if settings.idle_processes is not None:
         kwargs["num_idle_processes"] = settings.idle_processes
+    load = ActiveJobsLoad(settings.max_jobs)
     server = AgentServer(
         ws_url=found["LIVEKIT_URL"].reveal() if "LIVEKIT_URL" in found else None,
         api_key=found["LIVEKIT_API_KEY"].reveal() if "LIVEKIT_API_KEY" in found else None,
         api_secret=(found["LIVEKIT_API_SECRET"].reveal()
                     if "LIVEKIT_API_SECRET" in found else None),
         setup_fnc=prewarm,
-        load_fnc=ActiveJobsLoad(settings.max_jobs),
+        load_fnc=load,
         load_threshold=settings.load_threshold,
         drain_timeout=settings.drain_timeout,
-        port=settings.health_port,
+        port=0,  # LiveKit's endpoint answers OK before registering: handoff's serves the port
         prometheus_port=settings.metrics_port,
+        prometheus_multiproc_dir=os.environ.get(MULTIPROC_ENV) or None,
+        max_retry=settings.register_retries,
         **kwargs,
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    if not console:
+        WorkerHealth(server, settings.health_port, load=load)
     logger.info("worker for flow %s ready (%d states); secrets from %s",
                 flow.name, len(flow.states), ", ".join(secrets.describe()))
     return server
@@ -169,9 +221,8 @@ def build_server(settings: WorkerSettings, secrets: SecretChain | None = None,
 # -- in the job processes ---------------------------------------------------------------
 def prewarm(proc: JobProcess) -> None:
     """Once per job process, before any call: Silero VAD and the flow, loaded and kept."""
-    from livekit.plugins import openai, silero  # noqa: F401 - openai: import once, not per call
-
     started = time.perf_counter()
+    configure_tracing()  # OTEL_* (the job process is not a fork of the one that read them)
     proc.userdata["vad"] = silero.VAD.load()
     proc.userdata["flow"] = flow = load_flow(os.environ[FLOW_ENV])
     proc.userdata["telemetry"] = FlowTelemetry().install(flow)  # spans and metrics per move
@@ -193,26 +244,33 @@ async def entrypoint(ctx: JobContext) -> None:
             await checkpointer.flush(2.0)
         if events is not None:
             await events.flush(2.0)
+        await asyncio.to_thread(flush_spans)  # spans of the call reach the collector
 
     ctx.add_shutdown_callback(_on_shutdown)
     logger.info("call %s started in state %s", run.call_id, run.state)
 
 
-async def start_call(ctx: JobContext, secrets: SecretChain | None = None) -> FlowRun[Any]:
+async def start_call(ctx: JobContext, secrets: SecretChain | None = None, *,
+                     llm: Any = None, wait_opening: bool = False) -> FlowRun[Any]:
     """The flow's session for this job: prewarmed VAD, the flow's voice, tiers whose keys
-    come from the secrets chain. A simulated call (fake job) runs text only, no room."""
+    come from the secrets chain. A simulated call (fake job) runs text only, no room.
+
+    ``llm`` replaces the tiers' models (the console's ``--script``); ``wait_opening``
+    returns once the first agent's opening reply is done (``run.opening``).
+    """
     from livekit.agents import AgentSession
 
     flow: Flow[Any] = ctx.proc.userdata.get("flow") or load_flow(os.environ[FLOW_ENV])
     secrets = secrets or SecretChain.from_env()
-    # tier LLMs (and their HTTP clients) are made once per process and shared by its calls
-    tiers = ctx.proc.userdata.get("tiers")
-    if tiers is None:
-        tiers = Tiers(flow.tiers.configs, source=flow.tiers.source, secrets=secrets)
-        ctx.proc.userdata["tiers"] = tiers
-    llms = {cls.tier: tiers.llm(cls.tier) for cls in flow.states.values()}
+    if llm is None:
+        # tier LLMs (and their HTTP clients) are made once per process and shared by its calls
+        tiers = ctx.proc.userdata.get("tiers")
+        if tiers is None:
+            tiers = Tiers(flow.tiers.configs, source=flow.tiers.source, secrets=secrets)
+            ctx.proc.userdata["tiers"] = tiers
+        llm = {cls.tier: tiers.llm(cls.tier) for cls in flow.states.values()}
     session_kwargs: dict[str, Any] = {"vad": ctx.proc.userdata.get("vad")}
-    start_kwargs: dict[str, Any] = {}
+    start_kwargs: dict[str, Any] = {"wait_opening": wait_opening}
     if ctx.is_fake_job():
         logger.info("simulated call %s: text only, no room", ctx.job.id)
     else:
@@ -224,13 +282,16 @@ async def start_call(ctx: JobContext, secrets: SecretChain | None = None) -> Flo
         start_kwargs["room"] = ctx.room
     session: AgentSession[Any] = AgentSession(**session_kwargs)
     checkpointer = _process_checkpointer(ctx, flow)
+    telemetry: FlowTelemetry | None = ctx.proc.userdata.get("telemetry")
     if checkpointer is None:
-        return await flow.start(session, llm=llms, call_id=ctx.job.id, **start_kwargs)
+        run = await flow.start(session, llm=llm, call_id=ctx.job.id, **start_kwargs)
+        if telemetry is not None:  # counted as an active run, as a resumable call is
+            telemetry.track(run)
+        return run
     # the call's key outlives the job: a redispatched call has a new job id, not a new room
     call_id = ctx.job.id if ctx.is_fake_job() else call_id_of(ctx.room)
     return await resume_or_start(flow, session, checkpointer=checkpointer, call_id=call_id,
-                                 llm=llms, telemetry=ctx.proc.userdata.get("telemetry"),
-                                 **start_kwargs)
+                                 llm=llm, telemetry=telemetry, **start_kwargs)
 
 
 def _process_checkpointer(ctx: JobContext, flow: Flow[Any]) -> Checkpointer | None:
@@ -258,17 +319,72 @@ def _process_event_log(ctx: JobContext, flow: Flow[Any]) -> EventLog | None:
 MODES = ("console", "dev", "start")
 
 
-def run_worker(settings: WorkerSettings, mode: str, livekit_args: Iterable[str] = (),
-               *, simulate_call: str | None = None) -> None:
-    """``handoff run``: start-up checks, then LiveKit's CLI in ``mode`` (does not return)."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    server = build_server(settings, console=mode == "console")
-    if simulate_call:
-        _simulate_call_on_start(server, simulate_call)
-    from livekit.agents.cli import _legacy
+class RegistrationError(FlowError):
+    """The worker gave up registering with LiveKit; the message is the one-line reason."""
 
-    _legacy._build_cli(server)(args=[mode, *livekit_args], prog_name="handoff run")
+
+def run_worker(settings: WorkerSettings, mode: str, livekit_args: Iterable[str] = (),
+               *, simulate_calls: Iterable[str] = ()) -> None:
+    """``handoff run … dev|start``: start-up checks, then LiveKit's CLI until the worker stops.
+
+    (``console`` is :func:`handoff.console.run_console`.) Raises
+    :class:`RegistrationError` when the worker never got registered with LiveKit.
+    """
+    if mode not in ("dev", "start"):
+        raise ValueError(f"run_worker runs dev or start, not {mode!r}")
+    server = build_server(settings)
+    for room in simulate_calls:
+        _simulate_call_on_start(server, room)
+    errors = _ConnectionErrors()
+    logging.getLogger("livekit.agents").addFilter(errors)
+    try:
+        run_livekit_cli(server, [mode, *livekit_args])
+    finally:
+        logging.getLogger("livekit.agents").removeFilter(errors)
+    if worker_connection_failed(server):
+        last = f" (last error: {errors.last})" if errors.last else ""
+        raise RegistrationError(
+            f"could not register with LiveKit at {server_url(server)} after "
+            f"{settings.register_retries} attempts{last}")
+
+
+def run_livekit_cli(server: AgentServer, args: list[str]) -> None:
+    """LiveKit's own command line (``cli.run_app``) on ``server`` with ``args``."""
+    import sys
+    import warnings
+
+    from livekit.agents import cli
+
+    saved = sys.argv
+    sys.argv = ["handoff run", *args]
+    try:
+        with warnings.catch_warnings():  # run_app warns that `lk agent` is the future CLI
+            warnings.simplefilter("ignore", DeprecationWarning)
+            cli.run_app(server)
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise
+    finally:
+        sys.argv = saved
+
+
+def server_url(server: AgentServer) -> str:
+    """The LiveKit URL the worker dials (LiveKit puts it in the environment when it runs)."""
+    return os.environ.get("LIVEKIT_URL", "") or "(no LIVEKIT_URL)"
+
+
+class _ConnectionErrors(logging.Filter):
+    """Keeps the last reason LiveKit logged for a failed connection attempt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = getattr(record, "error", None)
+        if error is not None and str(record.msg).startswith("failed to connect to livekit"):
+            self.last = f"{type(error).__name__}: {error}"[:200]
+        return True
 
 
 def _simulate_call_on_start(server: AgentServer, room: str) -> None:

@@ -26,7 +26,7 @@ import yaml
 
 from handoff.flowref import load_flow
 from handoff.secrets import DEFAULT_SECRETS_DIR
-from handoff.worker import ACTIVE_JOBS, WorkerSettings, required_secrets
+from handoff.worker import ACTIVE_JOBS_METRIC, WorkerSettings, required_secrets
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -124,9 +124,13 @@ def test_deployment_matches_the_worker() -> None:
     [worker] = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
     assert ports == {"health": settings.health_port, "metrics": settings.metrics_port}
-    # probes hit LiveKit's health endpoint ("GET /" -> OK, tests/test_worker.py)
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert worker[probe]["httpGet"] == {"path": "/", "port": "health"}
+    # liveness apart from readiness (handoff.health; tests/test_worker.py checks both)
+    for probe in ("startupProbe", "livenessProbe"):
+        assert worker[probe]["httpGet"] == {"path": "/live", "port": "health"}
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "health"}
+    assert settings.register_retries >= 1
+    # the multiprocess metrics directory is a mounted, writable volume
+    assert mounts_of(worker)["metrics"] == config["data"]["PROMETHEUS_MULTIPROC_DIR"]
     # the drain fits in the grace period, with time left to checkpoint and exit
     assert pod["terminationGracePeriodSeconds"] >= settings.drain_timeout + 30
     assert worker["resources"]["requests"]["cpu"] and worker["resources"]["requests"]["memory"]
@@ -147,12 +151,16 @@ def test_hpa_scales_on_cpu_and_the_metric_the_worker_exports() -> None:
     by_type = {m["type"]: m for m in hpa["spec"]["metrics"]}
     assert by_type["Resource"]["resource"]["name"] == "cpu"
     metric = by_type["Pods"]["pods"]["metric"]["name"]
-    assert metric == ACTIVE_JOBS._name  # the gauge handoff.worker publishes
+    assert metric == ACTIVE_JOBS_METRIC  # the gauge handoff.worker publishes
     max_jobs = WorkerSettings.from_env("x:y", _base()["ConfigMap"]["data"]).max_jobs
     assert 0 < float(by_type["Pods"]["pods"]["target"]["averageValue"]) < max_jobs
     adapter = _docs(DEPLOY / "k8s/prometheus-adapter-values.yaml")[0]
     [rule] = adapter["rules"]["custom"]
     assert rule["seriesQuery"].startswith(metric + "{") and rule["name"]["as"] == metric
+
+
+def mounts_of(container: dict[str, Any]) -> dict[str, str]:
+    return {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
 
 
 # -- Dockerfile --------------------------------------------------------------------------

@@ -31,9 +31,11 @@ LAYERS: list[list[str]] = [
     ["handoff.transcript", "handoff.diagram", "handoff.diagram_diff", "handoff.inflight",
      "handoff.flowref",
      "handoff.telemetry", "handoff.telemetry.*", "handoff.persistence", "handoff.persistence.*",
-     "handoff.events", "handoff.events.*", "handoff.inspector", "handoff.inspector.*"],
+     "handoff.events", "handoff.events.*", "handoff.inspector", "handoff.inspector.*",
+     "handoff.health"],
     ["handoff.resume", "handoff.tools", "handoff.tools.*", "handoff.states", "handoff.states.*"],
-    ["handoff.worker", "handoff.testing", "handoff.testing.*"],
+    ["handoff.worker", "handoff.testing", "handoff.testing.*", "handoff.scripts"],
+    ["handoff.console"],
     ["handoff.cli"],
     ["handoff"],
 ]

@@ -25,3 +25,15 @@ def test_set_agent_tools_replaces_what_agent_tools_returns() -> None:
     assert "_tools" in vars(agent), "Agent no longer keeps its tools in `_tools`"
     _livekit.set_agent_tools(agent, [])
     assert agent.tools == []
+
+
+def test_agent_server_connection_flags_exist_and_start_false() -> None:
+    """worker_connection_failed / worker_connecting read two AgentServer flags."""
+    from livekit.agents import AgentServer
+
+    server = AgentServer()
+    for name in ("_connection_failed", "_connecting"):
+        assert isinstance(getattr(server, name, None), bool), (
+            f"livekit-agents no longer has AgentServer.{name}: update handoff/_livekit.py")
+    assert _livekit.worker_connection_failed(server) is False
+    assert _livekit.worker_connecting(server) is False

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,13 +39,15 @@ from livekit.agents import Agent
 from livekit.agents.utils import is_given
 
 from handoff import Context, Flow, State, TierConfig, Tiers, transition
+from handoff.telemetry.metrics import worker_gauges
 from handoff.voice import VoiceConfig, Voices
 from handoff.worker import (
-    ACTIVE_JOBS,
     ActiveJobsLoad,
     WorkerSettings,
     required_secrets,
 )
+
+from .fake_livekit import FakeLiveKit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,6 +101,26 @@ FINISHING_FLOW = QUIET_FLOW.replace(
 )
 
 
+MOVING_FLOW = QUIET_FLOW.replace(
+    '    speaks_first = False\n',
+    '    speaks_first = False\n'
+    '\n'
+    '    async def on_enter(self) -> None:\n'
+    '        """The call moves on once the agent listens: a transition in the job process."""\n'
+    '        import asyncio\n'
+    '\n'
+    '        async def move() -> None:\n'
+    '            listening = asyncio.Event()\n'
+    '            self.session.on("agent_state_changed",\n'
+    '                            lambda ev: ev.new_state == "listening" and listening.set())\n'
+    '            if self.session.agent_state != "listening":\n'
+    '                await listening.wait()\n'
+    '            await self.run.go("Done")\n'
+    '\n'
+    '        self._mover = asyncio.create_task(move())\n',
+).replace('Flow("quiet"', 'Flow("moving"')
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -107,6 +131,7 @@ def _free_port() -> int:
 def project(tmp_path: Path) -> Path:
     (tmp_path / "quietflow.py").write_text(QUIET_FLOW)
     (tmp_path / "finishingflow.py").write_text(FINISHING_FLOW)
+    (tmp_path / "movingflow.py").write_text(MOVING_FLOW)
     return tmp_path
 
 
@@ -133,7 +158,8 @@ def test_start_fails_at_once_naming_each_missing_secret(project: Path) -> None:
                              LIVEKIT_URL="ws://127.0.0.1:9", LIVEKIT_API_KEY=key_value),
     )
     assert proc.returncode == 2
-    assert "missing secrets: LIVEKIT_API_SECRET, OPENAI_API_KEY" in proc.stderr
+    assert ("missing secrets: LIVEKIT_API_SECRET (for the LiveKit server connection), "
+            "OPENAI_API_KEY (for tier 'fast' (LLM))") in proc.stderr
     assert "searched env, files[" in proc.stderr
     assert key_value not in proc.stdout + proc.stderr
     assert time.monotonic() - started < 30  # no connection attempt, no job process
@@ -144,7 +170,7 @@ def test_console_mode_needs_no_livekit_secrets_but_still_the_model_key(project: 
                           capture_output=True, text=True, timeout=60,
                           env=_env(project, HANDOFF_SECRETS="env"))
     assert proc.returncode == 2
-    assert "missing secret: OPENAI_API_KEY (searched env)" in proc.stderr
+    assert "missing secret: OPENAI_API_KEY (for tier 'fast' (LLM)) (searched env)" in proc.stderr
 
 
 def test_a_bad_flow_reference_fails_before_anything_starts(project: Path) -> None:
@@ -166,6 +192,13 @@ class Worker:
     def get(self, url: str) -> str:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return str(resp.read().decode())
+
+    def status(self, path: str) -> tuple[int, str]:
+        """(HTTP status, body) of a health endpoint, 503s included."""
+        try:
+            return 200, self.get(self.health + path)
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
 
     def wait_for(self, what: str, check: Any, timeout: float = 60) -> Any:
         deadline = time.monotonic() + timeout
@@ -190,10 +223,12 @@ DRAIN_TIMEOUT = 3
 
 @pytest.fixture
 def start_worker(project: Path) -> Iterator[Any]:
-    """Start ``handoff run MODULE:flow start --simulate-call`` as a subprocess."""
+    """Start ``handoff run MODULE:flow start --simulate-call …`` as a subprocess."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(flow: str, drain_timeout: int) -> Worker:
+    def start(flow: str, drain_timeout: int, *, livekit_url: str | None = None,
+              rooms: tuple[str, ...] = ("smoke-room",), checkpoints: bool = True,
+              **env_extra: str) -> Worker:
         secret = "lk-secret-" + os.urandom(8).hex()
         secrets_dir = project / "secrets"
         secrets_dir.mkdir(exist_ok=True)
@@ -201,14 +236,18 @@ def start_worker(project: Path) -> Iterator[Any]:
         health, metrics = _free_port(), _free_port()
         log = project / "worker.log"
         env = _env(project, HANDOFF_SECRETS="env,files", HANDOFF_SECRETS_DIR=str(secrets_dir),
-                   LIVEKIT_URL=f"ws://127.0.0.1:{_free_port()}", LIVEKIT_API_KEY="APIkey",
-                   OPENAI_API_KEY="sk-offline", HANDOFF_IDLE_PROCESSES="1",
-                   HANDOFF_CHECKPOINT_DIR=str(project / "checkpoints"))
+                   LIVEKIT_URL=livekit_url or f"ws://127.0.0.1:{_free_port()}",
+                   LIVEKIT_API_KEY="APIkey", OPENAI_API_KEY="sk-offline",
+                   HANDOFF_IDLE_PROCESSES=str(len(rooms)), **env_extra)
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # handoff run sets it up itself
+        if checkpoints:
+            env["HANDOFF_CHECKPOINT_DIR"] = str(project / "checkpoints")
+        calls = [arg for room in rooms for arg in ("--simulate-call", room)]
         with log.open("w") as out:
             proc = subprocess.Popen(
                 _handoff(flow, "start", "--health-port", str(health),
                          "--metrics-port", str(metrics), "--drain-timeout", str(drain_timeout),
-                         "--max-jobs", "4", "--simulate-call", "smoke-room"),
+                         "--max-jobs", "4", *calls),
                 cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
                 start_new_session=True,
             )
@@ -280,6 +319,67 @@ def test_sigterm_lets_a_running_call_finish_then_exits_without_waiting_the_drain
             ] in ([], [(True, {}, [])])
 
 
+def test_metrics_of_every_job_process_reach_the_workers_metrics(start_worker: Any) -> None:
+    """Two simulated calls in two job processes, no checkpoint store: the worker's
+    /metrics (scraped over HTTP) has the calls' transitions and active runs, the HPA
+    gauge equal to the active jobs /worker reports, and LiveKit's own metrics."""
+    worker: Worker = start_worker("movingflow:flow", DRAIN_TIMEOUT, rooms=("room-a", "room-b"),
+                                  checkpoints=False)
+    info = worker.wait_for("two active jobs", lambda: (
+        (i := json.loads(worker.get(worker.health + "/worker")))["active_jobs"] == 2 and i))
+    moved = 'handoff_transitions_total{flow="moving",from_state="Listen",to_state="Done"} 2.0'
+    metrics = worker.wait_for("both calls' transitions in /metrics", lambda: (
+        (m := worker.get(worker.metrics + "/metrics")) and moved in m
+        and "handoff_worker_active_jobs 2.0" in m and m))
+    assert f"handoff_worker_active_jobs {float(info['active_jobs'])}" in metrics
+    assert "handoff_worker_max_jobs 4.0" in metrics
+    assert 'handoff_active_flow_runs{flow="moving"} 2.0' in metrics  # no checkpoint store
+    assert 'handoff_time_in_state_seconds_count{flow="moving",state="Listen"} 2.0' in metrics
+    assert re.search(r"^lk_agents_worker_load\{.*\} 0\.5$", metrics, re.M), metrics
+    assert re.search(r"^lk_agents_active_job_count\{.*\} 2\.0$", metrics, re.M), metrics
+    assert "handoff_duration_seconds_bucket" in metrics
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(timeout=DRAIN_TIMEOUT + 30) == 0
+
+
+def test_ready_only_while_registered_with_livekit(start_worker: Any) -> None:
+    """A LiveKit server on loopback holds the registration answer: the worker is live but
+    not ready until LiveKit registered it, then ready; draining makes it unready."""
+    livekit = FakeLiveKit()
+    try:
+        worker: Worker = start_worker("quietflow:flow", DRAIN_TIMEOUT, livekit_url=livekit.url,
+                                      rooms=())
+        assert worker.wait_for("liveness", lambda: worker.status("/live")) == (200, "OK")
+        worker.wait_for("the worker asking to register", lambda: livekit.registrations)
+        assert worker.status("/ready") == (503, "not registered with livekit yet")
+        assert json.loads(worker.get(worker.health + "/worker"))["registered"] is False
+        livekit.allow_registration.set()
+        assert worker.wait_for("readiness", lambda: (
+            (s := worker.status("/ready"))[0] == 200 and s)) == (200, "OK")
+        info = json.loads(worker.get(worker.health + "/worker"))
+        assert info["registered"] is True and info["worker_id"] == livekit.worker_id
+        assert worker.status("/") == (200, "OK")
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.proc.wait(timeout=60) == 0
+        assert "registered worker" in worker.log.read_text()
+    finally:
+        livekit.close()
+
+
+def test_a_worker_that_cannot_register_is_never_ready_and_exits_1(start_worker: Any) -> None:
+    worker: Worker = start_worker("quietflow:flow", DRAIN_TIMEOUT, rooms=(),
+                                  HANDOFF_REGISTER_RETRIES="2")
+    # LiveKit is unreachable (a closed port): live, never ready, until it gives up
+    code, reason = worker.wait_for("an answer from /ready", lambda: worker.status("/ready"))
+    assert code == 503 and reason in ("not registered with livekit yet",
+                                      "failed to connect to livekit")
+    assert worker.proc.wait(timeout=120) == 1
+    errors = [line for line in worker.log.read_text().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, worker.log.read_text()[-3000:]
+    assert errors[0].startswith("error: could not register with LiveKit at ws://127.0.0.1:")
+    assert "after 2 attempts (last error: " in errors[0]
+
+
 def _checkpoints(folder: Path) -> list[dict[str, Any]]:
     """The checkpoints in the worker's SQLite store (HANDOFF_CHECKPOINT_DIR/checkpoints.db)."""
     import sqlite3
@@ -300,7 +400,8 @@ def test_load_is_active_jobs_over_max_jobs_and_is_published() -> None:
 
     load = ActiveJobsLoad(max_jobs=4)
     assert load(FakeServer([object()] * 3)) == 0.75  # type: ignore[arg-type]
-    assert ACTIVE_JOBS._value.get() == 3
+    assert worker_gauges().active_jobs._value.get() == 3
+    assert worker_gauges().max_jobs._value.get() == 4
     assert load(FakeServer([object()] * 9)) == 1.0  # type: ignore[arg-type]
 
 
@@ -347,9 +448,16 @@ def _flow() -> Flow[Call]:
 
 def test_required_secrets_follow_tiers_fallbacks_and_voice() -> None:
     flow = _flow()
-    assert required_secrets(flow) == ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET",
-                                      "OPENAI_API_KEY", "SMART_KEY"]  # local needs no key
-    assert required_secrets(flow, VoiceConfig(api_key_env="TTS_KEY"))[-1] == "TTS_KEY"
+    needed = required_secrets(flow)
+    assert list(needed) == ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET",
+                            "OPENAI_API_KEY", "SMART_KEY"]  # local needs no key
+    assert needed["OPENAI_API_KEY"] == "tier 'fast' (LLM)"
+    assert needed["SMART_KEY"] == "tier 'smart' (LLM, fallback)"
+    assert needed["LIVEKIT_API_SECRET"] == "the LiveKit server connection"
+    with_voice = required_secrets(flow, VoiceConfig(api_key_env="TTS_KEY"))
+    assert list(with_voice)[-1] == "TTS_KEY"
+    assert with_voice["TTS_KEY"] == "the voice (speech-to-text and text-to-speech)"
+    assert list(required_secrets(flow, connect=False, models=False)) == []
 
 
 def test_per_state_voice_and_turn_overrides_reach_that_states_agent() -> None:

@@ -1,9 +1,16 @@
 """Prometheus metrics of flows and checkpoints.
 
 By default they live on prometheus-client's global registry, which is the one a
-LiveKit worker serves on its ``prometheus_port`` (``/metrics``), so nothing else
-is needed to expose them there. Tests pass their own ``CollectorRegistry``.
-Outside a LiveKit worker, :func:`start_metrics_server` serves a registry.
+LiveKit worker serves on its ``prometheus_port`` (``/metrics``). Tests pass their
+own ``CollectorRegistry``. Outside a LiveKit worker, :func:`start_metrics_server`
+serves a registry.
+
+In a worker, calls run in job processes: ``handoff run`` turns on prometheus-client's
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, :func:`multiprocess_dir`) before
+anything imports prometheus-client, so the worker's ``/metrics`` adds up every
+process. Each gauge says how its processes combine (``multiprocess_mode``); the
+worker's own gauges (:func:`worker_gauges`) are made after LiveKit has emptied the
+directory at start-up, never at import.
 
 Labels are bounded: flow, state and trigger names come from the flow definition
 and refusal reasons are their kind (``guard``, ``invalid``, ``busy``…), never the
@@ -13,6 +20,7 @@ free text, so no caller data can reach a label.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from typing import Any
 
@@ -76,7 +84,21 @@ class HandoffMetrics:
         return 0.0 if got is None else got
 
 
+class WorkerGauges:
+    """The worker process's gauges: what the HPA scales on. Set by the main process only."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        # mostrecent: one writer (the worker's main process), no pid label in multiprocess mode
+        self.active_jobs = Gauge(
+            "handoff_worker_active_jobs", "Calls (LiveKit jobs) running in this worker",
+            registry=registry, multiprocess_mode="mostrecent")
+        self.max_jobs = Gauge(
+            "handoff_worker_max_jobs", "Calls this worker takes before it reports itself full",
+            registry=registry, multiprocess_mode="mostrecent")
+
+
 _default: HandoffMetrics | None = None
+_worker: WorkerGauges | None = None
 _default_lock = threading.Lock()
 
 
@@ -87,6 +109,35 @@ def default_metrics() -> HandoffMetrics:
         if _default is None:
             _default = HandoffMetrics(REGISTRY)
         return _default
+
+
+def worker_gauges() -> WorkerGauges:
+    """The worker's gauges on the global registry, made on first use.
+
+    Made lazily on purpose: a label-less metric opens its multiprocess file when
+    made, and LiveKit empties ``PROMETHEUS_MULTIPROC_DIR`` when the worker starts; a
+    gauge made before that would write to a deleted file (and hide LiveKit's own
+    gauges sharing it).
+    """
+    global _worker
+    with _default_lock:
+        if _worker is None:
+            _worker = WorkerGauges(REGISTRY)
+        return _worker
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir(environ: dict[str, str] | os._Environ[str] | None = None) -> str:
+    """The directory for multiprocess metrics: ``PROMETHEUS_MULTIPROC_DIR`` if set, else a
+    new temporary directory (created)."""
+    env = os.environ if environ is None else environ
+    folder = env.get(MULTIPROC_ENV)
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="handoff-metrics-")
+    os.makedirs(folder, exist_ok=True)
+    return folder
 
 
 def start_metrics_server(
