@@ -143,11 +143,17 @@ try:
     if not (hasattr(flow, "states") and hasattr(flow, "edges")):
         raise TypeError(f"{module}:{attr} is a {type(flow).__name__}, not a handoff Flow")
     result = {"snapshot": json.loads(snap.snapshot(flow).to_json())}
+except SystemExit as exc:
+    result = {"error": f"{module} called sys.exit({exc.code!r}) while being imported"}
 except Exception as exc:
     result = {"error": f"{type(exc).__name__}: {exc}"}
 with open(out, "w") as fh:
     json.dump(result, fh)
 """
+
+
+LOADER_TIMEOUT = 120.0
+"""Seconds the process loading a flow at a git revision may take."""
 
 
 def snapshot_at_revision(ref: FlowRef, cwd: Path | None = None) -> FlowSnap:
@@ -164,14 +170,22 @@ def snapshot_at_revision(ref: FlowRef, cwd: Path | None = None) -> FlowSnap:
             else:  # pragma: no cover - git archive output of our own repository
                 tar.extractall(tmp)
         root = Path(tmp) / prefix
+        if not root.is_dir():
+            raise FlowLoadError(f"{ref}: this folder ({prefix.rstrip('/')}) did not exist at "
+                                f"{ref.rev}; run the command from a folder that did")
         out = Path(tmp) / "__handoff_snapshot__.json"
-        proc = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(Path(__file__).parent), ref.module, ref.attr,
-             str(out)],
-            cwd=root, capture_output=True, text=True, timeout=120,
-        )
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", _CHILD, str(Path(__file__).parent), ref.module, ref.attr,
+                 str(out)],
+                cwd=root, capture_output=True, text=True, timeout=LOADER_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise FlowLoadError(f"{ref}: importing the flow at {ref.rev} took more than "
+                                f"{LOADER_TIMEOUT:g} s (does the module wait at import?)") from None
         if not out.is_file():
-            raise FlowLoadError(f"{ref}: the loader failed: {proc.stderr.strip()[-800:]}")
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1][-300:]
+            raise FlowLoadError(f"{ref}: the loader failed (exit {proc.returncode}): {last}")
         result = json.loads(out.read_text())
     if "error" in result:
         raise FlowLoadError(f"{ref}: {result['error']}")

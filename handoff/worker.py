@@ -47,11 +47,13 @@ from typing import TYPE_CHECKING, Any
 from livekit.plugins import openai, silero  # noqa: F401
 
 from ._livekit import worker_connection_failed
+from .context import sensitive_fields
 from .errors import FlowError
 from .events import EventLog, event_store_from_env
 from .flowref import load_flow
 from .persistence import Checkpointer, store_from_env
 from .resume import call_id_of, resume_or_start
+from .sealing import KEYS_SECRET, KeyringSealer
 from .secrets import Secret, SecretChain
 from .telemetry.metrics import MULTIPROC_ENV, worker_gauges
 from .telemetry.observer import FlowTelemetry
@@ -170,12 +172,23 @@ def startup_checks(settings: WorkerSettings, secrets: SecretChain, *, connect: b
     (not for a text console); ``models``: each tier's key (not with a scripted LLM).
     """
     flow = load_flow(settings.flow)
-    found = secrets.require(required_secrets(
-        flow, VoiceConfig.load() if voice else None, connect=connect, models=models))
-    os.environ[FLOW_ENV] = settings.flow  # job processes inherit it
     if settings.checkpoint_dir:
         os.environ["HANDOFF_CHECKPOINT_DIR"] = settings.checkpoint_dir
+    needed = required_secrets(flow, VoiceConfig.load() if voice else None, connect=connect,
+                              models=models)
+    pii = sorted(sensitive_fields(flow.context_type))  # type: ignore[arg-type]
+    if pii and checkpoints_configured():
+        needed[KEYS_SECRET] = f"encrypting the checkpoints' pii fields ({', '.join(pii)}) at rest"
+    found = secrets.require(needed)
+    if KEYS_SECRET in found:
+        KeyringSealer.parse(found[KEYS_SECRET].reveal())  # a malformed key fails here
+    os.environ[FLOW_ENV] = settings.flow  # job processes inherit it
     return flow, found
+
+
+def checkpoints_configured(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return bool(env.get("HANDOFF_CHECKPOINT_STORE") or env.get("HANDOFF_CHECKPOINT_DIR"))
 
 
 def build_server(settings: WorkerSettings, secrets: SecretChain | None = None,
@@ -281,7 +294,7 @@ async def start_call(ctx: JobContext, secrets: SecretChain | None = None, *,
         flow.agent_options = voices.agent_options  # per-state STT/TTS/turn overrides
         start_kwargs["room"] = ctx.room
     session: AgentSession[Any] = AgentSession(**session_kwargs)
-    checkpointer = _process_checkpointer(ctx, flow)
+    checkpointer = _process_checkpointer(ctx, flow, secrets)
     telemetry: FlowTelemetry | None = ctx.proc.userdata.get("telemetry")
     if checkpointer is None:
         run = await flow.start(session, llm=llm, call_id=ctx.job.id, **start_kwargs)
@@ -294,11 +307,17 @@ async def start_call(ctx: JobContext, secrets: SecretChain | None = None, *,
                                  llm=llm, telemetry=telemetry, **start_kwargs)
 
 
-def _process_checkpointer(ctx: JobContext, flow: Flow[Any]) -> Checkpointer | None:
-    """The job process's Checkpointer (made on its first call), or None if not configured."""
+def _process_checkpointer(ctx: JobContext, flow: Flow[Any],
+                          secrets: SecretChain) -> Checkpointer | None:
+    """The job process's Checkpointer (made on its first call), or None if not configured.
+
+    Its pii section is sealed with ``HANDOFF_SEAL_KEYS`` when the secrets chain has it.
+    """
     if "checkpointer" not in ctx.proc.userdata:
         store = store_from_env()
-        ctx.proc.userdata["checkpointer"] = None if store is None else Checkpointer(store)
+        sealer = KeyringSealer.from_secrets(secrets) if store is not None else None
+        ctx.proc.userdata["checkpointer"] = (
+            None if store is None else Checkpointer(store, sealer=sealer))
         if store is None:
             logger.warning("no HANDOFF_CHECKPOINT_STORE or HANDOFF_CHECKPOINT_DIR: calls of "
                            "flow %s will not survive this worker", flow.name)

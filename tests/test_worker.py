@@ -150,7 +150,6 @@ def _handoff(*args: str) -> list[str]:
 # -- start-up: the secrets check --------------------------------------------------------
 def test_start_fails_at_once_naming_each_missing_secret(project: Path) -> None:
     key_value = "APIkey-" + os.urandom(6).hex()
-    started = time.monotonic()
     proc = subprocess.run(
         _handoff("quietflow:flow", "start"), cwd=project, capture_output=True, text=True,
         timeout=60, env=_env(project, HANDOFF_SECRETS="env,files",
@@ -162,7 +161,8 @@ def test_start_fails_at_once_naming_each_missing_secret(project: Path) -> None:
             "OPENAI_API_KEY (for tier 'fast' (LLM))") in proc.stderr
     assert "searched env, files[" in proc.stderr
     assert key_value not in proc.stdout + proc.stderr
-    assert time.monotonic() - started < 30  # no connection attempt, no job process
+    # it failed before anything started: no connection attempt, no job process
+    assert "connect to livekit" not in proc.stderr and "initializing process" not in proc.stderr
 
 
 def test_console_mode_needs_no_livekit_secrets_but_still_the_model_key(project: Path) -> None:
