@@ -213,7 +213,7 @@ def build_server(settings: WorkerSettings, secrets: SecretChain | None = None,
         api_key=found["LIVEKIT_API_KEY"].reveal() if "LIVEKIT_API_KEY" in found else None,
         api_secret=(found["LIVEKIT_API_SECRET"].reveal()
                     if "LIVEKIT_API_SECRET" in found else None),
-        setup_fnc=prewarm,
+        setup_fnc=ending_console_on_error(prewarm) if console else prewarm,
         load_fnc=load,
         load_threshold=settings.load_threshold,
         drain_timeout=settings.drain_timeout,
@@ -223,12 +223,44 @@ def build_server(settings: WorkerSettings, secrets: SecretChain | None = None,
         max_retry=settings.register_retries,
         **kwargs,
     )
-    server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    server.rtc_session(ending_console_on_error(entrypoint) if console else entrypoint,
+                       agent_name=settings.agent_name)
     if not console:
         WorkerHealth(server, settings.health_port, load=load)
     logger.info("worker for flow %s ready (%d states); secrets from %s",
                 flow.name, len(flow.states), ", ".join(secrets.describe()))
     return server
+
+
+def ending_console_on_error(fn: Any) -> Any:
+    """``fn`` (prewarm or the entrypoint) for LiveKit's voice console, where the job runs
+    in a thread while the main thread waits for the session's audio forever: an error
+    is logged in one line and ends the console (SIGTERM, which LiveKit's console handles)
+    instead of leaving it waiting."""
+    import functools
+    import inspect
+    import signal
+
+    def _end(exc: BaseException) -> None:
+        logger.error("console: %s failed: %s: %s", fn.__name__, type(exc).__name__, exc)
+        signal.raise_signal(signal.SIGTERM)
+
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def guarded_async(*args: Any) -> Any:
+            try:
+                return await fn(*args)
+            except Exception as exc:
+                _end(exc)
+        return guarded_async
+
+    @functools.wraps(fn)
+    def guarded(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            _end(exc)
+    return guarded
 
 
 # -- in the job processes ---------------------------------------------------------------

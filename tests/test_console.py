@@ -201,3 +201,32 @@ def test_a_bad_script_reference_is_one_line_and_exit_2(
         lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and message in lines[0], proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+async def test_an_error_in_the_voice_consoles_job_ends_the_console() -> None:
+    """LiveKit's voice console waits on its main thread for the job's audio; a prewarm or
+    entrypoint that raises must end it (SIGTERM, which that console handles), not leave it
+    waiting. Checked with a SIGTERM handler of the test's own."""
+    import signal
+
+    from handoff.worker import ending_console_on_error
+
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda sig, _frame: received.append(sig))
+    try:
+        def prewarm(_proc: object) -> None:
+            raise RuntimeError("no model file")
+
+        async def entrypoint(_ctx: object) -> None:
+            raise RuntimeError("no room")
+
+        async def fine(_ctx: object) -> str:
+            return "ok"
+
+        ending_console_on_error(prewarm)(object())
+        await ending_console_on_error(entrypoint)(object())
+        assert received == [signal.SIGTERM, signal.SIGTERM]
+        assert await ending_console_on_error(fine)(object()) == "ok"
+        assert received == [signal.SIGTERM, signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

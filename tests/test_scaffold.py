@@ -35,7 +35,7 @@ def _env(**extra: str) -> dict[str, str]:
 def _handoff(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "handoff.cli", *args], cwd=cwd, text=True,
                           capture_output=True, timeout=600,
-                          env=_env(PYTHONPATH=str(REPO), **env))
+                          env=_env(**{"PYTHONPATH": str(REPO), **env}))
 
 
 @pytest.fixture(scope="module")
