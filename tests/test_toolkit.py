@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from handoff import TransitionRefused
 from handoff.testing import (
-    UNDECLARED,
     Attempt,
     CoverageObserver,
     FlowDriver,
@@ -30,7 +29,7 @@ from handoff.testing import (
     triggers,
     walks,
 )
-from handoff.testing.strategies import trigger_names
+from handoff.testing.strategies import UNDECLARED, trigger_names
 
 from .test_toolkit_flows import Desk, desk_flow, vault_flow
 

@@ -1,19 +1,23 @@
-"""Test your flow: a scripted LLM, hypothesis strategies, a generated state machine, paths.
+"""Test your flow: a scripted LLM, hypothesis strategies, a generated state machine, paths,
+exhaustive exploration.
 
-    from handoff.testing import FlowStateMachine, shortest_paths, transition_cover
+    from handoff.testing import FlowStateMachine, explore, shortest_paths, transition_cover
 
     TestMyFlow = FlowStateMachine(flow).TestCase                       # pure FSM, fast
     TestMyFlowLive = FlowStateMachine(flow, mode="session").TestCase   # real AgentSession
+    explore(flow, depth=4).raise_if_failed()                           # every move sequence
 
 See docs/testing.md. The pytest plugin (``handoff.testing.pytest_plugin``, installed
-as a ``pytest11`` entry point) adds fixtures and ``--handoff-coverage``.
+as a ``pytest11`` entry point) adds fixtures and ``--handoff-coverage``. The oracle's
+parts (``expect``, ``violations``) and the strategy helpers (``for_type``) live in
+their submodules.
 """
 
 from .coverage import CoverageObserver, FlowCoverage
 from .driver import FlowDriver
 from .machine import FlowMachineBase, FlowStateMachine
-from .oracle import Expectation, expect, violations
-from .paths import Path, Paths, Step, shortest_paths, transition_cover
+from .oracle import checking
+from .paths import FlowPath, FlowPaths, Step, shortest_paths, transition_cover
 from .profiles import load_profile, register_profiles
 from .replaying import replay
 from .scripted import (
@@ -29,28 +33,24 @@ from .scripted import (
     per_state,
 )
 from .strategies import (
-    UNDECLARED,
     Attempt,
     arguments,
     attempts,
     context_changes,
     contexts,
-    for_type,
     triggers,
     walks,
 )
 
 __all__ = [
-    "UNDECLARED",
     "Attempt",
     "CoverageObserver",
-    "Expectation",
     "FlowCoverage",
     "FlowDriver",
     "FlowMachineBase",
+    "FlowPath",
+    "FlowPaths",
     "FlowStateMachine",
-    "Path",
-    "Paths",
     "Policy",
     "Reply",
     "ReplyLike",
@@ -62,11 +62,10 @@ __all__ = [
     "arguments",
     "attempts",
     "call",
+    "checking",
     "context_changes",
     "contexts",
-    "expect",
     "fail",
-    "for_type",
     "load_profile",
     "per_state",
     "register_profiles",
@@ -74,6 +73,5 @@ __all__ = [
     "shortest_paths",
     "transition_cover",
     "triggers",
-    "violations",
     "walks",
 ]

@@ -47,6 +47,12 @@ class FlowDriver(Generic[C]):
         self._asked = asyncio.Event()
         self._stack: contextlib.AsyncExitStack | None = None
         self._run: FlowRun[C] | None = None
+        self._ended = asyncio.Event()
+
+    @property
+    def ended(self) -> bool:
+        """True once the session closed (the flow hung up, or a tool ended the call)."""
+        return self._ended.is_set()
 
     @property
     def run(self) -> FlowRun[C]:
@@ -58,6 +64,7 @@ class FlowDriver(Generic[C]):
         self._stack = contextlib.AsyncExitStack()
         self._run = await self._stack.enter_async_context(
             self.flow.session(context=self._context, llm=self.llm))
+        self._run.session.on("close", lambda _: self._ended.set())
         return self
 
     async def __aexit__(
@@ -127,12 +134,19 @@ class FlowDriver(Generic[C]):
 
         LiveKit has no public "handoff finished" signal, so this also waits for the
         session's agent-update task and the new activity's on_enter task when present.
+        A session that is closing (the call hung up) is waited for until it has closed.
         """
         session = self.run.session
         assert session is not None
         for _ in range(100):
-            with contextlib.suppress(Exception):
+            if self.ended:
+                return
+            try:
                 await session.wait_for_idle()
+            except Exception:
+                if _is_closing(session):  # the call is over: wait until it has closed
+                    await _no_hang(self._ended.wait(), "the session's close")
+                    return
             pending = [
                 t for t in (
                     getattr(session, "_update_activity_atask", None),
@@ -147,6 +161,12 @@ class FlowDriver(Generic[C]):
                 return
             await asyncio.sleep(0)
         raise RuntimeError("the session did not settle between turns")
+
+
+def _is_closing(session: Any) -> bool:
+    """Whether ``session`` has begun closing (LiveKit has no public flag for it)."""
+    return bool(getattr(session, "_closing_task", None) is not None
+                or getattr(session, "_closing", False))
 
 
 async def _no_hang(awaitable: Any, what: str) -> Any:

@@ -32,25 +32,31 @@ from livekit.agents.llm.utils import is_context_type
 
 from ..errors import TransitionRefused
 from ..flow import Flow
+from ..graph import Edge
 from ..run import FlowRun
 from ._release import release
 from .driver import FlowDriver, InterruptAt, _no_hang
-from .oracle import Expectation, Snapshot, expect, violations
+from .oracle import Expectation, Observation, expect_for, violations
 from .scripted import ToolCall
 from .strategies import (
+    UNDECLARED,
     ArgumentOverrides,
     Attempt,
     Overrides,
     arguments,
     attempts,
     context_changes,
+    edge_arguments,
     field_changes,
     for_type,
+    parameter_strategy,
     trigger_names,
 )
 
 Mode = Literal["pure", "session"]
 EntryCondition = Callable[[Any], bool]
+ToolErrorsOk = bool | Callable[[dict[str, Any], str], bool]
+"""May an ordinary tool fail? True (any error), or a test of its arguments and error text."""
 T = TypeVar("T")
 
 
@@ -67,6 +73,7 @@ class FlowMachineBase(RuleBasedStateMachine):
     entry_conditions: ClassVar[Mapping[str, EntryCondition]] = {}
     may_clear: ClassVar[Mapping[str, Collection[str]]] = {}
     allow_errors: ClassVar[bool] = False
+    tool_errors: ClassVar[Mapping[str, ToolErrorsOk]] = {}
 
     def __init__(self) -> None:
         super().__init__()
@@ -78,6 +85,11 @@ class FlowMachineBase(RuleBasedStateMachine):
     def run(self) -> FlowRun[Any]:
         assert self._run is not None, "the machine has not started"
         return self._run
+
+    def live(self) -> bool:
+        """The call is on: a run that can still move (a call that hung up draws no steps)."""
+        return self._run is not None and not self._run.closed and not (
+            self.driver is not None and self.driver.ended)
 
     def teardown(self) -> None:
         try:
@@ -106,7 +118,7 @@ class FlowMachineBase(RuleBasedStateMachine):
         self._run = self.driver.run
 
     # -- the checks ----------------------------------------------------------------------
-    def _check(self, attempt: Attempt, expectation: Expectation, before: Snapshot,
+    def _check(self, attempt: Attempt, expectation: Expectation, before: Observation,
                *, by_llm: bool = False, interrupted: bool = False) -> None:
         problems = violations(
             self.flow, self.run, attempt, expectation, before,
@@ -116,7 +128,7 @@ class FlowMachineBase(RuleBasedStateMachine):
         problems += self._entry_problems(before)
         assert not problems, "\n".join(problems)
 
-    def _entry_problems(self, before: Snapshot) -> list[str]:
+    def _entry_problems(self, before: Observation) -> list[str]:
         problems = []
         for record in self.run.log[before.log_len:]:
             condition = self.entry_conditions.get(record.target)
@@ -129,8 +141,8 @@ class FlowMachineBase(RuleBasedStateMachine):
     # -- moving --------------------------------------------------------------------------
     def _go(self, attempt: Attempt) -> None:
         """A code-driven move (``run.go``), checked against the oracle."""
-        before = Snapshot.of(self.run)
-        expectation = expect(self.flow, self.run.state, self.run.context, attempt)
+        before = Observation.of(self.run)
+        expectation = expect_for(self.run, attempt)
 
         async def move() -> None:
             with contextlib.suppress(TransitionRefused):
@@ -145,17 +157,16 @@ class FlowMachineBase(RuleBasedStateMachine):
     def _say(self, attempt: Attempt) -> None:
         """An LLM-driven move: the model calls the transition tool in a real session."""
         assert self.driver is not None
-        before = Snapshot.of(self.run)
-        expectation = expect(self.flow, self.run.state, self.run.context, attempt, by_llm=True)
+        before = Observation.of(self.run)
+        expectation = expect_for(self.run, attempt, by_llm=True)
         self._await(self.driver.turn(ToolCall(attempt.trigger, attempt.arguments)))
         self._check(attempt, expectation, before, by_llm=True)
 
     def _say_parallel(self, batch: list[Attempt]) -> None:
         """One LLM response naming several transitions: at most the first allowed applies."""
         assert self.driver is not None
-        before = Snapshot.of(self.run)
-        verdicts = [expect(self.flow, self.run.state, self.run.context, a, by_llm=True)
-                    for a in batch]
+        before = Observation.of(self.run)
+        verdicts = [expect_for(self.run, a, by_llm=True) for a in batch]
         calls = [ToolCall(a.trigger, a.arguments) for a in batch]
         self._await(self.driver.turn(calls))
         taken = self.run.log[before.log_len:]
@@ -179,7 +190,7 @@ class FlowMachineBase(RuleBasedStateMachine):
             problems += violations(self.flow, self.run, first_allowed, verdict, before,
                                    allow_errors=self.allow_errors, may_clear=self.may_clear)
         elif not taken:
-            after = Snapshot.of(self.run)
+            after = Observation.of(self.run)
             if (after.state, after.context) != (before.state, before.context):
                 problems.append(f"{batch!r}: nothing taken but the state/context changed")
         problems += self._entry_problems(before)
@@ -188,17 +199,24 @@ class FlowMachineBase(RuleBasedStateMachine):
     def _interrupt(self, attempt: Attempt, at: InterruptAt) -> None:
         """The caller talks over the turn that asked for a handoff: all or nothing."""
         assert self.driver is not None
-        before = Snapshot.of(self.run)
-        expectation = expect(self.flow, self.run.state, self.run.context, attempt, by_llm=True)
+        before = Observation.of(self.run)
+        expectation = expect_for(self.run, attempt, by_llm=True)
         self._await(self.driver.interrupted_turn(ToolCall(attempt.trigger, attempt.arguments),
                                                  at=at))
         self._check(attempt, expectation, before, by_llm=True, interrupted=True)
 
     def _tool(self, name: str, args: dict[str, Any]) -> None:
-        """The LLM calls an ordinary tool: the flow must not move."""
+        """The LLM calls an ordinary tool: it succeeds (or fails as allowed); the flow stays."""
         assert self.driver is not None
-        before = Snapshot.of(self.run)
-        self._await(self.driver.turn(ToolCall(name, args)))
+        before = Observation.of(self.run)
+        result = self._await(self.driver.turn(ToolCall(name, args)))
+        errors = [e.item.output for e in result.events
+                  if e.type == "function_call_output" and e.item.name == name and e.item.is_error]
+        allowed = self.tool_errors.get(name, False)
+        for error in errors:
+            ok = allowed(args, error) if callable(allowed) else allowed
+            assert ok, (f"tool {name}({args}) failed: {error} (pass tool_errors="
+                        f"{{{name!r}: ...}} if it may fail this way)")
         assert self.run.state == before.state and len(self.run.log) == before.log_len, (
             f"tool {name}({args}) moved the flow: {self.run.log[before.log_len:]}")
         assert self.run.context is not None and id(self.run.context) == before.context_id
@@ -216,7 +234,7 @@ class FlowMachineBase(RuleBasedStateMachine):
         run = self.run
         if run.state not in self.flow.states:
             return [f"the run is in {run.state!r}, which the flow does not declare"]
-        if self.driver is None or not run.attached:
+        if self.driver is None or not run.attached or not self.live():
             return []
         session = run.session
         agent = session.current_agent
@@ -250,8 +268,10 @@ def FlowStateMachine(
     context_overrides: Overrides | None = None,
     argument_overrides: ArgumentOverrides | None = None,
     tools: Mapping[str, Overrides] | None = None,
+    tool_errors: Mapping[str, ToolErrorsOk] | None = None,
     interruptions: bool = True,
     initial: Mapping[str, Any] | None = None,
+    max_context_fields: int | None = None,
     name: str | None = None,
 ) -> type[FlowMachineBase]:
     """A RuleBasedStateMachine class that tests ``flow`` against its own declaration.
@@ -271,10 +291,16 @@ def FlowStateMachine(
         context_overrides / argument_overrides: strategies for Context fields and for
             transition arguments (trigger → parameter → strategy).
         tools: session mode: ordinary tools the LLM may call, with strategies for
-            their arguments (``{"verify_account": {"pin": st.just("1234")}}``).
+            their arguments (``{"verify_account": {"pin": st.just("1234")}}``). Each
+            call must succeed, unless ``tool_errors`` says it may fail.
+        tool_errors: tool → ``True`` (any error is fine) or ``(arguments, error text)
+            → bool`` (``lambda args, error: "wrong pin" in error``).
         interruptions: session mode: add the rule that interrupts handoffs.
         initial: Context fields every run starts with (before the drawn changes), to
             start the exploration where it matters (``{"verified": True}``).
+        max_context_fields: how many Context fields ``start`` may set (default: all).
+
+    A call that ends (a final state or a tool closes the session) draws no more steps.
     """
     co = dict(context_overrides or {})
     base = dict(initial or {})
@@ -285,10 +311,11 @@ def FlowStateMachine(
         "entry_conditions": dict(entry_conditions or {}),
         "may_clear": dict(may_clear or {}),
         "allow_errors": allow_errors,
+        "tool_errors": dict(tool_errors or {}),
         "__doc__": f"Generated model-based test of flow {flow.name!r} ({mode} mode).",
     }
 
-    @initialize(context=context_changes(flow, **co))
+    @initialize(context=context_changes(flow, max_fields=max_context_fields, **co))
     def start(self: FlowMachineBase, context: dict[str, Any]) -> None:
         """Start a run in the initial state, the Context's defaults with these fields set."""
         self._start({**base, **context})
@@ -298,14 +325,9 @@ def FlowStateMachine(
     for trigger in trigger_names(flow):
         _add_transition_rules(ns, flow, trigger, ao.get(trigger), mode)
 
-    @rule(attempt=attempts(flow, argument_overrides=ao))
-    def attempt_any(self: FlowMachineBase, attempt: Attempt) -> None:
-        """Any trigger (declared here or not, or by no state), by code."""
-        self._go(attempt)
+    ns["attempt_any"] = _any_rule(flow, ao, "go")
 
-    ns["attempt_any"] = attempt_any
-
-    if context_updates:
+    if context_updates and flow.context_type.model_fields:
         ns["set_context"] = _setter_rule(flow, co)
 
     if mode == "session":
@@ -315,6 +337,64 @@ def FlowStateMachine(
     return type(cls_name, (FlowMachineBase,), ns)
 
 
+def _shared_names_differ(flow: Flow[Any]) -> bool:
+    """Whether some trigger name is declared twice with different parameters."""
+    return any(len({_signature(e) for e in flow.edges if e.trigger == t}) > 1
+               for t in trigger_names(flow))
+
+
+def _any_rule(flow: Flow[Any], ao: ArgumentOverrides, kind: str) -> Any:
+    """Any trigger (declared here, elsewhere or nowhere), by code (``go``) or the LLM.
+
+    Arguments come from the trigger's declaration; when a name is declared twice with
+    different parameters, from the current state's declaration (drawn in the step).
+    """
+
+    def attempt_any(self: FlowMachineBase, attempt: Attempt) -> None:
+        """Any trigger (declared here or not, or by no state)."""
+        if kind == "go":
+            self._go(attempt)
+        else:
+            self._say(attempt)
+
+    if not _shared_names_differ(flow):
+        decorated = rule(attempt=attempts(flow, argument_overrides=ao))(attempt_any)
+    else:
+        everything = [*trigger_names(flow), UNDECLARED]
+
+        def attempt_any_here(self: FlowMachineBase, trigger: str, data: st.DataObject) -> None:
+            """Any trigger (declared here or not, or by no state)."""
+            args = data.draw(arguments(self.flow, trigger, ao.get(trigger),
+                                       state=self.run.state), label="arguments")
+            attempt_any(self, Attempt(trigger, args))
+
+        decorated = rule(trigger=st.sampled_from(everything), data=st.data())(attempt_any_here)
+    decorated.__name__ = "attempt_any" if kind == "go" else "llm_attempt_any"
+    return precondition(FlowMachineBase.live)(decorated)
+
+
+def _parallel_rule(flow: Flow[Any], ao: ArgumentOverrides) -> Any:
+    """One LLM response naming two or three transitions (DESIGN §2.3)."""
+    if not _shared_names_differ(flow):
+        @rule(batch=st.lists(attempts(flow, undeclared=False, argument_overrides=ao),
+                             min_size=2, max_size=3))
+        def llm_parallel(self: FlowMachineBase, batch: list[Attempt]) -> None:
+            """The LLM names several transitions in one response (DESIGN §2.3)."""
+            self._say_parallel(batch)
+
+        return precondition(FlowMachineBase.live)(llm_parallel)
+
+    @rule(names=st.lists(st.sampled_from(trigger_names(flow)), min_size=2, max_size=3),
+          data=st.data())
+    def llm_parallel_here(self: FlowMachineBase, names: list[str], data: st.DataObject) -> None:
+        """The LLM names several transitions in one response (DESIGN §2.3)."""
+        batch = [Attempt(t, data.draw(arguments(self.flow, t, ao.get(t), state=self.run.state),
+                                      label=f"arguments of {t}")) for t in names]
+        self._say_parallel(batch)
+
+    return precondition(FlowMachineBase.live)(llm_parallel_here)
+
+
 def _setter_rule(flow: Flow[Any], overrides: Overrides) -> Any:
     """A rule setting one Context field (as code or a tool would) between moves."""
 
@@ -322,44 +402,61 @@ def _setter_rule(flow: Flow[Any], overrides: Overrides) -> Any:
         """Code (or a tool) sets one Context field between moves."""
         setattr(self.run.context, change[0], change[1])
 
-    return rule(change=field_changes(flow, **overrides))(set_context)
+    return precondition(FlowMachineBase.live)(
+        rule(change=field_changes(flow, **overrides))(set_context))
+
+
+def _signature(edge: Edge) -> tuple[tuple[str, Any, Any], ...]:
+    return tuple((p.name, repr(p.annotation), p.default is p.empty)
+                 for p in edge.transition.params)
 
 
 def _add_transition_rules(
     ns: dict[str, Any], flow: Flow[Any], trigger: str, over: Overrides | None, mode: Mode
 ) -> None:
-    params = {p.name for e in flow.edges if e.trigger == trigger for p in e.transition.params}
-    reserved = params & {"self", "target", "targets"}
-    args_strategy = arguments(flow, trigger, over)
+    """``go_<trigger>`` (and ``llm_<trigger>``) rules, one per distinct declaration.
+
+    A trigger name declared by two states with different parameters gets one rule per
+    state (``go_<trigger>_from_<State>``), each drawing the arguments of its own edge.
+    """
+    edges = [e for e in flow.edges if e.trigger == trigger]
+    distinct = {_signature(e) for e in edges}
+    groups: list[tuple[str, list[Edge]]] = (
+        [("", edges)] if len(distinct) == 1
+        else [(f"_from_{_ident(e.source or 'any')}", [e]) for e in edges])
+    for suffix, group in groups:
+        for kind in ("go", "llm") if mode == "session" else ("go",):
+            name = f"{kind}_{_ident(trigger)}{suffix}"
+            ns[name] = _transition_rule(name, kind, trigger, group, over)
+
+
+def _transition_rule(name: str, kind: str, trigger: str, group: list[Edge],
+                     over: Overrides | None) -> Any:
+    edge_ids = {id(e) for e in group}
+    params = group[0].transition.params
+    reserved = {p.name for p in params} & {"self", "target", "targets", "data"}
 
     def declared_here(self: FlowMachineBase) -> bool:
-        return self._run is not None and trigger in self.flow.table[self.run.state]
+        if not self.live():
+            return False
+        edge = self.flow.table[self.run.state].get(trigger)
+        return edge is not None and id(edge) in edge_ids
 
-    def make(kind: str) -> Callable[..., None]:
-        def step(self: FlowMachineBase, **kw: Any) -> None:
-            args = kw["arguments"] if reserved else kw
-            attempt = Attempt(trigger, args)
-            if kind == "go":
-                self._go(attempt)
-            else:
-                self._say(attempt)
-
-        step.__name__ = f"{kind}_{_ident(trigger)}"
-        step.__doc__ = f"{'Code' if kind == 'go' else 'The LLM'} takes {trigger!r} (declared here)."
-        if reserved:
-            decorated = rule(arguments=args_strategy)(step)
+    def step(self: FlowMachineBase, **kw: Any) -> None:
+        attempt = Attempt(trigger, kw["arguments"] if reserved else kw)
+        if kind == "go":
+            self._go(attempt)
         else:
-            edge = next(e for e in flow.edges if e.trigger == trigger)
-            strategies = {
-                p.name: (over or {}).get(p.name, for_type(p.annotation))
-                for p in edge.transition.params
-            }
-            decorated = rule(**strategies)(step)  # type: ignore[call-overload]
-        return precondition(declared_here)(decorated)
+            self._say(attempt)
 
-    ns[f"go_{_ident(trigger)}"] = make("go")
-    if mode == "session":
-        ns[f"llm_{_ident(trigger)}"] = make("llm")
+    step.__name__ = name
+    step.__doc__ = f"{'Code' if kind == 'go' else 'The LLM'} takes {trigger!r} (declared here)."
+    if reserved:
+        decorated = rule(arguments=edge_arguments(group[0], over))(step)
+    else:
+        strategies = {p.name: parameter_strategy(group[0], p.name, over) for p in params}
+        decorated = rule(**strategies)(step)  # type: ignore[call-overload]
+    return precondition(declared_here)(decorated)
 
 
 def _add_session_rules(
@@ -369,21 +466,14 @@ def _add_session_rules(
     tools: Mapping[str, Overrides],
     interruptions: bool,
 ) -> None:
-    @rule(attempt=attempts(flow, argument_overrides=ao))
-    def llm_attempt_any(self: FlowMachineBase, attempt: Attempt) -> None:
-        """The LLM calls any tool name (declared here or not)."""
-        self._say(attempt)
+    ns["llm_attempt_any"] = _any_rule(flow, ao, "llm")
+    ns["llm_parallel"] = _parallel_rule(flow, ao)
 
-    @rule(batch=st.lists(attempts(flow, undeclared=False, argument_overrides=ao),
-                         min_size=2, max_size=3))
-    def llm_parallel(self: FlowMachineBase, batch: list[Attempt]) -> None:
-        """The LLM names several transitions in one response (DESIGN §2.3)."""
-        self._say_parallel(batch)
-
-    ns["llm_attempt_any"] = llm_attempt_any
-    ns["llm_parallel"] = llm_parallel
+    def can_interrupt(self: FlowMachineBase) -> bool:
+        return self.live() and bool(self.flow.table[self.run.state])
 
     if interruptions:
+        @precondition(can_interrupt)
         @rule(data=st.data(), at=st.sampled_from(["thinking", "handing_over"]))
         def interrupt(self: FlowMachineBase, data: st.DataObject, at: InterruptAt) -> None:
             """The caller talks over a turn whose LLM asks for a handoff (DESIGN §2.5)."""
@@ -410,7 +500,7 @@ def _tool_rule(flow: Flow[Any], tool: str, over: Overrides) -> Any:
         raise ValueError(f"tool {tool!r} has no parameter(s) {sorted(unknown)}")
 
     def offered(self: FlowMachineBase) -> bool:
-        return self._run is not None and self.run.state in owners
+        return self.live() and self.run.state in owners
 
     def step(self: FlowMachineBase, args: dict[str, Any]) -> None:
         self._tool(tool, args)

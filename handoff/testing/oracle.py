@@ -10,12 +10,14 @@ lost across a transition (same object; no field that held a value turns to None)
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..flow import Flow
+from ..graph import Edge
 from ..records import Refusal, TransitionRecord
 from ..run import FlowRun
 from .strategies import Attempt
@@ -25,45 +27,73 @@ Verdict = Literal["invalid", "guard", "guard-error", "allowed"]
 
 @dataclass(frozen=True)
 class Expectation:
-    """What the declared table and the guard say about one attempt."""
+    """What the declared table and the guard say about one attempt.
+
+    ``targets`` are the states the move may end in: the edge's target, the state a
+    side trip returns to (``to=RETURN``), or each target a dynamic edge declares.
+    """
 
     verdict: Verdict
-    target: str | None = None
+    targets: tuple[str, ...] = ()
     reason: str | None = None
-    alternatives: frozenset[str] = frozenset()
-    """For a ``to=[...]`` transition: every target its body may choose (``target`` is one)."""
 
     def allows(self, target: str) -> bool:
-        return target == self.target or target in self.alternatives
+        return target in self.targets
+
+    @property
+    def target(self) -> str | None:
+        """The one target, when there is exactly one."""
+        return self.targets[0] if len(self.targets) == 1 else None
+
+
+NO_RETURN = "there is no earlier state to return to"
+
+
+def declared_targets(flow: Flow[Any], edge: Edge,
+                     return_stack: Sequence[str] = ()) -> tuple[str, ...]:
+    """Where ``edge`` may lead from a run whose return stack is ``return_stack``.
+
+    A side trip's return (``to=RETURN``) goes to the top of the stack (nowhere when it
+    is empty); a ``to=[...]`` transition may go to any of its candidates.
+    """
+    if edge.is_return:
+        return (return_stack[-1],) if return_stack else ()
+    if edge.is_dynamic:
+        return tuple(e.target for e in flow.edges
+                     if e.transition is edge.transition and e.source == edge.source)
+    return (edge.target,)
 
 
 def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
-           *, by_llm: bool = False) -> Expectation:
-    """The oracle's verdict for ``attempt`` in ``state`` with ``context`` (left untouched);
-    ``by_llm``: the LLM asks, so a code-only transition (``llm=False``) is not available."""
+           return_stack: Sequence[str] = (), *, by_llm: bool = False) -> Expectation:
+    """The oracle's verdict for ``attempt`` in ``state`` with ``context`` (left untouched).
+
+    ``return_stack`` is the run's (``run.return_stack``): it says where a ``to=RETURN``
+    edge goes, and that it is refused as invalid when there is nowhere to go back to.
+    ``by_llm``: the LLM asks, so a code-only transition (``llm=False``) is not available.
+    """
     edge = flow.table[state].get(attempt.trigger)
     if edge is None or (by_llm and not edge.transition.offered):
         return Expectation("invalid")
-    expectation = _verdict(edge, context, attempt)
-    if not edge.is_dynamic:
-        return expectation
-    candidates = frozenset(e.target for e in flow.edges
-                           if e.transition is edge.transition and e.source == edge.source)
-    return Expectation(expectation.verdict, expectation.target, expectation.reason, candidates)
-
-
-def _verdict(edge: Any, context: Any, attempt: Attempt) -> Expectation:
+    targets = declared_targets(flow, edge, return_stack)
     try:
         reason = edge.transition.check_guard(copy.deepcopy(context), dict(attempt.arguments))
     except Exception as exc:
-        return Expectation("guard-error", edge.target, f"{type(exc).__name__}: {exc}")
+        return Expectation("guard-error", targets, f"{type(exc).__name__}: {exc}")
     if reason is not None:
-        return Expectation("guard", edge.target, reason)
-    return Expectation("allowed", edge.target)
+        return Expectation("guard", targets, reason)
+    if not targets:
+        return Expectation("invalid", (), NO_RETURN)
+    return Expectation("allowed", targets)
+
+
+def expect_for(run: FlowRun[Any], attempt: Attempt, *, by_llm: bool = False) -> Expectation:
+    """:func:`expect` for ``attempt`` on ``run`` now (its state, context and return stack)."""
+    return expect(run.flow, run.state, run.context, attempt, run.return_stack, by_llm=by_llm)
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Observation:
     """What must not change on a refusal: the state, the context's values and identity."""
 
     state: str
@@ -71,11 +101,12 @@ class Snapshot:
     context_id: int
     log_len: int
     refusals_len: int
+    return_stack: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, run: FlowRun[Any]) -> Snapshot:
+    def of(cls, run: FlowRun[Any]) -> Observation:
         return cls(run.state, copy.deepcopy(run.context.model_dump()), id(run.context),
-                   len(run.log), len(run.refusals))
+                   len(run.log), len(run.refusals), tuple(run.return_stack))
 
 
 @dataclass(frozen=True)
@@ -86,7 +117,7 @@ class Outcome:
     refused: tuple[Refusal, ...]
 
     @classmethod
-    def since(cls, run: FlowRun[Any], before: Snapshot) -> Outcome:
+    def since(cls, run: FlowRun[Any], before: Observation) -> Outcome:
         return cls(tuple(run.log[before.log_len:]), tuple(run.refusals[before.refusals_len:]))
 
 
@@ -110,12 +141,24 @@ def lost_fields(
     return lost
 
 
+def _stack_after(edge: Edge | None, before: Observation) -> tuple[str, ...] | None:
+    """The return stack a taken ``edge`` leaves: popped by a return, pushed by ``returns=``."""
+    if edge is None:
+        return None
+    stack = list(before.return_stack)
+    if edge.is_return and stack:
+        stack.pop()
+    if edge.transition.returns:
+        stack.append(before.state)
+    return tuple(stack)
+
+
 def violations(
     flow: Flow[Any],
     run: FlowRun[Any],
     attempt: Attempt,
     expectation: Expectation,
-    before: Snapshot,
+    before: Observation,
     *,
     allow_errors: bool = False,
     may_clear: Mapping[str, Collection[str]] | None = None,
@@ -132,7 +175,7 @@ def violations(
     interrupted the LLM before it called the tool): no refusal is then fine.
     """
     out = Outcome.since(run, before)
-    after = Snapshot.of(run)
+    after = Observation.of(run)
     problems: list[str] = []
     where = f"{attempt!r} in {before.state}"
     if len(out.taken) > 1:
@@ -143,11 +186,11 @@ def violations(
             why = f" ({expectation.reason})" if expectation.reason else ""
             problems.append(f"{where}: taken to {record.target}, but the table/guard says "
                             f"{expectation.verdict}{why}")
-        elif (record.source, record.trigger) != (before.state, attempt.trigger) or not (
-            expectation.allows(record.target)
-        ):
+        elif ((record.source, record.trigger) != (before.state, attempt.trigger)
+              or not expectation.allows(record.target)):
+            declared = " or ".join(expectation.targets)
             problems.append(f"{where}: took {record.source} -{record.trigger}-> {record.target}, "
-                            f"declared {before.state} -{attempt.trigger}-> {expectation.target}")
+                            f"declared {before.state} -{attempt.trigger}-> {declared}")
         if run.state != record.target:
             problems.append(f"{where}: the log says {record.target} but the run is in {run.state}")
         if after.context_id != before.context_id:
@@ -156,15 +199,20 @@ def violations(
         lost = lost_fields(flow, before.context, after.context, clear)
         if lost:
             problems.append(f"{where}: context lost across the transition: {', '.join(lost)}")
+        stack = _stack_after(flow.table[before.state].get(attempt.trigger), before)
+        if stack is not None and after.return_stack != stack:
+            problems.append(f"{where}: the return stack is {list(after.return_stack)}, "
+                            f"expected {list(stack)}")
         return problems
 
     # not taken: nothing may have changed, and the refusal must be the right one
-    if (after.state, after.context, after.context_id) != (
-        before.state, before.context, before.context_id
+    if (after.state, after.context, after.context_id, after.return_stack) != (
+        before.state, before.context, before.context_id, before.return_stack
     ):
         changed = sorted(k for k in before.context if before.context[k] != after.context.get(k))
         problems.append(f"{where}: refused but something changed: state {before.state}→"
-                        f"{after.state}, context fields {changed}")
+                        f"{after.state}, context fields {changed}, return stack "
+                        f"{list(before.return_stack)}→{list(after.return_stack)}")
     kinds = [r.kind for r in out.refused if r.trigger == attempt.trigger]
     kind = kinds[0] if kinds else None
     if kind is None and may_not_happen:
@@ -185,3 +233,31 @@ def violations(
             problems.append(f"{where}: refusal reason {reason!r} does not carry the guard's "
                             f"reason {expectation.reason!r}")
     return problems
+
+
+@contextlib.contextmanager
+def checking(
+    run: FlowRun[Any],
+    attempt: Attempt,
+    *,
+    allow_errors: bool = False,
+    may_clear: Mapping[str, Collection[str]] | None = None,
+    by_llm: bool = False,
+) -> Iterator[Expectation]:
+    """Check what the code inside the block does with ``attempt`` against the table.
+
+    ::
+
+        with checking(driver.run, attempt, by_llm=True):
+            await driver.turn(ToolCall(attempt.trigger, attempt.arguments))
+
+    Raises ``AssertionError`` listing every violation (undeclared move, wrong target,
+    a refusal that changed something, lost context, ...). ``by_llm``: the attempt is
+    an LLM tool call, which LiveKit itself rejects when the agent does not offer it.
+    """
+    before = Observation.of(run)
+    expectation = expect_for(run, attempt, by_llm=by_llm)
+    yield expectation
+    problems = violations(run.flow, run, attempt, expectation, before, allow_errors=allow_errors,
+                          may_clear=may_clear, unknown_tool_ok=by_llm)
+    assert not problems, "\n".join(problems)

@@ -1,14 +1,14 @@
 """Paths through a flow: one script reaching each state, and a set taking every transition.
 
-A :class:`Path` is a list of :class:`Step`\\ s from the initial state. A step names the
-trigger, the arguments, and — when the guard or the body needs the Context to hold
-something first — the ``setup``: Context fields that code sets before the step (in a
-real call a tool such as ``verify_account`` would set them).
+A :class:`FlowPath` (a path through the flow's graph) is a list of :class:`Step`\\ s from
+the initial state. A step names the trigger, the arguments, and — when the guard or the
+body needs the Context to hold something first — the ``setup``: Context fields that code
+sets before the step (in a real call a tool such as ``verify_account`` would set them).
 
 Guarded edges need values that pass the guard *and* the body. They are searched for
 with hypothesis (``find``): first arguments alone, then arguments plus the smallest
 setup; every candidate is checked by running the real transition on a pure FlowRun.
-What cannot be found is reported in ``Paths.missing`` rather than invented — give
+What cannot be found is reported in ``FlowPaths.missing`` rather than invented — give
 ``arguments=`` / ``setup=`` hints for those edges::
 
     @pytest.mark.parametrize("path", shortest_paths(flow), ids=str)
@@ -29,9 +29,12 @@ from hypothesis.errors import NoSuchExample, Unsatisfiable
 
 from ..errors import TransitionRefused
 from ..flow import Flow
+from ..graph import Edge
 from ..run import FlowRun
 from ._release import release
+from .boundaries import Condition, guard_boundaries, unmet_conditions
 from .coverage import INTERNAL_CALL_ID
+from .oracle import NO_RETURN, declared_targets
 from .scripted import ToolCall
 from .strategies import Overrides, arguments, context_changes
 
@@ -56,7 +59,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Path:
+class FlowPath:
     """A sequence of steps from the flow's initial state to ``target``."""
 
     start: str
@@ -89,8 +92,8 @@ class Path:
             parts.append(f"--{step}--> {step.target}")
         return " ".join(parts)
 
-    def then(self, step: Step) -> Path:
-        return Path(self.start, (*self.steps, step))
+    def then(self, step: Step) -> FlowPath:
+        return FlowPath(self.start, (*self.steps, step))
 
     async def replay(self, run: FlowRun[Any]) -> None:
         """Take the path by code (``run.go``) on a pure run or a session's run."""
@@ -103,14 +106,14 @@ class Path:
         return [ToolCall(s.trigger, dict(s.arguments)) for s in self.steps]
 
 
-class Paths(list[Path]):
+class FlowPaths(list[FlowPath]):
     """A list of paths, and what could not be reached (``missing``: what → why)."""
 
-    def __init__(self, paths: list[Path], missing: Mapping[str, str]) -> None:
+    def __init__(self, paths: list[FlowPath], missing: Mapping[str, str]) -> None:
         super().__init__(paths)
         self.missing: dict[str, str] = dict(missing)
 
-    def require_complete(self) -> Paths:
+    def require_complete(self) -> FlowPaths:
         """Raise when something was not reached (use it to make a gap fail loudly)."""
         if self.missing:
             lines = "\n".join(f"  - {k}: {v}" for k, v in self.missing.items())
@@ -125,7 +128,11 @@ def _apply(run: FlowRun[Any], setup: Mapping[str, Any]) -> None:
 
 
 class _Searcher:
-    """Finds arguments (and a setup) that take one edge, by running it for real."""
+    """Finds arguments (and a setup) that take one edge, by running it for real.
+
+    It remembers, per (state, trigger), which conditions of the guard it ever saw hold
+    and the last refusal, so an edge it cannot take is reported with the reason.
+    """
 
     def __init__(
         self,
@@ -147,75 +154,131 @@ class _Searcher:
         )
         self.quick_settings = settings(self.settings, max_examples=max(10, max_examples // 3))
         self.loop = asyncio.Runner()
-        self.memo: dict[tuple[str, str], Step | None] = {}
+        self.memo: dict[tuple[str, str, str | None], Step | None] = {}
+        self.held: dict[tuple[str, str], set[str]] = {}
+        self.refusals: dict[tuple[str, str], str] = {}
 
     def close(self) -> None:
         self.loop.close()
 
-    def takes(self, prefix: Path, trigger: str, args: dict[str, Any],
-              setup: dict[str, Any]) -> bool:
-        """Does replaying ``prefix`` then ``setup`` + ``trigger(args)`` reach the edge's target?"""
-        target = self.flow.table[prefix.target][trigger].target
+    def takes(self, prefix: FlowPath, trigger: str, args: dict[str, Any],
+              setup: dict[str, Any], wanted: str | None = None) -> str | None:
+        """The state replaying ``prefix`` then ``setup`` + ``trigger(args)`` reaches.
 
-        async def attempt() -> bool:
+        None unless it is a declared target of the edge (``wanted``, when given).
+        """
+        key = (prefix.target, trigger)
+        edge = self.flow.table[prefix.target][trigger]
+        conditions = guard_boundaries(edge.transition.when).conditions
+
+        async def attempt() -> str | None:
             run = self.flow.new_run(call_id=INTERNAL_CALL_ID)
             try:
                 await prefix.replay(run)
                 _apply(run, setup)
+                self._note_conditions(key, conditions, run.context, args)
+                targets = declared_targets(self.flow, edge, run.return_stack)
+                if not targets:
+                    self.refusals[key] = NO_RETURN
+                    return None
                 await run.go(trigger, **args)
-            except (TransitionRefused, ValueError):
-                return False
+            except TransitionRefused as exc:
+                self.refusals[key] = exc.message
+                return None
+            except ValueError:
+                return None
             finally:
                 release(run)
-            return run.state == target
+            reached = run.state
+            if reached not in targets or (wanted is not None and reached != wanted):
+                return None
+            return reached
 
         try:
             return self.loop.run(attempt())
         except Exception:
-            return False
+            return None
 
-    def step(self, prefix: Path, trigger: str) -> Step | None:
-        """The step taking ``trigger`` after ``prefix`` (searched once, then remembered)."""
-        key = (prefix.describe(), trigger)
+    def _note_conditions(self, key: tuple[str, str], conditions: list[Condition],
+                         context: Any, args: dict[str, Any]) -> None:
+        held = self.held.setdefault(key, set())
+        for condition in conditions:
+            if condition.text in held:
+                continue
+            try:
+                if condition.check(context, **args) if _takes_args(condition) else \
+                        condition.check(context):
+                    held.add(condition.text)
+            except Exception:
+                continue
+
+    def why_not(self, state: str, trigger: str) -> str:
+        """Why no values were found that take ``state.trigger``: the unmet guard conditions."""
+        key = (state, trigger)
+        edge = self.flow.table[state][trigger]
+        conditions = guard_boundaries(edge.transition.when).conditions
+        unmet = unmet_conditions(conditions, self.held.get(key, set()))
+        if unmet:
+            return ("no arguments/setup found that meet its guard condition(s) "
+                    + ", ".join(f"`{c}`" for c in unmet))
+        last = self.refusals.get(key)
+        if last:
+            return f"no arguments/setup found that pass its guard and body (last refusal: {last})"
+        return "no arguments/setup found that pass its guard and body"
+
+    def step(self, prefix: FlowPath, trigger: str, wanted: str | None = None) -> Step | None:
+        """The step taking ``trigger`` after ``prefix`` (to ``wanted``, when given)."""
+        key = (prefix.describe(), trigger, wanted)
         if key not in self.memo:
-            self.memo[key] = self._search(prefix, trigger)
+            self.memo[key] = self._search(prefix, trigger, wanted)
         return self.memo[key]
 
-    def _search(self, prefix: Path, trigger: str) -> Step | None:
+    def _search(self, prefix: FlowPath, trigger: str, wanted: str | None) -> Step | None:
         source = prefix.target
-        target = self.flow.table[source][trigger].target
         given_args = dict(self.given_arguments.get(trigger, {}))
         given_setup = dict(self.given_setup.get(trigger, {}))
         given = trigger in self.given_arguments or trigger in self.given_setup
-        if given and self.takes(prefix, trigger, given_args, given_setup):
-            return Step(source, trigger, target, given_args, given_setup, "given")
+        if given and (reached := self.takes(prefix, trigger, given_args, given_setup, wanted)):
+            return Step(source, trigger, reached, given_args, given_setup, "given")
         args_strategy = arguments(self.flow, trigger, self.argument_overrides.get(trigger),
                                   state=source)
         if not self.flow.table[source][trigger].transition.params:
-            if self.takes(prefix, trigger, {}, {}):
-                return Step(source, trigger, target, {}, {}, "plain")
+            if reached := self.takes(prefix, trigger, {}, {}, wanted):
+                return Step(source, trigger, reached, {}, {}, "plain")
         else:
-            found = self._find(args_strategy.map(lambda a: (a, {})), prefix, trigger,
+            found = self._find(args_strategy.map(lambda a: (a, {})), prefix, trigger, wanted,
                                quick=True)
             if found is not None:
-                return Step(source, trigger, target, found[0], {}, "search")
+                return self._step(prefix, trigger, wanted, found, "search")
         with_setup = st.tuples(args_strategy,
-                               context_changes(self.flow, **self.context_overrides))
-        found = self._find(with_setup, prefix, trigger)
+                               context_changes(self.flow, **_as_kwargs(self.context_overrides)))
+        found = self._find(with_setup, prefix, trigger, wanted)
         if found is not None:
-            return Step(source, trigger, target, found[0], found[1], "search+setup")
+            return self._step(prefix, trigger, wanted, found, "search+setup")
         return None
 
+    def _step(self, prefix: FlowPath, trigger: str, wanted: str | None,
+              found: tuple[dict[str, Any], dict[str, Any]], how: FoundBy) -> Step | None:
+        reached = self.takes(prefix, trigger, found[0], found[1], wanted)
+        if reached is None:
+            return None
+        return Step(prefix.target, trigger, reached, found[0], found[1], how)
+
     def _find(self, strategy: st.SearchStrategy[tuple[dict[str, Any], dict[str, Any]]],
-              prefix: Path, trigger: str, *, quick: bool = False
+              prefix: FlowPath, trigger: str, wanted: str | None, *, quick: bool = False
               ) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """Search (then shrink) values taking the edge; ``quick`` spends a third of the budget."""
         chosen = self.quick_settings if quick else self.settings
         try:
-            return find(strategy, lambda v: self.takes(prefix, trigger, v[0], v[1]),
+            return find(strategy,
+                        lambda v: self.takes(prefix, trigger, v[0], v[1], wanted) is not None,
                         settings=chosen)
         except (NoSuchExample, Unsatisfiable):
             return None
+
+
+def _takes_args(condition: Condition) -> bool:
+    return condition.check.__code__.co_argcount > 1
 
 
 def _searcher(flow: Flow[Any], arguments: Mapping[str, Mapping[str, Any]] | None,
@@ -226,24 +289,35 @@ def _searcher(flow: Flow[Any], arguments: Mapping[str, Mapping[str, Any]] | None
                      context_overrides or {}, max_examples)
 
 
-def _reach(search: _Searcher) -> tuple[dict[str, Path], dict[str, str]]:
+def _wanted(flow: Flow[Any], edge: Edge) -> list[str | None]:
+    """The targets to reach separately: each of a dynamic edge's, else any (None)."""
+    targets = declared_targets(flow, edge)
+    return list(targets) if len(targets) > 1 else [None]
+
+
+def _reach(search: _Searcher) -> tuple[dict[str, FlowPath], dict[str, str]]:
     """Breadth first from the initial state: the fewest transitions to each state."""
     flow = search.flow
-    paths = {flow.initial: Path(flow.initial)}
+    paths = {flow.initial: FlowPath(flow.initial)}
     failed: dict[str, str] = {}
     queue = deque([flow.initial])
     while queue:
         state = queue.popleft()
         for trigger, edge in sorted(flow.table[state].items()):
-            if edge.target in paths:
-                continue
-            step = search.step(paths[state], trigger)
-            if step is None:
-                failed.setdefault(edge.target, f"{state}.{trigger}: no arguments/setup found "
-                                  "that pass its guard and body")
-                continue
-            paths[edge.target] = paths[state].then(step)
-            queue.append(edge.target)
+            for wanted in _wanted(flow, edge):
+                known = wanted if wanted is not None else (
+                    None if edge.is_return else edge.target)
+                if known is not None and known in paths:
+                    continue
+                step = search.step(paths[state], trigger, wanted)
+                if step is None:
+                    if known is not None:
+                        failed.setdefault(known, f"{state}.{trigger}: "
+                                          f"{search.why_not(state, trigger)}")
+                    continue
+                if step.target not in paths:
+                    paths[step.target] = paths[state].then(step)
+                    queue.append(step.target)
     missing = {s: failed.get(s, "no declared path leads there") for s in flow.states
                if s not in paths}
     return paths, missing
@@ -257,7 +331,7 @@ def shortest_paths(
     argument_overrides: Mapping[str, Overrides] | None = None,
     context_overrides: Overrides | None = None,
     max_examples: int = 200,
-) -> Paths:
+) -> FlowPaths:
     """One path per reachable state, with the fewest transitions found.
 
     Args:
@@ -273,7 +347,7 @@ def shortest_paths(
     finally:
         search.close()
     ordered = [paths[s] for s in flow.states if s in paths]
-    return Paths(ordered, missing)
+    return FlowPaths(ordered, missing)
 
 
 def transition_cover(
@@ -284,16 +358,16 @@ def transition_cover(
     argument_overrides: Mapping[str, Overrides] | None = None,
     context_overrides: Overrides | None = None,
     max_examples: int = 200,
-) -> Paths:
-    """Paths that together take every (state, trigger) of the table at least once.
+) -> FlowPaths:
+    """FlowPaths that together take every (state, trigger) of the table at least once.
 
-    A global transition counts once per state it leaves from. Paths that are a prefix
+    A global transition counts once per state it leaves from. FlowPaths that are a prefix
     of another are dropped (the longer one covers them). ``missing`` names each
     transition no path was found for, and why.
     """
     search = _searcher(flow, arguments, setup, argument_overrides, context_overrides,
                        max_examples)
-    found: list[Path] = []
+    found: list[FlowPath] = []
     missing: dict[str, str] = {}
     try:
         reached, unreached = _reach(search)
@@ -303,14 +377,20 @@ def transition_cover(
                 if state not in reached:
                     missing[key] = f"state {state} not reached: {unreached[state]}"
                     continue
-                step = search.step(reached[state], trigger)
-                if step is None:
-                    missing[key] = "no arguments/setup found that pass its guard and body"
-                    continue
-                found.append(reached[state].then(step))
+                for wanted in _wanted(flow, flow.table[state][trigger]):
+                    item = key if wanted is None else f"{key}->{wanted}"
+                    step = search.step(reached[state], trigger, wanted)
+                    if step is None:
+                        missing[item] = search.why_not(state, trigger)
+                        continue
+                    found.append(reached[state].then(step))
     finally:
         search.close()
     kept = [p for p in found
             if not any(q is not p and q.steps[: len(p.steps)] == p.steps
                        and len(q.steps) > len(p.steps) for q in found)]
-    return Paths(kept, missing)
+    return FlowPaths(kept, missing)
+
+
+def _as_kwargs(overrides: Overrides) -> dict[str, Any]:
+    return dict(overrides)

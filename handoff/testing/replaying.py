@@ -17,7 +17,7 @@ from ..errors import TransitionRefused
 from ..flow import Flow
 from ..run import FlowRun
 from ._release import release
-from .oracle import Snapshot, expect, violations
+from .oracle import Observation, expect_for, violations
 from .strategies import Attempt
 
 C = TypeVar("C", bound=Context)
@@ -32,8 +32,8 @@ async def replay_async(
 ) -> None:
     """Attempt each step by code on ``run``; assert the oracle and invariants after each."""
     for i, attempt in enumerate(walk):
-        before = Snapshot.of(run)
-        expectation = expect(run.flow, run.state, run.context, attempt)
+        before = Observation.of(run)
+        expectation = expect_for(run, attempt)
         with contextlib.suppress(TransitionRefused):
             await run.go(attempt.trigger, **attempt.arguments)
         problems = violations(run.flow, run, attempt, expectation, before,

@@ -26,6 +26,7 @@ from typing import Any
 
 from livekit.agents import APIConnectionError, APIConnectOptions, llm
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
+from pydantic_core import to_jsonable_python
 
 _ids = itertools.count()
 
@@ -229,6 +230,12 @@ def _asking_agent_id() -> str | None:
         return None
 
 
+def as_json(arguments: Mapping[str, Any]) -> str:
+    """Tool-call arguments as the JSON a real model sends: pydantic models as objects,
+    enums as their values, dates as ISO strings, sets and tuples as arrays."""
+    return json.dumps(to_jsonable_python(dict(arguments)))
+
+
 def as_reply(value: ReplyLike) -> Reply:
     if isinstance(value, Reply):
         return value
@@ -273,7 +280,7 @@ class _ScriptedStream(llm.LLMStream):
             self._event_ch.send_nowait(llm.ChatChunk(
                 id=request_id,
                 delta=llm.ChoiceDelta(role="assistant", tool_calls=[
-                    llm.FunctionToolCall(name=c.name, arguments=json.dumps(c.arguments),
+                    llm.FunctionToolCall(name=c.name, arguments=as_json(c.arguments),
                                          call_id=f"call_{next(_ids)}")
                     for c in self._reply.calls
                 ]),

@@ -13,6 +13,7 @@ Pass ``overrides`` to steer a field or an argument towards interesting values
 
 from __future__ import annotations
 
+import enum
 import inspect
 import types
 import typing
@@ -25,6 +26,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..context import Context
 from ..flow import Flow
+from ..graph import Edge
+from .boundaries import argument_boundaries, context_boundaries
 
 UNDECLARED = "__undeclared_transition__"
 """A trigger no flow declares: ``triggers(flow, undeclared=True)`` mixes it in."""
@@ -64,7 +67,7 @@ def for_type(hint: Any) -> st.SearchStrategy[Any]:
     if origin is Literal:
         return st.sampled_from(args)
     if origin is typing.Annotated:
-        return for_type(args[0])
+        return _annotated(hint, args[0])
     if origin in (list, typing.List):  # noqa: UP006
         return st.lists(for_type(args[0]) if args else st.text(max_size=8), max_size=3)
     if origin in (set, frozenset):
@@ -89,7 +92,60 @@ def for_type(hint: Any) -> st.SearchStrategy[Any]:
         return st.text(max_size=16)
     if isinstance(hint, type) and issubclass(hint, BaseModel):
         return models(hint)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return st.sampled_from(list(hint))
     return st.from_type(hint)
+
+
+def _annotated(hint: Any, inner: Any) -> st.SearchStrategy[Any]:
+    """``Annotated[int, Field(ge=1, le=12)]``: values of ``inner`` the constraints accept.
+
+    Numeric bounds narrow the range (so 1..12 is searched, not ±10⁶); any other
+    constraint is honoured by validating each value with pydantic.
+    """
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(hint)
+    base = for_type(inner)
+    if inner in (int, float):
+        low, high = _bounds(hint)
+        if low is not None or high is not None:
+            base = (st.integers(min_value=low, max_value=high) if inner is int else
+                    st.floats(min_value=low, max_value=high, allow_nan=False,
+                              allow_infinity=False))
+
+    def valid(value: Any) -> bool:
+        try:
+            adapter.validate_python(value)
+        except ValidationError:
+            return False
+        return True
+
+    return base.filter(valid)
+
+
+def _bounds(hint: Any) -> tuple[Any, Any]:
+    """The inclusive numeric bounds an ``Annotated`` hint's metadata declares (or None)."""
+    import annotated_types as at
+
+    low: Any = None
+    high: Any = None
+    stack = list(get_args(hint)[1:])
+    while stack:
+        meta = stack.pop()
+        stack += list(getattr(meta, "metadata", []))  # a pydantic FieldInfo carries its own
+        if isinstance(meta, at.Ge):
+            low = meta.ge
+        elif isinstance(meta, at.Gt):
+            low = meta.gt + 1 if isinstance(meta.gt, int) else meta.gt
+        elif isinstance(meta, at.Le):
+            high = meta.le
+        elif isinstance(meta, at.Lt):
+            high = meta.lt - 1 if isinstance(meta.lt, int) else meta.lt
+        elif isinstance(meta, at.Interval):
+            stack += [at.Ge(meta.ge) if meta.ge is not None else None,
+                      at.Le(meta.le) if meta.le is not None else None]
+    return low, high
 
 
 def models(model: type[BaseModel], overrides: Overrides | None = None) -> st.SearchStrategy[Any]:
@@ -121,33 +177,51 @@ def contexts(flow: Flow[C], **overrides: st.SearchStrategy[Any]) -> st.SearchStr
     return models(flow.context_type, overrides)
 
 
-MAX_CHANGED_FIELDS = 3
-
-
 def context_changes(
-    flow: Flow[Any], **overrides: st.SearchStrategy[Any]
+    flow: Flow[Any], *, max_fields: int | None = None, **overrides: Any
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """Up to three Context fields with new values (what a tool or code might set).
+    """Context fields with new values (what a tool or code might set).
 
-    Drawn as a short list of (field, value) pairs, so it shrinks towards changing
-    nothing and a counterexample shows only the fields that matter.
+    Up to ``max_fields`` fields (default: every field of the Context, so a guard that
+    needs four fields set can be met). Drawn as a list of (field, value) pairs, so it
+    shrinks towards changing nothing and a counterexample shows only the fields that
+    matter. Values where a guard changes its answer (:mod:`.boundaries`) are drawn
+    often.
     """
-    return st.lists(field_changes(flow, **overrides), max_size=MAX_CHANGED_FIELDS,
+    fields = len(flow.context_type.model_fields)
+    if fields == 0:
+        return st.just({})
+    size = fields if max_fields is None else max_fields
+    return st.lists(field_changes(flow, **overrides), max_size=size,
                     unique_by=lambda change: change[0]).map(dict)
 
 
 def field_changes(
     flow: Flow[Any], **overrides: st.SearchStrategy[Any]
 ) -> st.SearchStrategy[tuple[str, Any]]:
-    """One Context field and a valid new value for it, as ``(name, value)``."""
+    """One Context field and a valid new value for it, as ``(name, value)``.
+
+    Nothing to draw (``st.nothing()``) for a Context without fields.
+    """
     model = flow.context_type
+    if not model.model_fields:
+        return st.nothing()
+    edges = context_boundaries(flow)
 
     def values(name: str) -> st.SearchStrategy[tuple[str, Any]]:
-        strategy = overrides.get(name, for_type(model.model_fields[name].annotation))
+        strategy = overrides[name] if name in overrides else _with_boundaries(
+            for_type(model.model_fields[name].annotation), edges.get(name, []))
         return strategy.filter(lambda v: _valid_changes(model, {name: v})).map(
             lambda v: (name, v))
 
     return st.sampled_from(sorted(model.model_fields)).flatmap(values)
+
+
+def _with_boundaries(base: st.SearchStrategy[Any], values: list[Any]) -> st.SearchStrategy[Any]:
+    """``base``, drawing one of the guards' boundary ``values`` about half the time."""
+    if not values:
+        return base
+    return st.one_of(st.sampled_from(values), base)
 
 
 def _valid_changes(model: type[BaseModel], changes: dict[str, Any]) -> bool:
@@ -185,20 +259,36 @@ def arguments(
     """Arguments for ``trigger`` drawn from its parameters' type hints.
 
     ``state`` picks that state's edge when two states declare the same trigger name.
-    A parameter with a default is sometimes left out (the LLM may omit it).
+    A parameter with a default is sometimes left out (the LLM may omit it). Values
+    where the edge's guard changes its answer (``1 <= size <= 12``: 0, 1, 12, 13) are
+    drawn often.
     """
-    overrides = overrides or {}
     edge = flow.table[state].get(trigger) if state is not None else None
     if edge is None:
         edge = next((e for e in flow.edges if e.trigger == trigger), None)
     if edge is None:
         return st.just({})
+    return edge_arguments(edge, overrides)
+
+
+def edge_arguments(edge: Edge, overrides: Overrides | None = None) -> st.SearchStrategy[dict[str, Any]]:
+    """Arguments for one declared edge, from its parameters' type hints and its guard."""
     required: dict[str, st.SearchStrategy[Any]] = {}
     optional: dict[str, st.SearchStrategy[Any]] = {}
     for param in edge.transition.params:
-        strategy = overrides.get(param.name, for_type(param.annotation))
+        strategy = parameter_strategy(edge, param.name, overrides)
         (required if param.default is param.empty else optional)[param.name] = strategy
     return st.fixed_dictionaries(required, optional=optional)
+
+
+def parameter_strategy(edge: Edge, name: str, overrides: Overrides | None = None
+                       ) -> st.SearchStrategy[Any]:
+    """Values for parameter ``name`` of ``edge``: the override, else its type and guard."""
+    if overrides and name in overrides:
+        return overrides[name]
+    param = next(p for p in edge.transition.params if p.name == name)
+    return _with_boundaries(for_type(param.annotation),
+                            argument_boundaries(edge).get(name, []))
 
 
 def attempts(
