@@ -59,11 +59,11 @@ class Boundaries:
                 known.append(value)
 
 
-def _guard_expression(fn: Callable[..., Any]) -> tuple[ast.expr, list[str]] | None:
-    """The guard's expression and its parameter names, from its source."""
+def _guard_expression(fn: Callable[..., Any]) -> tuple[ast.expr, ast.arguments] | None:
+    """The guard's expression and its parameters, from its source."""
     node = _lambda_node(fn)
     if node is not None:
-        return node.body, [a.arg for a in node.args.args]
+        return node.body, node.args
     try:
         source = textwrap.dedent(inspect.getsource(inspect.unwrap(fn)))
         tree = ast.parse(source)
@@ -75,7 +75,7 @@ def _guard_expression(fn: Callable[..., Any]) -> tuple[ast.expr, list[str]] | No
     returns = [n for n in func.body if isinstance(n, ast.Return) and n.value is not None]
     if len(func.body) != 1 or len(returns) != 1 or returns[0].value is None:
         return None
-    return returns[0].value, [a.arg for a in func.args.args]
+    return returns[0].value, func.args
 
 
 def guard_boundaries(guard: Callable[..., Any] | None) -> Boundaries:
@@ -94,7 +94,8 @@ def _guard_boundaries(guard: Callable[..., Any]) -> Boundaries:
     parsed = _guard_expression(guard)
     if parsed is None:
         return found
-    expr, params = parsed
+    expr, signature = parsed
+    params = [a.arg for a in signature.args]
     if not params:
         return found
     ctx_name, arg_names = params[0], params[1:]
@@ -123,7 +124,7 @@ def _guard_boundaries(guard: Callable[..., Any]) -> Boundaries:
         named = target(expr)
         if named is not None:
             found.add(named[0], named[1], [False, True])
-    found.conditions = _conditions(expr, params, guard)
+    found.conditions = _conditions(expr, signature, guard)
     return found
 
 
@@ -203,7 +204,8 @@ def _outside(items: list[Any]) -> Any:
     return None
 
 
-def _conditions(expr: ast.expr, params: list[str], guard: Callable[..., Any]) -> list[Condition]:
+def _conditions(expr: ast.expr, signature: ast.arguments,
+                guard: Callable[..., Any]) -> list[Condition]:
     """The top-level ``and`` operands of the guard, each compiled with the guard's globals."""
     parts = expr.values if isinstance(expr, ast.BoolOp) and isinstance(expr.op, ast.And) else [expr]
     namespace = dict(getattr(inspect.unwrap(guard), "__globals__", {}))
@@ -212,10 +214,7 @@ def _conditions(expr: ast.expr, params: list[str], guard: Callable[..., Any]) ->
         namespace.update(closure.nonlocals)
     out = []
     for part in parts:
-        lam = ast.Expression(ast.Lambda(
-            args=ast.arguments(posonlyargs=[], args=[ast.arg(p) for p in params], kwonlyargs=[],
-                               kw_defaults=[], defaults=[]),
-            body=part))
+        lam = ast.Expression(ast.Lambda(args=signature, body=part))
         ast.fix_missing_locations(lam)
         try:
             check = eval(compile(lam, "<guard condition>", "eval"), namespace)

@@ -221,6 +221,12 @@ class FlowMachineBase(RuleBasedStateMachine):
             f"tool {name}({args}) moved the flow: {self.run.log[before.log_len:]}")
         assert self.run.context is not None and id(self.run.context) == before.context_id
 
+    @precondition(lambda self: self._run is not None and not self.live())
+    @rule()
+    def call_ended(self) -> None:
+        """The call has hung up: nothing more can happen; it ended cleanly."""
+        assert not self.run.in_transition, "the call ended with a transition still pending"
+
     # -- invariants ----------------------------------------------------------------------
     @invariant()
     def flow_invariants(self) -> None:
@@ -357,6 +363,7 @@ def _any_rule(flow: Flow[Any], ao: ArgumentOverrides, kind: str) -> Any:
         else:
             self._say(attempt)
 
+    attempt_any.__name__ = "attempt_any" if kind == "go" else "llm_attempt_any"
     if not _shared_names_differ(flow):
         decorated = rule(attempt=attempts(flow, argument_overrides=ao))(attempt_any)
     else:
@@ -368,8 +375,8 @@ def _any_rule(flow: Flow[Any], ao: ArgumentOverrides, kind: str) -> Any:
                                        state=self.run.state), label="arguments")
             attempt_any(self, Attempt(trigger, args))
 
+        attempt_any_here.__name__ = attempt_any.__name__
         decorated = rule(trigger=st.sampled_from(everything), data=st.data())(attempt_any_here)
-    decorated.__name__ = "attempt_any" if kind == "go" else "llm_attempt_any"
     return precondition(FlowMachineBase.live)(decorated)
 
 

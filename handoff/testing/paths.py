@@ -18,6 +18,7 @@ What cannot be found is reported in ``FlowPaths.missing`` rather than invented â
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -278,7 +279,8 @@ class _Searcher:
 
 
 def _takes_args(condition: Condition) -> bool:
-    return condition.check.__code__.co_argcount > 1
+    code = condition.check.__code__
+    return code.co_argcount > 1 or bool(code.co_flags & inspect.CO_VARKEYWORDS)
 
 
 def _searcher(flow: Flow[Any], arguments: Mapping[str, Mapping[str, Any]] | None,
