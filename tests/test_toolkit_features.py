@@ -115,9 +115,8 @@ def test_a_shared_trigger_name_draws_each_states_own_arguments() -> None:
     run_state_machine_as_test(machine, settings=_settings(150))
 
 
-@pytest.mark.xfail(strict=True, reason="core bug (issue 12, item 5): FlowRun caches transition "
-                   "tools by trigger name, so Table is offered Menu's `next` schema")
 async def test_a_shared_trigger_name_is_each_states_own_tool_in_a_session() -> None:
+    """(Caught by the session machine before the core offered each state its own tool.)"""
     first = {"people": 2, "allergies": [], "size": Size.SMALL}
     async with FlowDriver(order_flow()) as driver:
         await driver.turn(ToolCall("next", first))
@@ -125,6 +124,12 @@ async def test_a_shared_trigger_name_is_each_states_own_tool_in_a_session() -> N
         with checking(driver.run, Attempt("next", {"note": "window seat"}), by_llm=True):
             await driver.turn(ToolCall("next", {"note": "window seat"}))
         assert driver.run.state == "Served"
+
+
+def test_typed_arguments_and_shared_names_pass_in_session_mode() -> None:
+    machine = FlowStateMachine(order_flow(), mode="session", tools={"specials": {}, "confirm": {}},
+                               interruptions=False)
+    run_state_machine_as_test(machine, settings=_settings(12, steps=6))
 
 
 def test_a_broken_ordinary_tool_is_caught() -> None:
