@@ -13,4 +13,5 @@ BENCHMARKS = (
     "testing_throughput",
     "event_log",
     "voice_latency",
+    "exploration",
 )

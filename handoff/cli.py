@@ -315,12 +315,16 @@ def check(
     strict: Annotated[bool, typer.Option(help="Count warnings as errors")] = False,
     fmt: Annotated[CheckFormat, typer.Option("--format", help="text, or json for CI")] = (
         CheckFormat.text),
+    explore_depth: Annotated[int | None, typer.Option(
+        "--explore", min=0, metavar="N",
+        help="Also run every move sequence up to N moves against the oracle")] = None,
 ) -> None:
     """Validate a flow: errors, and warnings (unreachable states, dead ends, …).
 
     Exit status 0 when clean, 1 when there are errors (or warnings with --strict),
     2 when the flow cannot be loaded. A module whose Flow(...) raises at import is
-    loaded but malformed: its findings are printed and the status is 1.
+    loaded but malformed: its findings are printed and the status is 1. With
+    ``--explore N`` a counterexample (the shortest) is printed and the status is 1.
     """
     from .validate import check as run_check
 
@@ -339,17 +343,35 @@ def check(
         summary = "Flow(...) raised FlowDefinitionError"
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
+    explored = _explore(flow, explore_depth) if loaded and explore_depth is not None else None
     if fmt is CheckFormat.json:
         typer.echo(json.dumps({
             "flow": flow_ref, "loaded": True, "built": loaded, "strict": strict, "errors": errors,
             "warnings": warnings, "findings": [f.to_dict() for f in findings],
+            **({"explore": explored} if explored is not None else {}),
         }, indent=2))
     else:
         for finding in findings:
             typer.echo(str(finding))
         verdict = "ok" if not findings else f"{errors} error(s), {warnings} warning(s)"
         typer.echo(f"{flow_ref}: {verdict} ({summary})")
-    raise typer.Exit(1 if errors else 0)
+        if explored is not None:
+            typer.echo(explored["text"])
+    failed = explored is not None and not explored["ok"]
+    raise typer.Exit(1 if errors or failed else 0)
+
+
+def _explore(flow: Any, depth: int) -> dict[str, Any]:
+    """``handoff check --explore N``: the exhaustive exploration's summary."""
+    from .testing.explore import explore
+
+    result = explore(flow, depth=depth)
+    return {"ok": result.ok, "depth": depth, "paths": result.paths, "steps": result.steps,
+            "seconds": round(result.seconds, 3),
+            "counterexample": [str(m) for m in result.counterexample or []],
+            "problems": result.problems,
+            "text": result.describe() + (f" ({result.paths_per_second:,.0f} paths/s)"
+                                         if result.ok else "")}
 
 
 @app.command()

@@ -15,6 +15,7 @@ their submodules.
 
 from .coverage import CoverageObserver, FlowCoverage
 from .driver import FlowDriver
+from .explore import Exploration, Move, explore
 from .machine import FlowMachineBase, FlowStateMachine
 from .oracle import checking
 from .paths import FlowPath, FlowPaths, Step, shortest_paths, transition_cover
@@ -45,12 +46,14 @@ from .strategies import (
 __all__ = [
     "Attempt",
     "CoverageObserver",
+    "Exploration",
     "FlowCoverage",
     "FlowDriver",
     "FlowMachineBase",
     "FlowPath",
     "FlowPaths",
     "FlowStateMachine",
+    "Move",
     "Policy",
     "Reply",
     "ReplyLike",
@@ -65,6 +68,7 @@ __all__ = [
     "checking",
     "context_changes",
     "contexts",
+    "explore",
     "fail",
     "load_profile",
     "per_state",

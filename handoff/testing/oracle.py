@@ -65,19 +65,23 @@ def declared_targets(flow: Flow[Any], edge: Edge,
 
 
 def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
-           return_stack: Sequence[str] = (), *, by_llm: bool = False) -> Expectation:
+           return_stack: Sequence[str] = (), *, by_llm: bool = False,
+           isolate: bool = True) -> Expectation:
     """The oracle's verdict for ``attempt`` in ``state`` with ``context`` (left untouched).
 
     ``return_stack`` is the run's (``run.return_stack``): it says where a ``to=RETURN``
     edge goes, and that it is refused as invalid when there is nowhere to go back to.
     ``by_llm``: the LLM asks, so a code-only transition (``llm=False``) is not available.
+    ``isolate``: the guard sees a deep copy of ``context`` (off: the context itself,
+    faster; a guard that writes to it then shows as a refusal that changed something).
     """
     edge = flow.table[state].get(attempt.trigger)
     if edge is None or (by_llm and not edge.transition.offered):
         return Expectation("invalid")
     targets = declared_targets(flow, edge, return_stack)
     try:
-        reason = edge.transition.check_guard(copy.deepcopy(context), dict(attempt.arguments))
+        seen = copy.deepcopy(context) if isolate else context
+        reason = edge.transition.check_guard(seen, dict(attempt.arguments))
     except Exception as exc:
         return Expectation("guard-error", targets, f"{type(exc).__name__}: {exc}")
     if reason is not None:
@@ -87,9 +91,11 @@ def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
     return Expectation("allowed", targets)
 
 
-def expect_for(run: FlowRun[Any], attempt: Attempt, *, by_llm: bool = False) -> Expectation:
+def expect_for(run: FlowRun[Any], attempt: Attempt, *, by_llm: bool = False,
+               isolate: bool = True) -> Expectation:
     """:func:`expect` for ``attempt`` on ``run`` now (its state, context and return stack)."""
-    return expect(run.flow, run.state, run.context, attempt, run.return_stack, by_llm=by_llm)
+    return expect(run.flow, run.state, run.context, attempt, run.return_stack, by_llm=by_llm,
+                  isolate=isolate)
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,8 @@ class Observation:
 
     @classmethod
     def of(cls, run: FlowRun[Any]) -> Observation:
-        return cls(run.state, copy.deepcopy(run.context.model_dump()), id(run.context),
+        # model_dump builds new containers all the way down: nothing later writes reach it
+        return cls(run.state, run.context.model_dump(), id(run.context),
                    len(run.log), len(run.refusals), tuple(run.return_stack))
 
 
