@@ -38,6 +38,9 @@ def run(quick: bool = False) -> BenchResult:
                target=None if quick else f"≥ {TARGET_PATHS_PER_S:,}",
                met=None if quick else rate >= TARGET_PATHS_PER_S,
                detail=f"{first.paths} paths, {first.steps} steps per exploration")
+    per_cpu = median([r.paths / r.cpu_seconds for r in results if r.cpu_seconds])
+    result.add("paths per CPU second", round(per_cpu), "paths/s",
+               detail="the same, over the process's CPU time: what one free core would do")
     result.add("moves checked/s", round(median(steps)), "steps/s",
                detail="each: oracle verdict, the move, violations, rewind")
     result.add("violations found", 0 if first.ok else len(first.problems), "",

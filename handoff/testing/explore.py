@@ -72,6 +72,8 @@ class Exploration:
     """Move sequences enumerated (of ``depth`` moves, or shorter where no move was left)."""
     steps: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    """CPU time of this process meanwhile (the wall time includes waiting for a busy CPU)."""
     counterexample: list[Move] | None = None
     problems: list[str] = field(default_factory=list)
     taken: set[tuple[str, str]] = field(default_factory=set)
@@ -264,7 +266,8 @@ def explore(
         finally:
             run.close()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     asyncio.run(run_all())
     explorer.result.seconds = time.perf_counter() - started
+    explorer.result.cpu_seconds = time.process_time() - cpu
     return explorer.result
