@@ -10,9 +10,8 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
-
 from livekit.agents import ToolError
+from pydantic import BaseModel, Field
 
 from handoff import RETURN, Context, Flow, RunContext, State, function_tool, transition
 

@@ -25,6 +25,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,7 +35,13 @@ from handoff.testing import Reply, ScriptedLLM, Turn, call, fail
 
 EXAMPLES = int(os.environ.get("HANDOFF_CHAOS_EXAMPLES", "60"))
 LLM_ERROR_GRACE = 0.02
-handoff.failures.LLM_ERROR_GRACE = LLM_ERROR_GRACE  # count provider errors sooner in this test
+
+
+@pytest.fixture
+def quick_llm_error_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Count provider errors sooner in this test only (never set at import: other test
+    files running in the same process keep the real grace)."""
+    monkeypatch.setattr(handoff.failures, "LLM_ERROR_GRACE", LLM_ERROR_GRACE)
 
 
 class Chaos(Context):
@@ -257,7 +264,9 @@ async def _conversation(plan_steps: list[Step]) -> None:
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
-          suppress_health_check=[HealthCheck.too_slow])
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(steps, min_size=1, max_size=5))
-def test_random_conversations_with_faults_keep_every_invariant(plan_steps: list[Step]) -> None:
+def test_random_conversations_with_faults_keep_every_invariant(
+    quick_llm_error_grace: None, plan_steps: list[Step]
+) -> None:
     asyncio.run(_conversation(plan_steps))
