@@ -8,9 +8,11 @@ when an upgrade removes or changes one of them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
-from livekit.agents import Agent, AgentServer, llm
+from livekit.agents import Agent, AgentServer, AgentSession, llm
 
 LIVEKIT_VERSION = "1.8.9"
 """The livekit-agents release every pin below was read from."""
@@ -46,3 +48,39 @@ def worker_connecting(server: AgentServer) -> bool:
     registration; no event is emitted when a registered connection drops.
     """
     return bool(server._connecting)
+
+
+def asking_agent_id() -> str | None:
+    """The id of the agent whose activity is running the current task (an LLM request).
+
+    LiveKit sets a context variable around each activity's work and has no public
+    accessor. livekit-agents 1.8.9, voice/agent_activity.py line 125
+    (``_AgentActivityContextVar = contextvars.ContextVar["AgentActivity"](...)``).
+    """
+    try:
+        from livekit.agents.voice.agent_activity import _AgentActivityContextVar
+
+        return str(_AgentActivityContextVar.get().agent.id)
+    except (ImportError, LookupError, AttributeError):
+        return None
+
+
+def session_is_closing(session: AgentSession[Any]) -> bool:
+    """Whether ``session`` has begun closing (LiveKit has no public flag; the ``close``
+    event only comes at the end). livekit-agents 1.8.9, voice/agent_session.py line 1264
+    (``_is_closing``: ``_closing_task is not None or _closing``).
+    """
+    return bool(getattr(session, "_closing_task", None) is not None
+                or getattr(session, "_closing", False))
+
+
+def pending_handoff_tasks(session: AgentSession[Any]) -> list[asyncio.Future[Any]]:
+    """The session's agent-update task and the new activity's ``on_enter`` task, while
+    they run: LiveKit has no public "handoff finished" signal for a handoff started by
+    ``update_agent`` outside a ``session.run``. livekit-agents 1.8.9,
+    voice/agent_session.py line 1782 (``_update_activity_atask``) and
+    voice/agent_activity.py line 405 (``_on_enter_task``).
+    """
+    tasks = (getattr(session, "_update_activity_atask", None),
+             getattr(getattr(session, "_activity", None), "_on_enter_task", None))
+    return [t for t in tasks if isinstance(t, asyncio.Future) and not t.done()]

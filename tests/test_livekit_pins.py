@@ -37,3 +37,24 @@ def test_agent_server_connection_flags_exist_and_start_false() -> None:
             f"livekit-agents no longer has AgentServer.{name}: update handoff/_livekit.py")
     assert _livekit.worker_connection_failed(server) is False
     assert _livekit.worker_connecting(server) is False
+
+
+def test_the_activity_context_variable_names_the_asking_agent() -> None:
+    """asking_agent_id reads LiveKit's per-activity context variable (None outside one)."""
+    from livekit.agents.voice import agent_activity
+
+    assert hasattr(agent_activity, "_AgentActivityContextVar"), (
+        "livekit-agents no longer has _AgentActivityContextVar: update handoff/_livekit.py")
+    assert _livekit.asking_agent_id() is None
+
+
+async def test_session_closing_and_handoff_task_attributes_exist() -> None:
+    """session_is_closing / pending_handoff_tasks read three AgentSession attributes."""
+    from livekit.agents import AgentSession
+
+    session: AgentSession = AgentSession()
+    for name in ("_closing_task", "_closing", "_update_activity_atask", "_activity"):
+        assert hasattr(session, name), (
+            f"livekit-agents no longer has AgentSession.{name}: update handoff/_livekit.py")
+    assert _livekit.session_is_closing(session) is False
+    assert _livekit.pending_handoff_tasks(session) == []

@@ -21,10 +21,10 @@ from typing import Any, Generic, Literal, TypeVar
 
 from livekit.agents.voice.run_result import RunResult
 
+from .._livekit import pending_handoff_tasks, session_is_closing
 from ..context import Context
 from ..flow import Flow
 from ..run import FlowRun
-from ._release import release
 from .scripted import Reply, ReplyLike, ScriptedLLM, Turn, as_reply
 
 C = TypeVar("C", bound=Context)
@@ -73,7 +73,7 @@ class FlowDriver(Generic[C]):
         if self._stack is not None:
             await self._stack.aclose()
         if self._run is not None:
-            release(self._run)
+            self._run.close()
 
     def _policy(self, turn: Turn) -> ReplyLike:
         if self._plan is not None and not turn.answering_tool:
@@ -144,16 +144,10 @@ class FlowDriver(Generic[C]):
             try:
                 await session.wait_for_idle()
             except Exception:
-                if _is_closing(session):  # the call is over: wait until it has closed
+                if session_is_closing(session):  # the call is over: wait until it has closed
                     await _no_hang(self._ended.wait(), "the session's close")
                     return
-            pending = [
-                t for t in (
-                    getattr(session, "_update_activity_atask", None),
-                    getattr(getattr(session, "_activity", None), "_on_enter_task", None),
-                )
-                if isinstance(t, asyncio.Future) and not t.done()
-            ]
+            pending = pending_handoff_tasks(session)
             for task in pending:
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(task)
@@ -161,12 +155,6 @@ class FlowDriver(Generic[C]):
                 return
             await asyncio.sleep(0)
         raise RuntimeError("the session did not settle between turns")
-
-
-def _is_closing(session: Any) -> bool:
-    """Whether ``session`` has begun closing (LiveKit has no public flag for it)."""
-    return bool(getattr(session, "_closing_task", None) is not None
-                or getattr(session, "_closing", False))
 
 
 async def _no_hang(awaitable: Any, what: str) -> Any:

@@ -34,7 +34,6 @@ from ..errors import TransitionRefused
 from ..flow import Flow
 from ..graph import Edge
 from ..run import FlowRun
-from ._release import release
 from .driver import FlowDriver, InterruptAt, _no_hang
 from .oracle import Expectation, Observation, expect_for, violations
 from .scripted import ToolCall
@@ -98,7 +97,7 @@ class FlowMachineBase(RuleBasedStateMachine):
         finally:
             self._loop.close()
             if self._run is not None:
-                release(self._run)
+                self._run.close()
             # hypothesis keeps failing examples' tracebacks, whose frames hold this
             # machine: drop the session so thousands of cases do not keep theirs alive
             self.driver = None
@@ -522,7 +521,7 @@ def _tool_params(cls: type[Any], tool: str) -> dict[str, Any]:
     for klass in cls.__mro__:
         for value in vars(klass).values():
             if isinstance(value, llm.FunctionTool) and value.info.name == tool:
-                fn = value._func
+                fn = inspect.unwrap(value)
                 hints = typing.get_type_hints(fn)
                 sig = inspect.signature(fn)
                 return {

@@ -32,7 +32,6 @@ from ..errors import TransitionRefused
 from ..flow import Flow
 from ..graph import Edge
 from ..run import FlowRun
-from ._release import release
 from .boundaries import Condition, guard_boundaries, unmet_conditions
 from .coverage import INTERNAL_CALL_ID
 from .oracle import NO_RETURN, declared_targets
@@ -189,7 +188,7 @@ class _Searcher:
             except ValueError:
                 return None
             finally:
-                release(run)
+                run.close()
             reached = run.state
             if reached not in targets or (wanted is not None and reached != wanted):
                 return None

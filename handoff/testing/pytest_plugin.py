@@ -38,7 +38,6 @@ import pytest
 from hypothesis import settings
 
 from ..flow import Flow
-from ._release import release
 from .coverage import CoverageObserver, FlowCoverage
 from .driver import FlowDriver
 from .profiles import register_profiles
@@ -181,7 +180,7 @@ def flow_run(handoff_flow: Flow[Any]) -> Iterator[Any]:
     """A fresh pure FlowRun of the flow (no session): move it with ``await run.go(...)``."""
     run = handoff_flow.new_run()
     yield run
-    release(run)
+    run.close()
 
 
 try:
@@ -209,7 +208,7 @@ if _HAVE_ASYNCIO:
                 model = llm if isinstance(llm, ScriptedLLM) or llm is None else ScriptedLLM(llm)
                 run = await stack.enter_async_context(
                     (flow or handoff_flow).session(llm=model, context=context))
-                stack.callback(release, run)
+                stack.callback(run.close)
                 return run
 
             yield start

@@ -16,7 +16,6 @@ from ..context import Context
 from ..errors import TransitionRefused
 from ..flow import Flow
 from ..run import FlowRun
-from ._release import release
 from .oracle import Observation, expect_for, violations
 from .strategies import Attempt
 
@@ -54,5 +53,5 @@ def replay(
     try:
         asyncio.run(replay_async(run, walk, allow_errors=allow_errors, may_clear=may_clear))
     finally:
-        release(run)
+        run.close()
     return run

@@ -28,6 +28,8 @@ from livekit.agents import APIConnectionError, APIConnectOptions, llm
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 from pydantic_core import to_jsonable_python
 
+from .._livekit import asking_agent_id
+
 _ids = itertools.count()
 
 
@@ -199,7 +201,7 @@ class ScriptedLLM(llm.LLM):
             ),
             "",
         )
-        turn = Turn(len(self.turns), chat_ctx.copy(), names, instructions, _asking_agent_id())
+        turn = Turn(len(self.turns), chat_ctx.copy(), names, instructions, asking_agent_id())
         self.turns.append(turn)
         return _ScriptedStream(self, self._next_reply(turn), chat_ctx=chat_ctx, tools=tools,
                                conn_options=conn_options)
@@ -218,16 +220,6 @@ class ScriptedLLM(llm.LLM):
         n = max(1, self._chunk_words)
         return [" ".join(words[i : i + n]) + (" " if i + n < len(words) else "")
                 for i in range(0, len(words), n)]
-
-
-def _asking_agent_id() -> str | None:
-    """The agent whose activity runs this request (LiveKit sets a context variable)."""
-    try:
-        from livekit.agents.voice.agent_activity import _AgentActivityContextVar
-
-        return _AgentActivityContextVar.get().agent.id
-    except (ImportError, LookupError, AttributeError):
-        return None
 
 
 def as_json(arguments: Mapping[str, Any]) -> str:
