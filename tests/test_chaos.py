@@ -60,6 +60,8 @@ TALLY = _Tally()
 
 class _Gate:
     event: asyncio.Event | None = None
+    reached: asyncio.Event | None = None
+    """Set when a held body reaches the gate: the moment an interruption is aimed at."""
 
 
 GATE = _Gate()
@@ -67,6 +69,8 @@ GATE = _Gate()
 
 async def _maybe_hold(mode: str) -> None:
     if mode == "hold" and GATE.event is not None:
+        if GATE.reached is not None:
+            GATE.reached.set()
         await GATE.event.wait()
 
 
