@@ -45,6 +45,7 @@ class Flow(Generic[C]):
         states: every State class of the flow (names must be unique).
         final: states where a call may end (no way out is expected there).
         global_transitions: module-level ``@transition`` functions valid from every state.
+        tools: module-level ``@function_tool`` functions offered in every state.
         tiers: the tier table; defaults to ``Tiers.load()`` (pyproject/handoff.toml/env).
         version: the flow's version, stored with checkpoints; default: a fingerprint of
             its states, table and Context schema (see :mod:`handoff.versions`).
@@ -66,6 +67,7 @@ class Flow(Generic[C]):
         states: Sequence[type[State[Any]]],
         final: Sequence[type[State[Any]] | str] = (),
         global_transitions: Sequence[TransitionDef] = (),
+        tools: Sequence[llm.Tool | llm.Toolset] = (),
         tiers: Tiers | None = None,
         version: str | None = None,
         migrations: Sequence[Migration] = (),
@@ -84,6 +86,8 @@ class Flow(Generic[C]):
         self.tiers = tiers if tiers is not None else Tiers.load()
         self.state_classes: list[type[State[Any]]] = list(states)
         self.global_transitions: list[TransitionDef] = list(global_transitions)
+        self.tools: list[llm.Tool | llm.Toolset] = list(tools)
+        """Ordinary function tools offered in every state (Pipecat's global functions)."""
         self.initial = _state_ref(initial)
         self.final = frozenset(_state_ref(s) for s in final)
         self.resume_fallback = _state_ref(resume_fallback) if resume_fallback else self.initial

@@ -36,7 +36,7 @@ from .graph import Edge
 from .history import add_summary, revisit
 from .records import MovedBy, Refusal, Resumption, TransitionRecord
 from .redaction import Redactor
-from .state import State
+from .state import State, making
 from .transition import TransitionDef
 
 if TYPE_CHECKING:
@@ -295,7 +295,8 @@ class FlowRun(Generic[C]):
         """A new agent for ``state`` (one per visit, or one per call for a State with
         ``keep_agent``), starting from ``chat_ctx``."""
         cls = self.flow.states[state]
-        agent = cls(self, chat_ctx=chat_ctx, note=note)
+        with making(self, chat_ctx, note):  # a LiveKit-style __init__(self) takes no arguments
+            agent = cls()
         if cls.keep_agent:
             self._kept[state] = agent
         return agent
@@ -337,6 +338,10 @@ class FlowRun(Generic[C]):
     def note_failure(self, what: str) -> None:
         """Count one failure the caller would notice (see :mod:`handoff.failures`)."""
         self.failures.note(what)
+
+    def shared_tools(self) -> list[llm.Tool | llm.Toolset]:
+        """The flow-wide ordinary tools, offered in every state (``Flow(tools=[...])``)."""
+        return list(self.flow.tools)
 
     def tools_for(self, state: str) -> list[llm.Tool | llm.Toolset]:
         """The transition tools the agent of ``state`` offers (made once per run); code-only

@@ -21,7 +21,9 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from livekit.agents import Agent, ToolError, llm
@@ -29,7 +31,7 @@ from livekit.agents import Agent, ToolError, llm
 from ._livekit import set_agent_tools
 from .context import Context
 from .deadline import Deadline, hook_scope
-from .errors import Finding, FlowDefinitionError
+from .errors import Finding, FlowDefinitionError, FlowError
 from .records import TransitionRecord
 from .redaction import Redactor
 from .transition import TransitionDef
@@ -57,6 +59,9 @@ class StateRun(Protocol[C_co]):
     def tools_for(self, state: str) -> list[llm.Tool | llm.Toolset]:
         """The transition tools of ``state``."""
 
+    def shared_tools(self) -> list[llm.Tool | llm.Toolset]:
+        """The flow-wide ordinary tools (``Flow(tools=[...])``), offered in every state."""
+
     def llm_for(self, tier: str) -> llm.LLM:
         """The LLM of ``tier`` for this run."""
 
@@ -79,7 +84,7 @@ class State(Agent, Generic[C]):
     """
 
     name: ClassVar[str]
-    prompt: ClassVar[str] = ""
+    prompt: str = ""
     tier: ClassVar[str] = "fast"
     history: ClassVar[str] = "full"
     summary_prompt: ClassVar[str | None] = None
@@ -96,6 +101,9 @@ class State(Agent, Generic[C]):
     """Seconds a tool or transition body may run before it is stopped and reported."""
     error_transition: ClassVar[str | None] = None
     """This state's error transition; None uses the Flow's."""
+    own_tools: ClassVar[tuple[llm.Tool | llm.Toolset, ...]] = ()
+    """The free ``function_tool``s of ``tools = [...]`` in the class body (LiveKit's
+    ``Agent(tools=[...])``), shared between states as they are, never bound to an agent."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -111,6 +119,7 @@ class State(Agent, Generic[C]):
             delattr(cls, "instructions")
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
+        _collect_free_tools(cls)
         # a raising on_enter/on_exit must not leave the call silent or the handoff half-done:
         # the move is complete (LiveKit switched agents), the failure is counted and reported
         for hook in ("on_enter", "on_exit"):
@@ -139,30 +148,69 @@ class State(Agent, Generic[C]):
 
     @classmethod
     def tool_names(cls) -> list[str]:
-        """Names of the ordinary (non-transition) function tools of this state."""
-        names = []
+        """Names of the ordinary (non-transition) function tools of this state: its
+        methods and its ``tools = [...]`` (not the flow-wide ones)."""
+        names = [t.info.name for t in cls.own_tools if isinstance(t, llm.FunctionTool | llm.RawFunctionTool)]
         for klass in reversed(cls.__mro__):
             for value in vars(klass).values():
                 if isinstance(value, llm.FunctionTool | llm.RawFunctionTool):
                     names.append(value.info.name)
         return sorted(set(names))
 
+    @classmethod
+    def init_problem(cls) -> str | None:
+        """Why the flow could not make this state's agent with its ``__init__``, or None."""
+        init = cls.__init__
+        if init is State.__init__:
+            return None
+        try:
+            params = list(inspect.signature(init).parameters.values())[1:]
+        except (TypeError, ValueError):
+            return None
+        required = [p.name for p in params if p.default is p.empty
+                    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return (f"{cls.__name__}.__init__ requires {', '.join(required)}; the flow makes the "
+                "agent with no arguments") if required else None
+
     def __init__(
         self,
-        run: StateRun[C],
+        run: StateRun[C] | None = None,
+        /,
         *,
         chat_ctx: llm.ChatContext | None = None,
         note: str | None = None,
+        instructions: str | None = None,
+        tools: Sequence[llm.Tool | llm.Toolset] = (),
+        **agent_options: Any,
     ) -> None:
+        """Made by the flow run, one per visit. A subclass may write its ``__init__`` the way
+        LiveKit's docs write an Agent's, with no argument of its own::
+
+            def __init__(self) -> None:
+                super().__init__(instructions="Greet the caller.", tools=[lookup_order])
+
+        ``instructions`` replaces the class's prompt, ``tools`` adds free tools, and any
+        other ``Agent`` keyword (``llm=``, ``tts=``, ``allow_interruptions=``…) overrides
+        what the tier and voice settings give.
+        """
+        made = _MAKING.get()
+        if run is None:
+            if made is None:
+                raise FlowError(f"{type(self).__name__} is made by its flow run (run.make_agent), "
+                                "not by user code")
+            run, chat_ctx, note = made
         self._run = run
+        if instructions is not None:
+            self.prompt = instructions
         transition_tools = run.tools_for(self.name)
+        options: dict[str, Any] = {"llm": run.llm_for(self.tier), **run.options_for(type(self))}
+        options.update(agent_options)
         super().__init__(
             instructions=self.compose_instructions(run.context, note),
             id=self.name,
             chat_ctx=chat_ctx,
-            tools=transition_tools,
-            llm=run.llm_for(self.tier),
-            **run.options_for(type(self)),
+            tools=[*transition_tools, *self.own_tools, *tools, *run.shared_tools()],
+            **options,
         )
         # ordinary tools get the state's timeout (transition bodies get it in the run)
         set_agent_tools(self, [
@@ -212,6 +260,52 @@ class State(Agent, Generic[C]):
                 self.session.generate_reply(instructions=self.entry_prompt)
             else:
                 self.session.generate_reply()
+
+
+_MAKING: ContextVar[tuple[Any, llm.ChatContext | None, str | None] | None] = ContextVar(
+    "handoff_making_agent", default=None)
+
+
+@contextmanager
+def making(run: StateRun[Any], chat_ctx: llm.ChatContext | None, note: str | None) -> Iterator[None]:
+    """While the run makes an agent with ``cls()``: what ``State.__init__`` is made from."""
+    token = _MAKING.set((run, chat_ctx, note))
+    try:
+        yield
+    finally:
+        _MAKING.reset(token)
+
+
+def _collect_free_tools(cls: type[State[Any]]) -> None:
+    """Move ``tools = [...]`` and free function tools set as class attributes to
+    ``own_tools`` (LiveKit would bind a class attribute tool to the agent as ``self``)."""
+    found: list[llm.Tool | llm.Toolset] = []
+    if "tools" in cls.__dict__:
+        declared = cls.__dict__["tools"]
+        bad = [t for t in declared if not isinstance(t, llm.FunctionTool | llm.RawFunctionTool
+                                                     | llm.Toolset)] if isinstance(
+            declared, list | tuple) else [declared]
+        if bad:
+            raise FlowDefinitionError(None, [Finding(
+                "error", "bad-tools", f"{cls.__name__}.tools holds {bad[0]!r}",
+                "list @function_tool functions (or Toolsets): tools = [lookup_order]",
+                state=cls.__name__)])
+        found.extend(declared)
+        delattr(cls, "tools")  # Agent.tools is a property LiveKit reads
+    for attr, value in list(cls.__dict__.items()):
+        if isinstance(value, llm.FunctionTool | llm.RawFunctionTool) and not _is_method(value):
+            found.append(value)
+            delattr(cls, attr)
+    if found:
+        cls.own_tools = (*cls.own_tools, *found)
+
+
+def _is_method(tool: llm.FunctionTool | llm.RawFunctionTool) -> bool:
+    try:
+        params = list(inspect.signature(tool).parameters)
+    except (TypeError, ValueError):
+        return True
+    return bool(params) and params[0] == "self"
 
 
 def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:

@@ -96,6 +96,16 @@ def definition_errors(flow: Definition) -> list[Finding]:
                                f"use one of {flow.tiers.names()} or declare "
                                f"[tool.handoff.tiers.{cls.tier}]",
                                state=name))
+        if (problem := cls.init_problem()) is not None:
+            out.append(Finding("error", "init-signature", problem,
+                               "take no arguments of your own: def __init__(self) -> None: "
+                               "super().__init__(instructions=..., tools=[...])", state=name))
+        clashes = _tool_clashes(flow, name, cls)
+        if clashes:
+            out.append(Finding("error", "duplicate-tool",
+                               f"tool name(s) {', '.join(clashes)} used twice in this state "
+                               "(its tools, its transitions, the flow's tools)",
+                               "rename one of them (function_tool(name=...))", state=name))
         try:
             HistoryPolicy.parse(cls.history)
         except ValueError as exc:
@@ -246,3 +256,14 @@ def _context_attributes(context_type: type) -> set[str]:
     names |= set(getattr(context_type, "model_fields", {}))
     names |= set(getattr(context_type, "model_computed_fields", {}))
     return names
+
+
+def _tool_clashes(flow: Any, name: str, cls: Any) -> list[str]:
+    """Names the flow-wide tools or the state's ``tools = [...]`` share with another tool or
+    a transition of state ``name`` (LiveKit refuses an agent offering a name twice)."""
+    added = [t.info.name for t in (*getattr(flow, "tools", ()), *cls.own_tools)
+             if hasattr(t, "info")]
+    methods = set(cls.tool_names()) - {t.info.name for t in cls.own_tools if hasattr(t, "info")}
+    triggers = {e.trigger for e in flow.edges if e.source in (name, None)}
+    counts = Counter(added)
+    return sorted({n for n, c in counts.items() if c > 1} | (set(added) & (methods | triggers)))
