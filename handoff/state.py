@@ -101,6 +101,21 @@ class State(Agent, Generic[C]):
     """Seconds a tool or transition body may run before it is stopped and reported."""
     error_transition: ClassVar[str | None] = None
     """This state's error transition; None uses the Flow's."""
+    # -- voice and turn taking (handoff.voice; None: the flow's setting) -------------------
+    stt_provider: ClassVar[str | None] = None
+    stt_model: ClassVar[str | None] = None
+    stt_options: ClassVar[dict[str, Any] | None] = None
+    tts_provider: ClassVar[str | None] = None
+    tts_model: ClassVar[str | None] = None
+    tts_voice: ClassVar[str | None] = None
+    tts_instructions: ClassVar[str | None] = None
+    tts_options: ClassVar[dict[str, Any] | None] = None
+    language: ClassVar[str | None] = None
+    turn_mode: ClassVar[str | None] = None
+    """LiveKit's turn detection for this state: vad, stt, realtime_llm or manual."""
+    interruptible: ClassVar[bool | None] = None
+    endpointing_min_delay: ClassVar[float | None] = None
+    endpointing_max_delay: ClassVar[float | None] = None
     own_tools: ClassVar[tuple[llm.Tool | llm.Toolset, ...]] = ()
     """The free ``function_tool``s of ``tools = [...]`` in the class body (LiveKit's
     ``Agent(tools=[...])``), shared between states as they are, never bound to an agent."""

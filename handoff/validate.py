@@ -22,10 +22,14 @@ trip can start from; it never makes a new state reachable (it only goes back).
 
 from __future__ import annotations
 
+import difflib
+import typing
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
+
+from pydantic import TypeAdapter
 
 from .context import Context
 from .errors import Finding, Severity
@@ -96,6 +100,7 @@ def definition_errors(flow: Definition) -> list[Finding]:
                                f"use one of {flow.tiers.names()} or declare "
                                f"[tool.handoff.tiers.{cls.tier}]",
                                state=name))
+        out.extend(_option_findings(name, cls))
         if (problem := cls.init_problem()) is not None:
             out.append(Finding("error", "init-signature", problem,
                                "take no arguments of your own: def __init__(self) -> None: "
@@ -267,3 +272,78 @@ def _tool_clashes(flow: Any, name: str, cls: Any) -> list[str]:
     triggers = {e.trigger for e in flow.edges if e.source in (name, None)}
     counts = Counter(added)
     return sorted({n for n, c in counts.items() if c > 1} | (set(added) & (methods | triggers)))
+
+
+def _option_findings(name: str, cls: Any) -> list[Finding]:
+    """A class attribute that is no State option (a typo such as ``tts_voise``), or an
+    option of the wrong type. A subclass declares its own with an annotation
+    (``backend: ClassVar[Backend]``); UPPER_CASE constants are left alone."""
+    from .state import State
+
+    found: list[Finding] = []
+    declared = _declared_names(cls)
+    hints = _option_types()
+    for klass in cls.__mro__:
+        if klass is State or not issubclass(klass, State):
+            break
+        own_annotations = set(vars(klass).get("__annotations__", {}))
+        for attr, value in vars(klass).items():
+            if attr.startswith("_") or attr.isupper() or _is_behaviour(value):
+                continue
+            if attr not in declared and attr not in own_annotations:
+                close = difflib.get_close_matches(attr, sorted(hints), n=1)
+                found.append(Finding(
+                    "error", "unknown-option", f"{klass.__name__}.{attr} is not a State option",
+                    (f"did you mean {close[0]!r}? " if close else "")
+                    + f"or declare it: {attr}: ClassVar[...] = ...", state=name))
+            elif attr in hints and not _fits(hints[attr], value):
+                found.append(Finding(
+                    "error", "bad-option",
+                    f"{klass.__name__}.{attr} = {value!r} is not a {hints[attr]}",
+                    f"give {attr} a value of type {hints[attr]}", state=name))
+    return found
+
+
+def _declared_names(cls: Any) -> set[str]:
+    """Names State, Agent and the user's bases declare (attributes or annotations)."""
+    from .state import State
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        if klass is not cls or klass is State:
+            names |= set(vars(klass)) | set(vars(klass).get("__annotations__", {}))
+    return names
+
+
+def _is_behaviour(value: Any) -> bool:
+    """Methods, properties, tools, transitions, nested classes: not options."""
+    return callable(value) or isinstance(value, property | classmethod | staticmethod | type) or (
+        hasattr(value, "__get__") and not isinstance(value, str | int | float | bool | tuple | list
+                                                     | dict | type(None)))
+
+
+_OPTION_TYPES: dict[str, Any] = {}
+
+
+def _option_types() -> dict[str, Any]:
+    """The declared types of State's options (``ClassVar[...]`` unwrapped)."""
+    if not _OPTION_TYPES:
+        from .state import State
+
+        for attr, hint in typing.get_type_hints(State).items():
+            if attr in ("own_tools", "bridge", "prompt"):  # set by handoff, not options
+                continue
+            if typing.get_origin(hint) is typing.ClassVar:
+                (hint,) = typing.get_args(hint) or (Any,)
+            _OPTION_TYPES[attr] = hint
+    return _OPTION_TYPES
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    try:
+        TypeAdapter(hint).validate_python(value, strict=True)
+    except Exception:
+        return False
+    return True

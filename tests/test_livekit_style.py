@@ -120,3 +120,36 @@ def test_a_state_cannot_be_made_outside_its_run() -> None:
 
     with pytest.raises(FlowError, match="made by its flow run"):
         Front()
+
+
+def test_state_options_are_declared_typos_and_wrong_types_fail_at_flow() -> None:
+    class Typo(State[Shop]):
+        """x"""
+
+        instructions = "x"
+        tts_voise = "sage"
+
+    with pytest.raises(FlowDefinitionError, match=r"unknown-option.*tts_voise.*did you mean 'tts_voice'"):
+        Flow("typo", context=Shop, initial=Typo, states=[Typo], final=[Typo])
+
+    class WrongType(State[Shop]):
+        """x"""
+
+        instructions = "x"
+        interruptible = "no"  # type: ignore[assignment]
+
+    with pytest.raises(FlowDefinitionError, match=r"bad-option.*interruptible = 'no'"):
+        Flow("wrong", context=Shop, initial=WrongType, states=[WrongType], final=[WrongType])
+
+    from typing import ClassVar
+
+    class Declared(State[Shop]):
+        """Its own options, declared with a type, and constants, are fine."""
+
+        instructions = "x"
+        greeting: ClassVar[str] = "hello"
+        RETRIES = 3
+        tts_voice = "sage"
+        endpointing_min_delay = 1  # an int is a fine float
+
+    Flow("fine", context=Shop, initial=Declared, states=[Declared], final=[Declared])
