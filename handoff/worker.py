@@ -287,7 +287,8 @@ async def entrypoint(ctx: JobContext) -> None:
         logger.info("call %s ended in state %s (%s)", run.call_id, run.state, reason)
         if checkpointer is not None:  # the last checkpoints land before the process goes
             await checkpointer.flush(2.0)
-        if events is not None:
+        if events is not None:  # LiveKit closes the session alongside: its last events first
+            await events.wait_closed(run, 2.0)
             await events.flush(2.0)
         await asyncio.to_thread(flush_spans)  # spans of the call reach the collector
 

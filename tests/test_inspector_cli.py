@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 
 from examples.callcenter.demo import CALLER
 from handoff import cli
+from handoff.events import CallSummary, SQLiteEventStore
 
 from .ops_support import REPO, free_port
 from .test_worker import QUIET_FLOW
@@ -94,6 +96,14 @@ def test_chat_refuses_to_inspect_on_a_public_address_without_a_token() -> None:
     assert done.stderr.count("\n") == 1 and "HANDOFF_INSPECT_TOKEN" in done.stderr
 
 
+async def _summary(db: Path, call_id: str) -> CallSummary | None:
+    store = SQLiteEventStore(db)
+    try:
+        return await store.call(call_id)
+    finally:
+        await store.aclose()
+
+
 def test_run_with_inspect_shows_the_workers_calls(tmp_path: Path) -> None:
     (tmp_path / "quietflow.py").write_text(QUIET_FLOW)
     port = free_port()
@@ -108,7 +118,8 @@ def test_run_with_inspect_shows_the_workers_calls(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "handoff.cli", "run", "quietflow:flow", "start",
              "--health-port", str(free_port()), "--metrics-port", "0",
-             "--simulate-call", "smoke-room", "--inspect", f"127.0.0.1:{port}"],
+             "--simulate-call", "smoke-room", "--drain-timeout", "1",
+             "--inspect", f"127.0.0.1:{port}"],
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
     try:
@@ -118,6 +129,12 @@ def test_run_with_inspect_shows_the_workers_calls(tmp_path: Path) -> None:
         assert calls[0]["status"] == "live"
         assert (tmp_path / "checkpoints" / "events.db").exists()  # next to the checkpoints
         assert f"inspector: http://127.0.0.1:{port}/" in log.read_text()
+        proc.send_signal(signal.SIGTERM)  # drain, then the job shuts down: the call ends
+        assert proc.wait(WAIT) == 0, log.read_text()[-3000:]
+        summary = asyncio.run(_summary(tmp_path / "checkpoints" / "events.db", calls[0]["call_id"]))
+        # LiveKit's job process closes the session as user_initiated when the worker stops
+        assert summary is not None and summary.ended
+        assert summary.end_reason in ("user_initiated", "job_shutdown")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -52,10 +52,11 @@ LATENCY_KEYS = ("e2e_latency", "llm_node_ttft", "tts_node_ttfb", "transcription_
 
 
 class _Tracked:
-    __slots__ = ("call_id", "context", "requested", "secret", "seq")
+    __slots__ = ("call_id", "closed", "context", "requested", "secret", "seq")
 
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
+        self.closed = asyncio.Event()
         self.seq = 0
         self.context: dict[str, Any] = {}
         self.secret = 0  # hash of the sensitive values: detects their change, never shown
@@ -247,6 +248,22 @@ class EventLog:
         reason = str(getattr(event.reason, "value", event.reason))
         self._emit(run, tracked, "call_ended", {"reason": reason, "final": run.is_final()})
         self._live.discard(tracked.call_id)
+        tracked.closed.set()
+
+    async def wait_closed(self, run: FlowRun[Any], timeout: float) -> bool:
+        """Wait until ``run``'s session closed (its ``call_ended`` is queued). False on timeout.
+
+        A LiveKit job closes the session in a shutdown callback that runs alongside the
+        worker's own: the worker waits for this before its last :meth:`flush`.
+        """
+        tracked = self._runs.get(run)
+        if tracked is None:
+            return True
+        try:
+            await asyncio.wait_for(tracked.closed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     # -- building events ------------------------------------------------------------------
     def _context(self, run: FlowRun[Any]) -> tuple[dict[str, Any], int]:
