@@ -104,7 +104,9 @@ async def test_every_kind_of_event_is_written_for_the_callcenter_demo(
     assert [e.data["source"] for e in errors] == ["tool transfer_call"]
     steps = [e.data["changed"] for e in events if e.kind == "context"]
     assert {"account_id": [None, "4411"], "verified": [False, True]} in steps
-    assert {"refund_ticket": [None, "R-9001"]} in steps
+    # the demo backend numbers tickets per process (R-9001, R-9002, …): any of them
+    (ticket,) = [step["refund_ticket"] for step in steps if set(step) == {"refund_ticket"}]
+    assert ticket[0] is None and ticket[1].startswith("R-")
     latencies = [e.data for e in events if e.kind == "latency"]
     assert latencies and all(d["llm_node_ttft"] >= 0 for d in latencies)
     assert events[0].kind == "call_started" and events[0].data["context"]["refund_limit"] == 100.0
