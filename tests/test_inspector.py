@@ -67,9 +67,12 @@ async def get(url: str, **kwargs: Any) -> tuple[int, str, Any]:
 
 async def test_it_serves_the_calls_their_events_the_stream_and_the_diagram(served: str) -> None:
     bodies: list[str] = []
+    _, listed, _ = await get(served + "/api/calls")
+    diagram = json.loads(listed)["calls"][0]["diagram"]  # the flow's name and version
+    assert diagram.startswith("/api/flows/callcenter/")
     for path in ("/", "/calls/call-1", "/static/inspector.js", "/static/inspector.css",
                  "/static/favicon.svg", "/api/calls", "/api/calls/call-1",
-                 "/api/calls/call-1/stream", "/api/flows/callcenter/1/diagram.svg"):
+                 "/api/calls/call-1/stream", diagram):
         status, body, response = await get(served + path)
         assert status == 200, (path, body)
         for name, value in HEADERS.items():
@@ -111,7 +114,7 @@ async def test_malformed_call_ids_and_names_are_refused(served: str, path: str) 
 
 async def test_unknown_calls_and_files_are_not_found(served: str) -> None:
     for path in ("/api/calls/nobody", "/static/secrets.txt", "/static/..%2F__init__.py",
-                 "/api/flows/callcenter/9/diagram.svg"):
+                 "/api/flows/callcenter/no-such-version/diagram.svg"):
         status, _, _ = await get(served + path)
         assert status in (404, 400), path
 

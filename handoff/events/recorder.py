@@ -112,7 +112,7 @@ class EventLog:
         """Events written to the store."""
         self._runs: weakref.WeakKeyDictionary[FlowRun[Any], _Tracked] = weakref.WeakKeyDictionary()
         self._live: set[str] = set()
-        self._flows: dict[tuple[str, str], str] = {}  # flow versions whose diagram is not stored yet
+        self._flows: dict[tuple[str, str], Flow[Any]] = {}  # versions whose diagram is not stored yet
         self._stored_flows: set[tuple[str, str]] = set()
         self._queue: deque[Event] = deque()
         self._writing = 0
@@ -140,10 +140,8 @@ class EventLog:
         self._runs[run] = tracked = _Tracked(call_id)
         self._live.add(call_id)
         key = (run.flow.name, run.flow.version)
-        if key not in self._stored_flows and key not in self._flows:
-            from ..diagram import to_dot
-
-            self._flows[key] = to_dot(run.flow).source
+        if key not in self._stored_flows:
+            self._flows[key] = run.flow  # drawn by the writer, off the call's path
         tracked.context, tracked.secret = self._context(run)
         how = run.resumption  # set by resume_or_start: outcome, versions, migrations
         self._emit(run, tracked, "call_started", {
@@ -368,7 +366,8 @@ class EventLog:
 
     async def _store_flows(self) -> None:
         while self._flows:
-            key, dot = next(iter(self._flows.items()))
+            key, flow = next(iter(self._flows.items()))
+            dot = await asyncio.to_thread(_dot_source, flow)  # graphviz import, drawing
             await self.store.put_flow(key[0], key[1], dot)
             del self._flows[key]
             self._stored_flows.add(key)
@@ -408,6 +407,12 @@ class EventLog:
                     await task
         self._task = self._beat = None
         await self.store.aclose()
+
+
+def _dot_source(flow: Flow[Any]) -> str:
+    from ..diagram import to_dot
+
+    return to_dot(flow).source
 
 
 def _cut(text: str) -> str:
