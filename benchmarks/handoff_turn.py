@@ -26,8 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from livekit.agents import AgentSession, llm
-from livekit.agents.voice.run_result import RunResult
+from livekit.agents import AgentSession, RunResult, llm
 
 from handoff.testing import ScriptedLLM
 

@@ -1,12 +1,17 @@
 """handoff: multi-agent voice AI on LiveKit Agents, as a finite state machine.
 
     from handoff import Context, Flow, State, transition
+
+What a flow's author uses is here; the parts behind it live in their modules
+(``handoff.transition.TransitionDef``, ``handoff.graph.Edge``, ``handoff.history``,
+``handoff.persistence``, ``handoff.telemetry``, ``handoff.testing``…).
 """
 
 from livekit.agents import RunContext, function_tool
 
 from .context import Context
 from .errors import (
+    Finding,
     FlowDefinitionError,
     FlowError,
     MigrationError,
@@ -14,28 +19,27 @@ from .errors import (
     UnknownTierError,
 )
 from .flow import Flow
-from .graph import Edge
-from .history import HistoryPolicy
 from .migrations import Migration, migration
 from .records import FlowObserver, Refusal, TransitionRecord
 from .redaction import install_log_scrubbing
+from .resume import resume_or_start
 from .run import FlowRun
 from .state import State
 from .tiers import TierConfig, Tiers
-from .transition import RETURN, TransitionDef, transition
+from .transition import RETURN, transition
+from .validate import check
 
 install_log_scrubbing()  # no sensitive value reaches a log record of this process
 
 __all__ = [
     "RETURN",
     "Context",
-    "Edge",
+    "Finding",
     "Flow",
     "FlowDefinitionError",
     "FlowError",
     "FlowObserver",
     "FlowRun",
-    "HistoryPolicy",
     "Migration",
     "MigrationError",
     "Refusal",
@@ -43,11 +47,12 @@ __all__ = [
     "State",
     "TierConfig",
     "Tiers",
-    "TransitionDef",
     "TransitionRecord",
     "TransitionRefused",
     "UnknownTierError",
+    "check",
     "function_tool",
     "migration",
+    "resume_or_start",
     "transition",
 ]

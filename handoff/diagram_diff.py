@@ -10,8 +10,9 @@ the target, guard, docstring, arguments and history policy of a transition.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import graphviz
 
@@ -37,6 +38,9 @@ from .diagram import (
 )
 from .snapshot import EdgeSnap, FlowSnap, StateSnap
 from .transition import RETURN
+
+K = TypeVar("K", str, tuple[str, str])
+V = TypeVar("V", StateSnap, EdgeSnap)
 
 Status = Literal["added", "removed", "changed", "unchanged"]
 STATUSES: tuple[Status, ...] = ("added", "removed", "changed", "unchanged")
@@ -90,9 +94,6 @@ class FlowDiff:
         counts = self.counts()
         return self.initial_changed or counts["unchanged"] != sum(counts.values())
 
-    def old_state(self, name: str) -> StateSnap | None:
-        return self.old.state(name)
-
     def edge(self, key: tuple[str, str]) -> EdgeSnap:
         """The edge as drawn: the new version's, or the old one's when it was removed."""
         new = _edges(self.new).get(key)
@@ -111,28 +112,28 @@ def compare(old: Any, new: Any, labels: tuple[str, str] | None = None) -> FlowDi
     """The diff of two flows (Flows or snapshots); ``labels`` name the sides in titles."""
     a, b = as_snapshot(old), as_snapshot(new)
     diff = FlowDiff(a, b, labels=labels)
-    old_states = {s.name: s for s in a.states}
-    new_states = {s.name: s for s in b.states}
-    for name in sorted(old_states.keys() | new_states.keys()):
-        before, after = old_states.get(name), new_states.get(name)
-        if before is None:
-            diff.states[name] = Element("added")
-        elif after is None:
-            diff.states[name] = Element("removed")
-        else:
-            details = _state_changes(before, name in a.final, after, name in b.final)
-            diff.states[name] = Element("changed" if details else "unchanged", details)
-    old_edges, new_edges = _edges(a), _edges(b)
-    for key in sorted(old_edges.keys() | new_edges.keys()):
-        e_old, e_new = old_edges.get(key), new_edges.get(key)
-        if e_old is None:
-            diff.edges[key] = Element("added")
-        elif e_new is None:
-            diff.edges[key] = Element("removed")
-        else:
-            details = _edge_changes(e_old, e_new)
-            diff.edges[key] = Element("changed" if details else "unchanged", details)
+    diff.states.update(_classify(
+        {s.name: s for s in a.states}, {s.name: s for s in b.states},
+        lambda before, after: _state_changes(before, before.name in a.final,
+                                             after, after.name in b.final)))
+    diff.edges.update(_classify(_edges(a), _edges(b), _edge_changes))
     return diff
+
+
+def _classify(old: dict[K, V], new: dict[K, V],
+              changes: Callable[[V, V], tuple[str, ...]]) -> dict[K, Element]:
+    """Each key of either side, in order: added, removed, changed (with what) or unchanged."""
+    out: dict[K, Element] = {}
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key), new.get(key)
+        if before is None:
+            out[key] = Element("added")
+        elif after is None:
+            out[key] = Element("removed")
+        else:
+            details = changes(before, after)
+            out[key] = Element("changed" if details else "unchanged", details)
+    return out
 
 
 def _edges(snap: FlowSnap) -> dict[tuple[str, str], EdgeSnap]:

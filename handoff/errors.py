@@ -65,6 +65,12 @@ class FlowDefinitionError(FlowError, TypeError):
         super().__init__(f"{what}:\n{lines}")
 
 
+class ConfigError(FlowError, ValueError):
+    """A configuration value is wrong (``[tool.handoff.*]`` in pyproject.toml, handoff.toml,
+    a ``HANDOFF_*`` environment variable); the message says where and how to fix it.
+    Also a ``ValueError``, as Python's own errors for a bad value are."""
+
+
 class UnknownTierError(FlowError):
     """A State names a tier that no configuration declares."""
 

@@ -22,7 +22,7 @@ from .errors import Finding, FlowDefinitionError
 from .records import TransitionRecord
 
 if TYPE_CHECKING:
-    from livekit.agents.voice.events import ErrorEvent, FunctionToolsExecutedEvent
+    from livekit.agents import ErrorEvent, FunctionToolsExecutedEvent
 
 logger = logging.getLogger("handoff")
 
@@ -86,14 +86,14 @@ class FailureWatch:
         """Count one failure; ``max_failures`` in a row take the error transition."""
         self.consecutive += 1
         if self.consecutive >= self._policy.max_failures:
-            self.fail_over(f"{self.consecutive} failures in a row (last: {what})")
+            self.start_failover(f"{self.consecutive} failures in a row (last: {what})")
 
     def after_transition(self, log: Sequence[TransitionRecord]) -> None:
         self.consecutive = 0
         if (reason := loop_reason(log, self._policy)) is not None:
-            self.fail_over(reason)
+            self.start_failover(reason)
 
-    def fail_over(self, reason: str) -> None:
+    def start_failover(self, reason: str) -> None:
         """Take the error transition (once per call) and tell the next agent why."""
         if self.failover is not None or self._gave_up:
             return  # once per call: the error state (or the log line) says it already

@@ -2,7 +2,8 @@
 
 A Flow is built once (at import time) and shared by every call. Building it
 collects the edges (:mod:`handoff.graph`), checks them (:mod:`handoff.validate`)
-and fails with every finding at once, then builds the table and the Machine
+and fails on the errors, all reported at once (the graph warnings, such as an
+unreachable state, are ``handoff check``'s), then builds the table and the Machine
 (:mod:`handoff.fsm`). Each call gets a cheap :class:`~handoff.run.FlowRun` bound to
 the shared Machine with ``add_model``: the Flow is the run factory, so it sits
 above run.py.

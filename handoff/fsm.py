@@ -31,9 +31,6 @@ class _SharedMachine(Machine):
         for mod in model if isinstance(model, list) else [model]:
             self.set_state(initial or self.initial, model=mod)  # type: ignore[arg-type]
 
-    def remove_model(self, model: Any) -> None:
-        """Nothing to release: runs are not kept by the Machine."""
-
 
 class _GoesTo:
     """Condition of a Machine transition to one concrete state, for a trigger whose target

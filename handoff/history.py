@@ -48,9 +48,11 @@ SUMMARY_INSTRUCTIONS = (
 SUMMARY_PREFIX = "Summary of the call before the messages that follow: "
 
 PolicyKind = Literal["full", "last", "none", "summary"]
+POLICIES = "'full', 'last:N', 'summary[:N]' or 'none', optionally followed by '+tools'"
+"""The policies as a user writes them (error messages and fixes)."""
 
 
-_SYNTAX = "use 'full', 'last:N', 'summary[:N]' or 'none', optionally followed by '+tools'"
+_SYNTAX = f"use {POLICIES}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from .errors import PluginError
+from .errors import ConfigError, PluginError
 
 Kind = Literal["llm", "stt", "tts"]
 
@@ -56,7 +56,7 @@ _PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 def check_provider(provider: str, where: str) -> None:
     """Refuse a provider spec that is neither a plugin name nor ``module:factory``."""
     if not (_NAME.match(provider) or _PATH.match(provider)):
-        raise ValueError(
+        raise ConfigError(
             f"{where}: provider {provider!r} is neither a LiveKit plugin name (openai, "
             "anthropic, google, groq, …) nor a 'package.module:factory' path"
         )

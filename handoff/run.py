@@ -21,11 +21,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from livekit.agents import Agent, AgentSession, AgentTask, RunContext, llm, stt, tts
-from livekit.agents.llm.tool_context import FunctionToolInfo, ToolFlag
+from livekit.agents import (
+    Agent,
+    AgentSession,
+    AgentTask,
+    RunContext,
+    RunResult,
+    llm,
+    stt,
+    tts,
+)
 from livekit.agents.utils import is_given
 from livekit.agents.voice import SpeechHandle
-from livekit.agents.voice.run_result import RunResult
 
 from ._listeners import listener
 from .context import ChangeJournal, Context
@@ -40,7 +47,7 @@ from .state import State, making
 from .transition import TransitionDef
 
 if TYPE_CHECKING:
-    from livekit.agents.voice.events import ConversationItemAddedEvent, FunctionToolsExecutedEvent
+    from livekit.agents import ConversationItemAddedEvent, FunctionToolsExecutedEvent
 
     from .flow import Flow  # type-only: the Flow makes runs, so it sits above this module
 
@@ -202,7 +209,7 @@ class FlowRun(Generic[C]):
         return self.flow.is_final(self.state)
 
     def close(self) -> None:
-        """End the run: release it from the Flow's shared Machine; it can no longer move.
+        """End the run: it can no longer move (the shared Machine never kept it).
 
         Called when its session closes; a run made with ``new_run`` (no session) is
         closed by the caller, or by ``with flow.new_run() as run:``. State, context and
@@ -223,7 +230,6 @@ class FlowRun(Generic[C]):
                     trigger=pending.edge.trigger, kind="interrupted"))
                 pending.done.exception()  # nobody may be waiting: do not warn
         self._settle()
-        self.flow.machine.remove_model(self._fsm)
 
     def __enter__(self) -> FlowRun[C]:
         return self
@@ -367,8 +373,8 @@ class FlowRun(Generic[C]):
             invoke.__annotations__ = annotations
             invoke.__name__ = trigger
             invoke.__doc__ = tdef.doc
-            info = FunctionToolInfo(name=trigger, description=tdef.description, flags=ToolFlag.NONE)
-            self._tools[tdef] = llm.FunctionTool(invoke, info)
+            self._tools[tdef] = llm.function_tool(invoke, name=trigger,
+                                                  description=tdef.description)
         return self._tools[tdef]
 
     # -- moving --------------------------------------------------------------------
@@ -448,9 +454,9 @@ class FlowRun(Generic[C]):
         arguments = {"reason": reason} if "reason" in params else {}
         note = (f"The call was moved here automatically because {self._scrubbed(reason)}. "
                 "Tell the caller briefly that something went wrong and what happens now.")
-        return asyncio.get_running_loop().create_task(self._fail_over(trigger, arguments, note))
+        return asyncio.get_running_loop().create_task(self._take_failover(trigger, arguments, note))
 
-    async def _fail_over(self, trigger: str, arguments: dict[str, Any], note: str) -> Any:
+    async def _take_failover(self, trigger: str, arguments: dict[str, Any], note: str) -> Any:
         while self._pending is not None and not self.closed:  # an in-flight handoff lands first
             self._settled = asyncio.Event()
             await self._settled.wait()
@@ -486,7 +492,7 @@ class FlowRun(Generic[C]):
         state = self.state
         if self.closed:
             raise FlowError(f"this run of {self.flow.name!r} is closed (its call ended)")
-        self._notify_requested(trigger, by)
+        self._tell_observers("on_transition_requested", trigger, by)
         if self._pending is not None:
             self._refuse(trigger, "busy",
                          f"'{trigger}' was not taken: the transition "
@@ -507,7 +513,7 @@ class FlowRun(Generic[C]):
             target = self.return_stack[-1]
         # from here on what the guard and the body write is journaled, so a refusal or an
         # interruption undoes exactly that, never an ordinary tool's write of the same turn
-        journal, owner = self.context.open_journal(self._snapshot())
+        journal, owner = self.context.open_journal(self._save_context())
         pending = _Pending(edge, state, target, dict(arguments), journal, by)
         self._pending = pending
         timeout = self.flow.states[state].tool_timeout
@@ -642,11 +648,7 @@ class FlowRun(Generic[C]):
                                 prompt=pending.agent.summary_prompt))
         if pending.done is not None and not pending.done.done():
             pending.done.set_result(record)
-        for observer in self.flow.observers:
-            try:
-                observer.on_transition(self, record)
-            except Exception:
-                logger.exception("flow observer failed on a transition")
+        self._tell_observers("on_transition", record)
         self.failures.after_transition(self.log)
         return record
 
@@ -730,8 +732,8 @@ class FlowRun(Generic[C]):
                                                          trigger=pending.edge.trigger,
                                                          kind="interrupted"))
 
-    # -- context snapshots -------------------------------------------------------
-    def _snapshot(self) -> dict[str, Any]:
+    # -- context save points (rolled back when a move is abandoned) ----------------
+    def _save_context(self) -> dict[str, Any]:
         return {
             k: v if isinstance(v, _IMMUTABLE) else copy.deepcopy(v)
             for k, v in self.context.__dict__.items()
@@ -755,15 +757,17 @@ class FlowRun(Generic[C]):
         """``text`` without any value a sensitive Context field ever held (LLM-visible)."""
         return Redactor(self.context).text(text)
 
-    def _notify_requested(self, trigger: str, by: MovedBy) -> None:
+    def _tell_observers(self, hook: str, *args: Any) -> None:
+        """Call ``hook(run, *args)`` on every observer that has it (``on_transition_requested``
+        is optional); an observer that raises is logged and never stops the call."""
         for observer in self.flow.observers:
-            hook = getattr(observer, "on_transition_requested", None)
-            if hook is None:
+            method = getattr(observer, hook, None)
+            if method is None:
                 continue
             try:
-                hook(self, trigger, by)
+                method(self, *args)
             except Exception:
-                logger.exception("flow observer failed on a transition request")
+                logger.exception("flow observer %r failed in %s", observer, hook)
 
     def _refuse(self, trigger: str, kind: RefusalKind, reason: str) -> None:
         refusal = self._record_refusal(trigger, kind, reason)
@@ -774,11 +778,7 @@ class FlowRun(Generic[C]):
         sensitive values, as it may quote an exception or a guard's text."""
         refusal = Refusal(self.state, trigger, self._scrubbed(reason), kind, time.time())
         self.refusals.append(refusal)
-        for observer in self.flow.observers:
-            try:
-                observer.on_refusal(self, refusal)
-            except Exception:
-                logger.exception("flow observer failed on a refusal")
+        self._tell_observers("on_refusal", refusal)
         if kind == "error":
             self.failures.note(refusal.reason)
         return refusal

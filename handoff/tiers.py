@@ -44,7 +44,7 @@ from livekit.agents.llm import LLM
 
 from . import plugins
 from .config import find_table
-from .errors import PluginError, UnknownTierError
+from .errors import ConfigError, PluginError, UnknownTierError
 
 DEFAULT_TIERS: dict[str, dict[str, Any]] = {
     "fast": {"model": "gpt-4o-mini"},
@@ -84,12 +84,12 @@ class TierConfig:
     def from_mapping(cls, name: str, data: Mapping[str, Any]) -> TierConfig:
         unknown = set(data) - set(_KEYS)
         if unknown:
-            raise ValueError(f"tier {name!r}: unknown keys {sorted(unknown)}; use {list(_KEYS)}")
+            raise ConfigError(f"tier {name!r}: unknown keys {sorted(unknown)}; use {list(_KEYS)}")
         if "model" not in data:
-            raise ValueError(f"tier {name!r} needs a 'model'")
+            raise ConfigError(f"tier {name!r} needs a 'model'")
         options = data.get("options", {})
         if not isinstance(options, Mapping):
-            raise ValueError(f"tier {name!r}: 'options' must be a table of constructor arguments")
+            raise ConfigError(f"tier {name!r}: 'options' must be a table of constructor arguments")
         return cls(
             name=name,
             model=str(data["model"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from livekit.agents.voice.run_result import (
+from livekit.agents import (
     AgentHandoffEvent,
     ChatMessageEvent,
     FunctionCallEvent,

@@ -14,14 +14,13 @@ from __future__ import annotations
 import inspect
 import types
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, get_type_hints, overload
+from typing import Any, Protocol, get_origin, get_type_hints, overload
 
 from livekit.agents import RunContext, llm
-from livekit.agents.llm.utils import is_context_type
 
 from .errors import Finding, FlowDefinitionError
 from .guards import GuardCall, guard_text
-from .history import HistoryPolicy
+from .history import POLICIES, HistoryPolicy
 
 Guard = Callable[..., bool]
 Target = Any  # a state name, a State class (anything with ``state_name()``), or RETURN
@@ -83,7 +82,12 @@ class TransitionDef:
                 trigger=func.__name__)])
         self.when = when
         self.refused = refused
-        self.history = HistoryPolicy.parse(history) if history is not None else None
+        try:
+            self.history = HistoryPolicy.parse(history) if history is not None else None
+        except ValueError:
+            raise FlowDefinitionError(None, [Finding(
+                "error", "bad-history", f"unknown history policy {history!r}", f"use {POLICIES}",
+                trigger=name or func.__name__)]) from None
         self.name = name or func.__name__
         self.returns = returns
         self.say = say
@@ -292,10 +296,9 @@ def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Paramet
 
 
 def _is_run_context(hint: Any) -> bool:
-    try:
-        return bool(is_context_type(hint, allow_subclasses=True))
-    except Exception:
-        return False
+    """``RunContext``, ``RunContext[Call]`` or a subclass: the parameter LiveKit fills in."""
+    origin = get_origin(hint) or hint
+    return isinstance(origin, type) and issubclass(origin, RunContext)
 
 
 def _arity(fn: Callable[..., Any]) -> int:

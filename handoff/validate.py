@@ -36,7 +36,7 @@ from .errors import Finding, Severity
 from .failures import FailurePolicy
 from .graph import ANY, BACK, Edge, Graph, predecessors, reach, successors
 from .guards import context_fields
-from .history import HistoryPolicy
+from .history import POLICIES, HistoryPolicy
 from .state import State
 from .tiers import Tiers
 
@@ -113,10 +113,9 @@ def definition_errors(flow: Definition) -> list[Finding]:
                                "rename one of them (function_tool(name=...))", state=name))
         try:
             HistoryPolicy.parse(cls.history)
-        except ValueError as exc:
-            out.append(Finding("error", "bad-history", str(exc),
-                               "use 'full', 'last:N', 'summary[:N]' or 'none', optionally "
-                               "followed by '+tools'", state=name))
+        except ValueError:
+            out.append(Finding("error", "bad-history", f"unknown history policy {cls.history!r}",
+                               f"use {POLICIES}", state=name))
 
     per_source: dict[tuple[str | None, str], set[int]] = {}
     global_triggers = {e.trigger for e in flow.edges if e.is_global}

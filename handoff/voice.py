@@ -51,6 +51,7 @@ from typing import Any
 
 from . import plugins
 from .config import find_table
+from .errors import ConfigError
 
 SecretLookup = Callable[[str], str | None]
 
@@ -100,10 +101,10 @@ class VoiceConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"{source}: unknown voice keys {sorted(unknown)}; use {sorted(known)}")
+            raise ConfigError(f"{source}: unknown voice keys {sorted(unknown)}; use {sorted(known)}")
         for table in ("stt_options", "tts_options"):
             if not isinstance(data.get(table, {}), Mapping):
-                raise ValueError(f"{source}: {table} must be a table of the plugin's arguments")
+                raise ConfigError(f"{source}: {table} must be a table of the plugin's arguments")
         return cls(**dict(data))
 
     def key_env(self, kind: plugins.Kind) -> str:
@@ -147,7 +148,7 @@ class VoiceConfig:
         options: dict[str, Any] = {}
         if self.turn_mode is not None:
             if self.turn_mode not in TURN_MODES:
-                raise ValueError(f"turn_mode {self.turn_mode!r}: use one of {', '.join(TURN_MODES)}")
+                raise ConfigError(f"turn_mode {self.turn_mode!r}: use one of {', '.join(TURN_MODES)}")
             options["turn_detection"] = self.turn_mode
         if self.interruptible is not None:
             options["interruption"] = {"enabled": self.interruptible}

@@ -11,15 +11,21 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from livekit.agents import AgentSession
 from prometheus_client import CollectorRegistry
 
+from examples.callcenter.demo import AGENT_SCRIPT
 from examples.callcenter.flow import flow as callcenter_flow
+from handoff import FlowRun, resume_or_start
+from handoff.persistence import Checkpointer
 from handoff.telemetry import HandoffMetrics
+from handoff.testing import ScriptedLLM
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -99,3 +105,14 @@ def flow() -> Iterator[Any]:
         yield callcenter_flow
     finally:
         callcenter_flow.observers[:] = saved
+
+
+@asynccontextmanager
+async def demo_call(flow: Any, checkpointer: Checkpointer,
+                    call_id: str) -> AsyncIterator[tuple[AgentSession[Any], FlowRun[Any]]]:
+    """A session of the call-centre demo (its scripted agent side), checkpointed and
+    resumed by ``call_id``, once its opening reply is done."""
+    async with AgentSession[Any]() as session:
+        run = await resume_or_start(flow, session, checkpointer=checkpointer, call_id=call_id,
+                                    llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
+        yield session, run

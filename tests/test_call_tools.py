@@ -25,7 +25,6 @@ import pytest
 from aiohttp import web
 from livekit import api
 from livekit.agents import Agent, AgentSession, RunContext, llm
-from livekit.protocol import sip as sip_proto
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -53,7 +52,7 @@ class FakeLiveKit:
     received: list[Received] = field(default_factory=list)
     transfer_reply: tuple[int, bytes] = (
         200, api.TransferSIPParticipantResponse(
-            transfer_id="TR_1", status=sip_proto.STS_TRANSFER_SUCCESSFUL).SerializeToString())
+            transfer_id="TR_1", status=api.SIPTransferStatus.STS_TRANSFER_SUCCESSFUL).SerializeToString())
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append(Received(request.path, dict(request.headers), await request.read()))
@@ -216,8 +215,8 @@ async def test_a_failed_transfer_tells_the_llm_why(
     assert out.is_error and "failed" in out.output and "486 Busy Here" in out.output
 
     livekit_server.transfer_reply = (200, api.TransferSIPParticipantResponse(
-        status=sip_proto.STS_TRANSFER_FAILED,
-        reason=sip_proto.STR_RINGING_TIMEOUT).SerializeToString())
+        status=api.SIPTransferStatus.STS_TRANSFER_FAILED,
+        reason=api.SIPTransferReason.STR_RINGING_TIMEOUT).SerializeToString())
     model = await talk(calls, [call("transfer_call", agent_id="billing", reason="x"), "sorry"])
     [out] = tool_outputs(model)
     assert out.is_error and "STR_RINGING_TIMEOUT" in out.output

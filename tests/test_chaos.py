@@ -33,6 +33,8 @@ import handoff.failures
 from handoff import Context, Flow, RunContext, State, function_tool, transition
 from handoff.testing import Reply, ScriptedLLM, Turn, call, fail
 
+from .faults import misbehave
+
 EXAMPLES = int(os.environ.get("HANDOFF_CHAOS_EXAMPLES", "60"))
 LLM_ERROR_GRACE = 0.02
 
@@ -81,10 +83,7 @@ class _Node(State[Chaos]):
     @function_tool
     async def work(self, ctx: RunContext[Chaos], mode: str) -> str:
         """Do some work."""
-        if mode == "raise":
-            raise RuntimeError("work failed")
-        if mode == "hang":
-            await asyncio.sleep(5)
+        await misbehave(mode, raise_on="raise", hang_on="hang", error="work failed")
         ctx.userdata.ready = not ctx.userdata.ready
         return "worked"
 

@@ -12,6 +12,8 @@ from livekit.agents import llm as lk
 from handoff import Context, Flow, RunContext, State, TransitionRefused, function_tool, transition
 from handoff.testing import ScriptedLLM, Turn, call, fail
 
+from .faults import misbehave
+
 
 class Case(Context):
     boom_guard: bool = False
@@ -28,10 +30,7 @@ class Desk(State[Case]):
     @function_tool
     async def lookup(self, ctx: RunContext[Case], what: str) -> str:
         """Look something up."""
-        if what == "boom":
-            raise RuntimeError("database down")
-        if what == "slow":
-            await asyncio.sleep(5)
+        await misbehave(what, raise_on="boom", hang_on="slow", error="database down")
         return f"found {what}"
 
     @transition(to="Side", when=lambda c: 1 / (0 if c.boom_guard else 1) > 0)

@@ -18,7 +18,7 @@ import pytest
 from livekit.agents import AgentSession, RunContext
 from prometheus_client import CollectorRegistry
 
-from examples.callcenter.demo import AGENT_SCRIPT, CALLER
+from examples.callcenter.demo import CALLER
 from examples.callcenter.flow import Call
 from handoff import Context, Flow, State, transition
 from handoff.persistence import (
@@ -34,7 +34,7 @@ from handoff.resume import resume_or_start
 from handoff.telemetry import HandoffMetrics
 from handoff.testing import ScriptedLLM, call
 
-from .ops_support import REPO, RedisServer
+from .ops_support import REPO, RedisServer, demo_call
 
 
 def make_checkpoint(call_id: str = "call-1", seq: int = 1, state: str = "Billing") -> Checkpoint:
@@ -248,9 +248,7 @@ async def test_a_stalled_store_never_holds_the_call(flow: Any, metrics: HandoffM
     """No write can finish until the gate opens, and the call goes on regardless."""
     store = GatedStore()
     checkpointer = Checkpointer(store, metrics=metrics)
-    async with AgentSession[Call]() as session:
-        run = await resume_or_start(flow, session, checkpointer=checkpointer, call_id="slow",
-                                    llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
+    async with demo_call(flow, checkpointer, "slow") as (session, run):
         for line in CALLER[:3]:
             await session.run(user_input=line)
         assert run.state == "Billing"  # three turns and two handoffs, no write done
@@ -271,9 +269,7 @@ async def test_store_outage_is_counted_and_retried(flow: Any, metrics: HandoffMe
     store = SlowStore(0.0)
     store.down = True
     checkpointer = Checkpointer(store, metrics=metrics, retry_delay=0.05, max_retry_delay=0.1)
-    async with AgentSession[Call]() as session:
-        run = await resume_or_start(flow, session, checkpointer=checkpointer, call_id="down",
-                                    llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
+    async with demo_call(flow, checkpointer, "down") as (session, run):
         await session.run(user_input=CALLER[0])
         assert run.state == "Triage"  # the call went on
         assert not await checkpointer.flush(0.3)
@@ -305,9 +301,7 @@ async def test_redis_restarted_mid_call(flow: Any, metrics: HandoffMetrics,
     """Redis goes away during a call: writes fail and are counted; when it is back they land."""
     store = RedisStore(redis_server.url, timeout=0.5)
     checkpointer = Checkpointer(store, metrics=metrics, retry_delay=0.05, max_retry_delay=0.2)
-    async with AgentSession[Call]() as session:
-        run = await resume_or_start(flow, session, checkpointer=checkpointer, call_id="room-7",
-                                    llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
+    async with demo_call(flow, checkpointer, "room-7") as (session, run):
         await session.run(user_input=CALLER[0])
         assert await checkpointer.flush(5)
         before = await store.load("room-7")

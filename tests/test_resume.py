@@ -18,7 +18,7 @@ from handoff.resume import call_id_of, resume_or_start
 from handoff.telemetry import HandoffMetrics
 from handoff.testing import ScriptedLLM, call
 
-from .ops_support import RedisServer
+from .ops_support import RedisServer, demo_call
 
 # Requests the agent side makes for the opening and the first three caller lines.
 REPLIES_TO_BILLING = 9
@@ -104,9 +104,7 @@ async def test_checkpoint_history_spans_both_sessions(flow: Any, metrics: Handof
 async def test_no_checkpoint_starts_fresh_and_speaks_first(flow: Any,
                                                            metrics: HandoffMetrics) -> None:
     checkpointer = Checkpointer(MemoryStore(), metrics=metrics)
-    async with AgentSession[Call]() as session:
-        run = await resume_or_start(flow, session, checkpointer=checkpointer, call_id="new",
-                                    llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
+    async with demo_call(flow, checkpointer, "new") as (session, run):
         assert run.state == "Greeter" and not run.resuming
         assert assistant_texts(session) == [AGENT_SCRIPT[0]]
     assert metrics.value("handoff_resumes_total", flow="callcenter", outcome="resumed") == 0
@@ -116,9 +114,7 @@ async def test_a_call_that_ended_is_not_resumed(flow: Any, metrics: HandoffMetri
     """A call that reached a final state is forgotten when its session closes."""
     store = MemoryStore()
     checkpointer = Checkpointer(store, metrics=metrics)
-    async with AgentSession[Call]() as session:
-        run = await resume_or_start(flow, session, checkpointer=checkpointer, call_id="done",
-                                    llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
+    async with demo_call(flow, checkpointer, "done") as (session, run):
         for line in CALLER:
             await session.run(user_input=line)
         assert run.is_final()
@@ -136,9 +132,7 @@ async def test_a_worker_shutting_down_mid_call_keeps_the_checkpoint(
     down (drain timeout, deploy): the call is not over, its checkpoint must stay."""
     store = MemoryStore()
     checkpointer = Checkpointer(store, metrics=metrics)
-    async with AgentSession[Call]() as session:
-        run = await resume_or_start(flow, session, checkpointer=checkpointer, call_id="mid",
-                                    llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
+    async with demo_call(flow, checkpointer, "mid") as (session, run):
         await session.run(user_input=CALLER[0])
         assert not run.is_final()
     assert await checkpointer.flush(5)

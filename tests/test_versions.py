@@ -53,9 +53,9 @@ def test_derived_version_changes_with_states_table_and_context() -> None:
 def test_explicit_version_wins_and_is_in_every_checkpoint() -> None:
     assert v1.flow.version == "1" and not v1.flow.version_derived
     with v1.flow.new_run() as run:
-        from handoff.persistence import snapshot
+        from handoff.persistence import capture
 
-        assert snapshot(run, "c", 1).to_dict()["flow"] == {"name": "callcenter", "version": "1"}
+        assert capture(run, "c", 1).to_dict()["flow"] == {"name": "callcenter", "version": "1"}
 
 
 # -- the chain, checked when the Flow is built ---------------------------------------------
@@ -134,9 +134,9 @@ def v1_document(state: str = "Billing", **context: Any) -> dict[str, Any]:
     ctx = v1.Call(caller_name="Dana", account_id="4411", verified=True, pin="1234", **context)
     with v1.flow.new_run(ctx) as run:
         run.restore(state)
-        from handoff.persistence import snapshot
+        from handoff.persistence import capture
 
-        return document(snapshot(run, "call-1", 7))
+        return document(capture(run, "call-1", 7))
 
 
 def test_one_migration_moves_states_renames_and_converts_fields() -> None:

@@ -88,8 +88,6 @@ class Wrapup(State[Call]):
 class Escalation(base.Escalation):
     """Hands the caller over to a human operator."""
 
-    operator_id = "billing-desk"
-
 
 @transition(to="Escalation")
 async def escalate_to_human(ctx: RunContext[Call], reason: str) -> None:

@@ -24,8 +24,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry, generate_latest
 
+from handoff import resume_or_start
 from handoff.persistence import Checkpointer, SQLiteStore
-from handoff.resume import resume_or_start
 from handoff.telemetry import SPAN_NAME, FlowTelemetry, HandoffMetrics
 from handoff.testing import ScriptedLLM
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .event import KINDS, CallStatus, CallSummary, Event, EventKind
 from .recorder import EventLog
 from .sqlite import SQLiteEventStore
@@ -48,7 +49,7 @@ def open_event_store(url: str, retention: Retention | None = None) -> EventStore
         return RedisEventStore(url, retention=retention)
     if url.startswith("sqlite:///"):
         return SQLiteEventStore(url.removeprefix("sqlite://"), retention=retention)
-    raise ValueError(f"event store {url!r}: use redis://host:port/db or sqlite:///path/to/events.db")
+    raise ConfigError(f"event store {url!r}: use redis://host:port/db or sqlite:///path/to/events.db")
 
 
 def event_store_from_env(environ: Mapping[str, str] | None = None) -> EventStore | None:

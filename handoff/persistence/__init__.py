@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import FORMAT, Checkpoint, CheckpointFormatError, Sealer, snapshot
+from ..errors import ConfigError
+from .checkpoint import FORMAT, Checkpoint, CheckpointFormatError, Sealer, capture
 from .sqlite import SQLiteStore
 from .store import DEFAULT_TTL, CheckpointStore, MemoryStore
 from .writer import Checkpointer
@@ -32,7 +33,7 @@ __all__ = [
     "RedisStore",
     "SQLiteStore",
     "Sealer",
-    "snapshot",
+    "capture",
     "store_from_env",
     "store_from_url",
 ]
@@ -51,7 +52,7 @@ def store_from_env(environ: Mapping[str, str] | None = None) -> CheckpointStore 
         try:
             return store_from_url(url)
         except ValueError as exc:
-            raise ValueError(f"HANDOFF_CHECKPOINT_STORE={exc}") from None
+            raise ConfigError(f"HANDOFF_CHECKPOINT_STORE={exc}") from None
     if folder := env.get("HANDOFF_CHECKPOINT_DIR"):
         Path(folder).mkdir(parents=True, exist_ok=True)
         return SQLiteStore(Path(folder) / "checkpoints.db")
@@ -66,7 +67,7 @@ def store_from_url(url: str) -> CheckpointStore:
         return RedisStore(url)
     if url.startswith("sqlite:///"):
         return SQLiteStore(url.removeprefix("sqlite://"))
-    raise ValueError(f"{url!r}: use redis://… or sqlite:///path")
+    raise ConfigError(f"{url!r}: use redis://… or sqlite:///path")
 
 
 def __getattr__(name: str) -> Any:

@@ -238,7 +238,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def snapshot(
+def capture(
     run: FlowRun[Any],
     call_id: str,
     seq: int,
@@ -252,7 +252,7 @@ def snapshot(
 
     ``earlier`` is history from before this session (a resumed call's), kept in front
     of the session's own messages. ``texts`` caches message texts by item id across
-    snapshots of one call (reading a LiveKit message's text is not free).
+    captures of one call (reading a LiveKit message's text is not free).
     """
     redactor = Redactor(run.context)
     values = redactor.values()

@@ -1,13 +1,13 @@
 """Checkpointer: takes checkpoints on the call's path, writes them off it.
 
-On the conversation path it only builds a small snapshot (microseconds) and puts
+On the conversation path it only captures a small checkpoint (microseconds) and puts
 it in a pending map keyed by call id: latest wins, so a call never has more than
 one write waiting, and the map is bounded (``max_pending`` calls; beyond that the
-oldest pending call's snapshot is dropped and counted). One background task per
+oldest pending call's checkpoint is dropped and counted). One background task per
 event loop writes them to the store, waiting ``coalesce`` seconds (20 ms) after it
 wakes so that a burst of changes becomes one write. A failed write (store outage)
 is logged, counted in ``handoff_checkpoint_errors_total`` and retried with backoff,
-unless a newer snapshot of that call arrived meanwhile; the call never notices.
+unless a newer checkpoint of that call arrived meanwhile; the call never notices.
 
 When checkpoints are taken, for a tracked run (never while a transition is under
 way, when the Context may hold a half-made move):
@@ -17,7 +17,7 @@ way, when the Context may hold a half-made move):
   history and any context change made by a tool in that turn are saved);
 - when the agent goes back to listening (turn end), if the context changed.
 
-Identical snapshots are not written twice.
+Identical checkpoints are not written twice.
 
 When the call is over (see ``forget_on``) its checkpoint is replaced by a tombstone
 (:meth:`Checkpoint.tombstone`): nothing of the call is kept, and neither a late write
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._listeners import listener
 from ..telemetry.metrics import HandoffMetrics, default_metrics
-from .checkpoint import DEFAULT_HISTORY_LIMIT, Checkpoint, Sealer, snapshot
+from .checkpoint import DEFAULT_HISTORY_LIMIT, Checkpoint, Sealer, capture
 from .store import CheckpointStore
 
 if TYPE_CHECKING:
@@ -194,10 +194,10 @@ class Checkpointer:
             seq = max(tracked.seq + 1, time.time_ns() // 1000)
             if len(tracked.texts) > 4 * self.history_limit:
                 tracked.texts.clear()
-            cp = snapshot(run, tracked.call_id, seq, history_limit=self.history_limit,
+            cp = capture(run, tracked.call_id, seq, history_limit=self.history_limit,
                           sealer=self.sealer, earlier=tracked.earlier, texts=tracked.texts)
         except Exception:
-            logger.exception("could not snapshot call %s for a checkpoint", tracked.call_id)
+            logger.exception("could not capture a checkpoint of call %s", tracked.call_id)
             self.metrics.checkpoint_errors.labels(self.store.kind).inc()
             return False
         fingerprint = cp.fingerprint()

@@ -8,7 +8,7 @@ Subclass them in your flow (set ``backend``, change ``instructions`` or ``tier``
 
 from .backend import AccountBackend, Charge
 from .billing import Billing
-from .context import CallContext
+from .call_context import CallContext
 from .escalation import Escalation
 from .greeter import Greeter
 from .triage import Triage

@@ -9,7 +9,7 @@ from livekit.agents import RunContext, function_tool
 from ..state import State
 from ._backend_access import backend_of
 from .backend import AccountBackend
-from .context import CallContext
+from .call_context import CallContext
 
 
 class Billing(State[CallContext]):

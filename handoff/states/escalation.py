@@ -7,7 +7,7 @@ from typing import ClassVar
 from livekit.agents import RunContext, function_tool
 
 from ..state import State
-from .context import CallContext
+from .call_context import CallContext
 
 
 class Escalation(State[CallContext]):
@@ -15,7 +15,6 @@ class Escalation(State[CallContext]):
 
     tier: ClassVar[str] = "smart"
     history: ClassVar[str] = "last:10"
-    operator_id: ClassVar[str] = "operators"
     instructions = (
         "The caller needs a human. Tell them in one sentence that you are transferring "
         "them to an operator, then call transfer_call with the operator id and a one-line "

@@ -8,7 +8,7 @@ from livekit.agents import RunContext
 
 from ..state import State
 from ..transition import transition
-from .context import CallContext
+from .call_context import CallContext
 
 
 class Greeter(State[CallContext]):

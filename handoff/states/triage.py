@@ -10,7 +10,7 @@ from ..state import State
 from ..transition import transition
 from ._backend_access import backend_of
 from .backend import AccountBackend
-from .context import CallContext
+from .call_context import CallContext
 
 MAX_PIN_ATTEMPTS = 3
 

@@ -31,11 +31,10 @@ from typing import Annotated, Any, Protocol
 
 from livekit import api
 from livekit.agents import RunContext, ToolError, function_tool, llm
-from livekit.protocol import sip as sip_proto
 from opentelemetry import trace
 from pydantic import Field
 
-from ..errors import NoPhoneLine
+from ..errors import ConfigError, NoPhoneLine
 
 logger = logging.getLogger("handoff.tools")
 
@@ -95,7 +94,7 @@ def sip_target(value: str) -> str:
         return value
     if value.lstrip("+").replace(" ", "").replace("-", "").isdigit():
         return "tel:" + value.replace(" ", "").replace("-", "")
-    raise ValueError(f"operator target {value!r} is neither a phone number nor a sip:/tel: URI")
+    raise ConfigError(f"operator target {value!r} is neither a phone number nor a sip:/tel: URI")
 
 
 @dataclass
@@ -139,7 +138,7 @@ class CallControl:
         for item in filter(None, (s.strip() for s in env.get("HANDOFF_OPERATORS", "").split(","))):
             name, sep, target = item.partition("=")
             if not sep or not name.strip():
-                raise ValueError(f"HANDOFF_OPERATORS: {item!r} is not name=target")
+                raise ConfigError(f"HANDOFF_OPERATORS: {item!r} is not name=target")
             operators[name.strip()] = target
         return cls(operators=operators, **kwargs)
 
@@ -180,12 +179,12 @@ class CallControl:
                     f"the transfer to {agent_id} failed ({exc}); apologise and offer "
                     "another way to help"
                 ) from None
-            status = sip_proto.SIPTransferStatus.Name(response.status)
+            status = api.SIPTransferStatus.Name(response.status)
             span.set_attribute("handoff.outcome", status)
-            if response.status == sip_proto.STS_TRANSFER_FAILED:
+            if response.status == api.SIPTransferStatus.STS_TRANSFER_FAILED:
                 raise ToolError(
                     f"the transfer to {agent_id} did not complete "
-                    f"({sip_proto.SIPTransferReason.Name(response.reason)})"
+                    f"({api.SIPTransferReason.Name(response.reason)})"
                 )
             logger.info("transferred the caller of room %s to %s", handle.room_name, agent_id)
             return f"the caller is being transferred to {agent_id}"
@@ -319,5 +318,4 @@ class _FreeFunctionTool(llm.FunctionTool):
 
 
 def _free(func: Callable[..., Awaitable[str]], name: str, description: str) -> llm.FunctionTool:
-    tool = function_tool(func, name=name, description=description)
-    return _FreeFunctionTool(tool._func, tool.info)
+    return _FreeFunctionTool(func, function_tool(func, name=name, description=description).info)
