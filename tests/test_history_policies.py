@@ -12,13 +12,12 @@ from handoff import (
     Context,
     Flow,
     FlowDefinitionError,
-    HistoryPolicy,
     RunContext,
     State,
     function_tool,
     transition,
 )
-from handoff.history import SUMMARY_PREFIX
+from handoff.history import SUMMARY_PREFIX, HistoryPolicy
 from handoff.testing import ScriptedLLM, Turn, call
 
 
