@@ -19,7 +19,7 @@ from pydantic import create_model
 from handoff import Context, Flow
 from handoff.diagram_diff import compare
 from handoff.inflight import assess
-from handoff.persistence import Checkpoint, Checkpointer, MemoryStore, snapshot
+from handoff.persistence import Checkpoint, Checkpointer, MemoryStore, capture
 from handoff.resume import restore_run
 from handoff.telemetry import HandoffMetrics
 
@@ -113,7 +113,7 @@ def test_every_state_diff_calls_safe_resumes_without_a_migration(
             continue
         with old.new_run(held) as run:
             run.restore(state)
-            checkpoint = Checkpoint.from_json(snapshot(run, "call", 1).to_json())
+            checkpoint = Checkpoint.from_json(capture(run, "call", 1).to_json())
         resumed, outcome = restore_run(new, checkpoint, checkpointer())
         with resumed:
             assert (outcome, resumed.state) == ("resumed", state), (state, in_flight.impacts)
