@@ -22,11 +22,12 @@ import inspect
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample, Unsatisfiable
+from typing_extensions import Unpack
 
 from ..errors import TransitionRefused
 from ..flow import Flow
@@ -282,12 +283,26 @@ def _takes_args(condition: Condition) -> bool:
     return code.co_argcount > 1 or bool(code.co_flags & inspect.CO_VARKEYWORDS)
 
 
-def _searcher(flow: Flow[Any], arguments: Mapping[str, Mapping[str, Any]] | None,
-              setup: Mapping[str, Mapping[str, Any]] | None,
-              argument_overrides: Mapping[str, Overrides] | None,
-              context_overrides: Overrides | None, max_examples: int) -> _Searcher:
-    return _Searcher(flow, arguments or {}, setup or {}, argument_overrides or {},
-                     context_overrides or {}, max_examples)
+class SearchHints(TypedDict, total=False):
+    """What :func:`shortest_paths` and :func:`transition_cover` accept to steer the search.
+
+    arguments: trigger → concrete arguments to try first for that transition.
+    setup: trigger → Context fields to set before that transition.
+    argument_overrides / context_overrides: strategies steering the search.
+    max_examples: how hard to search each guarded edge (default 200).
+    """
+
+    arguments: Mapping[str, Mapping[str, Any]]
+    setup: Mapping[str, Mapping[str, Any]]
+    argument_overrides: Mapping[str, Overrides]
+    context_overrides: Overrides
+    max_examples: int
+
+
+def _searcher(flow: Flow[Any], hints: SearchHints) -> _Searcher:
+    return _Searcher(flow, hints.get("arguments", {}), hints.get("setup", {}),
+                     hints.get("argument_overrides", {}), hints.get("context_overrides", {}),
+                     hints.get("max_examples", 200))
 
 
 def _wanted(flow: Flow[Any], edge: Edge) -> list[str | None]:
@@ -324,25 +339,13 @@ def _reach(search: _Searcher) -> tuple[dict[str, FlowPath], dict[str, str]]:
     return paths, missing
 
 
-def shortest_paths(
-    flow: Flow[Any],
-    *,
-    arguments: Mapping[str, Mapping[str, Any]] | None = None,
-    setup: Mapping[str, Mapping[str, Any]] | None = None,
-    argument_overrides: Mapping[str, Overrides] | None = None,
-    context_overrides: Overrides | None = None,
-    max_examples: int = 200,
-) -> FlowPaths:
+def shortest_paths(flow: Flow[Any], **hints: Unpack[SearchHints]) -> FlowPaths:
     """One path per reachable state, with the fewest transitions found.
 
-    Args:
-        arguments: trigger → concrete arguments to try first for that transition.
-        setup: trigger → Context fields to set before that transition.
-        argument_overrides / context_overrides: strategies steering the search.
-        max_examples: how hard to search each guarded edge.
+    ``hints`` (see :class:`SearchHints`): ``arguments=``, ``setup=``,
+    ``argument_overrides=``, ``context_overrides=``, ``max_examples=``.
     """
-    search = _searcher(flow, arguments, setup, argument_overrides, context_overrides,
-                       max_examples)
+    search = _searcher(flow, hints)
     try:
         paths, missing = _reach(search)
     finally:
@@ -351,23 +354,15 @@ def shortest_paths(
     return FlowPaths(ordered, missing)
 
 
-def transition_cover(
-    flow: Flow[Any],
-    *,
-    arguments: Mapping[str, Mapping[str, Any]] | None = None,
-    setup: Mapping[str, Mapping[str, Any]] | None = None,
-    argument_overrides: Mapping[str, Overrides] | None = None,
-    context_overrides: Overrides | None = None,
-    max_examples: int = 200,
-) -> FlowPaths:
-    """FlowPaths that together take every (state, trigger) of the table at least once.
+def transition_cover(flow: Flow[Any], **hints: Unpack[SearchHints]) -> FlowPaths:
+    """Paths that together take every (state, trigger) of the table at least once.
 
-    A global transition counts once per state it leaves from. FlowPaths that are a prefix
-    of another are dropped (the longer one covers them). ``missing`` names each
-    transition no path was found for, and why.
+    A global transition counts once per state it leaves from; a ``to=[...]`` transition
+    once per candidate. Paths that are a prefix of another are dropped (the longer one
+    covers them). ``missing`` names each transition no path was found for, and why.
+    ``hints`` as for :func:`shortest_paths`.
     """
-    search = _searcher(flow, arguments, setup, argument_overrides, context_overrides,
-                       max_examples)
+    search = _searcher(flow, hints)
     found: list[FlowPath] = []
     missing: dict[str, str] = {}
     try:
