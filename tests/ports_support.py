@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from handoff import Flow
-from handoff.testing import FlowDriver, FlowMachineBase, Path
+from handoff.testing import FlowDriver, FlowMachineBase, FlowPath
 
 PURE_EXAMPLES = 150
 SESSION_EXAMPLES = 25
@@ -87,7 +87,7 @@ def budget(case: Any, examples: int) -> Any:
     return case
 
 
-async def take_path(flow: Flow[Any], path: Path) -> None:
+async def take_path(flow: Flow[Any], path: FlowPath) -> None:
     """Play one path of a transition cover as LLM tool calls through a real session."""
     async with FlowDriver(flow) as driver:
         for step, tool_call in zip(path.steps, path.tool_calls(), strict=True):

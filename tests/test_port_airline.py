@@ -17,7 +17,7 @@ from hypothesis.stateful import invariant
 
 from examples.airline import demo
 from examples.airline.flow import faq_answer, flow
-from handoff.testing import FlowDriver, FlowStateMachine, Path, call, load_profile, transition_cover
+from handoff.testing import FlowDriver, FlowPath, FlowStateMachine, call, load_profile, transition_cover
 from handoff.validate import check
 
 from .ports_support import PURE_EXAMPLES, SESSION_EXAMPLES, budget, finds, take_path
@@ -47,7 +47,7 @@ COVER = transition_cover(flow).require_complete()
 
 
 @pytest.mark.parametrize("path", COVER, ids=str)
-async def test_every_transition_by_the_llm(path: Path) -> None:
+async def test_every_transition_by_the_llm(path: FlowPath) -> None:
     await take_path(flow, path)
 
 

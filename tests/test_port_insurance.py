@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from examples.insurance import demo
 from examples.insurance.flow import BASE_COVERAGE, BASE_DEDUCTIBLE, adjusted_premium, flow, initial_premium
-from handoff.testing import FlowDriver, FlowStateMachine, Path, call, load_profile, transition_cover
+from handoff.testing import FlowDriver, FlowPath, FlowStateMachine, call, load_profile, transition_cover
 from handoff.validate import check
 
 from .ports_support import PURE_EXAMPLES, SESSION_EXAMPLES, budget, finds, stops_when_hung_up, take_path
@@ -60,7 +60,7 @@ COVER = transition_cover(
 
 
 @pytest.mark.parametrize("path", COVER, ids=str)
-async def test_every_transition_by_the_llm(path: Path) -> None:
+async def test_every_transition_by_the_llm(path: FlowPath) -> None:
     await take_path(flow, path)
 
 
