@@ -184,8 +184,8 @@ async def test_a_state_naming_another_tts_provider_starts_from_its_defaults(
     assert type(tts).__module__.startswith("livekit.plugins.cartesia")
     assert tts._opts.voice == "voice-9"
     flow = Flow("voices", context=Call, initial=Front, states=[Front, Cartesian], final=[Cartesian])
-    assert set(required_secrets(flow, VoiceConfig(tts_provider="cartesia"))[-2:]) == {
-        "OPENAI_API_KEY", "CARTESIA_API_KEY"}
+    assert {"OPENAI_API_KEY", "CARTESIA_API_KEY"} <= set(
+        required_secrets(flow, VoiceConfig(tts_provider="cartesia")))
     flow.agent_options = voices.agent_options
     run = flow.new_run(llm=ScriptedLLM(["x"]))
     assert run.make_agent("Cartesian").tts is tts
