@@ -237,3 +237,25 @@ async def test_migrate_store_in_memory_reports_moves_and_keeps_failures_marked()
 
     again = await migrate_store(flow, store)
     assert again.current == 4 and again.versions["1"].calls == 1
+
+
+async def test_a_sealed_checkpoint_is_migrated_with_its_sealer_and_sealed_again() -> None:
+    from .test_persistence import XorSealer
+
+    sealer = XorSealer()
+    with v1.flow.new_run(v1.Call(account_id="4411", pin="1234")) as run:
+        run.restore("Billing")
+        from handoff.persistence import snapshot
+
+        sealed = Checkpoint.from_json(snapshot(run, "s", 3, sealer=sealer).to_json())
+    assert isinstance(sealed.sensitive, str)
+
+    done = upgrade(v2.flow, sealed, sealer)
+    assert done.migrated and isinstance(done.checkpoint.sensitive, str)
+    assert json.loads(sealer.unseal(done.checkpoint.sensitive)) == {"pin": "1234"}
+    assert done.checkpoint.context["account"] == "4411"
+
+    blind = upgrade(v2.flow, sealed)  # no sealer: kept, with the reason
+    assert blind.checkpoint is sealed and blind.error is not None
+    assert "cannot be opened for its migrations" in str(blind.error)
+    assert "1234" not in str(blind.error)

@@ -105,12 +105,15 @@ def upgrade(flow: Flow[Any], checkpoint: Checkpoint, sealer: Sealer | None = Non
         return Upgrade(checkpoint, source)
     names = tuple(s.name for s in steps)
     try:
-        doc = migrate(document(checkpoint, sealer), steps)
-        return Upgrade(from_document(flow, doc, checkpoint, sealer), source, names)
+        doc = document(checkpoint, sealer)
+    except Exception as exc:  # sealed and no Sealer, or a key it lacks: it names no value
+        return Upgrade(checkpoint, source, names, MigrationError(
+            f"the checkpoint cannot be opened for its migrations: {type(exc).__name__}: {exc}"))
+    try:
+        return Upgrade(from_document(flow, migrate(doc, steps), checkpoint, sealer), source,
+                       names)
     except MigrationError as exc:
         return Upgrade(checkpoint, source, names, exc)
-    except CheckpointFormatError as exc:  # e.g. sealed, and no Sealer to open it
-        return Upgrade(checkpoint, source, names, MigrationError(str(exc)))
 
 
 # -- a whole store ------------------------------------------------------------------------
@@ -171,8 +174,9 @@ class StoreReport:
                 where = f"{before} (same state)" if before == after else f"{before} → {after}"
                 lines.append(f"    {verb} {n} call(s): {where}")
             if v.no_migration:
-                lines.append(f"    {v.no_migration} call(s) with no migration from "
-                             f"v{v.version}: they resume as they are")
+                lines.append(f"    {v.no_migration} call(s) of a version no migration reads: "
+                             "they resume as they are where they still fit, else in the "
+                             "fallback state")
             if v.skipped:
                 lines.append(f"    {v.skipped} call(s) changed meanwhile: left for the worker "
                              "to migrate on load")
