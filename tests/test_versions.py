@@ -245,9 +245,9 @@ async def test_a_sealed_checkpoint_is_migrated_with_its_sealer_and_sealed_again(
     sealer = XorSealer()
     with v1.flow.new_run(v1.Call(account_id="4411", pin="1234")) as run:
         run.restore("Billing")
-        from handoff.persistence import snapshot
+        from handoff.persistence import capture
 
-        sealed = Checkpoint.from_json(snapshot(run, "s", 3, sealer=sealer).to_json())
+        sealed = Checkpoint.from_json(capture(run, "s", 3, sealer=sealer).to_json())
     assert isinstance(sealed.sensitive, str)
 
     done = upgrade(v2.flow, sealed, sealer)
