@@ -88,12 +88,17 @@ def budget(case: Any, examples: int) -> Any:
 
 
 async def take_path(flow: Flow[Any], path: FlowPath) -> None:
-    """Play one path of a transition cover as LLM tool calls through a real session."""
+    """Play one path of a transition cover through a real session: each step as the LLM's
+    tool call, or by ``run.go`` for a code-only transition (``llm=False``)."""
     async with FlowDriver(flow) as driver:
+        run = driver.run
         for step, tool_call in zip(path.steps, path.tool_calls(), strict=True):
             for key, value in step.setup.items():  # what a tool would have set
-                setattr(driver.run.context, key, value)
-            await driver.turn(tool_call)
-            assert driver.run.state == step.target
-        assert [(r.source, r.trigger) for r in driver.run.log] == path.transitions
-        assert all(r.by == "llm" for r in driver.run.log)
+                setattr(run.context, key, value)
+            if flow.table[run.state][step.trigger].transition.offered:
+                await driver.turn(tool_call)
+            else:
+                await run.go(step.trigger, **step.arguments)
+                await driver.settle()
+            assert run.state == step.target
+        assert [(r.source, r.trigger) for r in run.log] == path.transitions
