@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from examples.survey import demo
 from examples.survey.flow import Screening, flow
-from handoff.testing import FlowDriver, FlowStateMachine, Path, call, load_profile, transition_cover
+from handoff.testing import FlowDriver, FlowPath, FlowStateMachine, call, load_profile, transition_cover
 from handoff.validate import check
 
 from .ports_support import PURE_EXAMPLES, SESSION_EXAMPLES, budget, stops_when_hung_up, take_path
@@ -122,5 +122,5 @@ async def test_gap_negative_experience_is_recorded() -> None:
 
 
 @pytest.mark.parametrize("path", list(COVER), ids=str)
-async def test_every_transition(path: Path) -> None:
+async def test_every_transition(path: FlowPath) -> None:
     await take_path(flow, path)
