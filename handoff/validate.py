@@ -23,11 +23,14 @@ trip can start from; it never makes a new state reachable (it only goes back).
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
+
+from pydantic import ValidationError
 
 from pydantic import TypeAdapter
 
@@ -39,6 +42,7 @@ from .guards import context_fields
 from .history import POLICIES, HistoryPolicy
 from .state import State
 from .tiers import Tiers
+from .transition import RETURN
 
 __all__ = ["Definition", "Finding", "Severity", "check", "definition_errors"]
 
@@ -152,7 +156,70 @@ def definition_errors(flow: Definition) -> list[Finding]:
             out.append(Finding("error", "duplicate-trigger",
                                f"trigger {trigger!r} is declared {count} times",
                                "rename one of them", state=source or "global", trigger=trigger))
+    return out + call_killers(flow)
+
+
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+"""What providers accept as a tool name (OpenAI's rule; the strictest of the common ones)."""
+RESERVED_STATE_NAMES = frozenset({"*", "=", RETURN})
+"""``*`` and ``=`` mean "every state" and "the same state" to ``transitions``; RETURN is the
+target of a side trip's way back."""
+
+
+def call_killers(flow: Definition) -> list[Finding]:
+    """What builds but would kill a call: a tool name a provider rejects, a transition
+    and a tool of one state with the same name (LiveKit refuses the agent), a reserved
+    state name, a state of another Context type, a Context that cannot be made empty."""
+    out: list[Finding] = []
+    for name, cls in flow.states.items():
+        if name in RESERVED_STATE_NAMES:
+            out.append(Finding("error", "reserved-name", f"state name {name!r} is reserved",
+                               "give the State another name", state=name))
+        tools = set(cls.tool_names())
+        for tool in sorted(tools):
+            if not TOOL_NAME.match(tool):
+                out.append(Finding("error", "bad-tool-name",
+                                   f"tool name {tool!r} is refused by LLM providers",
+                                   "use 1 to 64 letters, digits, '_' or '-'", state=name))
+        triggers = {e.trigger for e in flow.edges if e.source in (name, None)}
+        for trigger in sorted(tools & triggers):
+            out.append(Finding("error", "tool-name-clash",
+                               f"{trigger!r} is both a transition and a tool of this state "
+                               "(LiveKit refuses the agent: the call would end)",
+                               "rename the tool or the transition (`@transition(name=...)`)",
+                               state=name, trigger=trigger))
+        wanted = _context_of(cls)
+        if wanted is not None and not issubclass(flow.context_type, wanted):
+            out.append(Finding("error", "wrong-context",
+                               f"the State is a State[{wanted.__name__}] but the flow's context "
+                               f"is {flow.context_type.__name__}",
+                               f"make it State[{flow.context_type.__name__}] or give the flow a "
+                               f"context that subclasses {wanted.__name__}", state=name))
+    for trigger in sorted({e.trigger for e in flow.edges}):
+        if not TOOL_NAME.match(trigger):
+            out.append(Finding("error", "bad-tool-name",
+                               f"trigger {trigger!r} is refused by LLM providers as a tool name",
+                               "use 1 to 64 letters, digits, '_' or '-' (`@transition(name=...)`)",
+                               trigger=trigger))
+    try:
+        flow.context_type()
+    except ValidationError as exc:
+        missing = sorted(str(e["loc"][0]) for e in exc.errors() if e.get("loc"))
+        out.append(Finding("error", "context-needs-values",
+                           f"{flow.context_type.__name__} cannot be made without values "
+                           f"({', '.join(missing)} have no default): a call would fail to start",
+                           "give every field a default (`= None`, `Field(default=...)`)"))
     return out
+
+
+def _context_of(cls: type) -> type | None:
+    """The Context type ``X`` of a ``State[X]`` class (looked up its bases), if concrete."""
+    for klass in cls.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            args = get_args(base)
+            if args and isinstance(args[0], type) and issubclass(args[0], Context):
+                return args[0]
+    return None
 
 
 def check(flow: Definition, strict: bool = False) -> list[Finding]:
