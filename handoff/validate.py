@@ -169,7 +169,7 @@ target of a side trip's way back."""
 def call_killers(flow: Definition) -> list[Finding]:
     """What builds but would kill a call: a tool name a provider rejects, a transition
     and a tool of one state with the same name (LiveKit refuses the agent), a reserved
-    state name, a state of another Context type, a Context that cannot be made empty."""
+    state name, a state of another Context type."""
     out: list[Finding] = []
     for name, cls in flow.states.items():
         if name in RESERVED_STATE_NAMES:
@@ -201,15 +201,23 @@ def call_killers(flow: Definition) -> list[Finding]:
                                f"trigger {trigger!r} is refused by LLM providers as a tool name",
                                "use 1 to 64 letters, digits, '_' or '-' (`@transition(name=...)`)",
                                trigger=trigger))
+    return out
+
+
+def context_warnings(flow: Definition) -> list[Finding]:
+    """A Context that cannot be made without values: every call must be given one
+    (``flow.session(context=...)``), else it fails to start. A warning, not an error:
+    a flow whose calls always bring their Context (or a version under migration) is fine."""
     try:
         flow.context_type()
     except ValidationError as exc:
         missing = sorted(str(e["loc"][0]) for e in exc.errors() if e.get("loc"))
-        out.append(Finding("error", "context-needs-values",
-                           f"{flow.context_type.__name__} cannot be made without values "
-                           f"({', '.join(missing)} have no default): a call would fail to start",
-                           "give every field a default (`= None`, `Field(default=...)`)"))
-    return out
+        return [Finding("warning", "context-needs-values",
+                        f"{flow.context_type.__name__} cannot be made without values "
+                        f"({', '.join(missing)} have no default): a call started without a "
+                        "Context would fail", "give every field a default (`= None`, "
+                        "`Field(default=...)`), or always start calls with `context=`")]
+    return []
 
 
 def _context_of(cls: type) -> type | None:
@@ -229,7 +237,7 @@ def check(flow: Definition, strict: bool = False) -> list[Finding]:
     The order is stable: errors first, then warnings by kind, each by state name.
     """
     found = definition_errors(flow) + graph_warnings(flow) + guard_warnings(flow)
-    found += argument_warnings(flow)
+    found += argument_warnings(flow) + context_warnings(flow)
     if strict:
         found = [replace(f, severity="error") for f in found]
     return found

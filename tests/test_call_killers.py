@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from handoff import Context, Flow, FlowDefinitionError, RunContext, State, function_tool, transition
+from handoff.validate import check
 
 
 class Call(Context):
@@ -62,12 +63,14 @@ def test_a_state_of_another_context() -> None:
                                                    states=[Sized], final=[Sized]))
 
 
-def test_a_context_that_cannot_be_made_empty() -> None:
+def test_a_context_that_cannot_be_made_empty_is_reported_by_check() -> None:
+    """A warning (handoff check): calls that always bring their Context are fine."""
     class Strict(Context):
         account: str
 
     class Desk(State[Strict]):
         """Desk."""
 
-    assert "context-needs-values" in _codes(lambda: Flow("f", context=Strict, initial=Desk,
-                                                          states=[Desk], final=[Desk]))
+    flow = Flow("f", context=Strict, initial=Desk, states=[Desk], final=[Desk])
+    assert [f.code for f in check(flow) if f.code == "context-needs-values"] == [
+        "context-needs-values"]
