@@ -30,9 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, get_args
 
-from pydantic import ValidationError
-
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from .context import Context
 from .errors import Finding, Severity
