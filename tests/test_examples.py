@@ -40,4 +40,6 @@ def test_callcenter_worker_entrypoint_checks_its_secrets_before_starting() -> No
                          capture_output=True, text=True, timeout=120,
                          env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "HANDOFF_SECRETS": "env"})
     assert out.returncode == 2, out.stderr
-    assert "missing secrets: LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET" in out.stderr
+    assert ("missing secrets: LIVEKIT_URL (for the LiveKit server connection), LIVEKIT_API_KEY "
+            "(for the LiveKit server connection), LIVEKIT_API_SECRET (for the LiveKit server "
+            "connection), OPENAI_API_KEY (for tier 'fast' (LLM))") in out.stderr
