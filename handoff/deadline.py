@@ -20,23 +20,30 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 
 _CURRENT: ContextVar[Deadline | None] = ContextVar("handoff_deadline", default=None)
-_IN_HOOK: ContextVar[bool] = ContextVar("handoff_in_hook", default=False)
+_IN_HOOK: ContextVar[list[bool] | None] = ContextVar("handoff_in_hook", default=None)
+"""While a hook runs: a cell holding True. Tasks started from the hook copy the variable
+but share the cell, which the hook clears when it returns."""
 
 
 def in_agent_code() -> bool:
-    """True inside a State's tool, transition body or hook, or a task started from one:
-    code a turn of the session is waiting for, which must never wait for a handoff (the
-    handoff waits for the turn). ``run.go()`` returns at once there."""
-    return _IN_HOOK.get() or _CURRENT.get() is not None
+    """True inside a State's tool, transition body or hook, or a task started from one
+    while that hook still runs: code a turn of the session is waiting for, which must
+    never wait for a handoff (the handoff waits for the turn). ``run.go()`` returns at once
+    there. A task a hook started and left running (a timer) is on its own once the hook has
+    returned: its ``run.go()`` waits for the move like any other code."""
+    cell = _IN_HOOK.get()
+    return (cell is not None and cell[0]) or _CURRENT.get() is not None
 
 
 @contextmanager
 def hook_scope() -> Iterator[None]:
     """Mark the code inside as an agent's hook (``on_enter``/``on_exit``)."""
-    token = _IN_HOOK.set(True)
+    cell = [True]
+    token = _IN_HOOK.set(cell)
     try:
         yield
     finally:
+        cell[0] = False
         _IN_HOOK.reset(token)
 
 
