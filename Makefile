@@ -10,7 +10,7 @@ APT_PACKAGES ?= graphviz espeak-ng redis-server chromium chromium-driver tmux
 # pip extras installed for the tests.
 EXTRAS ?= test
 
-.PHONY: demo test venv deps apt lint bench diagrams clean
+.PHONY: demo test venv deps apt lint bench diagrams docs clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -61,6 +61,11 @@ diagrams: deps
 lint: venv
 	$(PY) -m ruff check handoff examples tests benchmarks
 	$(PY) -m mypy
+
+## The documentation site (MkDocs + Material + mkdocstrings), built strictly: a broken link or
+## reference fails. Written to site/; `make test` builds it too (tests/test_docs.py).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 ## Benchmarks: what handoff costs on top of LiveKit, as ratios measured side by side in one
 ## run; writes docs/benchmarks.md and benchmarks/results.json (`python -m benchmarks --quick` for a smoke run).
