@@ -82,7 +82,8 @@ class EventLog:
         max_batch: most events in one write.
         heartbeat: seconds between the writer's "still live" marks for its calls.
         purge_every: seconds between retention passes (by this writer).
-        retry_delay / max_retry_delay: backoff after a failed write.
+        retry_delay: the first backoff after a failed write (seconds).
+        max_retry_delay: the longest backoff after failed writes (seconds).
     """
 
     def __init__(

@@ -74,7 +74,8 @@ class Checkpointer:
         store: where checkpoints go.
         history_limit: how many recent user/assistant messages a checkpoint keeps.
         max_pending: most calls with a write waiting; beyond it the oldest is dropped.
-        retry_delay / max_retry_delay: backoff after a failed write (seconds).
+        retry_delay: the first backoff after a failed write (seconds).
+        max_retry_delay: the longest backoff after failed writes (seconds).
         sealer: encrypts the sensitive section of checkpoints.
         metrics: where write counts and errors go (default: the global registry).
         forget_on: session close reasons that mean the call is over, so its checkpoint

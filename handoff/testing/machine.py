@@ -293,8 +293,9 @@ def FlowStateMachine(
             (by default that is reported: it is usually a bug in the body).
         context_updates: add the ``set_context`` rule (code or a tool setting a Context
             field between moves), which lets guards be seen both ways.
-        context_overrides / argument_overrides: strategies for Context fields and for
-            transition arguments (trigger → parameter → strategy).
+        context_overrides: strategies for Context fields (field → strategy).
+        argument_overrides: strategies for transition arguments (trigger → parameter →
+            strategy).
         tools: session mode: ordinary tools the LLM may call, with strategies for
             their arguments (``{"verify_account": {"pin": st.just("1234")}}``). Each
             call must succeed, unless ``tool_errors`` says it may fail.
