@@ -166,7 +166,7 @@ def test_a_call_that_cannot_start_ends_the_console_with_one_line(
     terminal.start(_console("examples.readme.hello:flow", "--script", "hello_script:replies"),
                    _env(tmp_path, HANDOFF_CHECKPOINT_STORE="nosuch://store"))
     screen = terminal.wait_for("EXIT=")
-    assert "error: the call did not start: ValueError: HANDOFF_CHECKPOINT_STORE=" in screen
+    assert "error: the call did not start: ConfigError: HANDOFF_CHECKPOINT_STORE=" in screen
     assert "EXIT=1" in screen and "Traceback" not in screen
 
 
