@@ -13,7 +13,11 @@ AgentSession with an EventLog on ``STORE_URL``, printing JSON lines on stdout:
 
 ``--gate``: wait for a line on stdin before each caller line (the test paces the call).
 ``--hold-after N``: the store accepts N batches, then every later write hangs (the
-events stay queued, unflushed), so a kill loses exactly those.
+events stay queued, unflushed), so a kill loses exactly those. Until the N batches are
+written, each caller line waits for the log to be flushed (or the store to hold), so
+"done" always finds N batches written and the rest queued, however fast or slow the
+machine is (the first write also draws the flow: on a quiet machine the whole call
+used to end before it).
 ``--pii VALUE``: the Context starts with ``pin_hint=VALUE`` and the caller says it.
 """
 
@@ -52,6 +56,7 @@ class Reporting:
         self.store = store
         self.hold_after = hold_after
         self.batches = 0
+        self.held = asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
@@ -60,11 +65,23 @@ class Reporting:
         seqs = [e.seq for e in batch]
         if self.hold_after is not None and self.batches >= self.hold_after:
             emit("holding", seqs=seqs)
+            self.held.set()
             await asyncio.Event().wait()
         emit("appending", seqs=seqs)
         await self.store.append(batch, writer=writer)
         self.batches += 1
         emit("written", seqs=seqs)
+
+    async def pace(self, events: EventLog) -> None:
+        """Before the N held-after batches are written, wait until the log is flushed
+        (or the store holds): the call never outruns the writer's first batches."""
+        if self.hold_after is None or self.batches >= self.hold_after:
+            return
+        flushed = asyncio.ensure_future(events.flush())
+        held = asyncio.ensure_future(self.held.wait())
+        await asyncio.wait((flushed, held), return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (flushed, held):
+            waiter.cancel()
 
 
 class Announce:
@@ -94,6 +111,7 @@ async def main(args: argparse.Namespace) -> int:
         events.track(run, args.call_id)
         emit("started", state=run.state)
         for line in caller:
+            await store.pace(events)
             if args.gate:
                 emit("waiting")
                 if not await loop.run_in_executor(None, sys.stdin.readline):
