@@ -22,7 +22,6 @@ every ``heartbeat`` seconds while the call is live) tells a reader its writer st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .._listeners import listener
+from ..background import BackgroundWriter
 from ..redaction import REDACTED, Redactor
 from .event import Event
 from .store import EventStore
@@ -72,7 +72,7 @@ class _Added:
         self.item = item
 
 
-class EventLog:
+class EventLog(BackgroundWriter[list[Event]]):
     """The event log of tracked runs, written to ``store`` by a background task.
 
     Args:
@@ -98,14 +98,13 @@ class EventLog:
         retry_delay: float = 0.2,
         max_retry_delay: float = 5.0,
     ) -> None:
+        super().__init__("handoff.event_writer", coalesce=coalesce, retry_delay=retry_delay,
+                         max_retry_delay=max_retry_delay)
         self.store = store
-        self.coalesce = coalesce
         self.max_pending = max_pending
         self.max_batch = max_batch
         self.heartbeat = heartbeat
         self.purge_every = purge_every
-        self.retry_delay = retry_delay
-        self.max_retry_delay = max_retry_delay
         self.writer = f"{socket.gethostname()}:{os.getpid()}"
         self.dropped = 0
         """Events dropped because the queue was full."""
@@ -117,11 +116,7 @@ class EventLog:
         self._stored_flows: set[tuple[str, str]] = set()
         self._queue: deque[Event] = deque()
         self._writing = 0
-        self._wake: asyncio.Event | None = None
-        self._idle: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._purged_at = time.monotonic()
 
     # -- wiring ----------------------------------------------------------------------
@@ -297,6 +292,7 @@ class EventLog:
         self._enqueue(event)
 
     # -- the writer ---------------------------------------------------------------------
+    # -- the writer (BackgroundWriter) -------------------------------------------------
     def _enqueue(self, event: Event) -> None:
         try:
             self._ensure_task()
@@ -309,61 +305,46 @@ class EventLog:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.warning("event queue full: %d events dropped so far", self.dropped)
         self._queue.append(event)
-        assert self._wake is not None and self._idle is not None
-        self._idle.clear()
-        self._wake.set()
+        self._wake_up()
 
-    def _ensure_task(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._task is not None and not self._task.done() and self._loop is loop:
-            return
-        self._loop = loop
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task = loop.create_task(self._write_loop(), name="handoff.event_writer")
+    def _started(self, loop: asyncio.AbstractEventLoop) -> None:
         self._beat = loop.create_task(self._heartbeat_loop(), name="handoff.event_heartbeat")
 
-    async def _write_loop(self) -> None:
-        assert self._wake is not None and self._idle is not None
-        delay = self.retry_delay
-        while True:
-            if not self._queue:
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                if self.coalesce > 0:
-                    await asyncio.sleep(self.coalesce)
-                continue
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            self._writing = len(batch)
+    def _queued(self) -> bool:
+        return bool(self._queue)
+
+    def _take(self) -> list[Event]:
+        batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+        self._writing = len(batch)
+        return batch
+
+    async def _write(self, work: list[Event]) -> None:
+        await self._store_flows()
+        await self.store.append(work, writer=self.writer)
+
+    def _put_back(self, work: list[Event]) -> None:
+        self._queue.extendleft(reversed(work))
+
+    def _failed(self, work: list[Event], exc: Exception, retry_in: float) -> None:
+        logger.warning("%d events not written: %s: %s; retrying in %.1fs",
+                       len(work), type(exc).__name__, exc, retry_in)
+        room = self.max_pending - len(self._queue)
+        if room < len(work):
+            self.dropped += len(work) - max(room, 0)
+            work = work[len(work) - max(room, 0):]
+        self._put_back(work)
+
+    def _settled(self) -> None:
+        self._writing = 0
+
+    async def _written(self, work: list[Event], seconds: float) -> None:
+        self.written += len(work)
+        if time.monotonic() - self._purged_at > self.purge_every:
+            self._purged_at = time.monotonic()
             try:
-                await self._store_flows()
-                await self.store.append(batch, writer=self.writer)
-            except asyncio.CancelledError:
-                self._queue.extendleft(reversed(batch))
-                raise
+                await self.store.purge()
             except Exception as exc:
-                logger.warning("%d events not written: %s: %s; retrying in %.1fs",
-                               len(batch), type(exc).__name__, exc, delay)
-                room = self.max_pending - len(self._queue)
-                if room < len(batch):
-                    self.dropped += len(batch) - max(room, 0)
-                    batch = batch[len(batch) - max(room, 0):]
-                self._queue.extendleft(reversed(batch))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_retry_delay)
-                continue
-            finally:
-                self._writing = 0
-            delay = self.retry_delay
-            self.written += len(batch)
-            if time.monotonic() - self._purged_at > self.purge_every:
-                self._purged_at = time.monotonic()
-                try:
-                    await self.store.purge()
-                except Exception as exc:
-                    logger.warning("event log retention pass failed: %s: %s", type(exc).__name__, exc)
+                logger.warning("event log retention pass failed: %s: %s", type(exc).__name__, exc)
 
     async def _store_flows(self) -> None:
         while self._flows:
@@ -383,16 +364,6 @@ class EventLog:
             except Exception as exc:
                 logger.warning("event log heartbeat failed: %s: %s", type(exc).__name__, exc)
 
-    async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued event is written. False on timeout."""
-        if self._idle is None or self._task is None or self._task.done():
-            return not self._queue
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
     @property
     def backlog(self) -> int:
         """Events queued or being written."""
@@ -401,12 +372,8 @@ class EventLog:
     async def aclose(self, timeout: float = 5.0) -> None:
         """Write what is queued (up to ``timeout``), stop the writer, close the store."""
         await self.flush(timeout)
-        for task in (self._task, self._beat):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._beat = None
+        await self._stop(self._beat)
+        self._beat = None
         await self.store.aclose()
 
 

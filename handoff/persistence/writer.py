@@ -28,14 +28,13 @@ starts fresh; another process sees it once it is written (``coalesce`` plus one 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from .._listeners import listener
+from ..background import BackgroundWriter
 from ..telemetry.metrics import HandoffMetrics, default_metrics
 from .checkpoint import DEFAULT_HISTORY_LIMIT, Checkpoint, Sealer, capture
 from .store import CheckpointStore
@@ -67,7 +66,7 @@ class _Tracked:
         self.texts: dict[str, str] = {}
 
 
-class Checkpointer:
+class Checkpointer(BackgroundWriter[Checkpoint]):
     """Checkpoints tracked runs into ``store`` from a background writer.
 
     Args:
@@ -98,13 +97,12 @@ class Checkpointer:
         forget_on: frozenset[str] = ENDED_REASONS,
         coalesce: float = 0.02,
     ) -> None:
+        super().__init__("handoff.checkpoint_writer", coalesce=coalesce,
+                         retry_delay=retry_delay, max_retry_delay=max_retry_delay)
         self.store = store
-        self.coalesce = coalesce
         self.forget_on = forget_on
         self.history_limit = history_limit
         self.max_pending = max_pending
-        self.retry_delay = retry_delay
-        self.max_retry_delay = max_retry_delay
         self.sealer = sealer
         self.metrics = metrics if metrics is not None else default_metrics()
         self._runs: weakref.WeakKeyDictionary[FlowRun[Any], _Tracked] = (
@@ -114,10 +112,6 @@ class Checkpointer:
         """Checkpoints taken (queued) since this Checkpointer was made."""
         self._pending: dict[str, Checkpoint] = {}
         self._writing: Checkpoint | None = None
-        self._wake: asyncio.Event | None = None
-        self._idle: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- wiring ----------------------------------------------------------------------
     def install(self, flow: Flow[Any]) -> Checkpointer:
@@ -210,10 +204,10 @@ class Checkpointer:
         self._enqueue(cp.call_id, cp)
         return True
 
-    # -- the writer ------------------------------------------------------------------
+    # -- the writer (BackgroundWriter) -------------------------------------------------
     def _enqueue(self, call_id: str, cp: Checkpoint) -> None:
         """Queue ``cp`` for ``call_id``, replacing any older one still waiting."""
-        self._ensure_task()
+        self._ensure_task()  # no running loop: raise before changing anything
         pending = self._pending
         if call_id not in pending and len(pending) >= self.max_pending:
             oldest = next(iter(pending))
@@ -222,66 +216,35 @@ class Checkpointer:
             logger.warning("checkpoint queue full: dropped a pending checkpoint of call %s", oldest)
         pending.pop(call_id, None)
         pending[call_id] = cp
-        assert self._wake is not None and self._idle is not None
-        self._idle.clear()
-        self._wake.set()
+        self._wake_up()
 
-    def _ensure_task(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._task is not None and not self._task.done() and self._loop is loop:
-            return
-        self._loop = loop
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task = loop.create_task(self._write_loop(), name="handoff.checkpoint_writer")
+    def _queued(self) -> bool:
+        return bool(self._pending)
 
-    async def _write_loop(self) -> None:
-        assert self._wake is not None and self._idle is not None
-        delay = self.retry_delay
-        while True:
-            if not self._pending:
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                if self.coalesce > 0:  # let the rest of the burst (a turn's events) arrive
-                    await asyncio.sleep(self.coalesce)
-                continue
-            call_id = next(iter(self._pending))
-            cp = self._pending.pop(call_id)
-            self._writing = cp
-            started = time.perf_counter()
-            try:
-                await self.store.save(cp)
-            except asyncio.CancelledError:
-                self._pending.setdefault(call_id, cp)
-                raise
-            except Exception as exc:
-                self.metrics.checkpoint_errors.labels(self.store.kind).inc()
-                what = "end" if cp.ended else f"seq {cp.seq}"
-                logger.warning("checkpoint of call %s (%s) not written: %s: %s; retrying in "
-                               "%.1fs", call_id, what, type(exc).__name__, exc, delay)
-                self._pending.setdefault(call_id, cp)  # unless a newer one came meanwhile
-                self._writing = None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_retry_delay)
-                continue
-            finally:
-                self._writing = None
-            delay = self.retry_delay
-            self.metrics.checkpoint_writes.labels(self.store.kind).inc()
-            self.metrics.checkpoint_write_seconds.labels(self.store.kind).observe(
-                time.perf_counter() - started)
+    def _take(self) -> Checkpoint:
+        call_id = next(iter(self._pending))
+        self._writing = cp = self._pending.pop(call_id)
+        return cp
 
-    async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued checkpoint is written. False on timeout."""
-        if self._idle is None or self._task is None or self._task.done():
-            return not self._pending
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+    async def _write(self, work: Checkpoint) -> None:
+        await self.store.save(work)
+
+    def _put_back(self, work: Checkpoint) -> None:
+        self._pending.setdefault(work.call_id, work)  # unless a newer one came meanwhile
+
+    def _failed(self, work: Checkpoint, exc: Exception, retry_in: float) -> None:
+        self.metrics.checkpoint_errors.labels(self.store.kind).inc()
+        what = "end" if work.ended else f"seq {work.seq}"
+        logger.warning("checkpoint of call %s (%s) not written: %s: %s; retrying in %.1fs",
+                       work.call_id, what, type(exc).__name__, exc, retry_in)
+        self._put_back(work)
+
+    def _settled(self) -> None:
+        self._writing = None
+
+    async def _written(self, work: Checkpoint, seconds: float) -> None:
+        self.metrics.checkpoint_writes.labels(self.store.kind).inc()
+        self.metrics.checkpoint_write_seconds.labels(self.store.kind).observe(seconds)
 
     @property
     def backlog(self) -> int:
@@ -291,9 +254,5 @@ class Checkpointer:
     async def aclose(self, timeout: float = 5.0) -> None:
         """Write what is queued (up to ``timeout``), stop the writer, close the store."""
         await self.flush(timeout)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stop()
         await self.store.aclose()
