@@ -88,7 +88,7 @@ class WorkerSettings:
     load_threshold: float = 0.9       # HANDOFF_LOAD_THRESHOLD: above it LiveKit sends no jobs
     drain_timeout: int = 600          # HANDOFF_DRAIN_TIMEOUT: seconds calls get after SIGTERM
     health_port: int = 8081           # HANDOFF_HEALTH_PORT: LiveKit's health endpoint
-    metrics_port: int | None = 9100   # HANDOFF_METRICS_PORT ("" or "0" disables)
+    metrics_port: int | None = 9100   # HANDOFF_METRICS_PORT / --metrics-port ("" or 0 disables)
     idle_processes: int | None = None  # HANDOFF_IDLE_PROCESSES: warm job processes
     agent_name: str = ""              # LIVEKIT_AGENT_NAME: explicit dispatch
     checkpoint_dir: str | None = None  # HANDOFF_CHECKPOINT_DIR: SQLite checkpoints of calls
@@ -113,8 +113,14 @@ class WorkerSettings:
             "register_retries": int(env.get("HANDOFF_REGISTER_RETRIES", 16)),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["metrics_port"] == 0:  # --metrics-port 0, like HANDOFF_METRICS_PORT=0
+            values["metrics_port"] = None
         if values["max_jobs"] < 1:
             raise ValueError("HANDOFF_MAX_JOBS must be at least 1")
+        for name in ("health_port", "metrics_port"):
+            port = values[name]
+            if port is not None and not 0 <= port <= 65535:
+                raise ValueError(f"{name.replace('_', ' ')} must be 0 to 65535, not {port}")
         return cls(**values)
 
 

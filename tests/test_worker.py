@@ -413,6 +413,19 @@ def test_settings_from_env_and_cli_overrides() -> None:
         WorkerSettings.from_env("m:f", {"HANDOFF_MAX_JOBS": "0"})
 
 
+@pytest.mark.parametrize("environ", [{}, {"HANDOFF_METRICS_PORT": "9200"}])
+def test_metrics_port_0_on_the_command_line_disables_metrics_like_the_environment(
+        environ: dict[str, str]) -> None:
+    assert WorkerSettings.from_env("m:f", environ, metrics_port=0).metrics_port is None
+    assert WorkerSettings.from_env("m:f", environ, metrics_port=9300).metrics_port == 9300
+
+
+@pytest.mark.parametrize("overrides", [{"metrics_port": 70000}, {"health_port": -1}])
+def test_a_port_out_of_range_is_refused(overrides: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="must be 0 to 65535"):
+        WorkerSettings.from_env("m:f", {}, **overrides)
+
+
 class Call(Context):
     topic: str | None = None
 
