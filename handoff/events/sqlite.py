@@ -9,13 +9,11 @@ a writer killed mid-write leaves the log at the end of its last whole batch.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..persistence.sqlite import connect
+from ..persistence.sqlite import SQLiteFile
 from .event import CallSummary, Event, summarise
 from .store import EventStore, Retention, expired
 
@@ -48,23 +46,15 @@ _COLUMNS = ("call_id", "flow", "flow_version", "state", "started_at", "updated_a
             "last_seq", "events", "ended", "end_reason", "writer")
 
 
-class SQLiteEventStore(EventStore):
+class SQLiteEventStore(SQLiteFile, EventStore):
     """The event log in the SQLite file at ``path`` (created with its tables if missing)."""
 
     kind = "sqlite"
 
     def __init__(self, path: str | Path, *, retention: Retention | None = None,
                  busy_timeout: float = 5.0) -> None:
-        self.path = Path(path)
+        super().__init__(path, busy_timeout, _SCHEMA)
         self.retention = retention or Retention()
-        self._busy_timeout = busy_timeout
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect(self.path, self._busy_timeout, _SCHEMA)
-        return self._conn
 
     def _append(self, batch: Sequence[Event], writer: str) -> None:
         summaries = summarise(batch, time.time(), writer)
@@ -156,12 +146,3 @@ class SQLiteEventStore(EventStore):
 
     async def purge(self, now: float | None = None) -> int:
         return await asyncio.to_thread(self._purge, time.time() if now is None else now)
-
-    def _close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self._close)

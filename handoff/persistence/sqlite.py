@@ -53,23 +53,42 @@ def connect(path: Path, busy_timeout: float, schema: tuple[str, ...]) -> sqlite3
     return conn
 
 
-class SQLiteStore(CheckpointStore):
+class SQLiteFile:
+    """One SQLite file a store uses from worker threads: its connection opens on first
+    use (with ``schema``), and every use holds ``_lock``."""
+
+    def __init__(self, path: str | Path, busy_timeout: float, schema: tuple[str, ...]) -> None:
+        self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._schema = schema
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        """The open connection (the caller holds ``_lock``)."""
+        if self._conn is None:
+            self._conn = connect(self.path, self._busy_timeout, self._schema)
+        return self._conn
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._close)
+
+
+class SQLiteStore(SQLiteFile, CheckpointStore):
     """Checkpoints in the SQLite file at ``path`` (created with its table if missing)."""
 
     kind = "sqlite"
 
     def __init__(self, path: str | Path, *, ttl: float = DEFAULT_TTL,
                  busy_timeout: float = 5.0) -> None:
-        self.path = Path(path)
+        super().__init__(path, busy_timeout, (_SCHEMA,))
         self.ttl = ttl
-        self._busy_timeout = busy_timeout
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect(self.path, self._busy_timeout, (_SCHEMA,))
-        return self._conn
 
     def _save(self, checkpoint: Checkpoint) -> bool:
         now = time.time()
@@ -133,12 +152,3 @@ class SQLiteStore(CheckpointStore):
     async def purge_expired(self) -> int:
         """Delete expired checkpoints; returns how many (run it now and then)."""
         return await asyncio.to_thread(self._purge)
-
-    def _close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self._close)
