@@ -15,6 +15,7 @@ from .errors import (
     FlowDefinitionError,
     FlowError,
     MigrationError,
+    TransitionCallError,
     TransitionRefused,
     UnknownTierError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "State",
     "TierConfig",
     "Tiers",
+    "TransitionCallError",
     "TransitionRecord",
     "TransitionRefused",
     "UnknownTierError",

@@ -95,6 +95,15 @@ class TransitionRefused(ToolError, FlowError):
         self.kind: RefusalKind = kind
 
 
+class TransitionCallError(FlowError, TypeError):
+    """``run.go()`` was called with arguments its transition does not take: a name it has
+    no parameter for, a required one missing, or a value its type rejects (checked with
+    the schema of the transition's tool, as the LLM's calls are). A bug in the calling
+    code: raised to it, nothing changes, nothing is recorded, and it never counts toward
+    the error transition. Also a ``TypeError``, as Python's own error for a bad call is.
+    The message names the parameters, never the values given."""
+
+
 class FlowLoadError(FlowError):
     """A flow reference could not be loaded: bad syntax, import error, no such name, not a Flow."""
 

@@ -33,11 +33,12 @@ from livekit.agents import (
 )
 from livekit.agents.utils import is_given
 from livekit.agents.voice import SpeechHandle
+from pydantic import ValidationError
 
 from ._listeners import listener
 from .context import ChangeJournal, Context
 from .deadline import Deadline, in_agent_code
-from .errors import FlowError, RefusalKind, TransitionRefused
+from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailureWatch
 from .graph import Edge
 from .history import add_summary, revisit
@@ -384,8 +385,38 @@ class FlowRun(Generic[C]):
         ``target`` is a trigger name, or a state name reachable by exactly one
         declared transition from the current state. Raises ``TransitionRefused``
         (with the reason) when the move is not allowed; nothing changes then.
+
+        ``arguments`` are checked with the schema of the transition's tool, as the
+        LLM's are, and the body gets them as validated (``"5"`` for an ``int``
+        parameter is ``5``). Arguments it does not take raise
+        :class:`~handoff.errors.TransitionCallError`: a bug in the calling code, not a
+        refusal and not a failure of the call.
         """
-        return await self._go(self._trigger_for(target), arguments, by="code")
+        trigger = self._trigger_for(target)
+        return await self._go(trigger, self._checked_arguments(trigger, arguments), by="code")
+
+    def _checked_arguments(self, trigger: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """``arguments`` validated by the tool schema of ``trigger`` from the current
+        state (those given, coerced; omitted ones keep the body's defaults); unchanged
+        when ``trigger`` is not declared from here (``_prepare`` refuses it)."""
+        edge = self.flow.triggers_from(self.state).get(trigger)
+        if edge is None:
+            return arguments
+        known = {p.name for p in edge.transition.params}
+        unknown = sorted(set(arguments) - known)
+        if unknown:
+            raise TransitionCallError(
+                f"{trigger}() takes no argument {', '.join(map(repr, unknown))}; its "
+                f"parameters are: {', '.join(sorted(known)) or 'none'}")
+        try:
+            valid = edge.transition.arguments_model().model_validate(arguments)
+        except ValidationError as exc:  # the values may be sensitive: name the places only
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or trigger}: {e['msg']}"
+                                 for e in exc.errors(include_input=False, include_url=False))
+            raise TransitionCallError(self._scrubbed(
+                f"{trigger}() was called with arguments its transition does not take: "
+                f"{problems}")) from None
+        return {name: getattr(valid, name) for name in arguments}
 
     async def _go(
         self, trigger: str, arguments: dict[str, Any], *, by: MovedBy, note: str | None = None

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, get_origin, get_type_hints, overload
 
 from livekit.agents import RunContext, llm
+from livekit.agents.llm.utils import function_arguments_to_pydantic_model
+from pydantic import BaseModel
 
 from .errors import Finding, FlowDefinitionError
 from .guards import GuardCall, guard_text
@@ -97,6 +99,7 @@ class TransitionDef:
         self.untyped_params = [p.name for p in self.params if p.annotation is p.empty]
         self._guard_takes_args = when is not None and _arity(when) > 1
         self._guard = GuardCall(when, self._guard_takes_args) if when is not None else None
+        self._arguments_model: type[BaseModel] | None = None
         self.__doc__ = self.doc
 
     # -- descriptor protocol: the class body names it, instances do not turn it into a tool
@@ -211,6 +214,22 @@ class TransitionDef:
             p if p.annotation is not p.empty else p.replace(annotation=str) for p in params
         ]
         return inspect.Signature(params), annotations
+
+    def arguments_model(self) -> type[BaseModel]:
+        """The pydantic model LiveKit validates this transition's tool calls with (built
+        from :meth:`tool_signature` by LiveKit's own function, once): ``run.go()`` checks
+        code's arguments with it too."""
+        if self._arguments_model is None:
+            signature, annotations = self.tool_signature()
+
+            def arguments(**_: Any) -> None: ...
+
+            arguments.__signature__ = signature  # type: ignore[attr-defined]
+            arguments.__annotations__ = annotations
+            arguments.__name__ = self.name
+            arguments.__doc__ = self.doc
+            self._arguments_model = function_arguments_to_pydantic_model(arguments)
+        return self._arguments_model
 
     def __repr__(self) -> str:
         where = self.owner.__name__ if self.owner else "global"
