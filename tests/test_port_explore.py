@@ -1,9 +1,17 @@
-"""`explore` finds a planted off-by-one guard in a copy of a port (the originals untouched).
+"""`explore` finds a planted off-by-one guard in a copy of each port (the originals untouched).
 
-Survey: ``behavioral_complete`` planted to fire when two of the three behavioural answers
-are recorded instead of all three. From a call whose email, strengths and weaknesses
-are known, depth 5 reaches Behavioral and takes it: the shortest counterexample is
-intro → email → commute → experience → behavioral_complete.
+Each planted copy is made here, by subclassing the shipped states; the depth at which
+explore finds it (and, one less, does not) is asserted:
+
+* survey, depth 5: ``behavioral_complete`` fires when two of the three behavioural
+  answers are recorded instead of all three (a guard the original has, in code);
+* insurance, depth 4: the guard closing the original's "coverage 0 costs nothing" gap
+  written ``coverage_amount >= 0`` instead of ``> 0``;
+* airline, depth 6 (conversation alone): a cap on hand-backs to triage written
+  ``handbacks <= 2`` instead of ``< 2``;
+
+The right guard passes at the same depth or deeper, so each test fails if explore stops
+seeing the boundary (or starts seeing bugs that are not there).
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from handoff import Flow, transition
+from handoff import Flow, RunContext, transition
 from handoff.testing import explore
 
 survey = importlib.import_module("examples.survey.flow")  # the package re-exports `flow`
@@ -48,3 +56,111 @@ def test_explore_finds_the_planted_off_by_one_at_depth_5() -> None:
     moves = [m.attempt.trigger for m in found.counterexample if m.attempt is not None]
     assert moves[-1] == "behavioral_complete" and len(moves) == 5
     assert explore(PLANTED, depth=4, entry_conditions=ENTRY, initial=KNOWN).counterexample is None
+
+
+# -- insurance ------------------------------------------------------------------------------
+# The original has no guard: ``update_coverage`` takes any coverage, and a coverage of 0
+# gives a premium of 0 (a gap examples/insurance/flow.py names). The guard a maintainer
+# adds to close it is ``coverage_amount > 0``; the planted copy writes ``>= 0``. The
+# entry condition "a quote costs something" is the spec. Depth 4 reaches it:
+# collect_age → collect_marital_status → calculate_quote → update_coverage(0).
+
+insurance = importlib.import_module("examples.insurance.flow")
+
+COSTS_SOMETHING = {"QuoteResults": lambda c: c.monthly_premium is not None and c.monthly_premium > 0}
+
+
+def _results_with(guard: Any) -> type:
+    class Results(insurance.QuoteResults):  # type: ignore[name-defined,misc]
+        name = "QuoteResults"
+
+        @transition(to="QuoteResults", when=guard, refused="the coverage must be above 0")
+        async def update_coverage(self, ctx: RunContext[Any], coverage_amount: int, deductible: int) -> None:
+            """Recalculate quote with new coverage options"""
+            await insurance.QuoteResults.update_coverage.func(self, ctx, coverage_amount, deductible)
+
+    return Results
+
+
+def _insurance(results: type, name: str) -> Flow[Any]:
+    return Flow(name, context=insurance.Quote, initial=insurance.Initial,
+                states=[insurance.Initial, insurance.MaritalStatus, insurance.QuoteCalculation,
+                        results, insurance.End], final=[insurance.End])
+
+
+INSURANCE_FIXED = _insurance(_results_with(lambda c, coverage_amount, deductible: coverage_amount > 0),
+                             "insurance_fixed")
+INSURANCE_PLANTED = _insurance(
+    _results_with(lambda c, coverage_amount, deductible: coverage_amount >= 0),  # planted: >= 0
+    "insurance_planted")
+
+
+def test_explore_finds_the_insurance_gap_the_port_keeps() -> None:
+    found = explore(insurance.flow, depth=4, entry_conditions=COSTS_SOMETHING)
+    assert [m.attempt.trigger for m in found.counterexample or [] if m.attempt] == [
+        "collect_age", "collect_marital_status", "calculate_quote", "update_coverage"]
+
+
+def test_explore_passes_the_insurance_with_the_right_guard() -> None:
+    found = explore(INSURANCE_FIXED, depth=5, entry_conditions=COSTS_SOMETHING)
+    assert found.ok and ("QuoteResults", "update_coverage") in found.taken
+
+
+def test_explore_finds_the_planted_insurance_off_by_one_at_depth_4() -> None:
+    found = explore(INSURANCE_PLANTED, depth=4, entry_conditions=COSTS_SOMETHING)
+    assert found.counterexample is not None
+    last = found.counterexample[-1].attempt
+    assert last is not None and last.trigger == "update_coverage"
+    assert last.arguments["coverage_amount"] == 0 and len(found.counterexample) == 4
+    assert explore(INSURANCE_PLANTED, depth=3, entry_conditions=COSTS_SOMETHING).ok
+
+
+# -- airline --------------------------------------------------------------------------------
+# The original has no guard at all, and nothing stops triage and a specialist handing a
+# customer back and forth (the SDK bounds one input's agent turns, ``max_turns``; a voice
+# call has no such bound). The guard a port adds: at most two hand-backs to triage,
+# ``c.handbacks < 2``; the planted copy writes ``<= 2``. Found by conversation alone
+# (no code setting the counter): depth 6 is FAQ, back, FAQ, back, FAQ, back.
+
+airline = importlib.import_module("examples.airline.flow")
+
+
+class Counted(airline.AirlineAgentContext):  # type: ignore[name-defined,misc]
+    handbacks: int = 0
+
+
+AT_MOST_TWO = {"Triage": lambda c: c.handbacks <= 2}
+
+
+def _airline(guard: Any, name: str) -> Flow[Any]:
+    class Back(airline.Specialist):  # type: ignore[name-defined,misc]
+        @transition(to="Triage", when=guard, refused="handed back twice already: stay")
+        async def transfer_to_triage_agent(self, ctx: RunContext[Any]) -> None:
+            """Handoff to the Triage Agent agent to handle the request."""
+            ctx.userdata.handbacks += 1
+
+    class FAQ(Back, airline.FAQ):  # type: ignore[name-defined,misc]
+        name = "FAQ"
+
+    class SeatBooking(Back, airline.SeatBooking):  # type: ignore[name-defined,misc]
+        name = "SeatBooking"
+
+    return Flow(name, context=Counted, initial=airline.Triage,
+                states=[airline.Triage, FAQ, SeatBooking], final=[airline.Triage])
+
+
+AIRLINE_FIXED = _airline(lambda c: c.handbacks < 2, "airline_fixed")
+AIRLINE_PLANTED = _airline(lambda c: c.handbacks <= 2, "airline_planted")  # planted: <= 2
+
+
+def test_explore_passes_the_airline_with_the_right_guard() -> None:
+    found = explore(AIRLINE_FIXED, depth=7, entry_conditions=AT_MOST_TWO, context_moves=False)
+    assert found.ok and ("SeatBooking", "transfer_to_triage_agent") in found.taken
+
+
+def test_explore_finds_the_planted_airline_off_by_one_at_depth_6() -> None:
+    found = explore(AIRLINE_PLANTED, depth=6, entry_conditions=AT_MOST_TWO, context_moves=False)
+    assert found.counterexample is not None and len(found.counterexample) == 6
+    assert found.counterexample[-1].attempt is not None
+    assert found.counterexample[-1].attempt.trigger == "transfer_to_triage_agent"
+    assert explore(AIRLINE_PLANTED, depth=5, entry_conditions=AT_MOST_TWO, context_moves=False).ok

@@ -18,7 +18,7 @@ from examples.insurance.flow import BASE_COVERAGE, BASE_DEDUCTIBLE, adjusted_pre
 from handoff.testing import FlowDriver, FlowPath, FlowStateMachine, call, load_profile, transition_cover
 from handoff.validate import check
 
-from .ports_support import PURE_EXAMPLES, SESSION_EXAMPLES, budget, finds, stops_when_hung_up, take_path
+from .ports_support import PURE_EXAMPLES, SESSION_EXAMPLES, budget, finds, take_path
 
 load_profile()
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
@@ -33,9 +33,9 @@ AGES = {"collect_age": {"age": st.integers(-5, 120)}}
 
 TestInsuranceModel = budget(FlowStateMachine(flow, entry_conditions=ENTRY, argument_overrides=AGES,
                                              context_updates=False).TestCase, PURE_EXAMPLES)
-TestInsuranceConversations = budget(stops_when_hung_up(FlowStateMachine(
+TestInsuranceConversations = budget(FlowStateMachine(
     flow, mode="session", entry_conditions=ENTRY, argument_overrides=AGES,
-    context_updates=False), hangs_up_in={"End"}).TestCase, SESSION_EXAMPLES)
+    context_updates=False).TestCase, SESSION_EXAMPLES)
 
 
 def test_the_port_passes_check_strict() -> None:

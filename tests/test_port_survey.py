@@ -20,7 +20,7 @@ from examples.survey.flow import Screening, flow
 from handoff.testing import FlowDriver, FlowPath, FlowStateMachine, call, load_profile, transition_cover
 from handoff.validate import check
 
-from .ports_support import PURE_EXAMPLES, SESSION_EXAMPLES, budget, stops_when_hung_up, take_path
+from .ports_support import PURE_EXAMPLES, SESSION_EXAMPLES, budget, take_path
 
 load_profile()
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
@@ -43,9 +43,9 @@ TOOLS = {
 
 TestSurveyModel = budget(FlowStateMachine(flow, entry_conditions=ENTRY, context_overrides=FILES,
                                           context_updates=False).TestCase, PURE_EXAMPLES)
-TestSurveyConversations = budget(stops_when_hung_up(FlowStateMachine(
+TestSurveyConversations = budget(FlowStateMachine(
     flow, mode="session", entry_conditions=ENTRY, context_overrides=FILES, tools=TOOLS,
-    context_updates=False), hangs_up_in={"Closing", "Disqualified"}).TestCase, SESSION_EXAMPLES)
+    context_updates=False).TestCase, SESSION_EXAMPLES)
 
 
 def test_the_port_passes_check_strict() -> None:
