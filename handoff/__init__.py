@@ -21,7 +21,7 @@ from .errors import (
 )
 from .flow import Flow
 from .migrations import Migration, migration
-from .records import FlowObserver, Refusal, TransitionRecord
+from .records import FlowObserver, Refusal, Returned, TransitionRecord
 from .redaction import install_log_scrubbing
 from .resume import resume_or_start
 from .run import FlowRun
@@ -44,6 +44,7 @@ __all__ = [
     "Migration",
     "MigrationError",
     "Refusal",
+    "Returned",
     "RunContext",
     "State",
     "TierConfig",

@@ -158,6 +158,12 @@ class Context(BaseModel):
         return journal, _journal_owner.set(journal)
 
     @staticmethod
+    def start_owning(journal: ChangeJournal) -> contextvars.Token[Any]:
+        """The current task writes as ``journal``'s owner (a later step of the same move,
+        e.g. ``on_return``) until ``stop_owning``."""
+        return _journal_owner.set(journal)
+
+    @staticmethod
     def stop_owning(token: contextvars.Token[Any]) -> None:
         """The current task no longer writes as the journal's owner (its body returned)."""
         _journal_owner.reset(token)

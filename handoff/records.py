@@ -8,7 +8,7 @@ the run all read the same plain records.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from .errors import RefusalKind
 
@@ -16,6 +16,7 @@ MovedBy = Literal["llm", "code", "failover"]
 """Who asked for a move: the LLM's tool call, code (``run.go``), or the failure policy."""
 
 R_contra = TypeVar("R_contra", contravariant=True)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,21 @@ class TransitionRecord:
     arguments: dict[str, Any]
     at: float
     by: MovedBy
+    result: Any = None
+    """What a side trip's ``to=RETURN`` body returned, in its JSON form (None otherwise)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Returned(Generic[T]):
+    """A side trip came back: what the state that started it receives in ``on_return``
+    (LiveKit's awaited ``AgentTask[T]`` result)."""
+
+    state: str
+    """The side trip's state that returned (``Verify``)."""
+    trigger: str
+    """The ``to=RETURN`` transition it took (``identity_confirmed``)."""
+    value: T
+    """The result, of the type the transition's body declares (None when it declares none)."""
 
 
 @dataclass(frozen=True, slots=True)

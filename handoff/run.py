@@ -42,7 +42,7 @@ from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefus
 from .failures import FailureWatch
 from .graph import Edge
 from .history import add_summary, revisit
-from .records import MovedBy, Refusal, Resumption, TransitionRecord
+from .records import MovedBy, Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
 from .state import State, making
 from .transition import TransitionDef
@@ -102,6 +102,10 @@ class _Pending:
     record: TransitionRecord | None = None
     """Made before the commit when ``run.go()`` returned at once (called from agent code)."""
     to_summarise: list[llm.ChatMessage] = field(default_factory=list)
+    result: Any = None
+    """A side trip's typed result (``to=RETURN`` with a declared type), as the type."""
+    result_json: Any = None
+    """The same, in its JSON form (the record's ``result``)."""
 
 
 class _FsmModel:
@@ -439,7 +443,8 @@ class FlowRun(Generic[C]):
             # a tool, body or hook: LiveKit applies the handoff once this turn ends, so
             # waiting here would wait for ourselves. The record is the one the commit logs.
             pending.record = TransitionRecord(pending.source, pending.target, trigger,
-                                              pending.arguments, time.time(), pending.by)
+                                              pending.arguments, time.time(), pending.by,
+                                              pending.result_json)
             return pending.record
         assert pending.done is not None
         return await pending.done
@@ -564,6 +569,13 @@ class FlowRun(Generic[C]):
                              f"targets ({', '.join(declared)}); the flow stays where it is.")
             assert chosen is not None
             pending.target = chosen
+        if edge.is_return and edge.transition.result_type is not None:
+            try:
+                pending.result, pending.result_json = edge.transition.check_result(output)
+            except ValueError as exc:  # the body's bug, or the LLM's arguments: it may retry
+                self._abandon(pending)
+                self._refuse(trigger, "error", f"'{trigger}' refused: its result {exc}; "
+                             "the flow stays where it is.")
         return pending, output
 
     async def _guard_and_body(
@@ -589,7 +601,7 @@ class FlowRun(Generic[C]):
         try:
             async with Deadline(timeout):  # paused while a sub-task of the body talks
                 output = await edge.transition.run_body(self._agent, ctx, arguments)
-            if not edge.is_dynamic:
+            if not edge.is_dynamic and edge.transition.result_type is None:
                 pending.note = None if output is None else self._scrubbed(str(output))
         except TransitionRefused as exc:
             self._abandon(pending)
@@ -630,17 +642,33 @@ class FlowRun(Generic[C]):
         carried = policy.carry(old)
         kept = self._kept.get(pending.target)
         if kept is not None and kept is not self._agent:
-            # not running, so these set the agent's own copies at once (LiveKit's API)
-            await kept.update_instructions(kept.compose_instructions(self.context, pending.note))
-            await kept.update_chat_ctx(revisit(kept.chat_ctx, carried),
-                                       exclude_invalid_function_calls=False)
-            kept.bridge = self._bridge_line(pending)
-            return kept
-        agent = self.make_agent(pending.target, chat_ctx=carried, note=pending.note)
-        if policy.tools:  # keep the calls of tools the new agent lacks (LiveKit drops them)
-            await agent.update_chat_ctx(carried, exclude_invalid_function_calls=False)
+            agent = kept  # not running, so the updates set its own copies at once (LiveKit's API)
+            await agent.update_chat_ctx(revisit(kept.chat_ctx, carried),
+                                        exclude_invalid_function_calls=False)
+        else:
+            agent = self.make_agent(pending.target, chat_ctx=carried, note=pending.note)
+            if policy.tools:  # keep the calls of tools the new agent lacks (LiveKit drops them)
+                await agent.update_chat_ctx(carried, exclude_invalid_function_calls=False)
+        if pending.edge.is_return:
+            await self._hand_back(agent, pending)
+        if agent is kept or pending.edge.is_return:
+            await agent.update_instructions(agent.compose_instructions(self.context, pending.note))
         agent.bridge = self._bridge_line(pending)
         return agent
+
+    async def _hand_back(self, agent: State[C], pending: _Pending) -> None:
+        """A side trip returns: the state that started it receives the result in its
+        ``on_return``, as part of the move (its Context writes are the move's, rolled back
+        with it), and what the hook returns is its agent's note."""
+        returned = Returned(pending.source, pending.edge.trigger, pending.result)
+        token = Context.start_owning(pending.journal)
+        try:
+            async with Deadline(agent.tool_timeout):
+                note = await agent.on_return(returned)
+        finally:
+            Context.stop_owning(token)
+        if note is not None:
+            pending.note = self._scrubbed(str(note))
 
     def _bridge_line(self, pending: _Pending) -> str | None:
         try:
@@ -663,8 +691,8 @@ class FlowRun(Generic[C]):
         if edge.transition.returns:
             self.return_stack.append(pending.source)
         record = pending.record or TransitionRecord(
-            pending.source, self.state, pending.edge.trigger, pending.arguments, time.time(), pending.by
-        )
+            pending.source, self.state, pending.edge.trigger, pending.arguments, time.time(),
+            pending.by, pending.result_json)
         self.log.append(record)
         self._pending = None
         self.context.close_journal(pending.journal)

@@ -27,12 +27,13 @@ from contextvars import ContextVar
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from livekit.agents import Agent, ToolError, llm
+from pydantic_core import to_json
 
 from ._livekit import set_agent_tools
 from .context import Context
 from .deadline import Deadline, hook_scope
 from .errors import Finding, FlowDefinitionError, FlowError
-from .records import TransitionRecord
+from .records import Returned, TransitionRecord
 from .redaction import Redactor
 from .transition import TransitionDef
 
@@ -255,6 +256,20 @@ class State(Agent, Generic[C]):
         if note:
             parts.append(f"Note from the previous agent: {note}")
         return "\n\n".join(parts)
+
+    async def on_return(self, returned: Returned[Any]) -> str | None:
+        """A side trip this state started (``returns=True``) came back with ``returned.value``
+        (LiveKit: the value ``await SomeTask()`` gives the tool that awaited it).
+
+        Override it to act on the result: it runs on this state's agent just before it is
+        active again, as part of the move (what it writes to the Context is rolled back if
+        the handoff does not happen, and the brief the agent reads includes it). What it
+        returns is the note the agent finds in its instructions; by default, a line with
+        the result as JSON (no note when the side trip returned no value)."""
+        if returned.value is None:
+            return None
+        data = to_json(returned.value, fallback=str).decode()
+        return f"{returned.state} finished ({returned.trigger}) and returned: {data}"
 
     bridge: str | None = None
     """The bridge line (the transition's ``say=``) this agent says first on entering; set by

@@ -12,13 +12,14 @@ This module knows states only by name: a class target is anything with a
 from __future__ import annotations
 
 import inspect
+import re
 import types
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, get_origin, get_type_hints, overload
+from typing import Any, Protocol, get_args, get_origin, get_type_hints, overload
 
 from livekit.agents import RunContext, llm
 from livekit.agents.llm.utils import function_arguments_to_pydantic_model
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .errors import Finding, FlowDefinitionError
 from .guards import GuardCall, guard_text
@@ -95,7 +96,12 @@ class TransitionDef:
         self.say = say
         self.doc = inspect.getdoc(func) or ""
         self.owner: type | None = None
-        self.is_method, self.context_param, self.params = _split_signature(func)
+        self.is_method, self.context_param, self.params, declared = _split_signature(func)
+        self.result_type: Any = (declared if to == RETURN and declared not in _NO_RESULT
+                                 else None)
+        """What a side trip's ``to=RETURN`` body hands back to the state that started it
+        (its return annotation, like LiveKit's ``AgentTask[T]``); None: no result."""
+        self._result_adapter: TypeAdapter[Any] | None = None
         self.untyped_params = [p.name for p in self.params if p.annotation is p.empty]
         self._guard_takes_args = when is not None and _arity(when) > 1
         self._guard = GuardCall(when, self._guard_takes_args) if when is not None else None
@@ -185,6 +191,42 @@ class TransitionDef:
             return str(self.refused(context))
         return self.refused or f"the conditions for '{self.name}' are not met"
 
+    @property
+    def result_adapter(self) -> TypeAdapter[Any]:
+        """The pydantic adapter that checks and serialises this side trip's result."""
+        if self._result_adapter is None:
+            self._result_adapter = TypeAdapter(self.result_type)
+        return self._result_adapter
+
+    def result_problem(self) -> str | None:
+        """Why :attr:`result_type` cannot be a side trip's result (pydantic cannot check it,
+        or its values are not JSON), or None. Checked when the Flow is built."""
+        if self.result_type is None:
+            return None
+        if isinstance(self.result_type, str):
+            return f"its return annotation {self.result_type!r} names nothing importable here"
+        try:
+            self.result_adapter.json_schema()
+        except Exception as exc:  # PydanticSchemaGenerationError, InvalidJsonSchema, …
+            return f"pydantic cannot check or serialise {self.result_name} ({type(exc).__name__})"
+        return None
+
+    @property
+    def result_name(self) -> str:
+        """The declared result type as written in code (``bool``, ``Identity``, ``list[str]``)."""
+        return _type_text(self.result_type)
+
+    def check_result(self, value: Any) -> tuple[Any, Any]:
+        """(the result as the declared type, its JSON form) for what the body returned;
+        ValueError with pydantic's reasons when it does not fit."""
+        adapter = self.result_adapter
+        try:
+            typed = adapter.validate_python(value)
+        except ValidationError as exc:
+            reasons = "; ".join(_error_text(e) for e in exc.errors(include_url=False))
+            raise ValueError(f"{value!r} is not a {self.result_name} ({reasons})") from None
+        return typed, adapter.dump_python(typed, mode="json")
+
     def bridge_line(self, context: Any) -> str | None:
         """The line spoken while the new agent prepares its answer (``say=``), or None."""
         text = self.say(context) if callable(self.say) else self.say
@@ -262,7 +304,7 @@ def transition(
         name: the trigger/tool name; defaults to the function's name.
         returns: this edge starts a side trip: the current state is pushed on the run's
             return stack, and a transition with ``to=RETURN`` in the side trip comes back
-            to it (a dialogue stack, like Rasa's).
+            to it (a dialogue stack, like Rasa's), with a typed result if it declares one.
         say: a bridge line ("Let me bring up your bill."), text or a function of the
             Context after the body ran: the new agent says it the moment it becomes active,
             while its LLM prepares the real answer, so the caller does not wait in silence.
@@ -275,6 +317,12 @@ def transition(
     ``TransitionRefused`` to refuse the move. Its return value (if any) is a handoff
     note: the new agent finds it in its instructions; for ``to=[...]`` it is the target
     it chose instead (one of the list; anything else is refused and rolled back).
+
+    A ``to=RETURN`` body annotated with a return type (``-> bool``, ``-> Identity``)
+    returns the side trip's *result* instead, like LiveKit's ``AgentTask[T].complete()``:
+    it is checked against the annotation (pydantic, lax), a value that does not fit is
+    refused with pydantic's reasons and changes nothing, and the state that started the
+    side trip receives it in :meth:`~handoff.state.State.on_return`.
     """
 
     if func is not None or to is None:
@@ -292,8 +340,9 @@ def transition(
     return decorate
 
 
-def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Parameter]]:
-    """(is a method, name of the RunContext parameter, the LLM-visible parameters)."""
+def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Parameter], Any]:
+    """(is a method, name of the RunContext parameter, the LLM-visible parameters, the
+    return annotation)."""
     sig = inspect.signature(func)
     params = list(sig.parameters.values())
     is_method = bool(params) and params[0].name == "self"
@@ -311,7 +360,24 @@ def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Paramet
             context_param = p.name
             continue
         visible.append(p.replace(annotation=hint))
-    return is_method, context_param, visible
+    return is_method, context_param, visible, hints.get("return", sig.return_annotation)
+
+
+_NO_RESULT: tuple[Any, ...] = (None, type(None), "None", inspect.Signature.empty)
+"""Return annotations that declare no side-trip result."""
+
+
+def _type_text(hint: Any) -> str:
+    """A type as code writes it: ``bool``, ``Identity``, ``list[str]``, ``Literal['a']``."""
+    if isinstance(hint, type) and not get_args(hint):
+        return hint.__name__
+    return re.sub(r"\b(?:[a-z_][\w]*\.)+(?=[A-Za-z_])", "", str(hint))
+
+
+def _error_text(error: Any) -> str:
+    """One pydantic error as the LLM should read it: where, and what is wrong."""
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
 
 
 def _is_run_context(hint: Any) -> bool:

@@ -3,7 +3,8 @@
 Errors make ``Flow(...)`` raise :class:`~handoff.errors.FlowDefinitionError`:
 unknown target, duplicate state or trigger, transition without docstring, unknown
 tier, no initial state (and a few more: unknown final state, bad history policy,
-unknown error transition).
+unknown error transition, a side trip's result type pydantic cannot check,
+``bad-result-type``).
 
 Warnings come from :func:`check` (``handoff check``), and count as errors with
 ``strict=True``: a state the initial state cannot reach (``unreachable``), a
@@ -135,6 +136,12 @@ def definition_errors(flow: Definition) -> list[Finding]:
                                "call it",
                                "write a docstring saying when to call it", state=where,
                                trigger=edge.trigger))
+        if edge.is_return and (problem := edge.transition.result_problem()) is not None:
+            out.append(Finding("error", "bad-result-type",
+                               f"the side trip's result cannot be checked: {problem}",
+                               "annotate the body's return with a type pydantic can check and "
+                               "serialise (bool, str, a BaseModel, list[...]), or -> None for "
+                               "no result", state=where, trigger=edge.trigger))
         if edge.source is not None and edge.trigger in global_triggers:
             out.append(Finding("error", "duplicate-trigger",
                                f"trigger {edge.trigger!r} is also a global transition",

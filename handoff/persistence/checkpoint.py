@@ -13,7 +13,7 @@ Format 1 (``"format": 1``)::
       "sensitive": {...} | "<sealed>",# its pii fields (and the true value of any plain
                                       # field quoting one), apart; sealed if a Sealer is set
       "return_stack": ["Triage"],     # states a `to=RETURN` transition comes back to
-      "log": [{"source", "target", "trigger", "arguments", "at", "by"}, ...],
+      "log": [{"source", "target", "trigger", "arguments", "at", "by", "result"?}, ...],
       "history": [{"role": "user"|"assistant", "text": "..."}, ...],  # last N messages
       "ended": false,                 # true: a tombstone, the call is over (nothing else kept)
       "migration_failure": {"to", "error", "at"}   # only on a checkpoint `handoff migrate`
@@ -177,7 +177,7 @@ class Checkpoint:
         """The transition log as records (arguments as stored, i.e. scrubbed)."""
         return [
             TransitionRecord(e["source"], e["target"], e["trigger"], dict(e.get("arguments") or {}),
-                             float(e["at"]), e.get("by", "llm"))
+                             float(e["at"]), e.get("by", "llm"), e.get("result"))
             for e in self.log
         ]
 
@@ -262,7 +262,8 @@ def capture(
         sensitive = sealer.seal(json.dumps(secret).encode())
     log = [
         {"source": r.source, "target": r.target, "trigger": r.trigger,
-         "arguments": redactor.value(r.arguments, values), "at": r.at, "by": r.by}
+         "arguments": redactor.value(r.arguments, values), "at": r.at, "by": r.by,
+         **({} if r.result is None else {"result": redactor.value(r.result, values)})}
         for r in run.log
     ]
     return Checkpoint(
