@@ -9,6 +9,8 @@ VerifyTask()`` gives a LiveKit tool), as part of the move; checkpoints keep it a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import pytest
@@ -20,6 +22,7 @@ from handoff import (
     Context,
     Flow,
     FlowDefinitionError,
+    FlowRun,
     RunContext,
     State,
     TransitionRefused,
@@ -231,12 +234,19 @@ async def test_the_state_that_started_the_side_trip_receives_the_typed_value() -
         assert "date_of_birth: 1990-04-01" in back.instructions
 
 
-async def test_a_bool_result_reaches_the_default_hook_as_a_note() -> None:
+@contextlib.asynccontextmanager
+async def consent_answered(answer: str) -> AsyncIterator[tuple[FlowRun[Call], ScriptedLLM]]:
+    """Billing starts the Consent side trip, and the LLM answers ``answer`` for the caller."""
     llm = ScriptedLLM(["Billing here.", call("ask_consent"), "May we record?",
-                       call("answered", answer="no"), "Understood, no recording."])
+                       call("answered", answer=answer), "Noted."])
     async with flow.session(llm=llm) as run:
-        await run.session.run(user_input="hi")
-        await run.session.run(user_input="no")
+        for line in ("hi", answer):
+            await run.session.run(user_input=line)
+        yield run, llm
+
+
+async def test_a_bool_result_reaches_the_default_hook_as_a_note() -> None:
+    async with consent_answered("no") as (run, llm):
         assert run.state == "Billing"
         assert Billing.received == [Returned("Consent", "answered", False)]
         assert run.log[-1].result is False
@@ -245,11 +255,7 @@ async def test_a_bool_result_reaches_the_default_hook_as_a_note() -> None:
 
 
 async def test_the_llm_is_told_why_a_wrong_result_was_refused() -> None:
-    llm = ScriptedLLM(["Billing here.", call("ask_consent"), "May we record?",
-                       call("answered", answer="maybe"), "Is that a yes or a no?"])
-    async with flow.session(llm=llm) as run:
-        await run.session.run(user_input="hi")
-        await run.session.run(user_input="maybe")
+    async with consent_answered("maybe") as (run, llm):
         assert run.state == "Consent" and run.session.current_agent.id == "Consent"
         assert run.return_stack == ["Billing"] and Billing.received == []
         [output] = llm.turns[-1].tool_outputs()
