@@ -152,13 +152,15 @@ def ended_runs(result: BenchResult, quick: bool) -> None:
 
 
 async def _start(flow: Any, side: str) -> AgentSession[BenchContext]:
+    """A live session of ``side``, started as a worker starts a call (no RunResult kept),
+    once its opening reply is over."""
     session = AgentSession[BenchContext]()
     if side == "handoff":
-        await flow.start(session, llm=scripted(), wait_opening=True)
+        await flow.start(session, llm=scripted())
     else:
         session.userdata = BenchContext()
-        opening = await session.start(RawPing(scripted()), capture_run=True)
-        await opening
+        await session.start(RawPing(scripted()))
+    await session.wait_for_idle()
     return session
 
 

@@ -229,9 +229,10 @@ class State(Agent, Generic[C]):
             **options,
         )
         # ordinary tools get the state's timeout (transition bodies get it in the run)
+        scrub = Redactor(run.context).text
         set_agent_tools(self, [
             t if t in transition_tools or not isinstance(t, llm.FunctionTool)
-            else _with_timeout(t, self.tool_timeout, Redactor(run.context).text)
+            else _with_timeout(t, self.tool_timeout, scrub)
             for t in self.tools
         ])
 
@@ -278,8 +279,9 @@ class State(Agent, Generic[C]):
     def say_bridge(self) -> None:
         """Say the pending bridge line now, once: it is queued before the agent's first reply,
         whose LLM request runs while the line plays."""
-        text, self.bridge = self.bridge, None
-        if text:
+        text = self.bridge
+        if text:  # assigned only when set: an agent's dict grows on a first assignment
+            self.bridge = None
             self.session.say(text)
 
     async def on_enter(self) -> None:
@@ -380,7 +382,7 @@ def _with_timeout(
                 "or offer the caller a human"
             ) from None
 
-    functools.update_wrapper(timed, tool)
+    functools.update_wrapper(timed, tool, updated=())  # not the tool's attributes: memory
     # LiveKit reads the signature at every call; preset it so it does not unwrap each time
     timed.__signature__ = inspect.signature(tool)  # type: ignore[attr-defined]
     return llm.FunctionTool(timed, tool.info)
