@@ -38,6 +38,7 @@ BACK = "__return__"
 SIDE_TRIP = "↪ side trip: to=RETURN comes back"
 DYNAMIC = "◇ body chooses"
 CODE_ONLY = "⚙ code only"
+RESULT = "returns"
 FONT = "Helvetica"
 INK = "#2d3748"
 MUTED = "#5a6475"
@@ -157,12 +158,12 @@ def state_label(state: StateSnap, extra_rows: Iterable[str] = (), ink: str = INK
         wrapped = "<BR/>".join(esc(line) for line in textwrap.wrap(state.doc, DOC_WIDTH))
         rows.append(f'<TR><TD><FONT POINT-SIZE="10" COLOR="{ink}">{wrapped}</FONT></TD></TR>')
     meta = f"tier {state.tier}" if state.tier else ""
-    if state.tools:
-        tools = "<BR/>".join(esc(line) for line in textwrap.wrap(
-            "tools: " + ", ".join(state.tools), DOC_WIDTH + 6))
-        meta = f"{esc(meta)}<BR/>{tools}" if meta else tools
-    else:
-        meta = esc(meta)
+    meta = esc(meta)
+    for kind, names in (("tools", state.tools), ("tasks", getattr(state, "tasks", ()))):
+        if names:
+            listed = "<BR/>".join(esc(line) for line in textwrap.wrap(
+                f"{kind}: " + ", ".join(names), DOC_WIDTH + 6))
+            meta = f"{meta}<BR/>{listed}" if meta else listed
     if meta:
         rows.append(f'<TR><TD><FONT POINT-SIZE="9" COLOR="{MUTED}">{meta}</FONT></TD></TR>')
     rows.extend(extra_rows)
@@ -184,10 +185,19 @@ def edge_label(edge: EdgeSnap, ink: str = INK, extra: str = "", guard_ink: str =
     return f"<{text}>"
 
 
+def result_mark(edge: EdgeSnap) -> str:
+    """``returns Identity`` on a ``to=RETURN`` edge whose body returns a typed result."""
+    result = getattr(edge, "result", None)
+    return f"{RESULT} {result}" if result else ""
+
+
 def edge_marks(edge: EdgeSnap) -> str:
-    """What the label says of an edge the LLM does not simply take: ``◇ body chooses`` for
-    a candidate of ``to=[...]``, ``⚙ code only`` for ``llm=False``."""
+    """What the label says of an edge beyond its trigger and guard: ``returns Identity`` for
+    a side trip's typed result, ``◇ body chooses`` for a candidate of ``to=[...]``,
+    ``⚙ code only`` for ``llm=False``."""
     marks = []
+    if result := result_mark(edge):
+        marks.append(result)
     if getattr(edge, "dynamic", False):
         marks.append(DYNAMIC)
     if getattr(edge, "code_only", False):
@@ -274,6 +284,8 @@ def mermaid_state_text(state: StateSnap, extra: str = "") -> str:
     meta = [f"tier {state.tier}"] if state.tier else []
     if state.tools:
         meta.append("tools: " + ", ".join(state.tools))
+    if tasks := getattr(state, "tasks", ()):
+        meta.append("tasks: " + ", ".join(tasks))
     if meta:
         parts.append("<small>" + mesc(" · ".join(meta)) + "</small>")
     if extra:

@@ -4,8 +4,9 @@ States are matched by name, transitions by (source state, trigger); a global
 transition's source is "any state". Each element is *added* (green), *removed*
 (red, dashed), *changed* (orange, with what changed written on it) or
 *unchanged* (grey). A change is anything a reviewer should look at: the
-docstring line, tier, tools, final or not, history policy and prompt of a state;
-the target, guard, docstring, arguments and history policy of a transition.
+docstring line, tier, tools, awaited LiveKit tasks, final or not, history policy and
+prompt of a state; the target, guard, docstring, arguments, history policy, side trip and
+side-trip result type of a transition.
 """
 
 from __future__ import annotations
@@ -147,15 +148,22 @@ def _state_changes(a: StateSnap, a_final: bool, b: StateSnap, b_final: bool) -> 
     if a.tier != b.tier:
         out.append(f"tier: {a.tier} → {b.tier}")
     if a.tools != b.tools:
-        gone, new = sorted(set(a.tools) - set(b.tools)), sorted(set(b.tools) - set(a.tools))
-        out.append("tools: " + ", ".join([*(f"+{t}" for t in new), *(f"-{t}" for t in gone)]))
+        out.append(_names_change("tools", a.tools, b.tools))
     if a_final != b_final:
         out.append("now final" if b_final else "no longer final")
     if a.history != b.history:
         out.append(f"history: {a.history} → {b.history}")
     if a.prompt != b.prompt:
         out.append("instructions changed")
+    if a.tasks != b.tasks:
+        out.append(_names_change("tasks", a.tasks, b.tasks))
     return tuple(out)
+
+
+def _names_change(kind: str, old: tuple[str, ...], new: tuple[str, ...]) -> str:
+    """``tools: +lookup, -refund``: the names added and removed."""
+    added, gone = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    return f"{kind}: " + ", ".join([*(f"+{t}" for t in added), *(f"-{t}" for t in gone)])
 
 
 def _edge_changes(a: EdgeSnap, b: EdgeSnap) -> tuple[str, ...]:
@@ -172,6 +180,8 @@ def _edge_changes(a: EdgeSnap, b: EdgeSnap) -> tuple[str, ...]:
         out.append(f"history: {a.history or 'default'} → {b.history or 'default'}")
     if a.returns != b.returns:
         out.append("now starts a side trip" if b.returns else "no longer starts a side trip")
+    if a.result != b.result:
+        out.append(f"result: {a.result or 'none'} → {b.result or 'none'}")
     return tuple(out)
 
 
@@ -302,6 +312,8 @@ def _state_summary(state: StateSnap) -> str:
     parts.append(f"tier {state.tier}")
     if state.tools:
         parts.append("tools: " + ", ".join(state.tools))
+    if state.tasks:
+        parts.append("tasks: " + ", ".join(state.tasks))
     return _md(tuple(parts))
 
 

@@ -29,6 +29,8 @@ class StateSnap:
     tools: tuple[str, ...] = ()
     history: str = ""
     prompt: str = ""
+    tasks: tuple[str, ...] = ()
+    """The LiveKit ``AgentTask`` classes the state's code awaits (``GetEmailTask``…)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class EdgeSnap:
     """One candidate of ``to=[...]``: the body chooses this target or another at run time."""
     code_only: bool = False
     """Declared with ``llm=False``: never offered to the LLM, taken by ``run.go()``."""
+    result: str | None = None
+    """The type a side trip's ``to=RETURN`` edge returns (``Identity``), as written."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -102,7 +106,8 @@ class FlowSnap:
             initial=data["initial"],
             final=tuple(data["final"]),
             states=tuple(
-                StateSnap(**{**s, "tools": tuple(s["tools"])}) for s in data["states"]
+                StateSnap(**{**s, "tools": tuple(s["tools"]), "tasks": tuple(s.get("tasks", ()))})
+                for s in data["states"]
             ),
             edges=tuple(
                 EdgeSnap(**{**e, "params": tuple(e["params"])}) for e in data["edges"]
@@ -124,6 +129,7 @@ def snapshot(flow: Any) -> FlowSnap:
     for name, cls in flow.states.items():
         one_line = getattr(cls, "one_line", None)
         tools = getattr(cls, "tool_names", None)
+        tasks = getattr(cls, "awaited_tasks", None)
         states.append(StateSnap(
             name=name,
             doc=one_line() if callable(one_line) else "",
@@ -131,6 +137,7 @@ def snapshot(flow: Any) -> FlowSnap:
             tools=tuple(sorted(tools())) if callable(tools) else (),
             history=str(getattr(cls, "history", "")),
             prompt=str(getattr(cls, "prompt", "")),
+            tasks=tuple(tasks()) if callable(tasks) else (),
         ))
     edges = []
     for edge in flow.edges:
@@ -147,6 +154,8 @@ def snapshot(flow: Any) -> FlowSnap:
             returns=bool(getattr(tdef, "returns", False)),
             dynamic=bool(getattr(tdef, "dynamic", False)),
             code_only=not getattr(tdef, "offered", True),
+            result=(str(tdef.result_name) if getattr(tdef, "result_type", None) is not None
+                    else None),
         ))
     return FlowSnap(
         name=str(flow.name),

@@ -35,6 +35,7 @@ from .deadline import Deadline, hook_scope
 from .errors import Finding, FlowDefinitionError, FlowError
 from .records import Returned, TransitionRecord
 from .redaction import Redactor
+from .subtasks import awaited_tasks
 from .transition import TransitionDef
 
 C = TypeVar("C", bound=Context)
@@ -172,6 +173,18 @@ class State(Agent, Generic[C]):
                 if isinstance(value, llm.FunctionTool | llm.RawFunctionTool):
                     names.append(value.info.name)
         return sorted(set(names))
+
+    @classmethod
+    def awaited_tasks(cls) -> tuple[str, ...]:
+        """The LiveKit ``AgentTask`` classes (``GetEmailTask``, ``TaskGroup``…) this state's
+        own code refers to: its methods, transition bodies and ``tools``, read from the code
+        (see :mod:`handoff.subtasks`). Diagrams list them in the state's box."""
+        functions: list[Any] = list(cls.own_tools)
+        for klass in cls.__mro__:
+            if klass is State:
+                break
+            functions.extend(vars(klass).values())
+        return awaited_tasks(functions)
 
     @classmethod
     def init_problem(cls) -> str | None:

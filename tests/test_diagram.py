@@ -302,3 +302,33 @@ def test_a_new_initial_state_is_shown() -> None:
     assert COLORS["removed"][0] in strokes(edges["__start__->A"])
     assert COLORS["added"][0] in strokes(edges["__start__->B"])
     assert "  flow_start -.-> s_A" in diff_mermaid(diff)
+
+
+def test_side_trip_results_and_awaited_tasks_are_drawn() -> None:
+    """A typed ``to=RETURN`` edge says what it returns; a state lists the LiveKit tasks its
+    code awaits; both round-trip through JSON and show in ``handoff diff``."""
+    from .test_side_trip_results import make_flow as results_flow
+    from .test_subtasks import flow as contacts
+
+    flow = results_flow()
+    root = svg_of(to_dot(flow))
+    edges = groups(root, "edge")
+    assert "returns Identity" in texts(edges["Verify->__return__"])
+    assert "returns bool" in texts(edges["Consent->__return__"])
+    assert not any(t.startswith("returns") for t in texts(edges["Billing->Verify"]))
+    mermaid = to_mermaid(flow)
+    assert '  s_Verify -->|"identity_checked<br/>returns Identity"| return_point' in mermaid
+
+    desk = svg_of(to_dot(contacts))
+    node = groups(desk, "node")["Desk"]
+    assert "tasks: GetEmailTask, GetPhoneNumberTask, TaskGroup" in " ".join(texts(node))
+    assert "tasks: GetEmailTask, GetPhoneNumberTask, TaskGroup" in to_mermaid(contacts)
+    assert snapshot(contacts).state("Done").tasks == ()  # type: ignore[union-attr]
+    for snap in (snapshot(flow), snapshot(contacts)):
+        assert FlowSnap.from_json(snap.to_json()) == snap
+
+    older = FlowSnap.from_json(snapshot(flow).to_json().replace('"Identity"', '"bool"'))
+    diff = compare(older, flow)
+    assert diff.edges[("Verify", "identity_checked")].details == ("result: bool → Identity",)
+    older = FlowSnap.from_json(snapshot(contacts).to_json().replace('"TaskGroup"', '"GetDOBTask"'))
+    assert compare(older, contacts).states["Desk"].details == ("tasks: +TaskGroup, -GetDOBTask",)

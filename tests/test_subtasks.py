@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from livekit.agents import AgentSession, AgentTask, RunContext, function_tool
+from livekit.agents.beta import workflows
 from livekit.agents.beta.workflows import GetEmailTask, GetPhoneNumberTask, TaskGroup
 
 from handoff import Context, Flow, FlowRun, State, transition
@@ -271,3 +272,30 @@ async def test_a_tool_timeout_stops_while_its_task_talks_with_the_caller() -> No
         await asyncio.wait_for(finished, 10)
         assert run.context.email == "ann@example.com" and run.context.task_error is None
         check_invariant_1(run)
+
+
+def test_the_tasks_a_state_awaits_are_read_from_its_code() -> None:
+    """Diagrams list them: a global name, a module's attribute, a lambda inside a tool; a
+    state awaiting nothing lists nothing; a subclass lists what it inherits."""
+    class Front(State[Caller]):
+        """Takes an address."""
+
+        instructions = "x"
+
+        @function_tool
+        async def collect_address(self, ctx: RunContext[Caller]) -> str:
+            """Collect the address."""
+            result = await workflows.GetAddressTask()
+            return str(result)
+
+    class Back(Front):
+        """Also takes a phone number."""
+
+        async def on_enter(self) -> None:
+            make = lambda: GetPhoneNumberTask()  # noqa: E731 — a lambda like TaskGroup.add's
+            await make()
+
+    assert Desk.awaited_tasks() == ("GetEmailTask", "GetPhoneNumberTask", "TaskGroup")
+    assert Front.awaited_tasks() == ("GetAddressTask",)
+    assert Back.awaited_tasks() == ("GetAddressTask", "GetPhoneNumberTask")
+    assert Done.awaited_tasks() == ()
