@@ -1,0 +1,406 @@
+"""The pii property test: random conversations never leak a sensitive value to any sink.
+
+Hypothesis draws sensitive values (PINs a field accepts and PINs its pattern rejects,
+card numbers in and out of range) and a conversation: caller turns in which the
+scripted model sets, replaces, clears and mis-validates the pii fields, copies one into
+a plain field, has a tool raise a ``ToolError`` or an exception quoting one, logs one
+(in the message and in ``extra``), and takes a transition whose body writes one and
+then raises, refuses or completes, or whose guard's refusal text quotes one. The
+values reach the call only through a lookup table (the model asks by token), as a
+caller's spoken digits reach a tool through STT: nothing the model writes carries them.
+
+After the call, every sink is searched for every value, as bytes:
+
+- the log records of the process at DEBUG, through LiveKit's JSON formatter;
+- the spans of an in-memory OpenTelemetry exporter (LiveKit's tracer, its pii filter off,
+  and handoff's transition spans);
+- the Prometheus registry's text;
+- the raw bytes of two SQLite files (checkpoints, sealed; the event log), WAL included;
+- the raw values of every key of a real redis-server (checkpoints and event log);
+- every request the scripted model received (instructions, messages, tool calls and outputs);
+- the event log's events as read back.
+
+The property: zero hits. ``HANDOFF_PII_EXAMPLES`` sets the number of conversations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from livekit.agents import AgentSession, RunContext, ToolError
+from livekit.agents.cli.log import JsonFormatter
+from livekit.agents.telemetry import set_tracer_provider, tracer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry, generate_latest
+from pydantic import Field
+
+from handoff import Context, Flow, State, TransitionRefused, function_tool, transition
+from handoff.events import EventLog, RedisEventStore, SQLiteEventStore
+from handoff.persistence import Checkpointer, RedisStore, SQLiteStore
+from handoff.sealing import KeyringSealer
+from handoff.telemetry import FlowTelemetry, HandoffMetrics
+from handoff.testing import Reply, ScriptedLLM, Turn, call
+
+from .ops_support import RedisServer
+
+EXAMPLES = int(os.environ.get("HANDOFF_PII_EXAMPLES", "12"))
+
+BACKEND: dict[str, Any] = {}
+"""Token → sensitive value: what a tool looks up (the model only ever names the token)."""
+
+logger = logging.getLogger("handoff")
+
+
+class Account(Context):
+    holder: str = "Ann"
+    topic: str = ""
+    pin: str | None = Field(default=None, pattern=r"^[A-Z0-9]{6,16}$",
+                            json_schema_extra={"pii": True})
+    card: int | None = Field(default=None, ge=10**11, json_schema_extra={"pii": True})
+
+
+class _Desk(State[Account]):
+    instructions = "Help the account holder."
+
+    @function_tool
+    async def set_pin(self, ctx: RunContext[Account], token: str) -> str:
+        """Record the caller's PIN (a bad one is rejected by the field's pattern)."""
+        ctx.userdata.pin = BACKEND[token]
+        return "noted"
+
+    @function_tool
+    async def set_card(self, ctx: RunContext[Account], token: str) -> str:
+        """Record the caller's card number (out of range: rejected)."""
+        ctx.userdata.card = BACKEND[token]
+        return "noted"
+
+    @function_tool
+    async def forget(self, ctx: RunContext[Account]) -> str:
+        """Forget the PIN and the card."""
+        ctx.userdata.pin = None
+        ctx.userdata.card = None
+        return "forgotten"
+
+    @function_tool
+    async def note_topic(self, ctx: RunContext[Account], token: str) -> str:
+        """Note what the call is about (the caller read a value aloud: a plain field quotes it)."""
+        ctx.userdata.topic = f"caller read {BACKEND[token]} aloud"
+        return "noted"
+
+    @function_tool
+    async def check(self, ctx: RunContext[Account], token: str) -> str:
+        """Check a value against the backend: it says no, quoting it."""
+        raise ToolError(f"{BACKEND[token]} does not match")
+
+    @function_tool
+    async def crash(self, ctx: RunContext[Account], token: str) -> str:
+        """A tool whose backend fails with an exception quoting the value."""
+        raise RuntimeError(f"backend choked on {BACKEND[token]}")
+
+    @function_tool
+    async def audit(self, ctx: RunContext[Account], token: str) -> str:
+        """Log the value (message, arguments and extra fields)."""
+        value = BACKEND[token]
+        logger.debug("audit: caller gave %s", value, extra={"given": value, "raw": [value]})
+        logging.getLogger("livekit.agents").info("audit %s", value, extra={"v": str(value)})
+        return "logged"
+
+
+class Desk(_Desk):
+    """The desk."""
+
+    @transition(to="Vault", when=lambda c, token, mode="ok": mode != "guard",
+                refused=lambda c: f"PIN {c.pin} and card {c.card} are not verified")
+    async def unlock(self, ctx: RunContext[Account], token: str, mode: str = "ok") -> None:
+        """Open the vault with a PIN (the body writes it, then completes or fails)."""
+        ctx.userdata.pin = BACKEND[token]
+        if mode == "raise":
+            raise RuntimeError(f"vault rejected {BACKEND[token]}")
+        if mode == "refuse":
+            raise TransitionRefused(f"PIN {BACKEND[token]} is locked")
+
+
+class Vault(_Desk):
+    """The vault."""
+
+    @transition(to="Desk")
+    async def back(self, ctx: RunContext[Account], token: str = "", mode: str = "ok") -> None:
+        """Back to the desk, maybe with a card number."""
+        if token:
+            ctx.userdata.card = BACKEND[token]
+        if mode == "raise":
+            raise RuntimeError(f"desk rejected {BACKEND.get(token, ctx.userdata.pin)}")
+
+
+flow = Flow("pii-property", context=Account, initial=Desk, states=[Desk, Vault])
+
+# -- values and conversations ------------------------------------------------------------
+# Shapes nothing else in a sink has (no word, no run of a timestamp's digits, not the
+# field's bound 10**11 that its validation error quotes), so a hit is a leak, never a
+# coincidence.
+good_pins = st.from_regex(r"[A-Z]{2}[0-9]{3}[A-Z]{3}[0-9A-Z]{0,4}", fullmatch=True)
+bad_pins = st.from_regex(r"[a-z]{2}[0-9]{3}[a-z]{3}[0-9a-z]{0,4}", fullmatch=True)
+good_cards = st.integers(10**11 + 1, 10**12 - 1)
+bad_cards = st.integers(-(10**12) + 1, -(10**11))
+
+MOVES = {"Desk": ("unlock",), "Vault": ("back",)}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One caller turn: what the model calls (``tool``), with which value's token."""
+
+    tool: str
+    token: str = ""
+    mode: str = "ok"
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
+    """(token → value, the steps): each step quoting a value names one the Context was
+    offered in an earlier step (handoff cannot know a value is sensitive before that)."""
+    values: dict[str, Any] = {}
+    for kind, strategy, most in (("gp", good_pins, 3), ("bp", bad_pins, 2),
+                                 ("gc", good_cards, 2), ("bc", bad_cards, 2)):
+        drawn = draw(st.lists(strategy, min_size=1, max_size=most, unique=True))
+        values.update({f"{kind}{i}": v for i, v in enumerate(drawn)})
+    pins = sorted(t for t in values if t[1] == "p")
+    cards = sorted(t for t in values if t[1] == "c")
+    offered: list[str] = []  # tokens whose value a pii field was given (held or rejected)
+    steps: list[Step] = []
+    state = "Desk"
+    for _ in range(draw(st.integers(3, 9))):
+        kind = draw(st.sampled_from(["set_pin", "set_card", "forget", "note_topic", "check",
+                                     "crash", "audit", "move", "move"]))
+        if kind in ("set_pin", "set_card"):
+            token = draw(st.sampled_from(pins if kind == "set_pin" else cards))
+            offered.append(token)
+            steps.append(Step(kind, token))
+        elif kind == "forget":
+            steps.append(Step(kind))
+        elif kind == "move" and state == "Desk":
+            token = draw(st.sampled_from([t for t in pins if t.startswith("g")]))
+            mode = draw(st.sampled_from(["ok", "raise", "refuse", "guard"]))
+            if mode != "guard":  # the body writes the PIN before it raises or refuses
+                offered.append(token)
+            steps.append(Step("unlock", token, mode))
+            state = "Vault" if mode == "ok" else state
+        elif kind == "move":
+            token = draw(st.sampled_from(["", *cards]))
+            mode = draw(st.sampled_from(["ok", "raise"]))
+            if token:
+                offered.append(token)
+            # a bad card makes the body raise (rejected): the move is refused
+            state = "Desk" if mode == "ok" and not token.startswith("b") else state
+            steps.append(Step("back", token, mode))
+        elif offered:  # quoting a value the call's Context was given, held or not
+            steps.append(Step(kind, draw(st.sampled_from(offered))))
+    return values, steps
+
+
+def _reply(step: Step) -> Any:
+    args: dict[str, Any] = {}
+    if step.token:
+        args["token"] = step.token
+    if step.tool in ("unlock", "back"):
+        args["mode"] = step.mode
+    return call(step.tool, **args)
+
+
+class Plan:
+    """The model's side: step ``n``'s call on caller line ``turn n``, then a short line."""
+
+    def __init__(self, steps: list[Step]) -> None:
+        self.steps = steps
+
+    def policy(self, turn: Turn) -> Any:
+        if turn.answering_tool or not turn.last_user_text.startswith("turn "):
+            return "Okay."
+        return Reply(calls=(_reply(self.steps[int(turn.last_user_text.split()[1])]),))
+
+
+# -- the sinks ---------------------------------------------------------------------------
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """Every log record of the process at DEBUG, through LiveKit's JSON formatter."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    names = ("", "livekit.agents", "handoff", "asyncio")
+    levels = {name: logging.getLogger(name).level for name in names}
+    root.addHandler(handler)
+    for name in names:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield out
+    finally:
+        root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """LiveKit's tracer on an in-memory exporter, its pii filter off (it records the
+    conversation: what handoff showed the model must be clean already)."""
+    previous = tracer._tracer_provider
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    set_tracer_provider(provider, allow_pii=True)
+    try:
+        yield exporter
+    finally:
+        tracer.set_provider(previous)
+        provider.shutdown()
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _prompts(llm: ScriptedLLM) -> str:
+    """Everything the model was sent: instructions, messages, tool calls and outputs."""
+    return "\n".join(json.dumps([turn.instructions, turn.chat_ctx.to_dict(exclude_image=True)],
+                                default=str) for turn in llm.turns)
+
+
+def _redis_dump(url: str) -> str:
+    """Every key and value of the server, read by type (nothing compressed)."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    out: list[str] = []
+    for key in client.scan_iter("*"):
+        kind = client.type(key)
+        value: Any
+        if kind == "string":
+            value = client.get(key)
+        elif kind == "hash":
+            value = client.hgetall(key)
+        elif kind == "stream":
+            value = client.xrange(key)
+        elif kind == "list":
+            value = client.lrange(key, 0, -1)
+        elif kind == "zset":
+            value = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            value = sorted(client.smembers(key))
+        else:
+            value = f"<{kind}>"
+        out.append(json.dumps([key, value], default=str))
+    client.close()
+    return "\n".join(out)
+
+
+def _files(directory: Path) -> str:
+    """The raw bytes of every file under ``directory`` (databases, WAL, journals)."""
+    return "\n".join(p.read_bytes().decode("latin-1") for p in sorted(directory.rglob("*"))
+                     if p.is_file())
+
+
+def _spans_text(exporter: InMemorySpanExporter) -> str:
+    return "\n".join(span.to_json(indent=None) for span in exporter.get_finished_spans())
+
+
+def _hits(values: list[str], sinks: dict[str, str]) -> dict[str, dict[str, str]]:
+    """For each sink, each value found in it with the text around its first hit."""
+    found: dict[str, dict[str, str]] = {}
+    for name, text in sinks.items():
+        for value in values:
+            at = text.find(value)
+            if at >= 0:
+                found.setdefault(name, {})[value] = text[max(0, at - 120):at + 80]
+    return found
+
+
+async def _conversation(values: dict[str, Any], steps: list[Step], redis_url: str,
+                        workdir: Path, json_logs: io.StringIO,
+                        spans: InMemorySpanExporter) -> None:
+    BACKEND.clear()
+    BACKEND.update(values)
+    call_id = f"pii-{os.urandom(4).hex()}"
+    sealer = KeyringSealer([("k1", os.urandom(32))])
+    metrics = HandoffMetrics(CollectorRegistry())
+    telemetry = FlowTelemetry(metrics).install(flow)
+    checkpointers = [Checkpointer(store, sealer=sealer, metrics=metrics, forget_on=frozenset())
+                     for store in (SQLiteStore(workdir / "checkpoints.db"),
+                                   RedisStore(redis_url))]
+    event_stores = [SQLiteEventStore(workdir / "events.db"), RedisEventStore(redis_url)]
+    event_logs = [EventLog(store).install(flow) for store in event_stores]
+    observers = list(flow.observers)
+    llm = ScriptedLLM(Plan(steps).policy)
+    try:
+        async with AgentSession[Account]() as session:
+            run = await flow.start(session, context=Account(), llm=llm, call_id=call_id,
+                                   wait_opening=True)
+            telemetry.track(run)
+            for checkpointer in checkpointers:
+                checkpointer.track(run, call_id)
+            for events in event_logs:
+                events.track(run, call_id)
+            for index in range(len(steps)):
+                await asyncio.wait_for(session.run(user_input=f"turn {index}"), 10)
+            assert run.state == session.current_agent.id
+            offered = {str(values[s.token]) for s in steps if s.token and s.mode != "guard"
+                       and s.tool in ("set_pin", "set_card", "unlock", "back")}
+            assert offered <= run.context.sensitive_history(), "a value never reached the call"
+        for checkpointer in checkpointers:
+            await checkpointer.aclose()
+        read_back = []
+        for events, store in zip(event_logs, event_stores, strict=True):
+            await events.aclose()
+            read_back += [json.dumps(e.to_dict(), default=str)
+                          for e in await store.events(call_id)]
+            await store.aclose()
+        assert read_back, "the event log recorded nothing: the search would prove nothing"
+        sinks = {
+            "logs": json_logs.getvalue(),
+            "spans": _spans_text(spans),
+            "metrics": generate_latest(metrics.registry).decode(),
+            "sqlite": _files(workdir),
+            "redis": _redis_dump(redis_url),
+            "prompts": _prompts(llm),
+            "events": "\n".join(read_back),
+        }
+    finally:
+        flow.observers[:] = [o for o in observers if o not in (telemetry, *checkpointers,
+                                                              *event_logs)]
+    texts = [str(v) for v in values.values()]
+    leaks = _hits(texts, sinks)
+    assert not leaks, f"sensitive values leaked: {json.dumps(leaks, indent=1)}\nsteps: {steps}"
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(plan=conversations())
+def test_no_sensitive_value_reaches_any_sink(
+    plan: tuple[dict[str, Any], list[Step]], redis_url: str, json_logs: io.StringIO,
+    spans: InMemorySpanExporter,
+) -> None:
+    values, steps = plan
+    json_logs.seek(0)
+    json_logs.truncate()
+    spans.clear()
+    with tempfile.TemporaryDirectory() as workdir:
+        asyncio.run(_conversation(values, steps, redis_url, Path(workdir), json_logs, spans))
