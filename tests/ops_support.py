@@ -7,17 +7,24 @@ a system service.
 
 from __future__ import annotations
 
+import io
+import logging
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from livekit.agents import AgentSession
+from livekit.agents.cli.log import JsonFormatter
+from livekit.agents.telemetry import set_tracer_provider, tracer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
 from examples.callcenter.demo import AGENT_SCRIPT
@@ -105,6 +112,43 @@ def flow() -> Iterator[Any]:
         yield callcenter_flow
     finally:
         callcenter_flow.observers[:] = saved
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """Every log record of the process at DEBUG, through LiveKit's JSON formatter (what a
+    worker prints), for the test to search."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    names = ("", "livekit.agents", "handoff", "asyncio")
+    levels = {name: logging.getLogger(name).level for name in names}
+    root.addHandler(handler)
+    for name in names:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield out
+    finally:
+        root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextmanager
+def exported_spans(*, allow_pii: bool) -> Iterator[InMemorySpanExporter]:
+    """LiveKit's tracer pointed at an in-memory exporter (its pii filter on unless
+    ``allow_pii``), restored afterwards."""
+    previous = tracer._tracer_provider
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    set_tracer_provider(provider, allow_pii=allow_pii)
+    try:
+        yield exporter
+    finally:
+        tracer.set_provider(previous)
+        provider.shutdown()
 
 
 @asynccontextmanager

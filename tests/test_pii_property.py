@@ -41,10 +41,6 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from livekit.agents import AgentSession, RunContext, ToolError
-from livekit.agents.cli.log import JsonFormatter
-from livekit.agents.telemetry import set_tracer_provider, tracer
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import Field
@@ -56,7 +52,7 @@ from handoff.sealing import KeyringSealer
 from handoff.telemetry import FlowTelemetry, HandoffMetrics
 from handoff.testing import Reply, ScriptedLLM, Turn, call
 
-from .ops_support import RedisServer
+from .ops_support import RedisServer, exported_spans
 
 EXAMPLES = int(os.environ.get("HANDOFF_PII_EXAMPLES", "12"))
 
@@ -236,39 +232,11 @@ class Plan:
 
 # -- the sinks ---------------------------------------------------------------------------
 @pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    """Every log record of the process at DEBUG, through LiveKit's JSON formatter."""
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    names = ("", "livekit.agents", "handoff", "asyncio")
-    levels = {name: logging.getLogger(name).level for name in names}
-    root.addHandler(handler)
-    for name in names:
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    try:
-        yield out
-    finally:
-        root.removeHandler(handler)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-
-
-@pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """LiveKit's tracer on an in-memory exporter, its pii filter off (it records the
     conversation: what handoff showed the model must be clean already)."""
-    previous = tracer._tracer_provider
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    set_tracer_provider(provider, allow_pii=True)
-    try:
+    with exported_spans(allow_pii=True) as exporter:
         yield exporter
-    finally:
-        tracer.set_provider(previous)
-        provider.shutdown()
 
 
 @pytest.fixture(scope="module")

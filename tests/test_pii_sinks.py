@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
 
-import pytest
 from livekit.agents import RunContext, ToolError
-from livekit.agents.cli.log import JsonFormatter
 from pydantic import Field
 
 from handoff import Context, Flow, State, function_tool, transition
@@ -84,25 +81,6 @@ class Safe(State[Vault]):
 
 
 flow = Flow("vault", context=Vault, initial=Desk, states=[Desk, Safe], final=[Safe])
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    """Every log record of the process at DEBUG, through LiveKit's JSON formatter."""
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    levels = {name: logging.getLogger(name).level for name in ("", "livekit.agents", "handoff")}
-    root.addHandler(handler)
-    for name in levels:
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    try:
-        yield out
-    finally:
-        root.removeHandler(handler)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
 
 
 def _leaks(values: set[str], **sinks: str) -> dict[str, list[str]]:

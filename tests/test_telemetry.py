@@ -10,9 +10,8 @@ from typing import Any, ClassVar
 
 import pytest
 from livekit.agents import AgentSession, RunContext
-from livekit.agents.telemetry import set_tracer_provider, tracer
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from livekit.agents.telemetry import tracer
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry, generate_latest
@@ -26,7 +25,7 @@ from handoff.resume import RESUME_SPAN, resume_or_start
 from handoff.telemetry import SPAN_NAME, FlowTelemetry, HandoffMetrics, start_metrics_server
 from handoff.testing import ScriptedLLM, call
 
-from .ops_support import free_port
+from .ops_support import exported_spans, free_port
 
 SECRET = "ZEBRA-7731"
 
@@ -34,16 +33,8 @@ SECRET = "ZEBRA-7731"
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """LiveKit's tracer pointed at an in-memory exporter, with LiveKit's PII filter on."""
-    previous = tracer._tracer_provider
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    set_tracer_provider(provider, allow_pii=False)
-    try:
+    with exported_spans(allow_pii=False) as exporter:
         yield exporter
-    finally:
-        tracer.set_provider(previous)
-        provider.shutdown()
 
 
 def transition_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
