@@ -5,7 +5,10 @@ card numbers in and out of range) and a conversation: caller turns in which the
 scripted model sets, replaces, clears and mis-validates the pii fields, copies one into
 a plain field, has a tool raise a ``ToolError`` or an exception quoting one, logs one
 (in the message and in ``extra``), and takes a transition whose body writes one and
-then raises, refuses or completes, or whose guard's refusal text quotes one. The
+then raises, refuses or completes, or whose guard's refusal text quotes one; an
+``on_enter`` raises quoting one; code takes a move with one as its argument
+(``run.go`` from a tool); failures take the error transition with a reason quoting
+one. The
 values reach the call only through a lookup table (the model asks by token), as a
 caller's spoken digits reach a tool through STT: nothing the model writes carries them.
 
@@ -26,6 +29,7 @@ The property: zero hits. ``HANDOFF_PII_EXAMPLES`` sets the number of conversatio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -65,13 +69,30 @@ logger = logging.getLogger("handoff")
 class Account(Context):
     holder: str = "Ann"
     topic: str = ""
+    hook_fails: bool = False
     pin: str | None = Field(default=None, pattern=r"^[A-Z0-9]{6,16}$",
                             json_schema_extra={"pii": True})
     card: int | None = Field(default=None, ge=10**11, json_schema_extra={"pii": True})
 
 
+def _known(ctx: RunContext[Account], token: str) -> Any:
+    """The value of ``token`` if the Context was ever offered it, else KeyError: handoff
+    cannot know a value is sensitive before a pii field is given it (documented), so the
+    tools that quote a value quote only those."""
+    value = BACKEND[token]
+    if str(value) not in ctx.userdata.sensitive_history():
+        raise KeyError(token)
+    return value
+
+
 class _Desk(State[Account]):
     instructions = "Help the account holder."
+
+    async def on_enter(self) -> None:
+        if self.context.hook_fails:  # counted as a failure; the agent still speaks
+            self.context.hook_fails = False
+            raise RuntimeError(f"{self.id} could not load the account of PIN {self.context.pin}")
+        await super().on_enter()
 
     @function_tool
     async def set_pin(self, ctx: RunContext[Account], token: str) -> str:
@@ -93,28 +114,45 @@ class _Desk(State[Account]):
         return "forgotten"
 
     @function_tool
+    async def arm_hook(self, ctx: RunContext[Account]) -> str:
+        """The next state's on_enter fails (quoting the PIN)."""
+        ctx.userdata.hook_fails = True
+        return "armed"
+
+    @function_tool
     async def note_topic(self, ctx: RunContext[Account], token: str) -> str:
         """Note what the call is about (the caller read a value aloud: a plain field quotes it)."""
-        ctx.userdata.topic = f"caller read {BACKEND[token]} aloud"
+        with contextlib.suppress(KeyError):
+            ctx.userdata.topic = f"caller read {_known(ctx, token)} aloud"
         return "noted"
 
     @function_tool
     async def check(self, ctx: RunContext[Account], token: str) -> str:
-        """Check a value against the backend: it says no, quoting it."""
-        raise ToolError(f"{BACKEND[token]} does not match")
+        """Check a value against the backend: it says no, quoting it (a counted failure)."""
+        raise ToolError(f"{_known(ctx, token)} does not match")
 
     @function_tool
     async def crash(self, ctx: RunContext[Account], token: str) -> str:
         """A tool whose backend fails with an exception quoting the value."""
-        raise RuntimeError(f"backend choked on {BACKEND[token]}")
+        raise RuntimeError(f"backend choked on {_known(ctx, token)}")
 
     @function_tool
     async def audit(self, ctx: RunContext[Account], token: str) -> str:
         """Log the value (message, arguments and extra fields)."""
-        value = BACKEND[token]
-        logger.debug("audit: caller gave %s", value, extra={"given": value, "raw": [value]})
-        logging.getLogger("livekit.agents").info("audit %s", value, extra={"v": str(value)})
+        with contextlib.suppress(KeyError):
+            value = _known(ctx, token)
+            logger.debug("audit: caller gave %s", value, extra={"given": value, "raw": [value]})
+            logging.getLogger("livekit.agents").info("audit %s", value, extra={"v": str(value)})
         return "logged"
+
+    @function_tool
+    async def verify_by_code(self, ctx: RunContext[Account], token: str) -> str:
+        """Code moves the flow with the value as a transition argument (``run.go``)."""
+        try:
+            await self.run.go("verify", pin=BACKEND[token])
+        except TransitionRefused as exc:
+            return f"not verified: {exc.message}"
+        return "verified"
 
 
 class Desk(_Desk):
@@ -130,6 +168,12 @@ class Desk(_Desk):
         if mode == "refuse":
             raise TransitionRefused(f"PIN {BACKEND[token]} is locked")
 
+    @transition(to="Vault", llm=False)
+    async def verify(self, ctx: RunContext[Account], pin: str) -> str:
+        """Verified by code: the PIN is an argument of the move."""
+        ctx.userdata.pin = pin
+        return f"verified with {pin}"
+
 
 class Vault(_Desk):
     """The vault."""
@@ -140,10 +184,25 @@ class Vault(_Desk):
         if token:
             ctx.userdata.card = BACKEND[token]
         if mode == "raise":
-            raise RuntimeError(f"desk rejected {BACKEND.get(token, ctx.userdata.pin)}")
+            raise RuntimeError(f"desk rejected {ctx.userdata.card} and {ctx.userdata.pin}")
 
 
-flow = Flow("pii-property", context=Account, initial=Desk, states=[Desk, Vault])
+class Human(_Desk):
+    """A person took over after failures."""
+
+    @transition(to="Desk")
+    async def resume(self, ctx: RunContext[Account], token: str = "", mode: str = "ok") -> None:
+        """Back to the desk."""
+
+
+@transition(to="Human")
+async def to_human(ctx: RunContext[Account], reason: str = "") -> None:
+    """Hand the call to a person."""
+
+
+flow = Flow("pii-property", context=Account, initial=Desk, states=[Desk, Vault, Human],
+            global_transitions=[to_human], error_transition="to_human", max_failures=2,
+            max_ping_pong=1000, max_transitions=1000)
 
 # -- values and conversations ------------------------------------------------------------
 # Shapes nothing else in a sink has (no word, no run of a timestamp's digits, not the
@@ -154,68 +213,56 @@ bad_pins = st.from_regex(r"[a-z]{2}[0-9]{3}[a-z]{3}[0-9a-z]{0,4}", fullmatch=Tru
 good_cards = st.integers(10**11 + 1, 10**12 - 1)
 bad_cards = st.integers(-(10**12) + 1, -(10**11))
 
-MOVES = {"Desk": ("unlock",), "Vault": ("back",)}
+MOVES = {"Desk": "unlock", "Vault": "back", "Human": "resume"}
+"""What a "move" step calls in each state (decided when the model is asked)."""
 
 
 @dataclass(frozen=True)
 class Step:
-    """One caller turn: what the model calls (``tool``), with which value's token."""
+    """One caller turn: what the model calls (``tool``; ``move`` is the current state's
+    transition), with which value's token and, for a move, how its body goes."""
 
     tool: str
     token: str = ""
     mode: str = "ok"
 
 
+def _values(kind: str, strategy: st.SearchStrategy[Any], most: int) -> st.SearchStrategy[Any]:
+    return st.lists(strategy, min_size=1, max_size=most, unique=True).map(
+        lambda drawn: {f"{kind}{i}": v for i, v in enumerate(drawn)})
+
+
 @st.composite
 def conversations(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
-    """(token → value, the steps): each step quoting a value names one the Context was
-    offered in an earlier step (handoff cannot know a value is sensitive before that)."""
+    """(token → value, the steps)."""
     values: dict[str, Any] = {}
     for kind, strategy, most in (("gp", good_pins, 3), ("bp", bad_pins, 2),
                                  ("gc", good_cards, 2), ("bc", bad_cards, 2)):
-        drawn = draw(st.lists(strategy, min_size=1, max_size=most, unique=True))
-        values.update({f"{kind}{i}": v for i, v in enumerate(drawn)})
-    pins = sorted(t for t in values if t[1] == "p")
-    cards = sorted(t for t in values if t[1] == "c")
-    offered: list[str] = []  # tokens whose value a pii field was given (held or rejected)
-    steps: list[Step] = []
-    state = "Desk"
-    for _ in range(draw(st.integers(3, 9))):
-        kind = draw(st.sampled_from(["set_pin", "set_card", "forget", "note_topic", "check",
-                                     "crash", "audit", "move", "move"]))
-        if kind in ("set_pin", "set_card"):
-            token = draw(st.sampled_from(pins if kind == "set_pin" else cards))
-            offered.append(token)
-            steps.append(Step(kind, token))
-        elif kind == "forget":
-            steps.append(Step(kind))
-        elif kind == "move" and state == "Desk":
-            token = draw(st.sampled_from([t for t in pins if t.startswith("g")]))
-            mode = draw(st.sampled_from(["ok", "raise", "refuse", "guard"]))
-            if mode != "guard":  # the body writes the PIN before it raises or refuses
-                offered.append(token)
-            steps.append(Step("unlock", token, mode))
-            state = "Vault" if mode == "ok" else state
-        elif kind == "move":
-            token = draw(st.sampled_from(["", *cards]))
-            mode = draw(st.sampled_from(["ok", "raise"]))
-            if token:
-                offered.append(token)
-            # a bad card makes the body raise (rejected): the move is refused
-            state = "Desk" if mode == "ok" and not token.startswith("b") else state
-            steps.append(Step("back", token, mode))
-        elif offered:  # quoting a value the call's Context was given, held or not
-            steps.append(Step(kind, draw(st.sampled_from(offered))))
-    return values, steps
+        values.update(draw(_values(kind, strategy, most)))
+    tokens = st.sampled_from(sorted(values))
+    step = st.one_of(
+        st.builds(Step, st.sampled_from(["set_pin", "verify_by_code"]),
+                  st.sampled_from(sorted(t for t in values if t[1] == "p"))),
+        st.builds(Step, st.just("set_card"), st.sampled_from(sorted(t for t in values
+                                                                    if t[1] == "c"))),
+        st.builds(Step, st.sampled_from(["forget", "arm_hook"])),
+        st.builds(Step, st.sampled_from(["note_topic", "check", "crash", "audit"]), tokens),
+        st.builds(Step, st.just("move"), st.sampled_from(["", *sorted(values)]),
+                  st.sampled_from(["ok", "ok", "raise", "refuse", "guard"])),
+    )
+    return values, draw(st.lists(step, min_size=3, max_size=10))
 
 
-def _reply(step: Step) -> Any:
+def _reply(step: Step, state: str | None) -> Any:
     args: dict[str, Any] = {}
-    if step.token:
+    name = MOVES.get(state or "", "unlock") if step.tool == "move" else step.tool
+    if name == "unlock":  # its token is required: a PIN's, whatever the step drew
+        args["token"] = step.token if step.token[1:2] == "p" else "gp0"
+    elif step.token:
         args["token"] = step.token
-    if step.tool in ("unlock", "back"):
+    if step.tool == "move":
         args["mode"] = step.mode
-    return call(step.tool, **args)
+    return call(name, **args)
 
 
 class Plan:
@@ -223,11 +270,17 @@ class Plan:
 
     def __init__(self, steps: list[Step]) -> None:
         self.steps = steps
+        self.taken: set[int] = set()
 
     def policy(self, turn: Turn) -> Any:
-        if turn.answering_tool or not turn.last_user_text.startswith("turn "):
+        line = turn.last_user_text
+        if turn.answering_tool or not line.startswith("turn "):
             return "Okay."
-        return Reply(calls=(_reply(self.steps[int(turn.last_user_text.split()[1])]),))
+        index = int(line.split()[1])
+        if index in self.taken:  # a new agent's opening after the line: just speak
+            return "Okay."
+        self.taken.add(index)
+        return Reply(calls=(_reply(self.steps[index], turn.state),))
 
 
 # -- the sinks ---------------------------------------------------------------------------
@@ -329,10 +382,13 @@ async def _conversation(values: dict[str, Any], steps: list[Step], redis_url: st
                 events.track(run, call_id)
             for index in range(len(steps)):
                 await asyncio.wait_for(session.run(user_input=f"turn {index}"), 10)
+            if run.failover is not None:  # the error state's move and opening reply
+                await asyncio.wait_for(run.failover, 10)
+                await asyncio.wait_for(session.wait_for_idle(), 10)
             assert run.state == session.current_agent.id
-            offered = {str(values[s.token]) for s in steps if s.token and s.mode != "guard"
-                       and s.tool in ("set_pin", "set_card", "unlock", "back")}
-            assert offered <= run.context.sensitive_history(), "a value never reached the call"
+            setting = [values[s.token] for s in steps if s.tool in ("set_pin", "set_card")]
+            assert {str(v) for v in setting} <= run.context.sensitive_history(), \
+                "a value a tool gave a pii field was not remembered"
         for checkpointer in checkpointers:
             await checkpointer.aclose()
         read_back = []
