@@ -8,9 +8,9 @@ a plain field, has a tool raise a ``ToolError`` or an exception quoting one, log
 then raises, refuses or completes, or whose guard's refusal text quotes one; an
 ``on_enter`` raises quoting one; code takes a move with one as its argument
 (``run.go`` from a tool); failures take the error transition with a reason quoting
-one. The
-values reach the call only through a lookup table (the model asks by token), as a
-caller's spoken digits reach a tool through STT: nothing the model writes carries them.
+one. The values reach the call only through a lookup table (the model asks by token),
+as a caller's spoken digits reach a tool through STT: nothing the model writes carries
+them.
 
 After the call, every sink is searched for every value, as bytes:
 
