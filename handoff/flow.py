@@ -19,7 +19,7 @@ from livekit.agents import AgentSession, llm
 from livekit.agents.llm import LLM
 
 from .context import Context
-from .errors import FlowDefinitionError
+from .errors import FlowDefinitionError, FlowError
 from .failures import FailurePolicy
 from .fsm import build_machine
 from .graph import Edge, build_table, collect_edges
@@ -30,7 +30,7 @@ from .run import FlowRun
 from .state import State
 from .tiers import Tiers
 from .transition import TransitionDef
-from .validate import definition_errors
+from .validate import context_warnings, definition_errors
 from .versions import flow_fingerprint
 
 C = TypeVar("C", bound=Context)
@@ -140,8 +140,13 @@ class Flow(Generic[C]):
         ``llm`` overrides the tier table for this run: one LLM for every tier (a
         ScriptedLLM in tests, a local model in development) or a tier → LLM mapping.
         """
-        return FlowRun(self, context if context is not None else self.context_type(),
-                       llm_override=llm, call_id=call_id)
+        if context is None:
+            needs = context_warnings(self)
+            if needs:  # before any session starts, never pydantic's raw error (or a value)
+                raise FlowError(f"flow {self.name!r}: {needs[0].message}; "
+                                f"fix: {needs[0].hint}")
+            context = self.context_type()
+        return FlowRun(self, context, llm_override=llm, call_id=call_id)
 
     async def start(
         self,

@@ -39,7 +39,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 # plugins register themselves on import, which LiveKit allows on the main thread only:
@@ -48,7 +48,7 @@ from livekit.plugins import openai, silero  # noqa: F401
 
 from ._livekit import worker_connection_failed
 from .context import sensitive_fields
-from .errors import FlowError
+from .errors import FlowDefinitionError, FlowError
 from .events import EventLog, event_store_from_env
 from .flowref import load_flow
 from .persistence import Checkpointer, store_from_env
@@ -60,6 +60,7 @@ from .telemetry.observer import FlowTelemetry
 from .telemetry.otel import configure_from_env as configure_tracing
 from .telemetry.otel import flush as flush_spans
 from .tiers import Tiers
+from .validate import context_warnings
 from .voice import VoiceConfig, Voices
 
 if TYPE_CHECKING:
@@ -172,12 +173,16 @@ class ActiveJobsLoad:
 def startup_checks(settings: WorkerSettings, secrets: SecretChain, *, connect: bool = True,
                    voice: bool = True, models: bool = True
                    ) -> tuple[Flow[Any], dict[str, Secret]]:
-    """The flow loads and every secret it needs exists; raises naming what is wrong.
+    """The flow loads, its Context can be made without values (every call of a worker
+    starts without one), and every secret it needs exists; raises naming what is wrong.
 
     ``connect``: LiveKit's URL and keys (not for console); ``voice``: the STT/TTS key
     (not for a text console); ``models``: each tier's key (not with a scripted LLM).
     """
     flow = load_flow(settings.flow)
+    needs = context_warnings(flow)
+    if needs:  # the worker starts every call without a Context: each would fail
+        raise FlowDefinitionError(flow.name, [replace(f, severity="error") for f in needs])
     if settings.checkpoint_dir:
         os.environ["HANDOFF_CHECKPOINT_DIR"] = settings.checkpoint_dir
     needed = required_secrets(flow, VoiceConfig.load() if voice else None, connect=connect,

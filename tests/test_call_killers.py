@@ -5,9 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from pydantic import ValidationError
 
-from handoff import Context, Flow, FlowDefinitionError, RunContext, State, function_tool, transition
+from handoff import (
+    Context,
+    Flow,
+    FlowDefinitionError,
+    FlowError,
+    RunContext,
+    State,
+    function_tool,
+    transition,
+)
+from handoff.secrets import SecretChain
+from handoff.testing import ScriptedLLM
 from handoff.validate import check
+from handoff.worker import WorkerSettings, startup_checks
 
 
 class Call(Context):
@@ -74,3 +87,45 @@ def test_a_context_that_cannot_be_made_empty_is_reported_by_check() -> None:
     flow = Flow("f", context=Strict, initial=Desk, states=[Desk], final=[Desk])
     assert [f.code for f in check(flow) if f.code == "context-needs-values"] == [
         "context-needs-values"]
+
+
+class NeedsAccount(Context):
+    account: str
+    pin: str | None = None
+
+
+class Counter(State[NeedsAccount]):
+    """Serves an account the call brought."""
+
+    instructions = "Serve the account."
+
+
+strict_flow = Flow("strict", context=NeedsAccount, initial=Counter, states=[Counter],
+                   final=[Counter])
+"""Builds (a call that brings its Context is fine); a call started without one is not."""
+
+
+async def test_a_call_without_the_context_it_needs_fails_before_it_starts() -> None:
+    """Flow() accepts it (the warning above); starting a call without a Context is a
+    FlowError naming the fields and the fix, not pydantic's raw error, before any
+    session starts; with ``context=`` the same flow runs."""
+    with pytest.raises(FlowError, match=r"account have no default.*fix: give every field") as err:
+        async with strict_flow.session(llm=ScriptedLLM(["Hello."])):
+            raise AssertionError("the session started")
+    assert not isinstance(err.value, ValidationError)
+    with pytest.raises(FlowError, match="account"):
+        strict_flow.new_run()
+    llm = ScriptedLLM(["Hello.", "Your account is open."])
+    async with strict_flow.session(context=NeedsAccount(account="A-17"), llm=llm) as run:
+        await run.session.run(user_input="hi")
+        assert run.state == "Counter" and run.context.account == "A-17"
+
+
+def test_a_worker_refuses_a_flow_whose_calls_cannot_start() -> None:
+    """A worker starts every call without a Context: such a flow fails at start-up, as
+    a definition error naming the fields, not on each call."""
+    settings = WorkerSettings.from_env("tests.test_call_killers:strict_flow", environ={})
+    with pytest.raises(FlowDefinitionError) as err:
+        startup_checks(settings, SecretChain([]), connect=False, voice=False, models=False)
+    assert [(f.severity, f.code) for f in err.value.findings] == [
+        ("error", "context-needs-values")]
