@@ -11,6 +11,7 @@ that lists a new key first, and are re-sealed with the new key on their next wri
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import redis
 from livekit.agents import AgentSession
 
 from examples.callcenter.flow import Call
-from handoff.persistence import Checkpointer, CheckpointStore, RedisStore, SQLiteStore
+from handoff.persistence import Checkpointer, CheckpointStore, MemoryStore, RedisStore, SQLiteStore
 from handoff.resume import resume_or_start
 from handoff.sealing import KEYS_SECRET, KeyringSealer, SealError, new_key_entry
 from handoff.secrets import EnvProvider, FileProvider, SecretChain
@@ -206,3 +207,28 @@ async def test_a_rotated_keyring_resumes_old_checkpoints_and_reseals_them(
     await checkpointer.aclose()
     assert metrics.value("handoff_resumes_total", flow="callcenter", outcome="failed") == 1
     await store.aclose()
+
+
+async def test_an_unchanged_sealed_checkpoint_is_not_written_again() -> None:
+    """Identical checkpoints are not written twice, sealed ones too: the sealed section
+    of an unchanged Context is not sealed afresh (a new nonce would make every capture
+    look new, and seal on the call's path each time)."""
+    from .test_pii_sinks import flow as vault_flow
+
+    sealer = KeyringSealer([("k1", os.urandom(32))])
+    checkpointer = Checkpointer(MemoryStore(), sealer=sealer, forget_on=frozenset())
+    try:
+        async with vault_flow.session(llm=ScriptedLLM(["Hello."])) as run:
+            run.context.pin = "QX7731ZK"
+            checkpointer.track(run, "same")
+            taken = checkpointer.taken
+            assert not checkpointer.checkpoint(run) and checkpointer.taken == taken
+            run.context.pin = "ZK4410QX"
+            assert checkpointer.checkpoint(run) and checkpointer.taken == taken + 1
+            assert await checkpointer.flush(5)
+            stored = await checkpointer.store.load("same")
+            assert stored is not None and isinstance(stored.sensitive, str)
+            assert stored.context_data(sealer)["pin"] == "ZK4410QX"
+    finally:
+        vault_flow.observers.remove(checkpointer)
+        await checkpointer.aclose()

@@ -247,19 +247,31 @@ def capture(
     sealer: Sealer | None = None,
     earlier: list[dict[str, str]] | None = None,
     texts: dict[str, str] | None = None,
+    sealed: dict[str, str] | None = None,
 ) -> Checkpoint:
     """A checkpoint of ``run`` now. Cheap and synchronous: safe on the conversation path.
 
     ``earlier`` is history from before this session (a resumed call's), kept in front
     of the session's own messages. ``texts`` caches message texts by item id across
-    captures of one call (reading a LiveKit message's text is not free).
+    captures of one call (reading a LiveKit message's text is not free). ``sealed``
+    keeps the last sealed section of the call by its plain text: an unchanged section
+    is not sealed again (a fresh nonce would make every capture differ, so identical
+    checkpoints would be written again, and sealing would run on the call's path each
+    time).
     """
     redactor = Redactor(run.context)
     values = redactor.values()
     plain, secret = redactor.context_dump()
     sensitive: dict[str, Any] | str = secret
     if sealer is not None and secret:
-        sensitive = sealer.seal(json.dumps(secret).encode())
+        text = json.dumps(secret)
+        token = sealed.get(text) if sealed is not None else None
+        if token is None:
+            token = sealer.seal(text.encode())
+            if sealed is not None:
+                sealed.clear()
+                sealed[text] = token
+        sensitive = token
     log = [
         {"source": r.source, "target": r.target, "trigger": r.trigger,
          "arguments": redactor.value(r.arguments, values), "at": r.at, "by": r.by,

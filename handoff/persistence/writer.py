@@ -56,7 +56,7 @@ whatever the reason."""
 
 
 class _Tracked:
-    __slots__ = ("call_id", "earlier", "fingerprint", "seq", "texts")
+    __slots__ = ("call_id", "earlier", "fingerprint", "sealed", "seq", "texts")
 
     def __init__(self, call_id: str, seq: int, earlier: list[dict[str, str]]) -> None:
         self.call_id = call_id
@@ -64,6 +64,7 @@ class _Tracked:
         self.earlier = earlier
         self.fingerprint: tuple[Any, ...] = ()
         self.texts: dict[str, str] = {}
+        self.sealed: dict[str, str] = {}
 
 
 class Checkpointer(BackgroundWriter[Checkpoint]):
@@ -190,7 +191,8 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
             if len(tracked.texts) > 4 * self.history_limit:
                 tracked.texts.clear()
             cp = capture(run, tracked.call_id, seq, history_limit=self.history_limit,
-                          sealer=self.sealer, earlier=tracked.earlier, texts=tracked.texts)
+                          sealer=self.sealer, earlier=tracked.earlier, texts=tracked.texts,
+                          sealed=tracked.sealed)
         except Exception:
             logger.exception("could not capture a checkpoint of call %s", tracked.call_id)
             self.metrics.checkpoint_errors.labels(self.store.kind).inc()
