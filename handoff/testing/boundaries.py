@@ -240,7 +240,9 @@ def representatives(hint: Any) -> list[Any]:
         return ["x"]
     origin, args = get_origin(hint), get_args(hint)
     if origin is typing.Annotated:
-        return representatives(args[0])
+        pattern = text_pattern(hint)
+        example = pattern_example(pattern) if pattern is not None else None
+        return [*([example] if example is not None else []), *representatives(args[0])]
     if origin in (Union, types.UnionType):
         out: list[Any] = []
         for arg in args:
@@ -265,8 +267,8 @@ def representatives(hint: Any) -> list[Any]:
     if isinstance(hint, type) and issubclass(hint, BaseModel):
         values = {}
         for name, info in hint.model_fields.items():
-            if info.is_required():
-                reps = representatives(info.annotation)
+            if info.is_required():  # with the field's constraints (Field(pattern=...))
+                reps = values_for(info.rebuild_annotation(), [])
                 if not reps:
                     return []
                 values[name] = reps[0]
@@ -275,6 +277,46 @@ def representatives(hint: Any) -> list[Any]:
         except Exception:
             return []
     return []
+
+
+def text_pattern(hint: Any) -> str | None:
+    """The regular expression an ``Annotated`` text must match (``Field(pattern=...)``,
+    ``StringConstraints(pattern=...)``), or None."""
+    stack = list(get_args(hint)[1:]) if get_origin(hint) is typing.Annotated else []
+    while stack:
+        meta = stack.pop()
+        stack += list(getattr(meta, "metadata", None) or [])  # a FieldInfo carries its own
+        pattern = getattr(meta, "pattern", None)
+        if pattern is not None:
+            return str(getattr(pattern, "pattern", pattern))  # a compiled re.Pattern too
+    return None
+
+
+_PATTERN_EXAMPLES: dict[str, str] = {}
+
+
+def pattern_example(pattern: str) -> str | None:
+    """The simplest text matching ``pattern`` (``0000-00-00`` for an ISO date's pattern):
+    hypothesis' regex strategy shrunk to its minimum, so the same every time.
+
+    None inside a running hypothesis test (``find`` cannot nest there; the strategies
+    draw from the regex themselves) and for a pattern hypothesis cannot generate."""
+    if pattern in _PATTERN_EXAMPLES:
+        return _PATTERN_EXAMPLES[pattern]
+    from hypothesis import HealthCheck, find, settings
+    from hypothesis import strategies as st
+    from hypothesis.control import currently_in_test_context
+
+    if currently_in_test_context():
+        return None
+    try:
+        example = find(st.from_regex(pattern, fullmatch=True), lambda _: True,
+                       settings=settings(database=None, derandomize=True,
+                                         suppress_health_check=list(HealthCheck)))
+    except Exception:  # an unsupported construct, or nothing matches
+        return None
+    _PATTERN_EXAMPLES[pattern] = example
+    return example
 
 
 def values_for(hint: Any, boundaries: list[Any]) -> list[Any]:

@@ -5,7 +5,8 @@ the move is *invalid* (not declared from here), *refused by the guard* (with the
 guard's reason) or *allowed by the guard* (the body may still refuse). After the
 attempt, :func:`violations` compares what happened with that and with the invariants:
 only declared transitions happen, a refusal changes nothing, the context is never
-lost across a transition (same object; no field that held a value turns to None).
+lost across a transition (same object; no field that held a value turns to None), a
+side trip that declares a result type comes back with a value of it.
 """
 
 from __future__ import annotations
@@ -160,6 +161,20 @@ def _stack_after(edge: Edge | None, before: Observation) -> tuple[str, ...] | No
     return tuple(stack)
 
 
+def result_problem(edge: Edge, record: TransitionRecord) -> str | None:
+    """What is wrong with the result a taken side-trip return logged, or None: a ``to=RETURN``
+    edge whose body declares a type must log a value of it (in its JSON form)."""
+    tdef = edge.transition
+    if not edge.is_return or tdef.result_type is None:
+        return None
+    try:
+        tdef.result_adapter.validate_python(record.result)
+    except ValueError as exc:
+        return (f"the side trip returned {record.result!r}, which is not a {tdef.result_name} "
+                f"({str(exc).splitlines()[-1].strip()})")
+    return None
+
+
 def violations(
     flow: Flow[Any],
     run: FlowRun[Any],
@@ -206,10 +221,13 @@ def violations(
         lost = lost_fields(flow, before.context, after.context, clear)
         if lost:
             problems.append(f"{where}: context lost across the transition: {', '.join(lost)}")
-        stack = _stack_after(flow.table[before.state].get(attempt.trigger), before)
+        edge = flow.table[before.state].get(attempt.trigger)
+        stack = _stack_after(edge, before)
         if stack is not None and after.return_stack != stack:
             problems.append(f"{where}: the return stack is {list(after.return_stack)}, "
                             f"expected {list(stack)}")
+        if edge is not None and (problem := result_problem(edge, record)) is not None:
+            problems.append(f"{where}: {problem}")
         return problems
 
     # not taken: nothing may have changed, and the refusal must be the right one

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from ..context import Context
 from ..flow import Flow
 from ..graph import Edge
-from .boundaries import argument_boundaries, context_boundaries
+from .boundaries import argument_boundaries, context_boundaries, text_pattern
 
 UNDECLARED = "__undeclared_transition__"
 """A trigger no flow declares: ``triggers(flow, undeclared=True)`` mixes it in."""
@@ -107,6 +107,8 @@ def _annotated(hint: Any, inner: Any) -> st.SearchStrategy[Any]:
 
     adapter = TypeAdapter(hint)
     base = for_type(inner)
+    if inner is str and (pattern := text_pattern(hint)) is not None:
+        base = st.from_regex(pattern, fullmatch=True)  # filtering text for it would never end
     if inner in (int, float):
         low, high = _bounds(hint)
         if low is not None or high is not None:
@@ -158,8 +160,8 @@ def models(model: type[BaseModel], overrides: Overrides | None = None) -> st.Sea
     unknown = set(overrides) - set(model.model_fields)
     if unknown:
         raise ValueError(f"{model.__name__} has no field(s) {sorted(unknown)}")
-    fields = {
-        name: overrides.get(name, for_type(info.annotation))
+    fields = {  # each field with its own constraints (Field(ge=..., pattern=...))
+        name: overrides.get(name, for_type(info.rebuild_annotation()))
         for name, info in model.model_fields.items()
     }
 
