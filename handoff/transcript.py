@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from livekit.agents import (
     RunResult,
 )
 
+from .redaction import Redactor
 from .run import FlowRun
 
 
@@ -41,6 +43,8 @@ class TranscriptPrinter:
         for record in self.run.log[self._shown_transitions :]:
             tier = flow.states[record.target].tier
             args = f" {record.arguments}" if record.arguments else ""
+            if record.result is not None:  # a side trip's result
+                args += f" ⮐ {json.dumps(Redactor(self.run.context).value(record.result))}"
             yield (
                 f"  ══ {record.source} → {record.target} by {record.trigger}{args}"
                 f"  [tier {tier}: {flow.tiers.describe(tier)}]"

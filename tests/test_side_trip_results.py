@@ -333,3 +333,17 @@ async def test_code_can_take_a_typed_return_too() -> None:
         record = await asyncio.wait_for(run.go("answered", answer="yes"), 5)
         assert record.result is True and run.state == "Billing"
         assert Billing.received == [Returned("Consent", "answered", True)]
+
+
+async def test_the_bank_example_comes_back_with_an_identity_each_time() -> None:
+    from examples._demo import play_scripted
+    from examples.bank import demo
+    from examples.bank.flow import flow as bank
+
+    run = await play_scripted(bank, demo.CALLER, demo.AGENT_SCRIPT)
+    assert run.state == "Statement" and run.context.holder == "Ann Lee"
+    assert [r.result for r in run.log if r.trigger == "identity_checked"] == [
+        {"verified": False, "holder": None}, {"verified": True, "holder": "Ann Lee"}]
+    assert run.context.attempts == 1  # the failed verification, counted by Desk.on_return
+    assert [r.reason for r in run.refusals] == [
+        "'statement' refused: the caller is not verified yet: call verify first"]

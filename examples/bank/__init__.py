@@ -1,0 +1,1 @@
+"""A bank line: a verification side trip that comes back with a typed result."""
