@@ -347,3 +347,24 @@ async def test_the_bank_example_comes_back_with_an_identity_each_time() -> None:
     assert run.context.attempts == 1  # the failed verification, counted by Desk.on_return
     assert [r.reason for r in run.refusals] == [
         "'statement' refused: the caller is not verified yet: call verify first"]
+
+
+async def test_a_kept_agent_receives_the_result_and_remembers_its_earlier_talk() -> None:
+    class KeptBilling(Billing):
+        """Billing, one agent for the whole call."""
+
+        name = "Billing"
+        keep_agent = True
+
+    f = Flow("kept", context=Call, initial=KeptBilling, states=[KeptBilling, Verify, Consent])
+    llm = ScriptedLLM(["Billing here.", call("verify"), "Your date of birth?",
+                       call("identity_checked", date_of_birth="1990-04-01"), "Verified."])
+    async with f.session(llm=llm) as run:
+        first = run.agent
+        await run.session.run(user_input="balance?")
+        await run.session.run(user_input="1990-04-01")
+        assert run.state == "Billing" and run.agent is first and run.context.verified
+        assert [r.value.verified for r in Billing.received] == [True]
+        back = llm.turns[-1]
+        assert "Note from the previous agent: The caller is verified." in back.instructions
+        assert any(m.text_content == "Billing here." for m in back.chat_ctx.messages())
