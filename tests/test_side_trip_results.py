@@ -368,3 +368,22 @@ async def test_a_kept_agent_receives_the_result_and_remembers_its_earlier_talk()
         back = llm.turns[-1]
         assert "Note from the previous agent: The caller is verified." in back.instructions
         assert any(m.text_content == "Billing here." for m in back.chat_ctx.messages())
+
+
+async def test_the_event_log_records_the_result_with_the_transition() -> None:
+    from handoff.events import EventLog, MemoryEventStore
+
+    own = make_flow()  # install() adds an observer to the flow: not the shared one
+    store = MemoryEventStore()
+    log = EventLog(store).install(own)
+    llm = ScriptedLLM(["Billing here.", call("verify"), "Your date of birth?",
+                       call("identity_checked", date_of_birth="1990-04-01"), "Verified."])
+    async with AgentSession[Call]() as session:
+        run = await own.start(session, llm=llm, call_id="events", wait_opening=True)
+        log.track(run, "events")
+        for line in ("balance?", "1990-04-01"):
+            await session.run(user_input=line)
+    assert await log.flush(10)
+    moves = [e.data for e in await store.events("events") if e.kind == "transition"]
+    assert [m.get("result") for m in moves] == [
+        None, {"verified": True, "date_of_birth": "1990-04-01"}]
