@@ -11,6 +11,10 @@
 4. Live AgentSessions (text mode, started, opening reply done): a bounded number with
    handoff and the same number with raw LiveKit agents, heap per session, and the count
    that would fit in 2 GB *extrapolated* from that (we do not fill 2 GB on a shared box).
+5. Sequential whole calls (a session started, three caller lines with two handoffs and a
+   tool call, closed), one after another in one process: the heap still held after N of
+   them, per call, with handoff and with raw LiveKit, in each half of the run (a leak
+   grows in both halves; a cache warming up only in the first).
 """
 
 from __future__ import annotations
@@ -244,12 +248,61 @@ def sessions(result: BenchResult, quick: bool) -> None:
                                 "fit_in_2gib_extrapolated": fit}
 
 
+CALL_LINES = ("go", "look balance", "go")
+
+
+async def _one_call(flow: Any, side: str) -> None:
+    """A whole call, as a worker runs it: started, three caller lines, closed."""
+    session = await _start(flow, side)
+    for line in CALL_LINES:
+        await session.run(user_input=line)
+    await session.aclose()
+
+
+async def _calls(n: int, side: str, warm: int = 10) -> dict[str, float]:
+    """In a child process: the traced heap still held after ``n`` sequential calls of
+    ``side``, per call, over the whole run and over each half."""
+    flow = ring_flow()
+    for _ in range(warm):  # warm-up: lazy imports, caches, first-use allocations
+        await _one_call(flow, side)
+    gc.collect()
+    tracemalloc.start()
+    held = [tracemalloc.get_traced_memory()[0]]
+    for _half in range(2):
+        for _ in range(n // 2):
+            await _one_call(flow, side)
+        gc.collect()
+        held.append(tracemalloc.get_traced_memory()[0])
+    tracemalloc.stop()
+    return {"per_call": (held[2] - held[0]) / (n // 2 * 2),
+            "first_half": (held[1] - held[0]) / (n // 2),
+            "second_half": (held[2] - held[1]) / (n // 2), "calls": n // 2 * 2}
+
+
+def sequential_calls(result: BenchResult, quick: bool) -> None:
+    n, warm = (6, 2) if quick else (200, 10)
+    held: dict[str, float] = {}
+    for side in ("raw", "handoff"):
+        got = asyncio.run(_calls(n, side, warm)) if quick else _child(n, side, "calls")
+        label = "raw LiveKit" if side == "raw" else "handoff"
+        held[side] = got["per_call"]
+        result.add(f"heap held per ended call, {n} sequential calls: {label}",
+                   round(got["per_call"]), "B",
+                   detail=f"first half {got['first_half']:.0f} B/call, second half "
+                          f"{got['second_half']:.0f} B/call (three lines, two handoffs, a "
+                          f"tool call, then closed; after {warm} warm-up calls)")
+        result.extra[f"sequential_calls_{side}"] = got
+    result.add("handoff adds per ended call", round(held["handoff"] - held["raw"]), "B",
+               detail="what an ended call leaves behind with handoff, minus with raw LiveKit")
+
+
 def run(quick: bool = False) -> BenchResult:
     result = BenchResult("memory", "3. Memory per flow run and per session", quick=quick)
     per_run_by_flow(result, quick)
     ten_thousand(result, quick)
     ended_runs(result, quick)
     sessions(result, quick)
+    sequential_calls(result, quick)
     result.notes.append("Heap = tracemalloc's traced Python allocations; RSS from /proc.")
     return result
 
@@ -258,6 +311,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--sessions-child"]:
         quiet_livekit()
         side, measure, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
-        print(json.dumps(asyncio.run(_sessions(count, side, measure))))
+        measured = _calls(count, side) if measure == "calls" else _sessions(count, side, measure)
+        print(json.dumps(asyncio.run(measured)))
     else:
         main(run)
