@@ -13,10 +13,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from livekit.agents import llm
+from livekit.agents import RunResult, llm
 
 from handoff import Context, Flow, FlowRun
-from handoff.testing import ScriptedLLM
+from handoff.testing import ScriptedLLM, settle
 from handoff.transcript import TranscriptPrinter
 
 
@@ -42,7 +42,11 @@ async def play(flow: Flow[Any], caller: Sequence[str], *, llm: llm.LLM | None,
             if run.closed:
                 break
             print(f"\ncaller: {line}")
-            print(*printer.lines(await run.session.run(user_input=line)), sep="\n")
+            start = len(run.session.history.items)
+            result: RunResult[Any] = await run.session.run(user_input=line)
+            await settle(run)  # a tool that awaited a LiveKit task may still be finishing
+            for said in (*printer.lines(result), *printer.after(run.session.history.items[start:])):
+                print(said)
             print(f"[{run.state}]")
         print("\n── transitions taken ──")
         for r in run.log:

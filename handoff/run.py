@@ -17,7 +17,7 @@ import asyncio
 import copy
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -57,6 +57,18 @@ logger = logging.getLogger("handoff")
 C = TypeVar("C", bound=Context)
 
 _IMMUTABLE = (str, int, float, bool, type(None), bytes, tuple, frozenset)
+
+
+def _function_tool_ids(tools: Sequence[llm.Tool | llm.Toolset]) -> set[str]:
+    """The names of the function tools in ``tools``, those of Toolsets included
+    (LiveKit's ``EndCallTool`` offers ``end_call`` from a Toolset)."""
+    ids: set[str] = set()
+    for tool in tools:
+        if isinstance(tool, llm.Toolset):
+            ids |= _function_tool_ids(tool.tools)
+        elif isinstance(tool, llm.FunctionTool | llm.RawFunctionTool):
+            ids.add(tool.id)
+    return ids
 
 
 class CodeContext(Generic[C]):
@@ -153,6 +165,7 @@ class FlowRun(Generic[C]):
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
         self.failures = FailureWatch(flow.failure_policy, self._take_error_transition)
         self._tasks: list[AgentTask[Any]] = []
+        self._task_callers: list[tuple[AgentTask[Any], asyncio.Task[Any]]] = []
         self._kept: dict[str, State[C]] = {}
         """The agent of each ``keep_agent`` state, kept for the whole call."""
         self.summary: asyncio.Task[str | None] | None = None
@@ -192,6 +205,18 @@ class FlowRun(Generic[C]):
         resumes its parent in the background, which may end just after a turn)."""
         active = self._session.current_agent if self._session is not None else None
         return tuple(t for t in self._tasks if not t.done() or t is active)
+
+    @property
+    def task_callers(self) -> tuple[asyncio.Task[Any], ...]:
+        """The code still finishing after a LiveKit task of this call completed: the
+        asyncio task of the state's tool, body or hook (or of a ``TaskGroup``) that
+        awaited it and has not returned yet. Until it has, it resumes its agent in the
+        background: a caller line sent meanwhile finds the agent paused (LiveKit refuses
+        the turn, and the task's result never arrives), so a driver of text turns waits
+        for these first (``handoff.testing.settle``)."""
+        self._task_callers[:] = [(t, c) for t, c in self._task_callers if not c.done()]
+        awaiting = {c for t, c in self._task_callers if not t.done()}  # e.g. a TaskGroup's next task
+        return tuple(dict.fromkeys(c for t, c in self._task_callers if t.done() and c not in awaiting))
 
     @property
     def in_transition(self) -> bool:
@@ -744,7 +769,7 @@ class FlowRun(Generic[C]):
         agent = self._agent
         if agent is None or self._session is None or self._session.current_agent is not agent:
             return
-        offered = {t.id for t in agent.tools if isinstance(t, llm.FunctionTool | llm.RawFunctionTool)}
+        offered = _function_tool_ids(agent.tools)
         for call in event.function_calls:
             if call.name not in offered:
                 self._record_refusal(call.name, "invalid",
@@ -759,6 +784,9 @@ class FlowRun(Generic[C]):
         deadline of the tool awaiting it stops while it talks with the caller."""
         parent: Agent = self._tasks[-1] if self._tasks else self._agent  # type: ignore[assignment]
         self._tasks.append(task)
+        caller = asyncio.current_task()  # LiveKit starts the task from the code awaiting it
+        if caller is not None:
+            self._task_callers.append((task, caller))
         inherited = {name: getattr(parent, name) for name in ("llm", "tts", "stt")
                      if not is_given(getattr(task, name)) and is_given(getattr(parent, name))}
         if inherited:

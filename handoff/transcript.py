@@ -24,10 +24,12 @@ class TranscriptPrinter:
     def __init__(self, run: FlowRun[Any]) -> None:
         self.run = run
         self._shown_transitions = 0
+        self._shown_messages: set[str] = set()
 
     def lines(self, result: RunResult[Any]) -> Iterator[str]:
         for event in result.events:
             if isinstance(event, ChatMessageEvent) and event.item.role == "assistant":
+                self._shown_messages.add(event.item.id)
                 yield f"  agent: {event.item.text_content}"
             elif isinstance(event, FunctionCallEvent):
                 yield f"    · {event.item.name}({event.item.arguments})"
@@ -36,6 +38,19 @@ class TranscriptPrinter:
                 yield f"      {tag} {event.item.output}"
             elif isinstance(event, AgentHandoffEvent):
                 yield from self._new_transitions()
+        yield from self._new_transitions()
+
+    def after(self, history: list[Any]) -> Iterator[str]:
+        """What was said and taken after a turn's RunResult ended (by code still
+        finishing, such as a tool resuming after a LiveKit task): ``history`` is the
+        session's items added since the turn began; messages shown before are skipped
+        (a task's messages come back into the history when it completes)."""
+        for item in history:
+            if (item.type == "message" and item.role == "assistant"
+                    and item.id not in self._shown_messages):
+                self._shown_messages.add(item.id)
+                yield from self._new_transitions()
+                yield f"  agent: {item.text_content}"
         yield from self._new_transitions()
 
     def _new_transitions(self) -> Iterator[str]:

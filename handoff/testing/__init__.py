@@ -14,7 +14,7 @@ their submodules.
 """
 
 from .coverage import CoverageObserver, FlowCoverage
-from .driver import FlowDriver
+from .driver import FlowDriver, settle
 from .explore import Exploration, Move, explore
 from .machine import FlowMachineBase, FlowStateMachine
 from .oracle import checking
@@ -74,6 +74,7 @@ __all__ = [
     "per_state",
     "register_profiles",
     "replay",
+    "settle",
     "shortest_paths",
     "transition_cover",
     "triggers",

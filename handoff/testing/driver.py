@@ -130,31 +130,63 @@ class FlowDriver(Generic[C]):
                 await asyncio.sleep(0)
 
     async def settle(self) -> None:
-        """Wait until the session is between turns: no handoff, on_enter or speech in flight.
+        """Wait until the session is between turns (see :func:`settle`)."""
+        await settle(self.run, self._ended)
 
-        LiveKit has no public "handoff finished" signal, so this also waits for the
-        session's agent-update task and the new activity's on_enter task when present.
-        A session that is closing (the call hung up) is waited for until it has closed.
-        """
-        session = self.run.session
-        assert session is not None
-        for _ in range(100):
-            if self.ended:
+
+async def settle(run: FlowRun[Any], ended: asyncio.Event | None = None) -> None:
+    """Wait until ``run``'s session is between turns: no handoff, on_enter or speech in
+    flight, and no code that awaited a LiveKit task still finishing once that task is
+    done (``run.task_callers``: a caller line sent before it has resumed its agent
+    finds the agent paused, LiveKit refuses the turn, and the task's result never
+    arrives).
+
+    LiveKit has no public "handoff finished" signal, so this also waits for the
+    session's agent-update task and the new activity's on_enter task when present.
+    A session that is closing (the call hung up) is waited for until it has closed
+    (``ended``: an event set on the session's close).
+    """
+    session = run.session
+    assert session is not None
+    for _ in range(100):
+        if (ended is not None and ended.is_set()) or run.closed:
+            return
+        try:
+            await session.wait_for_idle()
+        except Exception:
+            if session_is_closing(session):  # the call is over: wait until it has closed
+                if ended is not None:
+                    await _no_hang(ended.wait(), "the session's close")
                 return
-            try:
-                await session.wait_for_idle()
-            except Exception:
-                if session_is_closing(session):  # the call is over: wait until it has closed
-                    await _no_hang(self._ended.wait(), "the session's close")
-                    return
-            pending = pending_handoff_tasks(session)
-            for task in pending:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(task)
-            if not pending and not self.run.in_transition and session.current_speech is None:
-                return
-            await asyncio.sleep(0)
-        raise RuntimeError("the session did not settle between turns")
+        pending = pending_handoff_tasks(session)
+        for task in pending:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(task)
+        # the code that awaited a completed task: until it returns, or the session's agent
+        # changes (it started another task, which waits for the caller)
+        finishing = list(run.task_callers)
+        if finishing:
+            await _no_hang(_first_of(session, finishing), "code finishing after a LiveKit task")
+        if (not pending and not finishing and not run.in_transition
+                and session.current_speech is None):
+            return
+        await asyncio.sleep(0)
+    raise RuntimeError("the session did not settle between turns")
+
+
+async def _first_of(session: Any, callers: list[asyncio.Task[Any]]) -> None:
+    """Until one of ``callers`` returns or the session's active agent changes."""
+    handoff: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def seen(event: Any) -> None:
+        if event.item.type == "agent_handoff" and not handoff.done():
+            handoff.set_result(None)
+
+    session.on("conversation_item_added", seen)
+    try:
+        await asyncio.wait([*callers, handoff], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        session.off("conversation_item_added", seen)
 
 
 async def _no_hang(awaitable: Any, what: str) -> Any:
