@@ -9,6 +9,8 @@ explore finds it (and, one less, does not) is asserted:
   written ``coverage_amount >= 0`` instead of ``> 0``;
 * airline, depth 6 (conversation alone): a cap on hand-backs to triage written
   ``handbacks <= 2`` instead of ``< 2``;
+* healthcare, depth 2: ``confirm_payment_proceeds`` accepting 0, in
+  tests/test_port_healthcare.py next to the port.
 
 The right guard passes at the same depth or deeper, so each test fails if explore stops
 seeing the boundary (or starts seeing bugs that are not there).
