@@ -45,12 +45,15 @@ endif
 ## Every test (lint and types included). CI runs the thorough hypothesis profile
 ## (thousands of generated conversations) and gates on the call centre's transition
 ## coverage; `make test HYPOTHESIS_PROFILE=handoff-dev` for the quick local profile.
+## The tests run on every core (pytest-xdist; `make test WORKERS=0` runs them in one
+## process); the coverage gate adds up the workers' counts. The 30 slowest are listed.
 HYPOTHESIS_PROFILE ?= ci
 COVERAGE_MIN ?= 100
+WORKERS ?= auto
 test: deps
 	$(PY) -m ruff check handoff examples tests benchmarks
 	$(PY) -m mypy
-	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest -q \
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest -q -n $(WORKERS) --durations=30 \
 	  -p handoff.testing.pytest_plugin --handoff-coverage-min=$(COVERAGE_MIN)
 
 ## Render every flow in examples/ to diagrams/ (SVG + DOT source beside it).

@@ -80,7 +80,8 @@ def test_a_tampered_or_relabelled_token_does_not_open() -> None:
     ("k1:not base64!", "key 'k1' is not base64"),
     (f"k1:{base64.b64encode(b'short').decode()}", "5 bytes; AES-256 needs 32"),
     (f"{new_key_entry('k1')},{new_key_entry('k1')}", "listed twice"),
-])
+], ids=["empty", "no-key", "not-base64", "short-key", "listed-twice"])  # (the keys are random:
+# named ids keep the test ids the same in every process, as pytest-xdist requires)
 def test_a_malformed_keyring_is_refused_naming_the_key(text: str, message: str) -> None:
     with pytest.raises(SealError, match=message):
         KeyringSealer.parse(text)

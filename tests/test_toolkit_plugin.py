@@ -89,3 +89,29 @@ def test_flow_fixture_tells_how_to_name_the_flow(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "@pytest.mark.handoff_flow(flow)" in done.stdout + done.stderr
+
+
+def _coverage_section(out: str) -> str:
+    """The report, from its title to the summary line (which holds the time)."""
+    section = out[out.index("handoff transition coverage"):]
+    return section[:section.rindex("passed in")]
+
+
+def test_under_xdist_the_report_and_gate_are_the_serial_runs(tmp_path: Path) -> None:
+    serial = _pytest(tmp_path, "--handoff-coverage-min=25")
+    spread = _pytest(tmp_path, "-n", "2", "--handoff-coverage-min=25")
+    assert serial.returncode == spread.returncode == 0, spread.stdout + spread.stderr
+    assert "bringing up nodes" in spread.stdout  # (it did run under xdist)
+    assert _coverage_section(spread.stdout) == _coverage_section(serial.stdout)
+
+
+def test_under_xdist_the_controller_adds_up_every_workers_counts_and_gates(tmp_path: Path) -> None:
+    # --dist each runs every test on both workers: each worker counts it all, so the
+    # merged counts are twice a serial run's, on the same universe and percentage
+    done = _pytest(tmp_path, "-n", "2", "--dist", "each", "--handoff-coverage-min=30")
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
+    assert ("flow desk: 25.0% (transitions 2/6, guard outcomes 0/2; "
+            "6 runs, 4 through a session)") in done.stdout
+    assert "[x] Front --named--> Back  x4" in done.stdout
+    assert "FAIL: handoff coverage flow desk: 25.0% < 30.0%" in done.stdout
+    assert "6 passed" in done.stdout  # the tests passed; the gate failed the run

@@ -25,39 +25,65 @@ INTERNAL_CALL_ID = "handoff.testing:internal"
 _PAST_THE_GUARD = frozenset({"body", "interrupted"})
 
 
+@dataclass(frozen=True)
+class CoverageRow:
+    """One declared transition of the universe: ``(state, key)`` with what the report shows."""
+
+    state: str
+    key: str
+    """the trigger, or ``"trigger → Target"`` for one candidate of a ``to=[...]`` transition"""
+    trigger: str
+    target: str
+    guarded: bool
+
+
+def coverage_rows(flow: Flow[Any]) -> tuple[CoverageRow, ...]:
+    """The flow's table as coverage counts it: every (state, trigger); a ``to=[...]``
+    transition once per candidate."""
+    rows = []
+    for s in flow.states:
+        for t in sorted(flow.table[s]):
+            edge = flow.table[s][t]
+            guarded = edge.transition.when is not None
+            if edge.is_dynamic:
+                rows += [CoverageRow(s, candidate_key(t, c), t, c, guarded) for c in sorted(
+                    e.target for e in flow.edges
+                    if e.transition is edge.transition and e.source == edge.source)]
+            else:
+                rows.append(CoverageRow(s, t, t, edge.target, guarded))
+    return tuple(rows)
+
+
 @dataclass
 class FlowCoverage:
-    """What the runs of one flow exercised, against what the flow declares."""
+    """What the runs of one flow exercised, against what the flow declares.
 
-    flow: Flow[Any]
+    Made from a flow (``FlowCoverage(flow)``), or from another process's
+    :meth:`to_wire` (``FlowCoverage.from_wire``, the pytest plugin under xdist):
+    the universe is kept as plain rows, so the numbers and the report need no flow.
+    """
+
+    flow: Flow[Any] | None = None
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
     guards: Counter[tuple[str, str, GuardOutcome]] = field(default_factory=Counter)
     runs: int = 0
     sessions: int = 0
+    name: str = ""
+    rows: tuple[CoverageRow, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.flow is not None:
+            self.name, self.rows = self.flow.name, coverage_rows(self.flow)
 
     # -- the universe ------------------------------------------------------------------
     def declared_transitions(self) -> list[tuple[str, str]]:
         """Every (state, trigger); a ``to=[...]`` transition counts once per candidate, as
         (state, ``"trigger → Target"``)."""
-        out = []
-        for s in self.flow.states:
-            for t in sorted(self.flow.table[s]):
-                edge = self.flow.table[s][t]
-                if edge.is_dynamic:
-                    out += [(s, candidate_key(t, c)) for c in sorted(
-                        e.target for e in self.flow.edges
-                        if e.transition is edge.transition and e.source == edge.source)]
-                else:
-                    out.append((s, t))
-        return out
+        return [(r.state, r.key) for r in self.rows]
 
     def declared_guard_outcomes(self) -> list[tuple[str, str, GuardOutcome]]:
-        return [
-            (s, t, outcome)
-            for s in self.flow.states for t in sorted(self.flow.table[s])
-            if self.flow.table[s][t].transition.when is not None
-            for outcome in ("allowed", "refused")
-        ]
+        seen = dict.fromkeys((r.state, r.trigger) for r in self.rows if r.guarded)
+        return [(s, t, outcome) for s, t in seen for outcome in ("allowed", "refused")]
 
     # -- the numbers -------------------------------------------------------------------
     @property
@@ -86,20 +112,50 @@ class FlowCoverage:
         t_cov = sum(1 for k in self.declared_transitions() if self.transitions[k])
         g_cov = sum(1 for k in self.declared_guard_outcomes() if self.guards[k])
         lines = [
-            f"flow {self.flow.name}: {self.percent:.1f}% "
+            f"flow {self.name}: {self.percent:.1f}% "
             f"(transitions {t_cov}/{n_t}, guard outcomes {g_cov}/{n_g}; "
             f"{self.runs} runs, {self.sessions} through a session)"
         ]
-        for s, key in self.declared_transitions():
-            t, _, target = key.partition(" → ")
-            edge = self.flow.table[s][t]
-            mark = "x" if self.transitions[(s, key)] else " "
-            line = f"  [{mark}] {s} --{t}--> {target or edge.target}  x{self.transitions[(s, key)]}"
-            if edge.transition.when is not None:
-                line += (f"   guard: allowed x{self.guards[(s, t, 'allowed')]}, "
-                         f"refused x{self.guards[(s, t, 'refused')]}")
+        for r in self.rows:
+            count = self.transitions[(r.state, r.key)]
+            line = f"  [{'x' if count else ' '}] {r.state} --{r.trigger}--> {r.target}  x{count}"
+            if r.guarded:
+                line += (f"   guard: allowed x{self.guards[(r.state, r.trigger, 'allowed')]}, "
+                         f"refused x{self.guards[(r.state, r.trigger, 'refused')]}")
             lines.append(line)
         return "\n".join(lines)
+
+    # -- across processes (pytest-xdist) ----------------------------------------------------
+    @property
+    def identity(self) -> tuple[str, tuple[CoverageRow, ...]]:
+        """What makes two processes' coverages one flow's: its name and its table."""
+        return self.name, self.rows
+
+    def to_wire(self) -> dict[str, Any]:
+        """The counts and the universe as plain lists and strings (what execnet sends)."""
+        return {
+            "name": self.name,
+            "rows": [[r.state, r.key, r.trigger, r.target, r.guarded] for r in self.rows],
+            "transitions": [[*k, n] for k, n in self.transitions.items()],
+            "guards": [[*k, n] for k, n in self.guards.items()],
+            "runs": self.runs, "sessions": self.sessions,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> FlowCoverage:
+        """The inverse of :meth:`to_wire`."""
+        cov = cls(name=data["name"], rows=tuple(CoverageRow(*r) for r in data["rows"]))
+        cov.add(data)
+        return cov
+
+    def add(self, data: dict[str, Any]) -> None:
+        """Add another process's counts (a :meth:`to_wire` of the same flow) to these."""
+        for s, k, n in data["transitions"]:
+            self.transitions[(s, k)] += n
+        for s, t, o, n in data["guards"]:
+            self.guards[(s, t, o)] += n
+        self.runs += data["runs"]
+        self.sessions += data["sessions"]
 
 
 def candidate_key(trigger: str, target: str) -> str:
@@ -123,7 +179,7 @@ class CoverageObserver:
 
     def unwatch_all(self) -> None:
         for cov in self.flows.values():
-            if self in cov.flow.observers:
+            if cov.flow is not None and self in cov.flow.observers:
                 cov.flow.observers.remove(self)
 
     def coverage(self, flow: Flow[Any]) -> FlowCoverage:

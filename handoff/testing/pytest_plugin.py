@@ -24,6 +24,11 @@ Options:
 ``handoff_coverage_flows`` (ini, ``module:attr`` per line) names the flows to report
 and gate — a named flow no test touched shows 0%; without it, every flow a test ran
 is reported (test-only variants of a flow included).
+
+Under pytest-xdist (``-n 2``) each worker counts its own tests and sends its counts
+to the controller when it finishes (``workeroutput``); the controller adds them up
+(``pytest_testnodedown``), so the report and the gate are those of a serial run.
+Two flows with the same name and the same table are one flow in the merged report.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from .scripted import Policy, ReplyLike, ScriptedLLM
 _OBSERVER = pytest.StashKey[CoverageObserver]()
 _PATCHES = pytest.StashKey[list[tuple[type, str, Any]]]()
 _SELECTED = pytest.StashKey[list[Flow[Any]]]()
+_FROM_WORKERS = pytest.StashKey[dict[Any, FlowCoverage]]()
+_WIRE = "handoff_coverage"  # the key of the workers' counts in xdist's workeroutput
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -119,8 +126,9 @@ def _load_flow(ref: str) -> Flow[Any]:
     return flow
 
 
-def _reported(config: pytest.Config) -> list[FlowCoverage]:
-    """The flows ``handoff_coverage_flows`` names, else every flow a test ran."""
+def _counted_here(config: pytest.Config) -> list[FlowCoverage]:
+    """What this process counted: the flows ``handoff_coverage_flows`` names, else every
+    flow a test ran."""
     observer = config.stash.get(_OBSERVER, None)
     if observer is None:
         return []
@@ -130,24 +138,58 @@ def _reported(config: pytest.Config) -> list[FlowCoverage]:
     return list(observer.flows.values())
 
 
+def _reported(config: pytest.Config) -> list[FlowCoverage]:
+    """What this process counted, with what xdist workers sent (flows only they ran last)."""
+    here = _counted_here(config)
+    known = {c.identity for c in here}
+    return here + [c for key, c in config.stash.get(_FROM_WORKERS, {}).items() if key not in known]
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 def _below_minimum(config: pytest.Config) -> list[str]:
     minimum = config.getoption("handoff_coverage_min")
     if minimum is None:
         return []
-    return [f"flow {c.flow.name}: {c.percent:.1f}% < {minimum:.1f}%"
+    return [f"flow {c.name}: {c.percent:.1f}% < {minimum:.1f}%"
             for c in _reported(config) if c.percent < minimum]
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _below_minimum(session.config) and exitstatus == pytest.ExitCode.OK:
+    config = session.config
+    if _is_xdist_worker(config):
+        # a worker ran a share of the tests: it sends its counts, the controller gates
+        if config.stash.get(_OBSERVER, None) is not None:
+            config.workeroutput[_WIRE] = [c.to_wire() for c in _counted_here(config)]  # type: ignore[attr-defined]
+        return
+    if _below_minimum(config) and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist's controller: add a finished worker's counts to the report's."""
+    config: pytest.Config = node.config
+    if config.stash.get(_OBSERVER, None) is None:
+        return
+    here = {c.identity: c for c in _counted_here(config)}
+    merged = config.stash.setdefault(_FROM_WORKERS, {})
+    for data in getattr(node, "workeroutput", {}).get(_WIRE, []):
+        cov = FlowCoverage.from_wire(data)
+        into = here.get(cov.identity) or merged.get(cov.identity)
+        if into is None:
+            merged[cov.identity] = cov
+        else:
+            into.add(data)
 
 
 def pytest_terminal_summary(
     terminalreporter: Any, exitstatus: int, config: pytest.Config
 ) -> None:
-    if config.stash.get(_OBSERVER, None) is None:
+    if config.stash.get(_OBSERVER, None) is None or _is_xdist_worker(config):
         return
     terminalreporter.section("handoff transition coverage")
     reported = _reported(config)
