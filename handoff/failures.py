@@ -80,6 +80,7 @@ class FailureWatch:
         self.consecutive = 0
         self.failover: asyncio.Task[Any] | None = None
         self._forgiven: set[int] = set()
+        self._counting: set[asyncio.Future[None]] = set()  # LLM errors in their grace
         self._gave_up = False
 
     def note(self, what: str) -> None:
@@ -125,7 +126,16 @@ class FailureWatch:
             # counted a moment later, so background requests (history summaries) that
             # share the tier's LLM can claim their own errors first: see forgive()
             cause: BaseException = getattr(error, "error", None) or RuntimeError(str(error))
-            asyncio.get_running_loop().call_later(LLM_ERROR_GRACE, self._count_llm_error, cause)
+            loop = asyncio.get_running_loop()
+            counted: asyncio.Future[None] = loop.create_future()
+            self._counting.add(counted)
+            loop.call_later(LLM_ERROR_GRACE, self._count_llm_error, cause, counted)
+
+    async def settled(self) -> None:
+        """Wait until every LLM error reported so far has been counted or forgiven (its
+        grace is over); what a test awaits instead of sleeping past the grace."""
+        while self._counting:
+            await asyncio.shield(next(iter(self._counting)))
 
     def forgive(self, cause: BaseException) -> None:
         """A background request failed with ``cause``: not a failure the caller noticed."""
@@ -134,8 +144,13 @@ class FailureWatch:
             if chained is not None:
                 self._forgiven.add(id(chained))
 
-    def _count_llm_error(self, cause: BaseException) -> None:
-        if id(cause) in self._forgiven:
-            self._forgiven.discard(id(cause))
-            return
-        self.note(f"the language model failed ({cause})")
+    def _count_llm_error(self, cause: BaseException, counted: asyncio.Future[None]) -> None:
+        self._counting.discard(counted)
+        try:
+            if id(cause) in self._forgiven:
+                self._forgiven.discard(id(cause))
+                return
+            self.note(f"the language model failed ({cause})")
+        finally:
+            if not counted.done():
+                counted.set_result(None)

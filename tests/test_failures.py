@@ -115,13 +115,10 @@ async def _until(condition: Any, within: float = 10.0) -> None:
 
 
 async def _idle(run: Any) -> None:
-    await asyncio.sleep(0.3)  # LLM errors are counted after a short grace period
+    await asyncio.wait_for(run.failures.settled(), 10)  # LLM errors count after a grace
     if run.failover is not None:
         await asyncio.wait_for(run.failover, 10)
-    for _ in range(100):
-        if not run.in_transition:
-            break
-        await asyncio.sleep(0.01)
+    await _until(lambda: not run.in_transition)
 
 
 async def test_exception_in_a_tool_is_reported_and_counted() -> None:

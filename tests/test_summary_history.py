@@ -92,7 +92,7 @@ async def test_a_failed_summary_changes_nothing() -> None:
         before = [i.id for i in run.agent.chat_ctx.items]
         assert await run.summary is None
         assert [i.id for i in run.agent.chat_ctx.items] == before
-        await asyncio.sleep(0.3)  # past the grace period in which LLM errors are counted
+        await asyncio.wait_for(run.failures.settled(), 10)  # its error's grace is over
         assert run.state == "Expert" and run.consecutive_failures == 0
         result = await run.session.run(user_input="still there?")
         assert any(e.type == "message" for e in result.events)
