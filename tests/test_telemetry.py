@@ -53,10 +53,25 @@ def ancestors(span: ReadableSpan, exporter: InMemorySpanExporter) -> list[str]:
     return names
 
 
-async def demo_call(flow: Any, telemetry: FlowTelemetry, context: Call | None = None) -> Any:
+class CountingStore(MemoryStore):
+    """A memory store that counts the checkpoints it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves = 0
+
+    async def save(self, checkpoint: Any) -> bool:
+        stored = await super().save(checkpoint)
+        self.saves += 1
+        return stored
+
+
+async def demo_call(flow: Any, telemetry: FlowTelemetry, context: Call | None = None,
+                    checkpointer: Checkpointer | None = None) -> Any:
+    checkpointer = checkpointer or Checkpointer(MemoryStore(), metrics=telemetry.metrics)
     async with AgentSession[Call]() as session:
         run = await resume_or_start(
-            flow, session, checkpointer=Checkpointer(MemoryStore(), metrics=telemetry.metrics),
+            flow, session, checkpointer=checkpointer,
             call_id="trace-1", context=context, llm=ScriptedLLM(list(AGENT_SCRIPT)),
             telemetry=telemetry, wait_opening=True)
         assert telemetry.metrics.value("handoff_active_flow_runs", flow="callcenter") == 1
@@ -104,7 +119,10 @@ async def test_a_span_per_transition_nested_in_livekits_turn(
 
 async def test_metrics_of_one_call(flow: Any, metrics: HandoffMetrics,
                                    spans: InMemorySpanExporter) -> None:
-    await demo_call(flow, FlowTelemetry(metrics).install(flow))
+    store = CountingStore()
+    checkpointer = Checkpointer(store, metrics=metrics)
+    await demo_call(flow, FlowTelemetry(metrics).install(flow), checkpointer=checkpointer)
+    assert await checkpointer.flush(5)  # the writer runs off the call's path: let it finish
     value = metrics.value
     for source, target in [("Greeter", "Triage"), ("Triage", "Billing"),
                            ("Billing", "Wrapup"), ("Wrapup", "Escalation")]:
@@ -121,7 +139,11 @@ async def test_metrics_of_one_call(flow: Any, metrics: HandoffMetrics,
     assert value("handoff_active_flow_runs", flow="callcenter") == 0
     assert value("handoff_time_in_state_seconds_count", flow="callcenter",
                  state="Escalation") == 1
-    assert value("handoff_checkpoint_writes_total", store="memory") >= 4
+    # how many writes a call makes depends on how its turns fall into the writer's
+    # coalescing window (the machine's speed); each one the store took is counted once
+    assert value("handoff_checkpoint_writes_total", store="memory") == store.saves >= 1
+    ended = await store.load("trace-1")
+    assert ended is not None and ended.ended  # the last one: the call is over
 
 
 # -- errors, and a sensitive value everywhere it could leak ----------------------------------
