@@ -144,16 +144,42 @@ async def test_store_keeps_the_newest_seq_whatever_the_order(store: CheckpointSt
     assert loaded is not None and (loaded.seq, loaded.state) == (6, "Wrapup")
 
 
-async def test_expired_checkpoints_are_not_resumed(tmp_path: Path,
+class FakeClock:
+    """``time.time`` for the stores that keep their own expiry: moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The memory and SQLite stores read this clock (their module's ``time``) in the test."""
+    clock = FakeClock()
+    monkeypatch.setattr("handoff.persistence.store.time", clock)
+    monkeypatch.setattr("handoff.persistence.sqlite.time", clock)
+    return clock
+
+
+async def test_expired_checkpoints_are_not_resumed(tmp_path: Path, store_clock: FakeClock,
                                                    redis_server: RedisServer) -> None:
+    redis_store = RedisStore(redis_server.url, ttl=60.0)
     stores: list[CheckpointStore] = [
-        MemoryStore(ttl=1.0), SQLiteStore(tmp_path / "ttl.db", ttl=1.0),
-        RedisStore(redis_server.url, ttl=1.0),
-    ]
+        MemoryStore(ttl=60.0), SQLiteStore(tmp_path / "ttl.db", ttl=60.0), redis_store]
     for s in stores:
         assert await s.save(make_checkpoint(seq=1))
         assert await s.load("call-1") is not None
-    await asyncio.sleep(1.3)
+    store_clock.now += 59.0
+    for s in stores:
+        assert await s.load("call-1") is not None, s.kind
+    # redis keeps time itself: the key's expiry is the store's ttl; the test then moves
+    # it into the past (PEXPIREAT: a past time expires the key at once), as 60 s would
+    key = redis_store.key("call-1")
+    assert 0 < await redis_store._client.pttl(key) <= 60_000
+    assert await redis_store._client.pexpireat(key, 1)
+    store_clock.now += 2.0
     for s in stores:
         assert await s.load("call-1") is None, s.kind
         # a new call on the same id may start over at a low seq once the old one expired
@@ -355,6 +381,17 @@ class Slow(Context):
     note: str | None = None
 
 
+class BodyGate:
+    """Where the slow body stops: ``entered`` once it has written, then it waits for
+    ``release`` (made by the test, in its own loop)."""
+
+    entered: asyncio.Event
+    release: asyncio.Event
+
+
+SLOW_BODY = BodyGate()
+
+
 class Start(State[Slow]):
     """Starts."""
 
@@ -364,7 +401,8 @@ class Start(State[Slow]):
     async def slow_move(self, ctx: RunContext[Slow]) -> None:
         """Moves slowly."""
         ctx.userdata.note = "half-made"
-        await asyncio.sleep(0.3)
+        SLOW_BODY.entered.set()
+        await SLOW_BODY.release.wait()
 
 
 class End(State[Slow]):
@@ -385,13 +423,15 @@ async def test_no_checkpoint_of_a_half_made_transition(metrics: HandoffMetrics) 
             run = await resume_or_start(slow_flow, session, checkpointer=checkpointer,
                                         call_id="slow", llm=ScriptedLLM(["Hi.", "Bye."]),
                                         wait_opening=True)
+            SLOW_BODY.entered, SLOW_BODY.release = asyncio.Event(), asyncio.Event()
             move = asyncio.create_task(run.go("slow_move"))
-            await asyncio.sleep(0.1)
+            await asyncio.wait_for(SLOW_BODY.entered.wait(), 10)
             assert run.in_transition and run.context.note == "half-made"
             assert checkpointer.checkpoint(run) is False
             assert await checkpointer.flush(5)
             during = await store.load("slow")
             assert during is not None and during.context["note"] is None
+            SLOW_BODY.release.set()
             await move
             assert await checkpointer.flush(5)
             after = await store.load("slow")
