@@ -124,11 +124,10 @@ async def _settle(run: Any, task: asyncio.Task[Any]) -> None:
     # an interrupted run may end with an error; the session must still be sound
     with contextlib.suppress(Exception):
         await asyncio.wait_for(task, 10)
-    for _ in range(200):
-        if not run.in_transition and run.session.current_agent.id == run.state:
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(10):  # a deadlock guard, not a timing assumption
+        while run.in_transition or run.session.current_agent.id != run.state:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(run.session.wait_for_idle(), 10)  # the new agent's speech is over
 
 
 @pytest.mark.parametrize("point", POINTS)
