@@ -7,6 +7,7 @@ must never connect (LiveKit plugins connect on first use). The options reach the
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,18 +24,36 @@ from handoff.worker import required_secrets
 
 
 @pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Any attempt to resolve a name or open a connection is recorded and refused."""
-    attempts: list[Any] = []
+def offline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Any attempt of the test's code to resolve a name or open a connection is recorded
+    (as text) and refused.
 
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        attempts.append(args)
-        raise OSError("network is not allowed in this test")
+    Only the test's own thread is cut off: the patch is process-wide, and a thread that
+    an earlier test in this process left running (an exporter, a client's resolver) must
+    neither fail here nor be blamed on the plugin under test.
+    """
+    attempts: list[str] = []
+    here = threading.get_ident()
 
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    def refusing(name: str, original: Any) -> Any:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != here:
+                return original(*args, **kwargs)
+            attempts.append(f"{name}{tuple(map(_shown, args))}")
+            raise OSError("network is not allowed in this test")
+        return refuse
+
+    for owner, name in ((socket, "getaddrinfo"), (socket, "create_connection"),
+                        (socket.socket, "connect")):
+        monkeypatch.setattr(owner, name, refusing(name, getattr(owner, name)))
     return attempts
+
+
+def _shown(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return type(value).__name__
 
 
 def _keys(name: str) -> str:
