@@ -44,7 +44,12 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server subprocess on 127.0.0.1:port (restartable on the same port)."""
+    """A redis-server subprocess on 127.0.0.1:port (restartable on the same port).
+
+    The port is free when chosen but another process (an xdist worker) may take it before
+    redis binds it: a first start then moves to another free port, and the server that
+    answers is checked to be this one (its ``process_id``), never another test's.
+    """
 
     def __init__(self, workdir: Path) -> None:
         binary = shutil.which("redis-server")
@@ -54,28 +59,45 @@ class RedisServer:
         self.workdir = workdir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_once = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
+        for _ in range(5):
+            if self._start_on_port():
+                self.started_once = True
+                return
+            if self.started_once:  # a restart must keep its port (clients hold the url)
+                pytest.fail(f"redis-server could not restart on port {self.port} (taken)")
+            self.port = free_port()
+        pytest.fail("redis-server did not start on any of five free ports")
+
+    def _start_on_port(self) -> bool:
+        """Start on ``self.port``; False when redis exited (the port was taken)."""
+        proc = self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.proc = None
+                return False
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"INFO server\r\n")
+                    answer = sock.recv(65536)
+                if f"process_id:{proc.pid}\r\n".encode() in answer:
+                    return True
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.stop()
-        pytest.fail(f"redis-server did not start on port {self.port}")
+        pytest.fail(f"redis-server did not answer on port {self.port} within 30 s")
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -176,10 +176,9 @@ async def test_resume_prompt_lets_the_agent_pick_up_the_thread(flow: Any,
         await resume_or_start(flow, session, checkpointer=Checkpointer(store, metrics=metrics),
                               call_id="p", llm=script,
                               resume_prompt="Apologise for the interruption in one sentence.")
-        for _ in range(100):  # the reply is generated in the background
-            if assistant_texts(session):
-                break
-            await asyncio.sleep(0.02)
+        async with asyncio.timeout(10):  # the reply is generated in the background
+            while not assistant_texts(session):
+                await asyncio.sleep(0.02)
         assert assistant_texts(session) == ["Sorry, we were cut off. Which charge was it about?"]
 
 
