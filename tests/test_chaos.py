@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 from livekit.agents import CloseEvent, CloseReason
 
@@ -332,17 +332,37 @@ async def _conversation(plan_steps: list[Step]) -> None:
 
 
 PROVIDER, OUTAGE = Step("provider"), Step("outage")
+SHARDS = 4
+"""The search is cut into this many tests, each with its own seed, so that pytest-xdist's
+workers share it (one test would keep one worker busy for the whole search)."""
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.lists(steps, min_size=1, max_size=5))
-# the CI failure (wait_for_idle: "AgentSession has no active AgentActivity"): two provider
-# errors, then an outage that the error state's opening meets too: LiveKit's fourth
-# unrecoverable error in a row, with no speech between, closes the session
-@example([PROVIDER, PROVIDER, OUTAGE, Step("parallel", ("b_to_c",) * 3)])
-@example([Step("move", ("to_b",)), PROVIDER, PROVIDER, OUTAGE, PROVIDER])
+def _search(shard: int) -> Any:
+    """``EXAMPLES / SHARDS`` random conversations; a derandomized profile (ci) gives each
+    shard its own fixed seed (the same seed in every shard would search the same calls)."""
+
+    @settings(max_examples=max(1, EXAMPLES // SHARDS), deadline=None, derandomize=False,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(steps, min_size=1, max_size=5))
+    def conversations(plan_steps: list[Step]) -> None:
+        asyncio.run(_conversation(plan_steps))
+
+    if shard == 0:
+        # the CI failure (wait_for_idle: "AgentSession has no active AgentActivity"): two
+        # provider errors, then an outage that the error state's opening meets too:
+        # LiveKit's fourth unrecoverable error in a row, with no speech between, closes
+        # the session
+        conversations = example([PROVIDER, PROVIDER, OUTAGE,
+                                 Step("parallel", ("b_to_c",) * 3)])(conversations)
+        conversations = example([Step("move", ("to_b",)), PROVIDER, PROVIDER, OUTAGE,
+                                 PROVIDER])(conversations)
+    if settings.default.derandomize:
+        conversations = seed(shard)(conversations)
+    return conversations
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
 def test_random_conversations_with_faults_keep_every_invariant(
-    quick_llm_error_grace: None, plan_steps: list[Step]
+    quick_llm_error_grace: None, shard: int
 ) -> None:
-    asyncio.run(_conversation(plan_steps))
+    _search(shard)()

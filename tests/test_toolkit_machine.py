@@ -84,7 +84,11 @@ def test_a_guard_that_lets_billing_through_unverified_is_caught_and_shrunk() -> 
     # shrunk to the two moves that matter, in a form a reader can replay
     moves = [s for s in steps if not s.startswith("state.teardown")]
     assert moves[0].startswith("state.start(")
-    assert moves[-2].startswith("state.go_caller_identified(")
+    # (through its own rule or the any-attempt rule: which one the shrinker keeps depends on
+    # the examples, and hypothesis draws some from constants of the modules loaded so far,
+    # which differ with the tests an xdist worker ran before this one)
+    assert moves[-2].startswith(("state.go_caller_identified(",
+                                 "state.attempt_any(attempt=caller_identified("))
     assert moves[-1] == "state.go_billing_question()"
     assert len(moves) <= 4, steps  # hypothesis may keep one harmless step
 
