@@ -90,7 +90,9 @@ def test_a_guard_that_lets_billing_through_unverified_is_caught_and_shrunk() -> 
     assert moves[-2].startswith(("state.go_caller_identified(",
                                  "state.attempt_any(attempt=caller_identified("))
     assert moves[-1] == "state.go_billing_question()"
-    assert len(moves) <= 4, steps  # hypothesis may keep one harmless step
+    # hypothesis may keep a harmless step or two (refused attempts): how far it shrinks
+    # depends on the examples, which depend on the modules loaded before this test
+    assert len(moves) <= 6, steps
 
 
 def test_a_body_that_drops_context_is_caught() -> None:
