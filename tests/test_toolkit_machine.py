@@ -91,7 +91,8 @@ def test_a_guard_that_lets_billing_through_unverified_is_caught_and_shrunk() -> 
                                  "state.attempt_any(attempt=caller_identified("))
     assert moves[-1] == "state.go_billing_question()"
     # hypothesis may keep a harmless step or two (refused attempts): how far it shrinks
-    # depends on the examples, which depend on the modules loaded before this test
+    # depends on the examples, which depend on the modules loaded before this test (so,
+    # under xdist, on the tests the worker ran before): every shrink bound here allows that
     assert len(moves) <= 6, steps
 
 
@@ -100,7 +101,7 @@ def test_a_body_that_drops_context_is_caught() -> None:
     error, steps = _counterexample(machine)
     assert "context lost across the transition: topic" in error
     assert steps[-2] == "state.go_billing_question()" or steps[-1] == "state.go_billing_question()"
-    assert len(steps) <= 5, steps
+    assert len(steps) <= 6, steps  # (start and teardown included; one harmless step may stay)
 
 
 def test_an_on_enter_that_resets_the_context_is_caught_in_session_mode() -> None:
@@ -108,7 +109,7 @@ def test_an_on_enter_that_resets_the_context_is_caught_in_session_mode() -> None
     error, steps = _counterexample(machine, n=40)
     assert "session.userdata is no longer the run's context" in error
     assert "caller_identified(" in steps[-2]  # the move into Triage, just before teardown
-    assert len(steps) <= 5, steps
+    assert len(steps) <= 6, steps  # (start and teardown included; one harmless step may stay)
 
 
 def test_the_correct_call_centre_passes_in_pure_mode() -> None:
