@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from examples.survey import demo
 from examples.survey.flow import Screening, flow
+from handoff import TransitionRefused
 from handoff.testing import FlowDriver, FlowPath, FlowStateMachine, call, load_profile, transition_cover
 from handoff.validate import check
 
@@ -119,6 +120,18 @@ async def test_gap_negative_experience_is_recorded() -> None:
                                experience_description="none"))
         assert driver.run.state == "Behavioral"
         assert driver.run.context.years_of_experience == -3
+
+
+async def test_behavioral_complete_is_refused_before_all_three_answers() -> None:
+    """Its guard's refusal, taken deterministically (the coverage gate counts both guard
+    outcomes; the random machines reach this one only on some draws)."""
+    run = flow.new_run(Screening(intro="hi", email="kim@example.com", years_of_experience=3,
+                                 strengths="focus", weaknesses="impatience"))
+    run.restore("Behavioral")
+    with pytest.raises(TransitionRefused, match="not all recorded"):
+        await run.go("behavioral_complete")
+    assert run.state == "Behavioral" and run.log == []
+    run.close()
 
 
 @pytest.mark.parametrize("path", list(COVER), ids=str)
