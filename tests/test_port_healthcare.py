@@ -140,6 +140,11 @@ async def test_every_transition_on_a_pure_run(cover: FlowPaths, clinic: None) ->
     with pytest.raises(TransitionRefused, match="no card was charged"):
         await run.go("payment_made")
     run.close()
+    run = flow.new_run(Visit(**OWES))  # no doctor or time chosen yet: the guard refuses
+    await run.go("appointment_requested")
+    with pytest.raises(TransitionRefused, match="confirm the doctor"):
+        await run.go("confirm_visit_reason", visit_reason="checkup")
+    run.close()
 
 
 # -- conversations through real LiveKit tasks ----------------------------------------------
