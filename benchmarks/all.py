@@ -118,13 +118,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"   FAILED: {error}", flush=True)
         else:
             results.append(result)
-    seconds = time.perf_counter() - start
+    # Rounded once, so the table written now and one re-rendered from the JSON agree
+    # (3.46 s would print "3 s" here but "4 s" from a stored 3.5).
+    seconds = round(time.perf_counter() - start, 1)
 
     args.md.parent.mkdir(parents=True, exist_ok=True)
     args.md.write_text(markdown(results, failed, info, args.quick, seconds))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
-        "machine": info, "quick": args.quick, "seconds": round(seconds, 1),
+        "machine": info, "quick": args.quick, "seconds": seconds,
         "failed": failed, "results": [r.to_json() for r in results],
     }, indent=2) + "\n")
     print(f"\nwrote {args.md} and {args.json}")
