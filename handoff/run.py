@@ -168,6 +168,11 @@ class FlowRun(Generic[C]):
         self._task_callers: list[tuple[AgentTask[Any], asyncio.Task[Any]]] = []
         self._kept: dict[str, State[C]] = {}
         """The agent of each ``keep_agent`` state, kept for the whole call."""
+        self._session_started = asyncio.Event()
+        """Set once ``AgentSession.start`` has returned (or failed): LiveKit ignores
+        ``update_agent`` until then, apart from what ``current_agent`` reports."""
+        self._hand_over_later: asyncio.Task[None] | None = None
+        """A move asked for by the first state's on_enter, handed over once started."""
         self.summary: asyncio.Task[str | None] | None = None
         """The latest background history summary (``history="summary"``), if any."""
 
@@ -319,11 +324,15 @@ class FlowRun(Generic[C]):
         session.on("close", listener(lambda _: self.close()))
         self._agent = self.make_agent(self.state)
         self.prewarm()
-        if wait_opening:
-            self.opening = await session.start(self._agent, capture_run=True, **start_kwargs)
+        try:
+            if wait_opening:
+                self.opening = await session.start(self._agent, capture_run=True, **start_kwargs)
+            else:
+                await session.start(self._agent, **start_kwargs)
+        finally:
+            self._session_started.set()
+        if self.opening is not None:
             await self.opening
-        else:
-            await session.start(self._agent, **start_kwargs)
 
     def make_agent(
         self, state: str, chat_ctx: llm.ChatContext | None = None, note: str | None = None
@@ -458,7 +467,11 @@ class FlowRun(Generic[C]):
         try:
             pending.agent = await self._next_agent(pending)
             pending.done = asyncio.get_running_loop().create_future()
-            self._session.update_agent(pending.agent)
+            if self._session_started.is_set():
+                self._session.update_agent(pending.agent)
+            else:  # the first state's on_enter, while AgentSession.start still runs
+                self._hand_over_later = asyncio.get_running_loop().create_task(
+                    self._hand_over_once_started(pending))
         except Exception as exc:  # nothing half-done: the body's changes go, the run can move
             self._cannot_start(pending, exc)
         except BaseException:
@@ -473,6 +486,15 @@ class FlowRun(Generic[C]):
             return pending.record
         assert pending.done is not None
         return await pending.done
+
+    async def _hand_over_once_started(self, pending: _Pending) -> None:
+        """Hand ``pending`` to LiveKit once ``AgentSession.start`` has returned: before,
+        ``update_agent`` only renames ``current_agent`` (LiveKit 1.8.9), and a start that
+        captures the opening reply waits for the very on_enter asking for the move."""
+        await self._session_started.wait()
+        if self._pending is pending and self._session is not None and not self.closed:
+            assert pending.agent is not None
+            self._session.update_agent(pending.agent)
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
         pending, _ = await self._prepare(trigger, arguments, ctx, by="llm")

@@ -23,7 +23,7 @@ from handoff import (
 )
 from handoff.diagram import to_dot, to_mermaid
 from handoff.snapshot import snapshot
-from handoff.testing import ScriptedLLM, Turn, call
+from handoff.testing import ScriptedLLM, Turn, call, settle
 
 
 class Visit(Context):
@@ -154,6 +154,40 @@ async def test_run_go_from_on_enter_returns_and_the_move_follows() -> None:
         await run.session.run(user_input="anyone?")
         assert [r.trigger for r in run.log] == ["book", "finish"]
         assert run.state == "Done" == run.session.current_agent.id and not run.in_transition
+
+
+class Redirect(State[Visit]):
+    """The first state: moves on from its on_enter before awaiting anything."""
+
+    instructions = "Redirect."
+
+    async def on_enter(self) -> None:
+        await self.run.go("redirected")
+
+    @transition(to="Done", llm=False)
+    async def redirected(self) -> None:
+        """Taken by on_enter at once."""
+
+
+redirect_flow = Flow("redirect", context=Visit, initial=Redirect, states=[Redirect, Done],
+                     final=[Done])
+
+
+@pytest.mark.parametrize("wait_opening", [True, False])
+async def test_run_go_from_the_first_states_on_enter_while_the_session_starts(
+    wait_opening: bool,
+) -> None:
+    """LiveKit ignores update_agent until AgentSession.start has returned, and a start
+    that captures the opening waits for this very on_enter: the move is handed over once
+    the session has started (it hung with the FSM and the agent apart)."""
+    async with AgentSession[Visit]() as session:
+        run = await asyncio.wait_for(
+            redirect_flow.start(session, llm=ScriptedLLM(policy), wait_opening=wait_opening), 10)
+        await asyncio.wait_for(settle(run), 10)
+        assert [r.trigger for r in run.log] == ["redirected"] and not run.in_transition
+        assert run.state == "Done" == session.current_agent.id
+        await session.run(user_input="hello?")
+        assert run.state == "Done" == session.current_agent.id
 
 
 async def test_run_go_after_the_call_ended_raises_at_once() -> None:
