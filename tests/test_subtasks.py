@@ -20,7 +20,7 @@ from livekit.agents.beta import workflows
 from livekit.agents.beta.workflows import GetEmailTask, GetPhoneNumberTask, TaskGroup
 
 from handoff import Context, Flow, FlowRun, State, transition
-from handoff.testing import ScriptedLLM, Turn, call
+from handoff.testing import ScriptedLLM, Turn, call, settle
 
 
 class Caller(Context):
@@ -115,7 +115,7 @@ def check_invariant_1(run: FlowRun[Any]) -> None:
         assert run.tasks == ()
     else:
         assert run.tasks[-1] is agent and isinstance(agent, AgentTask)
-    assert not run.in_transition
+    assert not run.in_transition or run.tasks  # a body may await a task: the move waits
 
 
 async def test_get_email_task_inside_a_state_tool_keeps_invariant_1(
@@ -192,6 +192,79 @@ async def test_the_session_closing_inside_the_task_ends_the_run_cleanly() -> Non
     assert run.state == "Desk" and run.log == [] and run.context.email is None
     with contextlib.suppress(Exception):
         await asyncio.sleep(0)
+
+
+class Lobby(State[Caller]):
+    """Sends the caller to the contact form."""
+
+    instructions = "Lobby."
+
+    @transition(to="Form")
+    async def fill_form(self) -> None:
+        """Call when the caller wants to leave their contact details."""
+
+    @transition(to="Done")
+    async def register(self, ctx: RunContext[Caller]) -> None:
+        """Call when the caller wants to register: takes their email and phone first."""
+        group = TaskGroup(summarize_chat_ctx=False)
+        group.add(lambda: GetEmailTask(), id="email", description="Collect the email address")
+        group.add(lambda: GetPhoneNumberTask(), id="phone", description="Collect the phone number")
+        results = (await group).task_results
+        ctx.userdata.email = results["email"].email_address
+        ctx.userdata.phone = results["phone"].phone_number
+
+
+class Form(State[Caller]):
+    """Takes the email and phone in its on_enter (a TaskGroup), then moves on by code."""
+
+    instructions = "Form."
+
+    async def on_enter(self) -> None:
+        group = TaskGroup(summarize_chat_ctx=False)
+        group.add(lambda: GetEmailTask(), id="email", description="Collect the email address")
+        group.add(lambda: GetPhoneNumberTask(), id="phone", description="Collect the phone number")
+        results = (await group).task_results
+        self.context.email = results["email"].email_address
+        self.context.phone = results["phone"].phone_number
+        await self.run.go("form_filled")
+
+    @transition(to="Done", llm=False)
+    async def form_filled(self) -> None:
+        """Taken by on_enter once the form's tasks are done."""
+
+
+lobby_flow = Flow("lobby", context=Caller, initial=Lobby, states=[Lobby, Form, Done],
+                  final=[Done])
+
+
+def lobby_policy(turn: Turn) -> Any:
+    if turn.agent_id == "Lobby" and not turn.answering_tool:
+        if turn.last_user_text == "form":
+            return call("fill_form")
+        if turn.last_user_text == "register":
+            return call("register")
+    return policy(turn)
+
+
+@pytest.mark.parametrize("opening", ["form", "register"])
+async def test_a_task_group_in_on_enter_or_a_body_then_the_move(opening: str) -> None:
+    """A TaskGroup awaited in a hook (then run.go()) or in a transition body: the flow
+    stays in its state while the tasks talk, invariant 1 holds between every turn, and
+    the move follows once the group is done."""
+    async with lobby_flow.session(llm=ScriptedLLM(lobby_policy)) as run:
+        for line, tasks in [(opening, ["task_group", "get_email_task"]),
+                            ("ann@example.com", ["task_group", "get_phone_number_task"]),
+                            ("+15550100199", [])]:
+            await run.session.run(user_input=line)
+            await settle(run)
+            check_invariant_1(run)
+            assert [t.id for t in run.tasks] == tasks
+        assert run.state == "Done" == run.session.current_agent.id
+        expected = ["fill_form", "form_filled"] if opening == "form" else ["register"]
+        assert [r.trigger for r in run.log] == expected
+        assert (run.context.email, run.context.phone) == ("ann@example.com", "+15550100199")
+        await run.session.run(user_input="bye")
+        check_invariant_1(run)
 
 
 class Verifier(AgentTask[bool]):

@@ -167,8 +167,9 @@ async def settle(run: FlowRun[Any], ended: asyncio.Event | None = None) -> None:
         finishing = list(run.task_callers)
         if finishing:
             await _no_hang(_first_of(session, finishing), "code finishing after a LiveKit task")
-        if (not pending and not finishing and not run.in_transition
-                and session.current_speech is None):
+        # a move whose body awaits a task talking with the caller is between turns too
+        moving = run.in_transition and not run.tasks
+        if not pending and not finishing and not moving and session.current_speech is None:
             return
         await asyncio.sleep(0)
     raise RuntimeError("the session did not settle between turns")
