@@ -279,7 +279,7 @@ async def test_a_stalled_store_never_holds_the_call(flow: Any, metrics: HandoffM
             await session.run(user_input=line)
         assert run.state == "Billing"  # three turns and two handoffs, no write done
         assert store.saves == [] and checkpointer.backlog >= 1
-        assert checkpointer.taken >= 8
+        assert checkpointer.taken >= 6  # agent lines, turn ends, transitions (not caller lines)
 
         store.gate.set()
         assert await checkpointer.flush(10)

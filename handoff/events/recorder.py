@@ -7,12 +7,16 @@
 It is a flow observer (transitions, refusals, requested moves) and listens to the
 call's ``AgentSession`` (transcript lines, tool calls, errors, LiveKit's latency
 figures, the close). On the conversation path it only builds a small event, redacted
-at the source (a sensitive Context value never enters the queue), and appends it to
-an in-memory queue: microseconds. One background task per event loop writes the
-queue to the store in batches, after waiting ``coalesce`` seconds so that the burst
-of a turn is one write. A failed write (store outage) is logged and retried with
-backoff; the call never notices. The queue is bounded (``max_pending`` events): past
-it the oldest events are dropped and counted in ``dropped``, leaving a gap in ``seq``.
+at the source (a sensitive Context value never enters the queue), and appends it to an
+in-memory queue: microseconds. From a caller's line to the end of that turn (the agent
+listening again) a call's events are held back, then scrubbed again and queued: what
+the caller says becomes a sensitive value only when a tool of that turn stores it in a
+sensitive field (a live view shows the caller's line at the turn's end). One
+background task per event loop writes the queue to the store in batches, after waiting
+``coalesce`` seconds so that the burst of a turn is one write. A failed write (store
+outage) is logged and retried with backoff; the call never notices. The queue is
+bounded (``max_pending`` events): past it the oldest events are dropped and counted in
+``dropped``, leaving a gap in ``seq``.
 
 A writer killed mid-call loses only what was still queued; the store's summary of
 the call then says it never ended, and its ``seen_at`` (refreshed by a heartbeat
@@ -29,6 +33,7 @@ import socket
 import time
 import weakref
 from collections import deque
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._listeners import listener
@@ -52,7 +57,7 @@ LATENCY_KEYS = ("e2e_latency", "llm_node_ttft", "tts_node_ttfb", "transcription_
 
 
 class _Tracked:
-    __slots__ = ("call_id", "closed", "context", "requested", "secret", "seq")
+    __slots__ = ("call_id", "closed", "context", "held", "requested", "secret", "seq")
 
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
@@ -61,6 +66,7 @@ class _Tracked:
         self.context: dict[str, Any] = {}
         self.secret = 0  # hash of the sensitive values: detects their change, never shown
         self.requested: dict[str, float] = {}
+        self.held: list[Event] | None = None  # a turn's events, from the caller's line on
 
 
 class _Added:
@@ -148,6 +154,7 @@ class EventLog(BackgroundWriter[list[Event]]):
             self._on_item(run, _Added(item))
         session.on("conversation_item_added", listener(lambda ev: self._on_item(run, ev)))
         session.on("function_tools_executed", listener(lambda ev: self._on_tools(run, ev)))
+        session.on("agent_state_changed", listener(lambda ev: self._on_agent_state(run, ev)))
         session.on("error", listener(lambda ev: self._on_error(run, ev)))
         session.on("close", listener(lambda ev: self._on_close(run, ev)))
 
@@ -190,6 +197,8 @@ class EventLog(BackgroundWriter[list[Event]]):
             return
         if item.role not in ("user", "assistant"):
             return
+        if item.role == "user" and tracked.held is None:
+            tracked.held = []  # until the turn's tools ran: they may store what was said
         redactor = Redactor(run.context)
         self._emit(run, tracked, "message", {
             "role": item.role, "text": _cut(redactor.text(item.text_content or "")),
@@ -224,6 +233,11 @@ class EventLog(BackgroundWriter[list[Event]]):
                     "source": f"tool {call.name}", "message": _cut(redactor.text(text, values))})
         self._context_step(run, tracked)
 
+    def _on_agent_state(self, run: FlowRun[Any], event: Any) -> None:
+        tracked = self._runs.get(run)
+        if tracked is not None and event.new_state == "listening":  # the turn has ended
+            self._release(run, tracked)
+
     def _on_error(self, run: FlowRun[Any], event: Any) -> None:
         tracked = self._runs.get(run)
         if tracked is None:
@@ -240,6 +254,7 @@ class EventLog(BackgroundWriter[list[Event]]):
         if tracked is None:
             return
         self._context_step(run, tracked)
+        self._release(run, tracked)
         reason = str(getattr(event.reason, "value", event.reason))
         self._emit(run, tracked, "call_ended", {"reason": reason, "final": run.is_final()})
         self._live.discard(tracked.call_id)
@@ -290,7 +305,22 @@ class EventLog(BackgroundWriter[list[Event]]):
         tracked.seq = max(tracked.seq + 1, time.time_ns() // 1000)
         event = Event(tracked.call_id, tracked.seq, now, kind, run.state, run.flow.name,
                       run.flow.version, data)
-        self._enqueue(event)
+        if tracked.held is not None:
+            tracked.held.append(event)
+        else:
+            self._enqueue(event)
+
+    def _release(self, run: FlowRun[Any], tracked: _Tracked) -> None:
+        """Queue the events held since the caller's line, scrubbed again: a caller says a
+        card number before the tool that stores it in a sensitive field has run, so only
+        now is it known to be one."""
+        held, tracked.held = tracked.held, None
+        if not held:
+            return
+        redactor = Redactor(run.context)
+        values = redactor.values()
+        for event in held:
+            self._enqueue(replace(event, data=redactor.value(event.data, values)))
 
     # -- the writer ---------------------------------------------------------------------
     # -- the writer (BackgroundWriter) -------------------------------------------------

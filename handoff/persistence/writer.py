@@ -13,9 +13,11 @@ When checkpoints are taken, for a tracked run (never while a transition is under
 way, when the Context may hold a half-made move):
 
 - after every transition (the flow observer hook);
-- when a user or agent message is added to the conversation (so the recent
-  history and any context change made by a tool in that turn are saved);
-- when the agent goes back to listening (turn end), if the context changed.
+- when an agent message is added to the conversation (so the recent history and any
+  context change made by a tool in that turn are saved);
+- when the agent goes back to listening (turn end), if anything changed: the caller's
+  line of the turn is saved then, never before its tools ran (a caller who says a card
+  number that a tool then stores in a sensitive field finds it scrubbed).
 
 Identical checkpoints are not written twice.
 
@@ -149,7 +151,11 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         """A refusal changes nothing (the run rolls back), so there is nothing to save."""
 
     def _on_item(self, run: FlowRun[Any], event: Any) -> None:
-        if getattr(event.item, "type", None) == "message":
+        """An agent's line. Not a caller's: what the caller said may be a value a tool of
+        this turn is about to store in a sensitive field, and only then is it scrubbed
+        from the history; the turn's end saves the caller's line."""
+        item = event.item
+        if getattr(item, "type", None) == "message" and getattr(item, "role", None) == "assistant":
             self.checkpoint(run)
 
     def _on_agent_state(self, run: FlowRun[Any], event: Any) -> None:
