@@ -382,6 +382,7 @@ async def _conversation(values: dict[str, Any], steps: list[Step], redis_url: st
                 events.track(run, call_id)
             for index in range(len(steps)):
                 await asyncio.wait_for(session.run(user_input=f"turn {index}"), 10)
+            await asyncio.wait_for(run.failures.settled(), 10)  # errors counted after a grace
             if run.failover is not None:  # the error state's move and opening reply
                 await asyncio.wait_for(run.failover, 10)
                 await asyncio.wait_for(session.wait_for_idle(), 10)
