@@ -194,6 +194,15 @@ async def test_the_session_closing_inside_the_task_ends_the_run_cleanly() -> Non
         await asyncio.sleep(0)
 
 
+async def take_contact(caller: Caller) -> None:
+    """Desk's collect_contact, shared by a transition body and a hook below."""
+    group = TaskGroup()
+    group.add(GetEmailTask, id="email", description="Collect the email address")
+    group.add(GetPhoneNumberTask, id="phone", description="Collect the phone number")
+    results = (await group).task_results
+    caller.email, caller.phone = results["email"].email_address, results["phone"].phone_number
+
+
 class Lobby(State[Caller]):
     """Sends the caller to the contact form."""
 
@@ -206,12 +215,7 @@ class Lobby(State[Caller]):
     @transition(to="Done")
     async def register(self, ctx: RunContext[Caller]) -> None:
         """Call when the caller wants to register: takes their email and phone first."""
-        group = TaskGroup(summarize_chat_ctx=False)
-        group.add(lambda: GetEmailTask(), id="email", description="Collect the email address")
-        group.add(lambda: GetPhoneNumberTask(), id="phone", description="Collect the phone number")
-        results = (await group).task_results
-        ctx.userdata.email = results["email"].email_address
-        ctx.userdata.phone = results["phone"].phone_number
+        await take_contact(ctx.userdata)
 
 
 class Form(State[Caller]):
@@ -220,12 +224,7 @@ class Form(State[Caller]):
     instructions = "Form."
 
     async def on_enter(self) -> None:
-        group = TaskGroup(summarize_chat_ctx=False)
-        group.add(lambda: GetEmailTask(), id="email", description="Collect the email address")
-        group.add(lambda: GetPhoneNumberTask(), id="phone", description="Collect the phone number")
-        results = (await group).task_results
-        self.context.email = results["email"].email_address
-        self.context.phone = results["phone"].phone_number
+        await take_contact(self.context)
         await self.run.go("form_filled")
 
     @transition(to="Done", llm=False)
