@@ -25,8 +25,8 @@ from .store import EventStore, Retention
 
 try:
     import redis.asyncio as aioredis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
+
+    from ..persistence.redis_store import fail_fast_client
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("RedisEventStore needs the redis package: pip install 'handoff[redis]'") from exc
 
@@ -48,9 +48,8 @@ class RedisEventStore(EventStore):
         self.prefix = prefix
         self.retention = retention or Retention()
         self._owns_client = client is None
-        self._client: aioredis.Redis = client or aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0), decode_responses=True)
+        self._client: aioredis.Redis = client or fail_fast_client(url, timeout,
+                                                                  decode_responses=True)
 
     def _log(self, call_id: str) -> str:
         return f"{self.prefix}log:{call_id}"

@@ -40,6 +40,14 @@ return 1
 """
 
 
+def fail_fast_client(url: str, timeout: float, **options: Any) -> aioredis.Redis:
+    """A client for ``url`` whose commands fail after ``timeout`` seconds, never retried:
+    during an outage a write fails fast and its background writer retries it later.
+    ``options`` go to ``redis.asyncio.Redis.from_url``."""
+    return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                   retry=Retry(NoBackoff(), 0), **options)
+
+
 class RedisStore(CheckpointStore):
     """Checkpoints in Redis at ``url`` (``redis://host:6379/0``), or on a given client."""
 
@@ -57,12 +65,7 @@ class RedisStore(CheckpointStore):
         self.prefix = prefix
         self.ttl = ttl
         self._owns_client = client is None
-        self._client: aioredis.Redis = client or aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._client: aioredis.Redis = client or fail_fast_client(url, timeout)
         self._save_script: Any = self._client.register_script(_SAVE)
         self._replace_script: Any = self._client.register_script(_REPLACE)
 
