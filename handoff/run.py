@@ -14,6 +14,7 @@ changes back. Between turns ``run.state == session.current_agent.id`` always.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
@@ -173,6 +174,7 @@ class FlowRun(Generic[C]):
         ``update_agent`` until then, apart from what ``current_agent`` reports."""
         self._hand_over_later: asyncio.Task[None] | None = None
         """A move asked for by the first state's on_enter, handed over once started."""
+        self._start_failed = False
         self.summary: asyncio.Task[str | None] | None = None
         """The latest background history summary (``history="summary"``), if any."""
 
@@ -254,17 +256,21 @@ class FlowRun(Generic[C]):
             return
         self.closed = True
         self._tasks.clear()
+        self._task_callers.clear()
         pending = self._pending
         if pending is not None:  # the call ended before LiveKit applied the handoff
-            self._abandon(pending)
-            self._record_refusal(pending.edge.trigger, "interrupted",
-                                 "the call ended before the handoff happened")
-            if pending.done is not None and not pending.done.done():
-                pending.done.set_exception(TransitionRefused(
-                    "the call ended before the handoff happened",
-                    trigger=pending.edge.trigger, kind="interrupted"))
-                pending.done.exception()  # nobody may be waiting: do not warn
+            self._end_unapplied(pending, "the call ended before the handoff happened")
         self._settle()
+
+    def _end_unapplied(self, pending: _Pending, reason: str) -> None:
+        """End a move LiveKit never applied: rolled back, refused as interrupted, and its
+        waiter (``run.go()`` outside agent code) told so."""
+        self._abandon(pending)
+        self._record_refusal(pending.edge.trigger, "interrupted", reason)
+        if pending.done is not None and not pending.done.done():
+            pending.done.set_exception(TransitionRefused(reason, trigger=pending.edge.trigger,
+                                                         kind="interrupted"))
+            pending.done.exception()  # nobody may be waiting: do not warn
 
     def __enter__(self) -> FlowRun[C]:
         return self
@@ -329,10 +335,15 @@ class FlowRun(Generic[C]):
                 self.opening = await session.start(self._agent, capture_run=True, **start_kwargs)
             else:
                 await session.start(self._agent, **start_kwargs)
+        except BaseException:
+            self._start_failed = True
+            raise
         finally:
             self._session_started.set()
         if self.opening is not None:
             await self.opening
+        if wait_opening and self._hand_over_later is not None:  # the first on_enter moved on
+            await self._hand_over_later
 
     def make_agent(
         self, state: str, chat_ctx: llm.ChatContext | None = None, note: str | None = None
@@ -446,15 +457,19 @@ class FlowRun(Generic[C]):
             raise TransitionCallError(
                 f"{trigger}() takes no argument {', '.join(map(repr, unknown))}; its "
                 f"parameters are: {', '.join(sorted(known)) or 'none'}")
+        # an untyped parameter is text to the LLM; from code it takes anything, as its body does
+        untyped = {p.name for p in edge.transition.params if p.annotation is p.empty}
+        checked = {k: str(v) if k in untyped else v for k, v in arguments.items()}
         try:
-            valid = edge.transition.arguments_model().model_validate(arguments)
+            valid = edge.transition.arguments_model().model_validate(checked)
         except ValidationError as exc:  # the values may be sensitive: name the places only
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or trigger}: {e['msg']}"
                                  for e in exc.errors(include_input=False, include_url=False))
             raise TransitionCallError(self._scrubbed(
                 f"{trigger}() was called with arguments its transition does not take: "
                 f"{problems}")) from None
-        return {name: getattr(valid, name) for name in arguments}
+        return {name: arguments[name] if name in untyped else getattr(valid, name)
+                for name in arguments}
 
     async def _go(
         self, trigger: str, arguments: dict[str, Any], *, by: MovedBy, note: str | None = None
@@ -492,9 +507,15 @@ class FlowRun(Generic[C]):
         ``update_agent`` only renames ``current_agent`` (LiveKit 1.8.9), and a start that
         captures the opening reply waits for the very on_enter asking for the move."""
         await self._session_started.wait()
-        if self._pending is pending and self._session is not None and not self.closed:
-            assert pending.agent is not None
-            self._session.update_agent(pending.agent)
+        if self._pending is not pending or self._session is None or self.closed:
+            return
+        if self._start_failed:
+            self._end_unapplied(pending, "the call did not start")
+            return
+        assert pending.agent is not None and pending.done is not None
+        self._session.update_agent(pending.agent)
+        with contextlib.suppress(Exception):  # refused or interrupted: the run says so
+            await asyncio.shield(pending.done)
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
         pending, _ = await self._prepare(trigger, arguments, ctx, by="llm")
@@ -807,6 +828,7 @@ class FlowRun(Generic[C]):
         parent: Agent = self._tasks[-1] if self._tasks else self._agent  # type: ignore[assignment]
         self._tasks.append(task)
         caller = asyncio.current_task()  # LiveKit starts the task from the code awaiting it
+        self._task_callers[:] = [(t, c) for t, c in self._task_callers if not c.done()]
         if caller is not None:
             self._task_callers.append((task, caller))
         inherited = {name: getattr(parent, name) for name in ("llm", "tts", "stt")
