@@ -13,11 +13,11 @@ When checkpoints are taken, for a tracked run (never while a transition is under
 way, when the Context may hold a half-made move):
 
 - after every transition (the flow observer hook);
-- when an agent message is added to the conversation (so the recent history and any
-  context change made by a tool in that turn are saved);
-- when the agent goes back to listening (turn end), if anything changed: the caller's
-  line of the turn is saved then, never before its tools ran (a caller who says a card
-  number that a tool then stores in a sensitive field finds it scrubbed).
+- when the agent goes back to listening (turn end), if anything changed: the turn's
+  lines and any context change its tools made. Not when a line is added: a caller's line
+  may hold a value that a tool of the same turn is about to store in a sensitive field
+  (a card number read out), and LiveKit adds the agent's line of a turn with tool calls
+  before the tools run; only once the value is in the field is it scrubbed.
 
 Identical checkpoints are not written twice.
 
@@ -138,7 +138,6 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         self._runs[run] = _Tracked(call_id, resumed.seq if resumed else after_seq,
                                    list(resumed.history) if resumed else [])
         session = run.session
-        session.on("conversation_item_added", listener(lambda ev: self._on_item(run, ev)))
         session.on("agent_state_changed", listener(lambda ev: self._on_agent_state(run, ev)))
         session.on("close", listener(lambda ev: self._on_close(run, ev)))
         self.checkpoint(run)
@@ -149,14 +148,6 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
 
     def on_refusal(self, run: FlowRun[Any], refusal: Refusal) -> None:
         """A refusal changes nothing (the run rolls back), so there is nothing to save."""
-
-    def _on_item(self, run: FlowRun[Any], event: Any) -> None:
-        """An agent's line. Not a caller's: what the caller said may be a value a tool of
-        this turn is about to store in a sensitive field, and only then is it scrubbed
-        from the history; the turn's end saves the caller's line."""
-        item = event.item
-        if getattr(item, "type", None) == "message" and getattr(item, "role", None) == "assistant":
-            self.checkpoint(run)
 
     def _on_agent_state(self, run: FlowRun[Any], event: Any) -> None:
         if event.new_state == "listening":
