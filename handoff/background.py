@@ -65,7 +65,8 @@ class BackgroundWriter(ABC, Generic[W]):
 
     @abstractmethod
     def _put_back(self, work: W) -> None:
-        """Return ``work`` to the front of the queue (the writer was cancelled mid-write)."""
+        """Return ``work`` to the queue, to be written again (the writer was cancelled
+        mid-write); a newer item of the same kind may replace it."""
 
     @abstractmethod
     def _failed(self, work: W, exc: Exception, retry_in: float) -> None:

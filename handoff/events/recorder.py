@@ -18,7 +18,8 @@ outage) is logged and retried with backoff; the call never notices. The queue is
 bounded (``max_pending`` events): past it the oldest events are dropped and counted in
 ``dropped``, leaving a gap in ``seq``.
 
-A writer killed mid-call loses only what was still queued; the store's summary of
+A writer killed mid-call loses only what was still queued, or held for a turn that had
+not ended (``backlog`` and ``flush`` see the queue only); the store's summary of
 the call then says it never ended, and its ``seen_at`` (refreshed by a heartbeat
 every ``heartbeat`` seconds while the call is live) tells a reader its writer stopped.
 """
@@ -54,6 +55,8 @@ MAX_TEXT = 4000
 LATENCY_KEYS = ("e2e_latency", "llm_node_ttft", "tts_node_ttfb", "transcription_delay",
                 "end_of_turn_delay", "on_user_turn_completed_delay")
 """The figures of LiveKit's per-message ``MetricsReport`` that become ``latency`` events."""
+MAX_HELD = 500
+"""Most events of one call held back until its turn ends (then they are queued at once)."""
 
 
 class _Tracked:
@@ -305,10 +308,12 @@ class EventLog(BackgroundWriter[list[Event]]):
         tracked.seq = max(tracked.seq + 1, time.time_ns() // 1000)
         event = Event(tracked.call_id, tracked.seq, now, kind, run.state, run.flow.name,
                       run.flow.version, data)
-        if tracked.held is not None:
-            tracked.held.append(event)
-        else:
+        if tracked.held is None:
             self._enqueue(event)
+            return
+        tracked.held.append(event)
+        if len(tracked.held) >= MAX_HELD:  # a turn this long: write it rather than hold on
+            self._release(run, tracked)
 
     def _release(self, run: FlowRun[Any], tracked: _Tracked) -> None:
         """Queue the events held since the caller's line, scrubbed again: a caller says a
