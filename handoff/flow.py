@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from livekit.agents import AgentSession, llm
 from livekit.agents.llm import LLM
+from pydantic import ValidationError
 
 from .context import Context
 from .errors import FlowDefinitionError, FlowError
@@ -141,11 +142,14 @@ class Flow(Generic[C]):
         ScriptedLLM in tests, a local model in development) or a tier → LLM mapping.
         """
         if context is None:
-            needs = context_warnings(self)
-            if needs:  # before any session starts, never pydantic's raw error (or a value)
+            try:
+                context = self.context_type()
+            except ValidationError:  # before any session starts; never pydantic's raw error
+                needs = context_warnings(self)  # (which may quote a value)
+                if not needs:
+                    raise
                 raise FlowError(f"flow {self.name!r}: {needs[0].message}; "
-                                f"fix: {needs[0].hint}")
-            context = self.context_type()
+                                f"fix: {needs[0].hint}") from None
         return FlowRun(self, context, llm_override=llm, call_id=call_id)
 
     async def start(
