@@ -115,6 +115,30 @@ async def test_code_arguments_are_coerced_like_the_llms() -> None:
     assert run.context.note == "none"  # an omitted argument keeps the body's default
 
 
+class Loose(State[Order]):
+    """A body with an untyped parameter."""
+
+    instructions = "x"
+
+    @transition(to="Kitchen")
+    async def order(self, ctx: RunContext[Order], seats) -> None:  # type: ignore[no-untyped-def]
+        """Send the order (the LLM sends text for an untyped parameter)."""
+        ctx.userdata.seats = seats
+
+
+loose_flow = Flow("loose", context=Order, initial=Loose, states=[Loose, Kitchen],
+                  final=[Kitchen])
+
+
+async def test_an_untyped_parameter_takes_anything_from_code() -> None:
+    """The LLM's untyped arguments are text; code may pass the body what it accepts."""
+    run = loose_flow.new_run()
+    record = await run.go("order", seats=3)
+    assert run.context.seats == 3 and record.arguments == {"seats": 3}
+    with pytest.raises(TransitionCallError, match="seats: Field required"):
+        await loose_flow.new_run().go("order")
+
+
 async def test_the_llm_and_code_are_held_to_one_schema() -> None:
     """What LiveKit refuses from the LLM, run.go() raises; what it accepts, go() takes."""
     for arguments, _ in BAD_CALLS[1:]:
