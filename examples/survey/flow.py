@@ -17,8 +17,10 @@ states that hang up (``end_screening``, and ``disqualify``'s shutdown).
 
 Departures, each for a reason: the prebuilt ``GetEmailTask`` is modelled as the
 ``Email`` state with the task's own tools (``update_email_address``,
-``confirm_email_address``) because awaiting a LiveKit task inside a State was not on
-main when this was written (issue 12, item 1); ``TaskGroup``'s ``out_of_scope`` tool
+``confirm_email_address``): the port was written before a State could await LiveKit's
+tasks (it can now: ``examples/healthcare`` awaits the real ``TaskGroup`` and
+``GetCreditCardTask``), and as a State the step is drawn, gated and explored like the
+others; ``TaskGroup``'s ``out_of_scope`` tool
 (going back to an earlier task, then on to where the call was) is NOT ported yet; the
 summary the evaluation reads is the Context's brief, where the original summarises the
 chat with the LLM.
