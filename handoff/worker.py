@@ -191,8 +191,10 @@ def startup_checks(settings: WorkerSettings, secrets: SecretChain, *, connect: b
     if pii and checkpoints_configured():
         needed[KEYS_SECRET] = f"encrypting the checkpoints' pii fields ({', '.join(pii)}) at rest"
     found = secrets.require(needed)
-    if KEYS_SECRET in found:
-        KeyringSealer.parse(found[KEYS_SECRET].reveal())  # a malformed key fails here
+    keys = found.get(KEYS_SECRET) or (secrets.get(KEYS_SECRET) if checkpoints_configured()
+                                       else None)
+    if keys is not None:  # a malformed key set fails here (a SealError), not in each call
+        KeyringSealer.parse(keys.reveal())
     os.environ[FLOW_ENV] = settings.flow  # job processes inherit it
     return flow, found
 

@@ -142,16 +142,24 @@ class StoreReport:
     other_flows: int = 0
     unreadable: dict[str, str] = field(default_factory=dict)
     versions: dict[str, VersionReport] = field(default_factory=dict)
+    set_aside: list[str] = field(default_factory=list)
+    """Keys of checkpoints workers set aside because they could not open them."""
+    recovery: Any = None
+    """The :class:`~handoff.persistence.recover.RecoveryReport` of ``--recover``, if run."""
 
     @property
     def failed(self) -> int:
-        return sum(len(v.failed) for v in self.versions.values())
+        """Calls that failed to migrate, and set-aside ones ``--recover`` could not put back."""
+        kept = len(self.recovery.kept) if self.recovery is not None else 0
+        return sum(len(v.failed) for v in self.versions.values()) + kept
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "flow": self.flow, "version": self.version, "dry_run": self.dry_run,
             "current": self.current, "other_flows": self.other_flows,
             "unreadable": self.unreadable, "failed": self.failed,
+            "set_aside": self.set_aside,
+            "recovery": None if self.recovery is None else self.recovery.to_dict(),
             "versions": {
                 v.version: {
                     "calls": v.calls,
@@ -187,6 +195,14 @@ class StoreReport:
             lines.append(f"  {self.other_flows} checkpoint(s) of other flows left alone")
         for call_id, why in sorted(self.unreadable.items()):
             lines.append(f"  UNREADABLE {call_id}: {why}")
+        if self.recovery is not None:
+            lines.append("  set aside (could not be opened by a worker):")
+            lines += self.recovery.lines() or ["    none"]
+        elif self.set_aside:
+            lines.append(f"  {len(self.set_aside)} checkpoint(s) set aside by workers that could "
+                         "not open them (" + ", ".join(self.set_aside[:3])
+                         + (", …" if len(self.set_aside) > 3 else "")
+                         + "): add --recover once their key is back")
         return "\n".join(lines) + "\n"
 
 
@@ -200,6 +216,7 @@ async def migrate_store(flow: Flow[Any], store: CheckpointStore, *, dry_run: boo
     mark saying why. With ``dry_run`` nothing is written.
     """
     report = StoreReport(flow.name, flow.version, dry_run)
+    report.set_aside = await store.list_calls(aside=True)
     for call_id in await store.list_calls():
         try:
             checkpoint = await store.load(call_id)
