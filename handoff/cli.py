@@ -532,15 +532,20 @@ def migrate(
     recover: Annotated[bool, typer.Option(
         "--recover", help="First put back the checkpoints workers set aside because they "
         "could not open them (a lost seal key now restored)")] = False,
+    allow_loss: Annotated[bool, typer.Option(
+        "--allow-loss", help="Exit 0 even when stored calls would lose their state or a "
+        "field on resuming (no migration reads their version)")] = False,
 ) -> None:
     """Migrate every stored checkpoint of a flow to its version, through its migrations.
 
     Reports, per stored version, how many calls move from which state to which and
     which fail. Each call is replaced atomically, only if no worker wrote it
     meanwhile; a checkpoint that cannot be migrated is kept as it was, marked with
-    the reason. Sealed checkpoints are opened with HANDOFF_SEAL_KEYS from the secrets
-    chain the worker uses, and re-sealed with its first key. Exit 0 when none failed,
-    1 when some did, 2 on bad input.
+    the reason. Every other stored call that would lose its state, a Context field or
+    a return state when it resumes is listed. Sealed checkpoints are opened with
+    HANDOFF_SEAL_KEYS from the secrets chain the worker uses, and re-sealed with its
+    first key. Exit 0 when nothing failed and no call would lose anything (or
+    --allow-loss), 1 otherwise (a checkpoint that cannot be opened counts), 2 on bad input.
     """
     import os
 
@@ -562,15 +567,16 @@ def migrate(
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         typer.echo(report.text(), nl=False)
-    raise typer.Exit(1 if report.failed else 0)
+    raise typer.Exit(1 if report.failed or report.unreadable or (
+        report.losing and not allow_loss) else 0)
 
 
 async def _migrate(flow: Any, url: str, dry_run: bool, sealer: Any, recover: bool) -> Any:
     import sqlite3
 
     from .persistence import store_from_url
-    from .persistence.migrate import migrate_store
     from .persistence.recover import recover_store
+    from .persistence.store_migration import migrate_store
 
     try:
         store = store_from_url(url)

@@ -51,12 +51,13 @@ from livekit import rtc
 from livekit.agents import AgentSession, llm
 from livekit.agents import llm as llm_types
 from livekit.agents.telemetry import tracer
-from pydantic import ValidationError
 
 from ._listeners import listener
 from .context import Context
 from .flow import Flow
+from .persistence import fit
 from .persistence.checkpoint import Checkpoint, CheckpointFormatError
+from .persistence.fit import plan_resume
 from .persistence.migrate import Upgrade, upgrade
 from .persistence.store import CheckpointStore
 from .persistence.writer import Checkpointer
@@ -242,64 +243,38 @@ def restore_run(
     ``upgraded`` is the checkpoint already taken through the migrations (by
     ``resume_or_start``); by default that is done here.
     """
-    metrics = checkpointer.metrics
-    if upgraded is None:
-        upgraded = upgrade(flow, checkpoint, checkpointer.sealer)
-    checkpoint = upgraded.checkpoint
-    context, dropped = restore_context(flow, checkpoint.context_data(checkpointer.sealer))
-    state = checkpoint.state
-    outcome = "migrated" if upgraded.migrated else "resumed"
-    if upgraded.error is not None:
-        target = _state_name(fallback) if fallback is not None else flow.resume_fallback
+    plan = plan_resume(flow, checkpoint, checkpointer.sealer, upgraded=upgraded,
+                       fallback=_state_name(fallback) if fallback is not None else None)
+    checkpoint = plan.upgraded.checkpoint
+    if plan.upgraded.error is not None:
         logger.warning(
             "call %s: checkpoint of %s v%s could not be migrated to v%s (%s); resuming in %r "
             "with the Context fields that still fit", checkpoint.call_id, checkpoint.flow,
-            checkpoint.flow_version, flow.version, upgraded.error, target)
-        state, outcome = target, "migration_failed"
-    elif state not in flow.states:
-        target = _state_name(fallback) if fallback is not None else flow.resume_fallback
+            checkpoint.flow_version, flow.version, plan.upgraded.error, plan.state)
+    elif plan.lost_state:
         logger.warning(
             "call %s: checkpoint of %s v%s is in state %r, which flow %s v%s no longer has; "
             "resuming in %r", checkpoint.call_id, checkpoint.flow, checkpoint.flow_version,
-            state, flow.name, flow.version, target)
-        state, outcome = target, "fallback"
-    if dropped:
-        if outcome == "resumed":
-            outcome = "fallback"
+            checkpoint.state, flow.name, flow.version, plan.state)
+    if plan.dropped:
         logger.warning("call %s: context fields %s of the checkpoint do not fit %s v%s and "
-                       "were dropped", checkpoint.call_id, ", ".join(sorted(dropped)),
+                       "were dropped", checkpoint.call_id, ", ".join(sorted(plan.dropped)),
                        flow.name, flow.version)
-    stack = [s for s in checkpoint.return_stack if s in flow.states]
-    if len(stack) != len(checkpoint.return_stack):
+    if plan.lost_returns:
         logger.warning("call %s: return states %s no longer exist and were dropped",
-                       checkpoint.call_id,
-                       ", ".join(s for s in checkpoint.return_stack if s not in flow.states))
-        if outcome == "resumed":
-            outcome = "fallback"
-    run = flow.new_run(context, llm=llm, call_id=checkpoint.call_id)
-    run.restore(state, log=checkpoint.records(), return_stack=stack)
-    metrics.resumes.labels(flow.name, outcome).inc()
-    logger.info("call %s resumed in %s (%d transitions so far)", checkpoint.call_id, state,
+                       checkpoint.call_id, ", ".join(plan.lost_returns))
+    run = flow.new_run(plan.context, llm=llm, call_id=checkpoint.call_id)
+    run.restore(plan.state, log=checkpoint.records(), return_stack=list(plan.stack))
+    checkpointer.metrics.resumes.labels(flow.name, plan.outcome).inc()
+    logger.info("call %s resumed in %s (%d transitions so far)", checkpoint.call_id, plan.state,
                 len(run.log))
-    return run, outcome
+    return run, plan.outcome
 
 
 def restore_context(flow: Flow[C], data: dict[str, Any]) -> tuple[C, list[str]]:
     """The flow's Context from saved data, dropping fields that no longer fit."""
-    model = flow.context_type
-    known = {k: v for k, v in data.items() if k in model.model_fields}
-    dropped = [k for k in data if k not in model.model_fields]
-    while True:
-        try:
-            return model.model_validate(known), dropped
-        except ValidationError as exc:
-            bad = {str(err["loc"][0]) for err in exc.errors() if err.get("loc")}
-            bad &= set(known)
-            if not bad:
-                raise
-            for name in bad:
-                known.pop(name)
-            dropped.extend(bad)
+    context, dropped = fit.restore_context(flow, data)
+    return context, dropped  # type: ignore[no-any-return]
 
 
 def _tell_observers(run: FlowRun[Any], resumption: Resumption) -> None:

@@ -255,3 +255,42 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path: Path,
         result = handoff("migrate", *args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_the_dry_run_names_each_call_a_missing_migration_would_strand(store_url: str) -> None:
+    """Version 2 without its migration (a missing link in the chain): the dry run lists
+    every stored call that would lose its state or a field, exactly as a v2 worker then
+    resumes it, and exits 1 unless --allow-loss."""
+    write_v1(store_url, "greeter=Greeter", "billing=Billing", "wrapup=Wrapup")
+    before = {c: stored(store_url, c) for c in ("greeter", "billing", "wrapup")}
+    flow = "tests.versioned.callcenter_v2:unmigrated"
+    dry = handoff("migrate", flow, "--store", store_url, "--dry-run")
+    assert dry.exit_code == 1, dry.output
+    losing = dict(re.findall(r"WOULD LOSE (\w+): (.*)\n", dry.stdout))
+    assert set(losing) == {"greeter", "billing", "wrapup"}, dry.stdout
+    assert "resumes in Triage instead of Billing" in losing["billing"]
+    assert "they still fit" not in dry.stdout and "3 call(s) would lose" in dry.stdout
+    assert {c: stored(store_url, c) for c in before} == before
+    report = json.loads(handoff("migrate", flow, "--store", store_url, "--dry-run",
+                                "--format", "json").stdout)
+    assert report["losing"] == 3 and set(report["versions"]["1"]["losing"]) == set(losing)
+    accepted = handoff("migrate", flow, "--store", store_url, "--dry-run", "--allow-loss")
+    assert accepted.exit_code == 0, accepted.output
+
+    # what a v2 worker then does is what the dry run said, call by call
+    resumed = resume_v2(store_url, "greeter", "billing", "wrapup", flow=flow)
+    for call_id, what in losing.items():
+        got = resumed[call_id]["resumed"]
+        assert got["outcome"] in ("fallback", "migration_failed"), got
+        where = re.search(r"resumes in (\w+) instead of (\w+)", what)
+        assert (where is None) == (got["state"] == doc_of_v1(before[call_id])["state"])
+        if where is not None:
+            assert got["state"] == where[1]
+        fields = re.search(r"loses field\(s\) ([\w, ]+)", what)
+        for name in fields[1].split(", ") if fields else []:
+            assert name not in got["context"], (name, got)
+
+
+def doc_of_v1(text: str | None) -> dict[str, Any]:
+    assert text is not None
+    return dict(json.loads(text))
