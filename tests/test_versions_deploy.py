@@ -24,6 +24,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from handoff.cli import app
+from handoff.sealing import KEYS_SECRET, new_key_entry
 
 from .ops_support import REPO, RedisServer, free_port
 
@@ -294,3 +295,36 @@ def test_the_dry_run_names_each_call_a_missing_migration_would_strand(store_url:
 def doc_of_v1(text: str | None) -> dict[str, Any]:
     assert text is not None
     return dict(json.loads(text))
+
+
+def test_migrate_opens_sealed_checkpoints_with_the_workers_keys_and_reseals_them(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v1 workers sealed the pii section with k1; the key set then rotated to k2."""
+    k1, k2 = new_key_entry("k1"), new_key_entry("k2")
+    monkeypatch.setenv("HANDOFF_SECRETS", "env")
+    monkeypatch.setenv(KEYS_SECRET, k1)
+    write_v1(store_url, "billing=Billing")
+    original = stored(store_url, "billing")
+    assert str(doc_of(store_url, "billing")["sensitive"]).startswith("hs1.k1.")
+
+    # k1 dropped too early: nothing can be opened, nothing is written or marked, exit 1
+    monkeypatch.setenv(KEYS_SECRET, k2)
+    blind = handoff("migrate", V2 + ":flow", "--store", store_url)
+    assert blind.exit_code == 1, blind.output
+    assert "UNREADABLE billing: cannot be opened" in blind.stdout and "'k1'" in blind.stdout
+    assert stored(store_url, "billing") == original
+
+    # the rotated key set (k2 first, k1 kept): migrated, and re-sealed with k2
+    monkeypatch.setenv(KEYS_SECRET, f"{k2},{k1}")
+    applied = handoff("migrate", V2 + ":flow", "--store", store_url)
+    assert applied.exit_code == 0, applied.output
+    assert "    moved 1 call(s): Billing → Payments\n" in applied.stdout
+    migrated = doc_of(store_url, "billing")
+    assert migrated["flow"]["version"] == "2" and migrated["sensitive"].startswith("hs1.k2.")
+    assert "1234" not in (stored(store_url, "billing") or "")
+    # a v2 worker that holds only k2 now resumes it with its pii
+    monkeypatch.setenv(KEYS_SECRET, k2)
+    resumed = resume_v2(store_url, "billing")["billing"]["resumed"]
+    assert (resumed["outcome"], resumed["state"]) == ("resumed", "Payments")
+    assert resumed["context"]["pin"] == "1234" and resumed["context"]["account"] == "4411"
