@@ -467,15 +467,20 @@ def diff(
     """
     from .diagram import GraphvizMissing, render
     from .diagram_diff import compare, diff_dot, diff_markdown, diff_mermaid
-    from .flowref import load_snapshot
+    from .diff_effect import check_by_resuming
+    from .flowref import load_snapshot, parse_ref
     from .inflight import assess, inflight_json, inflight_markdown
 
     try:
         changes = compare(load_snapshot(old), load_snapshot(new),
                           labels=(_side_label(old, new), _side_label(new, old)))
-    except FlowLoadError as exc:
+        # the new side loaded here: its verdicts come from resuming the old one's checkpoints
+        live = None if parse_ref(new, allow_rev=True).rev is not None else load_flow(new)
+    except (FlowLoadError, FlowDefinitionError) as exc:
         raise _fail(str(exc)) from exc
     in_flight = assess(changes)
+    if live is not None:
+        check_by_resuming(in_flight, live)
     data: Any
     if fmt is DiffFormat.markdown:
         data = diff_markdown(changes) + "\n" + inflight_markdown(in_flight)

@@ -15,6 +15,7 @@ Like :mod:`handoff.versions` this module imports only the standard library.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import itertools
 import random
@@ -65,7 +66,27 @@ def compare_guards(old_code: str | None, new_code: str | None,
                                      "more than the Context's fields)")
     direction: Direction = ("both" if refused_now and allowed_now else "tightens" if refused_now
                             else "loosens" if allowed_now else "same")
-    return GuardChange(direction, refused_now, allowed_now)
+    read = _reads(old_code) | _reads(new_code)
+    return GuardChange(direction, _only(refused_now, read), _only(allowed_now, read))
+
+
+def _reads(code: str | None) -> set[str]:
+    """The attributes a guard's code reads (of any name: its context parameter)."""
+    if code is None or code.startswith("bytecode:"):
+        return set()
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    return {n.attr for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+
+
+def _only(values: dict[str, Any] | None, names: set[str]) -> dict[str, Any] | None:
+    """The example, shown with the fields the guards read (all, when that is unknown)."""
+    if values is None or not names:
+        return values
+    return {k: v for k, v in values.items() if k in names} or values
 
 
 def contexts(fields: Sequence[FieldSpec]) -> Iterable[dict[str, Any]]:

@@ -96,6 +96,9 @@ class InFlight:
     chain: list[MigrationSnap] | None
     """The new version's migrations from the old version, if it declares a way."""
     suggestion: Suggestion
+    resume_check: str | None = None
+    """What resuming representative checkpoints with the new flow showed, when it was run
+    (:func:`handoff.diff_effect.check_by_resuming`)."""
 
     @property
     def bump(self) -> str | None:
@@ -425,6 +428,7 @@ def inflight_json(assessment: InFlight) -> dict[str, Any]:
         "impacts": [asdict(i) for i in assessment.impacts],
         "migration": assessment.migration_code(),
         "bump_version_to": assessment.bump,
+        "resume_check": assessment.resume_check,
     }
 
 
@@ -434,7 +438,9 @@ def inflight_markdown(assessment: InFlight) -> str:
     flight, and the migration to write."""
     counts = assessment.counts()
     if not assessment.impacts:
-        return "#### Calls in flight\n\nNothing changes for them.\n"
+        checked = (f" (checked by effect: {assessment.resume_check})"
+                   if assessment.resume_check else "")
+        return f"#### Calls in flight\n\nNothing changes for them{checked}.\n"
     summary = ", ".join(f"{n} {MARKS[v].split(' ', 1)[1]}" for v, n in counts.items() if n)
     rows = ["| verdict | change | calls in flight | migration |", "|---|---|---|---|"]
     order = sorted(assessment.impacts, key=lambda i: -_RANK[i.verdict])
@@ -446,6 +452,8 @@ def inflight_markdown(assessment: InFlight) -> str:
         rows.append(f"| {MARKS[impact.verdict]} | {_md(impact.element)} {_md(impact.change)} | "
                     f"{_md(impact.why)} | {fix} |")
     out = f"#### Calls in flight\n\n{summary}\n\n" + "\n".join(rows) + "\n"
+    if assessment.resume_check:
+        out += f"\nChecked by effect: {assessment.resume_check}.\n"
     code = assessment.migration_code()
     if assessment.bump is not None:
         out += (f"\nBoth sides are version {json.dumps(assessment.old.version)}: bump `version` "

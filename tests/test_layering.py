@@ -32,6 +32,7 @@ LAYERS: list[list[str]] = [
     ["handoff.run"],
     ["handoff.flow"],
     ["handoff.transcript", "handoff.diagram", "handoff.diagram_diff", "handoff.inflight",
+     "handoff.diff_effect",
      "handoff.flowref",
      "handoff.telemetry", "handoff.telemetry.*", "handoff.persistence", "handoff.persistence.*",
      "handoff.events", "handoff.events.*", "handoff.inspector", "handoff.inspector.*",
