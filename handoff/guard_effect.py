@@ -131,7 +131,7 @@ def _compiled(code: str | None) -> Callable[[Any], Any] | None:
               if p.default is inspect.Parameter.empty]
     if len(params) != 1 or inspect.iscoroutinefunction(fn):
         raise _CannotRun("it takes the transition's arguments, or is async")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def _answer(guard: Callable[[Any], Any] | None, values: dict[str, Any]) -> bool | None:

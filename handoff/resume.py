@@ -263,7 +263,8 @@ def restore_run(
     if plan.lost_returns:
         logger.warning("call %s: return states %s no longer exist and were dropped",
                        checkpoint.call_id, ", ".join(plan.lost_returns))
-    run = flow.new_run(plan.context, llm=llm, call_id=checkpoint.call_id)
+    context: C = plan.context  # type: ignore[assignment]  # the flow's own Context type
+    run = flow.new_run(context, llm=llm, call_id=checkpoint.call_id)
     run.restore(plan.state, log=checkpoint.records(), return_stack=list(plan.stack))
     checkpointer.metrics.resumes.labels(flow.name, plan.outcome).inc()
     logger.info("call %s resumed in %s (%d transitions so far)", checkpoint.call_id, plan.state,
@@ -274,7 +275,7 @@ def restore_run(
 def restore_context(flow: Flow[C], data: dict[str, Any]) -> tuple[C, list[str]]:
     """The flow's Context from saved data, dropping fields that no longer fit."""
     context, dropped = fit.restore_context(flow, data)
-    return context, dropped  # type: ignore[no-any-return]
+    return context, dropped
 
 
 def _tell_observers(run: FlowRun[Any], resumption: Resumption) -> None:

@@ -113,6 +113,16 @@ async def _call_and_export(monkeypatch: pytest.MonkeyPatch, endpoint: str, proto
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
     provider = configure_from_env()
     assert provider is not None
+    try:
+        await _a_traced_call()
+        assert await asyncio.to_thread(provider.force_flush, 10_000)
+    finally:
+        await asyncio.to_thread(provider.shutdown)
+    return provider
+
+
+async def _a_traced_call() -> Any:
+    """The hello flow's call with its one handoff, traced (FlowTelemetry); the run."""
     telemetry = FlowTelemetry().install(flow)
     try:
         llm = ScriptedLLM(["Hi! Who's calling?", call("caller_identified", name="Ann"),
@@ -120,11 +130,9 @@ async def _call_and_export(monkeypatch: pytest.MonkeyPatch, endpoint: str, proto
         async with flow.session(llm=llm) as run:
             await run.session.run(user_input="I'm Ann")
             assert run.state == "Helper"
-        assert await asyncio.to_thread(provider.force_flush, 10_000)
+        return run
     finally:
         flow.observers.remove(telemetry)
-        await asyncio.to_thread(provider.shutdown)
-    return provider
 
 
 def _check_transition_trace(received: Received) -> None:
@@ -221,12 +229,8 @@ async def test_a_collector_that_never_answers_never_holds_the_end_of_a_call(
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
     provider = configure_from_env()
     assert provider is not None
-    telemetry = FlowTelemetry().install(flow)
     try:
-        llm = ScriptedLLM(["Hi! Who's calling?", call("caller_identified", name="Ann"),
-                           "How can I help, Ann?"])
-        async with flow.session(llm=llm) as run:
-            await run.session.run(user_input="I'm Ann")
+        run = await _a_traced_call()
         await end_call(run, "participant_disconnected")  # the job's own end, bounded
         assert await asyncio.to_thread(silent_collector.accepted.wait, 30)
         in_flight = start_flush(provider)  # the flush end_call started is still waiting
@@ -234,5 +238,4 @@ async def test_a_collector_that_never_answers_never_holds_the_end_of_a_call(
         assert not flush(0.05, provider)  # the blocking form is bounded too
         assert start_flush(provider) is in_flight  # joined, never a second thread
     finally:
-        flow.observers.remove(telemetry)
         await asyncio.to_thread(shutdown, provider, 0.2)  # bounded: the collector never answers
