@@ -95,6 +95,13 @@ async def test_a_missing_key_sets_the_call_aside_and_recover_brings_it_back(
     assert live is not None and not live.ended and live.seq > original.seq
     assert await store.list_calls() == ["call-7"]  # migrate walks calls, not set-aside keys
 
+    # migrate says what is set aside, and how to get it back
+    listed = await _migrate(url, k2)
+    assert listed.exit_code == 0, listed.output
+    assert ("1 checkpoint(s) set aside by workers that could not open them "
+            f"(call-7#unopened-{original.seq}): add --recover once their key is back"
+            in listed.output)
+
     # the key is back, but the call id holds the live fresh call: kept aside, exit 1
     result = await _migrate(url, f"{k2},{k1}", "--recover")
     assert result.exit_code == 1, result.output
