@@ -304,6 +304,8 @@ def test_migrate_opens_sealed_checkpoints_with_the_workers_keys_and_reseals_them
     k1, k2 = new_key_entry("k1"), new_key_entry("k2")
     monkeypatch.setenv("HANDOFF_SECRETS", "env")
     monkeypatch.setenv(KEYS_SECRET, k1)
+    write_v1(store_url, "early=Billing")
+    assert handoff("migrate", V2 + ":flow", "--store", store_url).exit_code == 0  # v2, k1
     write_v1(store_url, "billing=Billing")
     original = stored(store_url, "billing")
     assert str(doc_of(store_url, "billing")["sensitive"]).startswith("hs1.k1.")
@@ -315,11 +317,15 @@ def test_migrate_opens_sealed_checkpoints_with_the_workers_keys_and_reseals_them
     assert "UNREADABLE billing: cannot be opened" in blind.stdout and "'k1'" in blind.stdout
     assert stored(store_url, "billing") == original
 
-    # the rotated key set (k2 first, k1 kept): migrated, and re-sealed with k2
+    # the rotated key set (k2 first, k1 kept): migrated, and re-sealed with k2; the call
+    # already at v2 is re-sealed with k2 too
     monkeypatch.setenv(KEYS_SECRET, f"{k2},{k1}")
     applied = handoff("migrate", V2 + ":flow", "--store", store_url)
     assert applied.exit_code == 0, applied.output
     assert "    moved 1 call(s): Billing → Payments\n" in applied.stdout
+    assert "(current): 1 call(s), nothing to do but re-seal 1 with the current key" in (
+        applied.stdout)
+    assert doc_of(store_url, "early")["sensitive"].startswith("hs1.k2.")
     migrated = doc_of(store_url, "billing")
     assert migrated["flow"]["version"] == "2" and migrated["sensitive"].startswith("hs1.k2.")
     assert "1234" not in (stored(store_url, "billing") or "")

@@ -15,12 +15,11 @@ Otherwise, and when it still does not open, it stays set aside, and the report s
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointFormatError
-from .checkpoint import Checkpoint, Sealer
+from .checkpoint import Sealer
 from .migrate import upgrade
 from .store import CheckpointStore, set_aside_from
 
@@ -47,17 +46,6 @@ class RecoveryReport:
                for key, call_id in sorted(self.recovered.items())]
         out += [f"    KEPT ASIDE {key}: {why}" for key, why in sorted(self.kept.items())]
         return out
-
-
-def resealed(checkpoint: Checkpoint, sealer: Sealer | None) -> Checkpoint:
-    """``checkpoint`` with its sealed section opened and sealed again with ``sealer``'s
-    current key (unchanged when nothing is sealed). Raises when it does not open."""
-    if not isinstance(checkpoint.sensitive, str):
-        return checkpoint
-    if sealer is None:
-        raise CheckpointFormatError("its pii section is sealed and HANDOFF_SEAL_KEYS is not set")
-    secret = json.loads(sealer.unseal(checkpoint.sensitive))
-    return replace(checkpoint, sensitive=sealer.seal(json.dumps(secret).encode()))
 
 
 async def recover_store(flow: Flow[Any], store: CheckpointStore, *, sealer: Sealer | None = None,
@@ -87,7 +75,7 @@ async def _recover(flow: Flow[Any], store: CheckpointStore, key: str, call_id: s
     if checkpoint.flow != flow.name:
         return f"a checkpoint of flow {checkpoint.flow!r}, not {flow.name!r}"
     try:
-        opened = resealed(checkpoint, sealer)
+        opened = checkpoint.resealed(sealer)
     except Exception as exc:  # a SealError names the key id, never the data
         return f"still does not open: {exc}"
     upgraded = upgrade(flow, opened, sealer)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointFormatError
-from .checkpoint import Sealer
+from .checkpoint import Checkpoint, Sealer
 from .fit import plan_resume
 from .migrate import upgrade
 from .store import CheckpointStore
@@ -54,6 +54,9 @@ class StoreReport:
     version: str
     dry_run: bool
     current: int = 0
+    resealed: int = 0
+    """Checkpoints of the current version sealed with an older key, sealed again with the
+    current one."""
     other_flows: int = 0
     unreadable: dict[str, str] = field(default_factory=dict)
     versions: dict[str, VersionReport] = field(default_factory=dict)
@@ -76,7 +79,8 @@ class StoreReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "flow": self.flow, "version": self.version, "dry_run": self.dry_run,
-            "current": self.current, "other_flows": self.other_flows,
+            "current": self.current, "resealed": self.resealed,
+            "other_flows": self.other_flows,
             "unreadable": self.unreadable, "failed": self.failed, "losing": self.losing,
             "set_aside": self.set_aside,
             "recovery": None if self.recovery is None else self.recovery.to_dict(),
@@ -96,7 +100,9 @@ class StoreReport:
         verb = "would move" if self.dry_run else "moved"
         lines = [f"flow {self.flow} v{self.version}"
                  f"{' (dry run: nothing written)' if self.dry_run else ''}",
-                 f"  v{self.version} (current): {self.current} call(s), nothing to do"]
+                 f"  v{self.version} (current): {self.current} call(s), nothing to do"
+                 + (f" but re-seal {self.resealed} with the current key" if self.resealed
+                    else "")]
         for v in sorted(self.versions.values(), key=lambda r: r.version):
             lines.append(f"  v{v.version}: {v.calls} call(s)")
             for (before, after), n in sorted(v.moves.items()):
@@ -156,6 +162,8 @@ async def migrate_store(flow: Flow[Any], store: CheckpointStore, *, dry_run: boo
             continue
         if checkpoint.flow_version == flow.version:
             report.current += 1
+            if await _reseal(store, checkpoint, sealer, dry_run):
+                report.resealed += 1
             continue
         version = report.versions.setdefault(checkpoint.flow_version,
                                              VersionReport(checkpoint.flow_version))
@@ -183,3 +191,21 @@ async def migrate_store(flow: Flow[Any], store: CheckpointStore, *, dry_run: boo
             continue
         version.moves[(checkpoint.state, result.checkpoint.state)] += 1
     return report
+
+
+async def _reseal(store: CheckpointStore, checkpoint: Checkpoint, sealer: Sealer | None,
+                  dry_run: bool) -> bool:
+    """Seal ``checkpoint``'s section again with the sealer's current key when an older key
+    sealed it (compare-and-set: a worker writing the call meanwhile wins). True if it
+    was (or, in a dry run, would be)."""
+    current = getattr(sealer, "current", None)
+    token = checkpoint.sensitive
+    if sealer is None or current is None or not isinstance(token, str):
+        return False
+    if token.split(".")[1:2] == [current]:
+        return False
+    try:
+        fresh = checkpoint.resealed(sealer)
+    except Exception:  # a key it lacks: a worker sets it aside when it meets it
+        return False
+    return dry_run or await store.replace(fresh, seq=checkpoint.seq)
