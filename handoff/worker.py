@@ -289,22 +289,39 @@ def prewarm(proc: JobProcess) -> None:
 async def entrypoint(ctx: JobContext) -> None:
     """One call: the flow's AgentSession in the job's room, resumed if checkpointed."""
     run = await start_call(ctx)
-    checkpointer: Checkpointer | None = ctx.proc.userdata.get("checkpointer")
-    events = _process_event_log(ctx, run.flow)
-    if events is not None:
-        events.track(run, run.call_id or ctx.job.id, resumed=run.resuming)
+    record_call(ctx, run)
 
     async def _on_shutdown(reason: str) -> None:
         logger.info("call %s ended in state %s (%s)", run.call_id, run.state, reason)
-        if checkpointer is not None:  # the last checkpoints land before the process goes
-            await checkpointer.flush(2.0)
-        if events is not None:  # LiveKit closes the session alongside: its last events first
-            await events.wait_closed(run, 2.0)
-            await events.flush(2.0)
+        await end_call(ctx, run)
         await asyncio.to_thread(flush_spans)  # spans of the call reach the collector
 
     ctx.add_shutdown_callback(_on_shutdown)
     logger.info("call %s started in state %s", run.call_id, run.state)
+
+
+def record_call(ctx: JobContext, run: FlowRun[Any]) -> EventLog | None:
+    """Record ``run``'s events in the job process's event log, if a store is configured
+    (``HANDOFF_EVENT_STORE``, else next to the checkpoints); returns that log."""
+    events = _process_event_log(ctx, run.flow)
+    if events is not None:
+        events.track(run, run.call_id or ctx.job.id, resumed=run.resuming)
+    return events
+
+
+async def end_call(ctx: JobContext, run: FlowRun[Any], timeout: float = 2.0) -> None:
+    """The call's last checkpoints and events reach their stores before its process goes.
+
+    LiveKit closes the session alongside a job's shutdown callbacks: the events wait for
+    the close (its ``call_ended``) first.
+    """
+    checkpointer: Checkpointer | None = ctx.proc.userdata.get("checkpointer")
+    if checkpointer is not None:
+        await checkpointer.flush(timeout)
+    events: EventLog | None = ctx.proc.userdata.get("events")
+    if events is not None:
+        await events.wait_closed(run, timeout)
+        await events.flush(timeout)
 
 
 async def start_call(ctx: JobContext, secrets: SecretChain | None = None, *,
