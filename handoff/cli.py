@@ -267,11 +267,10 @@ def _inspect_worker(address: str) -> Any:
 
     store = event_store_from_env()
     if store is None:
+        store = store_or_default()  # the default file
         path = default_store_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
         os.environ["HANDOFF_EVENT_STORE"] = f"sqlite://{path}"  # job processes inherit it
         typer.echo(f"events: {path}", err=True)
-        store = store_or_default()
     inspector = _inspector(address, store)
     try:
         url = inspector.start_in_thread()

@@ -73,7 +73,12 @@ def store_or_default(environ: Mapping[str, str] | None = None) -> EventStore:
     store = event_store_from_env(environ)
     if store is None:
         path = default_store_path(environ)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot make {path.parent} for the event store ({exc.strerror}): "
+                              "set HANDOFF_EVENT_STORE=sqlite:///path/events.db or "
+                              "XDG_STATE_HOME") from exc
         store = SQLiteEventStore(path)
     return store
 
