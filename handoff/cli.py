@@ -94,16 +94,14 @@ def _inspector(address: str, store: Any = None) -> Any:
     """The InspectorServer for ``--inspect HOST:PORT`` over ``store`` (by default the
     configured event store, else the default SQLite file, so the call outlives the
     program); a bad address or an unsafe bind is one line on stderr and exit 2."""
-    import os
-
     from .events import store_or_default
     from .inspector import InspectorServer, UnsafeBind, parse_address
-    from .inspector.security import TOKEN_ENV
+    from .settings import InspectorSettings
 
     try:
         host, port = parse_address(address)
         return InspectorServer(store or store_or_default(), host=host, port=port,
-                               token=os.environ.get(TOKEN_ENV) or None)
+                               token=InspectorSettings.load().token_value)
     except (UnsafeBind, ValueError) as exc:
         raise _fail(f"--inspect {address}: {exc}") from exc
 
@@ -218,23 +216,31 @@ def inspect(
         help="the event store: sqlite:///path/events.db or redis://host:port/db "
         "(default: HANDOFF_EVENT_STORE, else next to the checkpoints, else the file "
         "--inspect records to: ~/.local/state/handoff/events.db)")] = None,
-    host: Annotated[str, typer.Option(help="address to listen on; not loopback needs --token")] = (
-        "127.0.0.1"),
-    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8765,
+    host: Annotated[str | None, typer.Option(
+        help="address to listen on, default 127.0.0.1 (HANDOFF_INSPECT_HOST); not loopback "
+        "needs --token")] = None,
+    port: Annotated[int | None, typer.Option(
+        help="port to listen on, default 8765 (HANDOFF_INSPECT_PORT; 0: any free port)")] = None,
     token: Annotated[str | None, typer.Option(
-        envvar="HANDOFF_INSPECT_TOKEN", help="required to read the inspector (HANDOFF_INSPECT_TOKEN)")
-    ] = None,
-    stale_after: Annotated[float, typer.Option(
-        help="seconds without a heartbeat after which a call's writer counts as stopped")] = 15.0,
+        help="required to read the inspector (HANDOFF_INSPECT_TOKEN)")] = None,
+    stale_after: Annotated[float | None, typer.Option(
+        help="seconds without a heartbeat after which a call's writer counts as stopped, "
+        "default 15 (HANDOFF_INSPECT_STALE_AFTER)")] = None,
 ) -> None:
     """Watch live and recent calls in a browser: the flow with the active state lit, the
-    timeline, the Context at each step, and replay of finished calls. Read-only."""
+    timeline, the Context at each step, and replay of finished calls. Read-only.
+
+    Every option may also come from its variable or ``[tool.handoff.inspector]``."""
     from .events import open_event_store, store_or_default
     from .inspector import InspectorServer, UnsafeBind
+    from .settings import InspectorSettings
 
     try:
+        settings = InspectorSettings.load(host=host, port=port, token=token,
+                                          stale_after=stale_after)
         events = open_event_store(store) if store else store_or_default()
-        server = InspectorServer(events, host=host, port=port, token=token, stale_after=stale_after)
+        server = InspectorServer(events, host=settings.host, port=settings.port,
+                                 token=settings.token_value, stale_after=settings.stale_after)
     except (UnsafeBind, ValueError) as exc:
         raise _fail(str(exc)) from exc
     asyncio.run(_serve(server))
@@ -535,13 +541,13 @@ def migrate(
     meanwhile; a checkpoint that cannot be migrated is kept as it was, marked with
     the reason. Exit 0 when none failed, 1 when some did, 2 on bad input.
     """
-    import os
+    from .settings import StoreSettings
 
     try:
         flow = load_flow(flow_ref)
-    except (FlowLoadError, FlowDefinitionError) as exc:
+        url = store or StoreSettings.load().checkpoint_store
+    except (FlowLoadError, FlowDefinitionError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    url = store or os.environ.get("HANDOFF_CHECKPOINT_STORE", "")
     if not url:
         raise _fail("--store URL is required (or set HANDOFF_CHECKPOINT_STORE)")
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite://")).is_file():

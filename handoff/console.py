@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from livekit.agents import RunResult
 
     from .run import FlowRun
-    from .worker import WorkerSettings
+    from .settings import WorkerSettings
 
 VOICE_HINT = ("for voice, install PortAudio (Debian: apt-get install libportaudio2) on a "
               "machine with a microphone and speakers")
@@ -81,7 +81,8 @@ def run_console(settings: WorkerSettings, args: list[str], *, script: str | None
         raise SystemExit(code)
 
 
-async def _text_console(settings: WorkerSettings, llm: Any, call_link: Callable[[str], str] | None) -> int:
+async def _text_console(settings: WorkerSettings, llm: Any,
+                        call_link: Callable[[str], str] | None) -> int:
     from livekit.agents.testing import fake_job_context
 
     from .events.recording import describe, new_call_id

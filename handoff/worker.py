@@ -39,7 +39,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 # plugins register themselves on import, which LiveKit allows on the main thread only:
@@ -55,6 +55,7 @@ from .persistence import Checkpointer, store_from_env
 from .resume import call_id_of, resume_or_start
 from .sealing import KEYS_SECRET, KeyringSealer
 from .secrets import Secret, SecretChain
+from .settings import StoreSettings, WorkerSettings
 from .telemetry.metrics import MULTIPROC_ENV, worker_gauges
 from .telemetry.observer import FlowTelemetry
 from .telemetry.otel import configure_from_env as configure_tracing
@@ -78,51 +79,6 @@ CONNECTION_SECRETS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 
 ACTIVE_JOBS_METRIC = "handoff_worker_active_jobs"
 """The gauge the HPA scales on (deploy/k8s/base/hpa.yaml)."""
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """How the worker runs; every field has an environment variable (``from_env``)."""
-
-    flow: str
-    max_jobs: int = 8                 # HANDOFF_MAX_JOBS: load = active jobs / max_jobs
-    load_threshold: float = 0.9       # HANDOFF_LOAD_THRESHOLD: above it LiveKit sends no jobs
-    drain_timeout: int = 600          # HANDOFF_DRAIN_TIMEOUT: seconds calls get after SIGTERM
-    health_port: int = 8081           # HANDOFF_HEALTH_PORT: LiveKit's health endpoint
-    metrics_port: int | None = 9100   # HANDOFF_METRICS_PORT / --metrics-port ("" or 0 disables)
-    idle_processes: int | None = None  # HANDOFF_IDLE_PROCESSES: warm job processes
-    agent_name: str = ""              # LIVEKIT_AGENT_NAME: explicit dispatch
-    checkpoint_dir: str | None = None  # HANDOFF_CHECKPOINT_DIR: SQLite checkpoints of calls
-    register_retries: int = 16        # HANDOFF_REGISTER_RETRIES: then exit 1
-
-    @classmethod
-    def from_env(cls, flow: str, environ: Mapping[str, str] | None = None,
-                 **overrides: Any) -> WorkerSettings:
-        env = os.environ if environ is None else environ
-        metrics = env.get("HANDOFF_METRICS_PORT", "9100")
-        idle = env.get("HANDOFF_IDLE_PROCESSES")
-        values: dict[str, Any] = {
-            "flow": flow,
-            "max_jobs": int(env.get("HANDOFF_MAX_JOBS", 8)),
-            "load_threshold": float(env.get("HANDOFF_LOAD_THRESHOLD", 0.9)),
-            "drain_timeout": int(env.get("HANDOFF_DRAIN_TIMEOUT", 600)),
-            "health_port": int(env.get("HANDOFF_HEALTH_PORT", 8081)),
-            "metrics_port": int(metrics) if metrics not in ("", "0") else None,
-            "idle_processes": int(idle) if idle else None,
-            "agent_name": env.get("LIVEKIT_AGENT_NAME", ""),
-            "checkpoint_dir": env.get("HANDOFF_CHECKPOINT_DIR") or None,
-            "register_retries": int(env.get("HANDOFF_REGISTER_RETRIES", 16)),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if values["metrics_port"] == 0:  # --metrics-port 0, like HANDOFF_METRICS_PORT=0
-            values["metrics_port"] = None
-        if values["max_jobs"] < 1:
-            raise ValueError("HANDOFF_MAX_JOBS must be at least 1")
-        for name in ("health_port", "metrics_port"):
-            port = values[name]
-            if port is not None and not 0 <= port <= 65535:
-                raise ValueError(f"{name.replace('_', ' ')} must be 0 to 65535, not {port}")
-        return cls(**values)
 
 
 def required_secrets(flow: Flow[Any], voice: VoiceConfig | None = None,
@@ -198,8 +154,7 @@ def startup_checks(settings: WorkerSettings, secrets: SecretChain, *, connect: b
 
 
 def checkpoints_configured(environ: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return bool(env.get("HANDOFF_CHECKPOINT_STORE") or env.get("HANDOFF_CHECKPOINT_DIR"))
+    return StoreSettings.load(environ).checkpoints_configured
 
 
 def build_server(settings: WorkerSettings, secrets: SecretChain | None = None,

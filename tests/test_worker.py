@@ -409,7 +409,7 @@ def test_settings_from_env_and_cli_overrides() -> None:
     s = WorkerSettings.from_env("m:f", {"HANDOFF_MAX_JOBS": "12", "HANDOFF_METRICS_PORT": "",
                                         "HANDOFF_DRAIN_TIMEOUT": "900"}, drain_timeout=30)
     assert (s.max_jobs, s.metrics_port, s.drain_timeout, s.health_port) == (12, None, 30, 8081)
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match="HANDOFF_MAX_JOBS = '0': Input should be greater than or equal"):
         WorkerSettings.from_env("m:f", {"HANDOFF_MAX_JOBS": "0"})
 
 
@@ -422,7 +422,7 @@ def test_metrics_port_0_on_the_command_line_disables_metrics_like_the_environmen
 
 @pytest.mark.parametrize("overrides", [{"metrics_port": 70000}, {"health_port": -1}])
 def test_a_port_out_of_range_is_refused(overrides: dict[str, int]) -> None:
-    with pytest.raises(ValueError, match="must be 0 to 65535"):
+    with pytest.raises(ValueError, match=r"^--(metrics|health)-port = -?\d+: Input should be"):
         WorkerSettings.from_env("m:f", {}, **overrides)
 
 

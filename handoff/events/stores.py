@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..settings import StoreSettings
 from .sqlite import SQLiteEventStore
 from .store import EventStore, Retention
 
@@ -35,24 +36,24 @@ def event_store_from_env(environ: Mapping[str, str] | None = None) -> EventStore
     ``HANDOFF_EVENT_STORE``: ``redis://…`` or ``sqlite:///path`` (``off`` disables it).
     Unset, it sits next to the checkpoints: the same Redis as ``HANDOFF_CHECKPOINT_STORE``,
     or ``events.db`` beside its SQLite file or in ``HANDOFF_CHECKPOINT_DIR``.
-    ``HANDOFF_EVENT_RETENTION_DAYS`` and ``HANDOFF_EVENT_MAX_CALLS`` bound what is kept.
+    ``HANDOFF_EVENT_RETENTION_DAYS`` and ``HANDOFF_EVENT_MAX_CALLS`` bound what is kept
+    (all :class:`~handoff.settings.StoreSettings`, also ``[tool.handoff.stores]``).
     """
-    env = os.environ if environ is None else environ
-    retention = Retention(
-        max_age=float(env.get("HANDOFF_EVENT_RETENTION_DAYS", 7)) * 24 * 3600,
-        max_calls=int(env.get("HANDOFF_EVENT_MAX_CALLS", 10_000)))
-    url = env.get("HANDOFF_EVENT_STORE", "")
+    settings = StoreSettings.load(environ)
+    retention = Retention(max_age=settings.event_retention_days * 24 * 3600,
+                          max_calls=settings.event_max_calls)
+    url = settings.event_store
     if url == "off":
         return None
     if url:
         return open_event_store(url, retention)
-    checkpoints = env.get("HANDOFF_CHECKPOINT_STORE", "")
+    checkpoints = settings.checkpoint_store
     if checkpoints.startswith(("redis://", "rediss://")):
         return open_event_store(checkpoints, retention)
     if checkpoints.startswith("sqlite:///"):
         folder = Path(checkpoints.removeprefix("sqlite://")).parent
-    elif env.get("HANDOFF_CHECKPOINT_DIR"):
-        folder = Path(env["HANDOFF_CHECKPOINT_DIR"])
+    elif settings.checkpoint_dir:
+        folder = Path(settings.checkpoint_dir)
     else:
         return None
     folder.mkdir(parents=True, exist_ok=True)
