@@ -10,15 +10,11 @@ Each program runs as a user runs it, in its own process, with the scripted LLM.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -35,6 +31,7 @@ from handoff.events import (
 from handoff.testing import FlowDriver, call
 
 from .ops_support import REPO, free_port
+from .test_inspector_cli import fetch, poll
 
 WAIT = 60.0
 CHAT = ["chat", "examples.callcenter:flow", "--script", "examples.callcenter.demo:AGENT_SCRIPT"]
@@ -82,26 +79,6 @@ def assert_whole_demo_call(events: list[Event]) -> None:
     assert moves(events) == MOVES
     said = [e.data["text"] for e in events if e.kind == "message" and e.data["role"] == "user"]
     assert said == CALLER
-
-
-def fetch(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
-
-
-def poll(what: str, check: Any, proc: subprocess.Popen[str]) -> Any:
-    deadline = time.monotonic() + WAIT
-    last = None
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the process exited waiting for {what}"
-        try:
-            last = check()
-        except OSError:
-            last = None
-        if last:
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture
