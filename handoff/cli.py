@@ -86,8 +86,14 @@ def chat(
                 err=True,
             )
             raise typer.Exit(2)
+    from .events import Recording
+
+    try:  # the configured store (a bad setting is one line), or the inspector's
+        recording = Recording(inspector.store) if inspector else Recording.configured()
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(_chat(flow, llm, inspector))
+    asyncio.run(_chat(flow, llm, recording, inspector))
 
 
 def _inspector(address: str, store: Any = None) -> Any:
@@ -106,11 +112,9 @@ def _inspector(address: str, store: Any = None) -> Any:
         raise _fail(f"--inspect {address}: {exc}") from exc
 
 
-async def _chat(flow: Any, llm: Any, inspector: Any = None) -> None:
+async def _chat(flow: Any, llm: Any, recording: Any, inspector: Any = None) -> None:
     from .console import converse
-    from .events import Recording
 
-    recording = Recording.configured() if inspector is None else Recording(inspector.store)
     if inspector is not None:
         await _start(inspector)
     async with recording, flow.session(llm=llm) as run:

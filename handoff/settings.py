@@ -23,7 +23,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar, Self, cast
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -148,6 +155,10 @@ class HandoffSettings(BaseSettings):
 
 
 
+STORE_SCHEMES = ("redis://", "rediss://", "sqlite:///")
+"""How a store URL may start (Redis, or a SQLite file by its absolute path)."""
+
+
 def _blank_is_none(value: Any) -> Any:
     return None if value == "" else value
 
@@ -211,6 +222,15 @@ class StoreSettings(HandoffSettings):
     """``HANDOFF_EVENT_RETENTION_DAYS``: events older than this are forgotten."""
     event_max_calls: int = Field(10_000, ge=1)
     """``HANDOFF_EVENT_MAX_CALLS``: at most this many calls are kept."""
+
+    @field_validator("checkpoint_store", "event_store")
+    @classmethod
+    def _store_url(cls, value: str, info: ValidationInfo) -> str:
+        off = ("", "off") if info.field_name == "event_store" else ("",)
+        if value in off or value.startswith(STORE_SCHEMES):
+            return value
+        raise ValueError("use redis://host:port/db or sqlite:///path/to/file.db"
+                         + (" (or off)" if len(off) > 1 else ""))
 
     @property
     def checkpoints_configured(self) -> bool:

@@ -135,6 +135,7 @@ def startup_checks(settings: WorkerSettings, secrets: SecretChain, *, connect: b
     ``connect``: LiveKit's URL and keys (not for console); ``voice``: the STT/TTS key
     (not for a text console); ``models``: each tier's key (not with a scripted LLM).
     """
+    StoreSettings.load()  # a bad store setting fails here, not in the first call
     flow = load_flow(settings.flow)
     needs = context_warnings(flow)
     if needs:  # the worker starts every call without a Context: each would fail

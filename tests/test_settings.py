@@ -111,6 +111,11 @@ def test_the_event_store_reads_its_settings(tmp_path: Path) -> None:
      "error: HANDOFF_MAX_JOBS = 'lots': Input should be a valid integer"),
     (["inspect"], "HANDOFF_INSPECT_PORT=web", "error: HANDOFF_INSPECT_PORT = 'web': Input should be"),
     (["inspect"], "HANDOFF_EVENT_MAX_CALLS=-1", "error: HANDOFF_EVENT_MAX_CALLS = '-1': Input should"),
+    (["chat", "examples.callcenter:flow", "--script", "examples.callcenter.demo:AGENT_SCRIPT"],
+     "HANDOFF_EVENT_STORE=postgres://db", "error: HANDOFF_EVENT_STORE = 'postgres://db': Value "
+     "error, use redis://host:port/db or sqlite:///path/to/file.db (or off)"),
+    (["run", "examples.readme.hello:flow", "console", "--text"], "HANDOFF_CHECKPOINT_STORE=/tmp/x",
+     "error: HANDOFF_CHECKPOINT_STORE = '/tmp/x': Value error, use redis://"),
     (["chat", "examples.readme.hello:flow", "--inspect"], "HANDOFF_EVENT_RETENTION_DAYS=0",
      "error: --inspect 127.0.0.1:8765: HANDOFF_EVENT_RETENTION_DAYS = '0': Input should be greater"),
 ])
