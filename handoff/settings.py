@@ -12,7 +12,9 @@ then the defaults. A bad value, or an unknown key in a table, is a
 
 - :class:`WorkerSettings` (``[tool.handoff.worker]``): how ``handoff run`` serves calls;
 - :class:`StoreSettings` (``[tool.handoff.stores]``): where checkpoints and events go;
-- :class:`InspectorSettings` (``[tool.handoff.inspector]``, ``HANDOFF_INSPECT_…``).
+- :class:`InspectorSettings` (``[tool.handoff.inspector]``, ``HANDOFF_INSPECT_…``);
+- voices: :class:`handoff.voice.VoiceSettings` (``[tool.handoff.voice]``), on this base.
+Tiers (``[tool.handoff.tiers]``, ``HANDOFF_TIER_<NAME>_…``) are read by :mod:`handoff.tiers`.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class _Environment(PydanticBaseSettingsSource):
         reading = _READING.get()
         environ = os.environ if reading is None else reading[0]
         for name in self.settings_cls.env_names(field_name):
-            if name in environ:
+            if name in environ and not (self.settings_cls.blank_env_is_unset and not environ[name]):
                 return environ[name], field_name, False
         return None, field_name, False
 
@@ -92,6 +94,8 @@ class HandoffSettings(BaseSettings):
     """The project table (``[tool.handoff.<section>]``)."""
     flags: ClassVar[dict[str, str]] = {}
     """The command-line flag of a field, where it is not ``--field-name``."""
+    blank_env_is_unset: ClassVar[bool] = False
+    """A variable set to "" counts as unset (else "" is the value, e.g. a port's "off")."""
 
     model_config = SettingsConfigDict(env_prefix="HANDOFF_", extra="ignore", frozen=True,
                                       populate_by_name=True)

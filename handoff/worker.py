@@ -62,7 +62,7 @@ from .telemetry.otel import configure_from_env as configure_tracing
 from .telemetry.otel import flush as flush_spans
 from .tiers import Tiers
 from .validate import context_warnings
-from .voice import VoiceConfig, Voices
+from .voice import VoiceConfig, Voices, VoiceSettings
 
 if TYPE_CHECKING:
     from livekit.agents import AgentServer, JobContext, JobProcess
@@ -142,7 +142,7 @@ def startup_checks(settings: WorkerSettings, secrets: SecretChain, *, connect: b
         raise FlowDefinitionError(flow.name, [replace(f, severity="error") for f in needs])
     if settings.checkpoint_dir:
         os.environ["HANDOFF_CHECKPOINT_DIR"] = settings.checkpoint_dir
-    needed = required_secrets(flow, VoiceConfig.load() if voice else None, connect=connect,
+    needed = required_secrets(flow, VoiceSettings.load() if voice else None, connect=connect,
                               models=models)
     pii = sorted(sensitive_fields(flow.context_type))  # type: ignore[arg-type]
     if pii and checkpoints_configured():
@@ -306,7 +306,7 @@ async def start_call(ctx: JobContext, secrets: SecretChain | None = None, *,
     else:
         voices = ctx.proc.userdata.get("voices")
         if voices is None:
-            voices = ctx.proc.userdata["voices"] = Voices(VoiceConfig.load(), secrets=secrets)
+            voices = ctx.proc.userdata["voices"] = Voices(VoiceSettings.load(), secrets=secrets)
         session_kwargs.update(voices.session_options())
         flow.agent_options = voices.agent_options  # per-state STT/TTS/turn overrides
         start_kwargs["room"] = ctx.room

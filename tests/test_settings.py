@@ -13,6 +13,7 @@ import pytest
 from handoff.errors import ConfigError
 from handoff.events import event_store_from_env
 from handoff.settings import InspectorSettings, StoreSettings, WorkerSettings
+from handoff.voice import VoiceSettings
 
 from .ops_support import REPO
 
@@ -128,3 +129,20 @@ def test_the_cli_says_a_bad_setting_in_one_line_and_exits_2(
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(message), done.stderr
+
+
+def test_the_voice_is_read_the_same_way(tmp_path: Path) -> None:
+    start = project(tmp_path, '[tool.handoff.voice]\ntts_voice = "coral"\nlanguage = "de"\n'
+                              "endpointing_min_delay = 0.4\n")
+    cfg = VoiceSettings.load({"HANDOFF_TTS_VOICE": "verse", "HANDOFF_LANGUAGE": ""}, start=start)
+    assert (cfg.tts_voice, cfg.language, cfg.endpointing_min_delay) == ("verse", "de", 0.4)
+    project(tmp_path, '[tool.handoff.voice]\nendpointing_min_delay = "soon"\n')
+    with pytest.raises(ConfigError) as caught:
+        VoiceSettings.load({}, start=start)
+    assert str(caught.value) == (
+        f"[tool.handoff.voice] endpointing_min_delay in {tmp_path}/pyproject.toml = 'soon': "
+        "Input should be a valid number, unable to parse string as a number")
+    project(tmp_path, '[tool.handoff.voice]\ntts_options = "fast"\n')
+    with pytest.raises(ConfigError, match=r"tts_options in .* = 'fast': Input should be a valid "
+                                          r"dictionary"):
+        VoiceSettings.load({}, start=start)

@@ -40,7 +40,7 @@ from livekit.agents.utils import is_given
 
 from handoff import Context, Flow, State, TierConfig, Tiers, transition
 from handoff.telemetry.metrics import worker_gauges
-from handoff.voice import VoiceConfig, Voices
+from handoff.voice import VoiceConfig, Voices, VoiceSettings
 from handoff.worker import (
     ActiveJobsLoad,
     WorkerSettings,
@@ -495,11 +495,11 @@ def test_per_state_voice_and_turn_overrides_reach_that_states_agent() -> None:
 def test_voice_config_from_pyproject_then_environment(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(
         '[tool.handoff.voice]\ntts_voice = "coral"\nlanguage = "de"\n')
-    cfg = VoiceConfig.load(tmp_path, environ={"HANDOFF_TTS_VOICE": "verse"})
+    cfg = VoiceSettings.load({"HANDOFF_TTS_VOICE": "verse"}, start=tmp_path)
     assert (cfg.tts_voice, cfg.language) == ("verse", "de")
     (tmp_path / "pyproject.toml").write_text('[tool.handoff.voice]\nvoice = "x"\n')
-    with pytest.raises(ValueError, match="unknown voice keys"):
-        VoiceConfig.load(tmp_path, environ={})
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) voice in the voice table"):
+        VoiceSettings.load({}, start=tmp_path)
 
 
 async def test_a_call_gets_tiers_whose_keys_come_from_the_secrets_chain(
