@@ -118,6 +118,7 @@ async def test_the_driver_records_its_call_when_given_a_recording(tmp_path: Path
     assert moves(events) == ["Greeter->Helper"]
     summary = await store.call(d.call_id)
     assert summary is not None and summary.ended
+    assert recording.log not in hello_flow.observers  # the module's flow is left as it was
 
 
 # -- as a user runs them ------------------------------------------------------------------

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from .recorder import EventLog
 from .store import EventStore
-from .stores import describe, event_store_from_env, store_or_default
+from .stores import describe, event_store_from_env
 
 if TYPE_CHECKING:
+    from ..flow import Flow
     from ..run import FlowRun
 
 
@@ -45,13 +46,13 @@ class Recording:
         self.store = store
         self.timeout = timeout
         self.log = None if store is None else EventLog(store)
+        self._flows: list[Flow[Any]] = []  # the log observes them until the recording ends
 
     @classmethod
-    def configured(cls, environ: Mapping[str, str] | None = None, *,
-                   default: bool = False) -> Recording:
-        """The store the environment configures (``HANDOFF_EVENT_STORE``, else next to the
-        checkpoints); with ``default``, else :func:`default_store_path`; else none."""
-        return cls(store_or_default(environ) if default else event_store_from_env(environ))
+    def configured(cls, environ: Mapping[str, str] | None = None) -> Recording:
+        """Recording to the store the environment configures (``HANDOFF_EVENT_STORE``,
+        else next to the checkpoints), or recording nothing."""
+        return cls(event_store_from_env(environ))
 
     @property
     def where(self) -> str | None:
@@ -65,6 +66,8 @@ class Recording:
             return None
         call_id = run.call_id or new_call_id(prefix)
         self.log.track(run, call_id)
+        if run.flow not in self._flows:
+            self._flows.append(run.flow)
         return call_id
 
     async def __aenter__(self) -> Recording:
@@ -74,3 +77,6 @@ class Recording:
                         tb: TracebackType | None) -> None:
         if self.log is not None:
             await self.log.aclose(self.timeout)
+            for flow in self._flows:  # a module-level flow outlives the recording
+                if self.log in flow.observers:
+                    flow.observers.remove(self.log)
