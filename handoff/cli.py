@@ -86,46 +86,46 @@ def chat(
                 err=True,
             )
             raise typer.Exit(2)
+    from .events import Recording
+
+    try:  # the configured store (a bad setting is one line), or the inspector's
+        recording = Recording(inspector.store) if inspector else Recording.configured()
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(_chat(flow, llm, inspector))
+    asyncio.run(_chat(flow, llm, recording, inspector))
 
 
-def _inspector(address: str, store: Any) -> Any:
-    """The InspectorServer for ``--inspect HOST:PORT`` (an in-memory store by default);
-    a bad address or an unsafe bind is one line on stderr and exit 2."""
-    import os
-
-    from .events import MemoryEventStore
+def _inspector(address: str, store: Any = None) -> Any:
+    """The InspectorServer for ``--inspect HOST:PORT`` over ``store`` (by default the
+    configured event store, else the default SQLite file, so the call outlives the
+    program); a bad address or an unsafe bind is one line on stderr and exit 2."""
+    from .events import store_or_default
     from .inspector import InspectorServer, UnsafeBind, parse_address
-    from .inspector.security import TOKEN_ENV
+    from .settings import InspectorSettings
 
     try:
         host, port = parse_address(address)
-        return InspectorServer(store or MemoryEventStore(), host=host, port=port,
-                               token=os.environ.get(TOKEN_ENV) or None)
+        return InspectorServer(store or store_or_default(), host=host, port=port,
+                               token=InspectorSettings.load().token_value)
     except (UnsafeBind, ValueError) as exc:
         raise _fail(f"--inspect {address}: {exc}") from exc
 
 
-async def _chat(flow: Any, llm: Any, inspector: Any = None) -> None:
-    import uuid
-
+async def _chat(flow: Any, llm: Any, recording: Any, inspector: Any = None) -> None:
     from .console import converse
-    from .events import EventLog
 
-    events = None
     if inspector is not None:
-        events = EventLog(inspector.store).install(flow)
         await _start(inspector)
-    async with flow.session(llm=llm) as run:
-        if events is not None:
-            call_id = f"chat-{uuid.uuid4().hex[:8]}"
-            events.track(run, call_id)
+    async with recording, flow.session(llm=llm) as run:
+        call_id = recording.track(run, "chat")
+        if inspector is not None:
             typer.echo(f"inspector: {inspector.link(f'/calls/{call_id}')}")
+        if call_id is not None:
+            typer.echo(f"events: call {call_id} in {recording.where}", err=True)
         await converse(run, typer.echo)
         typer.echo(f"context: {run.context.model_dump_json()}")
-    if events is not None:
-        await events.aclose()
+    if inspector is not None:
         await inspector.stop()
 
 
@@ -178,12 +178,12 @@ def run(
         from .telemetry.otel import configure_from_env
 
         configure_from_env()
-        if inspect_at:
-            _inspect_worker(inspect_at)
+        inspector = _inspect_worker(inspect_at) if inspect_at else None
         if mode == "console":
             from .console import run_console
 
-            run_console(settings, ctx.args, script=script)
+            run_console(settings, ctx.args, script=script,
+                        call_link=None if inspector is None else inspector.link)
         else:
             run_worker(settings, mode, ctx.args, simulate_calls=simulate_call or ())
     except RegistrationError as exc:
@@ -218,27 +218,33 @@ def _multiprocess_metrics() -> None:
 def inspect(
     store: Annotated[str | None, typer.Option(
         help="the event store: sqlite:///path/events.db or redis://host:port/db "
-        "(default: HANDOFF_EVENT_STORE, else next to the checkpoints)")] = None,
-    host: Annotated[str, typer.Option(help="address to listen on; not loopback needs --token")] = (
-        "127.0.0.1"),
-    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8765,
+        "(default: HANDOFF_EVENT_STORE, else next to the checkpoints, else the file "
+        "--inspect records to: ~/.local/state/handoff/events.db)")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="address to listen on, default 127.0.0.1 (HANDOFF_INSPECT_HOST); not loopback "
+        "needs --token")] = None,
+    port: Annotated[int | None, typer.Option(
+        help="port to listen on, default 8765 (HANDOFF_INSPECT_PORT; 0: any free port)")] = None,
     token: Annotated[str | None, typer.Option(
-        envvar="HANDOFF_INSPECT_TOKEN", help="required to read the inspector (HANDOFF_INSPECT_TOKEN)")
-    ] = None,
-    stale_after: Annotated[float, typer.Option(
-        help="seconds without a heartbeat after which a call's writer counts as stopped")] = 15.0,
+        help="required to read the inspector (HANDOFF_INSPECT_TOKEN)")] = None,
+    stale_after: Annotated[float | None, typer.Option(
+        help="seconds without a heartbeat after which a call's writer counts as stopped, "
+        "default 15 (HANDOFF_INSPECT_STALE_AFTER)")] = None,
 ) -> None:
     """Watch live and recent calls in a browser: the flow with the active state lit, the
-    timeline, the Context at each step, and replay of finished calls. Read-only."""
-    from .events import event_store_from_env, open_event_store
+    timeline, the Context at each step, and replay of finished calls. Read-only.
+
+    Every option may also come from its variable or ``[tool.handoff.inspector]``."""
+    from .events import open_event_store, store_or_default
     from .inspector import InspectorServer, UnsafeBind
+    from .settings import InspectorSettings
 
     try:
-        events = open_event_store(store) if store else event_store_from_env()
-        if events is None:
-            raise ValueError("no event store: pass --store sqlite:///path/events.db (or "
-                             "redis://…), or set HANDOFF_EVENT_STORE or HANDOFF_CHECKPOINT_DIR")
-        server = InspectorServer(events, host=host, port=port, token=token, stale_after=stale_after)
+        settings = InspectorSettings.load(host=host, port=port, token=token,
+                                          stale_after=stale_after)
+        events = open_event_store(store) if store else store_or_default()
+        server = InspectorServer(events, host=settings.host, port=settings.port,
+                                 token=settings.token_value, stale_after=settings.stale_after)
     except (UnsafeBind, ValueError) as exc:
         raise _fail(str(exc)) from exc
     asyncio.run(_serve(server))
@@ -261,25 +267,27 @@ async def _serve(server: Any) -> None:
         await server.store.aclose()
 
 
-def _inspect_worker(address: str) -> None:
-    """``run --inspect``: the job processes write the event store (next to the checkpoints,
-    or a temporary SQLite file); this process serves the inspector over it."""
+def _inspect_worker(address: str) -> Any:
+    """``run --inspect``: the calls (the console's, the job processes') are recorded in the
+    configured event store, else in the default SQLite file; this process serves the
+    inspector over it from a thread. Returns the running InspectorServer."""
     import os
-    import tempfile
 
-    from .events import event_store_from_env
+    from .events import default_store_path, event_store_from_env, store_or_default
 
     store = event_store_from_env()
     if store is None:
-        folder = tempfile.mkdtemp(prefix="handoff-events-")
-        os.environ["HANDOFF_EVENT_STORE"] = f"sqlite://{folder}/events.db"  # job processes inherit it
-        store = event_store_from_env()
+        store = store_or_default()  # the default file
+        path = default_store_path()
+        os.environ["HANDOFF_EVENT_STORE"] = f"sqlite://{path}"  # job processes inherit it
+        typer.echo(f"events: {path}", err=True)
     inspector = _inspector(address, store)
     try:
         url = inspector.start_in_thread()
     except OSError as exc:
         raise _fail(f"cannot listen on {address}: {exc.strerror or exc}") from exc
     typer.echo(f"inspector: {url}", err=True)
+    return inspector
 
 
 # -- check, diagram, diff ---------------------------------------------------------------
@@ -552,17 +560,16 @@ def migrate(
     first key. Exit 0 when nothing failed and no call would lose anything (or
     --allow-loss), 1 otherwise (a checkpoint that cannot be opened counts), 2 on bad input.
     """
-    import os
-
     from .sealing import KeyringSealer
     from .secrets import SecretChain, SecretError
+    from .settings import StoreSettings
 
     try:
         flow = load_flow(flow_ref)
         sealer = KeyringSealer.from_secrets(SecretChain.from_env())
-    except (FlowLoadError, FlowDefinitionError, SecretError) as exc:
+        url = store or StoreSettings.load().checkpoint_store
+    except (FlowLoadError, FlowDefinitionError, SecretError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    url = store or os.environ.get("HANDOFF_CHECKPOINT_STORE", "")
     if not url:
         raise _fail("--store URL is required (or set HANDOFF_CHECKPOINT_STORE)")
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite://")).is_file():

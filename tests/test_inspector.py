@@ -150,10 +150,19 @@ def test_the_command_refuses_a_non_loopback_bind_without_a_token(tmp_path: Path)
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--token" in done.stderr and "0.0.0.0" in done.stderr
+
+
+def test_bare_inspect_says_in_one_line_when_it_cannot_make_the_default_store(
+        tmp_path: Path) -> None:
+    """Bare ``handoff inspect`` opens the default file (tests/test_recording.py); where
+    its folder cannot be made, one line and exit 2."""
+    (tmp_path / "file").write_text("not a folder")
     done = subprocess.run([sys.executable, "-m", "handoff.cli", "inspect"],
                           capture_output=True, text=True, cwd=REPO, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
-    assert done.returncode == 2 and "no event store" in done.stderr
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                               "XDG_STATE_HOME": str(tmp_path / "file")})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "HANDOFF_EVENT_STORE" in done.stderr and "Traceback" not in done.stderr
 
 
 async def test_a_token_is_needed_on_a_non_loopback_bind(recorded: MemoryEventStore) -> None:
