@@ -377,15 +377,28 @@ class FlowRun(Generic[C]):
         process (tiers, voices), so warming them all when the call starts costs one
         connection each (LiveKit calls the same ``prewarm()`` at every activity start, so
         providers already expect repeated calls).
+
+        Best-effort: a model or voice that cannot be made here (a tier whose key is
+        missing) never ends the call. It is logged once per call, and a move into a
+        state that needs it is refused and counted when it is asked for
+        (``_cannot_start``), so the call goes on where it is.
         """
+        unready: dict[str, list[str]] = {}  # what failed → the states that need it
         for cls in self.flow.states.values():
-            model = self.llm_for(cls.tier)
-            if isinstance(model, llm.LLM):
-                model.prewarm()
-            for kind in ("stt", "tts"):
-                provider = self.options_for(cls).get(kind)
-                if isinstance(provider, stt.STT | tts.TTS):
-                    provider.prewarm()
+            try:
+                self.llm_for(cls.tier).prewarm()
+            except Exception as exc:
+                unready.setdefault(f"tier {cls.tier!r} cannot be used ({exc})", []).append(cls.name)
+            try:
+                for provider in self.options_for(cls).values():
+                    if isinstance(provider, stt.STT | tts.TTS):
+                        provider.prewarm()
+            except Exception as exc:
+                unready.setdefault(f"the voice of {cls.name} cannot be used ({exc})",
+                                   []).append(cls.name)
+        for reason, states in unready.items():
+            logger.warning("flow %s: %s; a move into %s will be refused until it can",
+                           self.flow.name, reason, ", ".join(states))
 
     def options_for(self, state: type[State[Any]]) -> dict[str, Any]:
         """Extra ``Agent`` keyword arguments for ``state`` (``Flow.agent_options``)."""
