@@ -26,7 +26,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from livekit.agents import Agent, ToolError, llm
+from livekit.agents import Agent, ModelSettings, ToolError, llm
+from livekit.agents.llm.chat_context import Instructions
 from pydantic_core import to_json
 
 from ._livekit import set_agent_tools
@@ -37,6 +38,7 @@ from .records import Returned, TransitionRecord
 from .redaction import Redactor
 from .subtasks import awaited_tasks
 from .transition import TransitionDef
+from .turn_context import reply_with_turn_context
 
 C = TypeVar("C", bound=Context)
 C_co = TypeVar("C_co", bound=Context, covariant=True)
@@ -87,6 +89,9 @@ class State(Agent, Generic[C]):
 
     name: ClassVar[str]
     prompt: str = ""
+    """The state's own prompt: the class's ``instructions = "..."``, or the ``instructions=``
+    its ``__init__`` passed. Read it here in ``compose_instructions`` (``self.instructions``
+    is LiveKit's, the composed text, and does not exist until the agent is made)."""
     tier: ClassVar[str] = "fast"
     history: ClassVar[str] = "full"
     summary_prompt: ClassVar[str | None] = None
@@ -255,6 +260,18 @@ class State(Agent, Generic[C]):
         return self._run
 
     @property
+    def instructions(self) -> str | Instructions:
+        """LiveKit's instructions of this agent: what ``compose_instructions`` made of the
+        prompt, the brief and the note. Before the agent is made (inside
+        ``compose_instructions``) there are none yet: the class's prompt is ``self.prompt``."""
+        try:
+            return super().instructions
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__}.instructions is not set until the agent is made; "
+                "inside compose_instructions() the state's prompt is self.prompt") from None
+
+    @property
     def context(self) -> C:
         """The shared Context of the call (same object as ``session.userdata``)."""
         return self._run.context
@@ -262,8 +279,17 @@ class State(Agent, Generic[C]):
     def compose_instructions(self, context: C, note: str | None = None) -> str:
         """The prompt, the brief of what the call has established, and the handoff note.
 
-        The brief leaves sensitive fields out, and a plain field quoting a value one of
-        them held (an LLM copied the PIN into ``topic``) is scrubbed of it."""
+        Override it to shape the instructions from the Context; the class's prompt is
+        ``self.prompt`` (``self.instructions`` does not exist yet: this makes it)::
+
+            def compose_instructions(self, context: Call, note: str | None = None) -> str:
+                return f"{self.prompt} The caller is {context.caller_name}."
+
+        It runs when the agent is made (every handoff into the state) and when a kept agent
+        (``keep_agent``) or a returning side trip updates it; for what must be fresh on
+        every turn, see :meth:`before_reply`. The brief leaves sensitive fields out, and a
+        plain field quoting a value one of them held (an LLM copied the PIN into ``topic``)
+        is scrubbed of it."""
         parts = [self.prompt]
         if brief := Redactor(context).text(context.brief()):
             parts.append(f"What this call has established so far:\n{brief}")
@@ -284,6 +310,30 @@ class State(Agent, Generic[C]):
             return None
         data = to_json(returned.value, fallback=str).decode()
         return f"{returned.state} finished ({returned.trigger}) and returned: {data}"
+
+    async def before_reply(self, chat_ctx: llm.ChatContext) -> str | None:
+        """Runs before every request this state's agent makes to its model, in voice and
+        text mode alike: a reply to the caller's turn, a reply after tools, an opening.
+
+        Override it to fetch what must be fresh each turn (the caller's bookings, the
+        time): write it to the Context, or return text, which that request (and only that
+        one) gets as a system message right after the instructions. ``chat_ctx`` is a copy
+        of the request's conversation (the caller's last words are in it). It has the
+        state's ``tool_timeout``; one that raises or times out counts as a failure, and the
+        model answers without its text. Sensitive values are scrubbed from the text."""
+        return None
+
+    def llm_node(
+        self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
+    ) -> Any:
+        """LiveKit's ``llm_node``, after :meth:`before_reply` when the state has one. A State
+        that overrides ``llm_node`` calls ``super().llm_node(...)`` to keep it."""
+        if type(self).before_reply is State.before_reply:
+            return Agent.default.llm_node(self, chat_ctx, tools, model_settings)
+        return reply_with_turn_context(
+            self, chat_ctx, tools, model_settings, hook=self.before_reply,
+            timeout=self.tool_timeout, scrub=Redactor(self.context).text,
+            on_error=self._run.note_failure)
 
     bridge: str | None = None
     """The bridge line (the transition's ``say=``) this agent says first on entering; set by
