@@ -13,9 +13,13 @@ to carry over on a handoff:
   is added to its context when ready. It never delays the handoff, and a summary that
   fails or times out changes nothing.
 
+The messages are the whole call's (LiveKit's ``session.history``), whatever the previous
+state was given: ``full`` after a ``last:2`` state is still the whole conversation.
+
 Any of them followed by ``+tools`` (``full+tools``, ``last:8+tools``) also carries the
 function calls and their outputs made between the carried messages, even of tools the
-new agent does not have (LiveKit's ``preserve_function_call_history``). Without it the
+new agent does not have (LiveKit's ``preserve_function_call_history``), and the
+transition call that made the handoff, with its arguments. Without it the
 old agent's tool calls are left behind: what they established lives in the Context,
 which reaches the new agent through its brief.
 
@@ -89,13 +93,24 @@ class HistoryPolicy:
         text = f"{self.kind}:{self.count}" if self.kind in ("last", "summary") else self.kind
         return text + ("+tools" if self.tools else "")
 
-    def carry(self, old: llm.ChatContext) -> llm.ChatContext:
-        """The chat context a new agent starts with, taken from the old agent's."""
+    def carry(
+        self, old: llm.ChatContext, handoff: tuple[llm.FunctionCall, str] | None = None
+    ) -> llm.ChatContext:
+        """The chat context a new agent starts with, taken from the conversation so far
+        (the whole call's, not only what the old agent was given).
+
+        ``handoff`` is the model's call that made this handoff and the output LiveKit
+        records for it: with ``+tools`` it comes along (LiveKit adds it to the history
+        only once the turn has ended), so the new agent sees what it was called with."""
         if self.kind == "none":
             return llm.ChatContext.empty()
         kept = self._items(old)
         if self.kind in ("last", "summary"):
             kept = _tail(kept, self.count)
+        if self.tools and handoff is not None:
+            fnc, output = handoff
+            kept = [*kept, fnc, llm.FunctionCallOutput(call_id=fnc.call_id, name=fnc.name,
+                                                       output=output, is_error=False)]
         return llm.ChatContext(kept)
 
     def left_behind(self, old: llm.ChatContext) -> list[llm.ChatMessage]:

@@ -119,6 +119,13 @@ class _Pending:
     """A side trip's typed result (``to=RETURN`` with a declared type), as the type."""
     result_json: Any = None
     """The same, in its JSON form (the record's ``result``)."""
+    call: llm.FunctionCall | None = None
+    """The model's call that asked for this move (None for a move code asked for)."""
+
+
+def _handed_over(pending: _Pending) -> str:
+    """The output of the model's transition call once the move is made."""
+    return f"Handed over to {pending.target}."
 
 
 class _FsmModel:
@@ -532,6 +539,7 @@ class FlowRun(Generic[C]):
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
         pending, _ = await self._prepare(trigger, arguments, ctx, by="llm")
+        pending.call = ctx.function_call
         try:
             pending.agent = await self._next_agent(pending)
         except Exception as exc:
@@ -541,8 +549,7 @@ class FlowRun(Generic[C]):
             raise
         ctx.speech_handle.add_done_callback(lambda _: self._drop_if_unapplied(pending))
         # the new agent speaks next (from on_enter); the old one must not answer the tool
-        done = f"Handed over to {pending.target}."
-        return pending.agent, llm.ToolResult(done, reply_required=False)
+        return pending.agent, llm.ToolResult(_handed_over(pending), reply_required=False)
 
     def _cannot_start(self, pending: _Pending, exc: Exception) -> None:
         """The next agent could not be built or handed to LiveKit (a tier whose key is
@@ -717,10 +724,15 @@ class FlowRun(Generic[C]):
         """The agent ``pending`` hands over to, with the history its policy carries: a new
         one, or the state's kept agent (``keep_agent``) with that history merged in."""
         policy = pending.edge.transition.history or self.flow.history_policies[pending.target]
-        old = self._agent.chat_ctx if self._agent is not None else llm.ChatContext.empty()
+        old = (self._session.history if self._session is not None  # the whole call's
+               else self._agent.chat_ctx if self._agent is not None else llm.ChatContext.empty())
         if policy.kind == "summary":
             pending.to_summarise = policy.left_behind(old)
-        carried = policy.carry(old)
+        handoff = None
+        if pending.call is not None:  # its arguments as the model gave them, scrubbed
+            handoff = (pending.call.model_copy(update={
+                "arguments": self._scrubbed(pending.call.arguments)}), _handed_over(pending))
+        carried = policy.carry(old, handoff)
         kept = self._kept.get(pending.target)
         if kept is not None and kept is not self._agent:
             agent = kept  # not running, so the updates set its own copies at once (LiveKit's API)
