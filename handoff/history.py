@@ -149,6 +149,14 @@ def _whole_calls(items: list[llm.ChatItem]) -> list[llm.ChatItem]:
     return [item for item in items if item.type != "function_call_output" or item.call_id in calls]
 
 
+def whole_call(current: llm.ChatContext | None, session: llm.ChatContext | None) -> llm.ChatContext:
+    """The conversation so far, what a policy carries from: the session's history (every
+    agent's turns, LiveKit's ``session.history``) merged by item id with what the current
+    agent holds (it may hold more: the history a resumed call restored into it)."""
+    merged = current.copy() if current is not None else llm.ChatContext.empty()
+    return merged.merge(session, exclude_instructions=True) if session is not None else merged
+
+
 def revisit(kept: llm.ChatContext, carried: llm.ChatContext) -> llm.ChatContext:
     """A kept agent's own earlier talk with what the policy carried from the last state
     merged in (by item id, in time order): the context of a ``keep_agent`` state's revisit."""

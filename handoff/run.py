@@ -42,7 +42,7 @@ from .deadline import Deadline, in_agent_code
 from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailureWatch
 from .graph import Edge
-from .history import add_summary, revisit
+from .history import add_summary, revisit, whole_call
 from .records import MovedBy, Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
 from .state import State, making
@@ -724,8 +724,9 @@ class FlowRun(Generic[C]):
         """The agent ``pending`` hands over to, with the history its policy carries: a new
         one, or the state's kept agent (``keep_agent``) with that history merged in."""
         policy = pending.edge.transition.history or self.flow.history_policies[pending.target]
-        old = (self._session.history if self._session is not None  # the whole call's
-               else self._agent.chat_ctx if self._agent is not None else llm.ChatContext.empty())
+        old = llm.ChatContext.empty() if policy.kind == "none" else whole_call(
+            self._agent.chat_ctx if self._agent is not None else None,
+            self._session.history if self._session is not None else None)
         if policy.kind == "summary":
             pending.to_summarise = policy.left_behind(old)
         handoff = None
