@@ -94,14 +94,18 @@ class HistoryPolicy:
         return text + ("+tools" if self.tools else "")
 
     def carry(
-        self, old: llm.ChatContext, handoff: tuple[llm.FunctionCall, str] | None = None
+        self,
+        old: llm.ChatContext,
+        handoff: tuple[llm.FunctionCall, str] | None = None,
+        scrub: Callable[[str], str] | None = None,
     ) -> llm.ChatContext:
         """The chat context a new agent starts with, taken from the conversation so far
         (the whole call's, not only what the old agent was given).
 
         ``handoff`` is the model's call that made this handoff and the output LiveKit
         records for it: with ``+tools`` it comes along (LiveKit adds it to the history
-        only once the turn has ended), so the new agent sees what it was called with."""
+        only once the turn has ended), so the new agent sees what it was called with.
+        ``scrub`` rewrites the carried calls' arguments and outputs (sensitive values)."""
         if self.kind == "none":
             return llm.ChatContext.empty()
         kept = self._items(old)
@@ -111,6 +115,8 @@ class HistoryPolicy:
             fnc, output = handoff
             kept = [*kept, fnc, llm.FunctionCallOutput(call_id=fnc.call_id, name=fnc.name,
                                                        output=output, is_error=False)]
+        if self.tools and scrub is not None:
+            kept = [_scrubbed(item, scrub) for item in kept]
         return llm.ChatContext(kept)
 
     def left_behind(self, old: llm.ChatContext) -> list[llm.ChatMessage]:
@@ -127,6 +133,17 @@ class HistoryPolicy:
             if (item.type == "message" and item.role in ("user", "assistant"))
             or (self.tools and item.type in ("function_call", "function_call_output"))
         ]
+
+
+def _scrubbed(item: llm.ChatItem, scrub: Callable[[str], str]) -> llm.ChatItem:
+    """A carried tool call or output with ``scrub`` applied to its text (a copy if changed)."""
+    if item.type == "function_call":
+        text = scrub(item.arguments)
+        return item if text == item.arguments else item.model_copy(update={"arguments": text})
+    if item.type == "function_call_output":
+        text = scrub(item.output)
+        return item if text == item.output else item.model_copy(update={"output": text})
+    return item
 
 
 def _tail(items: list[llm.ChatItem], messages: int) -> list[llm.ChatItem]:

@@ -37,7 +37,7 @@ from livekit.agents.voice import SpeechHandle
 from pydantic import ValidationError
 
 from ._listeners import listener
-from .context import ChangeJournal, Context
+from .context import ChangeJournal, Context, sensitive_fields
 from .deadline import Deadline, in_agent_code
 from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailureWatch
@@ -45,6 +45,7 @@ from .graph import Edge
 from .history import add_summary, revisit, whole_call
 from .records import MovedBy, Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
+from .sensitive_args import remember_arguments
 from .state import State, making
 from .transition import TransitionDef
 
@@ -629,6 +630,8 @@ class FlowRun(Generic[C]):
                          f"'{trigger}' is not available in state {state}; "
                          f"the transitions available now are: {options}.")
         assert edge is not None
+        remember_arguments(self.context, sensitive_fields(edge.transition.arguments_model()),
+                           arguments)  # its pii arguments, before anything records them
         target = edge.target
         if edge.is_return:
             if not self.return_stack:
@@ -729,11 +732,8 @@ class FlowRun(Generic[C]):
             self._session.history if self._session is not None else None)
         if policy.kind == "summary":
             pending.to_summarise = policy.left_behind(old)
-        handoff = None
-        if pending.call is not None:  # its arguments as the model gave them, scrubbed
-            handoff = (pending.call.model_copy(update={
-                "arguments": self._scrubbed(pending.call.arguments)}), _handed_over(pending))
-        carried = policy.carry(old, handoff)
+        handoff = None if pending.call is None else (pending.call, _handed_over(pending))
+        carried = policy.carry(old, handoff, scrub=self._scrubbed)
         kept = self._kept.get(pending.target)
         if kept is not None and kept is not self._agent:
             agent = kept  # not running, so the updates set its own copies at once (LiveKit's API)

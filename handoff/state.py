@@ -18,10 +18,11 @@ must supply. What a State needs from the run that makes it is :class:`StateRun`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -36,9 +37,10 @@ from .deadline import Deadline, hook_scope
 from .errors import Finding, FlowDefinitionError, FlowError
 from .records import Returned, TransitionRecord
 from .redaction import Redactor
+from .sensitive_args import PiiArguments, pii_arguments, remember_arguments
 from .subtasks import awaited_tasks
 from .transition import TransitionDef
-from .turn_context import reply_with_turn_context
+from .turn_context import run_before_reply
 
 C = TypeVar("C", bound=Context)
 C_co = TypeVar("C_co", bound=Context, covariant=True)
@@ -248,9 +250,10 @@ class State(Agent, Generic[C]):
         )
         # ordinary tools get the state's timeout (transition bodies get it in the run)
         scrub = Redactor(run.context).text
+        pii = pii_arguments(type(self), self.tools)
         set_agent_tools(self, [
             t if t in transition_tools or not isinstance(t, llm.FunctionTool)
-            else _with_timeout(t, self.tool_timeout, scrub)
+            else _with_timeout(t, self.tool_timeout, scrub, run.context, pii.get(t.id))
             for t in self.tools
         ])
 
@@ -326,14 +329,31 @@ class State(Agent, Generic[C]):
     def llm_node(
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
     ) -> Any:
-        """LiveKit's ``llm_node``, after :meth:`before_reply` when the state has one. A State
-        that overrides ``llm_node`` calls ``super().llm_node(...)`` to keep it."""
-        if type(self).before_reply is State.before_reply:
+        """LiveKit's ``llm_node``, after :meth:`before_reply` when the state has one, and
+        learning the values of pii arguments from the model's calls as they arrive (see
+        :mod:`handoff.sensitive_args`). A State that overrides ``llm_node`` calls
+        ``super().llm_node(...)`` to keep both."""
+        hooked = type(self).before_reply is not State.before_reply
+        pii = pii_arguments(type(self), self.tools)
+        if not hooked and not pii:
             return Agent.default.llm_node(self, chat_ctx, tools, model_settings)
-        return reply_with_turn_context(
-            self, chat_ctx, tools, model_settings, hook=self.before_reply,
-            timeout=self.tool_timeout, scrub=Redactor(self.context).text,
-            on_error=self._run.note_failure)
+        return self._reply(chat_ctx, tools, model_settings, hooked, pii)
+
+    async def _reply(self, chat_ctx: llm.ChatContext, tools: list[llm.Tool],
+                     model_settings: ModelSettings, hooked: bool,
+                     pii: PiiArguments) -> AsyncIterator[Any]:
+        if hooked:
+            await run_before_reply(self, chat_ctx, hook=self.before_reply,
+                                   timeout=self.tool_timeout, scrub=Redactor(self.context).text,
+                                   on_error=self._run.note_failure)
+        async with contextlib.aclosing(
+                Agent.default.llm_node(self, chat_ctx, tools, model_settings)) as stream:
+            async for chunk in stream:
+                if pii and isinstance(chunk, llm.ChatChunk) and chunk.delta is not None:
+                    for fnc in chunk.delta.tool_calls:  # before LiveKit runs (and logs) it
+                        remember_arguments(self.context, pii.get(fnc.name, frozenset()),
+                                           fnc.arguments)
+                yield chunk
 
     bridge: str | None = None
     """The bridge line (the transition's ``say=``) this agent says first on entering; set by
@@ -424,13 +444,17 @@ def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
 
 
 def _with_timeout(
-    tool: llm.FunctionTool, seconds: float, scrub: Callable[[str], str]
+    tool: llm.FunctionTool, seconds: float, scrub: Callable[[str], str], context: Context,
+    pii: frozenset[str] | None = None,
 ) -> llm.FunctionTool:
     """The same tool (name, schema, docstring), stopped with a ToolError after ``seconds``;
-    a ToolError it raises reaches the LLM ``scrub``-bed of sensitive values."""
+    a ToolError it raises reaches the LLM ``scrub``-bed of sensitive values, and the values
+    of its ``pii`` parameters are sensitive values of ``context`` before it runs."""
     name = tool.info.name
 
     async def timed(*args: Any, **kwargs: Any) -> Any:
+        if pii:
+            remember_arguments(context, pii, kwargs)
         try:
             async with Deadline(seconds):  # paused while a sub-task of the tool talks
                 return await tool(*args, **kwargs)

@@ -14,10 +14,9 @@ does) and nothing of it is stored in the agent's history.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from livekit.agents import Agent, ModelSettings, llm
+from livekit.agents import Agent, llm
 
 from .deadline import Deadline, hook_scope
 
@@ -43,20 +42,18 @@ def add_turn_context(chat_ctx: llm.ChatContext, text: str | None) -> None:
     chat_ctx.items.insert(at, llm.ChatMessage(id=TURN_CONTEXT_ID, role="system", content=[text]))
 
 
-async def reply_with_turn_context(
+async def run_before_reply(
     agent: Agent,
     chat_ctx: llm.ChatContext,
-    tools: list[llm.Tool],
-    model_settings: ModelSettings,
     *,
     hook: Hook,
     timeout: float,
     scrub: Callable[[str], str],
     on_error: Callable[[str], None],
-) -> AsyncIterable[Any]:
-    """LiveKit's own ``llm_node`` for ``chat_ctx``, after ``hook`` (the state's
-    ``before_reply``) ran and its text was added. A hook that raises or runs past
-    ``timeout`` is logged and counted (``on_error``), and the model answers without it."""
+) -> None:
+    """Run ``hook`` (the state's ``before_reply``) and add its text to ``chat_ctx``. A hook
+    that raises or runs past ``timeout`` is logged and counted (``on_error``), and the
+    model answers without it."""
     text: str | None = None
     try:
         with hook_scope():  # run.go() from the hook returns without waiting for the handoff
@@ -67,4 +64,3 @@ async def reply_with_turn_context(
         logger.exception("%s.before_reply %s", type(agent).__name__, what)
         on_error(f"{type(agent).__name__}.before_reply {what}")
     add_turn_context(chat_ctx, scrub(str(text)) if text is not None else None)
-    return Agent.default.llm_node(agent, chat_ctx, tools, model_settings)
