@@ -45,7 +45,7 @@ from .graph import Edge
 from .history import add_summary, revisit, whole_call
 from .records import MovedBy, Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
-from .sensitive_args import remember_arguments
+from .sensitive_args import remember_arguments, scrub_calls
 from .state import State, making
 from .transition import TransitionDef
 
@@ -835,6 +835,7 @@ class FlowRun(Generic[C]):
         """Count the state's failed tools. A name the agent does not offer (the LLM made
         it up) is a refusal, not a failure: LiveKit told the LLM the tools it has. A task's
         own tools report to the tool awaiting the task, which counts if it fails."""
+        scrub_calls(event.function_calls, self._scrubbed)  # before LiveKit stores them
         agent = self._agent
         if agent is None or self._session is None or self._session.current_agent is not agent:
             return

@@ -13,14 +13,15 @@ and the value joins the Context's sensitive memory (:meth:`Context.remember_sens
 From there the one mechanism of :mod:`handoff.redaction` keeps it out of logs, spans,
 events, checkpoints and the inspector, as it does a pii field's values. The tool itself,
 a transition body and ``run.go()`` remember them too (a realtime model has no
-``llm_node``).
+``llm_node``). Once the tools ran, the stored calls are scrubbed (:func:`scrub_calls`), so
+later requests to the model, summaries and the next states' history carry ``[redacted]``.
 """
 
 from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from livekit.agents import llm
@@ -75,6 +76,17 @@ def remember_arguments(context: Context, names: frozenset[str],
         arguments = arguments.model_dump(mode="json")
     if isinstance(arguments, Mapping):
         context.remember_sensitive(arguments.get(name) for name in names)
+
+
+def scrub_calls(calls: Iterable[llm.FunctionCall], scrub: Callable[[str], str]) -> None:
+    """Rewrite the arguments of the model's executed ``calls`` in place with ``scrub``:
+    LiveKit stores these very objects in the agent's history and the session's, which later
+    requests, summaries and checkpoints read (called from ``function_tools_executed``,
+    which LiveKit emits before it stores them)."""
+    for fnc in calls:
+        text = scrub(fnc.arguments)
+        if text != fnc.arguments:
+            fnc.arguments = text
 
 
 def _flatten(tools: Sequence[llm.Tool | llm.Toolset]) -> Any:

@@ -6,8 +6,8 @@ ever holds. Through a real AgentSession, every sink is searched for it: the proc
 records at DEBUG through LiveKit's JSON formatter (LiveKit logs a tool's arguments before it
 runs it), the spans of LiveKit's tracer (its pii filter at its default) and handoff's, the
 Prometheus registry, the raw bytes of the SQLite checkpoint and event files, the events read
-back, the inspector's pages of the call, and what the next state's model is sent (the
-handoff call it is carried with ``+tools``). Zero hits; the values were remembered.
+back, the inspector's pages of the call, and every request the model was sent after the
+calls (its own history and the next state's, carried with ``+tools``). Zero hits.
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ async def test_a_pii_argument_reaches_no_sink(json_logs: io.StringIO, spans: InM
                            if p.is_file()),
         "events": "\n".join(read_back),
         "inspector": "\n".join(pages),
-        "next state's model": json.dumps(vault_opening.chat_ctx.to_dict(), default=str),
+        "later requests": "\n".join(json.dumps(t.chat_ctx.to_dict(), default=str)
+                                    for t in model.turns),
     }
     assert "executing tool" in sinks["logs"]  # LiveKit logged the calls' arguments
     leaks = {name: [v for v in (TOOL_PIN, MOVE_PIN, CODE_PIN) if v in text]
