@@ -45,9 +45,10 @@ from .graph import Edge
 from .history import add_summary, revisit, whole_call
 from .records import MovedBy, Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
+from .returns import frames_above
 from .sensitive_args import remember_arguments, scrub_calls
 from .state import State, making
-from .transition import TransitionDef
+from .transition import Chosen, TransitionDef
 
 if TYPE_CHECKING:
     from livekit.agents import ConversationItemAddedEvent, FunctionToolsExecutedEvent
@@ -122,6 +123,8 @@ class _Pending:
     """The same, in its JSON form (the record's ``result``)."""
     call: llm.FunctionCall | None = None
     """The model's call that asked for this move (None for a move code asked for)."""
+    dropped: tuple[str, ...] = ()
+    """Frames of the return stack the move drops (see :mod:`handoff.returns`)."""
 
 
 def _handed_over(pending: _Pending) -> str:
@@ -518,7 +521,7 @@ class FlowRun(Generic[C]):
             # waiting here would wait for ourselves. The record is the one the commit logs.
             pending.record = TransitionRecord(pending.source, pending.target, trigger,
                                               pending.arguments, time.time(), pending.by,
-                                              pending.result_json)
+                                              pending.result_json, pending.dropped)
             return pending.record
         assert pending.done is not None
         return await pending.done
@@ -660,6 +663,8 @@ class FlowRun(Generic[C]):
                              f"targets ({', '.join(declared)}); the flow stays where it is.")
             assert chosen is not None
             pending.target = chosen
+        if edge.transition.back_to or edge.transition.abandons:
+            self._drop_frames(pending, output)
         if edge.is_return and edge.transition.result_type is not None:
             try:
                 pending.result, pending.result_json = edge.transition.check_result(output)
@@ -668,6 +673,25 @@ class FlowRun(Generic[C]):
                 self._refuse(trigger, "error", f"'{trigger}' refused: its result {exc}; "
                              "the flow stays where it is.")
         return pending, output
+
+    def _drop_frames(self, pending: _Pending, output: Any) -> None:
+        """The frames ``pending`` drops: the top one (``abandons``), or those above the frame
+        a ``back_to`` body chose, which becomes the target; refused if it is not one."""
+        tdef, trigger = pending.edge.transition, pending.edge.trigger
+        if tdef.abandons:
+            pending.dropped = tuple(self.return_stack[-1:])
+            return
+        frame = tdef.chosen(output)
+        dropped = frames_above(self.return_stack, frame) if frame in tdef.frames else None
+        if dropped is None:  # not a declared frame, or not one this call interrupted
+            self._abandon(pending)
+            self._refuse(trigger, "body" if frame in tdef.frames else "error",
+                         f"'{trigger}' chose {frame or output!r}, " + (
+                             "which this call did not interrupt" if frame in tdef.frames
+                             else "which is not one of its back_to frames")
+                         + f"; the tasks it can go back to: {', '.join(reversed(self.return_stack))}.")
+        assert frame is not None and dropped is not None
+        pending.target, pending.dropped = frame, dropped
 
     async def _guard_and_body(
         self, pending: _Pending, ctx: Any, arguments: dict[str, Any], timeout: float
@@ -692,7 +716,10 @@ class FlowRun(Generic[C]):
         try:
             async with Deadline(timeout):  # paused while a sub-task of the body talks
                 output = await edge.transition.run_body(self._agent, ctx, arguments)
-            if not edge.is_dynamic and edge.transition.result_type is None:
+            if isinstance(output, Chosen):  # a choosing body's note
+                pending.note = None if output.note is None else self._scrubbed(output.note)
+            elif not edge.is_dynamic and not edge.transition.back_to \
+                    and edge.transition.result_type is None:
                 pending.note = None if output is None else self._scrubbed(str(output))
         except TransitionRefused as exc:
             self._abandon(pending)
@@ -775,6 +802,8 @@ class FlowRun(Generic[C]):
     def _commit(self, pending: _Pending) -> TransitionRecord:
         edge = pending.edge
         event = self.flow.machine.events[edge.trigger]
+        if pending.dropped:
+            del self.return_stack[-len(pending.dropped):]
         if edge.is_return:
             event.trigger(self._fsm, dest=pending.target)
             self.return_stack.pop()
@@ -786,7 +815,7 @@ class FlowRun(Generic[C]):
             self.return_stack.append(pending.source)
         record = pending.record or TransitionRecord(
             pending.source, self.state, pending.edge.trigger, pending.arguments, time.time(),
-            pending.by, pending.result_json)
+            pending.by, pending.result_json, pending.dropped)
         self.log.append(record)
         self._pending = None
         self.context.close_journal(pending.journal)
