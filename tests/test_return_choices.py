@@ -22,6 +22,7 @@ from handoff import (
     TransitionRefused,
     transition,
 )
+from handoff.events import EventLog, MemoryEventStore
 from handoff.testing import ScriptedLLM, call
 
 
@@ -108,13 +109,22 @@ flow = Flow("errands", context=Errands, initial=Main,
 async def test_a_caller_gives_up_the_interrupted_task() -> None:
     model = ScriptedLLM(["Hello.", call("book"), "Booking.", call("question"), "Ask away.",
                          call("give_up"), "Sure, what else?", "Anything else?"])
-    async with flow.session(llm=model) as run:
-        for line in ("a table please", "wait, a question first", "forget the table"):
-            await run.session.run(user_input=line)
-        assert run.state == "Main" and run.return_stack == []
-        assert run.log[-1].trigger == "give_up" and run.log[-1].dropped == ("Booking",)
-        await run.session.run(user_input="nothing, thanks")
-        assert run.return_stack == []  # not left behind for the rest of the call
+    store = MemoryEventStore()
+    events = EventLog(store).install(flow)
+    try:
+        async with flow.session(llm=model) as run:
+            events.track(run, "errands-1")
+            for line in ("a table please", "wait, a question first", "forget the table"):
+                await run.session.run(user_input=line)
+            assert run.state == "Main" and run.return_stack == []
+            assert run.log[-1].trigger == "give_up" and run.log[-1].dropped == ("Booking",)
+            await run.session.run(user_input="nothing, thanks")
+            assert run.return_stack == []  # not left behind for the rest of the call
+        await events.aclose()
+    finally:
+        flow.observers.remove(events)
+    moves = [e.data for e in await store.events("errands-1") if e.kind == "transition"]
+    assert [m.get("dropped") for m in moves] == [None, None, ["Booking"]]
 
 
 async def test_a_return_goes_to_the_task_the_caller_picks() -> None:
