@@ -27,17 +27,18 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from livekit.agents import Agent, ModelSettings, ToolError, llm
+from livekit.agents import Agent, ModelSettings, llm
 from livekit.agents.llm.chat_context import Instructions
 from pydantic_core import to_json
 
 from ._livekit import set_agent_tools
 from .context import Context
-from .deadline import Deadline, hook_scope
+from .deadline import hook_scope
 from .errors import Finding, FlowDefinitionError, FlowError
 from .records import Returned, TransitionRecord
 from .redaction import Redactor
 from .sensitive_args import PiiArguments, pii_arguments, remember_arguments
+from .state_tools import collect_free_tools, with_timeout
 from .subtasks import awaited_tasks
 from .transition import TransitionDef
 from .turn_context import run_before_reply
@@ -143,7 +144,7 @@ class State(Agent, Generic[C]):
             delattr(cls, "instructions")
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
-        _collect_free_tools(cls)
+        collect_free_tools(cls)
         # a raising on_enter/on_exit must not leave the call silent or the handoff half-done:
         # the move is complete (LiveKit switched agents), the failure is counted and reported
         for hook in ("on_enter", "on_exit"):
@@ -250,10 +251,10 @@ class State(Agent, Generic[C]):
         )
         # ordinary tools get the state's timeout (transition bodies get it in the run)
         scrub = Redactor(run.context).text
-        pii = pii_arguments(type(self), self.tools)
+        self._pii = pii = pii_arguments(type(self), self.tools)  # shared per class and tools
         set_agent_tools(self, [
             t if t in transition_tools or not isinstance(t, llm.FunctionTool)
-            else _with_timeout(t, self.tool_timeout, scrub, run.context, pii.get(t.id))
+            else with_timeout(t, self.tool_timeout, scrub, run.context, pii.get(t.id))
             for t in self.tools
         ])
 
@@ -334,7 +335,7 @@ class State(Agent, Generic[C]):
         :mod:`handoff.sensitive_args`). A State that overrides ``llm_node`` calls
         ``super().llm_node(...)`` to keep both."""
         hooked = type(self).before_reply is not State.before_reply
-        pii = pii_arguments(type(self), self.tools)
+        pii = self._pii
         if not hooked and not pii:
             return Agent.default.llm_node(self, chat_ctx, tools, model_settings)
         return self._reply(chat_ctx, tools, model_settings, hooked, pii)
@@ -354,6 +355,9 @@ class State(Agent, Generic[C]):
                         remember_arguments(self.context, pii.get(fnc.name, frozenset()),
                                            fnc.arguments)
                 yield chunk
+
+    _pii: PiiArguments = {}
+    """The pii parameters of the agent's tools, by tool name (set when it is made)."""
 
     bridge: str | None = None
     """The bridge line (the transition's ``say=``) this agent says first on entering; set by
@@ -391,38 +395,6 @@ def making(run: StateRun[Any], chat_ctx: llm.ChatContext | None, note: str | Non
         _MAKING.reset(token)
 
 
-def _collect_free_tools(cls: type[State[Any]]) -> None:
-    """Move ``tools = [...]`` and free function tools set as class attributes to
-    ``own_tools`` (LiveKit would bind a class attribute tool to the agent as ``self``)."""
-    found: list[llm.Tool | llm.Toolset] = []
-    if "tools" in cls.__dict__:
-        declared = cls.__dict__["tools"]
-        bad = [t for t in declared if not isinstance(t, llm.FunctionTool | llm.RawFunctionTool
-                                                     | llm.Toolset)] if isinstance(
-            declared, list | tuple) else [declared]
-        if bad:
-            raise FlowDefinitionError(None, [Finding(
-                "error", "bad-tools", f"{cls.__name__}.tools holds {bad[0]!r}",
-                "list @function_tool functions (or Toolsets): tools = [lookup_order]",
-                state=cls.__name__)])
-        found.extend(declared)
-        delattr(cls, "tools")  # Agent.tools is a property LiveKit reads
-    for attr, value in list(cls.__dict__.items()):
-        if isinstance(value, llm.FunctionTool | llm.RawFunctionTool) and not _is_method(value):
-            found.append(value)
-            delattr(cls, attr)
-    if found:
-        cls.own_tools = (*cls.own_tools, *found)
-
-
-def _is_method(tool: llm.FunctionTool | llm.RawFunctionTool) -> bool:
-    try:
-        params = list(inspect.signature(tool).parameters)
-    except (TypeError, ValueError):
-        return True
-    return bool(params) and params[0] == "self"
-
-
 def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
     @functools.wraps(hook)
     async def guarded(self: State[Any]) -> None:
@@ -441,37 +413,3 @@ def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
 
     guarded._handoff_guarded = True  # type: ignore[attr-defined]
     return guarded
-
-
-def _with_timeout(
-    tool: llm.FunctionTool, seconds: float, scrub: Callable[[str], str], context: Context,
-    pii: frozenset[str] | None = None,
-) -> llm.FunctionTool:
-    """The same tool (name, schema, docstring), stopped with a ToolError after ``seconds``;
-    a ToolError it raises reaches the LLM ``scrub``-bed of sensitive values, and the values
-    of its ``pii`` parameters are sensitive values of ``context`` before it runs."""
-    name = tool.info.name
-
-    async def timed(*args: Any, **kwargs: Any) -> Any:
-        if pii:
-            remember_arguments(context, pii, kwargs)
-        try:
-            async with Deadline(seconds):  # paused while a sub-task of the tool talks
-                return await tool(*args, **kwargs)
-        except ToolError as exc:
-            message = scrub(exc.message)
-            if message == exc.message:
-                raise
-            raise ToolError(message) from None
-        except TimeoutError:
-            raise ToolError(
-                f"{name} took longer than {seconds:g} s and was stopped; it may be retried, "
-                "or offer the caller a human"
-            ) from None
-
-    functools.update_wrapper(timed, tool, updated=())  # not the tool's attributes: memory
-    # LiveKit reads the signature at every call; preset it so it does not unwrap each time
-    timed.__signature__ = inspect.signature(tool)  # type: ignore[attr-defined]
-    return llm.FunctionTool(timed, tool.info)
-
-

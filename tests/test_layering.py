@@ -22,7 +22,7 @@ LAYERS: list[list[str]] = [
      "handoff._listeners", "handoff._livekit", "handoff.snapshot", "handoff.deadline",
      "handoff.versions", "handoff.migrations", "handoff.background", "handoff.subtasks"],
     ["handoff.history", "handoff.redaction", "handoff.plugins", "handoff.offline", "handoff.offline.*",
-     "handoff.sensitive_args", "handoff.returns",
+     "handoff.sensitive_args", "handoff.returns", "handoff.state_tools",
      "handoff.turn_context"],
     ["handoff.transition"],
     ["handoff.state"],
