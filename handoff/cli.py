@@ -467,15 +467,20 @@ def diff(
     """
     from .diagram import GraphvizMissing, render
     from .diagram_diff import compare, diff_dot, diff_markdown, diff_mermaid
-    from .flowref import load_snapshot
+    from .diff_effect import check_by_resuming
+    from .flowref import load_snapshot, parse_ref
     from .inflight import assess, inflight_json, inflight_markdown
 
     try:
         changes = compare(load_snapshot(old), load_snapshot(new),
                           labels=(_side_label(old, new), _side_label(new, old)))
-    except FlowLoadError as exc:
+        # the new side loaded here: its verdicts come from resuming the old one's checkpoints
+        live = None if parse_ref(new, allow_rev=True).rev is not None else load_flow(new)
+    except (FlowLoadError, FlowDefinitionError) as exc:
         raise _fail(str(exc)) from exc
     in_flight = assess(changes)
+    if live is not None:
+        check_by_resuming(in_flight, live)
     data: Any
     if fmt is DiffFormat.markdown:
         data = diff_markdown(changes) + "\n" + inflight_markdown(in_flight)
@@ -529,38 +534,54 @@ def migrate(
         "--dry-run", help="Report what would move and what fails; write nothing")] = False,
     fmt: Annotated[ReportFormat, typer.Option("--format", help="text, or json")] = (
         ReportFormat.text),
+    recover: Annotated[bool, typer.Option(
+        "--recover", help="First put back the checkpoints workers set aside because they "
+        "could not open them (a lost seal key now restored)")] = False,
+    allow_loss: Annotated[bool, typer.Option(
+        "--allow-loss", help="Exit 0 even when stored calls would lose their state or a "
+        "field on resuming (no migration reads their version)")] = False,
 ) -> None:
     """Migrate every stored checkpoint of a flow to its version, through its migrations.
 
     Reports, per stored version, how many calls move from which state to which and
     which fail. Each call is replaced atomically, only if no worker wrote it
     meanwhile; a checkpoint that cannot be migrated is kept as it was, marked with
-    the reason. Exit 0 when none failed, 1 when some did, 2 on bad input.
+    the reason. Every other stored call that would lose its state, a Context field or
+    a return state when it resumes is listed. Sealed checkpoints are opened with
+    HANDOFF_SEAL_KEYS from the secrets chain the worker uses, and re-sealed with its
+    first key. Exit 0 when nothing failed and no call would lose anything (or
+    --allow-loss), 1 otherwise (a checkpoint that cannot be opened counts), 2 on bad input.
     """
     import os
 
+    from .sealing import KeyringSealer
+    from .secrets import SecretChain, SecretError
+
     try:
         flow = load_flow(flow_ref)
-    except (FlowLoadError, FlowDefinitionError) as exc:
+        sealer = KeyringSealer.from_secrets(SecretChain.from_env())
+    except (FlowLoadError, FlowDefinitionError, SecretError) as exc:
         raise _fail(str(exc)) from exc
     url = store or os.environ.get("HANDOFF_CHECKPOINT_STORE", "")
     if not url:
         raise _fail("--store URL is required (or set HANDOFF_CHECKPOINT_STORE)")
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite://")).is_file():
         raise _fail(f"{url}: no such SQLite file")
-    report = asyncio.run(_migrate(flow, url, dry_run))
+    report = asyncio.run(_migrate(flow, url, dry_run, sealer, recover))
     if fmt is ReportFormat.json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         typer.echo(report.text(), nl=False)
-    raise typer.Exit(1 if report.failed else 0)
+    raise typer.Exit(1 if report.failed or report.unreadable or (
+        report.losing and not allow_loss) else 0)
 
 
-async def _migrate(flow: Any, url: str, dry_run: bool) -> Any:
+async def _migrate(flow: Any, url: str, dry_run: bool, sealer: Any, recover: bool) -> Any:
     import sqlite3
 
     from .persistence import store_from_url
-    from .persistence.migrate import migrate_store
+    from .persistence.recover import recover_store
+    from .persistence.store_migration import migrate_store
 
     try:
         store = store_from_url(url)
@@ -574,7 +595,11 @@ async def _migrate(flow: Any, url: str, dry_run: bool) -> Any:
     except ImportError:  # pragma: no cover - the redis extra is not installed
         pass
     try:
-        return await migrate_store(flow, store, dry_run=dry_run)
+        recovery = (await recover_store(flow, store, sealer=sealer, dry_run=dry_run)
+                    if recover else None)
+        report = await migrate_store(flow, store, dry_run=dry_run, sealer=sealer)
+        report.recovery = recovery
+        return report
     except unreachable as exc:
         raise _fail(f"cannot read the store {url}: {type(exc).__name__}: {exc}") from exc
     finally:

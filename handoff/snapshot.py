@@ -18,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .guards import guard_code
 from .versions import FieldSpec, context_fields
 
 
@@ -52,6 +53,9 @@ class EdgeSnap:
     """Declared with ``llm=False``: never offered to the LLM, taken by ``run.go()``."""
     result: str | None = None
     """The type a side trip's ``to=RETURN`` edge returns (``Identity``), as written."""
+    guard_code: str | None = None
+    """The guard's code, normalised (:func:`handoff.guards.guard_code`): its body can
+    change while its name stays."""
     back_to: tuple[str, ...] = ()
     """A ``to=RETURN`` edge whose body picks the frame to go back to: the frames it may pick."""
     abandons: bool = False
@@ -153,6 +157,7 @@ def snapshot(flow: Any) -> FlowSnap:
             trigger=edge.trigger,
             target=edge.target,
             guard=tdef.guard_text(),
+            guard_code=guard_code(getattr(tdef, "when", None)),
             doc=str(getattr(tdef, "doc", "")),
             params=tuple(_param_text(p) for p in getattr(tdef, "params", ())),
             history=None if history is None else _history_text(history),

@@ -58,7 +58,7 @@ from .secrets import Secret, SecretChain
 from .telemetry.metrics import MULTIPROC_ENV, worker_gauges
 from .telemetry.observer import FlowTelemetry
 from .telemetry.otel import configure_from_env as configure_tracing
-from .telemetry.otel import flush as flush_spans
+from .telemetry.otel import flush_async as flush_spans
 from .tiers import Tiers
 from .validate import context_warnings
 from .voice import VoiceConfig, Voices
@@ -191,8 +191,10 @@ def startup_checks(settings: WorkerSettings, secrets: SecretChain, *, connect: b
     if pii and checkpoints_configured():
         needed[KEYS_SECRET] = f"encrypting the checkpoints' pii fields ({', '.join(pii)}) at rest"
     found = secrets.require(needed)
-    if KEYS_SECRET in found:
-        KeyringSealer.parse(found[KEYS_SECRET].reveal())  # a malformed key fails here
+    keys = found.get(KEYS_SECRET) or (secrets.get(KEYS_SECRET) if checkpoints_configured()
+                                       else None)
+    if keys is not None:  # a malformed key set fails here (a SealError), not in each call
+        KeyringSealer.parse(keys.reveal())
     os.environ[FLOW_ENV] = settings.flow  # job processes inherit it
     return flow, found
 
@@ -295,16 +297,28 @@ async def entrypoint(ctx: JobContext) -> None:
         events.track(run, run.call_id or ctx.job.id, resumed=run.resuming)
 
     async def _on_shutdown(reason: str) -> None:
-        logger.info("call %s ended in state %s (%s)", run.call_id, run.state, reason)
-        if checkpointer is not None:  # the last checkpoints land before the process goes
-            await checkpointer.flush(2.0)
-        if events is not None:  # LiveKit closes the session alongside: its last events first
-            await events.wait_closed(run, 2.0)
-            await events.flush(2.0)
-        await asyncio.to_thread(flush_spans)  # spans of the call reach the collector
+        await end_call(run, reason, checkpointer=checkpointer, events=events)
 
     ctx.add_shutdown_callback(_on_shutdown)
     logger.info("call %s started in state %s", run.call_id, run.state)
+
+
+STORE_FLUSH_BOUND = 2.0
+"""Seconds the end of a call waits, at most, for each of its last checkpoints and events."""
+
+
+async def end_call(run: FlowRun[Any], reason: str, *, checkpointer: Checkpointer | None = None,
+                   events: EventLog | None = None) -> None:
+    """What a job does once its call is over, before LiveKit releases it: the last
+    checkpoints and events written (:data:`STORE_FLUSH_BOUND` each), then the call's
+    spans sent (:data:`~handoff.telemetry.otel.FLUSH_BOUND`, however the collector behaves)."""
+    logger.info("call %s ended in state %s (%s)", run.call_id, run.state, reason)
+    if checkpointer is not None:  # the last checkpoints land before the process goes
+        await checkpointer.flush(STORE_FLUSH_BOUND)
+    if events is not None:  # LiveKit closes the session alongside: its last events first
+        await events.wait_closed(run, STORE_FLUSH_BOUND)
+        await events.flush(STORE_FLUSH_BOUND)
+    await flush_spans()  # spans of the call reach the collector, or are left to the exporter
 
 
 async def start_call(ctx: JobContext, secrets: SecretChain | None = None, *,
