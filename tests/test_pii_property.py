@@ -429,7 +429,8 @@ async def _conversation(values: dict[str, Any], steps: list[Step], redis_url: st
     spoken = {str(v) for k, v in values.items() if k.startswith("sp")}
     texts = [str(v) for v in values.values()]
     leaks = _hits(texts, {k: v for k, v in sinks.items() if k != "spans"})
-    leaks.update(_hits([v for v in texts if v not in spoken], {"spans": sinks["spans"]}))
+    leaks.update(_hits([v for v in texts if not any(v in said for said in spoken)],
+                       {"spans": sinks["spans"]}))
     assert not leaks, f"sensitive values leaked: {json.dumps(leaks, indent=1)}\nsteps: {steps}"
 
 
