@@ -56,6 +56,10 @@ class EdgeSnap:
     guard_code: str | None = None
     """The guard's code, normalised (:func:`handoff.guards.guard_code`): its body can
     change while its name stays."""
+    back_to: tuple[str, ...] = ()
+    """A ``to=RETURN`` edge whose body picks the frame to go back to: the frames it may pick."""
+    abandons: bool = False
+    """Taking it drops the task a side trip interrupted (the top frame of the return stack)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -114,7 +118,8 @@ class FlowSnap:
                 for s in data["states"]
             ),
             edges=tuple(
-                EdgeSnap(**{**e, "params": tuple(e["params"])}) for e in data["edges"]
+                EdgeSnap(**{**e, "params": tuple(e["params"]),
+                            "back_to": tuple(e.get("back_to", ()))}) for e in data["edges"]
             ),
             meta=dict(data.get("meta", {})),
             context=tuple(FieldSpec(**f) for f in data.get("context", ())),
@@ -161,6 +166,8 @@ def snapshot(flow: Any) -> FlowSnap:
             code_only=not getattr(tdef, "offered", True),
             result=(str(tdef.result_name) if getattr(tdef, "result_type", None) is not None
                     else None),
+            back_to=tuple(getattr(tdef, "frames", ())),
+            abandons=bool(getattr(tdef, "abandons", False)),
         ))
     return FlowSnap(
         name=str(flow.name),

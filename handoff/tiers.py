@@ -34,7 +34,7 @@ LLM objects are created once per process and per tier, and shared by sessions.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -196,6 +196,12 @@ class Tiers:
                                  f"installed (pip install {plugins.package_of(cfg.provider)})")
         return sorted(set(found))
 
+    def models(self) -> Mapping[str, LLM]:
+        """The tiers as a read-only mapping name → shared LLM, each made when first read
+        (``flow.start(llm=tiers.models())``): a tier that cannot be made (its key is
+        missing) fails when a state needs it, not when the mapping is made."""
+        return _Models(self)
+
     def llm(self, name: str) -> LLM:
         """The shared livekit LLM of a tier (with its fallbacks), made on first use."""
         if name not in self._llms:
@@ -221,3 +227,21 @@ class Tiers:
             raise PluginError(f"tier {cfg.name!r}: provider {cfg.provider!r} made a "
                               f"{type(made).__name__}, not a livekit LLM")
         return made
+
+
+class _Models(Mapping[str, LLM]):
+    """:meth:`Tiers.models`: every declared tier, its LLM made on first read."""
+
+    def __init__(self, tiers: Tiers) -> None:
+        self._tiers = tiers
+
+    def __getitem__(self, name: str) -> LLM:
+        if name not in self._tiers:
+            raise KeyError(name)
+        return self._tiers.llm(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tiers.names())
+
+    def __len__(self) -> int:
+        return len(self._tiers.configs)

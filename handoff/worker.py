@@ -302,7 +302,7 @@ async def start_call(ctx: JobContext, secrets: SecretChain | None = None, *,
         if tiers is None:
             tiers = Tiers(flow.tiers.configs, source=flow.tiers.source, secrets=secrets)
             ctx.proc.userdata["tiers"] = tiers
-        llm = {cls.tier: tiers.llm(cls.tier) for cls in flow.states.values()}
+        llm = tiers.models()  # made when a state needs one: a missing key ends no call
     session_kwargs: dict[str, Any] = {"vad": ctx.proc.userdata.get("vad")}
     start_kwargs: dict[str, Any] = {"wait_opening": wait_opening}
     if ctx.is_fake_job():

@@ -94,6 +94,12 @@ async def test_it_serves_the_calls_their_events_the_stream_and_the_diagram(serve
     assert any(XSS in e["data"].get("text", "") for e in events)
     for body in bodies:
         assert PII not in body
+    # the PIN the caller said and the model passed to verify_account (a pii argument)
+    verify = next(e for e in events if e["kind"] == "tool_call"
+                  and e["data"].get("name") == "verify_account")
+    assert verify["data"]["arguments"] == {"account_id": "4411", "pin": "[redacted]"}
+    for body in bodies[5:8]:
+        assert "1234" not in body
 
 
 async def test_a_stream_starts_after_the_step_it_is_given(served: str) -> None:
