@@ -7,14 +7,17 @@ PIP   := $(VENV)/bin/pip
 # and event-log tests; chromium and its driver run the inspector's browser tests; tmux is the
 # terminal the console tests type into).
 APT_PACKAGES ?= graphviz espeak-ng redis-server chromium chromium-driver tmux
-# pip extras installed for the tests.
-EXTRAS ?= test
+# pip extras installed for this repository: `dev` is everything the tests, lint, types and docs
+# use (users install `livekit-handoff` or `livekit-handoff[testing]`; see pyproject.toml).
+EXTRAS ?= dev
 
 .PHONY: demo test venv deps apt lint bench diagrams docs clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	@# a venv from before the rename holds an editable `handoff` distribution of this checkout
+	$(PIP) uninstall -q -y handoff 2>/dev/null || true
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	touch $@
 

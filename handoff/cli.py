@@ -40,8 +40,25 @@ app = _Handoff(no_args_is_help=True, add_completion=False,
                help="Multi-agent voice AI on LiveKit Agents, as a state machine.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from .extras import DISTRIBUTION
+
+        try:
+            typer.echo(f"{DISTRIBUTION} {version(DISTRIBUTION)}")
+        except PackageNotFoundError:
+            typer.echo(f"{DISTRIBUTION}: not installed (running from a source tree)")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool | None, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the installed version and exit.")
+    ] = None,
+) -> None:
     """handoff: multi-agent voice AI on LiveKit Agents, as a state machine."""
 
 
@@ -363,7 +380,12 @@ def check(
 
 def _explore(flow: Any, depth: int) -> dict[str, Any]:
     """``handoff check --explore N``: the exhaustive exploration's summary."""
-    from .testing.explore import explore
+    try:
+        from .testing.explore import explore
+    except ModuleNotFoundError as exc:
+        from .extras import missing
+
+        raise _fail(str(missing("handoff check --explore", "testing", exc))) from exc
 
     result = explore(flow, depth=depth)
     return {"ok": result.ok, "depth": depth, "paths": result.paths, "steps": result.steps,
