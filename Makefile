@@ -7,6 +7,8 @@ PIP   := $(VENV)/bin/pip
 # and event-log tests; chromium and its driver run the inspector's browser tests; tmux is the
 # terminal the console tests type into).
 APT_PACKAGES ?= graphviz espeak-ng redis-server chromium chromium-driver tmux
+# seconds to wait while another apt or dpkg holds apt's lock (then: "apt is busy")
+APT_WAIT ?= 300
 # pip extras installed for this repository: `dev` is everything the tests, lint, types and docs
 # use (users install `livekit-handoff` or `livekit-handoff[testing]`; see pyproject.toml).
 EXTRAS ?= dev
@@ -24,12 +26,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 apt:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
-	  || { echo "could not install$$missing (need root)"; exit 1; }; \
-	fi
+	@APT_WAIT=$(APT_WAIT) .ci/apt-install $(APT_PACKAGES)
 
 deps: venv apt
 
