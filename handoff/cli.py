@@ -11,13 +11,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from .errors import FlowDefinitionError
 from .flowref import FlowLoadError, load_flow
 
 
+class _Command(TyperCommand):
+    """A subcommand whose usage line names its arguments as they are written
+    (``handoff check [OPTIONS] MODULE:ATTRIBUTE``, not ``{flow_ref}``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [p.removeprefix("{").removesuffix("}") for p in super().collect_usage_pieces(ctx)]
+
+
 class _Handoff(typer.Typer):
-    """The command; ``--inspect`` may come without its address (click options cannot)."""
+    """The command; ``--inspect`` may come without its address (click options cannot).
+
+    Help is plain text (no ``<bool>`` beside every flag, paragraphs reflowed), and every
+    subcommand is a :class:`_Command`.
+    """
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not args and kwargs.get("args") is None:
@@ -36,18 +53,35 @@ def with_inspect_default(args: list[str]) -> list[str]:
     return out
 
 
-app = _Handoff(no_args_is_help=True, add_completion=False,
+app = _Handoff(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                help="Multi-agent voice AI on LiveKit Agents, as a state machine.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from .extras import DISTRIBUTION
+
+        try:
+            typer.echo(f"{DISTRIBUTION} {version(DISTRIBUTION)}")
+        except PackageNotFoundError:
+            typer.echo(f"{DISTRIBUTION}: not installed (running from a source tree)")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool | None, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the installed version and exit.")
+    ] = None,
+) -> None:
     """handoff: multi-agent voice AI on LiveKit Agents, as a state machine."""
 
 
 @app.command()
 def chat(
-    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE")],
+    flow_ref: Annotated[str, typer.Argument(metavar="MODULE:ATTRIBUTE", help="The flow")],
     script: Annotated[
         str | None,
         typer.Option(help="MODULE:ATTRIBUTE of a ScriptedLLM reply list or policy, to chat offline"),
@@ -56,9 +90,9 @@ def chat(
         "--inspect", help="serve the inspector while you chat, on [HOST:PORT] (127.0.0.1:8765)")
     ] = None,
 ) -> None:
-    """A text conversation with the flow in the terminal, through a real AgentSession.
+    """Talk to a flow in the terminal, through a real AgentSession.
 
-    Each line you type is a caller turn; the agent's replies, its tool calls and every
+    A text conversation: each line you type is a caller turn; the agent's replies, its tool calls and every
     transition are printed as they happen. End with Ctrl-D.
     """
     inspector = _inspector(inspect_at, None) if inspect_at else None  # a bad bind fails first
@@ -113,7 +147,7 @@ def _inspector(address: str, store: Any = None) -> Any:
 
 
 async def _chat(flow: Any, llm: Any, recording: Any, inspector: Any = None) -> None:
-    from .console import converse
+    from .console import ScriptEnded, converse
 
     if inspector is not None:
         await _start(inspector)
@@ -123,17 +157,25 @@ async def _chat(flow: Any, llm: Any, recording: Any, inspector: Any = None) -> N
             typer.echo(f"inspector: {inspector.link(f'/calls/{call_id}')}")
         if call_id is not None:
             typer.echo(f"events: call {call_id} in {recording.where}", err=True)
-        await converse(run, typer.echo)
+        try:
+            await converse(run, typer.echo)
+        except ScriptEnded as exc:
+            typer.echo(f"error: {exc}", err=True)
+            failed = True
+        else:
+            failed = False
         typer.echo(f"context: {run.context.model_dump_json()}")
     if inspector is not None:
         await inspector.stop()
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
-    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE")],
-    mode: Annotated[str, typer.Argument(help="console | dev | start")],
+    flow_ref: Annotated[str, typer.Argument(metavar="MODULE:ATTRIBUTE", help="The flow")],
+    mode: Annotated[str, typer.Argument(metavar="MODE", help="console | dev | start")],
     max_jobs: Annotated[int | None, typer.Option(help="calls per worker (HANDOFF_MAX_JOBS)")] = None,
     drain_timeout: Annotated[
         int | None, typer.Option(help="seconds calls get after SIGTERM (HANDOFF_DRAIN_TIMEOUT)")
@@ -188,7 +230,11 @@ def run(
             run_worker(settings, mode, ctx.args, simulate_calls=simulate_call or ())
     except RegistrationError as exc:
         raise _fail(str(exc), code=1) from exc
-    except (FlowLoadError, FlowDefinitionError, SecretError, ValueError) as exc:
+    except SecretError as exc:
+        offline = ("; or pass --script MODULE:ATTRIBUTE to talk to a scripted LLM offline"
+                   if mode == "console" and script is None else "")
+        raise _fail(f"{exc}{offline}") from exc
+    except (FlowLoadError, FlowDefinitionError, ValueError) as exc:
         raise _fail(str(exc)) from exc
 
 
@@ -231,10 +277,11 @@ def inspect(
         help="seconds without a heartbeat after which a call's writer counts as stopped, "
         "default 15 (HANDOFF_INSPECT_STALE_AFTER)")] = None,
 ) -> None:
-    """Watch live and recent calls in a browser: the flow with the active state lit, the
-    timeline, the Context at each step, and replay of finished calls. Read-only.
+    """Watch live and recent calls in a browser (read-only).
 
-    Every option may also come from its variable or ``[tool.handoff.inspector]``."""
+    The flow with the active state lit, the timeline, the Context at each step, and
+    replay of finished calls. Every option may also come from its variable or
+    ``[tool.handoff.inspector]``."""
     from .events import open_event_store, store_or_default
     from .inspector import InspectorServer, UnsafeBind
     from .settings import InspectorSettings
@@ -312,6 +359,11 @@ class DiffFormat(StrEnum):
     json = "json"
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 transition``, ``2 transitions``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -319,7 +371,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.command()
 def check(
-    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE")],
+    flow_ref: Annotated[str, typer.Argument(metavar="MODULE:ATTRIBUTE", help="The flow")],
     strict: Annotated[bool, typer.Option(help="Count warnings as errors")] = False,
     fmt: Annotated[CheckFormat, typer.Option("--format", help="text, or json for CI")] = (
         CheckFormat.text),
@@ -327,10 +379,13 @@ def check(
         "--explore", min=0, metavar="N",
         help="Also run every move sequence up to N moves against the oracle")] = None,
 ) -> None:
-    """Validate a flow: errors, and warnings (unreachable states, dead ends, …).
+    """Validate a flow: errors and warnings, each with its fix.
 
-    Exit status 0 when clean, 1 when there are errors (or warnings with --strict),
-    2 when the flow cannot be loaded. A module whose Flow(...) raises at import is
+    Warnings are unreachable states, dead ends and the like.
+
+    Exit status 0 when there are no errors (warnings are printed: "0 errors, 2
+    warnings"), 1 when there are errors (or warnings with --strict), 2 when the flow
+    cannot be loaded. A module whose Flow(...) raises at import is
     loaded but malformed: its findings are printed and the status is 1. With
     ``--explore N`` a counterexample (the shortest) is printed and the status is 1.
     """
@@ -340,7 +395,7 @@ def check(
     try:
         flow = load_flow(flow_ref)
         findings = run_check(flow, strict=strict)
-        summary = f"{len(flow.states)} states, {len(flow.edges)} transitions"
+        summary = f"{_count(len(flow.states), 'state')}, {_count(len(flow.edges), 'transition')}"
     except FlowLoadError as exc:
         if fmt is CheckFormat.json:
             typer.echo(json.dumps({"flow": flow_ref, "loaded": False, "error": str(exc)}))
@@ -361,7 +416,7 @@ def check(
     else:
         for finding in findings:
             typer.echo(str(finding))
-        verdict = "ok" if not findings else f"{errors} error(s), {warnings} warning(s)"
+        verdict = "ok" if not findings else f"{_count(errors, 'error')}, {_count(warnings, 'warning')}"
         typer.echo(f"{flow_ref}: {verdict} ({summary})")
         if explored is not None:
             typer.echo(explored["text"])
@@ -371,7 +426,12 @@ def check(
 
 def _explore(flow: Any, depth: int) -> dict[str, Any]:
     """``handoff check --explore N``: the exhaustive exploration's summary."""
-    from .testing.explore import explore
+    try:
+        from .testing.explore import explore
+    except ModuleNotFoundError as exc:
+        from .extras import missing
+
+        raise _fail(str(missing("handoff check --explore", "testing", exc))) from exc
 
     result = explore(flow, depth=depth)
     return {"ok": result.ok, "depth": depth, "paths": result.paths, "steps": result.steps,
@@ -385,7 +445,7 @@ def _explore(flow: Any, depth: int) -> dict[str, Any]:
 @app.command()
 def diagram(
     flow_ref: Annotated[str, typer.Argument(
-        help="MODULE:ATTRIBUTE of one flow, or a PACKAGE to draw every flow in it")],
+        metavar="MODULE:ATTRIBUTE|PACKAGE", help="One flow, or a package to draw every flow in")],
     fmt: Annotated[DiagramFormat, typer.Option("--format", "-f")] = DiagramFormat.svg,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="File (a directory for a package); default diagrams/NAME.EXT, "
@@ -394,7 +454,7 @@ def diagram(
     check_only: Annotated[bool, typer.Option(
         "--check", help="Write nothing; exit 1 if the kept source differs from the code")] = False,
 ) -> None:
-    """Draw a flow as SVG/PNG (with its DOT source beside it), DOT or Mermaid."""
+    """Draw a flow as SVG/PNG (with its DOT source), DOT or Mermaid."""
     from . import diagram as draw
     from .flowref import flows_in_package
 
@@ -436,7 +496,7 @@ def diagram(
                     f" -o {output}" if output is not None else "")
                 typer.echo(f"diagrams are stale: run `{again}`", err=True)
                 raise typer.Exit(1)
-            typer.echo(f"{len(targets)} diagram(s) up to date")
+            typer.echo(f"{_count(len(targets), 'diagram')} up to date")
             return
         for _, flow, path in targets:
             for written in draw.write(flow, fmt.value, path, highlight=highlight):
@@ -457,8 +517,9 @@ def _orphans(folder: Path, names: set[str]) -> list[str]:
 
 @app.command()
 def diff(
-    old: Annotated[str, typer.Argument(help="[GITREV:]MODULE:ATTRIBUTE, e.g. main:pkg.flow:flow")],
-    new: Annotated[str, typer.Argument(help="[GITREV:]MODULE:ATTRIBUTE")],
+    old: Annotated[str, typer.Argument(
+        metavar="OLD", help="[GITREV:]MODULE:ATTRIBUTE, e.g. main:pkg.flow:flow")],
+    new: Annotated[str, typer.Argument(metavar="NEW", help="[GITREV:]MODULE:ATTRIBUTE")],
     fmt: Annotated[DiffFormat, typer.Option("--format", "-f")] = DiffFormat.markdown,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="File to write; stdout for markdown/mermaid/dot if absent")] = None,
@@ -466,7 +527,7 @@ def diff(
         "--exit-code", help="Exit 1 when the change breaks calls in flight: it needs a "
         "migration the new version does not declare")] = False,
 ) -> None:
-    """What changed between two versions of a flow, and what it does to calls in flight.
+    """Compare two versions of a flow, judged for calls in flight.
 
     A diagram, a PR table (with each change judged for calls checkpointed by the old
     version: safe, tightens, needs a migration, and the migration to write) or JSON.
@@ -534,7 +595,8 @@ class ReportFormat(StrEnum):
 
 @app.command()
 def migrate(
-    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE (its new version)")],
+    flow_ref: Annotated[str, typer.Argument(metavar="MODULE:ATTRIBUTE",
+                                            help="The flow (its new version)")],
     store: Annotated[str | None, typer.Option(
         help="sqlite:///path/to/checkpoints.db or redis://host:port/db "
         "(default: HANDOFF_CHECKPOINT_STORE)")] = None,
@@ -549,10 +611,10 @@ def migrate(
         "--allow-loss", help="Exit 0 even when stored calls would lose their state or a "
         "field on resuming (no migration reads their version)")] = False,
 ) -> None:
-    """Migrate every stored checkpoint of a flow to its version, through its migrations.
+    """Migrate every stored checkpoint of a flow to its version.
 
-    Reports, per stored version, how many calls move from which state to which and
-    which fail. Each call is replaced atomically, only if no worker wrote it
+    Through the flow's migrations. Reports, per stored version, how many calls move
+    from which state to which and which fail. Each call is replaced atomically, only if no worker wrote it
     meanwhile; a checkpoint that cannot be migrated is kept as it was, marked with
     the reason. Every other stored call that would lose its state, a Context field or
     a return state when it resumes is listed. Sealed checkpoints are opened with
@@ -615,11 +677,14 @@ async def _migrate(flow: Any, url: str, dry_run: bool, sealer: Any, recover: boo
 
 @app.command()
 def new(
-    name: Annotated[str, typer.Argument(help="the project (and its package, with _ for -)")],
+    name: Annotated[str, typer.Argument(metavar="NAME",
+                                        help="the project (and its package, with _ for -)")],
     directory: Annotated[Path, typer.Option("--dir", help="where to create it")] = Path("."),
 ) -> None:
-    """Start a project: a two-state flow, its tests and coverage gate, handoff.toml, a
-    Dockerfile, Kubernetes manifests and a CI script. Its pytest passes offline at once."""
+    """Start a project whose tests pass at once, offline.
+
+    A two-state flow, its tests and coverage gate, handoff.toml, a Dockerfile,
+    Kubernetes manifests and a CI script."""
     from .scaffold import ScaffoldError, create
 
     try:

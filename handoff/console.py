@@ -110,6 +110,9 @@ async def _text_console(settings: WorkerSettings, llm: Any,
             await converse(run, print)
         except KeyboardInterrupt:
             return 130
+        except ScriptEnded as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(run.session.aclose(), 10)
@@ -129,15 +132,43 @@ async def converse(run: FlowRun[Any], echo: Callable[[str], Any]) -> None:
     if run.opening is not None:
         echo("\n".join(printer.lines(run.opening)))
     reader = _StdinReader()
-    while True:
-        line = await reader.next_line()
-        if line is None:
-            break
-        if not line.strip():
-            continue
-        result: RunResult[Any] = await run.session.run(user_input=line)
-        echo("\n".join(printer.lines(result)))
-        echo(f"[{run.state}]")
+    quiet = _QuietScriptEnd()
+    logging.getLogger("livekit.agents").addFilter(quiet)
+    try:
+        while True:
+            line = await reader.next_line()
+            if line is None:
+                break
+            if not line.strip():
+                continue
+            try:
+                result: RunResult[Any] = await run.session.run(user_input=line)
+            except AssertionError as exc:
+                if not _script_ended(exc):
+                    raise
+                raise ScriptEnded(f"the script has no reply left for the caller's line {line!r}: "
+                                  "the scripted conversation is over") from exc
+            echo("\n".join(printer.lines(result)))
+            echo(f"[{run.state}]")
+    finally:
+        logging.getLogger("livekit.agents").removeFilter(quiet)
+
+
+class ScriptEnded(Exception):
+    """A caller line came after the last reply of a scripted LLM's script (one line to show)."""
+
+
+def _script_ended(exc: BaseException | None) -> bool:
+    from .testing.scripted import ScriptExhausted  # the scripted LLM is the only one that ends
+
+    return isinstance(exc, ScriptExhausted)
+
+
+class _QuietScriptEnd(logging.Filter):
+    """Drops LiveKit's traceback of a script's end: ``converse`` says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _script_ended(record.exc_info[1]))
 
 
 class _StdinReader:

@@ -21,7 +21,7 @@ Declared in ``[tool.handoff.tiers.<name>]`` of the project's pyproject.toml, or 
     api_key_env = "OLLAMA_KEY"               # where the key comes from (default: the provider's)
 
 ``provider`` defaults to ``openai``; ``anthropic``, ``google``, ``groq`` and every other
-installed ``livekit-plugins-X`` work the same way (``pip install handoff[anthropic]``…),
+installed ``livekit-plugins-X`` work the same way (``pip install 'livekit-handoff[anthropic]'``…),
 see :mod:`handoff.plugins`. The key is looked up under ``api_key_env`` (by default the
 variable the plugin itself reads: ``ANTHROPIC_API_KEY``, ``GOOGLE_API_KEY``…).
 

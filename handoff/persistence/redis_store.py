@@ -18,7 +18,7 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError("RedisStore needs the redis package: pip install 'handoff[redis]'") from exc
+    raise ImportError("RedisStore needs the redis package: pip install 'livekit-handoff[redis]'") from exc
 
 _SAVE = """
 local current = redis.call('HGET', KEYS[1], 'seq')
