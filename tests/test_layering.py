@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "handoff"
 
 LAYERS: list[list[str]] = [
     ["handoff.errors"],
-    ["handoff.records", "handoff.extras", "handoff.settings", "handoff.context", "handoff.config", "handoff.guards",
+    ["handoff.records", "handoff.extras", "handoff.settings", "handoff.context", "handoff.config",
+     "handoff.guards",
      "handoff._listeners", "handoff._livekit", "handoff.snapshot", "handoff.deadline",
      "handoff.versions", "handoff.migrations", "handoff.background", "handoff.subtasks",
      "handoff.guard_effect"],
