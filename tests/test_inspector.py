@@ -218,7 +218,7 @@ def test_the_wheel_ships_the_page_its_script_and_style(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path / "dist"), str(source)], check=True, capture_output=True,
                    timeout=300)
-    (wheel,) = (tmp_path / "dist").glob("handoff-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("livekit_handoff-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     static = REPO / "handoff" / "inspector" / "static"
     for path in static.iterdir():
