@@ -152,7 +152,8 @@ def test_exploration_takes_the_typed_returns_and_finds_nothing_wrong() -> None:
 def test_exploration_finds_a_side_trip_returning_the_wrong_type() -> None:
     result = explore(bank(SloppyConsent), depth=3)
     assert not result.ok and result.counterexample is not None
-    assert [str(m) for m in result.counterexample] == ["ask_consent()", "answered(answer='maybe')"]
+    assert [str(m) for m in result.counterexample] == ["await run.go('ask_consent')",
+                                                    "await run.go('answered', answer='maybe')"]
     assert any("its result 'maybe' is not a bool" in p for p in result.problems)
 
 

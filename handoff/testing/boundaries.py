@@ -43,6 +43,19 @@ class Condition:
     text: str
     check: Callable[..., Any]
 
+    def holds(self, context: Any, arguments: dict[str, Any]) -> bool:
+        """Whether the condition is true for ``context`` and ``arguments`` (False when it
+        raises: it did not hold)."""
+        code = self.check.__code__
+        takes = code.co_argcount > 1 or bool(code.co_flags & inspect.CO_VARKEYWORDS)
+        try:
+            names = code.co_varnames[1:code.co_argcount]
+            given = {k: v for k, v in arguments.items() if k in names} if not (
+                code.co_flags & inspect.CO_VARKEYWORDS) else arguments
+            return bool(self.check(context, **given) if takes else self.check(context))
+        except Exception:
+            return False
+
 
 @dataclass
 class Boundaries:
@@ -101,7 +114,7 @@ def _guard_boundaries(guard: Callable[..., Any]) -> Boundaries:
     ctx_name, arg_names = params[0], params[1:]
 
     def target(node: ast.expr) -> tuple[dict[str, list[Any]], str] | None:
-        """Which field or argument ``node`` names (``c.size``, ``size``, ``len(c.items)``)."""
+        """Which field or argument ``node`` names (``c.size``, ``size``)."""
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                 and node.value.id == ctx_name):
             return found.context, node.attr
@@ -109,9 +122,17 @@ def _guard_boundaries(guard: Callable[..., Any]) -> Boundaries:
             return found.arguments, node.id
         return None
 
+    def length(node: ast.expr) -> tuple[dict[str, list[Any]], str] | None:
+        """The field or argument whose length ``node`` is (``len(c.items)``)."""
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == "len" and len(node.args) == 1):
+            return target(node.args[0])
+        return None
+
     for node in ast.walk(expr):
         if isinstance(node, ast.Compare):
             _compare(found, node, target)
+            _compare(found, node, length, as_length=True)
         elif isinstance(node, ast.BoolOp | ast.UnaryOp | ast.IfExp):
             operands = (node.values if isinstance(node, ast.BoolOp)
                         else [node.operand] if isinstance(node, ast.UnaryOp)
@@ -129,7 +150,8 @@ def _guard_boundaries(guard: Callable[..., Any]) -> Boundaries:
 
 
 def _compare(found: Boundaries, node: ast.Compare,
-             target: Callable[[ast.expr], tuple[dict[str, list[Any]], str] | None]) -> None:
+             target: Callable[[ast.expr], tuple[dict[str, list[Any]], str] | None],
+             *, as_length: bool = False) -> None:
     operands = [node.left, *node.comparators]
     for i, op in enumerate(node.ops):
         left, right = operands[i], operands[i + 1]
@@ -141,7 +163,10 @@ def _compare(found: Boundaries, node: ast.Compare,
                 constant = ast.literal_eval(other)
             except ValueError:
                 continue
-            found.add(named[0], named[1], _around(op, constant, flipped))
+            values = _around(op, constant, flipped)
+            if as_length:  # len(c.items) >= 1: collections of 0 and 1 items
+                values = [Length(v) for v in values if isinstance(v, int) and v >= 0]
+            found.add(named[0], named[1], values)
 
 
 def _around(op: ast.cmpop, k: Any, flipped: bool) -> list[Any]:
@@ -171,6 +196,14 @@ def _around(op: ast.cmpop, k: Any, flipped: bool) -> list[Any]:
     if isinstance(op, ast.Lt):       # size < k: k-1 yes, k no
         return [k - step, k]
     return [k - step, k, k + step]   # == / !=
+
+
+@dataclass(frozen=True)
+class Length:
+    """Stands for "a collection of ``n`` items" (``len(c.items) >= 1``): :func:`values_for`
+    makes one of the field's type."""
+
+    n: int
 
 
 class _Something:
@@ -242,7 +275,9 @@ def representatives(hint: Any) -> list[Any]:
     if origin is typing.Annotated:
         pattern = text_pattern(hint)
         example = pattern_example(pattern) if pattern is not None else None
-        return [*([example] if example is not None else []), *representatives(args[0])]
+        sized = [v for n in length_bounds(hint) if (v := sized_value(args[0], n)) is not _NO]
+        return [*([example] if example is not None else []), *sized, *number_bounds(hint),
+                *representatives(args[0])]
     if origin in (Union, types.UnionType):
         out: list[Any] = []
         for arg in args:
@@ -251,7 +286,8 @@ def representatives(hint: Any) -> list[Any]:
     if origin is Literal:
         return list(args)
     if origin in (list, tuple, set, frozenset, dict):
-        return [origin()]
+        one = sized_value(hint, 1)  # empty, and one item (a guard may need `len(...) >= 1`)
+        return [origin(), *([] if one is _NO else [one])]
     if hint is type(None):
         return [None]
     if hint is bool:
@@ -277,6 +313,79 @@ def representatives(hint: Any) -> list[Any]:
         except Exception:
             return []
     return []
+
+
+def length_bounds(hint: Any) -> list[int]:
+    """The lengths an ``Annotated`` collection or text declares (``Field(min_length=1,
+    max_length=3)``: 1 and 3), so the values tried include the shortest and longest."""
+    import annotated_types as at
+
+    out: list[int] = []
+    stack = list(get_args(hint)[1:]) if get_origin(hint) is typing.Annotated else []
+    while stack:
+        meta = stack.pop()
+        stack += list(getattr(meta, "metadata", None) or [])
+        if isinstance(meta, at.MinLen):
+            out.append(meta.min_length)
+        elif isinstance(meta, at.MaxLen):
+            out.append(meta.max_length)
+    return sorted(set(out))
+
+
+def number_bounds(hint: Any) -> list[Any]:
+    """The smallest and largest numbers an ``Annotated`` number accepts (``Field(ge=1,
+    le=5)``: 1 and 5; a strict bound of an int moves by one)."""
+    import annotated_types as at
+
+    out: list[Any] = []
+    stack = list(get_args(hint)[1:])
+    while stack:
+        meta = stack.pop()
+        stack += list(getattr(meta, "metadata", None) or [])
+        if isinstance(meta, at.Ge | at.Le):
+            out.append(meta.ge if isinstance(meta, at.Ge) else meta.le)
+        elif isinstance(meta, at.Gt) and isinstance(meta.gt, int):
+            out.append(meta.gt + 1)
+        elif isinstance(meta, at.Lt) and isinstance(meta.lt, int):
+            out.append(meta.lt - 1)
+    return out
+
+
+def sized_value(hint: Any, n: int) -> Any:
+    """A value of collection type ``hint`` with ``n`` items (``_NO`` when ``hint`` is not a
+    collection, or its items have no representative): ``X | None`` and ``Annotated`` are
+    looked through."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is typing.Annotated:
+        return sized_value(args[0], n)
+    if origin in (Union, types.UnionType):
+        return next((v for a in args if (v := sized_value(a, n)) is not _NO), _NO)
+    if origin not in (list, tuple, set, frozenset, dict):
+        return _NO
+    if n == 0:
+        return origin()
+    if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+        return _NO  # a fixed-size tuple has one length
+    items = [v for v in representatives(args[0] if args else str) if v is not None]
+    if origin is dict:
+        values = representatives(args[1]) if len(args) == 2 else ["x"]
+        keys = _distinct(items, n)
+        return _NO if keys is None or not values else {k: values[0] for k in keys}
+    if origin in (set, frozenset):
+        distinct = _distinct(items, n)
+        return _NO if distinct is None else origin(distinct)
+    return _NO if not items else origin([items[0]] * n)
+
+
+def _distinct(items: list[Any], n: int) -> list[Any] | None:
+    """``n`` different items made from ``items`` (texts and numbers can be varied)."""
+    if len(items) >= n:
+        return items[:n]
+    if items and isinstance(items[0], str):
+        return [f"{items[0]}{i}" for i in range(n)]
+    if items and isinstance(items[0], int) and not isinstance(items[0], bool):
+        return list(range(n))
+    return None
 
 
 def text_pattern(hint: Any) -> str | None:
@@ -328,7 +437,8 @@ def values_for(hint: Any, boundaries: list[Any]) -> list[Any]:
     out: list[Any] = []
     for value in [*boundaries, *representatives(hint)]:
         candidates = ([v for v in representatives(hint) if v is not None]
-                      if value is SOMETHING else [value])
+                      if value is SOMETHING else [sized_value(hint, value.n)]
+                      if isinstance(value, Length) else [value])
         for candidate in candidates:
             fitted = _fitted(hint, candidate)
             if fitted is not _NO and not any(

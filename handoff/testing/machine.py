@@ -19,22 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
+import dataclasses
 import re
-import typing
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from livekit.agents import llm
-from livekit.agents.llm.utils import is_context_type
 
 from ..errors import TransitionRefused
 from ..flow import Flow
 from ..graph import Edge
 from ..run import FlowRun
+from .boundaries import context_boundaries
 from .driver import FlowDriver, InterruptAt, _no_hang
+from .explore import guard_raised
+from .movewatch import MoveWatch
+from .offered import ordinary_tools, state_tools
 from .oracle import Expectation, Observation, expect_for, violations
 from .scripted import ToolCall
 from .strategies import (
@@ -46,8 +47,8 @@ from .strategies import (
     attempts,
     context_changes,
     edge_arguments,
-    field_changes,
-    for_type,
+    field_values,
+    model_arguments,
     parameter_strategy,
     trigger_names,
 )
@@ -79,6 +80,9 @@ class FlowMachineBase(RuleBasedStateMachine):
         self._loop = asyncio.Runner()
         self._run: FlowRun[Any] | None = None
         self.driver: FlowDriver[Any] | None = None
+        self._refused_since = 0
+        self.moves = MoveWatch()
+        """The window of every refused move (session mode: hooks write the Context too)."""
 
     @property
     def run(self) -> FlowRun[Any]:
@@ -92,6 +96,7 @@ class FlowMachineBase(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
+            self.moves.stop()
             if self.driver is not None:
                 self._await(self.driver.__aexit__(None, None, None))
         finally:
@@ -115,17 +120,37 @@ class FlowMachineBase(RuleBasedStateMachine):
         self.driver = FlowDriver(self.flow, context=context)
         self._await(self.driver.__aenter__())
         self._run = self.driver.run
+        self.moves.watch(self._run)
 
     # -- the checks ----------------------------------------------------------------------
     def _check(self, attempt: Attempt, expectation: Expectation, before: Observation,
                *, by_llm: bool = False, interrupted: bool = False) -> None:
-        problems = violations(
+        problems, before = self._own_writes(before, f"{attempt!r} in {before.state}")
+        problems += violations(
             self.flow, self.run, attempt, expectation, before,
             allow_errors=self.allow_errors, may_clear=self.may_clear, unknown_tool_ok=by_llm,
             may_not_happen=interrupted,
         )
+        if expectation.verdict == "guard-error" and not self.allow_errors:
+            problems.append(guard_raised(attempt, before.state, expectation.reason))
         problems += self._entry_problems(before)
         assert not problems, "\n".join(problems)
+
+    def _own_writes(self, before: Observation, where: str) -> tuple[list[str], Observation]:
+        """In a session, a refused move must undo its own writes, not the hooks' and tools'
+        of the same turn: the problems of the moves refused since ``before``, and
+        ``before`` with the Context as it is now when no transition was taken (so the
+        whole-turn comparison sees only the state, the return stack and the Context's
+        identity). Pure runs have no hooks: ``before`` as it is."""
+        if self.driver is None or len(self.run.log) != before.log_len:
+            return [], before
+        problems = self.moves.problems(self._refused_since, where)
+        return problems, dataclasses.replace(before, context=self.run.context.model_dump())
+
+    def _observe(self) -> Observation:
+        """What must not change on a refusal, as a step begins."""
+        self._refused_since = len(self.moves.refused)
+        return Observation.of(self.run)
 
     def _entry_problems(self, before: Observation) -> list[str]:
         problems = []
@@ -140,7 +165,7 @@ class FlowMachineBase(RuleBasedStateMachine):
     # -- moving --------------------------------------------------------------------------
     def _go(self, attempt: Attempt) -> None:
         """A code-driven move (``run.go``), checked against the oracle."""
-        before = Observation.of(self.run)
+        before = self._observe()
         expectation = expect_for(self.run, attempt)
 
         async def move() -> None:
@@ -154,17 +179,30 @@ class FlowMachineBase(RuleBasedStateMachine):
         self._check(attempt, expectation, before)
 
     def _say(self, attempt: Attempt) -> None:
-        """An LLM-driven move: the model calls the transition tool in a real session."""
+        """An LLM-driven move: the model calls the transition tool in a real session.
+
+        A name that is an ordinary tool here (a transition of another state) runs that
+        tool: the flow must stay where it is (the tool may reject arguments drawn for the
+        transition)."""
         assert self.driver is not None
-        before = Observation.of(self.run)
+        if self._is_tool_here(attempt.trigger):
+            self._tool(attempt.trigger, attempt.arguments, may_fail=True)
+            return
+        before = self._observe()
         expectation = expect_for(self.run, attempt, by_llm=True)
         self._await(self.driver.turn(ToolCall(attempt.trigger, attempt.arguments)))
         self._check(attempt, expectation, before, by_llm=True)
 
     def _say_parallel(self, batch: list[Attempt]) -> None:
-        """One LLM response naming several transitions: at most the first allowed applies."""
+        """One LLM response naming several transitions: at most the first allowed applies.
+
+        Names that are ordinary tools here are left out (their writes are not a move's;
+        the tool rules call them)."""
         assert self.driver is not None
-        before = Observation.of(self.run)
+        batch = [a for a in batch if not self._is_tool_here(a.trigger)]
+        if not batch:
+            return
+        before = self._observe()
         verdicts = [expect_for(self.run, a, by_llm=True) for a in batch]
         calls = [ToolCall(a.trigger, a.arguments) for a in batch]
         self._await(self.driver.turn(calls))
@@ -189,6 +227,8 @@ class FlowMachineBase(RuleBasedStateMachine):
             problems += violations(self.flow, self.run, first_allowed, verdict, before,
                                    allow_errors=self.allow_errors, may_clear=self.may_clear)
         elif not taken:
+            own, before = self._own_writes(before, repr(batch))
+            problems += own
             after = Observation.of(self.run)
             if (after.state, after.context) != (before.state, before.context):
                 problems.append(f"{batch!r}: nothing taken but the state/context changed")
@@ -198,20 +238,24 @@ class FlowMachineBase(RuleBasedStateMachine):
     def _interrupt(self, attempt: Attempt, at: InterruptAt) -> None:
         """The caller talks over the turn that asked for a handoff: all or nothing."""
         assert self.driver is not None
-        before = Observation.of(self.run)
+        before = self._observe()
         expectation = expect_for(self.run, attempt, by_llm=True)
         self._await(self.driver.interrupted_turn(ToolCall(attempt.trigger, attempt.arguments),
                                                  at=at))
         self._check(attempt, expectation, before, by_llm=True, interrupted=True)
 
-    def _tool(self, name: str, args: dict[str, Any]) -> None:
+    def _is_tool_here(self, name: str) -> bool:
+        return (name not in self.flow.table[self.run.state]
+                and name in state_tools(self.flow, self.run.state))
+
+    def _tool(self, name: str, args: dict[str, Any], *, may_fail: bool = False) -> None:
         """The LLM calls an ordinary tool: it succeeds (or fails as allowed); the flow stays."""
         assert self.driver is not None
-        before = Observation.of(self.run)
+        before = self._observe()
         result = self._await(self.driver.turn(ToolCall(name, args)))
         errors = [e.item.output for e in result.events
                   if e.type == "function_call_output" and e.item.name == name and e.item.is_error]
-        allowed = self.tool_errors.get(name, False)
+        allowed = True if may_fail else self.tool_errors.get(name, False)
         for error in errors:
             ok = allowed(args, error) if callable(allowed) else allowed
             assert ok, (f"tool {name}({args}) failed: {error} (pass tool_errors="
@@ -291,7 +335,7 @@ def FlowStateMachine(
             (otherwise a field going back to its default is reported as lost context).
         allow_errors: accept a body raising something other than ``TransitionRefused``
             (by default that is reported: it is usually a bug in the body).
-        context_updates: add the ``set_context`` rule (code or a tool setting a Context
+        context_updates: add the ``set_<field>`` rules (code or a tool setting a Context
             field between moves), which lets guards be seen both ways.
         context_overrides: strategies for Context fields (field → strategy).
         argument_overrides: strategies for transition arguments (trigger → parameter →
@@ -334,7 +378,7 @@ def FlowStateMachine(
     ns["attempt_any"] = _any_rule(flow, ao, "go")
 
     if context_updates and flow.context_type.model_fields:
-        ns["set_context"] = _setter_rule(flow, co)
+        ns.update(_setter_rules(flow, co))
 
     if mode == "session":
         _add_session_rules(ns, flow, ao, tools or {}, interruptions)
@@ -402,15 +446,20 @@ def _parallel_rule(flow: Flow[Any], ao: ArgumentOverrides) -> Any:
     return precondition(FlowMachineBase.live)(llm_parallel_here)
 
 
-def _setter_rule(flow: Flow[Any], overrides: Overrides) -> Any:
-    """A rule setting one Context field (as code or a tool would) between moves."""
+def _setter_rules(flow: Flow[Any], overrides: Overrides) -> dict[str, Any]:
+    """A rule per Context field, setting it (as code or a tool would) between moves:
+    ``set_verified(value=True)`` in a counterexample is ``run.context.verified = True``."""
+    boundaries = context_boundaries(flow)
+    rules: dict[str, Any] = {}
+    for name in sorted(flow.context_type.model_fields):
+        def set_field(self: FlowMachineBase, value: Any, _name: str = name) -> None:
+            setattr(self.run.context, _name, value)
 
-    def set_context(self: FlowMachineBase, change: tuple[str, Any]) -> None:
-        """Code (or a tool) sets one Context field between moves."""
-        setattr(self.run.context, change[0], change[1])
-
-    return precondition(FlowMachineBase.live)(
-        rule(change=field_changes(flow, **overrides))(set_context))
+        set_field.__name__ = f"set_{name}"
+        set_field.__doc__ = f"Code (or a tool) sets the Context's {name} between moves."
+        strategy = field_values(flow, name, overrides.get(name), boundaries)
+        rules[f"set_{name}"] = precondition(FlowMachineBase.live)(rule(value=strategy)(set_field))
+    return rules
 
 
 def _signature(edge: Edge) -> tuple[tuple[str, Any, Any], ...]:
@@ -474,7 +523,8 @@ def _add_session_rules(
     interruptions: bool,
 ) -> None:
     ns["llm_attempt_any"] = _any_rule(flow, ao, "llm")
-    ns["llm_parallel"] = _parallel_rule(flow, ao)
+    if trigger_names(flow):  # a flow without transitions has no batch to name
+        ns["llm_parallel"] = _parallel_rule(flow, ao)
 
     def can_interrupt(self: FlowMachineBase) -> bool:
         return self.live() and bool(self.flow.table[self.run.state])
@@ -497,16 +547,24 @@ def _add_session_rules(
 
 
 def _tool_rule(flow: Flow[Any], tool: str, over: Overrides) -> Any:
-    owners = [n for n, cls in flow.states.items() if tool in cls.tool_names()]
-    if not owners:
-        raise ValueError(f"no state of flow {flow.name!r} has a tool named {tool!r}")
-    params = _tool_params(flow.states[owners[0]], tool)
-    strategies = {name: over.get(name, for_type(hint)) for name, hint in params.items()}
-    unknown = set(over) - set(params)
+    offered = ordinary_tools(flow).get(tool)
+    if offered is None:
+        raise ValueError(f"no state of flow {flow.name!r} offers a tool named {tool!r} (its "
+                         f"ordinary tools: {', '.join(sorted(ordinary_tools(flow))) or 'none'})")
+    owners = offered.states
+    model = offered.arguments_model()
+    if model is None and not over:
+        raise ValueError(f"tool {tool!r} has a raw JSON schema: give strategies for its "
+                         "arguments (tools={...: {name: strategy}})")
+    params = set(model.model_fields) if model is not None else set(over)
+    unknown = set(over) - params
     if unknown:
-        raise ValueError(f"tool {tool!r} has no parameter(s) {sorted(unknown)}")
+        raise ValueError(f"tool {tool!r} has no parameter(s) {sorted(unknown)} (its "
+                         f"parameters: {', '.join(sorted(params)) or 'none'})")
+    strategy = (model_arguments(model, over) if model is not None
+                else st.fixed_dictionaries(dict(over)))
 
-    def offered(self: FlowMachineBase) -> bool:
+    def offered_here(self: FlowMachineBase) -> bool:
         return self.live() and self.run.state in owners
 
     def step(self: FlowMachineBase, args: dict[str, Any]) -> None:
@@ -514,19 +572,4 @@ def _tool_rule(flow: Flow[Any], tool: str, over: Overrides) -> Any:
 
     step.__name__ = f"tool_{_ident(tool)}"
     step.__doc__ = f"The LLM calls the ordinary tool {tool!r} (in {', '.join(owners)})."
-    return precondition(offered)(rule(args=st.fixed_dictionaries(strategies))(step))
-
-
-def _tool_params(cls: type[Any], tool: str) -> dict[str, Any]:
-    """The LLM-visible parameters of an ordinary ``@function_tool`` of a state."""
-    for klass in cls.__mro__:
-        for value in vars(klass).values():
-            if isinstance(value, llm.FunctionTool) and value.info.name == tool:
-                fn = inspect.unwrap(value)
-                hints = typing.get_type_hints(fn)
-                sig = inspect.signature(fn)
-                return {
-                    n: hints.get(n, str) for n in sig.parameters
-                    if n != "self" and not is_context_type(hints.get(n, str))
-                }
-    return {}
+    return precondition(offered_here)(rule(args=strategy)(step))

@@ -18,7 +18,6 @@ What cannot be found is reported in ``FlowPaths.missing`` rather than invented â
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -203,15 +202,7 @@ class _Searcher:
     def _note_conditions(self, key: tuple[str, str], conditions: list[Condition],
                          context: Any, args: dict[str, Any]) -> None:
         held = self.held.setdefault(key, set())
-        for condition in conditions:
-            if condition.text in held:
-                continue
-            try:
-                if condition.check(context, **args) if _takes_args(condition) else \
-                        condition.check(context):
-                    held.add(condition.text)
-            except Exception:
-                continue
+        held.update(c.text for c in conditions if c.text not in held and c.holds(context, args))
 
     def why_not(self, state: str, trigger: str) -> str:
         """Why no values were found that take ``state.trigger``: the unmet guard conditions."""
@@ -276,11 +267,6 @@ class _Searcher:
                         settings=chosen)
         except (NoSuchExample, Unsatisfiable):
             return None
-
-
-def _takes_args(condition: Condition) -> bool:
-    code = condition.check.__code__
-    return code.co_argcount > 1 or bool(code.co_flags & inspect.CO_VARKEYWORDS)
 
 
 class SearchHints(TypedDict, total=False):
@@ -373,19 +359,40 @@ def transition_cover(flow: Flow[Any], **hints: Unpack[SearchHints]) -> FlowPaths
                 if state not in reached:
                     missing[key] = f"state {state} not reached: {unreached[state]}"
                     continue
-                for wanted in _wanted(flow, flow.table[state][trigger]):
+                edge = flow.table[state][trigger]
+                for wanted in _wanted(flow, edge):
                     item = key if wanted is None else f"{key}->{wanted}"
-                    step = search.step(reached[state], trigger, wanted)
-                    if step is None:
+                    prefixes = [reached[state], *(_side_trips_into(search, reached, state)
+                                                  if edge.is_return else [])]
+                    taken = next(((p, step) for p in prefixes
+                                  if (step := search.step(p, trigger, wanted)) is not None),
+                                 None)
+                    if taken is None:
                         missing[item] = search.why_not(state, trigger)
                         continue
-                    found.append(reached[state].then(step))
+                    found.append(taken[0].then(taken[1]))
     finally:
         search.close()
     kept = [p for p in found
             if not any(q is not p and q.steps[: len(p.steps)] == p.steps
                        and len(q.steps) > len(p.steps) for q in found)]
     return FlowPaths(kept, missing)
+
+
+def _side_trips_into(search: _Searcher, reached: Mapping[str, FlowPath], state: str
+                     ) -> list[FlowPath]:
+    """Paths that enter ``state`` by a side trip (``returns=True``), so a ``to=RETURN``
+    edge of it has somewhere to go back to (the shortest path may not start one)."""
+    out = []
+    for edge in search.flow.edges:
+        sources = [edge.source] if edge.source is not None else list(reached)
+        if not edge.transition.returns or edge.target != state:
+            continue
+        for source in sources:
+            if source in reached and edge.trigger in search.flow.table[source] and (
+                    step := search.step(reached[source], edge.trigger, state)) is not None:
+                out.append(reached[source].then(step))
+    return out
 
 
 def _as_kwargs(overrides: Overrides) -> dict[str, Any]:
