@@ -70,7 +70,7 @@ def test_free_and_flow_wide_tools_run_in_the_session_machine() -> None:
 
 
 def test_a_tool_the_flow_does_not_offer_is_refused_with_the_ones_it_does() -> None:
-    with pytest.raises(ValueError, match="offers a tool named 'nope'.*lookup"):
+    with pytest.raises(ValueError, match=r"offers a tool named 'nope'.*lookup"):
         FlowStateMachine(router_flow().flow, mode="session", tools={"nope": {}})
     with pytest.raises(ValueError, match=r"no parameter\(s\) \['q'\].*query"):
         FlowStateMachine(router_flow().flow, mode="session", tools={"lookup": {"q": st.just("")}})
@@ -264,3 +264,18 @@ def test_a_return_edge_is_covered_through_a_path_that_starts_the_side_trip() -> 
     cover = transition_cover(flow)
     assert "Check.checked" not in cover.missing
     assert any([s.trigger for s in p.steps] == ["check", "checked"] for p in cover)
+
+
+def test_the_machine_and_the_path_search_call_the_reset_hook() -> None:
+    calls: list[str] = []
+    corpus = still_flow()
+    machine = FlowStateMachine(corpus.flow, reset=lambda: calls.append("machine"))
+    run_state_machine_as_test(machine, settings=_settings(3, steps=2))
+    assert calls.count("machine") == 3  # once per generated conversation
+
+    async def reset() -> None:
+        calls.append("paths")
+
+    flow = Flow("trip", context=Trip, initial=Lobby, states=[Lobby, Check], tiers=TIERS)
+    transition_cover(flow, reset=reset)
+    assert "paths" in calls

@@ -167,7 +167,8 @@ def _rewind(run: FlowRun[Any], mark: _Mark) -> None:
         run.failures.failover = None
 
 
-async def _call(reset: Reset | None) -> None:
+async def call_reset(reset: Reset | None) -> None:
+    """Call ``reset`` (if any), awaiting what it returns when that is awaitable."""
     if reset is not None and inspect.isawaitable(result := reset()):
         await result
 
@@ -333,7 +334,7 @@ class _Explorer:
                 await self.search(run, trail)
             trail.pop()
             _rewind(run, mark)
-            await _call(self.reset)
+            await call_reset(self.reset)
             if len(trail) >= self.best:
                 return
 
@@ -380,7 +381,7 @@ def explore(
     async def run_all() -> None:
         run = flow.new_run(context, call_id=INTERNAL_CALL_ID)
         try:
-            await _call(reset)
+            await call_reset(reset)
             await explorer.search(run, [])
         finally:
             run.close()

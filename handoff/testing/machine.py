@@ -33,7 +33,7 @@ from ..graph import Edge
 from ..run import FlowRun
 from .boundaries import context_boundaries
 from .driver import FlowDriver, InterruptAt, _no_hang
-from .explore import guard_raised
+from .explore import Reset, call_reset, guard_raised
 from .movewatch import MoveWatch
 from .offered import ordinary_tools, state_tools
 from .oracle import Expectation, Observation, expect_for, violations
@@ -74,6 +74,7 @@ class FlowMachineBase(RuleBasedStateMachine):
     may_clear: ClassVar[Mapping[str, Collection[str]]] = {}
     allow_errors: ClassVar[bool] = False
     tool_errors: ClassVar[Mapping[str, ToolErrorsOk]] = {}
+    reset: ClassVar[Reset | None] = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -113,6 +114,7 @@ class FlowMachineBase(RuleBasedStateMachine):
 
     # -- starting ------------------------------------------------------------------------
     def _start(self, changes: dict[str, Any]) -> None:
+        self._await(call_reset(self.reset))
         context = self.flow.context_type.model_validate(changes)
         if self.mode == "pure":
             self._run = self.flow.new_run(context)
@@ -321,6 +323,7 @@ def FlowStateMachine(
     interruptions: bool = True,
     initial: Mapping[str, Any] | None = None,
     max_context_fields: int | None = None,
+    reset: Reset | None = None,
     name: str | None = None,
 ) -> type[FlowMachineBase]:
     """A RuleBasedStateMachine class that tests ``flow`` against its own declaration.
@@ -349,6 +352,9 @@ def FlowStateMachine(
         initial: Context fields every run starts with (before the drawn changes), to
             start the exploration where it matters (``{"verified": True}``).
         max_context_fields: how many Context fields ``start`` may set (default: all).
+        reset: called (awaited, if it returns an awaitable) before each generated
+            conversation starts: put back what bodies and tools changed outside the
+            Context (a fake backend), as ``explore(reset=...)`` does between branches.
 
     A call that ends (a final state or a tool closes the session) draws no more steps.
     """
@@ -362,6 +368,7 @@ def FlowStateMachine(
         "may_clear": dict(may_clear or {}),
         "allow_errors": allow_errors,
         "tool_errors": dict(tool_errors or {}),
+        "reset": staticmethod(reset) if reset is not None else None,
         "__doc__": f"Generated model-based test of flow {flow.name!r} ({mode} mode).",
     }
 

@@ -34,6 +34,7 @@ from ..graph import Edge
 from ..run import FlowRun
 from .boundaries import Condition, guard_boundaries, unmet_conditions
 from .coverage import INTERNAL_CALL_ID
+from .explore import Reset, call_reset
 from .oracle import NO_RETURN, declared_targets
 from .scripted import ToolCall
 from .strategies import Overrides, arguments, context_changes
@@ -142,8 +143,10 @@ class _Searcher:
         argument_overrides: Mapping[str, Overrides],
         context_overrides: Overrides,
         max_examples: int,
+        reset: Reset | None = None,
     ) -> None:
         self.flow = flow
+        self.reset = reset
         self.given_arguments = given_arguments
         self.given_setup = given_setup
         self.argument_overrides = argument_overrides
@@ -172,6 +175,7 @@ class _Searcher:
         conditions = guard_boundaries(edge.transition.when).conditions
 
         async def attempt() -> str | None:
+            await call_reset(self.reset)
             run = self.flow.new_run(call_id=INTERNAL_CALL_ID)
             try:
                 await prefix.replay(run)
@@ -276,6 +280,8 @@ class SearchHints(TypedDict, total=False):
     setup: trigger → Context fields to set before that transition.
     argument_overrides / context_overrides: strategies steering the search.
     max_examples: how hard to search each guarded edge (default 200).
+    reset: called (awaited, if it returns an awaitable) before each candidate is run:
+    puts back what bodies changed outside the Context.
     """
 
     arguments: Mapping[str, Mapping[str, Any]]
@@ -283,12 +289,13 @@ class SearchHints(TypedDict, total=False):
     argument_overrides: Mapping[str, Overrides]
     context_overrides: Overrides
     max_examples: int
+    reset: Reset
 
 
 def _searcher(flow: Flow[Any], hints: SearchHints) -> _Searcher:
     return _Searcher(flow, hints.get("arguments", {}), hints.get("setup", {}),
                      hints.get("argument_overrides", {}), hints.get("context_overrides", {}),
-                     hints.get("max_examples", 200))
+                     hints.get("max_examples", 200), hints.get("reset"))
 
 
 def _wanted(flow: Flow[Any], edge: Edge) -> list[str | None]:
