@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -50,16 +50,11 @@ def test_tool_arguments_always_carry_the_required_parameters() -> None:
     assert model is not None
 
     @settings(max_examples=30, database=None, derandomize=True)
-    @given_args(model_arguments(model))
+    @given(model_arguments(model))
     def check(args: dict[str, Any]) -> None:
         assert isinstance(args["query"], str)
 
     check()
-
-
-def given_args(strategy: st.SearchStrategy[dict[str, Any]]) -> Any:
-    from hypothesis import given
-    return given(strategy)
 
 
 def test_free_and_flow_wide_tools_run_in_the_session_machine() -> None:
@@ -185,8 +180,10 @@ def test_a_counterexample_is_code_that_replays_it() -> None:
 
 def test_the_machine_sets_context_fields_by_name() -> None:
     machine = FlowStateMachine(router_flow().flow)
-    assert {"set_verified", "set_heading", "set_notes"} <= set(vars(machine))
-    assert "set_context" not in vars(machine)
+    strategy = machine.set_context.hypothesis_stateful_rule.arguments_strategies["fields"]
+    fields = find(strategy, lambda f: "verified" in f)
+    assert fields == {"verified": False}  # the field by name, with its value
+    assert find(strategy, lambda f: "notes" in f) == {"notes": 0}  # one field at a time
 
 
 def test_explore_rewinds_external_state_with_the_reset_hook() -> None:
@@ -279,3 +276,33 @@ def test_the_machine_and_the_path_search_call_the_reset_hook() -> None:
     flow = Flow("trip", context=Trip, initial=Lobby, states=[Lobby, Check], tiers=TIERS)
     transition_cover(flow, reset=reset)
     assert "paths" in calls
+
+
+def test_transition_cover_reports_guard_outcomes_it_never_saw() -> None:
+    flow = Flow("limits", context=Limits, initial=Start, states=[Start, Big], final=[Big],
+                tiers=TIERS)
+    cover = transition_cover(flow, max_examples=30, arguments={"zone": {"day": "2024-01-01"}})
+    assert "Start.go_big [guard refused]" not in cover.unseen  # the default limit says no
+    assert "Start.go_big [guard allowed]" not in cover.unseen  # its boundary says yes
+
+    def roomy(c: Limits) -> bool:
+        room = c.limit > -1e300  # no single expression: no boundary to read
+        return room
+
+    class Open(State[Limits]):
+        """Open."""
+
+        instructions = "Open."
+
+        @transition(to="Big", when=roomy)
+        async def enter(self, ctx: RunContext[Limits]) -> None:
+            """Enter."""
+
+    always = Flow("always", context=Limits, initial=Open, states=[Open, Big], final=[Big],
+                  tiers=TIERS)
+    report = transition_cover(always, max_examples=20)
+    assert report.unseen == {"Open.enter [guard refused]": "no value tried made the guard say no"}
+    assert report.require_complete() is report  # a report, not a gap in the paths
+    corpus = router_flow()
+    seen = transition_cover(corpus.flow, max_examples=30)
+    assert not any(k.startswith("Router.to_billing") for k in seen.unseen), seen.unseen

@@ -31,7 +31,6 @@ from ..errors import TransitionRefused
 from ..flow import Flow
 from ..graph import Edge
 from ..run import FlowRun
-from .boundaries import context_boundaries
 from .driver import FlowDriver, InterruptAt, _no_hang
 from .explore import Reset, call_reset, guard_raised
 from .movewatch import MoveWatch
@@ -47,7 +46,7 @@ from .strategies import (
     attempts,
     context_changes,
     edge_arguments,
-    field_values,
+    field_changes,
     model_arguments,
     parameter_strategy,
     trigger_names,
@@ -338,7 +337,7 @@ def FlowStateMachine(
             (otherwise a field going back to its default is reported as lost context).
         allow_errors: accept a body raising something other than ``TransitionRefused``
             (by default that is reported: it is usually a bug in the body).
-        context_updates: add the ``set_<field>`` rules (code or a tool setting a Context
+        context_updates: add the ``set_context`` rule (code or a tool setting a Context
             field between moves), which lets guards be seen both ways.
         context_overrides: strategies for Context fields (field → strategy).
         argument_overrides: strategies for transition arguments (trigger → parameter →
@@ -385,7 +384,7 @@ def FlowStateMachine(
     ns["attempt_any"] = _any_rule(flow, ao, "go")
 
     if context_updates and flow.context_type.model_fields:
-        ns.update(_setter_rules(flow, co))
+        ns["set_context"] = _setter_rule(flow, co)
 
     if mode == "session":
         _add_session_rules(ns, flow, ao, tools or {}, interruptions)
@@ -453,20 +452,18 @@ def _parallel_rule(flow: Flow[Any], ao: ArgumentOverrides) -> Any:
     return precondition(FlowMachineBase.live)(llm_parallel_here)
 
 
-def _setter_rules(flow: Flow[Any], overrides: Overrides) -> dict[str, Any]:
-    """A rule per Context field, setting it (as code or a tool would) between moves:
-    ``set_verified(value=True)`` in a counterexample is ``run.context.verified = True``."""
-    boundaries = context_boundaries(flow)
-    rules: dict[str, Any] = {}
-    for name in sorted(flow.context_type.model_fields):
-        def set_field(self: FlowMachineBase, value: Any, _name: str = name) -> None:
-            setattr(self.run.context, _name, value)
+def _setter_rule(flow: Flow[Any], overrides: Overrides) -> Any:
+    """A rule setting one Context field (as code or a tool would) between moves. Its
+    argument is the field by name with its new value, so a counterexample's
+    ``state.set_context(fields={'verified': True})`` reads as ``run.context.verified = True``."""
 
-        set_field.__name__ = f"set_{name}"
-        set_field.__doc__ = f"Code (or a tool) sets the Context's {name} between moves."
-        strategy = field_values(flow, name, overrides.get(name), boundaries)
-        rules[f"set_{name}"] = precondition(FlowMachineBase.live)(rule(value=strategy)(set_field))
-    return rules
+    def set_context(self: FlowMachineBase, fields: dict[str, Any]) -> None:
+        """Code (or a tool) sets one Context field between moves."""
+        for name, value in fields.items():
+            setattr(self.run.context, name, value)
+
+    one_field = field_changes(flow, **overrides).map(lambda change: {change[0]: change[1]})
+    return precondition(FlowMachineBase.live)(rule(fields=one_field)(set_context))
 
 
 def _signature(edge: Edge) -> tuple[tuple[str, Any, Any], ...]:

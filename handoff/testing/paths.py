@@ -110,9 +110,14 @@ class FlowPath:
 class FlowPaths(list[FlowPath]):
     """A list of paths, and what could not be reached (``missing``: what → why)."""
 
-    def __init__(self, paths: list[FlowPath], missing: Mapping[str, str]) -> None:
+    def __init__(self, paths: list[FlowPath], missing: Mapping[str, str],
+                 unseen: Mapping[str, str] | None = None) -> None:
         super().__init__(paths)
         self.missing: dict[str, str] = dict(missing)
+        self.unseen: dict[str, str] = dict(unseen or {})
+        """Guard outcomes of reached transitions the search never saw (``"Menu.next [guard
+        refused]"`` → why): a report, not a gap in the paths (``require_complete`` ignores
+        it)."""
 
     def require_complete(self) -> FlowPaths:
         """Raise when something was not reached (use it to make a gap fail loudly)."""
@@ -160,6 +165,8 @@ class _Searcher:
         self.memo: dict[tuple[str, str, str | None], Step | None] = {}
         self.held: dict[tuple[str, str], set[str]] = {}
         self.refusals: dict[tuple[str, str], str] = {}
+        self.outcomes: set[tuple[str, str, str]] = set()
+        """(state, trigger, "allowed" | "refused") of every guard answer seen."""
 
     def close(self) -> None:
         self.loop.close()
@@ -188,6 +195,7 @@ class _Searcher:
                 await run.go(trigger, **args)
             except TransitionRefused as exc:
                 self.refusals[key] = exc.message
+                self.outcomes.add((*key, "refused" if exc.kind == "guard" else "allowed"))
                 return None
             except ValueError:
                 return None
@@ -383,7 +391,24 @@ def transition_cover(flow: Flow[Any], **hints: Unpack[SearchHints]) -> FlowPaths
     kept = [p for p in found
             if not any(q is not p and q.steps[: len(p.steps)] == p.steps
                        and len(q.steps) > len(p.steps) for q in found)]
-    return FlowPaths(kept, missing)
+    for path in found:
+        search.outcomes |= {(s.source, s.trigger, "allowed") for s in path.steps}
+    return FlowPaths(kept, missing, _unseen_outcomes(search, reached))
+
+
+def _unseen_outcomes(search: _Searcher, reached: Mapping[str, FlowPath]) -> dict[str, str]:
+    """Each guard outcome of a reached state's transition the search never saw."""
+    unseen = {}
+    for state in reached:
+        for trigger, edge in sorted(search.flow.table[state].items()):
+            if edge.transition.when is None:
+                continue
+            for outcome in ("allowed", "refused"):
+                if (state, trigger, outcome) not in search.outcomes:
+                    unseen[f"{state}.{trigger} [guard {outcome}]"] = (
+                        search.why_not(state, trigger) if outcome == "allowed"
+                        else "no value tried made the guard say no")
+    return unseen
 
 
 def _side_trips_into(search: _Searcher, reached: Mapping[str, FlowPath], state: str
