@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field
 from handoff import RETURN, Context, Flow, Returned, RunContext, State, transition
 from handoff.records import TransitionRecord
 from handoff.testing import FlowStateMachine, explore, transition_cover
-from handoff.testing.boundaries import pattern_example, values_for
 from handoff.testing.oracle import result_problem
 from handoff.testing.strategies import for_type
+from handoff.testing.values import pattern_example, values_for
 
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
 

@@ -45,11 +45,11 @@ from .boundaries import (
     context_boundaries,
     guard_boundaries,
     unmet_conditions,
-    values_for,
 )
 from .coverage import INTERNAL_CALL_ID, coverage_rows
 from .oracle import Observation, expect_for, violations
 from .strategies import Attempt
+from .values import values_for
 
 Reset = Callable[[], Any]
 """Puts external state (a fake backend a body writes to) back as it was when a path

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ValidationError
 from ..context import Context
 from ..flow import Flow
 from ..graph import Edge
-from .boundaries import argument_boundaries, context_boundaries, text_pattern
+from .boundaries import argument_boundaries, context_boundaries
+from .values import text_pattern
 
 UNDECLARED = "__undeclared_transition__"
 """A trigger no flow declares: ``triggers(flow, undeclared=True)`` mixes it in."""
