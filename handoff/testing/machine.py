@@ -110,7 +110,7 @@ def FlowStateMachine(
         "may_clear": dict(may_clear or {}),
         "allow_errors": allow_errors,
         "tool_errors": dict(tool_errors or {}),
-        "reset": staticmethod(reset) if reset is not None else None,
+        "resets": (reset,) if reset is not None else (),
         "__doc__": f"Generated model-based test of flow {flow.name!r} ({mode} mode).",
     }
 

@@ -54,7 +54,8 @@ class FlowMachineBase(RuleBasedStateMachine):
     may_clear: ClassVar[Mapping[str, Collection[str]]] = {}
     allow_errors: ClassVar[bool] = False
     tool_errors: ClassVar[Mapping[str, ToolErrorsOk]] = {}
-    reset: ClassVar[Reset | None] = None
+    resets: ClassVar[tuple[Reset, ...]] = ()
+    """Called before each conversation starts (``FlowStateMachine(reset=...)``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,7 +95,8 @@ class FlowMachineBase(RuleBasedStateMachine):
 
     # -- starting ------------------------------------------------------------------------
     def _start(self, changes: dict[str, Any]) -> None:
-        self._await(call_reset(self.reset))
+        for reset in self.resets:
+            self._await(call_reset(reset))
         context = self.flow.context_type.model_validate(changes)
         if self.mode == "pure":
             self._run = self.flow.new_run(context)

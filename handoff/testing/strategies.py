@@ -112,9 +112,11 @@ def _annotated(hint: Any, inner: Any) -> st.SearchStrategy[Any]:
         base = st.from_regex(pattern, fullmatch=True)  # filtering text for it would never end
     if get_origin(inner) in (list, set, frozenset) and (lengths := _length_range(hint)):
         item = get_args(inner)[0] if get_args(inner) else str
-        size = {"min_size": lengths[0], "max_size": lengths[1]}
-        base = (st.lists(for_type(item), **size) if get_origin(inner) is list
-                else st.frozensets(for_type(item), **size).map(get_origin(inner)))
+        low, high = lengths
+        base = (st.lists(for_type(item), min_size=low, max_size=high)
+                if get_origin(inner) is list
+                else st.frozensets(for_type(item), min_size=low, max_size=high).map(
+                    get_origin(inner)))
     if inner in (int, float):
         low, high = _bounds(hint)
         if low is not None or high is not None:
