@@ -105,12 +105,14 @@ class Exploration:
     def paths_per_second(self) -> float:
         return self.paths / self.seconds if self.seconds else 0.0
 
-    def describe(self) -> str:
-        """The counterexample as replayable steps, and what went wrong."""
+    def describe(self, *, with_rate: bool = False) -> str:
+        """The counterexample as replayable code and what went wrong; or "no violation"
+        (with the paths explored per second, ``with_rate``) and what was not seen."""
         gaps = self.gaps()
         if self.counterexample is None:
+            rate = f" ({self.paths_per_second:,.0f} paths/s)" if with_rate else ""
             return (f"flow {self.flow}: no violation in {self.paths} paths of depth ≤ "
-                    f"{self.depth}" + (f"; not seen:\n{gaps}" if gaps else ""))
+                    f"{self.depth}{rate}" + (f"; not seen:\n{gaps}" if gaps else ""))
         steps = "\n".join(f"  {m}  # {i + 1}" for i, m in enumerate(self.counterexample))
         problems = "\n".join(f"  - {p}" for p in self.problems)
         return (f"flow {self.flow}: shortest counterexample ({len(self.counterexample)} moves), "
