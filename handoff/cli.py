@@ -437,9 +437,8 @@ def _explore(flow: Any, depth: int) -> dict[str, Any]:
     return {"ok": result.ok, "depth": depth, "paths": result.paths, "steps": result.steps,
             "seconds": round(result.seconds, 3),
             "counterexample": [str(m) for m in result.counterexample or []],
-            "problems": result.problems,
-            "text": result.describe() + (f" ({result.paths_per_second:,.0f} paths/s)"
-                                         if result.ok else "")}
+            "problems": result.problems, "unreached": result.unreached,
+            "ungenerated": result.ungenerated, "text": result.describe(with_rate=True)}
 
 
 @app.command()

@@ -400,8 +400,8 @@ def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Paramet
         params = params[1:]
     try:
         hints = get_type_hints(func, include_extras=True)  # Annotated[..., Field(...)] kept
-    except Exception:  # unresolved forward references: fall back to raw annotations
-        hints = dict(getattr(func, "__annotations__", {}))
+    except Exception:  # unresolved forward references (a Context defined in a function
+        hints = _lenient_hints(func)  # under postponed annotations): resolve what can be
     context_param = None
     visible = []
     for p in params:
@@ -411,6 +411,30 @@ def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Paramet
             continue
         visible.append(p.replace(annotation=hint))
     return is_method, context_param, visible, hints.get("return", sig.return_annotation)
+
+
+class _AnyForUnknown(dict[str, Any]):
+    """A namespace where a name the module does not define is ``Any``."""
+
+    def __missing__(self, key: str) -> Any:
+        import builtins
+
+        return getattr(builtins, key, Any)
+
+
+def _lenient_hints(func: Body) -> dict[str, Any]:
+    """The annotations of ``func``, text ones evaluated with its module's names and any
+    other name as ``Any`` (``RunContext[Local]`` is still a RunContext); one that cannot
+    be evaluated at all stays text."""
+    out: dict[str, Any] = {}
+    module = dict(getattr(func, "__globals__", {}))
+    namespace = _AnyForUnknown(module)
+    for name, hint in getattr(func, "__annotations__", {}).items():
+        try:
+            out[name] = eval(hint, module, namespace) if isinstance(hint, str) else hint
+        except Exception:
+            out[name] = hint
+    return out
 
 
 _NO_RESULT: tuple[Any, ...] = (None, type(None), "None", inspect.Signature.empty)
