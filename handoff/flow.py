@@ -54,8 +54,10 @@ class Flow(Generic[C]):
         migrations: how checkpoints of older versions become checkpoints of this one
             (see :mod:`handoff.migrations`); checked when the Flow is built.
         error_transition: the trigger taken after ``max_failures`` failures in a row or a
-            loop (``max_transitions`` moves, or ``max_ping_pong`` back-and-forths); a State
-            may name its own with ``error_transition``. See :mod:`handoff.failures`.
+            loop: more than ``max_transitions`` moves, or ``max_ping_pong`` back-and-forths
+            between two states, with no caller turn between them (a caller-driven round
+            trip is never a loop); a State may name its own with ``error_transition``.
+            See :func:`handoff.semantics.loop_reason`.
         resume_fallback: where a call resumes when its checkpoint names a state this
             version of the flow no longer has (default: the initial state).
     """
@@ -75,7 +77,7 @@ class Flow(Generic[C]):
         migrations: Sequence[Migration] = (),
         error_transition: str | None = None,
         max_failures: int = 2,
-        max_transitions: int = 50,
+        max_transitions: int = 20,
         max_ping_pong: int = 3,
         resume_fallback: type[State[Any]] | str | None = None,
     ) -> None:

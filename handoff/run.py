@@ -34,7 +34,6 @@ from livekit.agents import (
 )
 from livekit.agents.utils import is_given
 from livekit.agents.voice import SpeechHandle
-from pydantic import ValidationError
 
 from ._listeners import listener
 from .context import ChangeJournal, Context
@@ -45,6 +44,7 @@ from .graph import Edge
 from .history import add_summary, revisit
 from .records import MovedBy, Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
+from .semantics import converted_arguments, follow_up, loop_reason
 from .state import State, making
 from .transition import TransitionDef
 
@@ -148,6 +148,9 @@ class FlowRun(Generic[C]):
         self.call_id = call_id
         self.log: list[TransitionRecord] = []
         self.refusals: list[Refusal] = []
+        self.turns = 0
+        """Caller turns so far (each user message of the session; see :meth:`caller_turn`):
+        what tells a caller-driven round trip from a loop."""
         self._session: AgentSession[C] | None = None
         self.resuming = False
         self.resumption: Resumption | None = None
@@ -245,6 +248,13 @@ class FlowRun(Generic[C]):
     def is_final(self) -> bool:
         return self.flow.is_final(self.state)
 
+    def caller_turn(self) -> None:
+        """Count one caller turn. The session's user messages count by themselves (voice
+        and text); a driver of a run without a session (``new_run``) that stands for a
+        caller calls this between the caller's requests. Moves with no caller turn
+        between them are what the loop policy judges (:func:`handoff.semantics.loop_reason`)."""
+        self.turns += 1
+
     def close(self) -> None:
         """End the run: it can no longer move (the shared Machine never kept it).
 
@@ -301,6 +311,7 @@ class FlowRun(Generic[C]):
         self.flow.machine.set_state(state, model=self._fsm)
         if log is not None:
             self.log[:] = log
+            self.turns = max((r.turn for r in log), default=0)
         if return_stack is not None:
             self.return_stack[:] = return_stack
         self.resuming = True
@@ -445,31 +456,16 @@ class FlowRun(Generic[C]):
         return await self._go(trigger, self._checked_arguments(trigger, arguments), by="code")
 
     def _checked_arguments(self, trigger: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """``arguments`` validated by the tool schema of ``trigger`` from the current
-        state (those given, coerced; omitted ones keep the body's defaults); unchanged
-        when ``trigger`` is not declared from here (``_prepare`` refuses it)."""
+        """``arguments`` converted by the tool schema of ``trigger`` from the current state
+        (:func:`handoff.semantics.converted_arguments`); unchanged when ``trigger`` is not
+        declared from here (``_prepare`` refuses it)."""
         edge = self.flow.triggers_from(self.state).get(trigger)
         if edge is None:
             return arguments
-        known = {p.name for p in edge.transition.params}
-        unknown = sorted(set(arguments) - known)
-        if unknown:
-            raise TransitionCallError(
-                f"{trigger}() takes no argument {', '.join(map(repr, unknown))}; its "
-                f"parameters are: {', '.join(sorted(known)) or 'none'}")
-        # an untyped parameter is text to the LLM; from code it takes anything, as its body does
-        untyped = {p.name for p in edge.transition.params if p.annotation is p.empty}
-        checked = {k: str(v) if k in untyped else v for k, v in arguments.items()}
         try:
-            valid = edge.transition.arguments_model().model_validate(checked)
-        except ValidationError as exc:  # the values may be sensitive: name the places only
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or trigger}: {e['msg']}"
-                                 for e in exc.errors(include_input=False, include_url=False))
-            raise TransitionCallError(self._scrubbed(
-                f"{trigger}() was called with arguments its transition does not take: "
-                f"{problems}")) from None
-        return {name: arguments[name] if name in untyped else getattr(valid, name)
-                for name in arguments}
+            return converted_arguments(edge, arguments)
+        except TransitionCallError as exc:  # a value may be quoted: scrub it
+            raise TransitionCallError(self._scrubbed(str(exc))) from None
 
     async def _go(
         self, trigger: str, arguments: dict[str, Any], *, by: MovedBy, note: str | None = None
@@ -478,7 +474,12 @@ class FlowRun(Generic[C]):
         if note is not None:
             pending.note = self._scrubbed(note)
         if self._session is None:
-            return self._commit(pending)
+            record = self._commit(pending)
+            # no session, so nothing else runs the follow-up: the move's own call waits for it
+            failover = self.failures.failover
+            if by != "failover" and failover is not None and not failover.done():
+                await asyncio.shield(failover)
+            return record
         try:
             pending.agent = await self._next_agent(pending)
             pending.done = asyncio.get_running_loop().create_future()
@@ -497,7 +498,7 @@ class FlowRun(Generic[C]):
             # waiting here would wait for ourselves. The record is the one the commit logs.
             pending.record = TransitionRecord(pending.source, pending.target, trigger,
                                               pending.arguments, time.time(), pending.by,
-                                              pending.result_json)
+                                              pending.result_json, self.turns)
             return pending.record
         assert pending.done is not None
         return await pending.done
@@ -544,21 +545,17 @@ class FlowRun(Generic[C]):
 
     def _take_error_transition(self, reason: str) -> asyncio.Task[Any] | None:
         """Start taking the error transition of the current state (the FailureWatch's
-        callback); None when there is none from here."""
-        trigger = self.flow.states[self.state].error_transition or (
-            self.flow.failure_policy.error_transition
-        )
-        table = self.flow.triggers_from(self.state)
-        if trigger is None or trigger not in table:
+        callback; the move is :func:`handoff.semantics.follow_up`'s); None when there is
+        none from here."""
+        move = follow_up(self.flow, self.state, self._scrubbed(reason))
+        if move is None:
             logger.error("flow %s: %s, and no error transition from %s",
                          self.flow.name, reason, self.state)
             return None
-        logger.warning("flow %s: %s; taking %s", self.flow.name, reason, trigger)
-        params = {p.name for p in table[trigger].transition.params}
-        arguments = {"reason": reason} if "reason" in params else {}
-        note = (f"The call was moved here automatically because {self._scrubbed(reason)}. "
-                "Tell the caller briefly that something went wrong and what happens now.")
-        return asyncio.get_running_loop().create_task(self._take_failover(trigger, arguments, note))
+        logger.warning("flow %s: %s; taking %s", self.flow.name, reason, move.trigger)
+        arguments = {"reason": reason} if "reason" in move.arguments else {}
+        return asyncio.get_running_loop().create_task(
+            self._take_failover(move.trigger, arguments, move.note))
 
     async def _take_failover(self, trigger: str, arguments: dict[str, Any], note: str) -> Any:
         while self._pending is not None and not self.closed:  # an in-flight handoff lands first
@@ -760,7 +757,7 @@ class FlowRun(Generic[C]):
             self.return_stack.append(pending.source)
         record = pending.record or TransitionRecord(
             pending.source, self.state, pending.edge.trigger, pending.arguments, time.time(),
-            pending.by, pending.result_json)
+            pending.by, pending.result_json, self.turns)
         self.log.append(record)
         self._pending = None
         self.context.close_journal(pending.journal)
@@ -776,11 +773,14 @@ class FlowRun(Generic[C]):
         if pending.done is not None and not pending.done.done():
             pending.done.set_result(record)
         self._tell_observers("on_transition", record)
-        self.failures.after_transition(self.log)
+        self.failures.after_transition(loop_reason(self.log, self.flow.failure_policy))
         return record
 
     def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
         item = event.item
+        if item.type == "message" and item.role == "user":
+            self.caller_turn()
+            return
         if item.type != "agent_handoff":
             return
         pending = self._pending
