@@ -149,6 +149,9 @@ class FlowRun(Generic[C]):
         self.log: list[TransitionRecord] = []
         self.refusals: list[Refusal] = []
         self.turns = 0
+        self._reached: set[str] = set()
+        """Call ids of this turn's transition tool calls that reached the run (the others
+        LiveKit rejected before calling the tool: arguments the schema does not take)."""
         """Caller turns so far (each user message of the session; see :meth:`caller_turn`):
         what tells a caller-driven round trip from a loop."""
         self._session: AgentSession[C] | None = None
@@ -519,6 +522,7 @@ class FlowRun(Generic[C]):
             await asyncio.shield(pending.done)
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
+        self._reached.add(ctx.function_call.call_id)
         pending, _ = await self._prepare(trigger, arguments, ctx, by="llm")
         try:
             pending.agent = await self._next_agent(pending)
@@ -809,16 +813,25 @@ class FlowRun(Generic[C]):
         """Count the state's failed tools. A name the agent does not offer (the LLM made
         it up) is a refusal, not a failure: LiveKit told the LLM the tools it has. A task's
         own tools report to the tool awaiting the task, which counts if it fails."""
+        reached, self._reached = self._reached, set()
         agent = self._agent
         if agent is None or self._session is None or self._session.current_agent is not agent:
             return
         offered = _function_tool_ids(agent.tools)
-        for call in event.function_calls:
+        triggers = self.flow.triggers_from(self.state)
+        for call, output in zip(event.function_calls, event.function_call_outputs, strict=False):
             if call.name not in offered:
                 self._record_refusal(call.name, "invalid",
                                      f"'{call.name}' is not a tool of state {self.state}; "
                                      f"the transitions available now are: "
                                      f"{', '.join(self.available()) or 'none'}.")
+            elif (call.name in triggers and call.call_id not in reached
+                  and output is not None and output.is_error):
+                # LiveKit refused the arguments before the transition's tool ran
+                self._record_refusal(call.name, "invalid",
+                                     f"'{call.name}' was called with arguments its schema "
+                                     f"does not take ({output.output}); the flow stays where "
+                                     "it is.")
         self.failures.on_tools_executed(event, self.flow.triggers_from(self.state), offered)
 
     def _start_task(self, task: AgentTask[Any]) -> None:
