@@ -74,14 +74,19 @@ def loop_reason(log: Sequence[TransitionRecord], policy: FailurePolicy) -> str |
     A body that writes the Context is not progress: an LLM bouncing while a counter
     climbs is still bouncing.
     """
-    moves = unprompted(log)
-    if len(moves) > policy.max_transitions:
-        return (f"the call made more than {policy.max_transitions} transitions without "
+    # turns never decrease along a log, so "no caller turn among the last k moves" is one
+    # comparison of the k-th last record with the last: O(1) whatever the log's length
+    if not log:
+        return None
+    turn = log[-1].turn
+    limit = policy.max_transitions
+    if len(log) > limit and log[-limit - 1].turn == turn:
+        return (f"the call made more than {limit} transitions without "
                 "the caller saying anything")
     span = 2 * policy.max_ping_pong
-    if len(moves) < span:
+    if len(log) < span or log[-span].turn != turn:
         return None
-    tail = moves[-span:]
+    tail = log[-span:]
     a, b = tail[0].source, tail[0].target
     if a == b:
         return None
