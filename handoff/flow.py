@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from .context import Context
 from .errors import FlowDefinitionError, FlowError
 from .failures import FailurePolicy
-from .fsm import build_machine
-from .graph import Edge, build_table, collect_edges
+from .fsm import build_machine, machine_table
+from .graph import Edge, collect_edges
 from .history import HistoryPolicy
 from .migrations import Migration, chain_findings
 from .records import FlowObserver
@@ -111,13 +111,13 @@ class Flow(Generic[C]):
         if errors:
             raise FlowDefinitionError(name, errors)
 
-        # state -> trigger -> edge, globals included: the O(1) table every decision reads
-        self.table: dict[str, dict[str, Edge]] = build_table(self.states, self.edges)
         self.history_policies = {
             n: HistoryPolicy.parse(cls.history) for n, cls in self.states.items()
         }
 
         self.machine = build_machine(list(self.states), self.initial, self.edges)
+        self.table: dict[str, dict[str, Edge]] = machine_table(self.machine, list(self.states))
+        """state → trigger → edge: the Machine's transitions, indexed (the one table)."""
         self.observers: list[FlowObserver[FlowRun[Any]]] = []
         self.agent_options: Callable[[type[State[Any]]], dict[str, Any]] | None = None
         """Extra ``Agent`` keyword arguments per State (the worker sets per-state voices)."""

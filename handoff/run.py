@@ -40,6 +40,7 @@ from .context import ChangeJournal, Context
 from .deadline import Deadline, in_agent_code
 from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailureWatch
+from .fsm import move_to
 from .graph import Edge
 from .history import add_summary, revisit
 from .records import MovedBy, Refusal, Resumption, Returned, TransitionRecord
@@ -749,14 +750,9 @@ class FlowRun(Generic[C]):
 
     def _commit(self, pending: _Pending) -> TransitionRecord:
         edge = pending.edge
-        event = self.flow.machine.events[edge.trigger]
+        move_to(self.flow.machine, self._fsm, pending.target)  # valid by the Machine's table
         if edge.is_return:
-            event.trigger(self._fsm, dest=pending.target)
             self.return_stack.pop()
-        elif edge.is_dynamic:
-            event.trigger(self._fsm, dest=pending.target)
-        else:
-            event.trigger(self._fsm)
         if edge.transition.returns:
             self.return_stack.append(pending.source)
         record = pending.record or TransitionRecord(
