@@ -19,7 +19,6 @@ import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from livekit.agents import (
@@ -36,16 +35,16 @@ from livekit.agents.utils import is_given
 from livekit.agents.voice import SpeechHandle
 
 from ._listeners import listener
-from .context import ChangeJournal, Context
+from .context import Context
 from .deadline import Deadline, in_agent_code
 from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailureWatch
-from .fsm import move_to
 from .graph import Edge
-from .history import add_summary, revisit
+from .history import revisit
+from .move import Move
 from .records import MovedBy, Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
-from .semantics import converted_arguments, follow_up, loop_reason
+from .semantics import converted_arguments, follow_up
 from .state import State, making
 from .transition import TransitionDef
 
@@ -102,24 +101,8 @@ class CodeContext(Generic[C]):
             await speech.wait_for_playout()
 
 
-@dataclass(slots=True)
-class _Pending:
-    edge: Edge
-    source: str
-    target: str
-    arguments: dict[str, Any]
-    journal: ChangeJournal
-    by: MovedBy
-    note: str | None = None
-    agent: State[Any] | None = None
-    done: asyncio.Future[TransitionRecord] | None = field(default=None)
-    record: TransitionRecord | None = None
-    """Made before the commit when ``run.go()`` returned at once (called from agent code)."""
-    to_summarise: list[llm.ChatMessage] = field(default_factory=list)
-    result: Any = None
-    """A side trip's typed result (``to=RETURN`` with a declared type), as the type."""
-    result_json: Any = None
-    """The same, in its JSON form (the record's ``result``)."""
+_Pending = Move
+"""The move under way (``run._pending``): see :mod:`handoff.move`."""
 
 
 class _FsmModel:
@@ -273,18 +256,8 @@ class FlowRun(Generic[C]):
         self._task_callers.clear()
         pending = self._pending
         if pending is not None:  # the call ended before LiveKit applied the handoff
-            self._end_unapplied(pending, "the call ended before the handoff happened")
+            pending.abandon("interrupted", "the call ended before the handoff happened")
         self._settle()
-
-    def _end_unapplied(self, pending: _Pending, reason: str) -> None:
-        """End a move LiveKit never applied: rolled back, refused as interrupted, and its
-        waiter (``run.go()`` outside agent code) told so."""
-        self._abandon(pending)
-        self._record_refusal(pending.edge.trigger, "interrupted", reason)
-        if pending.done is not None and not pending.done.done():
-            pending.done.set_exception(TransitionRefused(reason, trigger=pending.edge.trigger,
-                                                         kind="interrupted"))
-            pending.done.exception()  # nobody may be waiting: do not warn
 
     def __enter__(self) -> FlowRun[C]:
         return self
@@ -474,38 +447,34 @@ class FlowRun(Generic[C]):
     async def _go(
         self, trigger: str, arguments: dict[str, Any], *, by: MovedBy, note: str | None = None
     ) -> TransitionRecord:
-        pending, _ = await self._prepare(trigger, arguments, CodeContext(self), by=by)
+        pending, _ = await Move.begin(self, trigger, arguments, CodeContext(self), by=by)
         if note is not None:
             pending.note = self._scrubbed(note)
         if self._session is None:
-            record = self._commit(pending)
+            record = pending.commit()
             # no session, so nothing else runs the follow-up: the move's own call waits for it
             failover = self.failures.failover
             if by != "failover" and failover is not None and not failover.done():
                 await asyncio.shield(failover)
             return record
-        try:
-            pending.agent = await self._next_agent(pending)
-            pending.done = asyncio.get_running_loop().create_future()
-            if self._session_started.is_set():
-                self._session.update_agent(pending.agent)
-            else:  # the first state's on_enter, while AgentSession.start still runs
-                self._hand_over_later = asyncio.get_running_loop().create_task(
-                    self._hand_over_once_started(pending))
-        except Exception as exc:  # nothing half-done: the body's changes go, the run can move
-            self._cannot_start(pending, exc)
-        except BaseException:
-            self._abandon(pending)
-            raise
+        await pending.handoff(self._hand_over)
         if in_agent_code():
             # a tool, body or hook: LiveKit applies the handoff once this turn ends, so
             # waiting here would wait for ourselves. The record is the one the commit logs.
-            pending.record = TransitionRecord(pending.source, pending.target, trigger,
-                                              pending.arguments, time.time(), pending.by,
-                                              pending.result_json, self.turns)
-            return pending.record
+            return pending.make_record()
         assert pending.done is not None
         return await pending.done
+
+    def _hand_over(self, agent: State[C]) -> None:
+        """Give the move under way's agent to LiveKit (or once the session has started)."""
+        pending, session = self._pending, self._session
+        assert pending is not None and session is not None
+        pending.done = asyncio.get_running_loop().create_future()
+        if self._session_started.is_set():
+            session.update_agent(agent)
+        else:  # the first state's on_enter, while AgentSession.start still runs
+            self._hand_over_later = asyncio.get_running_loop().create_task(
+                self._hand_over_once_started(pending))
 
     async def _hand_over_once_started(self, pending: _Pending) -> None:
         """Hand ``pending`` to LiveKit once ``AgentSession.start`` has returned: before,
@@ -515,7 +484,7 @@ class FlowRun(Generic[C]):
         if self._pending is not pending or self._session is None or self.closed:
             return
         if self._start_failed:
-            self._end_unapplied(pending, "the call did not start")
+            pending.abandon("interrupted", "the call did not start")
             return
         assert pending.agent is not None and pending.done is not None
         self._session.update_agent(pending.agent)
@@ -524,29 +493,12 @@ class FlowRun(Generic[C]):
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
         self._reached.add(ctx.function_call.call_id)
-        pending, _ = await self._prepare(trigger, arguments, ctx, by="llm")
-        try:
-            pending.agent = await self._next_agent(pending)
-        except Exception as exc:
-            self._cannot_start(pending, exc)
-        except BaseException:
-            self._abandon(pending)
-            raise
-        ctx.speech_handle.add_done_callback(lambda _: self._drop_if_unapplied(pending))
+        pending, _ = await Move.begin(self, trigger, arguments, ctx, by="llm")
+        await pending.handoff()
+        ctx.speech_handle.add_done_callback(lambda _: pending.drop_if_unapplied())
         # the new agent speaks next (from on_enter); the old one must not answer the tool
         done = f"Handed over to {pending.target}."
         return pending.agent, llm.ToolResult(done, reply_required=False)
-
-    def _cannot_start(self, pending: _Pending, exc: Exception) -> None:
-        """The next agent could not be built or handed to LiveKit (a tier whose key is
-        missing, a State whose ``__init__`` raised): the move is rolled back and refused,
-        and counts as a failure (the caller notices)."""
-        self._abandon(pending)
-        logger.error("could not hand %s over to %s: %s: %s", pending.source, pending.target,
-                     type(exc).__name__, exc, exc_info=exc)
-        self._refuse(pending.edge.trigger, "error",
-                     f"'{pending.edge.trigger}' could not be taken: {pending.target} failed "
-                     f"to start ({type(exc).__name__}: {exc}); the flow stays where it is.")
 
     def _take_error_transition(self, reason: str) -> asyncio.Task[Any] | None:
         """Start taking the error transition of the current state (the FailureWatch's
@@ -591,116 +543,6 @@ class FlowRun(Generic[C]):
                     trigger=target, kind="invalid",
                 )
         return target  # _prepare refuses it with the list of what is available
-
-    async def _prepare(
-        self, trigger: str, arguments: dict[str, Any], ctx: Any, *, by: MovedBy
-    ) -> tuple[_Pending, Any]:
-        state = self.state
-        if self.closed:
-            raise FlowError(f"this run of {self.flow.name!r} is closed (its call ended)")
-        self._tell_observers("on_transition_requested", trigger, by)
-        if self._pending is not None:
-            self._refuse(trigger, "busy",
-                         f"'{trigger}' was not taken: the transition "
-                         f"'{self._pending.edge.trigger}' is already under way this turn. "
-                         "Only one transition can happen per turn.")
-        edge = self.flow.triggers_from(state).get(trigger)
-        if edge is None:
-            options = ", ".join(self.flow.triggers_from(state)) or "none"
-            self._refuse(trigger, "invalid",
-                         f"'{trigger}' is not available in state {state}; "
-                         f"the transitions available now are: {options}.")
-        assert edge is not None
-        target = edge.target
-        if edge.is_return:
-            if not self.return_stack:
-                self._refuse(trigger, "invalid", f"'{trigger}' refused: there is no earlier "
-                             "state to return to in this call.")
-            target = self.return_stack[-1]
-        # from here on what the guard and the body write is journaled, so a refusal or an
-        # interruption undoes exactly that, never an ordinary tool's write of the same turn
-        journal, owner = self.context.open_journal(self._save_context())
-        pending = _Pending(edge, state, target, dict(arguments), journal, by)
-        self._pending = pending
-        timeout = self.flow.states[state].tool_timeout
-        try:
-            output = await self._guard_and_body(pending, ctx, arguments, timeout)
-        finally:
-            Context.stop_owning(owner)
-        if self._pending is not pending:  # the call ended while the body ran (rolled back)
-            raise TransitionRefused(f"'{trigger}' was not taken: the call ended",
-                                    trigger=trigger, kind="interrupted")
-        if edge.is_dynamic:
-            chosen, declared = self._chosen_target(pending, output)
-            if chosen is None:  # a body choosing an undeclared target is a bug: a failure
-                self._abandon(pending)
-                self._refuse(trigger, "error",
-                             f"'{trigger}' chose {output!r}, which is not one of its declared "
-                             f"targets ({', '.join(declared)}); the flow stays where it is.")
-            assert chosen is not None
-            pending.target = chosen
-        if edge.is_return and edge.transition.result_type is not None:
-            try:
-                pending.result, pending.result_json = edge.transition.check_result(output)
-            except ValueError as exc:  # the body's bug, or the LLM's arguments: it may retry
-                self._abandon(pending)
-                self._refuse(trigger, "error", f"'{trigger}' refused: its result {exc}; "
-                             "the flow stays where it is.")
-        return pending, output
-
-    async def _guard_and_body(
-        self, pending: _Pending, ctx: Any, arguments: dict[str, Any], timeout: float
-    ) -> Any:
-        """Check the guard, then run the body; refuse (rolled back) if either says no."""
-        trigger, edge = pending.edge.trigger, pending.edge
-        try:
-            reason = await edge.transition.judge(self.context, arguments, timeout)
-        except Exception as exc:
-            self._abandon(pending)
-            logger.exception("guard of %s raised", trigger)
-            self._refuse(trigger, "error", f"'{trigger}' could not be checked ({exc}); "
-                         "the flow stays where it is.")
-        except BaseException:  # cancelled: the caller interrupted the turn mid-guard
-            self._abandon(pending)
-            self._record_refusal(trigger, "interrupted",
-                                 f"'{trigger}' was interrupted while its guard was checked")
-            raise
-        if reason is not None:
-            self._abandon(pending)
-            self._refuse(trigger, "guard", f"'{trigger}' refused: {reason}")
-        try:
-            async with Deadline(timeout):  # paused while a sub-task of the body talks
-                output = await edge.transition.run_body(self._agent, ctx, arguments)
-            if not edge.is_dynamic and edge.transition.result_type is None:
-                pending.note = None if output is None else self._scrubbed(str(output))
-        except TransitionRefused as exc:
-            self._abandon(pending)
-            self._refuse(trigger, "body", f"'{trigger}' refused: {exc.message}")
-        except TimeoutError:
-            self._abandon(pending)
-            self._refuse(trigger, "error", f"'{trigger}' took longer than {timeout:g} s and was "
-                         "not taken; the flow stays where it is.")
-        except Exception as exc:
-            self._abandon(pending)
-            logger.exception("transition body %s raised", trigger)
-            self._refuse(trigger, "error",
-                         f"'{trigger}' failed ({type(exc).__name__}: {exc}); "
-                         "the flow stays where it is.")
-        except BaseException:  # cancelled: the caller interrupted the turn mid-body
-            self._abandon(pending)
-            self._record_refusal(trigger, "interrupted",
-                                 f"'{trigger}' was interrupted before it finished")
-            raise
-        return output
-
-    def _chosen_target(self, pending: _Pending, output: Any) -> tuple[str | None, list[str]]:
-        """(the target a ``to=[...]`` body returned if it declared it, else None; the
-        declared targets)."""
-        edge = pending.edge
-        declared = [e.target for e in self.flow.edges
-                    if e.transition is edge.transition and e.source == edge.source]
-        chosen = edge.transition.chosen(output)
-        return (chosen if chosen in declared else None), declared
 
     async def _next_agent(self, pending: _Pending) -> State[C]:
         """The agent ``pending`` hands over to, with the history its policy carries: a new
@@ -748,34 +590,6 @@ class FlowRun(Generic[C]):
             self.note_failure(f"say= of {pending.edge.trigger} raised {exc!r}")
             return None
 
-    def _commit(self, pending: _Pending) -> TransitionRecord:
-        edge = pending.edge
-        move_to(self.flow.machine, self._fsm, pending.target)  # valid by the Machine's table
-        if edge.is_return:
-            self.return_stack.pop()
-        if edge.transition.returns:
-            self.return_stack.append(pending.source)
-        record = pending.record or TransitionRecord(
-            pending.source, self.state, pending.edge.trigger, pending.arguments, time.time(),
-            pending.by, pending.result_json, self.turns)
-        self.log.append(record)
-        self._pending = None
-        self.context.close_journal(pending.journal)
-        self._settle()
-        self._tasks.clear()  # a move replaces any task that was still talking
-        if pending.agent is not None:
-            self._agent = pending.agent
-            if pending.to_summarise:
-                model = self.llm_for(pending.agent.tier)
-                self.summary = asyncio.get_running_loop().create_task(
-                    add_summary(pending.agent, pending.to_summarise, model, self.failures.forgive,
-                                prompt=pending.agent.summary_prompt))
-        if pending.done is not None and not pending.done.done():
-            pending.done.set_result(record)
-        self._tell_observers("on_transition", record)
-        self.failures.after_transition(loop_reason(self.log, self.flow.failure_policy))
-        return record
-
     def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
         item = event.item
         if item.type == "message" and item.role == "user":
@@ -791,7 +605,7 @@ class FlowRun(Generic[C]):
             and item.new_agent_id == pending.agent.id
             and self._is_active(pending.agent)
         ):
-            self._commit(pending)
+            pending.commit()
         elif active is not None and active is self._agent:
             self._end_tasks()  # the state's agent resumed: the tasks it awaited are done
         elif active is not None and active in self._tasks:
@@ -856,36 +670,12 @@ class FlowRun(Generic[C]):
     def _is_active(self, agent: State[C]) -> bool:
         return self._session is not None and self._session.current_agent is agent
 
-    def _drop_if_unapplied(self, pending: _Pending) -> None:
-        """The turn that asked for ``pending`` ended; if LiveKit dropped the handoff, undo it."""
-        if self._pending is not pending or self._session is None:
-            return
-        if self._session.current_agent is pending.agent:
-            return  # LiveKit switches agents after the turn; the commit follows
-        if pending.agent is not None:
-            pending.agent.bridge = None  # a kept agent must not say it on a later visit
-        self._abandon(pending)
-        self._record_refusal(pending.edge.trigger, "interrupted",
-                             "the handoff was interrupted and did not happen")
-        if pending.done is not None and not pending.done.done():
-            pending.done.set_exception(TransitionRefused("the handoff was interrupted",
-                                                         trigger=pending.edge.trigger,
-                                                         kind="interrupted"))
-
     # -- context save points (rolled back when a move is abandoned) ----------------
     def _save_context(self) -> dict[str, Any]:
         return {
             k: v if isinstance(v, _IMMUTABLE) else copy.deepcopy(v)
             for k, v in self.context.__dict__.items()
         }
-
-    def _abandon(self, pending: _Pending) -> None:
-        """Undo what the move's guard and body wrote (only that) and end it."""
-        pending.journal.undo(self.context)
-        self.context.close_journal(pending.journal)
-        if self._pending is pending:
-            self._pending = None
-            self._settle()
 
     def _settle(self) -> None:
         """No move is under way any more: wake the error transition if it waits."""

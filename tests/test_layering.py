@@ -30,6 +30,7 @@ LAYERS: list[list[str]] = [
     ["handoff.fsm"],
     ["handoff.semantics"],
     ["handoff.validate"],
+    ["handoff.move"],
     ["handoff.run"],
     ["handoff.flow"],
     ["handoff.transcript", "handoff.diagram", "handoff.diagram_diff", "handoff.inflight",
@@ -47,6 +48,7 @@ LAYERS: list[list[str]] = [
 
 TYPE_ONLY_BACK_EDGES = {
     ("handoff.run", "handoff.flow"): "FlowRun.flow is annotated as the Flow that made it",
+    ("handoff.move", "handoff.run"): "a Move is annotated with the FlowRun that made it",
 }
 """The upward edges allowed, each only under ``if TYPE_CHECKING:``, and why."""
 

@@ -226,10 +226,11 @@ async def test_the_oracle_models_the_follow_up_in_a_session() -> None:
 
 
 async def test_the_oracle_reports_an_error_transition_the_policy_did_not_call_for() -> None:
-    with flow.new_run() as run:
-        with pytest.raises(AssertionError, match="the failure policy calls for nothing here"):
-            with checking(run, Attempt("to_billing", {})):
-                await run.go("to_billing")
-                run.failures.start_failover("made up")  # a runtime bug, planted
-                assert run.failover is not None
-                await run.failover
+    run = flow.new_run()
+    with (pytest.raises(AssertionError, match="the failure policy calls for nothing here"),
+          checking(run, Attempt("to_billing", {}))):
+            await run.go("to_billing")
+            run.failures.start_failover("made up")  # a runtime bug, planted
+            assert run.failover is not None
+            await run.failover
+    run.close()

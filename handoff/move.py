@@ -1,0 +1,280 @@
+"""One move of a run: the five steps of the README, and one way to end.
+
+    validity → guard → body → handoff → commit
+
+A :class:`Move` is made by its validity step (:meth:`Move.begin`: the semantic core's
+table says the trigger is available now, nothing else is under way, a side trip has
+somewhere to return to) and then ends exactly once: **committed** (:meth:`Move.commit`,
+when LiveKit has made the new agent active, or at once on a run without a session) or
+**abandoned** (:meth:`Move.abandon`: the guard or body wrote is undone, the refusal is
+recorded with its kind and reason, and a ``run.go()`` waiting for it is told).
+``move.ended`` says which, ``move.reason`` why it was abandoned.
+
+The run (:class:`~handoff.run.FlowRun`) owns the call's state and its LiveKit wiring; a
+move acts on the run that made it (the one upward reference, type-only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+from livekit import agents
+
+from .context import ChangeJournal, Context
+from .deadline import Deadline
+from .errors import FlowError, RefusalKind, TransitionRefused
+from .fsm import move_to
+from .graph import Edge
+from .history import add_summary
+from .records import MovedBy, Refusal, TransitionRecord
+from .semantics import loop_reason
+
+if TYPE_CHECKING:
+    from .run import FlowRun  # type-only: a move acts on the run that made it
+    from .state import State
+
+logger = logging.getLogger("handoff")
+
+Ending = Literal["committed", "abandoned"]
+
+
+class Move:
+    """One move under way: where from and to, with what, and how it ended."""
+
+    __slots__ = ("agent", "arguments", "by", "done", "edge", "ended", "journal", "note",
+                 "reason", "record", "result", "result_json", "run", "source", "target",
+                 "to_summarise")
+
+    def __init__(self, run: FlowRun[Any], edge: Edge, target: str, arguments: dict[str, Any],
+                 journal: ChangeJournal, by: MovedBy) -> None:
+        self.run = run
+        self.edge = edge
+        self.source = run.state
+        self.target = target
+        self.arguments = arguments
+        self.journal = journal
+        self.by = by
+        self.note: str | None = None
+        """What the next agent is told (the body's return, ``on_return``'s, the failover's)."""
+        self.agent: State[Any] | None = None
+        self.done: asyncio.Future[TransitionRecord] | None = None
+        """What a ``run.go()`` outside agent code awaits."""
+        self.record: TransitionRecord | None = None
+        """Made before the commit when ``run.go()`` returned at once (called from agent code)."""
+        self.to_summarise: list[agents.llm.ChatMessage] = []
+        self.result: Any = None
+        """A side trip's typed result (``to=RETURN`` with a declared type), as the type."""
+        self.result_json: Any = None
+        """The same, in its JSON form (the record's ``result``)."""
+        self.ended: Ending | None = None
+        self.reason: str | None = None
+        """Why it was abandoned (the refusal's reason)."""
+
+    # -- 1. validity -------------------------------------------------------------------
+    @classmethod
+    async def begin(cls, run: FlowRun[Any], trigger: str, arguments: dict[str, Any], ctx: Any,
+                    *, by: MovedBy) -> tuple[Move, Any]:
+        """Validity, guard and body: the move, ready to hand over (and the body's output),
+        or TransitionRefused (nothing changed)."""
+        state = run.state
+        if run.closed:
+            raise FlowError(f"this run of {run.flow.name!r} is closed (its call ended)")
+        run._tell_observers("on_transition_requested", trigger, by)
+        if run._pending is not None:
+            run._refuse(trigger, "busy",
+                        f"'{trigger}' was not taken: the transition "
+                        f"'{run._pending.edge.trigger}' is already under way this turn. "
+                        "Only one transition can happen per turn.")
+        edge = run.flow.triggers_from(state).get(trigger)
+        if edge is None:
+            options = ", ".join(run.flow.triggers_from(state)) or "none"
+            run._refuse(trigger, "invalid", f"'{trigger}' is not available in state {state}; "
+                        f"the transitions available now are: {options}.")
+        assert edge is not None
+        target = edge.target
+        if edge.is_return:
+            if not run.return_stack:
+                run._refuse(trigger, "invalid", f"'{trigger}' refused: there is no earlier "
+                            "state to return to in this call.")
+            target = run.return_stack[-1]
+        # from here on what the guard and the body write is journaled, so a refusal or an
+        # interruption undoes exactly that, never an ordinary tool's write of the same turn
+        journal, owner = run.context.open_journal(run._save_context())
+        move = cls(run, edge, target, dict(arguments), journal, by)
+        run._pending = move
+        timeout = run.flow.states[state].tool_timeout
+        try:
+            await move.guard(arguments, timeout)
+            output = await move.body(ctx, arguments, timeout)
+        finally:
+            Context.stop_owning(owner)
+        if run._pending is not move:  # the call ended while the body ran (rolled back)
+            raise TransitionRefused(f"'{trigger}' was not taken: the call ended",
+                                    trigger=trigger, kind="interrupted")
+        move.settle_target(output)
+        return move, output
+
+    # -- 2. guard ----------------------------------------------------------------------
+    async def guard(self, arguments: dict[str, Any], timeout: float) -> None:
+        """The guard, with the arguments it declares; refused (rolled back) when it says no."""
+        trigger = self.edge.trigger
+        try:
+            reason = await self.edge.transition.judge(self.run.context, arguments, timeout)
+        except Exception as exc:
+            logger.exception("guard of %s raised", trigger)
+            self.refuse("error", f"'{trigger}' could not be checked ({exc}); "
+                        "the flow stays where it is.")
+        except BaseException:  # cancelled: the caller interrupted the turn mid-guard
+            self.abandon("interrupted", f"'{trigger}' was interrupted while its guard was checked")
+            raise
+        if reason is not None:
+            self.refuse("guard", f"'{trigger}' refused: {reason}")
+
+    # -- 3. body -----------------------------------------------------------------------
+    async def body(self, ctx: Any, arguments: dict[str, Any], timeout: float) -> Any:
+        """The body, under the state's timeout; refused (rolled back) if it refuses or fails."""
+        trigger, edge = self.edge.trigger, self.edge
+        try:
+            async with Deadline(timeout):  # paused while a sub-task of the body talks
+                output = await edge.transition.run_body(self.run.agent, ctx, arguments)
+            if not edge.is_dynamic and edge.transition.result_type is None:
+                self.note = None if output is None else self.run._scrubbed(str(output))
+        except TransitionRefused as exc:
+            self.refuse("body", f"'{trigger}' refused: {exc.message}")
+        except TimeoutError:
+            self.refuse("error", f"'{trigger}' took longer than {timeout:g} s and was "
+                        "not taken; the flow stays where it is.")
+        except Exception as exc:
+            logger.exception("transition body %s raised", trigger)
+            self.refuse("error", f"'{trigger}' failed ({type(exc).__name__}: {exc}); "
+                        "the flow stays where it is.")
+        except BaseException:  # cancelled: the caller interrupted the turn mid-body
+            self.abandon("interrupted", f"'{trigger}' was interrupted before it finished")
+            raise
+        return output
+
+    def settle_target(self, output: Any) -> None:
+        """The target a ``to=[...]`` body chose, and a side trip's typed result; refused as
+        an error (the body's bug, or arguments the LLM may correct) when they do not fit."""
+        edge, trigger = self.edge, self.edge.trigger
+        if edge.is_dynamic:
+            declared = [e.target for e in self.run.flow.edges
+                        if e.transition is edge.transition and e.source == edge.source]
+            chosen = edge.transition.chosen(output)
+            if chosen not in declared:
+                self.refuse("error", f"'{trigger}' chose {output!r}, which is not one of its "
+                            f"declared targets ({', '.join(declared)}); the flow stays where "
+                            "it is.")
+            assert chosen is not None
+            self.target = chosen
+        if edge.is_return and edge.transition.result_type is not None:
+            try:
+                self.result, self.result_json = edge.transition.check_result(output)
+            except ValueError as exc:
+                self.refuse("error", f"'{trigger}' refused: its result {exc}; "
+                            "the flow stays where it is.")
+
+    # -- 4. handoff --------------------------------------------------------------------
+    async def handoff(self, hand_over: Callable[[State[Any]], None] | None = None) -> State[Any]:
+        """Build the next agent (with the history its policy carries) and ``hand_over`` it
+        to LiveKit; a next agent that cannot be built or handed over (a tier whose key is
+        missing, an ``__init__`` that raised) refuses the move as an error, rolled back."""
+        try:
+            self.agent = agent = await self.run._next_agent(self)
+            if hand_over is not None:
+                hand_over(agent)
+        except Exception as exc:
+            logger.error("could not hand %s over to %s: %s: %s", self.source, self.target,
+                         type(exc).__name__, exc, exc_info=exc)
+            self.refuse("error", f"'{self.edge.trigger}' could not be taken: {self.target} "
+                        f"failed to start ({type(exc).__name__}: {exc}); the flow stays "
+                        "where it is.")
+        except BaseException:
+            self.abandon()
+            raise
+        return self.agent
+
+    def make_record(self) -> TransitionRecord:
+        """The log entry of this move (made once; the commit logs the same one)."""
+        if self.record is None:
+            self.record = TransitionRecord(self.source, self.target, self.edge.trigger,
+                                           self.arguments, time.time(), self.by,
+                                           self.result_json, self.run.turns)
+        return self.record
+
+    # -- 5. commit ---------------------------------------------------------------------
+    def commit(self) -> TransitionRecord:
+        """The move happened: the FSM, the return stack, the log, the agent, observers."""
+        run, edge = self.run, self.edge
+        move_to(run.flow.machine, run._fsm, self.target)  # valid by the Machine's table
+        if edge.is_return:
+            run.return_stack.pop()
+        if edge.transition.returns:
+            run.return_stack.append(self.source)
+        record = self.make_record()
+        run.log.append(record)
+        self.ended = "committed"
+        run._pending = None
+        run.context.close_journal(self.journal)
+        run._settle()
+        run._tasks.clear()  # a move replaces any task that was still talking
+        if self.agent is not None:
+            run._agent = self.agent
+            if self.to_summarise:
+                model = run.llm_for(self.agent.tier)
+                run.summary = asyncio.get_running_loop().create_task(
+                    add_summary(self.agent, self.to_summarise, model, run.failures.forgive,
+                                prompt=self.agent.summary_prompt))
+        if self.done is not None and not self.done.done():
+            self.done.set_result(record)
+        run._tell_observers("on_transition", record)
+        run.failures.after_transition(loop_reason(run.log, run.flow.failure_policy))
+        return record
+
+    # -- the one way not to happen -----------------------------------------------------
+    def abandon(self, kind: RefusalKind | None = None, reason: str = "") -> Refusal | None:
+        """End the move unapplied: undo what its guard and body wrote (only that), record
+        the refusal (``kind``; none when the caller's task was cancelled and re-raises),
+        and refuse a ``run.go()`` waiting for it."""
+        run = self.run
+        self.journal.undo(run.context)
+        run.context.close_journal(self.journal)
+        self.ended = "abandoned"
+        self.reason = reason or self.reason
+        if run._pending is self:
+            run._pending = None
+            run._settle()
+        if kind is None:
+            return None
+        refusal = run._record_refusal(self.edge.trigger, kind, reason)
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(TransitionRefused(refusal.reason, trigger=self.edge.trigger,
+                                                      kind=kind))
+            self.done.exception()  # nobody may be waiting: do not warn
+        return refusal
+
+    def refuse(self, kind: RefusalKind, reason: str) -> NoReturn:
+        """Abandon the move and raise the refusal to whoever asked for it."""
+        refusal = self.abandon(kind, reason)
+        assert refusal is not None
+        raise TransitionRefused(refusal.reason, trigger=self.edge.trigger, kind=kind)
+
+    def drop_if_unapplied(self) -> None:
+        """The turn that asked for the move ended: if LiveKit dropped the handoff (the
+        caller interrupted), abandon it."""
+        session = self.run.attached and self.run.session
+        if self.run._pending is not self or not session:
+            return
+        if session.current_agent is self.agent:
+            return  # LiveKit switches agents after the turn; the commit follows
+        if self.agent is not None:
+            self.agent.bridge = None  # a kept agent must not say it on a later visit
+        self.abandon("interrupted", "the handoff was interrupted and did not happen")
+
+    def __repr__(self) -> str:
+        return (f"<Move {self.source} -{self.edge.trigger}-> {self.target} "
+                f"{self.ended or 'under way'}>")
