@@ -23,9 +23,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from livekit import agents
+from livekit.agents import RunContext
+from livekit.agents.voice import SpeechHandle
 
 from .context import ChangeJournal, Context
-from .deadline import Deadline
+from .deadline import Deadline, in_agent_code
 from .errors import FlowError, RefusalKind, TransitionRefused
 from .fsm import move_to
 from .graph import Edge
@@ -278,3 +280,80 @@ class Move:
     def __repr__(self) -> str:
         return (f"<Move {self.source} -{self.edge.trigger}-> {self.target} "
                 f"{self.ended or 'under way'}>")
+
+
+# -- who asks: code, or the LLM through a transition tool ------------------------------
+class CodeContext:
+    """What a transition body receives as ``ctx`` when code (not the LLM) moves the flow:
+    the part of LiveKit's ``RunContext`` that has a meaning without a tool call.
+
+    ``userdata`` and ``session`` (None for a run without a session, ``Flow.new_run``);
+    ``speech_handle`` is the session's current speech (None when nothing is being said);
+    ``function_call`` is None; ``disallow_interruptions()`` protects the current speech, if
+    any; ``wait_for_playout()`` waits for it to be played, unless the move was asked for
+    from inside that speech's own tool (where waiting would never end).
+    """
+
+    def __init__(self, run: FlowRun[Any]) -> None:
+        self.userdata = run.context
+        self.session = run.session if run.attached else None
+        self.function_call = None
+
+    @property
+    def speech_handle(self) -> SpeechHandle | None:
+        return self.session.current_speech if self.session is not None else None
+
+    def disallow_interruptions(self) -> None:
+        if (speech := self.speech_handle) is not None and not speech.interrupted:
+            speech.allow_interruptions = False
+
+    async def wait_for_playout(self) -> None:
+        if (speech := self.speech_handle) is not None and not in_agent_code():
+            await speech.wait_for_playout()
+
+
+async def by_code(run: FlowRun[Any], trigger: str, arguments: dict[str, Any], *,
+                  by: MovedBy = "code", note: str | None = None) -> TransitionRecord:
+    """A move code asked for (``run.go``, the failure policy): its record once committed,
+    at once from agent code (LiveKit applies the handoff once the turn ends)."""
+    move, _ = await Move.begin(run, trigger, arguments, CodeContext(run), by=by)
+    if note is not None:
+        move.note = run._scrubbed(note)
+    if not run.attached:
+        record = move.commit()
+        # no session, so nothing else runs the follow-up: the move's own call waits for it
+        failover = run.failures.failover
+        if by != "failover" and failover is not None and not failover.done():
+            await asyncio.shield(failover)
+        return record
+    await move.handoff(run._hand_over)
+    if in_agent_code():
+        # a tool, body or hook: LiveKit applies the handoff once this turn ends, so
+        # waiting here would wait for ourselves. The record is the one the commit logs.
+        return move.make_record()
+    assert move.done is not None
+    return await move.done
+
+
+def transition_tool(run: FlowRun[Any], edge: Edge) -> agents.llm.FunctionTool:
+    """The LiveKit function tool the LLM calls to take ``edge``'s transition: the body's
+    parameters as the schema, its docstring as the description; a call starts the move,
+    and its result hands LiveKit the next agent (the old one does not answer the tool)."""
+    trigger, tdef = edge.trigger, edge.transition
+    signature, annotations = tdef.tool_signature()
+    ctx_name = next(iter(signature.parameters))
+
+    async def invoke(**arguments: Any) -> Any:
+        ctx: RunContext[Any] = arguments.pop(ctx_name)
+        run._reached.add(ctx.function_call.call_id)
+        move, _ = await Move.begin(run, trigger, arguments, ctx, by="llm")
+        agent = await move.handoff()
+        ctx.speech_handle.add_done_callback(lambda _: move.drop_if_unapplied())
+        return agent, agents.llm.ToolResult(f"Handed over to {move.target}.",
+                                            reply_required=False)
+
+    invoke.__signature__ = signature  # type: ignore[attr-defined]
+    invoke.__annotations__ = annotations
+    invoke.__name__ = trigger
+    invoke.__doc__ = tdef.doc
+    return agents.llm.function_tool(invoke, name=trigger, description=tdef.description)

@@ -25,26 +25,24 @@ from livekit.agents import (
     Agent,
     AgentSession,
     AgentTask,
-    RunContext,
     RunResult,
     llm,
     stt,
     tts,
 )
 from livekit.agents.utils import is_given
-from livekit.agents.voice import SpeechHandle
 
 from ._listeners import listener
 from .context import Context
-from .deadline import Deadline, in_agent_code
+from .deadline import Deadline
 from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailureWatch
 from .graph import Edge
 from .history import revisit
-from .move import Move
-from .records import MovedBy, Refusal, Resumption, Returned, TransitionRecord
+from .move import Move, by_code, transition_tool
+from .records import Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
-from .semantics import converted_arguments, follow_up
+from .semantics import converted_arguments, follow_up, trigger_for
 from .state import State, making
 from .transition import TransitionDef
 
@@ -70,35 +68,6 @@ def _function_tool_ids(tools: Sequence[llm.Tool | llm.Toolset]) -> set[str]:
         elif isinstance(tool, llm.FunctionTool | llm.RawFunctionTool):
             ids.add(tool.id)
     return ids
-
-
-class CodeContext(Generic[C]):
-    """What a transition body receives as ``ctx`` when code (not the LLM) moves the flow:
-    the part of LiveKit's ``RunContext`` that has a meaning without a tool call.
-
-    ``userdata`` and ``session`` (None for a run without a session, ``Flow.new_run``);
-    ``speech_handle`` is the session's current speech (None when nothing is being said);
-    ``function_call`` is None; ``disallow_interruptions()`` protects the current speech, if
-    any; ``wait_for_playout()`` waits for it to be played, unless the move was asked for
-    from inside that speech's own tool (where waiting would never end).
-    """
-
-    def __init__(self, run: FlowRun[C]) -> None:
-        self.userdata = run.context
-        self.session = run.session if run.attached else None
-        self.function_call = None
-
-    @property
-    def speech_handle(self) -> SpeechHandle | None:
-        return self.session.current_speech if self.session is not None else None
-
-    def disallow_interruptions(self) -> None:
-        if (speech := self.speech_handle) is not None and not speech.interrupted:
-            speech.allow_interruptions = False
-
-    async def wait_for_playout(self) -> None:
-        if (speech := self.speech_handle) is not None and not in_agent_code():
-            await speech.wait_for_playout()
 
 
 _Pending = Move
@@ -133,11 +102,11 @@ class FlowRun(Generic[C]):
         self.log: list[TransitionRecord] = []
         self.refusals: list[Refusal] = []
         self.turns = 0
+        """Caller turns so far (each user message of the session; see :meth:`caller_turn`):
+        what tells a caller-driven round trip from a loop."""
         self._reached: set[str] = set()
         """Call ids of this turn's transition tool calls that reached the run (the others
         LiveKit rejected before calling the tool: arguments the schema does not take)."""
-        """Caller turns so far (each user message of the session; see :meth:`caller_turn`):
-        what tells a caller-driven round trip from a loop."""
         self._session: AgentSession[C] | None = None
         self.resuming = False
         self.resumption: Resumption | None = None
@@ -394,26 +363,11 @@ class FlowRun(Generic[C]):
                 if edge.transition.offered]
 
     def _tool(self, edge: Edge) -> llm.FunctionTool:
-        # one tool per declared transition: a trigger name two states share is two tools,
-        # each with its own description, parameters and body
-        trigger = edge.trigger
-        tdef = edge.transition
-        if tdef not in self._tools:
+        # one tool per declared transition: a trigger name two states share is two tools
+        if edge.transition not in self._tools:
+            self._tools[edge.transition] = transition_tool(self, edge)
+        return self._tools[edge.transition]
 
-            signature, annotations = tdef.tool_signature()
-            ctx_name = next(iter(signature.parameters))
-
-            async def invoke(**arguments: Any) -> Any:
-                ctx = arguments.pop(ctx_name)
-                return await self._take_from_llm(trigger, ctx, arguments)
-
-            invoke.__signature__ = signature  # type: ignore[attr-defined]
-            invoke.__annotations__ = annotations
-            invoke.__name__ = trigger
-            invoke.__doc__ = tdef.doc
-            self._tools[tdef] = llm.function_tool(invoke, name=trigger,
-                                                  description=tdef.description)
-        return self._tools[tdef]
 
     # -- moving --------------------------------------------------------------------
     async def go(self, target: str, /, **arguments: Any) -> TransitionRecord:
@@ -429,8 +383,8 @@ class FlowRun(Generic[C]):
         :class:`~handoff.errors.TransitionCallError`: a bug in the calling code, not a
         refusal and not a failure of the call.
         """
-        trigger = self._trigger_for(target)
-        return await self._go(trigger, self._checked_arguments(trigger, arguments), by="code")
+        trigger = trigger_for(self.flow, self.state, target)
+        return await by_code(self, trigger, self._checked_arguments(trigger, arguments))
 
     def _checked_arguments(self, trigger: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """``arguments`` converted by the tool schema of ``trigger`` from the current state
@@ -443,27 +397,6 @@ class FlowRun(Generic[C]):
             return converted_arguments(edge, arguments)
         except TransitionCallError as exc:  # a value may be quoted: scrub it
             raise TransitionCallError(self._scrubbed(str(exc))) from None
-
-    async def _go(
-        self, trigger: str, arguments: dict[str, Any], *, by: MovedBy, note: str | None = None
-    ) -> TransitionRecord:
-        pending, _ = await Move.begin(self, trigger, arguments, CodeContext(self), by=by)
-        if note is not None:
-            pending.note = self._scrubbed(note)
-        if self._session is None:
-            record = pending.commit()
-            # no session, so nothing else runs the follow-up: the move's own call waits for it
-            failover = self.failures.failover
-            if by != "failover" and failover is not None and not failover.done():
-                await asyncio.shield(failover)
-            return record
-        await pending.handoff(self._hand_over)
-        if in_agent_code():
-            # a tool, body or hook: LiveKit applies the handoff once this turn ends, so
-            # waiting here would wait for ourselves. The record is the one the commit logs.
-            return pending.make_record()
-        assert pending.done is not None
-        return await pending.done
 
     def _hand_over(self, agent: State[C]) -> None:
         """Give the move under way's agent to LiveKit (or once the session has started)."""
@@ -491,15 +424,6 @@ class FlowRun(Generic[C]):
         with contextlib.suppress(Exception):  # refused or interrupted: the run says so
             await asyncio.shield(pending.done)
 
-    async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
-        self._reached.add(ctx.function_call.call_id)
-        pending, _ = await Move.begin(self, trigger, arguments, ctx, by="llm")
-        await pending.handoff()
-        ctx.speech_handle.add_done_callback(lambda _: pending.drop_if_unapplied())
-        # the new agent speaks next (from on_enter); the old one must not answer the tool
-        done = f"Handed over to {pending.target}."
-        return pending.agent, llm.ToolResult(done, reply_required=False)
-
     def _take_error_transition(self, reason: str) -> asyncio.Task[Any] | None:
         """Start taking the error transition of the current state (the FailureWatch's
         callback; the move is :func:`handoff.semantics.follow_up`'s); None when there is
@@ -521,28 +445,10 @@ class FlowRun(Generic[C]):
         if self.closed:
             return None
         try:
-            return await self._go(trigger, arguments, by="failover", note=note)
+            return await by_code(self, trigger, arguments, by="failover", note=note)
         except TransitionRefused as exc:
             logger.error("error transition %s was refused: %s", trigger, exc.message)
             return None
-
-    def _trigger_for(self, target: str) -> str:
-        table = self.flow.triggers_from(self.state)
-        if target in table:
-            return target
-        if target in self.flow.states:
-            to_target = sorted({e.trigger for e in self.flow.edges if e.target == target
-                                and e.source in (self.state, None) and e.trigger in table
-                                and table[e.trigger].transition is e.transition})
-            if len(to_target) == 1:
-                return to_target[0]
-            if len(to_target) > 1:
-                raise TransitionRefused(
-                    f"several transitions lead from {self.state} to {target}: "
-                    f"{', '.join(to_target)}; name the trigger",
-                    trigger=target, kind="invalid",
-                )
-        return target  # _prepare refuses it with the list of what is available
 
     async def _next_agent(self, pending: _Pending) -> State[C]:
         """The agent ``pending`` hands over to, with the history its policy carries: a new

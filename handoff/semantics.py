@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from .errors import TransitionCallError
+from .errors import TransitionCallError, TransitionRefused
 from .failures import FailurePolicy
 from .graph import Edge
 from .records import TransitionRecord
@@ -43,6 +43,9 @@ class Semantic(Protocol):
 
     @property
     def states(self) -> Mapping[str, type[State[Any]]]: ...
+
+    @property
+    def edges(self) -> Sequence[Edge]: ...
 
     @property
     def failure_policy(self) -> FailurePolicy: ...
@@ -145,6 +148,28 @@ def after_move(flow: Semantic, log: Sequence[TransitionRecord]) -> FollowUp | No
 def failure_is_due(flow: Semantic, consecutive: int) -> bool:
     """True when ``consecutive`` failures in a row take the error transition."""
     return consecutive >= flow.failure_policy.max_failures
+
+
+# -- target choice -------------------------------------------------------------------
+def trigger_for(flow: Semantic, state: str, target: str) -> str:
+    """The trigger ``run.go(target)`` means in ``state``: ``target`` itself when it is a
+    trigger, else the one declared transition from ``state`` to the state ``target``
+    (TransitionRefused when several lead there). Anything else is returned as it is, for
+    the validity step to refuse with the list of what is available."""
+    table = flow.triggers_from(state)
+    if target in table:
+        return target
+    if target in flow.states:
+        to_target = sorted({e.trigger for e in flow.edges if e.target == target
+                            and e.source in (state, None) and e.trigger in table
+                            and table[e.trigger].transition is e.transition})
+        if len(to_target) == 1:
+            return to_target[0]
+        if len(to_target) > 1:
+            raise TransitionRefused(
+                f"several transitions lead from {state} to {target}: "
+                f"{', '.join(to_target)}; name the trigger", trigger=target, kind="invalid")
+    return target
 
 
 # -- arguments ------------------------------------------------------------------------

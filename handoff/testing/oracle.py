@@ -150,15 +150,17 @@ class Outcome:
         move: TransitionRecord | None = None
         follow_ups: list[TransitionRecord] = []
         extra: list[TransitionRecord] = []
+        previous: TransitionRecord | None = None
         for record in taken:
             if record.by == "failover":
                 follow_ups.append(record)
-            elif move is None and not follow_ups:
+            elif previous is None:
                 move = record
-            elif record.by == "code" and (follow_ups or [move])[-1].target == record.source:  # type: ignore[union-attr]
+            elif record.by == "code" and previous.target == record.source:
                 follow_ups.append(record)  # the entered state's hook moved on
             else:
                 extra.append(record)
+            previous = record
         return cls(taken, tuple(run.refusals[before.refusals_len:]), move, tuple(follow_ups),
                    tuple(extra))
 
