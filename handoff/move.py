@@ -17,6 +17,7 @@ move acts on the run that made it (the one upward reference, type-only).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from .fsm import move_to
 from .graph import Edge
 from .history import add_summary
 from .records import MovedBy, Refusal, TransitionRecord
-from .semantics import loop_reason
+from .semantics import follow_up, loop_reason
 
 if TYPE_CHECKING:
     from .run import FlowRun  # type-only: a move acts on the run that made it
@@ -42,6 +43,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("handoff")
 
 Ending = Literal["committed", "abandoned"]
+
+_IMMUTABLE = (str, int, float, bool, type(None), bytes, tuple, frozenset)
+
+
+def snapshot(context: Context) -> dict[str, Any]:
+    """The Context's values now (mutable ones copied): the save point a move rolls back to."""
+    return {k: v if isinstance(v, _IMMUTABLE) else copy.deepcopy(v)
+            for k, v in context.__dict__.items()}
 
 
 class Move:
@@ -105,7 +114,7 @@ class Move:
             target = run.return_stack[-1]
         # from here on what the guard and the body write is journaled, so a refusal or an
         # interruption undoes exactly that, never an ordinary tool's write of the same turn
-        journal, owner = run.context.open_journal(run._save_context())
+        journal, owner = run.context.open_journal(snapshot(run.context))
         move = cls(run, edge, target, dict(arguments), journal, by)
         run._pending = move
         timeout = run.flow.states[state].tool_timeout
@@ -357,3 +366,30 @@ def transition_tool(run: FlowRun[Any], edge: Edge) -> agents.llm.FunctionTool:
     invoke.__name__ = trigger
     invoke.__doc__ = tdef.doc
     return agents.llm.function_tool(invoke, name=trigger, description=tdef.description)
+
+
+def take_error_transition(run: FlowRun[Any], reason: str) -> asyncio.Task[Any] | None:
+    """Start the follow-up move the failure policy calls for (the run's FailureWatch
+    callback): the error transition :func:`handoff.semantics.follow_up` names from the
+    current state, taken once any move under way has ended; None when there is none."""
+    move = follow_up(run.flow, run.state, run._scrubbed(reason))
+    if move is None:
+        logger.error("flow %s: %s, and no error transition from %s", run.flow.name, reason,
+                     run.state)
+        return None
+    logger.warning("flow %s: %s; taking %s", run.flow.name, reason, move.trigger)
+    arguments = {"reason": reason} if "reason" in move.arguments else {}
+
+    async def take() -> TransitionRecord | None:
+        while run._pending is not None and not run.closed:  # an in-flight handoff lands first
+            run._settled = asyncio.Event()
+            await run._settled.wait()
+        if run.closed:
+            return None
+        try:
+            return await by_code(run, move.trigger, arguments, by="failover", note=move.note)
+        except TransitionRefused as exc:
+            logger.error("error transition %s was refused: %s", move.trigger, exc.message)
+            return None
+
+    return asyncio.get_running_loop().create_task(take())

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from livekit.agents import (
-    Agent,
     AgentSession,
     AgentTask,
     RunResult,
@@ -30,7 +28,6 @@ from livekit.agents import (
     stt,
     tts,
 )
-from livekit.agents.utils import is_given
 
 from ._listeners import listener
 from .context import Context
@@ -39,11 +36,12 @@ from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefus
 from .failures import FailureWatch
 from .graph import Edge
 from .history import revisit
-from .move import Move, by_code, transition_tool
+from .move import Move, by_code, take_error_transition, transition_tool
 from .records import Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
-from .semantics import converted_arguments, follow_up, trigger_for
+from .semantics import converted_arguments, trigger_for
 from .state import State, making
+from .tasks import AwaitedTasks
 from .transition import TransitionDef
 
 if TYPE_CHECKING:
@@ -55,7 +53,6 @@ logger = logging.getLogger("handoff")
 
 C = TypeVar("C", bound=Context)
 
-_IMMUTABLE = (str, int, float, bool, type(None), bytes, tuple, frozenset)
 
 
 def _function_tool_ids(tools: Sequence[llm.Tool | llm.Toolset]) -> set[str]:
@@ -123,9 +120,8 @@ class FlowRun(Generic[C]):
         self._tools: dict[TransitionDef, llm.FunctionTool] = {}
         self.return_stack: list[str] = []
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
-        self.failures = FailureWatch(flow.failure_policy, self._take_error_transition)
-        self._tasks: list[AgentTask[Any]] = []
-        self._task_callers: list[tuple[AgentTask[Any], asyncio.Task[Any]]] = []
+        self.failures = FailureWatch(flow.failure_policy, lambda why: take_error_transition(self, why))
+        self._tasks = AwaitedTasks()
         self._kept: dict[str, State[C]] = {}
         """The agent of each ``keep_agent`` state, kept for the whole call."""
         self._session_started = asyncio.Event()
@@ -169,8 +165,7 @@ class FlowRun(Generic[C]):
 
         A task that has completed is left out once LiveKit has moved on from it (it
         resumes its parent in the background, which may end just after a turn)."""
-        active = self._session.current_agent if self._session is not None else None
-        return tuple(t for t in self._tasks if not t.done() or t is active)
+        return self._tasks.active(self._session.current_agent if self._session else None)
 
     @property
     def task_callers(self) -> tuple[asyncio.Task[Any], ...]:
@@ -180,9 +175,7 @@ class FlowRun(Generic[C]):
         background: a caller line sent meanwhile finds the agent paused (LiveKit refuses
         the turn, and the task's result never arrives), so a driver of text turns waits
         for these first (``handoff.testing.settle``)."""
-        self._task_callers[:] = [(t, c) for t, c in self._task_callers if not c.done()]
-        awaiting = {c for t, c in self._task_callers if not t.done()}  # e.g. a TaskGroup's next task
-        return tuple(dict.fromkeys(c for t, c in self._task_callers if t.done() and c not in awaiting))
+        return self._tasks.callers()
 
     @property
     def in_transition(self) -> bool:
@@ -221,8 +214,7 @@ class FlowRun(Generic[C]):
         if self.closed:
             return
         self.closed = True
-        self._tasks.clear()
-        self._task_callers.clear()
+        self._tasks.clear(callers=True)
         pending = self._pending
         if pending is not None:  # the call ended before LiveKit applied the handoff
             pending.abandon("interrupted", "the call ended before the handoff happened")
@@ -424,32 +416,6 @@ class FlowRun(Generic[C]):
         with contextlib.suppress(Exception):  # refused or interrupted: the run says so
             await asyncio.shield(pending.done)
 
-    def _take_error_transition(self, reason: str) -> asyncio.Task[Any] | None:
-        """Start taking the error transition of the current state (the FailureWatch's
-        callback; the move is :func:`handoff.semantics.follow_up`'s); None when there is
-        none from here."""
-        move = follow_up(self.flow, self.state, self._scrubbed(reason))
-        if move is None:
-            logger.error("flow %s: %s, and no error transition from %s",
-                         self.flow.name, reason, self.state)
-            return None
-        logger.warning("flow %s: %s; taking %s", self.flow.name, reason, move.trigger)
-        arguments = {"reason": reason} if "reason" in move.arguments else {}
-        return asyncio.get_running_loop().create_task(
-            self._take_failover(move.trigger, arguments, move.note))
-
-    async def _take_failover(self, trigger: str, arguments: dict[str, Any], note: str) -> Any:
-        while self._pending is not None and not self.closed:  # an in-flight handoff lands first
-            self._settled = asyncio.Event()
-            await self._settled.wait()
-        if self.closed:
-            return None
-        try:
-            return await by_code(self, trigger, arguments, by="failover", note=note)
-        except TransitionRefused as exc:
-            logger.error("error transition %s was refused: %s", trigger, exc.message)
-            return None
-
     async def _next_agent(self, pending: _Pending) -> State[C]:
         """The agent ``pending`` hands over to, with the history its policy carries: a new
         one, or the state's kept agent (``keep_agent``) with that history merged in."""
@@ -513,11 +479,11 @@ class FlowRun(Generic[C]):
         ):
             pending.commit()
         elif active is not None and active is self._agent:
-            self._end_tasks()  # the state's agent resumed: the tasks it awaited are done
-        elif active is not None and active in self._tasks:
-            del self._tasks[self._tasks.index(active) + 1:]  # a task group resumed
+            self._tasks.end()  # the state's agent resumed: the tasks it awaited are done
+        elif isinstance(active, AgentTask) and active in self._tasks:
+            self._tasks.resumed(active)  # a task group resumed
         elif isinstance(active, AgentTask) and active.id == item.new_agent_id:
-            self._start_task(active)
+            self._tasks.start(active, self._agent)
         elif item.new_agent_id != self.state:
             logger.error(
                 "agent %s became active outside the flow (FSM state %s); "
@@ -550,38 +516,8 @@ class FlowRun(Generic[C]):
                                      "it is.")
         self.failures.on_tools_executed(event, self.flow.triggers_from(self.state), offered)
 
-    def _start_task(self, task: AgentTask[Any]) -> None:
-        """A LiveKit AgentTask awaited by the state's agent (or by a task of it) became
-        active: it talks with its parent's models unless it names its own, and the
-        deadline of the tool awaiting it stops while it talks with the caller."""
-        parent: Agent = self._tasks[-1] if self._tasks else self._agent  # type: ignore[assignment]
-        self._tasks.append(task)
-        caller = asyncio.current_task()  # LiveKit starts the task from the code awaiting it
-        self._task_callers[:] = [(t, c) for t, c in self._task_callers if not c.done()]
-        if caller is not None:
-            self._task_callers.append((task, caller))
-        inherited = {name: getattr(parent, name) for name in ("llm", "tts", "stt")
-                     if not is_given(getattr(task, name)) and is_given(getattr(parent, name))}
-        if inherited:
-            task.update_options(**inherited)
-        if (deadline := Deadline.current()) is not None:
-            deadline.pause()
-
-    def _end_tasks(self) -> None:
-        if self._tasks:
-            self._tasks.clear()
-            if (deadline := Deadline.current()) is not None:
-                deadline.restart()
-
     def _is_active(self, agent: State[C]) -> bool:
         return self._session is not None and self._session.current_agent is agent
-
-    # -- context save points (rolled back when a move is abandoned) ----------------
-    def _save_context(self) -> dict[str, Any]:
-        return {
-            k: v if isinstance(v, _IMMUTABLE) else copy.deepcopy(v)
-            for k, v in self.context.__dict__.items()
-        }
 
     def _settle(self) -> None:
         """No move is under way any more: wake the error transition if it waits."""
