@@ -1,9 +1,13 @@
 """FlowRun: one call's binding of a Flow — its FSM model, Context and transition log.
 
 Every move goes through one path, whoever asks (the LLM through a transition
-tool, or code through :meth:`FlowRun.go`):
+tool, or code through :meth:`FlowRun.go`), one :class:`~handoff.move.Move` object:
 
     validity (the FSM table) → guard → body → LiveKit handoff → FSM commit
+
+The run holds the call's state (FSM model, Context, log, return stack, caller turns)
+and its LiveKit wiring (the session's events, the agents, the awaited tasks); the
+decisions are the semantic core's (:mod:`handoff.semantics`).
 
 The FSM commits when LiveKit actually makes the new agent active (the session's
 ``agent_handoff`` item), never before: a handoff LiveKit drops (the caller
