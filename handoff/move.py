@@ -277,10 +277,9 @@ class Move:
     def drop_if_unapplied(self) -> None:
         """The turn that asked for the move ended: if LiveKit dropped the handoff (the
         caller interrupted), abandon it."""
-        session = self.run.attached and self.run.session
-        if self.run._pending is not self or not session:
+        if self.run._pending is not self or not self.run.attached:
             return
-        if session.current_agent is self.agent:
+        if self.run.session.current_agent is self.agent:
             return  # LiveKit switches agents after the turn; the commit follows
         if self.agent is not None:
             self.agent.bridge = None  # a kept agent must not say it on a later visit
