@@ -234,3 +234,40 @@ async def test_the_oracle_reports_an_error_transition_the_policy_did_not_call_fo
             assert run.failover is not None
             await run.failover
     run.close()
+
+
+class Redirect(State[Desk]):
+    """Hands every caller straight on to the router (a code move from on_enter)."""
+
+    instructions = "Redirect."
+
+    async def on_enter(self) -> None:
+        await self.run.go("onwards")
+
+    @transition(to="Router", llm=False)
+    async def onwards(self) -> None:
+        """Taken by on_enter at once."""
+
+
+class Lobby(State[Desk]):
+    """Where calls arrive."""
+
+    instructions = "Lobby."
+
+    @transition(to="Redirect")
+    async def enter(self, ctx: RunContext[Desk]) -> None:
+        """Call when the caller comes in."""
+
+
+lobby = Flow("lobby", context=Desk, initial=Lobby,
+             states=[Lobby, Redirect, Router, *(_specialist(n) for n in SPECIALISTS), Human],
+             final=[Human], global_transitions=[to_human], error_transition="to_human")
+
+
+async def test_a_code_move_from_on_enter_is_a_follow_up_not_a_second_transition() -> None:
+    async with FlowDriver(lobby) as d:
+        with checking(d.run, Attempt("enter", {}), by_llm=True):
+            await d.turn(call("enter"))
+            await d.settle()
+        assert [(r.trigger, r.by) for r in d.run.log] == [("enter", "llm"), ("onwards", "code")]
+        assert d.run.state == "Router"
