@@ -34,7 +34,7 @@ from .fsm import move_to
 from .graph import Edge
 from .history import add_summary
 from .records import MovedBy, Refusal, TransitionRecord
-from .semantics import follow_up, loop_reason
+from .semantics import follow_up, loop_reason, validity
 
 if TYPE_CHECKING:
     from .run import FlowRun  # type-only: a move acts on the run that made it
@@ -95,23 +95,12 @@ class Move:
         if run.closed:
             raise FlowError(f"this run of {run.flow.name!r} is closed (its call ended)")
         run._tell_observers("on_transition_requested", trigger, by)
-        if run._pending is not None:
-            run._refuse(trigger, "busy",
-                        f"'{trigger}' was not taken: the transition "
-                        f"'{run._pending.edge.trigger}' is already under way this turn. "
-                        "Only one transition can happen per turn.")
-        edge = run.flow.triggers_from(state).get(trigger)
-        if edge is None:
-            options = ", ".join(run.flow.triggers_from(state)) or "none"
-            run._refuse(trigger, "invalid", f"'{trigger}' is not available in state {state}; "
-                        f"the transitions available now are: {options}.")
-        assert edge is not None
-        target = edge.target
-        if edge.is_return:
-            if not run.return_stack:
-                run._refuse(trigger, "invalid", f"'{trigger}' refused: there is no earlier "
-                            "state to return to in this call.")
-            target = run.return_stack[-1]
+        under_way = run._pending.edge.trigger if run._pending is not None else None
+        valid = validity(run.flow, state, trigger, run.return_stack, under_way=under_way)
+        if valid.kind is not None:
+            run._refuse(trigger, valid.kind, valid.reason or "")
+        edge, target = valid.edge, valid.target
+        assert edge is not None and target is not None
         # from here on what the guard and the body write is journaled, so a refusal or an
         # interruption undoes exactly that, never an ordinary tool's write of the same turn
         journal, owner = run.context.open_journal(snapshot(run.context))

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from .errors import TransitionCallError, TransitionRefused
+from .errors import RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailurePolicy
 from .graph import Edge
 from .records import TransitionRecord
@@ -148,6 +148,42 @@ def after_move(flow: Semantic, log: Sequence[TransitionRecord]) -> FollowUp | No
 def failure_is_due(flow: Semantic, consecutive: int) -> bool:
     """True when ``consecutive`` failures in a row take the error transition."""
     return consecutive >= flow.failure_policy.max_failures
+
+
+# -- validity ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Validity:
+    """Whether a trigger may be taken now: the edge and its target, or the refusal."""
+
+    edge: Edge | None
+    target: str | None = None
+    kind: RefusalKind | None = None
+    """None: valid (the guard and body decide next); else ``busy`` or ``invalid``."""
+    reason: str | None = None
+
+
+def validity(flow: Semantic, state: str, trigger: str, return_stack: Sequence[str] = (), *,
+             under_way: str | None = None, by_llm: bool = False) -> Validity:
+    """The validity step of a move, before any guard: another move ``under_way`` this
+    turn (``busy``), a trigger not declared from ``state`` (or code-only, asked by the
+    LLM), or a side trip's return with nowhere to return to (``invalid``); else the edge
+    and its target (a ``to=[...]`` edge's first candidate: its body chooses)."""
+    if under_way is not None:
+        return Validity(None, None, "busy", f"'{trigger}' was not taken: the transition "
+                        f"'{under_way}' is already under way this turn. Only one transition "
+                        "can happen per turn.")
+    edge = flow.triggers_from(state).get(trigger)
+    if edge is None or (by_llm and not edge.transition.offered):
+        options = ", ".join(t for t, e in flow.triggers_from(state).items()
+                            if e.transition.offered or not by_llm) or "none"
+        return Validity(None, None, "invalid", f"'{trigger}' is not available in state "
+                        f"{state}; the transitions available now are: {options}.")
+    if edge.is_return:
+        if not return_stack:
+            return Validity(edge, None, "invalid", f"'{trigger}' refused: there is no earlier "
+                            "state to return to in this call.")
+        return Validity(edge, return_stack[-1])
+    return Validity(edge, edge.target)
 
 
 # -- target choice -------------------------------------------------------------------

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 
-from handoff import Context, Flow, RunContext, State, transition
+from handoff import RETURN, Context, Flow, RunContext, State, TransitionRefused, transition
+from handoff.semantics import validity
+from handoff.testing.oracle import expect
+from handoff.testing.strategies import Attempt
 
 from .flowgen import graphs, make_flow
 
@@ -65,3 +69,39 @@ async def test_a_committed_move_puts_the_machine_where_the_table_said() -> None:
     with flow.new_run() as run:
         await run.go("pick", where="C")
         assert run.state == "C" and flow.machine.get_model_state(run._fsm).name == "C"
+
+
+class Trip(State[Ctx]):
+    """A side trip whose way back is guarded."""
+
+    instructions = "Trip."
+
+    @transition(to=RETURN, when=lambda c: False, refused="never")
+    async def back(self, ctx: RunContext[Ctx]) -> None:
+        """Go back."""
+
+
+class Home(State[Ctx]):
+    """Starts side trips."""
+
+    instructions = "Home."
+
+    @transition(to="Trip", returns=True)
+    async def trip(self, ctx: RunContext[Ctx]) -> None:
+        """Take a trip."""
+
+
+async def test_the_run_and_the_oracle_check_validity_before_the_guard() -> None:
+    """A return with nowhere to go is invalid, whatever its guard would say: one decision
+    (``semantics.validity``) for both, in the same order."""
+    flow = Flow("trips", context=Ctx, initial=Trip, states=[Trip, Home], final=[Home])
+    expectation = expect(flow, "Trip", Ctx(), Attempt("back", {}))
+    assert (expectation.verdict, expectation.reason) == (
+        "invalid", "'back' refused: there is no earlier state to return to in this call.")
+    with flow.new_run() as run:
+        with pytest.raises(TransitionRefused) as refused:
+            await run.go("back")
+        assert refused.value.kind == "invalid" and run.refusals[-1].reason == expectation.reason
+    assert validity(flow, "Trip", "back", ["Home"]).target == "Home"
+    assert validity(flow, "Trip", "back", ["Home"], under_way="trip").kind == "busy"
+    assert validity(flow, "Home", "nope").kind == "invalid"

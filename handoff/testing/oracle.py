@@ -22,7 +22,7 @@ from ..flow import Flow
 from ..graph import Edge
 from ..records import Refusal, TransitionRecord
 from ..run import FlowRun
-from ..semantics import after_move, converted_arguments, failure_is_due, follow_up
+from ..semantics import after_move, converted_arguments, failure_is_due, follow_up, validity
 from .strategies import Attempt
 
 Verdict = Literal["invalid", "arguments", "guard", "guard-error", "allowed"]
@@ -50,6 +50,7 @@ class Expectation:
 
 
 NO_RETURN = "there is no earlier state to return to"
+"""What the run says when a side trip's return has nowhere to go (see ``semantics.validity``)."""
 
 
 def declared_targets(flow: Flow[Any], edge: Edge,
@@ -78,9 +79,10 @@ def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
     ``isolate``: the guard sees a deep copy of ``context`` (off: the context itself,
     faster; a guard that writes to it then shows as a refusal that changed something).
     """
-    edge = flow.table[state].get(attempt.trigger)
-    if edge is None or (by_llm and not edge.transition.offered):
-        return Expectation("invalid")
+    valid = validity(flow, state, attempt.trigger, return_stack, by_llm=by_llm)
+    edge = valid.edge
+    if valid.kind is not None or edge is None:  # the run refuses it before any guard
+        return Expectation("invalid", (), valid.reason)
     targets = declared_targets(flow, edge, return_stack)
     try:  # the guard sees what the run's does: the arguments as the tool schema converts them
         arguments = converted_arguments(edge, attempt.arguments)
@@ -93,8 +95,6 @@ def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
         return Expectation("guard-error", targets, f"{type(exc).__name__}: {exc}")
     if reason is not None:
         return Expectation("guard", targets, reason)
-    if not targets:
-        return Expectation("invalid", (), NO_RETURN)
     return Expectation("allowed", targets)
 
 
