@@ -29,6 +29,7 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGive
 from pydantic_core import to_jsonable_python
 
 from .._livekit import asking_agent_id
+from ..errors import ScriptExhausted
 
 _ids = itertools.count()
 
@@ -145,10 +146,6 @@ def per_state(
         return chosen(turn) if callable(chosen) else chosen
 
     return policy
-
-
-class ScriptExhausted(AssertionError):
-    """The script had no reply left for a request."""
 
 
 class ScriptedLLM(llm.LLM):
