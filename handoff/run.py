@@ -43,6 +43,7 @@ from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefus
 from .failures import FailureWatch
 from .graph import Edge
 from .history import add_summary, revisit
+from .realtime import Model
 from .records import MovedBy, Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
 from .state import State, making
@@ -135,7 +136,7 @@ class FlowRun(Generic[C]):
         flow: Flow[C],
         context: C,
         *,
-        llm_override: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        llm_override: Model | Mapping[str, Model] | None = None,
         call_id: str | None = None,
     ) -> None:
         if not isinstance(context, flow.context_type):
@@ -357,11 +358,11 @@ class FlowRun(Generic[C]):
             self._kept[state] = agent
         return agent
 
-    def llm_for(self, tier: str) -> llm.LLM:
+    def llm_for(self, tier: str) -> Model:
         override = self._llm_override
         if override is None:
             return self.flow.tiers.llm(tier)
-        if isinstance(override, llm.LLM):
+        if isinstance(override, llm.LLM | llm.RealtimeModel):
             return override
         if tier in override:
             return override[tier]
@@ -768,8 +769,8 @@ class FlowRun(Generic[C]):
         self._tasks.clear()  # a move replaces any task that was still talking
         if pending.agent is not None:
             self._agent = pending.agent
-            if pending.to_summarise:
-                model = self.llm_for(pending.agent.tier)
+            model = self.llm_for(pending.agent.tier)
+            if pending.to_summarise and isinstance(model, llm.LLM):  # realtime: check warns
                 self.summary = asyncio.get_running_loop().create_task(
                     add_summary(pending.agent, pending.to_summarise, model, self.failures.forgive,
                                 prompt=pending.agent.summary_prompt))

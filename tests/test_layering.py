@@ -21,7 +21,7 @@ LAYERS: list[list[str]] = [
     ["handoff.records", "handoff.context", "handoff.config", "handoff.guards",
      "handoff._listeners", "handoff._livekit", "handoff.snapshot", "handoff.deadline",
      "handoff.versions", "handoff.migrations", "handoff.background", "handoff.subtasks"],
-    ["handoff.history", "handoff.redaction", "handoff.plugins", "handoff.offline", "handoff.offline.*"],
+    ["handoff.history", "handoff.redaction", "handoff.plugins", "handoff.realtime", "handoff.offline", "handoff.offline.*"],
     ["handoff.transition"],
     ["handoff.state"],
     ["handoff.graph", "handoff.tiers", "handoff.voice", "handoff.secrets", "handoff.failures",

@@ -20,6 +20,7 @@ from .machine import FlowMachineBase, FlowStateMachine
 from .oracle import checking
 from .paths import FlowPath, FlowPaths, Step, shortest_paths, transition_cover
 from .profiles import load_profile, register_profiles
+from .realtime import ScriptedRealtimeModel, ScriptedRealtimeSession, Truncation
 from .replaying import replay
 from .scripted import (
     Policy,
@@ -59,8 +60,11 @@ __all__ = [
     "ReplyLike",
     "ScriptExhausted",
     "ScriptedLLM",
+    "ScriptedRealtimeModel",
+    "ScriptedRealtimeSession",
     "Step",
     "ToolCall",
+    "Truncation",
     "Turn",
     "arguments",
     "attempts",

@@ -207,19 +207,30 @@ class ScriptedLLM(llm.LLM):
                                conn_options=conn_options)
 
     def _next_reply(self, turn: Turn) -> Reply:
-        if self._policy is not None:
-            return as_reply(self._policy(turn))
-        if not self._script:
-            return Reply(error=ScriptExhausted(
-                f"ScriptedLLM has no reply left for request #{turn.index} "
-                f"(last user line: {turn.last_user_text!r})"))
-        return as_reply(self._script.pop(0))
+        return next_reply(self._policy, self._script, turn, type(self).__name__)
 
     def _chunks(self, text: str) -> list[str]:
-        words = text.split(" ")
-        n = max(1, self._chunk_words)
-        return [" ".join(words[i : i + n]) + (" " if i + n < len(words) else "")
-                for i in range(0, len(words), n)]
+        return chunks(text, self._chunk_words)
+
+
+def next_reply(policy: Policy | None, script: list[ReplyLike], turn: Turn, owner: str) -> Reply:
+    """The reply to ``turn``: the policy's answer, or the next script entry (consumed);
+    an exhausted script answers with a :class:`ScriptExhausted` failure."""
+    if policy is not None:
+        return as_reply(policy(turn))
+    if not script:
+        return Reply(error=ScriptExhausted(
+            f"{owner} has no reply left for request #{turn.index} "
+            f"(last user line: {turn.last_user_text!r})"))
+    return as_reply(script.pop(0))
+
+
+def chunks(text: str, words_per_chunk: int) -> list[str]:
+    """``text`` cut into pieces of ``words_per_chunk`` words, as a model streams it."""
+    words = text.split(" ")
+    n = max(1, words_per_chunk)
+    return [" ".join(words[i : i + n]) + (" " if i + n < len(words) else "")
+            for i in range(0, len(words), n)]
 
 
 def as_json(arguments: Mapping[str, Any]) -> str:
