@@ -1,0 +1,240 @@
+"""Flows on realtime (speech-to-speech) tiers through a real AgentSession in text mode,
+driven by the ScriptedRealtimeModel: handoffs realtime → realtime, realtime ↔ pipeline,
+refusals, side trips with typed results, LiveKit AgentTasks, invariant 1 between turns."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from livekit.agents import llm
+
+from handoff import Context, Flow, RunContext, State, transition
+from handoff.errors import ConfigError
+from handoff.realtime import realtime_findings
+from handoff.testing import ScriptedLLM, ScriptedRealtimeModel, Turn, call
+from handoff.tiers import TierConfig, Tiers
+from handoff.validate import check
+
+from .small_flows import flow as tickets
+from .test_side_trip_results import Billing, Identity
+from .test_side_trip_results import flow as results_flow
+from .test_subtasks import check_invariant_1, gate_flow, gate_policy, tool_finished
+
+TIERS = Tiers({
+    "fast": TierConfig("fast", model="gpt-4o-mini"),
+    "voice": TierConfig("voice", model="gpt-realtime", kind="realtime"),
+}, source="test")
+
+
+class Line(Context):
+    name: str | None = None
+    topic: str | None = None
+
+
+class Reception(State[Line]):
+    """Greets the caller on a speech-to-speech model."""
+
+    tier = "voice"
+    instructions = "Greet the caller and ask their name."
+
+    @transition(to="Desk")
+    async def named(self, ctx: RunContext[Line], name: str) -> None:
+        """Call once the caller said their name."""
+        ctx.userdata.name = name
+
+
+class Desk(State[Line]):
+    """A pipeline (STT → LLM → TTS) state."""
+
+    tier = "fast"
+    instructions = "Help with the caller's question."
+
+    @transition(to="Reception", history="last:4")
+    async def back_to_reception(self, ctx: RunContext[Line], topic: str) -> None:
+        """Call when the caller wants reception again."""
+        ctx.userdata.topic = topic
+
+
+mixed = Flow("mixed", context=Line, initial=Reception, states=[Reception, Desk], tiers=TIERS)
+
+
+async def test_realtime_to_realtime_reuses_the_session_when_the_model_may_update_it() -> None:
+    model = ScriptedRealtimeModel(["Front desk, your name?", call("named", name="Ann"),
+                                   "Back office here, Ann.", call("restart"), "Front again."])
+    async with tickets.session(llm=model) as run:
+        check_invariant_1(run)
+        await run.session.run(user_input="I'm Ann")
+        assert run.state == "Back" and run.context.name == "Ann"
+        check_invariant_1(run)
+        await run.session.run(user_input="start over")
+        assert run.state == "Front"
+        check_invariant_1(run)
+        (session,) = model.sessions  # one realtime session across both handoffs
+        # the Back agent's instructions (with the context brief) reached the session
+        assert model.turns[2].state == "Back"
+        assert model.turns[2].instructions.startswith("You are the back office.")
+        assert "name: Ann" in model.turns[2].instructions
+        assert "named" not in model.turns[2].tool_names and "finish" in model.turns[2].tool_names
+    assert [(r.source, r.target) for r in run.log] == [("Front", "Back"), ("Back", "Front")]
+    assert model.remaining == 0
+
+
+async def test_realtime_to_realtime_reopens_the_session_when_the_model_cannot_update_it() -> None:
+    model = ScriptedRealtimeModel(["Your name?", call("named", name="Bo"), "Hello Bo."],
+                                  mutable=False)
+    async with tickets.session(llm=model) as run:
+        await run.session.run(user_input="Bo")
+        assert run.state == "Back"
+        check_invariant_1(run)
+        first, second = model.sessions  # LiveKit closed the first and opened a new one
+        assert first.closed and not second.closed
+        assert model.turns[-1].instructions.startswith("You are the back office.")
+
+
+async def test_realtime_to_pipeline_and_back() -> None:
+    realtime = ScriptedRealtimeModel(["Hello, who's calling?", call("named", name="Cy"),
+                                      "Welcome back, Cy."])
+    pipeline = ScriptedLLM(["Desk here, Cy.", call("back_to_reception", topic="parking")])
+    async with mixed.session(llm={"voice": realtime, "fast": pipeline}) as run:
+        assert isinstance(run.agent.llm, llm.RealtimeModel)
+        await run.session.run(user_input="I'm Cy")
+        assert run.state == "Desk" and run.agent.llm is pipeline
+        check_invariant_1(run)
+        assert "name: Cy" in pipeline.turns[0].instructions  # the brief crossed over
+        await run.session.run(user_input="reception please")
+        assert run.state == "Reception" and run.context.topic == "parking"
+        check_invariant_1(run)
+        # the realtime state got the pipeline turn's history (last:4) in its session
+        seen = [text for _, text in realtime.turns[-1].messages()]
+        assert "reception please" in seen and "Desk here, Cy." in seen
+    assert [(r.source, r.target) for r in run.log] == [("Reception", "Desk"),
+                                                      ("Desk", "Reception")]
+
+
+async def test_a_refused_transition_changes_nothing_and_tells_the_model_why() -> None:
+    model = ScriptedRealtimeModel(["Name?", call("named", name="Di"), "Hi Di.",
+                                   call("finish", amount=10), "You need to verify first."])
+    async with tickets.session(llm=model) as run:
+        await run.session.run(user_input="Di")
+        result = await run.session.run(user_input="finish it")
+        result.expect.contains_function_call(name="finish")
+        output = result.expect.contains_function_call_output().event().item
+        assert output.is_error and "verify the caller first" in output.output
+        assert run.state == "Back" and run.context.amount == 0.0
+        check_invariant_1(run)
+        assert [r.trigger for r in run.refusals] == ["finish"]
+        # the refusal reached the model's own chat context for its next reply
+        assert model.turns[-1].answering_tool
+
+
+async def test_a_side_trip_with_a_typed_result_on_a_realtime_model(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Billing, "received", [])
+
+    def policy(turn: Turn) -> Any:
+        wanted = {("Billing", "my bill"): call("verify"),
+                  ("Verify", "1990-01-02"): call("identity_checked", date_of_birth="1990-01-02")}
+        if turn.answering_tool or (turn.state, turn.last_user_text) not in wanted:
+            return f"{turn.state} speaking."
+        return wanted[turn.state or "", turn.last_user_text]
+
+    model = ScriptedRealtimeModel(policy)
+    async with results_flow.session(llm=model) as run:
+        await run.session.run(user_input="my bill")
+        assert run.state == "Verify"
+        check_invariant_1(run)
+        await run.session.run(user_input="1990-01-02")
+        assert run.state == "Billing"
+        check_invariant_1(run)
+        assert run.context.verified
+    (returned,) = Billing.received
+    assert returned.value == Identity(verified=True, date_of_birth="1990-01-02")
+
+
+async def test_an_agent_task_inside_a_realtime_state() -> None:
+    model = ScriptedRealtimeModel(gate_policy)
+    async with gate_flow.session(llm=model) as run:
+        await run.session.run(user_input="let me in")
+        assert [t.id for t in run.tasks] == ["verifier"] and run.state == "Gate"
+        finished = tool_finished(run, "enter")
+        await run.session.run(user_input="1234")
+        await asyncio.wait_for(finished, 10)
+        await run.session.run(user_input="hello?")
+        check_invariant_1(run)
+        assert run.state == "Inside" and [r.trigger for r in run.log] == ["enter"]
+    assert {t.state for t in model.turns} >= {"Gate", "verifier", "Inside"}
+
+
+# -- tiers ----------------------------------------------------------------------------
+def test_a_tier_names_a_realtime_model_by_kind() -> None:
+    cfg = TierConfig.from_mapping("voice", {"kind": "realtime", "model": "gpt-realtime",
+                                            "options": {"voice": "marin"}})
+    assert cfg.kind == "realtime"
+    tiers = Tiers({"voice": cfg}, secrets=lambda _: "sk-test")
+    made = tiers.llm("voice")
+    assert isinstance(made, llm.RealtimeModel) and made.model == "gpt-realtime"
+    assert tiers.kind_of("voice") == "realtime"
+    with pytest.raises(ConfigError, match="kind 'speech'"):
+        TierConfig.from_mapping("x", {"kind": "speech", "model": "m"})
+
+
+def scripted_realtime(**_: Any) -> ScriptedRealtimeModel:
+    """A factory a tier can name (``provider = "module:scripted_realtime"``)."""
+    return ScriptedRealtimeModel(["Hello."])
+
+
+def test_a_factory_that_makes_a_realtime_model_is_a_realtime_tier() -> None:
+    tiers = Tiers({"voice": TierConfig("voice", model="m",
+                                       provider=f"{__name__}:scripted_realtime")})
+    assert tiers.kind_of("voice") == "llm"  # not known before it is made
+    assert isinstance(tiers.llm("voice"), ScriptedRealtimeModel)
+    assert tiers.kind_of("voice") == "realtime"
+
+
+def test_fallbacks_stay_within_one_kind() -> None:
+    both = Tiers({
+        "voice": TierConfig("voice", model="m", provider=f"{__name__}:scripted_realtime",
+                            fallbacks=("voice2",)),
+        "voice2": TierConfig("voice2", model="m", provider=f"{__name__}:scripted_realtime"),
+        "odd": TierConfig("odd", model="m", provider=f"{__name__}:scripted_realtime",
+                          fallbacks=("fast",)),
+        "fast": TierConfig("fast", model="gpt-4o-mini"),
+    }, secrets=lambda _: "sk-test")
+    assert isinstance(both.llm("voice"), llm.RealtimeModelFallbackAdapter)
+    with pytest.raises(ConfigError, match="mixes realtime and pipeline"):
+        both.llm("odd")
+
+
+# -- check ----------------------------------------------------------------------------
+def test_check_reports_what_livekit_refuses_or_ignores_on_a_realtime_state() -> None:
+    class Loud(State[Line]):
+        """Reads the terms without being cut off."""
+
+        tier = "voice"
+        instructions = "Read the terms."
+        interruptible = False
+        history = "summary"
+
+        @transition(to="Quiet")
+        async def read(self, ctx: RunContext[Line]) -> None:
+            """Call when the terms were read."""
+
+    class Quiet(State[Line]):
+        """Client-side turns: interruptible may be off."""
+
+        tier = "voice"
+        instructions = "x"
+        interruptible = False
+        turn_mode = "vad"
+
+        @transition(to="Loud", history="summary")
+        async def again(self, ctx: RunContext[Line]) -> None:
+            """Call to read again."""
+
+    flow = Flow("rt", context=Line, initial=Loud, states=[Loud, Quiet], tiers=TIERS)
+    found = {(f.code, f.state) for f in realtime_findings(flow)}
+    assert found == {("realtime-not-interruptible", "Loud"), ("realtime-summary", "Loud")}
+    assert {("realtime-not-interruptible", "Loud")} <= {(f.code, f.state) for f in check(flow)}
+    assert realtime_findings(mixed) == []
