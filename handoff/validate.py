@@ -244,6 +244,7 @@ def check(flow: Definition, strict: bool = False) -> list[Finding]:
     """
     found = definition_errors(flow) + graph_warnings(flow) + guard_warnings(flow)
     found += argument_warnings(flow) + context_warnings(flow) + realtime_findings(flow)
+    found.sort(key=lambda f: f.severity != "error")  # stable: errors first, each kind in order
     if strict:
         found = [replace(f, severity="error") for f in found]
     return found
