@@ -238,3 +238,16 @@ def test_check_reports_what_livekit_refuses_or_ignores_on_a_realtime_state() -> 
     assert found == {("realtime-not-interruptible", "Loud"), ("realtime-summary", "Loud")}
     assert {("realtime-not-interruptible", "Loud")} <= {(f.code, f.state) for f in check(flow)}
     assert realtime_findings(mixed) == []
+
+
+# -- the call centre on a realtime tier (make demo MODE=realtime) ---------------------
+async def test_the_realtime_demo_runs_the_whole_call_on_one_realtime_session(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from examples.callcenter import realtime_demo
+
+    assert await realtime_demo.main() == 0  # every state visited, the script used up
+    text = capsys.readouterr().out
+    for edge in ("Greeter → Triage", "Triage → Billing", "Billing → Wrapup", "Wrapup → Escalation"):
+        assert edge in text
+    assert "the account is not verified yet" in text and '"refund_ticket": "R-9001"' in text
+    assert "realtime sessions opened: 1 (reused across 4 handoffs)" in text
