@@ -8,11 +8,13 @@ import asyncio
 from typing import Any
 
 import pytest
-from livekit.agents import llm
+from livekit.agents import AgentSession, llm
 
 from handoff import Context, Flow, RunContext, State, transition
 from handoff.errors import ConfigError
+from handoff.persistence import Checkpointer, MemoryStore
 from handoff.realtime import realtime_findings
+from handoff.resume import resume_or_start
 from handoff.testing import ScriptedLLM, ScriptedRealtimeModel, Turn, call
 from handoff.tiers import TierConfig, Tiers
 from handoff.validate import check
@@ -251,3 +253,42 @@ async def test_the_realtime_demo_runs_the_whole_call_on_one_realtime_session(
         assert edge in text
     assert "the account is not verified yet" in text and '"refund_ticket": "R-9001"' in text
     assert "realtime sessions opened: 1 (reused across 4 handoffs)" in text
+
+
+# -- resume -----------------------------------------------------------------------------
+async def test_resume_from_a_checkpoint_into_a_realtime_state() -> None:
+    """Killed in a realtime state, the call comes back in it on a new realtime session
+    holding the restored history, says nothing until the caller speaks, and goes on."""
+    store = MemoryStore()
+    saved = list(mixed.observers)
+    try:
+        first = Checkpointer(store, forget_on=frozenset())
+        async with AgentSession[Line]() as session:
+            run = await resume_or_start(
+                mixed, session, checkpointer=first, call_id="rt-1", wait_opening=True,
+                llm={"voice": ScriptedRealtimeModel(["Hello, who's calling?",
+                                                     call("named", name="Eve"), "Back, Eve."]),
+                     "fast": ScriptedLLM(["Desk here.", call("back_to_reception",
+                                                             topic="fees")])})
+            await session.run(user_input="I'm Eve")
+            await session.run(user_input="reception again")
+            assert run.state == "Reception"
+            assert await first.flush(5)
+
+        model = ScriptedRealtimeModel([call("named", name="Eve"), "Desk again, Eve."])
+        desk = ScriptedLLM(["Desk again, Eve."])
+        async with AgentSession[Line]() as session:
+            run = await resume_or_start(mixed, session, checkpointer=Checkpointer(store),
+                                        call_id="rt-1", llm={"voice": model, "fast": desk})
+            assert run.state == "Reception" == session.current_agent.id and run.resuming
+            assert run.context.name == "Eve" and run.context.topic == "fees"
+            assert model.turns == []  # nothing said on resume
+            (live,) = model.sessions
+            restored = [item.text_content for item in live.chat_ctx.items if item.type == "message"]
+            assert "reception again" in restored  # the history is in the realtime session
+            await session.run(user_input="the desk, please")
+            assert model.turns[0].last_user_text == "the desk, please"
+            assert run.state == "Desk"
+            check_invariant_1(run)
+    finally:
+        mixed.observers[:] = saved
