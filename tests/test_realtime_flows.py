@@ -5,6 +5,7 @@ refusals, side trips with typed results, LiveKit AgentTasks, invariant 1 between
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from handoff.errors import ConfigError
 from handoff.persistence import Checkpointer, MemoryStore
 from handoff.realtime import realtime_findings
 from handoff.resume import resume_or_start
-from handoff.testing import ScriptedLLM, ScriptedRealtimeModel, Turn, call
+from handoff.testing import Reply, ScriptedLLM, ScriptedRealtimeModel, Turn, call, settle
 from handoff.tiers import TierConfig, Tiers
 from handoff.validate import check
 
@@ -60,6 +61,20 @@ class Desk(State[Line]):
 
 
 mixed = Flow("mixed", context=Line, initial=Reception, states=[Reception, Desk], tiers=TIERS)
+
+
+class Hold(State[Line]):
+    """A pipeline state that puts the caller through to a realtime one with a bridge line."""
+
+    tier = "fast"
+    instructions = "Put the caller through."
+
+    @transition(to="Reception", say="One moment, connecting you.")
+    async def connect(self, ctx: RunContext[Line]) -> None:
+        """Call to put the caller through to reception."""
+
+
+bridged = Flow("bridged", context=Line, initial=Hold, states=[Hold, Reception, Desk], tiers=TIERS)
 
 
 async def test_realtime_to_realtime_reuses_the_session_when_the_model_may_update_it() -> None:
@@ -113,6 +128,19 @@ async def test_realtime_to_pipeline_and_back() -> None:
         assert "reception please" in seen and "Desk here, Cy." in seen
     assert [(r.source, r.target) for r in run.log] == [("Reception", "Desk"),
                                                       ("Desk", "Reception")]
+
+
+async def test_a_bridge_line_into_a_realtime_state_comes_before_its_reply() -> None:
+    realtime = ScriptedRealtimeModel(["Reception, how can I help?"])
+    pipeline = ScriptedLLM(["Hello.", call("connect")])
+    async with bridged.session(llm={"voice": realtime, "fast": pipeline}) as run:
+        await run.session.run(user_input="reception please")
+        await settle(run)
+        assert run.state == "Reception"
+        check_invariant_1(run)
+        said = [m.text_content for m in run.session.history.messages() if m.role == "assistant"]
+        assert said[-2:] == ["One moment, connecting you.", "Reception, how can I help?"]
+        assert realtime.turns[0].state == "Reception"
 
 
 async def test_a_refused_transition_changes_nothing_and_tells_the_model_why() -> None:
@@ -292,3 +320,36 @@ async def test_resume_from_a_checkpoint_into_a_realtime_state() -> None:
             check_invariant_1(run)
     finally:
         mixed.observers[:] = saved
+
+
+@pytest.mark.parametrize("calls_first", [True, False])
+async def test_an_interruption_in_the_middle_of_a_handoff_leaves_a_consistent_call(
+        calls_first: bool) -> None:
+    """The caller talks over a realtime reply that asks for a handoff, while it streams:
+    the move happens entirely or not at all, and the call goes on."""
+    hold = asyncio.Event()
+    model = ScriptedRealtimeModel([
+        "Hello, who's calling?",
+        Reply(text="Thank you, putting you through to the desk now",
+              calls=(call("named", name="Flo"),), calls_first=calls_first,
+              pause_between=hold.wait),
+        "Sorry, go ahead.",
+    ])
+    desk = ScriptedLLM(lambda turn: "Desk here.")
+    async with mixed.session(llm={"voice": model, "fast": desk}) as run:
+        turn = asyncio.ensure_future(run.session.run(user_input="I'm Flo"))
+        while len(model.turns) < 2 or not model.sessions[-1].generating:
+            await asyncio.sleep(0)
+        await run.session.interrupt(force=True)
+        hold.set()
+        with contextlib.suppress(Exception):
+            await turn
+        await settle(run)
+        check_invariant_1(run)
+        moved = [(r.source, r.target) for r in run.log]
+        assert (moved, run.state, run.context.name) in (
+            ([], "Reception", None), ([("Reception", "Desk")], "Desk", "Flo"))
+        await run.session.run(user_input="hello?")
+        await settle(run)
+        check_invariant_1(run)
+    assert not any(s.generating for s in model.sessions)

@@ -166,6 +166,11 @@ class ScriptedRealtimeSession(llm.RealtimeSession):
         self.closed = False
 
     @property
+    def generating(self) -> bool:
+        """True while a response is being generated (or waits on its ``pause``)."""
+        return any(not task.done() for task in self._running)
+
+    @property
     def chat_ctx(self) -> llm.ChatContext:
         return self._chat_ctx.copy()
 
