@@ -279,7 +279,8 @@ async def test_the_realtime_demo_runs_the_whole_call_on_one_realtime_session(
     text = capsys.readouterr().out
     for edge in ("Greeter → Triage", "Triage → Billing", "Billing → Wrapup", "Wrapup → Escalation"):
         assert edge in text
-    assert "the account is not verified yet" in text and '"refund_ticket": "R-9001"' in text
+    assert "the account is not verified yet" in text
+    assert "\"refund_ticket\": \"R-" in text  # the backend numbers tickets per process
     assert "realtime sessions opened: 1 (reused across 4 handoffs)" in text
 
 
