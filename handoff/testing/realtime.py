@@ -47,7 +47,7 @@ from livekit.agents import llm, utils
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from .._livekit import asking_agent_id
-from .scripted import Policy, Reply, ReplyLike, ToolCall, Turn, as_json, chunks, next_reply
+from .scripted import Policy, Reply, ReplyLike, Scripted, ToolCall, Turn, as_json
 
 Modality = Literal["text", "audio"]
 
@@ -69,7 +69,7 @@ class Truncation:
     transcript: str | None
 
 
-class ScriptedRealtimeModel(llm.RealtimeModel):
+class ScriptedRealtimeModel(Scripted, llm.RealtimeModel):
     """A deterministic realtime model: replies from a script or a policy; records every
     request (``turns``) and every session it opened (``sessions``)."""
 
@@ -95,26 +95,9 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
             mutable_tools=mutable,
             per_response_tool_choice=True,
         ))
-        self._policy: Policy | None = replies if callable(replies) else None
-        self._script: list[ReplyLike] = [] if callable(replies) else list(replies)
+        self._load(replies, chunk_words, model)
         self.modalities: list[Modality] = ["audio", "text"] if "audio" in modalities else ["text"]
-        self._chunk_words = chunk_words
-        self._model = model
-        self.turns: list[Turn] = []
         self.sessions: list[ScriptedRealtimeSession] = []
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def provider(self) -> str:
-        return "handoff.testing"
-
-    @property
-    def remaining(self) -> int:
-        """Script replies not yet used (0 for a policy)."""
-        return len(self._script)
 
     def session(self, *, turn_detection_disabled: bool = False) -> ScriptedRealtimeSession:
         opened = ScriptedRealtimeSession(self)
@@ -124,10 +107,6 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
     async def aclose(self) -> None:
         for opened in self.sessions:
             await opened.aclose()
-
-    def _reply_to(self, turn: Turn) -> Reply:
-        self.turns.append(turn)
-        return next_reply(self._policy, self._script, turn, type(self).__name__)
 
 
 @dataclass
@@ -339,7 +318,7 @@ class ScriptedRealtimeSession(llm.RealtimeSession):
         message = llm.ChatMessage(id=message_id, role="assistant", content=[""])
         self._chat_ctx.items.append(message)
         sent = ""
-        for piece in chunks(reply.text, self._scripted._chunk_words):
+        for piece in self._scripted._chunks(reply.text):
             text_ch.send_nowait(piece)
             if "audio" in self._scripted.modalities:
                 audio_ch.send_nowait(_silence(len(piece.split())))
