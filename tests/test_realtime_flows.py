@@ -74,7 +74,20 @@ class Hold(State[Line]):
         """Call to put the caller through to reception."""
 
 
+class Counter(State[Line]):
+    """A pipeline state that hands back with a summary policy."""
+
+    tier = "fast"
+    instructions = "Answer at the counter."
+
+    @transition(to="Reception", history="summary:2")
+    async def done_here(self, ctx: RunContext[Line]) -> None:
+        """Call when the caller is done at the counter."""
+
+
 bridged = Flow("bridged", context=Line, initial=Hold, states=[Hold, Reception, Desk], tiers=TIERS)
+summarised = Flow("summarised", context=Line, initial=Counter, states=[Counter, Reception, Desk],
+                  tiers=TIERS)
 
 
 async def test_realtime_to_realtime_reuses_the_session_when_the_model_may_update_it() -> None:
@@ -141,6 +154,22 @@ async def test_a_bridge_line_into_a_realtime_state_comes_before_its_reply() -> N
         said = [m.text_content for m in run.session.history.messages() if m.role == "assistant"]
         assert said[-2:] == ["One moment, connecting you.", "Reception, how can I help?"]
         assert realtime.turns[0].state == "Reception"
+
+
+async def test_summary_into_a_realtime_state_keeps_the_recent_messages_only() -> None:
+    realtime = ScriptedRealtimeModel(["Reception."])
+    pipeline = ScriptedLLM(["Counter.", "Noted one.", "Noted two.", call("done_here")])
+    async with summarised.session(llm={"voice": realtime, "fast": pipeline}) as run:
+        for line in ("one", "two", "done"):
+            await run.session.run(user_input=line)
+        await settle(run)
+        assert run.state == "Reception" and run.summary is None  # no summary request made
+        check_invariant_1(run)
+        assert len(pipeline.turns) == 4  # the model was not asked to summarise
+        kept = [text for _, text in realtime.turns[0].messages()]
+        assert kept[:2] == ["Noted two.", "done"]  # the last 2 messages, nothing older
+        assert "one" not in kept
+    assert [f.code for f in realtime_findings(summarised)] == ["realtime-summary"]
 
 
 async def test_a_refused_transition_changes_nothing_and_tells_the_model_why() -> None:
