@@ -16,7 +16,7 @@ from handoff.errors import ConfigError
 from handoff.persistence import Checkpointer, MemoryStore
 from handoff.realtime import realtime_findings
 from handoff.resume import resume_or_start
-from handoff.testing import Reply, ScriptedLLM, ScriptedRealtimeModel, Turn, call, settle
+from handoff.testing import Reply, ScriptedLLM, ScriptedRealtimeModel, Turn, call, fail, settle
 from handoff.tiers import TierConfig, Tiers
 from handoff.validate import check
 
@@ -375,3 +375,17 @@ async def test_an_interruption_in_the_middle_of_a_handoff_leaves_a_consistent_ca
         await settle(run)
         check_invariant_1(run)
     assert not any(s.generating for s in model.sessions)
+
+
+async def test_a_failed_realtime_response_counts_as_a_failure_and_the_call_goes_on() -> None:
+    model = ScriptedRealtimeModel(["Hi.", fail("provider down"), call("named", name="Al"),
+                                   "Back office, Al."])
+    async with tickets.session(llm=model) as run:
+        with pytest.raises(llm.RealtimeError, match="provider down"):
+            await run.session.run(user_input="hello?")  # LiveKit's RunResult raises it
+        await run.failures.settled()
+        assert run.failures.consecutive == 1 and run.state == "Front"
+        check_invariant_1(run)
+        await run.session.run(user_input="I'm Al")
+        assert run.state == "Back"
+        check_invariant_1(run)
