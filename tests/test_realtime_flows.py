@@ -389,3 +389,38 @@ async def test_a_failed_realtime_response_counts_as_a_failure_and_the_call_goes_
         await run.session.run(user_input="I'm Al")
         assert run.state == "Back"
         check_invariant_1(run)
+
+
+async def test_two_realtime_models_in_one_flow_each_open_their_own_session() -> None:
+    """LiveKit allows a handoff between agents on different realtime models (the old
+    session is closed, the new model's opened), so check has nothing to report."""
+    front = ScriptedRealtimeModel(["Name?", call("named", name="Gus")])
+    back = ScriptedRealtimeModel(["Back office, Gus."], model="another-realtime")
+    two = Tiers({"voice": TierConfig("voice", model="a", kind="realtime"),
+                 "voice2": TierConfig("voice2", model="b", kind="realtime")}, source="test")
+
+    class Front(State[Line]):
+        """Front, on one realtime model."""
+
+        tier = "voice"
+        instructions = "Front."
+
+        @transition(to="Back")
+        async def named(self, ctx: RunContext[Line], name: str) -> None:
+            """Call once the caller said their name."""
+            ctx.userdata.name = name
+
+    class Back(State[Line]):
+        """Back, on another realtime model."""
+
+        tier = "voice2"
+        instructions = "Back."
+
+    flow = Flow("two", context=Line, initial=Front, states=[Front, Back], final=[Back], tiers=two)
+    assert realtime_findings(flow) == []
+    async with flow.session(llm={"voice": front, "voice2": back}) as run:
+        await run.session.run(user_input="Gus")
+        assert run.state == "Back" and run.agent.llm is back
+        check_invariant_1(run)
+        assert front.sessions[0].closed and len(back.sessions) == 1
+        assert back.turns[0].state == "Back" and "name: Gus" in back.turns[0].instructions
