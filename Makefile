@@ -7,26 +7,26 @@ PIP   := $(VENV)/bin/pip
 # and event-log tests; chromium and its driver run the inspector's browser tests; tmux is the
 # terminal the console tests type into).
 APT_PACKAGES ?= graphviz espeak-ng redis-server chromium chromium-driver tmux
-# pip extras installed for the tests.
-EXTRAS ?= test
+# seconds to wait while another apt or dpkg holds apt's lock (then: "apt is busy")
+APT_WAIT ?= 300
+# pip extras installed for this repository: `dev` is everything the tests, lint, types and docs
+# use (users install `livekit-handoff` or `livekit-handoff[testing]`; see pyproject.toml).
+EXTRAS ?= dev
 
 .PHONY: demo test venv deps apt lint bench diagrams docs clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	@# a venv from before the rename holds an editable `handoff` distribution of this checkout
+	$(PIP) uninstall -q -y handoff 2>/dev/null || true
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	touch $@
 
 venv: $(VENV)/.installed
 
 apt:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
-	  || { echo "could not install$$missing (need root)"; exit 1; }; \
-	fi
+	@APT_WAIT=$(APT_WAIT) .ci/apt-install $(APT_PACKAGES)
 
 deps: venv apt
 

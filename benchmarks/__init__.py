@@ -14,4 +14,5 @@ BENCHMARKS = (
     "event_log",
     "voice_latency",
     "exploration",
+    "job_release",
 )

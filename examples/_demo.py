@@ -3,7 +3,8 @@
 The caller's lines are scripted; the agent side is the LLM given (a ScriptedLLM
 offline, so a demo runs with no key and no network) through a real LiveKit
 ``AgentSession`` in text mode, real tool calls and real handoffs. Each turn is printed
-as it happens, then the transitions taken, the refusals and the final Context.
+as it happens, then the transitions taken, the refusals and the final Context. With
+``HANDOFF_EVENT_STORE`` set, the call is recorded there for ``handoff inspect``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from livekit.agents import RunResult
 
 from handoff import Context, Flow, FlowRun
+from handoff.events import Recording
 from handoff.realtime import Model
 from handoff.testing import ScriptedLLM, settle
 from handoff.transcript import TranscriptPrinter
@@ -34,7 +36,9 @@ async def play(flow: Flow[Any], caller: Sequence[str], *, llm: Model | Mapping[s
     """Play ``caller`` against ``flow``; ``llm=None`` uses the tiers' real models."""
     logging.basicConfig(level=logging.ERROR)  # LiveKit logs each refused tool call; we print them
     print(f"flow: {flow.name} — states {', '.join(flow.states)}; starts in {flow.initial}\n")
-    async with flow.session(llm=llm, context=context) as run:
+    async with Recording.configured() as recording, flow.session(llm=llm, context=context) as run:
+        if (call_id := recording.track(run, flow.name)) is not None:  # HANDOFF_EVENT_STORE set
+            print(f"events: call {call_id} in {recording.where} (`handoff inspect` replays it)\n")
         assert run.opening is not None
         printer = TranscriptPrinter(run)
         print(f"[{run.state}]")

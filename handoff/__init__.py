@@ -27,13 +27,14 @@ from .resume import resume_or_start
 from .run import FlowRun
 from .state import State
 from .tiers import TierConfig, Tiers
-from .transition import RETURN, transition
+from .transition import RETURN, Chosen, transition
 from .validate import check
 
 install_log_scrubbing()  # no sensitive value reaches a log record of this process
 
 __all__ = [
     "RETURN",
+    "Chosen",
     "Context",
     "Finding",
     "Flow",

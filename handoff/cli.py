@@ -11,13 +11,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from .errors import FlowDefinitionError
 from .flowref import FlowLoadError, load_flow
 
 
+class _Command(TyperCommand):
+    """A subcommand whose usage line names its arguments as they are written
+    (``handoff check [OPTIONS] MODULE:ATTRIBUTE``, not ``{flow_ref}``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [p.removeprefix("{").removesuffix("}") for p in super().collect_usage_pieces(ctx)]
+
+
 class _Handoff(typer.Typer):
-    """The command; ``--inspect`` may come without its address (click options cannot)."""
+    """The command; ``--inspect`` may come without its address (click options cannot).
+
+    Help is plain text (no ``<bool>`` beside every flag, paragraphs reflowed), and every
+    subcommand is a :class:`_Command`.
+    """
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not args and kwargs.get("args") is None:
@@ -36,18 +53,35 @@ def with_inspect_default(args: list[str]) -> list[str]:
     return out
 
 
-app = _Handoff(no_args_is_help=True, add_completion=False,
+app = _Handoff(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                help="Multi-agent voice AI on LiveKit Agents, as a state machine.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from .extras import DISTRIBUTION
+
+        try:
+            typer.echo(f"{DISTRIBUTION} {version(DISTRIBUTION)}")
+        except PackageNotFoundError:
+            typer.echo(f"{DISTRIBUTION}: not installed (running from a source tree)")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool | None, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the installed version and exit.")
+    ] = None,
+) -> None:
     """handoff: multi-agent voice AI on LiveKit Agents, as a state machine."""
 
 
 @app.command()
 def chat(
-    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE")],
+    flow_ref: Annotated[str, typer.Argument(metavar="MODULE:ATTRIBUTE", help="The flow")],
     script: Annotated[
         str | None,
         typer.Option(help="MODULE:ATTRIBUTE of a ScriptedLLM reply list or policy, to chat offline"),
@@ -56,9 +90,9 @@ def chat(
         "--inspect", help="serve the inspector while you chat, on [HOST:PORT] (127.0.0.1:8765)")
     ] = None,
 ) -> None:
-    """A text conversation with the flow in the terminal, through a real AgentSession.
+    """Talk to a flow in the terminal, through a real AgentSession.
 
-    Each line you type is a caller turn; the agent's replies, its tool calls and every
+    A text conversation: each line you type is a caller turn; the agent's replies, its tool calls and every
     transition are printed as they happen. End with Ctrl-D.
     """
     inspector = _inspector(inspect_at, None) if inspect_at else None  # a bad bind fails first
@@ -86,54 +120,62 @@ def chat(
                 err=True,
             )
             raise typer.Exit(2)
+    from .events import Recording
+
+    try:  # the configured store (a bad setting is one line), or the inspector's
+        recording = Recording(inspector.store) if inspector else Recording.configured()
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(_chat(flow, llm, inspector))
+    asyncio.run(_chat(flow, llm, recording, inspector))
 
 
-def _inspector(address: str, store: Any) -> Any:
-    """The InspectorServer for ``--inspect HOST:PORT`` (an in-memory store by default);
-    a bad address or an unsafe bind is one line on stderr and exit 2."""
-    import os
-
-    from .events import MemoryEventStore
+def _inspector(address: str, store: Any = None) -> Any:
+    """The InspectorServer for ``--inspect HOST:PORT`` over ``store`` (by default the
+    configured event store, else the default SQLite file, so the call outlives the
+    program); a bad address or an unsafe bind is one line on stderr and exit 2."""
+    from .events import store_or_default
     from .inspector import InspectorServer, UnsafeBind, parse_address
-    from .inspector.security import TOKEN_ENV
+    from .settings import InspectorSettings
 
     try:
         host, port = parse_address(address)
-        return InspectorServer(store or MemoryEventStore(), host=host, port=port,
-                               token=os.environ.get(TOKEN_ENV) or None)
+        return InspectorServer(store or store_or_default(), host=host, port=port,
+                               token=InspectorSettings.load().token_value)
     except (UnsafeBind, ValueError) as exc:
         raise _fail(f"--inspect {address}: {exc}") from exc
 
 
-async def _chat(flow: Any, llm: Any, inspector: Any = None) -> None:
-    import uuid
+async def _chat(flow: Any, llm: Any, recording: Any, inspector: Any = None) -> None:
+    from .console import ScriptEnded, converse
 
-    from .console import converse
-    from .events import EventLog
-
-    events = None
     if inspector is not None:
-        events = EventLog(inspector.store).install(flow)
         await _start(inspector)
-    async with flow.session(llm=llm) as run:
-        if events is not None:
-            call_id = f"chat-{uuid.uuid4().hex[:8]}"
-            events.track(run, call_id)
+    async with recording, flow.session(llm=llm) as run:
+        call_id = recording.track(run, "chat")
+        if inspector is not None:
             typer.echo(f"inspector: {inspector.link(f'/calls/{call_id}')}")
-        await converse(run, typer.echo)
+        if call_id is not None:
+            typer.echo(f"events: call {call_id} in {recording.where}", err=True)
+        try:
+            await converse(run, typer.echo)
+        except ScriptEnded as exc:
+            typer.echo(f"error: {exc}", err=True)
+            failed = True
+        else:
+            failed = False
         typer.echo(f"context: {run.context.model_dump_json()}")
-    if events is not None:
-        await events.aclose()
+    if inspector is not None:
         await inspector.stop()
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
-    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE")],
-    mode: Annotated[str, typer.Argument(help="console | dev | start")],
+    flow_ref: Annotated[str, typer.Argument(metavar="MODULE:ATTRIBUTE", help="The flow")],
+    mode: Annotated[str, typer.Argument(metavar="MODE", help="console | dev | start")],
     max_jobs: Annotated[int | None, typer.Option(help="calls per worker (HANDOFF_MAX_JOBS)")] = None,
     drain_timeout: Annotated[
         int | None, typer.Option(help="seconds calls get after SIGTERM (HANDOFF_DRAIN_TIMEOUT)")
@@ -178,17 +220,21 @@ def run(
         from .telemetry.otel import configure_from_env
 
         configure_from_env()
-        if inspect_at:
-            _inspect_worker(inspect_at)
+        inspector = _inspect_worker(inspect_at) if inspect_at else None
         if mode == "console":
             from .console import run_console
 
-            run_console(settings, ctx.args, script=script)
+            run_console(settings, ctx.args, script=script,
+                        call_link=None if inspector is None else inspector.link)
         else:
             run_worker(settings, mode, ctx.args, simulate_calls=simulate_call or ())
     except RegistrationError as exc:
         raise _fail(str(exc), code=1) from exc
-    except (FlowLoadError, FlowDefinitionError, SecretError, ValueError) as exc:
+    except SecretError as exc:
+        offline = ("; or pass --script MODULE:ATTRIBUTE to talk to a scripted LLM offline"
+                   if mode == "console" and script is None else "")
+        raise _fail(f"{exc}{offline}") from exc
+    except (FlowLoadError, FlowDefinitionError, ValueError) as exc:
         raise _fail(str(exc)) from exc
 
 
@@ -218,27 +264,34 @@ def _multiprocess_metrics() -> None:
 def inspect(
     store: Annotated[str | None, typer.Option(
         help="the event store: sqlite:///path/events.db or redis://host:port/db "
-        "(default: HANDOFF_EVENT_STORE, else next to the checkpoints)")] = None,
-    host: Annotated[str, typer.Option(help="address to listen on; not loopback needs --token")] = (
-        "127.0.0.1"),
-    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8765,
+        "(default: HANDOFF_EVENT_STORE, else next to the checkpoints, else the file "
+        "--inspect records to: ~/.local/state/handoff/events.db)")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="address to listen on, default 127.0.0.1 (HANDOFF_INSPECT_HOST); not loopback "
+        "needs --token")] = None,
+    port: Annotated[int | None, typer.Option(
+        help="port to listen on, default 8765 (HANDOFF_INSPECT_PORT; 0: any free port)")] = None,
     token: Annotated[str | None, typer.Option(
-        envvar="HANDOFF_INSPECT_TOKEN", help="required to read the inspector (HANDOFF_INSPECT_TOKEN)")
-    ] = None,
-    stale_after: Annotated[float, typer.Option(
-        help="seconds without a heartbeat after which a call's writer counts as stopped")] = 15.0,
+        help="required to read the inspector (HANDOFF_INSPECT_TOKEN)")] = None,
+    stale_after: Annotated[float | None, typer.Option(
+        help="seconds without a heartbeat after which a call's writer counts as stopped, "
+        "default 15 (HANDOFF_INSPECT_STALE_AFTER)")] = None,
 ) -> None:
-    """Watch live and recent calls in a browser: the flow with the active state lit, the
-    timeline, the Context at each step, and replay of finished calls. Read-only."""
-    from .events import event_store_from_env, open_event_store
+    """Watch live and recent calls in a browser (read-only).
+
+    The flow with the active state lit, the timeline, the Context at each step, and
+    replay of finished calls. Every option may also come from its variable or
+    ``[tool.handoff.inspector]``."""
+    from .events import open_event_store, store_or_default
     from .inspector import InspectorServer, UnsafeBind
+    from .settings import InspectorSettings
 
     try:
-        events = open_event_store(store) if store else event_store_from_env()
-        if events is None:
-            raise ValueError("no event store: pass --store sqlite:///path/events.db (or "
-                             "redis://…), or set HANDOFF_EVENT_STORE or HANDOFF_CHECKPOINT_DIR")
-        server = InspectorServer(events, host=host, port=port, token=token, stale_after=stale_after)
+        settings = InspectorSettings.load(host=host, port=port, token=token,
+                                          stale_after=stale_after)
+        events = open_event_store(store) if store else store_or_default()
+        server = InspectorServer(events, host=settings.host, port=settings.port,
+                                 token=settings.token_value, stale_after=settings.stale_after)
     except (UnsafeBind, ValueError) as exc:
         raise _fail(str(exc)) from exc
     asyncio.run(_serve(server))
@@ -261,25 +314,27 @@ async def _serve(server: Any) -> None:
         await server.store.aclose()
 
 
-def _inspect_worker(address: str) -> None:
-    """``run --inspect``: the job processes write the event store (next to the checkpoints,
-    or a temporary SQLite file); this process serves the inspector over it."""
+def _inspect_worker(address: str) -> Any:
+    """``run --inspect``: the calls (the console's, the job processes') are recorded in the
+    configured event store, else in the default SQLite file; this process serves the
+    inspector over it from a thread. Returns the running InspectorServer."""
     import os
-    import tempfile
 
-    from .events import event_store_from_env
+    from .events import default_store_path, event_store_from_env, store_or_default
 
     store = event_store_from_env()
     if store is None:
-        folder = tempfile.mkdtemp(prefix="handoff-events-")
-        os.environ["HANDOFF_EVENT_STORE"] = f"sqlite://{folder}/events.db"  # job processes inherit it
-        store = event_store_from_env()
+        store = store_or_default()  # the default file
+        path = default_store_path()
+        os.environ["HANDOFF_EVENT_STORE"] = f"sqlite://{path}"  # job processes inherit it
+        typer.echo(f"events: {path}", err=True)
     inspector = _inspector(address, store)
     try:
         url = inspector.start_in_thread()
     except OSError as exc:
         raise _fail(f"cannot listen on {address}: {exc.strerror or exc}") from exc
     typer.echo(f"inspector: {url}", err=True)
+    return inspector
 
 
 # -- check, diagram, diff ---------------------------------------------------------------
@@ -304,6 +359,11 @@ class DiffFormat(StrEnum):
     json = "json"
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 transition``, ``2 transitions``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -311,7 +371,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.command()
 def check(
-    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE")],
+    flow_ref: Annotated[str, typer.Argument(metavar="MODULE:ATTRIBUTE", help="The flow")],
     strict: Annotated[bool, typer.Option(help="Count warnings as errors")] = False,
     fmt: Annotated[CheckFormat, typer.Option("--format", help="text, or json for CI")] = (
         CheckFormat.text),
@@ -319,10 +379,13 @@ def check(
         "--explore", min=0, metavar="N",
         help="Also run every move sequence up to N moves against the oracle")] = None,
 ) -> None:
-    """Validate a flow: errors, and warnings (unreachable states, dead ends, …).
+    """Validate a flow: errors and warnings, each with its fix.
 
-    Exit status 0 when clean, 1 when there are errors (or warnings with --strict),
-    2 when the flow cannot be loaded. A module whose Flow(...) raises at import is
+    Warnings are unreachable states, dead ends and the like.
+
+    Exit status 0 when there are no errors (warnings are printed: "0 errors, 2
+    warnings"), 1 when there are errors (or warnings with --strict), 2 when the flow
+    cannot be loaded. A module whose Flow(...) raises at import is
     loaded but malformed: its findings are printed and the status is 1. With
     ``--explore N`` a counterexample (the shortest) is printed and the status is 1.
     """
@@ -332,7 +395,7 @@ def check(
     try:
         flow = load_flow(flow_ref)
         findings = run_check(flow, strict=strict)
-        summary = f"{len(flow.states)} states, {len(flow.edges)} transitions"
+        summary = f"{_count(len(flow.states), 'state')}, {_count(len(flow.edges), 'transition')}"
     except FlowLoadError as exc:
         if fmt is CheckFormat.json:
             typer.echo(json.dumps({"flow": flow_ref, "loaded": False, "error": str(exc)}))
@@ -353,7 +416,7 @@ def check(
     else:
         for finding in findings:
             typer.echo(str(finding))
-        verdict = "ok" if not findings else f"{errors} error(s), {warnings} warning(s)"
+        verdict = "ok" if not findings else f"{_count(errors, 'error')}, {_count(warnings, 'warning')}"
         typer.echo(f"{flow_ref}: {verdict} ({summary})")
         if explored is not None:
             typer.echo(explored["text"])
@@ -363,21 +426,25 @@ def check(
 
 def _explore(flow: Any, depth: int) -> dict[str, Any]:
     """``handoff check --explore N``: the exhaustive exploration's summary."""
-    from .testing.explore import explore
+    try:
+        from .testing.explore import explore
+    except ModuleNotFoundError as exc:
+        from .extras import missing
+
+        raise _fail(str(missing("handoff check --explore", "testing", exc))) from exc
 
     result = explore(flow, depth=depth)
     return {"ok": result.ok, "depth": depth, "paths": result.paths, "steps": result.steps,
             "seconds": round(result.seconds, 3),
             "counterexample": [str(m) for m in result.counterexample or []],
-            "problems": result.problems,
-            "text": result.describe() + (f" ({result.paths_per_second:,.0f} paths/s)"
-                                         if result.ok else "")}
+            "problems": result.problems, "unreached": result.unreached,
+            "ungenerated": result.ungenerated, "text": result.describe(with_rate=True)}
 
 
 @app.command()
 def diagram(
     flow_ref: Annotated[str, typer.Argument(
-        help="MODULE:ATTRIBUTE of one flow, or a PACKAGE to draw every flow in it")],
+        metavar="MODULE:ATTRIBUTE|PACKAGE", help="One flow, or a package to draw every flow in")],
     fmt: Annotated[DiagramFormat, typer.Option("--format", "-f")] = DiagramFormat.svg,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="File (a directory for a package); default diagrams/NAME.EXT, "
@@ -386,7 +453,7 @@ def diagram(
     check_only: Annotated[bool, typer.Option(
         "--check", help="Write nothing; exit 1 if the kept source differs from the code")] = False,
 ) -> None:
-    """Draw a flow as SVG/PNG (with its DOT source beside it), DOT or Mermaid."""
+    """Draw a flow as SVG/PNG (with its DOT source), DOT or Mermaid."""
     from . import diagram as draw
     from .flowref import flows_in_package
 
@@ -428,7 +495,7 @@ def diagram(
                     f" -o {output}" if output is not None else "")
                 typer.echo(f"diagrams are stale: run `{again}`", err=True)
                 raise typer.Exit(1)
-            typer.echo(f"{len(targets)} diagram(s) up to date")
+            typer.echo(f"{_count(len(targets), 'diagram')} up to date")
             return
         for _, flow, path in targets:
             for written in draw.write(flow, fmt.value, path, highlight=highlight):
@@ -449,8 +516,9 @@ def _orphans(folder: Path, names: set[str]) -> list[str]:
 
 @app.command()
 def diff(
-    old: Annotated[str, typer.Argument(help="[GITREV:]MODULE:ATTRIBUTE, e.g. main:pkg.flow:flow")],
-    new: Annotated[str, typer.Argument(help="[GITREV:]MODULE:ATTRIBUTE")],
+    old: Annotated[str, typer.Argument(
+        metavar="OLD", help="[GITREV:]MODULE:ATTRIBUTE, e.g. main:pkg.flow:flow")],
+    new: Annotated[str, typer.Argument(metavar="NEW", help="[GITREV:]MODULE:ATTRIBUTE")],
     fmt: Annotated[DiffFormat, typer.Option("--format", "-f")] = DiffFormat.markdown,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="File to write; stdout for markdown/mermaid/dot if absent")] = None,
@@ -458,7 +526,7 @@ def diff(
         "--exit-code", help="Exit 1 when the change breaks calls in flight: it needs a "
         "migration the new version does not declare")] = False,
 ) -> None:
-    """What changed between two versions of a flow, and what it does to calls in flight.
+    """Compare two versions of a flow, judged for calls in flight.
 
     A diagram, a PR table (with each change judged for calls checkpointed by the old
     version: safe, tightens, needs a migration, and the migration to write) or JSON.
@@ -467,15 +535,20 @@ def diff(
     """
     from .diagram import GraphvizMissing, render
     from .diagram_diff import compare, diff_dot, diff_markdown, diff_mermaid
-    from .flowref import load_snapshot
+    from .diff_effect import check_by_resuming
+    from .flowref import load_snapshot, parse_ref
     from .inflight import assess, inflight_json, inflight_markdown
 
     try:
         changes = compare(load_snapshot(old), load_snapshot(new),
                           labels=(_side_label(old, new), _side_label(new, old)))
-    except FlowLoadError as exc:
+        # the new side loaded here: its verdicts come from resuming the old one's checkpoints
+        live = None if parse_ref(new, allow_rev=True).rev is not None else load_flow(new)
+    except (FlowLoadError, FlowDefinitionError) as exc:
         raise _fail(str(exc)) from exc
     in_flight = assess(changes)
+    if live is not None:
+        check_by_resuming(in_flight, live)
     data: Any
     if fmt is DiffFormat.markdown:
         data = diff_markdown(changes) + "\n" + inflight_markdown(in_flight)
@@ -521,7 +594,8 @@ class ReportFormat(StrEnum):
 
 @app.command()
 def migrate(
-    flow_ref: Annotated[str, typer.Argument(help="The flow, as MODULE:ATTRIBUTE (its new version)")],
+    flow_ref: Annotated[str, typer.Argument(metavar="MODULE:ATTRIBUTE",
+                                            help="The flow (its new version)")],
     store: Annotated[str | None, typer.Option(
         help="sqlite:///path/to/checkpoints.db or redis://host:port/db "
         "(default: HANDOFF_CHECKPOINT_STORE)")] = None,
@@ -529,38 +603,53 @@ def migrate(
         "--dry-run", help="Report what would move and what fails; write nothing")] = False,
     fmt: Annotated[ReportFormat, typer.Option("--format", help="text, or json")] = (
         ReportFormat.text),
+    recover: Annotated[bool, typer.Option(
+        "--recover", help="First put back the checkpoints workers set aside because they "
+        "could not open them (a lost seal key now restored)")] = False,
+    allow_loss: Annotated[bool, typer.Option(
+        "--allow-loss", help="Exit 0 even when stored calls would lose their state or a "
+        "field on resuming (no migration reads their version)")] = False,
 ) -> None:
-    """Migrate every stored checkpoint of a flow to its version, through its migrations.
+    """Migrate every stored checkpoint of a flow to its version.
 
-    Reports, per stored version, how many calls move from which state to which and
-    which fail. Each call is replaced atomically, only if no worker wrote it
+    Through the flow's migrations. Reports, per stored version, how many calls move
+    from which state to which and which fail. Each call is replaced atomically, only if no worker wrote it
     meanwhile; a checkpoint that cannot be migrated is kept as it was, marked with
-    the reason. Exit 0 when none failed, 1 when some did, 2 on bad input.
+    the reason. Every other stored call that would lose its state, a Context field or
+    a return state when it resumes is listed. Sealed checkpoints are opened with
+    HANDOFF_SEAL_KEYS from the secrets chain the worker uses, and re-sealed with its
+    first key. Exit 0 when nothing failed and no call would lose anything (or
+    --allow-loss), 1 otherwise (a checkpoint that cannot be opened counts), 2 on bad input.
     """
-    import os
+    from .sealing import KeyringSealer
+    from .secrets import SecretChain, SecretError
+    from .settings import StoreSettings
 
     try:
         flow = load_flow(flow_ref)
-    except (FlowLoadError, FlowDefinitionError) as exc:
+        sealer = KeyringSealer.from_secrets(SecretChain.from_env())
+        url = store or StoreSettings.load().checkpoint_store
+    except (FlowLoadError, FlowDefinitionError, SecretError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    url = store or os.environ.get("HANDOFF_CHECKPOINT_STORE", "")
     if not url:
         raise _fail("--store URL is required (or set HANDOFF_CHECKPOINT_STORE)")
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite://")).is_file():
         raise _fail(f"{url}: no such SQLite file")
-    report = asyncio.run(_migrate(flow, url, dry_run))
+    report = asyncio.run(_migrate(flow, url, dry_run, sealer, recover))
     if fmt is ReportFormat.json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         typer.echo(report.text(), nl=False)
-    raise typer.Exit(1 if report.failed else 0)
+    raise typer.Exit(1 if report.failed or report.unreadable or (
+        report.losing and not allow_loss) else 0)
 
 
-async def _migrate(flow: Any, url: str, dry_run: bool) -> Any:
+async def _migrate(flow: Any, url: str, dry_run: bool, sealer: Any, recover: bool) -> Any:
     import sqlite3
 
     from .persistence import store_from_url
-    from .persistence.migrate import migrate_store
+    from .persistence.recover import recover_store
+    from .persistence.store_migration import migrate_store
 
     try:
         store = store_from_url(url)
@@ -574,7 +663,11 @@ async def _migrate(flow: Any, url: str, dry_run: bool) -> Any:
     except ImportError:  # pragma: no cover - the redis extra is not installed
         pass
     try:
-        return await migrate_store(flow, store, dry_run=dry_run)
+        recovery = (await recover_store(flow, store, sealer=sealer, dry_run=dry_run)
+                    if recover else None)
+        report = await migrate_store(flow, store, dry_run=dry_run, sealer=sealer)
+        report.recovery = recovery
+        return report
     except unreachable as exc:
         raise _fail(f"cannot read the store {url}: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -583,11 +676,14 @@ async def _migrate(flow: Any, url: str, dry_run: bool) -> Any:
 
 @app.command()
 def new(
-    name: Annotated[str, typer.Argument(help="the project (and its package, with _ for -)")],
+    name: Annotated[str, typer.Argument(metavar="NAME",
+                                        help="the project (and its package, with _ for -)")],
     directory: Annotated[Path, typer.Option("--dir", help="where to create it")] = Path("."),
 ) -> None:
-    """Start a project: a two-state flow, its tests and coverage gate, handoff.toml, a
-    Dockerfile, Kubernetes manifests and a CI script. Its pytest passes offline at once."""
+    """Start a project whose tests pass at once, offline.
+
+    A two-state flow, its tests and coverage gate, handoff.toml, a Dockerfile,
+    Kubernetes manifests and a CI script."""
     from .scaffold import ScaffoldError, create
 
     try:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from livekit.agents import RunResult
 
     from .run import FlowRun
-    from .worker import WorkerSettings
+    from .settings import WorkerSettings
 
 VOICE_HINT = ("for voice, install PortAudio (Debian: apt-get install libportaudio2) on a "
               "machine with a microphone and speakers")
@@ -48,8 +48,14 @@ def audio_unavailable() -> str | None:
     return None
 
 
-def run_console(settings: WorkerSettings, args: list[str], *, script: str | None = None) -> None:
-    """The console in voice when possible, else text (saying why on stderr)."""
+def run_console(settings: WorkerSettings, args: list[str], *, script: str | None = None,
+                call_link: Callable[[str], str] | None = None) -> None:
+    """The console in voice when possible, else text (saying why on stderr).
+
+    Its call is recorded in the configured event store (``HANDOFF_EVENT_STORE``, else
+    next to the checkpoints), as a worker's are; ``call_link`` (of an inspector serving
+    that store, ``run … console --inspect``) makes the URL of a path, printed for the call.
+    """
     text = "--text" in args
     reason = None if text or script else audio_unavailable()
     if not text and not script and reason is None:
@@ -70,38 +76,50 @@ def run_console(settings: WorkerSettings, args: list[str], *, script: str | None
         print(f"text console: the agent is the scripted LLM {script}", file=sys.stderr)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("livekit").setLevel(logging.ERROR)  # its audio-pipeline advice is moot
-    code = asyncio.run(_text_console(settings, llm))
+    code = asyncio.run(_text_console(settings, llm, call_link))
     if code:
         raise SystemExit(code)
 
 
-async def _text_console(settings: WorkerSettings, llm: Any) -> int:
+async def _text_console(settings: WorkerSettings, llm: Any,
+                        call_link: Callable[[str], str] | None) -> int:
     from livekit.agents.testing import fake_job_context
 
+    from .events.recording import describe, new_call_id
     from .secrets import SecretChain
     from .telemetry.observer import FlowTelemetry
-    from .worker import start_call, startup_checks
+    from .worker import end_call, record_call, start_call, startup_checks
 
     secrets = SecretChain.from_env()
     flow, _ = startup_checks(settings, secrets, connect=False, voice=False, models=llm is None)
-    with fake_job_context(job_id="console") as ctx:
+    # each console is a new call (its own checkpoint key and event log)
+    with fake_job_context(job_id=new_call_id("console")) as ctx:
         ctx.proc.userdata["flow"] = flow
         ctx.proc.userdata["telemetry"] = FlowTelemetry().install(flow)
         try:
             run = await start_call(ctx, secrets, llm=llm, wait_opening=True)
+            events = record_call(ctx, run)
         except Exception as exc:  # the call could not start: say why in one line, end
             print(f"error: the call did not start: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
+        if events is not None:
+            print(f"events: call {run.call_id} in {describe(events.store)}", file=sys.stderr)
+            if call_link is not None:
+                print(f"inspector: {call_link(f'/calls/{run.call_id}')}", file=sys.stderr)
         try:
             await converse(run, print)
         except KeyboardInterrupt:
             return 130
+        except ScriptEnded as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(run.session.aclose(), 10)
-            checkpointer = ctx.proc.userdata.get("checkpointer")
-            if checkpointer is not None:
-                await checkpointer.flush(2.0)
+            await end_call(run, "console closed",
+                           checkpointer=ctx.proc.userdata.get("checkpointer"), events=events)
+            if events is not None:
+                await events.aclose(2.0)
     return 0
 
 
@@ -114,15 +132,43 @@ async def converse(run: FlowRun[Any], echo: Callable[[str], Any]) -> None:
     if run.opening is not None:
         echo("\n".join(printer.lines(run.opening)))
     reader = _StdinReader()
-    while True:
-        line = await reader.next_line()
-        if line is None:
-            break
-        if not line.strip():
-            continue
-        result: RunResult[Any] = await run.session.run(user_input=line)
-        echo("\n".join(printer.lines(result)))
-        echo(f"[{run.state}]")
+    quiet = _QuietScriptEnd()
+    logging.getLogger("livekit.agents").addFilter(quiet)
+    try:
+        while True:
+            line = await reader.next_line()
+            if line is None:
+                break
+            if not line.strip():
+                continue
+            try:
+                result: RunResult[Any] = await run.session.run(user_input=line)
+            except AssertionError as exc:
+                if not _script_ended(exc):
+                    raise
+                raise ScriptEnded(f"the script has no reply left for the caller's line {line!r}: "
+                                  "the scripted conversation is over") from exc
+            echo("\n".join(printer.lines(result)))
+            echo(f"[{run.state}]")
+    finally:
+        logging.getLogger("livekit.agents").removeFilter(quiet)
+
+
+class ScriptEnded(Exception):
+    """A caller line came after the last reply of a scripted LLM's script (one line to show)."""
+
+
+def _script_ended(exc: BaseException | None) -> bool:
+    from .testing.scripted import ScriptExhausted  # the scripted LLM is the only one that ends
+
+    return isinstance(exc, ScriptExhausted)
+
+
+class _QuietScriptEnd(logging.Filter):
+    """Drops LiveKit's traceback of a script's end: ``converse`` says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _script_ended(record.exc_info[1]))
 
 
 class _StdinReader:

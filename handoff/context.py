@@ -184,6 +184,13 @@ class Context(BaseModel):
         if len(memory.texts) != before:
             _current_generation[0] = next(_generation)
 
+    def remember_sensitive(self, values: Iterable[Any]) -> None:
+        """Treat ``values`` as sensitive from now on, as if a pii field had held them:
+        they are scrubbed from logs, spans, events, checkpoints and refusal reasons for
+        the life of this Context (a tool argument marked pii, see
+        :mod:`handoff.sensitive_args`)."""
+        self._remember(values)
+
     def sensitive_history(self) -> frozenset[str]:
         """Every text a sensitive field of this Context held or was offered, so far."""
         memory = self._sensitive_memory

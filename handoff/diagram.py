@@ -39,6 +39,10 @@ SIDE_TRIP = "↪ side trip: to=RETURN comes back"
 DYNAMIC = "◇ body chooses"
 CODE_ONLY = "⚙ code only"
 RESULT = "returns"
+PICKS = "↩ the caller picks:"
+"""On a ``to=RETURN, back_to=[...]`` edge, before the frames the body may go back to."""
+ABANDONS = "✕ drops the interrupted task"
+"""On an ``abandons=True`` edge: the top frame of the return stack is dropped."""
 FONT = "Helvetica"
 INK = "#2d3748"
 MUTED = "#5a6475"
@@ -194,7 +198,8 @@ def result_mark(edge: EdgeSnap) -> str:
 def edge_marks(edge: EdgeSnap) -> str:
     """What the label says of an edge beyond its trigger and guard: ``returns Identity`` for
     a side trip's typed result, ``◇ body chooses`` for a candidate of ``to=[...]``,
-    ``⚙ code only`` for ``llm=False``."""
+    ``⚙ code only`` for ``llm=False``, the frames a ``back_to=[...]`` return may pick, and
+    ``✕ drops the interrupted task`` for ``abandons=True``."""
     marks = []
     if result := result_mark(edge):
         marks.append(result)
@@ -202,6 +207,10 @@ def edge_marks(edge: EdgeSnap) -> str:
         marks.append(DYNAMIC)
     if getattr(edge, "code_only", False):
         marks.append(CODE_ONLY)
+    if frames := getattr(edge, "back_to", ()):
+        marks.append(f"{PICKS} {', '.join(frames)}")
+    if getattr(edge, "abandons", False):
+        marks.append(ABANDONS)
     return " · ".join(marks)
 
 

@@ -172,6 +172,8 @@ def _edge_changes(a: EdgeSnap, b: EdgeSnap) -> tuple[str, ...]:
         out.append(f"target: {a.target} → {b.target}")
     if a.guard != b.guard:
         out.append(f"guard: {a.guard or 'none'} → {b.guard or 'none'}")
+    elif a.guard_code != b.guard_code and None not in (a.guard_code, b.guard_code):
+        out.append(f"guard `{b.guard}`: its code changed")
     if a.doc != b.doc:
         out.append("docstring changed")
     if a.params != b.params:

@@ -139,6 +139,41 @@ def guard_text(fn: Callable[..., Any] | None) -> str | None:
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 
 
+def guard_code(fn: Callable[..., Any] | None) -> str | None:
+    """The guard's code, normalised, to tell whether its *body* changed between two
+    versions (a named guard keeps its name when its body changes): a lambda's or a
+    function's source without name, decorators or docstring, else a digest of its bytecode.
+    None for no guard, or one that has no code (a callable object)."""
+    if fn is None:
+        return None
+    node: ast.AST | None = _lambda_node(fn)
+    if node is None:
+        try:
+            tree = ast.parse(inspect.cleandoc("\n" + inspect.getsource(fn)))
+        except (OSError, TypeError, SyntaxError):
+            tree = None
+        node = next((n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)),
+                    None) if tree is not None else None
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):  # a tree of our own
+            if ast.get_docstring(node) is not None:
+                node.body = node.body[1:] or [ast.Pass()]
+            node.name, node.decorator_list, node.returns = "guard", [], None
+            for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+                arg.annotation = None  # types do not change what it answers
+    if node is not None:
+        return ast.unparse(node)
+    code = getattr(fn, "__code__", None)
+    return None if not isinstance(code, CodeType) else f"bytecode:{_code_digest(code)}"
+
+
+def _code_digest(code: CodeType) -> str:
+    import hashlib
+
+    parts = [code.co_code.hex(), repr(code.co_names), repr(code.co_varnames)]
+    parts += [_code_digest(c) if isinstance(c, CodeType) else repr(c) for c in code.co_consts]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
 def _lambda_node(fn: Callable[..., Any]) -> ast.Lambda | None:
     """The AST of a lambda, found by its line in its file and its parameter names."""
     code = getattr(fn, "__code__", None)

@@ -13,9 +13,13 @@ to carry over on a handoff:
   is added to its context when ready. It never delays the handoff, and a summary that
   fails or times out changes nothing.
 
+The messages are the whole call's (LiveKit's ``session.history``), whatever the previous
+state was given: ``full`` after a ``last:2`` state is still the whole conversation.
+
 Any of them followed by ``+tools`` (``full+tools``, ``last:8+tools``) also carries the
 function calls and their outputs made between the carried messages, even of tools the
-new agent does not have (LiveKit's ``preserve_function_call_history``). Without it the
+new agent does not have (LiveKit's ``preserve_function_call_history``), and the
+transition call that made the handoff, with its arguments. Without it the
 old agent's tool calls are left behind: what they established lives in the Context,
 which reaches the new agent through its brief.
 
@@ -89,13 +93,30 @@ class HistoryPolicy:
         text = f"{self.kind}:{self.count}" if self.kind in ("last", "summary") else self.kind
         return text + ("+tools" if self.tools else "")
 
-    def carry(self, old: llm.ChatContext) -> llm.ChatContext:
-        """The chat context a new agent starts with, taken from the old agent's."""
+    def carry(
+        self,
+        old: llm.ChatContext,
+        handoff: tuple[llm.FunctionCall, str] | None = None,
+        scrub: Callable[[str], str] | None = None,
+    ) -> llm.ChatContext:
+        """The chat context a new agent starts with, taken from the conversation so far
+        (the whole call's, not only what the old agent was given).
+
+        ``handoff`` is the model's call that made this handoff and the output LiveKit
+        records for it: with ``+tools`` it comes along (LiveKit adds it to the history
+        only once the turn has ended), so the new agent sees what it was called with.
+        ``scrub`` rewrites the carried calls' arguments and outputs (sensitive values)."""
         if self.kind == "none":
             return llm.ChatContext.empty()
         kept = self._items(old)
         if self.kind in ("last", "summary"):
             kept = _tail(kept, self.count)
+        if self.tools and handoff is not None:
+            fnc, output = handoff
+            kept = [*kept, fnc, llm.FunctionCallOutput(call_id=fnc.call_id, name=fnc.name,
+                                                       output=output, is_error=False)]
+        if self.tools and scrub is not None:
+            kept = [_scrubbed(item, scrub) for item in kept]
         return llm.ChatContext(kept)
 
     def left_behind(self, old: llm.ChatContext) -> list[llm.ChatMessage]:
@@ -112,6 +133,17 @@ class HistoryPolicy:
             if (item.type == "message" and item.role in ("user", "assistant"))
             or (self.tools and item.type in ("function_call", "function_call_output"))
         ]
+
+
+def _scrubbed(item: llm.ChatItem, scrub: Callable[[str], str]) -> llm.ChatItem:
+    """A carried tool call or output with ``scrub`` applied to its text (a copy if changed)."""
+    if item.type == "function_call":
+        text = scrub(item.arguments)
+        return item if text == item.arguments else item.model_copy(update={"arguments": text})
+    if item.type == "function_call_output":
+        text = scrub(item.output)
+        return item if text == item.output else item.model_copy(update={"output": text})
+    return item
 
 
 def _tail(items: list[llm.ChatItem], messages: int) -> list[llm.ChatItem]:
@@ -132,6 +164,14 @@ def _whole_calls(items: list[llm.ChatItem]) -> list[llm.ChatItem]:
     """``items`` without a function output whose call was cut off (providers reject one)."""
     calls = {item.call_id for item in items if item.type == "function_call"}
     return [item for item in items if item.type != "function_call_output" or item.call_id in calls]
+
+
+def whole_call(current: llm.ChatContext | None, session: llm.ChatContext | None) -> llm.ChatContext:
+    """The conversation so far, what a policy carries from: the session's history (every
+    agent's turns, LiveKit's ``session.history``) merged by item id with what the current
+    agent holds (it may hold more: the history a resumed call restored into it)."""
+    merged = current.copy() if current is not None else llm.ChatContext.empty()
+    return merged.merge(session, exclude_instructions=True) if session is not None else merged
 
 
 def revisit(kept: llm.ChatContext, carried: llm.ChatContext) -> llm.ChatContext:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from .diagram_diff import FlowDiff
+from .guard_effect import GuardChange, compare_guards
 from .migrations import chain as migration_chain
 from .snapshot import EdgeSnap, FlowSnap, MigrationSnap, StateSnap
 from .versions import FieldSpec
@@ -71,7 +72,9 @@ class Suggestion:
     states: dict[str, str] = field(default_factory=dict)
     fields: dict[str, str | None] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)
-    """Field → converter, as source text."""
+    """Field → converter, as source text (a Python expression)."""
+    notes: list[str] = field(default_factory=list)
+    """What the person writing the migration must fill in (printed as comments)."""
     sets: dict[str, str] = field(default_factory=dict)
     """New required fields → their type: the function must give them a value."""
 
@@ -93,6 +96,17 @@ class InFlight:
     chain: list[MigrationSnap] | None
     """The new version's migrations from the old version, if it declares a way."""
     suggestion: Suggestion
+    resume_check: str | None = None
+    """What resuming representative checkpoints with the new flow showed, when it was run
+    (:func:`handoff.diff_effect.check_by_resuming`)."""
+
+    @property
+    def bump(self) -> str | None:
+        """The version to give the new flow when a migration is needed and both sides have
+        the same version (a migration cannot start at the version it ends at)."""
+        if self.old.version != self.new.version or not (self.suggestion or self.breaking):
+            return None
+        return next_version(self.old.version)
 
     @property
     def breaking(self) -> list[Impact]:
@@ -115,6 +129,11 @@ class InFlight:
         s = self.suggestion
         if not s:
             return ""
+        target = self.bump or self.new.version
+        comments = "".join(f"# {note}\n" for note in s.notes)
+        if self.bump is not None:
+            comments = (f"# first bump the flow's version: Flow(..., version={json.dumps(target)})"
+                        "\n" + comments)
         parts = []
         if s.states:
             parts.append(f"states={_dict_text(s.states)}")
@@ -123,19 +142,19 @@ class InFlight:
         if s.values:
             parts.append("values={" + ", ".join(f"{json.dumps(k)}: {v}"
                                                for k, v in s.values.items()) + "}")
-        head = f"{json.dumps(self.old.version)}, {json.dumps(self.new.version)}"
+        head = f"{json.dumps(self.old.version)}, {json.dumps(target)}"
         if not s.sets:
             indent = "\n" + " " * len("Migration(")
-            return f"Migration({head}," + indent + ("," + indent).join(parts) + ")\n"
+            return comments + f"Migration({head}," + indent + ("," + indent).join(parts) + ")\n"
         indent = "\n" + " " * len("@migration(")
-        name = _identifier(f"v{self.old.version}_to_v{self.new.version}")
+        name = _identifier(f"v{self.old.version}_to_v{target}")
         lines = [f"@migration({head}" + "".join("," + indent + p for p in parts) + ")",
                  f"def {name}(doc: dict) -> dict:"]
         for field_name, kind in s.sets.items():
             lines.append(f"    doc[\"context\"][{json.dumps(field_name)}] = ...  "
                          f"# {kind}: new and required; give calls in flight a value")
         lines.append("    return doc")
-        return "\n".join(lines) + "\n"
+        return comments + "\n".join(lines) + "\n"
 
 
 def assess(diff: FlowDiff) -> InFlight:
@@ -175,11 +194,9 @@ def assess(diff: FlowDiff) -> InFlight:
                                   f"take {edge.trigger} to {edge.target}", state=edge.source))
         elif element.status == "changed":
             before, after = _old_edge(old, key), edge
-            if after.guard is not None and before.guard != after.guard:
-                impacts.append(Impact(
-                    "tightens", f"transition `{where}`",
-                    f"guard: {before.guard or 'none'} → {after.guard}",
-                    "the guard may refuse a call it let through before", state=edge.source))
+            guard_change = next((d for d in element.details if d.startswith("guard")), None)
+            if guard_change is not None:
+                impacts.append(_guard_impact(before, after, where, guard_change, old, new))
             else:
                 impacts.append(Impact("safe", f"transition `{where}`",
                                       "; ".join(element.details),
@@ -202,6 +219,42 @@ def assess(diff: FlowDiff) -> InFlight:
     impacts.extend(field_impacts)
     return InFlight(old, new, impacts, states, worst(i.verdict for i in field_impacts),
                     chain, suggestion)
+
+
+def _guard_impact(before: EdgeSnap, after: EdgeSnap, where: str, change: str, old: FlowSnap,
+                  new: FlowSnap) -> Impact:
+    """A changed guard judged by running both versions on the same contexts."""
+    element = f"transition `{where}`"
+    states = f"calls in {after.source}" if after.source else "calls in every state"
+    unknown = [g for g, code in ((before.guard, before.guard_code), (after.guard, after.guard_code))
+               if g is not None and code is None]
+    fields = [*old.context, *(f for f in new.context if old.context_field(f.name) is None)]
+    result = (GuardChange(None, why="its code is not known") if unknown
+              else compare_guards(before.guard_code, after.guard_code, fields))
+    if result.direction == "same":
+        return Impact("safe", element, change, f"same answers on every context tried: {states} "
+                      "move as before", state=after.source)
+    if result.direction == "loosens":
+        return Impact("safe", element, f"{change} (loosens)",
+                      f"it now allows what it refused, e.g. {_example(result.allowed_now)}; "
+                      f"{states} keep every move they had", state=after.source)
+    if result.direction is None:
+        return Impact("tightens", element, change, f"cannot run the guards here ({result.why}): "
+                      f"it may refuse {states} a move it let through before", state=after.source)
+    also = (f"; it also allows what it refused, e.g. {_example(result.allowed_now)}"
+            if result.direction == "both" else "")
+    return Impact("tightens", element, f"{change} (tightens)",
+                  f"it now refuses {states} a move it allowed, e.g. "
+                  f"{_example(result.refused_now)}{also}", state=after.source)
+
+
+def _example(values: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={_short(v)}" for k, v in sorted((values or {}).items())) or "()"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 24 else text[:21] + "…"
 
 
 def _field_impacts(old: FlowSnap, new: FlowSnap, view: _ChainView,
@@ -257,6 +310,9 @@ def _field_impacts(old: FlowSnap, new: FlowSnap, view: _ChainView,
                      f"values={{{json.dumps(name)}: {converter}}}", covered)
         if covered is None:
             suggestion.values[name] = converter
+            if converter.endswith("..."):
+                suggestion.notes.append(f"values[{json.dumps(name)}]: write the conversion "
+                                        f"from {a.type_text} to {b.type_text}")
 
 
 # -- the new version's declared migrations ---------------------------------------------------
@@ -338,7 +394,15 @@ def _converter(a: FieldSpec, b: FieldSpec) -> str:
         inner = next(p for p in parts if p != "None")
         if inner in _SIMPLE_TYPES:
             return f"lambda v: None if v is None else {inner}(v)"
-    return f"lambda v: ...  # {a.type_text} → {target}"
+    return "lambda v: ..."
+
+
+def next_version(version: str) -> str:
+    """The version after ``version``: ``"3"`` → ``"4"``, ``"1.2"`` → ``"1.3"``, else ``"<v>.1"``."""
+    head, dot, last = version.rpartition(".")
+    if last.isdigit():
+        return f"{head}{dot}{int(last) + 1}"
+    return f"{version}.1"
 
 
 def _dict_text(data: Mapping[str, str | None]) -> str:
@@ -363,6 +427,8 @@ def inflight_json(assessment: InFlight) -> dict[str, Any]:
         "context": assessment.context,
         "impacts": [asdict(i) for i in assessment.impacts],
         "migration": assessment.migration_code(),
+        "bump_version_to": assessment.bump,
+        "resume_check": assessment.resume_check,
     }
 
 
@@ -372,7 +438,9 @@ def inflight_markdown(assessment: InFlight) -> str:
     flight, and the migration to write."""
     counts = assessment.counts()
     if not assessment.impacts:
-        return "#### Calls in flight\n\nNothing changes for them.\n"
+        checked = (f" (checked by effect: {assessment.resume_check})"
+                   if assessment.resume_check else "")
+        return f"#### Calls in flight\n\nNothing changes for them{checked}.\n"
     summary = ", ".join(f"{n} {MARKS[v].split(' ', 1)[1]}" for v, n in counts.items() if n)
     rows = ["| verdict | change | calls in flight | migration |", "|---|---|---|---|"]
     order = sorted(assessment.impacts, key=lambda i: -_RANK[i.verdict])
@@ -384,7 +452,13 @@ def inflight_markdown(assessment: InFlight) -> str:
         rows.append(f"| {MARKS[impact.verdict]} | {_md(impact.element)} {_md(impact.change)} | "
                     f"{_md(impact.why)} | {fix} |")
     out = f"#### Calls in flight\n\n{summary}\n\n" + "\n".join(rows) + "\n"
+    if assessment.resume_check:
+        out += f"\nChecked by effect: {assessment.resume_check}.\n"
     code = assessment.migration_code()
+    if assessment.bump is not None:
+        out += (f"\nBoth sides are version {json.dumps(assessment.old.version)}: bump `version` "
+                f"first (to {json.dumps(assessment.bump)}); a migration leads from the old "
+                "version to a new one, and `Flow()` refuses one that starts at its own.\n")
     if code:
         where = ("add it to `migrations=[...]` of the new version" if assessment.chain is None
                  else "add these entries to the migrations that already lead there")

@@ -8,7 +8,7 @@ A tier's LLM and a state's STT/TTS are all made the same way::
 - a provider name ``X`` is the LiveKit plugin ``livekit.plugins.X`` and its class ``LLM``,
   ``STT`` or ``TTS`` (``openai``, ``anthropic``, ``google``, ``groq``, ``deepgram``,
   ``cartesia``, ``elevenlabs``, … whatever plugin is installed; ``pip install
-  handoff[anthropic]`` and so on install the common ones);
+  'livekit-handoff[anthropic]'`` and so on install the common ones);
 - ``package.module:factory`` is any callable returning the object (your own wrapper, a
   plugin's alternative constructor such as ``livekit.plugins.openai:LLM.with_ollama``).
 

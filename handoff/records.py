@@ -31,6 +31,10 @@ class TransitionRecord:
     by: MovedBy
     result: Any = None
     """What a side trip's ``to=RETURN`` body returned, in its JSON form (None otherwise)."""
+    dropped: tuple[str, ...] = ()
+    """Frames of the return stack this move dropped, top first: the task a side trip
+    interrupted, given up (``abandons=True``), or the frames above the one a
+    ``back_to=[...]`` return chose."""
 
 
 @dataclass(frozen=True, slots=True)

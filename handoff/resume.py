@@ -18,6 +18,14 @@ the history) is read and validated *before* the session is attached: a checkpoin
 with any defect starts the call fresh, never a call that fails half-resumed. A call
 that ended left a tombstone: a new call on its id starts fresh.
 
+A checkpoint that cannot be opened (its pii section sealed with a key this worker
+lacks, a format or flow it does not read, corrupt, a Context it cannot restore) is
+never overwritten: it is *set aside* under ``<call id>#unopened-<seq>`` (kept 30 days,
+see :meth:`~handoff.persistence.CheckpointStore.set_aside`) and the call goes on fresh
+under its id; ``handoff migrate FLOW --recover`` puts it back once the key is. If it
+cannot be moved (a store outage, a store without ``set_aside``), the fresh call is
+checkpointed under ``<call id>#fresh-<µs>`` instead, and the unopened one stays where it is.
+
 A checkpoint of an older flow version goes through the flow's migrations first
 (see :mod:`handoff.migrations`): the call resumes where the migrations put it
 (outcome ``migrated``). When a migration fails, or no migration reads that version
@@ -43,12 +51,13 @@ from livekit import rtc
 from livekit.agents import AgentSession
 from livekit.agents import llm as llm_types
 from livekit.agents.telemetry import tracer
-from pydantic import ValidationError
 
 from ._listeners import listener
 from .context import Context
 from .flow import Flow
+from .persistence import fit
 from .persistence.checkpoint import Checkpoint, CheckpointFormatError
+from .persistence.fit import plan_resume
 from .persistence.migrate import Upgrade, upgrade
 from .persistence.store import CheckpointStore
 from .persistence.writer import Checkpointer
@@ -79,19 +88,40 @@ def call_id_of(room: rtc.Room) -> str:
 
 async def load_checkpoint(
     checkpointer: Checkpointer, call_id: str
-) -> Checkpoint | None:
-    """The call's checkpoint (a tombstone if it ended); None when there is none or the
-    store cannot be read."""
+) -> Checkpoint | CheckpointFormatError | None:
+    """The call's checkpoint (a tombstone if it ended); the error when one is stored but
+    cannot be read; None when there is none or the store cannot be reached."""
     store: CheckpointStore = checkpointer.store
     try:
         return await checkpointer.load(call_id)
     except CheckpointFormatError as exc:
-        logger.warning("checkpoint of call %s is unreadable (%s); starting fresh", call_id, exc)
+        return exc
     except Exception as exc:
         checkpointer.metrics.checkpoint_errors.labels(store.kind).inc()
         logger.warning("could not load the checkpoint of call %s (%s: %s); starting fresh",
                        call_id, type(exc).__name__, exc)
     return None
+
+
+async def set_aside(checkpointer: Checkpointer, call_id: str, seq: int | None,
+                    why: str) -> str:
+    """Keep the call's unopened checkpoint out of the way of the call that goes on;
+    returns the id the new call is checkpointed under (``call_id`` once it is moved)."""
+    try:
+        moved = await checkpointer.store.set_aside(call_id, seq)
+    except Exception as exc:  # an outage, or a store that cannot move a checkpoint
+        moved, failure = None, f"{type(exc).__name__}: {exc}"
+    else:
+        failure = "it changed meanwhile"
+    if moved is not None:
+        logger.warning("call %s: its checkpoint cannot be restored (%s); set aside as %r for "
+                       "`handoff migrate --recover`; starting fresh", call_id, why, moved)
+        return call_id
+    fresh = f"{call_id}#fresh-{time.time_ns() // 1000}"
+    logger.warning("call %s: its checkpoint cannot be restored (%s) nor set aside (%s); kept "
+                   "as it is; starting fresh, checkpointed as %r", call_id, why,
+                   failure, fresh)
+    return fresh
 
 
 async def resume_or_start(
@@ -133,15 +163,19 @@ async def resume_or_start(
         call_id = call_id_of(room)
 
     checkpointer.install(flow)
-    checkpoint = await load_checkpoint(checkpointer, call_id)
+    loaded_or_error = await load_checkpoint(checkpointer, call_id)
+    unopened: str | None = None  # why the stored checkpoint cannot be used
+    checkpoint = None if isinstance(loaded_or_error, Exception) else loaded_or_error
+    if isinstance(loaded_or_error, Exception):
+        unopened = str(loaded_or_error)
     ended_seq = 0
     if checkpoint is not None and checkpoint.ended:
         logger.info("call %s ended earlier; a new call on its id starts fresh", call_id)
         ended_seq = checkpoint.seq
         checkpoint = None
+    stored_seq = checkpoint.seq if checkpoint is not None else None
     if checkpoint is not None and checkpoint.flow != flow.name:
-        logger.warning("call %s has a checkpoint of flow %r, not %r; starting fresh",
-                       call_id, checkpoint.flow, flow.name)
+        unopened = f"a checkpoint of flow {checkpoint.flow!r}, not {flow.name!r}"
         checkpoint = None
 
     restored: FlowRun[C] | None = None
@@ -157,13 +191,17 @@ async def resume_or_start(
                                             fallback=fallback, upgraded=upgraded)
             history = flow.history_policies[restored.state].carry(checkpoint.chat_ctx())
         except Exception as exc:  # a checkpoint must never stop the call from starting
-            logger.warning("call %s: the checkpoint cannot be restored (%s: %s); starting fresh",
-                           call_id, type(exc).__name__, exc)
-            checkpointer.metrics.resumes.labels(flow.name, "failed").inc()
+            unopened = f"{type(exc).__name__}: {exc}"
             if restored is not None:
                 restored.close()
-            restored, checkpoint, outcome = None, None, "failed"
+            restored, checkpoint = None, None
 
+    key = call_id  # where this call's checkpoints go
+    if unopened is not None:
+        checkpointer.metrics.resumes.labels(flow.name, "failed").inc()
+        outcome = "failed"
+        key = await set_aside(checkpointer, call_id, stored_seq, unopened)
+        ended_seq = max(ended_seq, stored_seq or 0)
     if restored is None:
         run = flow.new_run(context, llm=llm, call_id=call_id)
         await run.attach(session, wait_opening=wait_opening, **start_kwargs)
@@ -178,7 +216,7 @@ async def resume_or_start(
             session.generate_reply(instructions=resume_prompt)
     if outcome != "fresh":
         _trace_resume(run, loaded if checkpoint is not None else None, outcome, upgraded)
-    checkpointer.track(run, call_id, resumed=checkpoint, after_seq=ended_seq)
+    checkpointer.track(run, key, resumed=checkpoint, after_seq=ended_seq)
     if restored is not None and loaded is not None:
         _tell_observers(run, Resumption(
             call_id, outcome, run.state, loaded.state, loaded.flow_version, flow.version,
@@ -206,64 +244,39 @@ def restore_run(
     ``upgraded`` is the checkpoint already taken through the migrations (by
     ``resume_or_start``); by default that is done here.
     """
-    metrics = checkpointer.metrics
-    if upgraded is None:
-        upgraded = upgrade(flow, checkpoint, checkpointer.sealer)
-    checkpoint = upgraded.checkpoint
-    context, dropped = restore_context(flow, checkpoint.context_data(checkpointer.sealer))
-    state = checkpoint.state
-    outcome = "migrated" if upgraded.migrated else "resumed"
-    if upgraded.error is not None:
-        target = _state_name(fallback) if fallback is not None else flow.resume_fallback
+    plan = plan_resume(flow, checkpoint, checkpointer.sealer, upgraded=upgraded,
+                       fallback=_state_name(fallback) if fallback is not None else None)
+    checkpoint = plan.upgraded.checkpoint
+    if plan.upgraded.error is not None:
         logger.warning(
             "call %s: checkpoint of %s v%s could not be migrated to v%s (%s); resuming in %r "
             "with the Context fields that still fit", checkpoint.call_id, checkpoint.flow,
-            checkpoint.flow_version, flow.version, upgraded.error, target)
-        state, outcome = target, "migration_failed"
-    elif state not in flow.states:
-        target = _state_name(fallback) if fallback is not None else flow.resume_fallback
+            checkpoint.flow_version, flow.version, plan.upgraded.error, plan.state)
+    elif plan.lost_state:
         logger.warning(
             "call %s: checkpoint of %s v%s is in state %r, which flow %s v%s no longer has; "
             "resuming in %r", checkpoint.call_id, checkpoint.flow, checkpoint.flow_version,
-            state, flow.name, flow.version, target)
-        state, outcome = target, "fallback"
-    if dropped:
-        if outcome == "resumed":
-            outcome = "fallback"
+            checkpoint.state, flow.name, flow.version, plan.state)
+    if plan.dropped:
         logger.warning("call %s: context fields %s of the checkpoint do not fit %s v%s and "
-                       "were dropped", checkpoint.call_id, ", ".join(sorted(dropped)),
+                       "were dropped", checkpoint.call_id, ", ".join(sorted(plan.dropped)),
                        flow.name, flow.version)
-    stack = [s for s in checkpoint.return_stack if s in flow.states]
-    if len(stack) != len(checkpoint.return_stack):
+    if plan.lost_returns:
         logger.warning("call %s: return states %s no longer exist and were dropped",
-                       checkpoint.call_id,
-                       ", ".join(s for s in checkpoint.return_stack if s not in flow.states))
-        if outcome == "resumed":
-            outcome = "fallback"
+                       checkpoint.call_id, ", ".join(plan.lost_returns))
+    context: C = plan.context  # type: ignore[assignment]  # the flow's own Context type
     run = flow.new_run(context, llm=llm, call_id=checkpoint.call_id)
-    run.restore(state, log=checkpoint.records(), return_stack=stack)
-    metrics.resumes.labels(flow.name, outcome).inc()
-    logger.info("call %s resumed in %s (%d transitions so far)", checkpoint.call_id, state,
+    run.restore(plan.state, log=checkpoint.records(), return_stack=list(plan.stack))
+    checkpointer.metrics.resumes.labels(flow.name, plan.outcome).inc()
+    logger.info("call %s resumed in %s (%d transitions so far)", checkpoint.call_id, plan.state,
                 len(run.log))
-    return run, outcome
+    return run, plan.outcome
 
 
 def restore_context(flow: Flow[C], data: dict[str, Any]) -> tuple[C, list[str]]:
     """The flow's Context from saved data, dropping fields that no longer fit."""
-    model = flow.context_type
-    known = {k: v for k, v in data.items() if k in model.model_fields}
-    dropped = [k for k in data if k not in model.model_fields]
-    while True:
-        try:
-            return model.model_validate(known), dropped
-        except ValidationError as exc:
-            bad = {str(err["loc"][0]) for err in exc.errors() if err.get("loc")}
-            bad &= set(known)
-            if not bad:
-                raise
-            for name in bad:
-                known.pop(name)
-            dropped.extend(bad)
+    context, dropped = fit.restore_context(flow, data)
+    return context, dropped
 
 
 def _tell_observers(run: FlowRun[Any], resumption: Resumption) -> None:

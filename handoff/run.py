@@ -37,17 +37,19 @@ from livekit.agents.voice import SpeechHandle
 from pydantic import ValidationError
 
 from ._listeners import listener
-from .context import ChangeJournal, Context
+from .context import ChangeJournal, Context, sensitive_fields
 from .deadline import Deadline, in_agent_code
 from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailureWatch
 from .graph import Edge
-from .history import add_summary, revisit
+from .history import add_summary, revisit, whole_call
 from .realtime import Model
 from .records import MovedBy, Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
+from .returns import frames_above
+from .sensitive_args import remember_arguments, scrub_calls
 from .state import State, making
-from .transition import TransitionDef
+from .transition import Chosen, TransitionDef
 
 if TYPE_CHECKING:
     from livekit.agents import ConversationItemAddedEvent, FunctionToolsExecutedEvent
@@ -120,6 +122,15 @@ class _Pending:
     """A side trip's typed result (``to=RETURN`` with a declared type), as the type."""
     result_json: Any = None
     """The same, in its JSON form (the record's ``result``)."""
+    call: llm.FunctionCall | None = None
+    """The model's call that asked for this move (None for a move code asked for)."""
+    dropped: tuple[str, ...] = ()
+    """Frames of the return stack the move drops (see :mod:`handoff.returns`)."""
+
+
+def _handed_over(pending: _Pending) -> str:
+    """The output of the model's transition call once the move is made."""
+    return f"Handed over to {pending.target}."
 
 
 class _FsmModel:
@@ -378,15 +389,30 @@ class FlowRun(Generic[C]):
         process (tiers, voices), so warming them all when the call starts costs one
         connection each (LiveKit calls the same ``prewarm()`` at every activity start, so
         providers already expect repeated calls).
+
+        Best-effort: a model or voice that cannot be made here (a tier whose key is
+        missing) never ends the call. It is logged once per call, and a move into a
+        state that needs it is refused and counted when it is asked for
+        (``_cannot_start``), so the call goes on where it is.
         """
+        unready: dict[str, list[str]] = {}  # what failed → the states that need it
         for cls in self.flow.states.values():
-            model = self.llm_for(cls.tier)
-            if isinstance(model, llm.LLM):
-                model.prewarm()
-            for kind in ("stt", "tts"):
-                provider = self.options_for(cls).get(kind)
-                if isinstance(provider, stt.STT | tts.TTS):
-                    provider.prewarm()
+            try:
+                model = self.llm_for(cls.tier)  # made: a realtime model has nothing to warm
+                if isinstance(model, llm.LLM):
+                    model.prewarm()
+            except Exception as exc:
+                unready.setdefault(f"tier {cls.tier!r} cannot be used ({exc})", []).append(cls.name)
+            try:
+                for provider in self.options_for(cls).values():
+                    if isinstance(provider, stt.STT | tts.TTS):
+                        provider.prewarm()
+            except Exception as exc:
+                unready.setdefault(f"the voice of {cls.name} cannot be used ({exc})",
+                                   []).append(cls.name)
+        for reason, states in unready.items():
+            logger.warning("flow %s: %s; a move into %s will be refused until it can",
+                           self.flow.name, reason, ", ".join(states))
 
     def options_for(self, state: type[State[Any]]) -> dict[str, Any]:
         """Extra ``Agent`` keyword arguments for ``state`` (``Flow.agent_options``)."""
@@ -498,7 +524,7 @@ class FlowRun(Generic[C]):
             # waiting here would wait for ourselves. The record is the one the commit logs.
             pending.record = TransitionRecord(pending.source, pending.target, trigger,
                                               pending.arguments, time.time(), pending.by,
-                                              pending.result_json)
+                                              pending.result_json, pending.dropped)
             return pending.record
         assert pending.done is not None
         return await pending.done
@@ -520,6 +546,7 @@ class FlowRun(Generic[C]):
 
     async def _take_from_llm(self, trigger: str, ctx: RunContext[C], arguments: dict[str, Any]) -> Any:
         pending, _ = await self._prepare(trigger, arguments, ctx, by="llm")
+        pending.call = ctx.function_call
         try:
             pending.agent = await self._next_agent(pending)
         except Exception as exc:
@@ -529,8 +556,7 @@ class FlowRun(Generic[C]):
             raise
         ctx.speech_handle.add_done_callback(lambda _: self._drop_if_unapplied(pending))
         # the new agent speaks next (from on_enter); the old one must not answer the tool
-        done = f"Handed over to {pending.target}."
-        return pending.agent, llm.ToolResult(done, reply_required=False)
+        return pending.agent, llm.ToolResult(_handed_over(pending), reply_required=False)
 
     def _cannot_start(self, pending: _Pending, exc: Exception) -> None:
         """The next agent could not be built or handed to LiveKit (a tier whose key is
@@ -610,6 +636,8 @@ class FlowRun(Generic[C]):
                          f"'{trigger}' is not available in state {state}; "
                          f"the transitions available now are: {options}.")
         assert edge is not None
+        remember_arguments(self.context, sensitive_fields(edge.transition.arguments_model()),
+                           arguments)  # its pii arguments, before anything records them
         target = edge.target
         if edge.is_return:
             if not self.return_stack:
@@ -638,6 +666,8 @@ class FlowRun(Generic[C]):
                              f"targets ({', '.join(declared)}); the flow stays where it is.")
             assert chosen is not None
             pending.target = chosen
+        if edge.transition.back_to or edge.transition.abandons:
+            self._drop_frames(pending, output)
         if edge.is_return and edge.transition.result_type is not None:
             try:
                 pending.result, pending.result_json = edge.transition.check_result(output)
@@ -646,6 +676,25 @@ class FlowRun(Generic[C]):
                 self._refuse(trigger, "error", f"'{trigger}' refused: its result {exc}; "
                              "the flow stays where it is.")
         return pending, output
+
+    def _drop_frames(self, pending: _Pending, output: Any) -> None:
+        """The frames ``pending`` drops: the top one (``abandons``), or those above the frame
+        a ``back_to`` body chose, which becomes the target; refused if it is not one."""
+        tdef, trigger = pending.edge.transition, pending.edge.trigger
+        if tdef.abandons:
+            pending.dropped = tuple(self.return_stack[-1:])
+            return
+        frame = tdef.chosen(output)
+        dropped = frames_above(self.return_stack, frame) if frame in tdef.frames else None
+        if dropped is None:  # not a declared frame, or not one this call interrupted
+            self._abandon(pending)
+            self._refuse(trigger, "body" if frame in tdef.frames else "error",
+                         f"'{trigger}' chose {frame or output!r}, " + (
+                             "which this call did not interrupt" if frame in tdef.frames
+                             else "which is not one of its back_to frames")
+                         + f"; the tasks it can go back to: {', '.join(reversed(self.return_stack))}.")
+        assert frame is not None and dropped is not None
+        pending.target, pending.dropped = frame, dropped
 
     async def _guard_and_body(
         self, pending: _Pending, ctx: Any, arguments: dict[str, Any], timeout: float
@@ -670,7 +719,10 @@ class FlowRun(Generic[C]):
         try:
             async with Deadline(timeout):  # paused while a sub-task of the body talks
                 output = await edge.transition.run_body(self._agent, ctx, arguments)
-            if not edge.is_dynamic and edge.transition.result_type is None:
+            if isinstance(output, Chosen):  # a choosing body's note
+                pending.note = None if output.note is None else self._scrubbed(output.note)
+            elif not edge.is_dynamic and not edge.transition.back_to \
+                    and edge.transition.result_type is None:
                 pending.note = None if output is None else self._scrubbed(str(output))
         except TransitionRefused as exc:
             self._abandon(pending)
@@ -705,10 +757,13 @@ class FlowRun(Generic[C]):
         """The agent ``pending`` hands over to, with the history its policy carries: a new
         one, or the state's kept agent (``keep_agent``) with that history merged in."""
         policy = pending.edge.transition.history or self.flow.history_policies[pending.target]
-        old = self._agent.chat_ctx if self._agent is not None else llm.ChatContext.empty()
+        old = llm.ChatContext.empty() if policy.kind == "none" else whole_call(
+            self._agent.chat_ctx if self._agent is not None else None,
+            self._session.history if self._session is not None else None)
         if policy.kind == "summary":
             pending.to_summarise = policy.left_behind(old)
-        carried = policy.carry(old)
+        handoff = None if pending.call is None else (pending.call, _handed_over(pending))
+        carried = policy.carry(old, handoff, scrub=self._scrubbed)
         kept = self._kept.get(pending.target)
         if kept is not None and kept is not self._agent:
             agent = kept  # not running, so the updates set its own copies at once (LiveKit's API)
@@ -750,6 +805,8 @@ class FlowRun(Generic[C]):
     def _commit(self, pending: _Pending) -> TransitionRecord:
         edge = pending.edge
         event = self.flow.machine.events[edge.trigger]
+        if pending.dropped:
+            del self.return_stack[-len(pending.dropped):]
         if edge.is_return:
             event.trigger(self._fsm, dest=pending.target)
             self.return_stack.pop()
@@ -761,7 +818,7 @@ class FlowRun(Generic[C]):
             self.return_stack.append(pending.source)
         record = pending.record or TransitionRecord(
             pending.source, self.state, pending.edge.trigger, pending.arguments, time.time(),
-            pending.by, pending.result_json)
+            pending.by, pending.result_json, pending.dropped)
         self.log.append(record)
         self._pending = None
         self.context.close_journal(pending.journal)
@@ -810,6 +867,7 @@ class FlowRun(Generic[C]):
         """Count the state's failed tools. A name the agent does not offer (the LLM made
         it up) is a refusal, not a failure: LiveKit told the LLM the tools it has. A task's
         own tools report to the tool awaiting the task, which counts if it fails."""
+        scrub_calls(event.function_calls, self._scrubbed)  # before LiveKit stores them
         agent = self._agent
         if agent is None or self._session is None or self._session.current_agent is not agent:
             return

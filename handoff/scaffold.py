@@ -61,10 +61,12 @@ build-backend = "setuptools.build_meta"
 name = "{name}"
 version = "0.1.0"
 requires-python = ">=3.11"
-dependencies = ["handoff"]
+# handoff is published as livekit-handoff (it imports as `handoff`)
+dependencies = ["livekit-handoff"]
 
 [project.optional-dependencies]
-test = ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100"]
+# pytest, pytest-asyncio and hypothesis: what handoff.testing and these tests use
+test = ["livekit-handoff[testing]"]
 
 [tool.setuptools.packages.find]
 include = ["{package}*"]
@@ -181,11 +183,11 @@ handoff diagram {flow_ref} -f svg -o diagrams/{flow_name}.svg --check
 
 FILES["Dockerfile"] = '''
 # The {name} worker: handoff and this package installed, run as a non-root user.
-#   docker build -t {name}-worker .                 # handoff from the index
-#   docker build --build-arg HANDOFF="handoff @ git+https://git.example.com/handoff" ...
+#   docker build -t {name}-worker .                 # livekit-handoff from the index
+#   docker build --build-arg HANDOFF="livekit-handoff @ git+https://git.example.com/handoff" ...
 #   docker run --env-file .env {name}-worker          # LIVEKIT_*, OPENAI_API_KEY
 FROM python:3.11-slim
-ARG HANDOFF=handoff
+ARG HANDOFF=livekit-handoff
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin worker
 WORKDIR /app

@@ -30,15 +30,18 @@ from collections.abc import Callable, Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import FlowError
+from .errors import SecretError
 
 KEYS_SECRET = "HANDOFF_SEAL_KEYS"
 PREFIX = "hs1"
 _NONCE = 12
 
 
-class SealError(FlowError):
-    """A token could not be sealed or unsealed (unknown key, tampered data, bad key text)."""
+class SealError(SecretError):
+    """A token could not be sealed or unsealed (unknown key, tampered data, bad key text).
+
+    A :class:`~handoff.errors.SecretError`: a malformed key set stops ``handoff run`` and
+    ``handoff migrate`` at start-up with this one line (exit 2), naming the key, never its bytes."""
 
 
 class KeyringSealer:
@@ -64,10 +67,11 @@ class KeyringSealer:
     def parse(cls, text: str) -> KeyringSealer:
         """From ``"id:base64key,id:base64key"`` (the first one seals)."""
         keys: list[tuple[str, bytes]] = []
-        for entry in filter(None, (e.strip() for e in text.split(","))):
+        for n, entry in enumerate(filter(None, (e.strip() for e in text.split(","))), 1):
             key_id, sep, encoded = entry.partition(":")
-            if not sep:
-                raise SealError(f"{KEYS_SECRET}: each entry is ID:BASE64KEY (an entry has no ':')")
+            if not sep:  # the entry may be a bare key: never shown
+                raise SealError(f"{KEYS_SECRET}: each entry is ID:BASE64KEY (entry {n} has no "
+                                "':')")
             try:
                 keys.append((key_id.strip(), base64.b64decode(encoded.strip(), validate=True)))
             except (binascii.Error, ValueError):

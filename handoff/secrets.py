@@ -2,7 +2,7 @@
 
 A :class:`SecretChain` asks its providers in order — environment (development),
 files (a mounted Kubernetes Secret or Vault Agent output: one file per key),
-HashiCorp Vault / OpenBao KV v2 (``pip install handoff[vault]``) — and caches
+HashiCorp Vault / OpenBao KV v2 (``pip install 'livekit-handoff[vault]'``) — and caches
 what it finds for a TTL::
 
     secrets = SecretChain.from_env()              # configured by HANDOFF_SECRETS_* / VAULT_*
@@ -156,7 +156,7 @@ class VaultProvider:
             import hvac
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise SecretError(
-                "VaultProvider needs hvac: pip install 'handoff[vault]'"
+                "VaultProvider needs hvac: pip install 'livekit-handoff[vault]'"
             ) from exc
         if token is None and token_file is None:
             raise SecretError("VaultProvider needs token= or token_file=")

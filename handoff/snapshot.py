@@ -18,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .guards import guard_code
 from .versions import FieldSpec, context_fields
 
 
@@ -52,6 +53,13 @@ class EdgeSnap:
     """Declared with ``llm=False``: never offered to the LLM, taken by ``run.go()``."""
     result: str | None = None
     """The type a side trip's ``to=RETURN`` edge returns (``Identity``), as written."""
+    guard_code: str | None = None
+    """The guard's code, normalised (:func:`handoff.guards.guard_code`): its body can
+    change while its name stays."""
+    back_to: tuple[str, ...] = ()
+    """A ``to=RETURN`` edge whose body picks the frame to go back to: the frames it may pick."""
+    abandons: bool = False
+    """Taking it drops the task a side trip interrupted (the top frame of the return stack)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -110,7 +118,8 @@ class FlowSnap:
                 for s in data["states"]
             ),
             edges=tuple(
-                EdgeSnap(**{**e, "params": tuple(e["params"])}) for e in data["edges"]
+                EdgeSnap(**{**e, "params": tuple(e["params"]),
+                            "back_to": tuple(e.get("back_to", ()))}) for e in data["edges"]
             ),
             meta=dict(data.get("meta", {})),
             context=tuple(FieldSpec(**f) for f in data.get("context", ())),
@@ -148,6 +157,7 @@ def snapshot(flow: Any) -> FlowSnap:
             trigger=edge.trigger,
             target=edge.target,
             guard=tdef.guard_text(),
+            guard_code=guard_code(getattr(tdef, "when", None)),
             doc=str(getattr(tdef, "doc", "")),
             params=tuple(_param_text(p) for p in getattr(tdef, "params", ())),
             history=None if history is None else _history_text(history),
@@ -156,6 +166,8 @@ def snapshot(flow: Any) -> FlowSnap:
             code_only=not getattr(tdef, "offered", True),
             result=(str(tdef.result_name) if getattr(tdef, "result_type", None) is not None
                     else None),
+            back_to=tuple(getattr(tdef, "frames", ())),
+            abandons=bool(getattr(tdef, "abandons", False)),
         ))
     return FlowSnap(
         name=str(flow.name),

@@ -18,26 +18,31 @@ must supply. What a State needs from the run that makes it is :class:`StateRun`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from livekit.agents import Agent, ToolError, llm
+from livekit.agents import Agent, ModelSettings, llm
+from livekit.agents.llm.chat_context import Instructions
 from pydantic_core import to_json
 
 from ._livekit import set_agent_tools
 from .context import Context
-from .deadline import Deadline, hook_scope
+from .deadline import hook_scope
 from .errors import Finding, FlowDefinitionError, FlowError
 from .realtime import Model
 from .records import Returned, TransitionRecord
 from .redaction import Redactor
+from .sensitive_args import PiiArguments, pii_arguments, remember_arguments
+from .state_tools import collect_free_tools, with_timeout
 from .subtasks import awaited_tasks
 from .transition import TransitionDef
+from .turn_context import run_before_reply
 
 C = TypeVar("C", bound=Context)
 C_co = TypeVar("C_co", bound=Context, covariant=True)
@@ -88,6 +93,9 @@ class State(Agent, Generic[C]):
 
     name: ClassVar[str]
     prompt: str = ""
+    """The state's own prompt: the class's ``instructions = "..."``, or the ``instructions=``
+    its ``__init__`` passed. Read it here in ``compose_instructions`` (``self.instructions``
+    is LiveKit's, the composed text, and does not exist until the agent is made)."""
     tier: ClassVar[str] = "fast"
     history: ClassVar[str] = "full"
     summary_prompt: ClassVar[str | None] = None
@@ -137,7 +145,7 @@ class State(Agent, Generic[C]):
             delattr(cls, "instructions")
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
-        _collect_free_tools(cls)
+        collect_free_tools(cls)
         # a raising on_enter/on_exit must not leave the call silent or the handoff half-done:
         # the move is complete (LiveKit switched agents), the failure is counted and reported
         for hook in ("on_enter", "on_exit"):
@@ -244,9 +252,10 @@ class State(Agent, Generic[C]):
         )
         # ordinary tools get the state's timeout (transition bodies get it in the run)
         scrub = Redactor(run.context).text
+        self._pii = pii = pii_arguments(type(self), self.tools)  # shared per class and tools
         set_agent_tools(self, [
             t if t in transition_tools or not isinstance(t, llm.FunctionTool)
-            else _with_timeout(t, self.tool_timeout, scrub)
+            else with_timeout(t, self.tool_timeout, scrub, run.context, pii.get(t.id))
             for t in self.tools
         ])
 
@@ -256,6 +265,18 @@ class State(Agent, Generic[C]):
         return self._run
 
     @property
+    def instructions(self) -> str | Instructions:
+        """LiveKit's instructions of this agent: what ``compose_instructions`` made of the
+        prompt, the brief and the note. Before the agent is made (inside
+        ``compose_instructions``) there are none yet: the class's prompt is ``self.prompt``."""
+        try:
+            return super().instructions
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__}.instructions is not set until the agent is made; "
+                "inside compose_instructions() the state's prompt is self.prompt") from None
+
+    @property
     def context(self) -> C:
         """The shared Context of the call (same object as ``session.userdata``)."""
         return self._run.context
@@ -263,8 +284,17 @@ class State(Agent, Generic[C]):
     def compose_instructions(self, context: C, note: str | None = None) -> str:
         """The prompt, the brief of what the call has established, and the handoff note.
 
-        The brief leaves sensitive fields out, and a plain field quoting a value one of
-        them held (an LLM copied the PIN into ``topic``) is scrubbed of it."""
+        Override it to shape the instructions from the Context; the class's prompt is
+        ``self.prompt`` (``self.instructions`` does not exist yet: this makes it)::
+
+            def compose_instructions(self, context: Call, note: str | None = None) -> str:
+                return f"{self.prompt} The caller is {context.caller_name}."
+
+        It runs when the agent is made (every handoff into the state) and when a kept agent
+        (``keep_agent``) or a returning side trip updates it; for what must be fresh on
+        every turn, see :meth:`before_reply`. The brief leaves sensitive fields out, and a
+        plain field quoting a value one of them held (an LLM copied the PIN into ``topic``)
+        is scrubbed of it."""
         parts = [self.prompt]
         if brief := Redactor(context).text(context.brief()):
             parts.append(f"What this call has established so far:\n{brief}")
@@ -285,6 +315,50 @@ class State(Agent, Generic[C]):
             return None
         data = to_json(returned.value, fallback=str).decode()
         return f"{returned.state} finished ({returned.trigger}) and returned: {data}"
+
+    async def before_reply(self, chat_ctx: llm.ChatContext) -> str | None:
+        """Runs before every request this state's agent makes to its model, in voice and
+        text mode alike: a reply to the caller's turn, a reply after tools, an opening.
+
+        Override it to fetch what must be fresh each turn (the caller's bookings, the
+        time): write it to the Context, or return text, which that request (and only that
+        one) gets as a system message right after the instructions. ``chat_ctx`` is a copy
+        of the request's conversation (the caller's last words are in it). It has the
+        state's ``tool_timeout``; one that raises or times out counts as a failure, and the
+        model answers without its text. Sensitive values are scrubbed from the text."""
+        return None
+
+    def llm_node(
+        self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
+    ) -> Any:
+        """LiveKit's ``llm_node``, after :meth:`before_reply` when the state has one, and
+        learning the values of pii arguments from the model's calls as they arrive (see
+        :mod:`handoff.sensitive_args`). A State that overrides ``llm_node`` calls
+        ``super().llm_node(...)`` to keep both."""
+        hooked = type(self).before_reply is not State.before_reply
+        pii = self._pii
+        if not hooked and not pii:
+            return Agent.default.llm_node(self, chat_ctx, tools, model_settings)
+        return self._reply(chat_ctx, tools, model_settings, hooked, pii)
+
+    async def _reply(self, chat_ctx: llm.ChatContext, tools: list[llm.Tool],
+                     model_settings: ModelSettings, hooked: bool,
+                     pii: PiiArguments) -> AsyncIterator[Any]:
+        if hooked:
+            await run_before_reply(self, chat_ctx, hook=self.before_reply,
+                                   timeout=self.tool_timeout, scrub=Redactor(self.context).text,
+                                   on_error=self._run.note_failure)
+        async with contextlib.aclosing(
+                Agent.default.llm_node(self, chat_ctx, tools, model_settings)) as stream:
+            async for chunk in stream:
+                if pii and isinstance(chunk, llm.ChatChunk) and chunk.delta is not None:
+                    for fnc in chunk.delta.tool_calls:  # before LiveKit runs (and logs) it
+                        remember_arguments(self.context, pii.get(fnc.name, frozenset()),
+                                           fnc.arguments)
+                yield chunk
+
+    _pii: PiiArguments = {}
+    """The pii parameters of the agent's tools, by tool name (set when it is made)."""
 
     bridge: str | None = None
     """The bridge line (the transition's ``say=``) this agent says first on entering; set by
@@ -322,38 +396,6 @@ def making(run: StateRun[Any], chat_ctx: llm.ChatContext | None, note: str | Non
         _MAKING.reset(token)
 
 
-def _collect_free_tools(cls: type[State[Any]]) -> None:
-    """Move ``tools = [...]`` and free function tools set as class attributes to
-    ``own_tools`` (LiveKit would bind a class attribute tool to the agent as ``self``)."""
-    found: list[llm.Tool | llm.Toolset] = []
-    if "tools" in cls.__dict__:
-        declared = cls.__dict__["tools"]
-        bad = [t for t in declared if not isinstance(t, llm.FunctionTool | llm.RawFunctionTool
-                                                     | llm.Toolset)] if isinstance(
-            declared, list | tuple) else [declared]
-        if bad:
-            raise FlowDefinitionError(None, [Finding(
-                "error", "bad-tools", f"{cls.__name__}.tools holds {bad[0]!r}",
-                "list @function_tool functions (or Toolsets): tools = [lookup_order]",
-                state=cls.__name__)])
-        found.extend(declared)
-        delattr(cls, "tools")  # Agent.tools is a property LiveKit reads
-    for attr, value in list(cls.__dict__.items()):
-        if isinstance(value, llm.FunctionTool | llm.RawFunctionTool) and not _is_method(value):
-            found.append(value)
-            delattr(cls, attr)
-    if found:
-        cls.own_tools = (*cls.own_tools, *found)
-
-
-def _is_method(tool: llm.FunctionTool | llm.RawFunctionTool) -> bool:
-    try:
-        params = list(inspect.signature(tool).parameters)
-    except (TypeError, ValueError):
-        return True
-    return bool(params) and params[0] == "self"
-
-
 def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
     @functools.wraps(hook)
     async def guarded(self: State[Any]) -> None:
@@ -372,33 +414,3 @@ def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:
 
     guarded._handoff_guarded = True  # type: ignore[attr-defined]
     return guarded
-
-
-def _with_timeout(
-    tool: llm.FunctionTool, seconds: float, scrub: Callable[[str], str]
-) -> llm.FunctionTool:
-    """The same tool (name, schema, docstring), stopped with a ToolError after ``seconds``;
-    a ToolError it raises reaches the LLM ``scrub``-bed of sensitive values."""
-    name = tool.info.name
-
-    async def timed(*args: Any, **kwargs: Any) -> Any:
-        try:
-            async with Deadline(seconds):  # paused while a sub-task of the tool talks
-                return await tool(*args, **kwargs)
-        except ToolError as exc:
-            message = scrub(exc.message)
-            if message == exc.message:
-                raise
-            raise ToolError(message) from None
-        except TimeoutError:
-            raise ToolError(
-                f"{name} took longer than {seconds:g} s and was stopped; it may be retried, "
-                "or offer the caller a human"
-            ) from None
-
-    functools.update_wrapper(timed, tool, updated=())  # not the tool's attributes: memory
-    # LiveKit reads the signature at every call; preset it so it does not unwrap each time
-    timed.__signature__ = inspect.signature(tool)  # type: ignore[attr-defined]
-    return llm.FunctionTool(timed, tool.info)
-
-

@@ -25,7 +25,7 @@ Declared in ``[tool.handoff.tiers.<name>]`` of the project's pyproject.toml, or 
     api_key_env = "OLLAMA_KEY"               # where the key comes from (default: the provider's)
 
 ``provider`` defaults to ``openai``; ``anthropic``, ``google``, ``groq`` and every other
-installed ``livekit-plugins-X`` work the same way (``pip install handoff[anthropic]``…),
+installed ``livekit-plugins-X`` work the same way (``pip install 'livekit-handoff[anthropic]'``…),
 see :mod:`handoff.plugins`. The key is looked up under ``api_key_env`` (by default the
 variable the plugin itself reads: ``ANTHROPIC_API_KEY``, ``GOOGLE_API_KEY``…).
 
@@ -38,7 +38,7 @@ LLM objects are created once per process and per tier, and shared by sessions.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,12 @@ class Tiers:
                                  f"installed (pip install {plugins.package_of(cfg.provider)})")
         return sorted(set(found))
 
+    def models(self) -> Mapping[str, Model]:
+        """The tiers as a read-only mapping name → shared LLM (or RealtimeModel), each made
+        when first read (``flow.start(llm=tiers.models())``): a tier that cannot be made
+        (its key is missing) fails when a state needs it, not when the mapping is made."""
+        return _Models(self)
+
     def llm(self, name: str) -> Model:
         """The shared livekit LLM (or RealtimeModel) of a tier, with its fallbacks, made on
         first use."""
@@ -238,3 +244,21 @@ class Tiers:
             raise PluginError(f"tier {cfg.name!r}: provider {cfg.provider!r} made a "
                               f"{type(made).__name__}, not a livekit LLM or RealtimeModel")
         return made
+
+
+class _Models(Mapping[str, Model]):
+    """:meth:`Tiers.models`: every declared tier, its LLM made on first read."""
+
+    def __init__(self, tiers: Tiers) -> None:
+        self._tiers = tiers
+
+    def __getitem__(self, name: str) -> Model:
+        if name not in self._tiers:
+            raise KeyError(name)
+        return self._tiers.llm(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tiers.names())
+
+    def __len__(self) -> int:
+        return len(self._tiers.configs)

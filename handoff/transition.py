@@ -15,6 +15,7 @@ import inspect
 import re
 import types
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, get_args, get_origin, get_type_hints, overload
 
 from livekit.agents import RunContext, llm
@@ -31,6 +32,18 @@ Target = Any  # a state name, a State class (anything with ``state_name()``), or
 RETURN = "<return>"
 """Target of a transition that goes back to the state that started a side trip."""
 Body = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """What a body that chooses where the call goes returns when it also leaves a note:
+    ``return Chosen("Booked", note="Tuesday at 10 is booked")`` from a ``to=[...]`` body,
+    or the frame a ``back_to=[...]`` return goes to. The next agent finds the note in its
+    instructions, as it finds the return value of any other body."""
+
+    state: str | Any
+    """The state's name, or its State class."""
+    note: str | None = None
 
 
 class Named(Protocol):
@@ -59,6 +72,8 @@ class TransitionDef:
         returns: bool = False,
         say: str | Callable[[Any], str | None] | None = None,
         offered: bool = True,
+        abandons: bool = False,
+        back_to: Sequence[str | Named] | None = None,
     ) -> None:
         if isinstance(func, llm.FunctionTool | llm.RawFunctionTool):
             raise FlowDefinitionError(None, [Finding(
@@ -83,6 +98,22 @@ class TransitionDef:
                 "error", "bad-targets", f"@transition {func.__name__}: to={list(self.candidates)!r}",
                 "list one or more state names (RETURN cannot be chosen by a body)",
                 trigger=func.__name__)])
+        self.abandons = abandons
+        """Taking it drops the top frame of the return stack: the caller gave up the task
+        the side trip interrupted (the record lists the frame)."""
+        self.back_to: tuple[str | Named, ...] = tuple(back_to or ())
+        """For ``to=RETURN``: the frames the body may choose to go back to (frames above the
+        chosen one are dropped, with a record)."""
+        bad = ("back_to= is for a to=RETURN transition" if self.back_to and to != RETURN
+               else "back_to= lists no state" if back_to is not None and not self.back_to
+               else "a to=RETURN transition leaves its frame already: abandons= is for "
+                    "other targets" if abandons and to == RETURN else None)
+        if bad:
+            raise FlowDefinitionError(None, [Finding(
+                "error", "bad-return", f"@transition {func.__name__}: {bad}",
+                "write @transition(to=RETURN, back_to=[...]) to let the body choose the frame, "
+                "or @transition(to=..., abandons=True) to drop the interrupted task",
+                trigger=func.__name__)])
         self.when = when
         self.refused = refused
         try:
@@ -98,7 +129,7 @@ class TransitionDef:
         self.owner: type | None = None
         self.is_method, self.context_param, self.params, declared = _split_signature(func)
         self.result_type: Any = (declared if to == RETURN and declared not in _NO_RESULT
-                                 else None)
+                                 and not self.back_to else None)
         """What a side trip's ``to=RETURN`` body hands back to the state that started it
         (its return annotation, like LiveKit's ``AgentTask[T]``); None: no result."""
         self._result_adapter: TypeAdapter[Any] | None = None
@@ -144,9 +175,16 @@ class TransitionDef:
         """Every declared target's name as written."""
         return [t if isinstance(t, str) else t.state_name() for t in self.candidates]
 
+    @property
+    def frames(self) -> list[str]:
+        """The names of the ``back_to`` frames, as written."""
+        return [t if isinstance(t, str) else t.state_name() for t in self.back_to]
+
     def chosen(self, output: Any) -> str | None:
-        """The state name a dynamic transition's body returned (a name or a State class),
-        or None when it returned something else."""
+        """The state name a choosing body returned (a name, a State class, or either in a
+        :class:`Chosen`), or None when it returned something else."""
+        if isinstance(output, Chosen):
+            output = output.state
         if isinstance(output, str):
             return output
         state_name = getattr(output, "state_name", None)
@@ -290,6 +328,8 @@ def transition(
     returns: bool = False,
     say: str | Callable[[Any], str | None] | None = None,
     llm: bool = True,
+    abandons: bool = False,
+    back_to: Sequence[str | Named] | None = None,
 ) -> Callable[[Body], TransitionDef]:
     """Declare an edge of the flow, offered to the LLM as a function tool.
 
@@ -311,12 +351,21 @@ def transition(
             Never said when the move is refused or rolled back; the caller can interrupt it.
         llm: False makes it code-only: never offered to the LLM, taken by ``run.go()``
             from a tool, a hook, a timer or an event.
+        abandons: taking it drops the top frame of the return stack: the caller gave up
+            the task a side trip interrupted, so nothing will come back to it. The
+            transition's record lists the dropped frame (``TransitionRecord.dropped``).
+        back_to: for ``to=RETURN``: the frames (states that start side trips) the body
+            may choose to go back to, instead of the top one ("which of your two
+            interrupted tasks shall we continue?"); it returns one of them (or a
+            :class:`Chosen` with a note), which must be on the stack; the frames above it
+            are dropped, with a record. Checked when the Flow is built, drawn on diagrams.
 
     The decorated ``async def`` receives the ``RunContext`` (if it declares one) and the
     arguments the LLM supplied; it may update ``ctx.userdata`` and may raise
     ``TransitionRefused`` to refuse the move. Its return value (if any) is a handoff
     note: the new agent finds it in its instructions; for ``to=[...]`` it is the target
-    it chose instead (one of the list; anything else is refused and rolled back).
+    it chose instead (one of the list; anything else is refused and rolled back), or a
+    :class:`Chosen` with the target and a note.
 
     A ``to=RETURN`` body annotated with a return type (``-> bool``, ``-> Identity``)
     returns the side trip's *result* instead, like LiveKit's ``AgentTask[T].complete()``:
@@ -335,7 +384,8 @@ def transition(
 
     def decorate(func: Body) -> TransitionDef:
         return TransitionDef(func, to=target, when=when, refused=refused, history=history,
-                             name=name, returns=returns, say=say, offered=llm)
+                             name=name, returns=returns, say=say, offered=llm,
+                             abandons=abandons, back_to=back_to)
 
     return decorate
 
@@ -350,8 +400,8 @@ def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Paramet
         params = params[1:]
     try:
         hints = get_type_hints(func, include_extras=True)  # Annotated[..., Field(...)] kept
-    except Exception:  # unresolved forward references: fall back to raw annotations
-        hints = dict(getattr(func, "__annotations__", {}))
+    except Exception:  # unresolved forward references (a Context defined in a function
+        hints = _lenient_hints(func)  # under postponed annotations): resolve what can be
     context_param = None
     visible = []
     for p in params:
@@ -361,6 +411,30 @@ def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Paramet
             continue
         visible.append(p.replace(annotation=hint))
     return is_method, context_param, visible, hints.get("return", sig.return_annotation)
+
+
+class _AnyForUnknown(dict[str, Any]):
+    """A namespace where a name the module does not define is ``Any``."""
+
+    def __missing__(self, key: str) -> Any:
+        import builtins
+
+        return getattr(builtins, key, Any)
+
+
+def _lenient_hints(func: Body) -> dict[str, Any]:
+    """The annotations of ``func``, text ones evaluated with its module's names and any
+    other name as ``Any`` (``RunContext[Local]`` is still a RunContext); one that cannot
+    be evaluated at all stays text."""
+    out: dict[str, Any] = {}
+    module = dict(getattr(func, "__globals__", {}))
+    namespace = _AnyForUnknown(module)
+    for name, hint in getattr(func, "__annotations__", {}).items():
+        try:
+            out[name] = eval(hint, module, namespace) if isinstance(hint, str) else hint
+        except Exception:
+            out[name] = hint
+    return out
 
 
 _NO_RESULT: tuple[Any, ...] = (None, type(None), "None", inspect.Signature.empty)

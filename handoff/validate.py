@@ -137,6 +137,15 @@ def definition_errors(flow: Definition) -> list[Finding]:
                                "call it",
                                "write a docstring saying when to call it", state=where,
                                trigger=edge.trigger))
+        for frame in getattr(edge.transition, "frames", ()):
+            if frame not in flow.states or frame not in successors(flow)[BACK]:
+                out.append(Finding(
+                    "error", "bad-return-frame",
+                    f"back_to= names {frame!r}, which "
+                    + ("is not a state of the flow" if frame not in flow.states
+                       else "starts no side trip, so it is never on the return stack"),
+                    "list states that start a side trip (a transition with returns=True)",
+                    state=where, trigger=edge.trigger))
         if edge.is_return and (problem := edge.transition.result_problem()) is not None:
             out.append(Finding("error", "bad-result-type",
                                f"the side trip's result cannot be checked: {problem}",
@@ -282,6 +291,13 @@ def graph_warnings(flow: Definition) -> list[Finding]:
                     "transition starts one", "mark the transitions into this side trip with "
                     "`returns=True`", state=edge.source or "global", trigger=edge.trigger)
             for edge in _sorted_edges(flow) if edge.is_return
+        ]
+        out += [
+            Finding("warning", "abandon-without-side-trip",
+                    "the transition drops the task a side trip interrupted, but no transition "
+                    "starts one", "mark the transitions into the side trip with `returns=True`, "
+                    "or remove abandons=True", state=edge.source or "global", trigger=edge.trigger)
+            for edge in _sorted_edges(flow) if getattr(edge.transition, "abandons", False)
         ]
     if not flow.final:
         out.append(Finding("warning", "no-final", "the flow declares no final state",

@@ -49,8 +49,17 @@ class FieldSpec:
         return frozenset(json.dumps(b, sort_keys=True) for b in (branches or [data]))
 
     def accepts_every_value_of(self, older: FieldSpec) -> bool:
-        """True when every value ``older`` held is still valid here (same or wider type)."""
-        return self.schema == older.schema or older.alternatives() <= self.alternatives()
+        """True when every value ``older`` held is still valid here (same or wider type:
+        more alternatives, ``int`` → ``float``, a ``Literal`` that gains values)."""
+        if self.schema == older.schema:
+            return True
+        mine = [json.loads(b) for b in self.alternatives()]
+        return all(any(_wider(m, json.loads(b)) for m in mine) for b in older.alternatives())
+
+    def samples(self) -> list[Any]:
+        """Values this field may hold at its boundaries, as stored (JSON): what a checkpoint
+        of the flow can carry, for judging a change by resuming them."""
+        return _samples(json.loads(self.schema))
 
 
 def context_fields(context_type: Any) -> tuple[FieldSpec, ...]:
@@ -109,6 +118,59 @@ def _normalise(node: Any, defs: Mapping[str, Any], seen: tuple[str, ...]) -> Any
             return {"$ref": name}
         return _normalise(defs[name], defs, (*seen, name))
     return {k: _normalise(v, defs, seen) for k, v in node.items() if k not in _NOT_TYPE}
+
+
+def _wider(new: Any, old: Any) -> bool:
+    """``new`` (one schema branch) accepts every value of ``old`` (another)."""
+    if new == old:
+        return True
+    if not isinstance(new, dict) or not isinstance(old, dict):
+        return False
+    if new == {"type": "number"} and old.get("type") == "integer" and set(old) == {"type"}:
+        return True  # an int fits a float field, unchanged
+    values = old.get("enum", [old["const"]] if "const" in old else None)
+    if values is None or set(old) - {"enum", "const", "type"}:
+        return False
+    if "enum" in new or "const" in new:  # a Literal that gains values
+        return (new.get("type") == old.get("type") and set(new) <= {"enum", "const", "type"}
+                and all(v in new.get("enum", [new.get("const")]) for v in values))
+    return set(new) == {"type"} and old.get("type") == new["type"]  # a Literal widened to str
+
+
+_INTS = [0, 1, -1, 2**31, -(2**31), 2**53]
+_FLOATS = [0.0, 0.5, -1.5, 1e300, -1e300]
+_STRINGS = ["", "a", "0", "x" * 256, "é ☃ \U0001f600"]
+
+
+def _samples(schema: Any) -> list[Any]:
+    if not isinstance(schema, dict):
+        return [None]
+    if "anyOf" in schema:
+        return [v for branch in schema["anyOf"] for v in _samples(branch)]
+    if "enum" in schema:
+        return list(schema["enum"])
+    if "const" in schema:
+        return [schema["const"]]
+    kind = schema.get("type")
+    if kind == "integer":
+        low, high = schema.get("minimum"), schema.get("maximum")
+        values = [v for v in _INTS if (low is None or v >= low) and (high is None or v <= high)]
+        return values + [b for b in (low, high) if b is not None]
+    if kind == "number":
+        return _FLOATS + _INTS[:3]
+    if kind == "string":
+        return list(_STRINGS)
+    if kind == "boolean":
+        return [False, True]
+    if kind == "null":
+        return [None]
+    if kind == "array":
+        items = _samples(schema.get("items", {}))
+        return [[], items[:1], items[:3]]
+    if kind == "object":
+        props = schema.get("properties", {})
+        return [{k: _samples(v)[0] for k, v in props.items()}]
+    return [None]
 
 
 _SIMPLE = {"integer": "int", "number": "float", "string": "str", "boolean": "bool",

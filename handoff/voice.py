@@ -45,13 +45,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+from pydantic_settings import SettingsConfigDict
 
 from . import plugins
-from .config import find_table
 from .errors import ConfigError
+from .settings import HandoffSettings
 
 SecretLookup = Callable[[str], str | None]
 
@@ -69,18 +70,19 @@ _ENV = {
 }
 
 
-@dataclass(frozen=True)
-class VoiceConfig:
+class VoiceConfig(BaseModel):
     """One complete voice setting (the flow's, or a state's after its overrides)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")  # VoiceSettings shares it
 
     stt_provider: str = "openai"
     stt_model: str | None = None
-    stt_options: Mapping[str, Any] = field(default_factory=dict)
+    stt_options: dict[str, Any] = Field(default_factory=dict)
     tts_provider: str = "openai"
     tts_model: str | None = None
     tts_voice: str | None = None
     tts_instructions: str | None = None
-    tts_options: Mapping[str, Any] = field(default_factory=dict)
+    tts_options: dict[str, Any] = Field(default_factory=dict)
     language: str | None = None
     base_url: str | None = None
     """An OpenAI-compatible server for both (a local speech server); no key is then needed."""
@@ -89,23 +91,12 @@ class VoiceConfig:
     turn_mode: str | None = None
     """LiveKit's turn detection: vad, stt, realtime_llm or manual (None: LiveKit chooses)."""
     interruptible: bool | None = None
-    endpointing_min_delay: float | None = None
-    endpointing_max_delay: float | None = None
+    endpointing_min_delay: float | None = Field(None, ge=0)
+    endpointing_max_delay: float | None = Field(None, ge=0)
 
-    def __post_init__(self) -> None:
+    def model_post_init(self, context: Any) -> None:
         plugins.check_provider(self.stt_provider, "voice stt_provider")
         plugins.check_provider(self.tts_provider, "voice tts_provider")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], source: str = "voice") -> VoiceConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"{source}: unknown voice keys {sorted(unknown)}; use {sorted(known)}")
-        for table in ("stt_options", "tts_options"):
-            if not isinstance(data.get(table, {}), Mapping):
-                raise ConfigError(f"{source}: {table} must be a table of the plugin's arguments")
-        return cls(**dict(data))
 
     def key_env(self, kind: plugins.Kind) -> str:
         """The variable the key of the ``stt`` or ``tts`` provider is read from ('' = none)."""
@@ -113,16 +104,6 @@ class VoiceConfig:
             return ""
         provider = self.stt_provider if kind == "stt" else self.tts_provider
         return self.api_key_env or plugins.default_key_env(provider)
-
-    @classmethod
-    def load(cls, start: Path | None = None,
-             environ: Mapping[str, str] | None = None) -> VoiceConfig:
-        """From handoff.toml / pyproject.toml found upwards of ``start``, then the environment."""
-        environ = os.environ if environ is None else environ
-        raw, source = find_table("voice", start or Path.cwd())
-        config = cls.from_mapping(raw or {}, source or "defaults")
-        changes: dict[str, Any] = {k: environ[v] for k, v in _ENV.items() if environ.get(v)}
-        return replace(config, **changes) if changes else config
 
     def for_state(self, state_cls: type) -> VoiceConfig:
         """This config with the state's class-attribute overrides applied.
@@ -141,7 +122,7 @@ class VoiceConfig:
             if provider is not None and provider != getattr(self, f"{kind}_provider"):
                 for name in own:
                     changes.setdefault(f"{kind}_{name}", {} if name == "options" else None)
-        return replace(self, **changes) if changes else self
+        return self.model_copy(update=changes) if changes else self
 
     def turn_handling(self) -> dict[str, Any]:
         """LiveKit ``TurnHandlingOptions`` for the set turn-taking fields (empty if none)."""
@@ -160,6 +141,20 @@ class VoiceConfig:
         if endpointing:
             options["endpointing"] = endpointing
         return options
+
+
+class VoiceSettings(HandoffSettings, VoiceConfig):
+    """The flow's voice as configured (``VoiceSettings.load()``): ``[tool.handoff.voice]``
+    (``[voice]`` of handoff.toml), then ``HANDOFF_STT_MODEL``, ``HANDOFF_TTS_MODEL``,
+    ``HANDOFF_TTS_VOICE``, ``HANDOFF_VOICE_BASE_URL`` and ``HANDOFF_LANGUAGE`` (set and not
+    blank); a bad value is a one-line ConfigError."""
+
+    section: ClassVar[str] = "voice"
+    blank_env_is_unset: ClassVar[bool] = True
+
+    @classmethod
+    def env_names(cls, name: str) -> list[str]:
+        return [_ENV[name]] if name in _ENV else []
 
 
 class Voices:

@@ -39,7 +39,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 # plugins register themselves on import, which LiveKit allows on the main thread only:
@@ -55,13 +55,14 @@ from .persistence import Checkpointer, store_from_env
 from .resume import call_id_of, resume_or_start
 from .sealing import KEYS_SECRET, KeyringSealer
 from .secrets import Secret, SecretChain
+from .settings import StoreSettings, WorkerSettings
 from .telemetry.metrics import MULTIPROC_ENV, worker_gauges
 from .telemetry.observer import FlowTelemetry
 from .telemetry.otel import configure_from_env as configure_tracing
-from .telemetry.otel import flush as flush_spans
+from .telemetry.otel import flush_async as flush_spans
 from .tiers import Tiers
 from .validate import context_warnings
-from .voice import VoiceConfig, Voices
+from .voice import VoiceConfig, Voices, VoiceSettings
 
 if TYPE_CHECKING:
     from livekit.agents import AgentServer, JobContext, JobProcess
@@ -78,51 +79,6 @@ CONNECTION_SECRETS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 
 ACTIVE_JOBS_METRIC = "handoff_worker_active_jobs"
 """The gauge the HPA scales on (deploy/k8s/base/hpa.yaml)."""
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """How the worker runs; every field has an environment variable (``from_env``)."""
-
-    flow: str
-    max_jobs: int = 8                 # HANDOFF_MAX_JOBS: load = active jobs / max_jobs
-    load_threshold: float = 0.9       # HANDOFF_LOAD_THRESHOLD: above it LiveKit sends no jobs
-    drain_timeout: int = 600          # HANDOFF_DRAIN_TIMEOUT: seconds calls get after SIGTERM
-    health_port: int = 8081           # HANDOFF_HEALTH_PORT: LiveKit's health endpoint
-    metrics_port: int | None = 9100   # HANDOFF_METRICS_PORT / --metrics-port ("" or 0 disables)
-    idle_processes: int | None = None  # HANDOFF_IDLE_PROCESSES: warm job processes
-    agent_name: str = ""              # LIVEKIT_AGENT_NAME: explicit dispatch
-    checkpoint_dir: str | None = None  # HANDOFF_CHECKPOINT_DIR: SQLite checkpoints of calls
-    register_retries: int = 16        # HANDOFF_REGISTER_RETRIES: then exit 1
-
-    @classmethod
-    def from_env(cls, flow: str, environ: Mapping[str, str] | None = None,
-                 **overrides: Any) -> WorkerSettings:
-        env = os.environ if environ is None else environ
-        metrics = env.get("HANDOFF_METRICS_PORT", "9100")
-        idle = env.get("HANDOFF_IDLE_PROCESSES")
-        values: dict[str, Any] = {
-            "flow": flow,
-            "max_jobs": int(env.get("HANDOFF_MAX_JOBS", 8)),
-            "load_threshold": float(env.get("HANDOFF_LOAD_THRESHOLD", 0.9)),
-            "drain_timeout": int(env.get("HANDOFF_DRAIN_TIMEOUT", 600)),
-            "health_port": int(env.get("HANDOFF_HEALTH_PORT", 8081)),
-            "metrics_port": int(metrics) if metrics not in ("", "0") else None,
-            "idle_processes": int(idle) if idle else None,
-            "agent_name": env.get("LIVEKIT_AGENT_NAME", ""),
-            "checkpoint_dir": env.get("HANDOFF_CHECKPOINT_DIR") or None,
-            "register_retries": int(env.get("HANDOFF_REGISTER_RETRIES", 16)),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if values["metrics_port"] == 0:  # --metrics-port 0, like HANDOFF_METRICS_PORT=0
-            values["metrics_port"] = None
-        if values["max_jobs"] < 1:
-            raise ValueError("HANDOFF_MAX_JOBS must be at least 1")
-        for name in ("health_port", "metrics_port"):
-            port = values[name]
-            if port is not None and not 0 <= port <= 65535:
-                raise ValueError(f"{name.replace('_', ' ')} must be 0 to 65535, not {port}")
-        return cls(**values)
 
 
 def required_secrets(flow: Flow[Any], voice: VoiceConfig | None = None,
@@ -179,27 +135,29 @@ def startup_checks(settings: WorkerSettings, secrets: SecretChain, *, connect: b
     ``connect``: LiveKit's URL and keys (not for console); ``voice``: the STT/TTS key
     (not for a text console); ``models``: each tier's key (not with a scripted LLM).
     """
+    StoreSettings.load()  # a bad store setting fails here, not in the first call
     flow = load_flow(settings.flow)
     needs = context_warnings(flow)
     if needs:  # the worker starts every call without a Context: each would fail
         raise FlowDefinitionError(flow.name, [replace(f, severity="error") for f in needs])
     if settings.checkpoint_dir:
         os.environ["HANDOFF_CHECKPOINT_DIR"] = settings.checkpoint_dir
-    needed = required_secrets(flow, VoiceConfig.load() if voice else None, connect=connect,
+    needed = required_secrets(flow, VoiceSettings.load() if voice else None, connect=connect,
                               models=models)
     pii = sorted(sensitive_fields(flow.context_type))  # type: ignore[arg-type]
     if pii and checkpoints_configured():
         needed[KEYS_SECRET] = f"encrypting the checkpoints' pii fields ({', '.join(pii)}) at rest"
     found = secrets.require(needed)
-    if KEYS_SECRET in found:
-        KeyringSealer.parse(found[KEYS_SECRET].reveal())  # a malformed key fails here
+    keys = found.get(KEYS_SECRET) or (secrets.get(KEYS_SECRET) if checkpoints_configured()
+                                       else None)
+    if keys is not None:  # a malformed key set fails here (a SealError), not in each call
+        KeyringSealer.parse(keys.reveal())
     os.environ[FLOW_ENV] = settings.flow  # job processes inherit it
     return flow, found
 
 
 def checkpoints_configured(environ: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return bool(env.get("HANDOFF_CHECKPOINT_STORE") or env.get("HANDOFF_CHECKPOINT_DIR"))
+    return StoreSettings.load(environ).checkpoints_configured
 
 
 def build_server(settings: WorkerSettings, secrets: SecretChain | None = None,
@@ -289,22 +247,41 @@ def prewarm(proc: JobProcess) -> None:
 async def entrypoint(ctx: JobContext) -> None:
     """One call: the flow's AgentSession in the job's room, resumed if checkpointed."""
     run = await start_call(ctx)
-    checkpointer: Checkpointer | None = ctx.proc.userdata.get("checkpointer")
-    events = _process_event_log(ctx, run.flow)
-    if events is not None:
-        events.track(run, run.call_id or ctx.job.id, resumed=run.resuming)
+    events = record_call(ctx, run)
 
     async def _on_shutdown(reason: str) -> None:
-        logger.info("call %s ended in state %s (%s)", run.call_id, run.state, reason)
-        if checkpointer is not None:  # the last checkpoints land before the process goes
-            await checkpointer.flush(2.0)
-        if events is not None:  # LiveKit closes the session alongside: its last events first
-            await events.wait_closed(run, 2.0)
-            await events.flush(2.0)
-        await asyncio.to_thread(flush_spans)  # spans of the call reach the collector
+        await end_call(run, reason, checkpointer=ctx.proc.userdata.get("checkpointer"),
+                       events=events)
 
     ctx.add_shutdown_callback(_on_shutdown)
     logger.info("call %s started in state %s", run.call_id, run.state)
+
+
+def record_call(ctx: JobContext, run: FlowRun[Any]) -> EventLog | None:
+    """Record ``run``'s events in the job process's event log, if a store is configured
+    (``HANDOFF_EVENT_STORE``, else next to the checkpoints); returns that log."""
+    events = _process_event_log(ctx, run.flow)
+    if events is not None:
+        events.track(run, run.call_id or ctx.job.id, resumed=run.resuming)
+    return events
+
+
+STORE_FLUSH_BOUND = 2.0
+"""Seconds the end of a call waits, at most, for each of its last checkpoints and events."""
+
+
+async def end_call(run: FlowRun[Any], reason: str, *, checkpointer: Checkpointer | None = None,
+                   events: EventLog | None = None) -> None:
+    """What a job does once its call is over, before LiveKit releases it: the last
+    checkpoints and events written (:data:`STORE_FLUSH_BOUND` each), then the call's
+    spans sent (:data:`~handoff.telemetry.otel.FLUSH_BOUND`, however the collector behaves)."""
+    logger.info("call %s ended in state %s (%s)", run.call_id, run.state, reason)
+    if checkpointer is not None:  # the last checkpoints land before the process goes
+        await checkpointer.flush(STORE_FLUSH_BOUND)
+    if events is not None:  # LiveKit closes the session alongside: its last events first
+        await events.wait_closed(run, STORE_FLUSH_BOUND)
+        await events.flush(STORE_FLUSH_BOUND)
+    await flush_spans()  # spans of the call reach the collector, or are left to the exporter
 
 
 async def start_call(ctx: JobContext, secrets: SecretChain | None = None, *,
@@ -325,7 +302,7 @@ async def start_call(ctx: JobContext, secrets: SecretChain | None = None, *,
         if tiers is None:
             tiers = Tiers(flow.tiers.configs, source=flow.tiers.source, secrets=secrets)
             ctx.proc.userdata["tiers"] = tiers
-        llm = {cls.tier: tiers.llm(cls.tier) for cls in flow.states.values()}
+        llm = tiers.models()  # made when a state needs one: a missing key ends no call
     session_kwargs: dict[str, Any] = {"vad": ctx.proc.userdata.get("vad")}
     start_kwargs: dict[str, Any] = {"wait_opening": wait_opening}
     if ctx.is_fake_job():
@@ -333,7 +310,7 @@ async def start_call(ctx: JobContext, secrets: SecretChain | None = None, *,
     else:
         voices = ctx.proc.userdata.get("voices")
         if voices is None:
-            voices = ctx.proc.userdata["voices"] = Voices(VoiceConfig.load(), secrets=secrets)
+            voices = ctx.proc.userdata["voices"] = Voices(VoiceSettings.load(), secrets=secrets)
         session_kwargs.update(voices.session_options())
         flow.agent_options = voices.agent_options  # per-state STT/TTS/turn overrides
         start_kwargs["room"] = ctx.room

@@ -163,10 +163,11 @@ def test_a_hook_that_raises_is_reported_and_the_call_goes_on(
 def test_a_call_that_cannot_start_ends_the_console_with_one_line(
     terminal: Terminal, tmp_path: Path
 ) -> None:
+    (tmp_path / "not-a-folder").write_text("")  # (a bad store URL is refused before: exit 2)
     terminal.start(_console("examples.readme.hello:flow", "--script", "hello_script:replies"),
-                   _env(tmp_path, HANDOFF_CHECKPOINT_STORE="nosuch://store"))
+                   _env(tmp_path, HANDOFF_CHECKPOINT_DIR=str(tmp_path / "not-a-folder")))
     screen = terminal.wait_for("EXIT=")
-    assert "error: the call did not start: ConfigError: HANDOFF_CHECKPOINT_STORE=" in screen
+    assert "error: the call did not start: FileExistsError: " in screen
     assert "EXIT=1" in screen and "Traceback" not in screen
 
 

@@ -95,7 +95,9 @@ async def test_every_kind_of_event_is_written_for_the_callcenter_demo(
         ("Triage", "billing_question", "guard"), ("Billing", "open_refund", "guard")]
     assert "not verified yet" in refusals[0].data["reason"]
     said = [(e.data["role"], e.data["text"]) for e in events if e.kind == "message"]
-    assert [t for r, t in said if r == "user"] == CALLER
+    # the PIN the caller said is a pii argument of verify_account: scrubbed from the line
+    assert [t for r, t in said if r == "user"] == [
+        line.replace("PIN 1234", "PIN [redacted]") for line in CALLER]
     assert ("assistant", AGENT_SCRIPT[0]) in said
     tools = {e.data["name"]: e.data for e in events if e.kind == "tool_call"}
     assert tools["verify_account"]["output"] == "Account 4411 verified."

@@ -22,10 +22,10 @@ def test_readme_example_is_the_file_and_runs() -> None:
     assert out.stdout.strip() == "Helper Ann"
 
 
-def test_demo_visits_every_state_and_shows_refusals() -> None:
+def test_demo_visits_every_state_and_shows_refusals(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "examples.callcenter.demo"], cwd=ROOT,
                          capture_output=True, text=True, timeout=180,
-                         env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT)})
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert text.splitlines()[0].startswith("LLM: offline")
@@ -35,10 +35,10 @@ def test_demo_visits_every_state_and_shows_refusals() -> None:
     assert '"refund_ticket": "R-9001"' in text
 
 
-def test_callcenter_worker_entrypoint_checks_its_secrets_before_starting() -> None:
+def test_callcenter_worker_entrypoint_checks_its_secrets_before_starting(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "examples.callcenter.worker", "start"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120,
-                         env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "HANDOFF_SECRETS": "env"})
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HANDOFF_SECRETS": "env"})
     assert out.returncode == 2, out.stderr
     assert ("missing secrets: LIVEKIT_URL (for the LiveKit server connection), LIVEKIT_API_KEY "
             "(for the LiveKit server connection), LIVEKIT_API_SECRET (for the LiveKit server "

@@ -40,7 +40,7 @@ def test_an_off_by_one_guard_is_found_with_the_shortest_counterexample() -> None
                 states=[OffByOneMenu, Table, Served], final=[Served])
     result = explore(flow, depth=3, entry_conditions={"Table": lambda c: c.people >= 1})
     assert not result.ok
-    assert [str(m) for m in result.counterexample or []] == ["next(people=0)"]
+    assert [str(m) for m in result.counterexample or []] == ["await run.go('next', people=0)"]
     assert "entered Table by next from Menu" in result.problems[0]
 
 

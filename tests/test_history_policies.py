@@ -127,8 +127,9 @@ async def test_plus_tools_carries_function_calls_and_outputs() -> None:
     items = opening_of(llm, "Back").chat_ctx.items
     calls = [i for i in items if i.type == "function_call"]
     outputs = [i for i in items if i.type == "function_call_output"]
-    assert [c.name for c in calls] == ["lookup"]  # Back has no lookup tool: kept anyway
-    assert [o.output for o in outputs] == ["apples is in stock"]
+    # Back has no lookup tool: kept anyway; and the call that made the handoff
+    assert [c.name for c in calls] == ["lookup", "to_back"]
+    assert [o.output for o in outputs] == ["apples is in stock", "Handed over to Back."]
 
 
 async def test_without_tools_the_calls_stay_behind() -> None:

@@ -67,12 +67,71 @@ def test_a_guard_added_or_changed_tightens_a_guard_removed_is_safe() -> None:
 
     assessment = judged(base(), guarded(lambda c: c.verified))
     assert verdicts(assessment) == [
-        ("tightens", "transition `A.ab`", "guard: none → c.verified")]
+        ("tightens", "transition `A.ab`", "guard: none → c.verified (tightens)")]
+    assert "refuses calls in A a move it allowed, e.g. verified=false" in (
+        assessment.impacts[0].why)
     assert assessment.states["A"] == "tightens" and assessment.call_verdict("B") == "safe"
-    assert verdicts(judged(guarded(lambda c: c.verified), guarded(lambda c: c.limit > 5)))[0][0] == (
-        "tightens")
+    both = judged(guarded(lambda c: c.verified), guarded(lambda c: c.limit > 5))
+    assert verdicts(both)[0][0] == "tightens" and "also allows what it refused" in both.impacts[0].why
     assert verdicts(judged(guarded(lambda c: c.verified), base())) == [
-        ("safe", "transition `A.ab`", "guard: c.verified → none")]
+        ("safe", "transition `A.ab`", "guard: c.verified → none (loosens)")]
+    # judged by running both: a wider bound loosens, a narrower one tightens (one lambda
+    # a line: a guard's source is found by its line)
+    above_5 = guarded(lambda c: c.limit > 5)
+    above_0 = guarded(lambda c: c.limit > 0)
+    assert verdicts(judged(above_5, above_0))[0][0] == "safe"
+    assert verdicts(judged(above_0, above_5))[0][0] == "tightens"
+    is_true = guarded(lambda c: c.verified is True)
+    same = judged(guarded(lambda c: c.verified), is_true)
+    assert verdicts(same)[0][0] == "safe" and "same answers" in same.impacts[0].why
+
+
+def can_pay_v1(c: Any) -> bool:
+    """May the caller pay now?"""
+    return bool(c.verified)
+
+
+def can_pay_v2(c: Any) -> bool:
+    """May the caller pay now?"""
+    return bool(c.verified and c.limit >= 20)
+
+
+def can_pay_v3(c: Any) -> bool:
+    return bool(c.verified or c.limit >= 20)
+
+
+def test_a_named_guard_whose_body_changed_is_judged_by_its_code() -> None:
+    """``when=can_pay`` in both versions, its body changed: the name is the same, the
+    answers are not."""
+    def guarded(fn: Any) -> Flow[Any]:
+        fn.__name__ = "can_pay"  # the same name in both versions, as in a real change
+        return built([make_state("A", [make_transition("ab", "B", when=fn)]),
+                      make_state("B", [make_transition("bc", "C")]), make_state("C")])
+
+    tighter = judged(guarded(can_pay_v1), guarded(can_pay_v2))
+    assert verdicts(tighter) == [
+        ("tightens", "transition `A.ab`", "guard `can_pay`: its code changed (tightens)")]
+    assert tighter.states["A"] == "tightens" and tighter.impacts[0].state == "A"
+    assert "verified=true" in tighter.impacts[0].why
+    looser = judged(guarded(can_pay_v1), guarded(can_pay_v3))
+    assert verdicts(looser) == [
+        ("safe", "transition `A.ab`", "guard `can_pay`: its code changed (loosens)")]
+    assert looser.states["A"] == "safe"
+    assert judged(guarded(can_pay_v1), guarded(can_pay_v1)).impacts == []  # unchanged
+
+
+def test_a_guard_that_needs_its_module_is_reported_as_possibly_tightening() -> None:
+    def guarded(fn: Any) -> Flow[Any]:
+        return built([make_state("A", [make_transition("ab", "B", when=fn)]),
+                      make_state("B", [make_transition("bc", "C")]), make_state("C")])
+
+    old = guarded(lambda c: c.limit > LIMIT)
+    assessment = judged(old, guarded(lambda c: c.limit > LIMIT + 1))
+    (impact,) = assessment.impacts
+    assert impact.verdict == "tightens" and "cannot run the guards here" in impact.why
+
+
+LIMIT = 3
 
 
 def test_a_removed_global_transition_tightens_every_state() -> None:

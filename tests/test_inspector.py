@@ -94,6 +94,12 @@ async def test_it_serves_the_calls_their_events_the_stream_and_the_diagram(serve
     assert any(XSS in e["data"].get("text", "") for e in events)
     for body in bodies:
         assert PII not in body
+    # the PIN the caller said and the model passed to verify_account (a pii argument)
+    verify = next(e for e in events if e["kind"] == "tool_call"
+                  and e["data"].get("name") == "verify_account")
+    assert verify["data"]["arguments"] == {"account_id": "4411", "pin": "[redacted]"}
+    for body in bodies[5:8]:
+        assert "1234" not in body
 
 
 async def test_a_stream_starts_after_the_step_it_is_given(served: str) -> None:
@@ -150,10 +156,19 @@ def test_the_command_refuses_a_non_loopback_bind_without_a_token(tmp_path: Path)
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--token" in done.stderr and "0.0.0.0" in done.stderr
+
+
+def test_bare_inspect_says_in_one_line_when_it_cannot_make_the_default_store(
+        tmp_path: Path) -> None:
+    """Bare ``handoff inspect`` opens the default file (tests/test_recording.py); where
+    its folder cannot be made, one line and exit 2."""
+    (tmp_path / "file").write_text("not a folder")
     done = subprocess.run([sys.executable, "-m", "handoff.cli", "inspect"],
                           capture_output=True, text=True, cwd=REPO, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
-    assert done.returncode == 2 and "no event store" in done.stderr
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                               "XDG_STATE_HOME": str(tmp_path / "file")})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "HANDOFF_EVENT_STORE" in done.stderr and "Traceback" not in done.stderr
 
 
 async def test_a_token_is_needed_on_a_non_loopback_bind(recorded: MemoryEventStore) -> None:
@@ -203,7 +218,7 @@ def test_the_wheel_ships_the_page_its_script_and_style(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path / "dist"), str(source)], check=True, capture_output=True,
                    timeout=300)
-    (wheel,) = (tmp_path / "dist").glob("handoff-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("livekit_handoff-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     static = REPO / "handoff" / "inspector" / "static"
     for path in static.iterdir():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -260,6 +261,8 @@ def test_a_call_whose_writer_died_says_where_its_log_ends(
     browser.get(f"http://127.0.0.1:{port}/calls/cut-call")
     note = wait_for(browser, lambda d: d.find_element(By.ID, "log-end").text, "the log end note")
     assert "its writer stopped before the call ended" in note
+    assert re.search(r"ends at event \d+, written ", note), note
+    assert not re.search(r"\d{7,}", note), note  # a time, not the microsecond clock of "seq"
     assert browser.find_element(By.ID, "status").text.startswith("stopped")
 
 
@@ -282,3 +285,89 @@ def test_the_url_handoff_chat_prints_shows_the_call_live(
     chat.stdin.close()
     wait_for(browser, lambda d: d.find_element("id", "status").text.startswith("ended"),
              "the chat's call ended")
+
+
+# -- the page's layout, measured at two window widths ----------------------------------------
+SIZES = """
+const svg = document.querySelector('#diagram svg');
+const pane = document.getElementById('diagram').getBoundingClientRect();
+const scale = svg.getScreenCTM().a;
+const px = [...svg.querySelectorAll('g.node text, g.edge text')]
+  .map(t => parseFloat(t.getAttribute('font-size')) * scale);
+const lit = svg.querySelector('g.node.active').getBoundingClientRect();
+const rect = (s) => { const r = document.querySelector(s).getBoundingClientRect();
+                      return {left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+                              width: r.width, height: r.height}; };
+return {smallest: Math.min(...px), largest: Math.max(...px), svg_width: svg.getBoundingClientRect().width,
+        pane: rect('#diagram'), lit: {left: lit.left, right: lit.right},
+        text: rect('#timeline li.message .text'), timeline: rect('#timeline-panel'),
+        flow: rect('#flow-panel'), page_width: document.documentElement.scrollWidth,
+        window: innerWidth, scrolled: scrollY};
+"""
+
+
+def shown(driver: Any, selector: str) -> bool:
+    """Whether ``selector`` takes room on the page (a hidden element has an empty rect)."""
+    return bool(driver.execute_script(
+        "const e = document.querySelector(arguments[0]); const r = e.getBoundingClientRect();"
+        "return r.width > 0 && r.height > 0;", selector))
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_the_page_reads_well_at_1400_and_800_px(
+        browser: Any, processes: Processes, tmp_path: Path, width: int) -> None:
+    """Measured, not judged by eye: the diagram's smallest text is at least 10 px (it pans
+    when that is wider than the window), the timeline's text column has room, nothing
+    spills past the window, and pages without a call show no empty panels."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    db = tmp_path / "events.db"
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "events_call.py"), f"sqlite://{db}",
+                           "call-0042"], cwd=REPO, capture_output=True, text=True, timeout=WAIT * 2)
+    assert done.returncode == 0, done.stderr
+    url = serve(processes, db)
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+
+    browser.get(url + "/")
+    wait_for(browser, lambda d: d.find_elements(By.LINK_TEXT, "call-0042"), "the call is listed")
+    assert not shown(browser, "#call-view") and not shown(browser, "#status")
+    screenshot(browser, tmp_path, f"inspector-calls-{width}.png")
+
+    browser.get(url + "/calls/no-such-call")
+    wait_for(browser, lambda d: d.find_element(By.ID, "error").text, "the error")
+    assert "no such call" in browser.find_element(By.ID, "error").text
+    assert not shown(browser, "#call-view") and not shown(browser, "#status")
+
+    browser.get(url + "/calls/call-0042")
+    wait_for(browser, lambda d: lit_state(d) == "Escalation", "the last state lit")
+    sizes = browser.execute_script(SIZES)
+    screenshot(browser, tmp_path, f"inspector-call-{width}.png")
+    assert sizes["window"] == width
+    assert sizes["smallest"] >= 10 - 0.01, sizes  # was ~5 px at 800, ~5.3 px at 1400
+    assert sizes["largest"] <= 24 + 0.01, sizes
+    assert sizes["text"]["width"] >= 300, sizes  # was ~60 px at 800
+    assert sizes["page_width"] <= width, sizes  # the diagram pans inside its panel
+    assert sizes["pane"]["right"] <= width and sizes["timeline"]["right"] <= width
+    assert sizes["flow"]["bottom"] <= sizes["timeline"]["top"], sizes  # no overlap
+    assert sizes["scrolled"] == 0  # following the call scrolls the timeline, not the page
+    assert sizes["pane"]["left"] <= sizes["lit"]["left"] and sizes["lit"]["right"] <= sizes["pane"]["right"]
+
+    pane = browser.find_element(By.ID, "diagram")
+    if sizes["svg_width"] > sizes["pane"]["width"]:  # drag to pan
+        before = browser.execute_script(
+            "const p = arguments[0]; p.scrollLeft = (p.scrollWidth - p.clientWidth) / 2;"
+            "return p.scrollLeft;", pane)
+        ActionChains(browser).move_to_element(pane).click_and_hold().move_by_offset(100, 0)\
+            .release().perform()
+        after = browser.execute_script("return arguments[0].scrollLeft", pane)
+        assert after == pytest.approx(before - 100, abs=2)
+    browser.find_element(By.ID, "zoom-in").click()
+    zoomed = browser.execute_script(SIZES)
+    assert zoomed["smallest"] == pytest.approx(sizes["smallest"] * 1.25, rel=0.01)
+    browser.find_element(By.ID, "zoom-fit").click()
+    fitted = browser.execute_script(SIZES)
+    assert fitted["svg_width"] <= fitted["pane"]["width"]  # the whole flow, as an overview
+    browser.find_element(By.ID, "zoom-read").click()
+    assert browser.execute_script(SIZES)["smallest"] == pytest.approx(sizes["smallest"], rel=0.01)

@@ -12,6 +12,7 @@ name from ``OTEL_SERVICE_NAME``.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
@@ -25,8 +26,16 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from examples.readme.hello import flow
 from handoff.telemetry import SPAN_NAME, FlowTelemetry
-from handoff.telemetry.otel import configure_from_env, exporter_kind, otlp_protocol
+from handoff.telemetry.otel import (
+    configure_from_env,
+    exporter_kind,
+    flush,
+    otlp_protocol,
+    shutdown,
+    start_flush,
+)
 from handoff.testing import ScriptedLLM, call
+from handoff.worker import end_call
 
 
 class Received:
@@ -104,6 +113,16 @@ async def _call_and_export(monkeypatch: pytest.MonkeyPatch, endpoint: str, proto
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
     provider = configure_from_env()
     assert provider is not None
+    try:
+        await _a_traced_call()
+        assert await asyncio.to_thread(provider.force_flush, 10_000)
+    finally:
+        await asyncio.to_thread(provider.shutdown)
+    return provider
+
+
+async def _a_traced_call() -> Any:
+    """The hello flow's call with its one handoff, traced (FlowTelemetry); the run."""
     telemetry = FlowTelemetry().install(flow)
     try:
         llm = ScriptedLLM(["Hi! Who's calling?", call("caller_identified", name="Ann"),
@@ -111,11 +130,9 @@ async def _call_and_export(monkeypatch: pytest.MonkeyPatch, endpoint: str, proto
         async with flow.session(llm=llm) as run:
             await run.session.run(user_input="I'm Ann")
             assert run.state == "Helper"
-        assert await asyncio.to_thread(provider.force_flush, 10_000)
+        return run
     finally:
         flow.observers.remove(telemetry)
-        await asyncio.to_thread(provider.shutdown)
-    return provider
 
 
 def _check_transition_trace(received: Received) -> None:
@@ -165,3 +182,60 @@ def test_which_exporter_follows_the_standard_variables() -> None:
                           "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}) == "http/protobuf"
     with pytest.raises(ValueError, match="http/protobuf or grpc"):
         otlp_protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+
+
+# -- a collector that never answers never holds a call ------------------------------------
+class SilentCollector:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers (a collector
+    stuck behind a load balancer); it holds each one until closed."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.accepted = threading.Event()
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True, name="silent-collector").start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            self.held.append(conn)
+            self.accepted.set()
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.fixture
+def silent_collector() -> Iterator[SilentCollector]:
+    collector = SilentCollector()
+    yield collector
+    collector.close()
+
+
+async def test_a_collector_that_never_answers_never_holds_the_end_of_a_call(
+    monkeypatch: pytest.MonkeyPatch, silent_collector: SilentCollector, restore_tracer: None
+) -> None:
+    """The exporter would wait 30 s on it (and the SDK's force_flush ignores its timeout):
+    the end of the call returns within FLUSH_BOUND while the export is still in flight."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", silent_collector.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "30")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    provider = configure_from_env()
+    assert provider is not None
+    try:
+        run = await _a_traced_call()
+        await end_call(run, "participant_disconnected")  # the job's own end, bounded
+        assert await asyncio.to_thread(silent_collector.accepted.wait, 30)
+        in_flight = start_flush(provider)  # the flush end_call started is still waiting
+        assert in_flight is not None and not in_flight.done()
+        assert not flush(0.05, provider)  # the blocking form is bounded too
+        assert start_flush(provider) is in_flight  # joined, never a second thread
+    finally:
+        await asyncio.to_thread(shutdown, provider, 0.2)  # bounded: the collector never answers

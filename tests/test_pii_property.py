@@ -7,10 +7,11 @@ a plain field, has a tool raise a ``ToolError`` or an exception quoting one, log
 (in the message and in ``extra``), and takes a transition whose body writes one and
 then raises, refuses or completes, or whose guard's refusal text quotes one; an
 ``on_enter`` raises quoting one; code takes a move with one as its argument
-(``run.go`` from a tool); failures take the error transition with a reason quoting
-one. The values reach the call only through a lookup table (the model asks by token),
-as a caller's spoken digits reach a tool through STT: nothing the model writes carries
-them.
+(``run.go`` from a tool); the model passes a PIN the caller said as a tool argument marked
+pii (no field holds it); failures take the error transition with a reason quoting one.
+The values reach the call only through a lookup table (the model asks by token), as a
+caller's spoken digits reach a tool through STT: nothing the model writes carries them,
+apart from the PINs passed as pii arguments, which the model writes itself.
 
 After the call, every sink is searched for every value, as bytes:
 
@@ -38,7 +39,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import redis
@@ -146,6 +147,12 @@ class _Desk(State[Account]):
         return "logged"
 
     @function_tool
+    async def say_pin(self, ctx: RunContext[Account],
+                      pin: Annotated[str, Field(json_schema_extra={"pii": True})]) -> str:
+        """The caller said a PIN and the model passes it (a pii argument: no field holds it)."""
+        return "heard"
+
+    @function_tool
     async def verify_by_code(self, ctx: RunContext[Account], token: str) -> str:
         """Code moves the flow with the value as a transition argument (``run.go``)."""
         try:
@@ -239,7 +246,9 @@ def conversations(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
     for kind, strategy, most in (("gp", good_pins, 3), ("bp", bad_pins, 2),
                                  ("gc", good_cards, 2), ("bc", bad_cards, 2)):
         values.update(draw(_values(kind, strategy, most)))
-    tokens = st.sampled_from(sorted(values))
+    spoken = draw(_values("sp", good_pins, 2))  # said by the caller, passed as an argument
+    values.update(spoken)
+    tokens = st.sampled_from(sorted(v for v in values if v not in spoken))
     step = st.one_of(
         st.builds(Step, st.sampled_from(["set_pin", "verify_by_code"]),
                   st.sampled_from(sorted(t for t in values if t[1] == "p"))),
@@ -247,6 +256,7 @@ def conversations(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
                                                                     if t[1] == "c"))),
         st.builds(Step, st.sampled_from(["forget", "arm_hook"])),
         st.builds(Step, st.sampled_from(["note_topic", "check", "crash", "audit"]), tokens),
+        st.builds(Step, st.just("say_pin"), st.sampled_from(sorted(spoken))),
         st.builds(Step, st.just("move"), st.sampled_from(["", *sorted(values)]),
                   st.sampled_from(["ok", "ok", "raise", "refuse", "guard"])),
     )
@@ -258,6 +268,8 @@ def _reply(step: Step, state: str | None) -> Any:
     name = MOVES.get(state or "", "unlock") if step.tool == "move" else step.tool
     if name == "unlock":  # its token is required: a PIN's, whatever the step drew
         args["token"] = step.token if step.token[1:2] == "p" else "gp0"
+    elif name == "say_pin":
+        args["pin"] = BACKEND[step.token]  # the model writes the value itself
     elif step.token:
         args["token"] = step.token
     if step.tool == "move":
@@ -411,8 +423,14 @@ async def _conversation(values: dict[str, Any], steps: list[Step], redis_url: st
     finally:
         flow.observers[:] = [o for o in observers if o not in (telemetry, *checkpointers,
                                                               *event_logs)]
+    # a PIN the model itself wrote as a pii argument is in LiveKit's record of the model's
+    # output, which these spans keep (allow_pii=True: the integrator granted the exporter
+    # the conversation); with LiveKit's default filter it is not (tests/test_pii_arguments.py)
+    spoken = {str(v) for k, v in values.items() if k.startswith("sp")}
     texts = [str(v) for v in values.values()]
-    leaks = _hits(texts, sinks)
+    leaks = _hits(texts, {k: v for k, v in sinks.items() if k != "spans"})
+    leaks.update(_hits([v for v in texts if not any(v in said for said in spoken)],
+                       {"spans": sinks["spans"]}))
     assert not leaks, f"sensitive values leaked: {json.dumps(leaks, indent=1)}\nsteps: {steps}"
 
 

@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field
 from handoff import RETURN, Context, Flow, Returned, RunContext, State, transition
 from handoff.records import TransitionRecord
 from handoff.testing import FlowStateMachine, explore, transition_cover
-from handoff.testing.boundaries import pattern_example, values_for
 from handoff.testing.oracle import result_problem
 from handoff.testing.strategies import for_type
+from handoff.testing.values import pattern_example, values_for
 
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
 
@@ -152,7 +152,8 @@ def test_exploration_takes_the_typed_returns_and_finds_nothing_wrong() -> None:
 def test_exploration_finds_a_side_trip_returning_the_wrong_type() -> None:
     result = explore(bank(SloppyConsent), depth=3)
     assert not result.ok and result.counterexample is not None
-    assert [str(m) for m in result.counterexample] == ["ask_consent()", "answered(answer='maybe')"]
+    assert [str(m) for m in result.counterexample] == ["await run.go('ask_consent')",
+                                                    "await run.go('answered', answer='maybe')"]
     assert any("its result 'maybe' is not a bool" in p for p in result.problems)
 
 

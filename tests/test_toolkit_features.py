@@ -166,12 +166,13 @@ def test_a_guard_needing_several_fields_is_covered_without_hints() -> None:
 
 
 class NeverTable(Menu):
-    """A Menu whose guard needs six allergies (the search draws lists of at most three)."""
+    """A Menu whose guard needs six severe allergies: the length is a boundary (six items),
+    but no value tried has six severe ones."""
 
     name = "Menu"
 
-    @transition(to="Table", when=lambda c, people: people >= 1 and len(c.allergies) > 5,
-                refused="too few allergies")
+    @transition(to="Table", when=lambda c, people: people >= 1
+                and sum(a.severe for a in c.allergies) > 5, refused="too few allergies")
     async def next(self, ctx: RunContext[Order], people: int) -> None:
         """Call with the party's size."""
 
@@ -184,4 +185,30 @@ def test_an_uncovered_edge_names_the_guard_condition_never_met() -> None:
                 final=[Served])
     cover = transition_cover(flow, max_examples=60)
     assert cover.missing["Menu.next"] == (
-        "no arguments/setup found that meet its guard condition(s) `len(c.allergies) > 5`")
+        "no arguments/setup found that meet its guard condition(s) "
+        "`sum((a.severe for a in c.allergies)) > 5`")
+
+
+class SixTable(Menu):
+    """A Menu whose guard needs six allergies: a collection's length gets boundary values."""
+
+    name = "Menu"
+
+    @transition(to="Table", when=lambda c, people: people >= 1 and len(c.allergies) > 5,
+                refused="too few allergies")
+    async def next(self, ctx: RunContext[Order], people: int) -> None:
+        """Call with the party's size."""
+
+
+def test_a_guard_over_a_collection_length_is_met_with_boundary_lengths() -> None:
+    from handoff import Flow
+    from handoff.testing import explore
+    from tests.feature_flows import Served, Table
+
+    flow = Flow("six", context=Order, initial=SixTable, states=[SixTable, Table, Served],
+                final=[Served])
+    cover = transition_cover(flow, max_examples=60)
+    assert "Menu.next" not in cover.missing
+    found = explore(flow, depth=2)
+    assert ("Menu", "next") in found.taken
+    assert not any(line.startswith("Menu.next") for line in found.unreached)

@@ -11,7 +11,8 @@ import pytest
 from handoff import Flow, FlowDefinitionError, Migration, MigrationError, migration
 from handoff.migrations import chain, migrate
 from handoff.persistence import Checkpoint, MemoryStore
-from handoff.persistence.migrate import document, migrate_store, upgrade
+from handoff.persistence.migrate import document, upgrade
+from handoff.persistence.store_migration import migrate_store
 
 from .flowgen import TIERS, Ctx, make_flow, make_state, make_transition
 from .versioned import callcenter_v1 as v1

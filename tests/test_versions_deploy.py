@@ -24,6 +24,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from handoff.cli import app
+from handoff.sealing import KEYS_SECRET, new_key_entry
 
 from .ops_support import REPO, RedisServer, free_port
 
@@ -255,3 +256,81 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path: Path,
         result = handoff("migrate", *args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_the_dry_run_names_each_call_a_missing_migration_would_strand(store_url: str) -> None:
+    """Version 2 without its migration (a missing link in the chain): the dry run lists
+    every stored call that would lose its state or a field, exactly as a v2 worker then
+    resumes it, and exits 1 unless --allow-loss."""
+    write_v1(store_url, "greeter=Greeter", "billing=Billing", "wrapup=Wrapup")
+    before = {c: stored(store_url, c) for c in ("greeter", "billing", "wrapup")}
+    flow = "tests.versioned.callcenter_v2:unmigrated"
+    dry = handoff("migrate", flow, "--store", store_url, "--dry-run")
+    assert dry.exit_code == 1, dry.output
+    losing = dict(re.findall(r"WOULD LOSE (\w+): (.*)\n", dry.stdout))
+    assert set(losing) == {"greeter", "billing", "wrapup"}, dry.stdout
+    assert "resumes in Triage instead of Billing" in losing["billing"]
+    assert "they still fit" not in dry.stdout and "3 call(s) would lose" in dry.stdout
+    assert {c: stored(store_url, c) for c in before} == before
+    report = json.loads(handoff("migrate", flow, "--store", store_url, "--dry-run",
+                                "--format", "json").stdout)
+    assert report["losing"] == 3 and set(report["versions"]["1"]["losing"]) == set(losing)
+    accepted = handoff("migrate", flow, "--store", store_url, "--dry-run", "--allow-loss")
+    assert accepted.exit_code == 0, accepted.output
+
+    # what a v2 worker then does is what the dry run said, call by call
+    resumed = resume_v2(store_url, "greeter", "billing", "wrapup", flow=flow)
+    for call_id, what in losing.items():
+        got = resumed[call_id]["resumed"]
+        assert got["outcome"] in ("fallback", "migration_failed"), got
+        where = re.search(r"resumes in (\w+) instead of (\w+)", what)
+        assert (where is None) == (got["state"] == doc_of_v1(before[call_id])["state"])
+        if where is not None:
+            assert got["state"] == where[1]
+        fields = re.search(r"loses field\(s\) ([\w, ]+)", what)
+        for name in fields[1].split(", ") if fields else []:
+            assert name not in got["context"], (name, got)
+
+
+def doc_of_v1(text: str | None) -> dict[str, Any]:
+    assert text is not None
+    return dict(json.loads(text))
+
+
+def test_migrate_opens_sealed_checkpoints_with_the_workers_keys_and_reseals_them(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v1 workers sealed the pii section with k1; the key set then rotated to k2."""
+    k1, k2 = new_key_entry("k1"), new_key_entry("k2")
+    monkeypatch.setenv("HANDOFF_SECRETS", "env")
+    monkeypatch.setenv(KEYS_SECRET, k1)
+    write_v1(store_url, "early=Billing")
+    assert handoff("migrate", V2 + ":flow", "--store", store_url).exit_code == 0  # v2, k1
+    write_v1(store_url, "billing=Billing")
+    original = stored(store_url, "billing")
+    assert str(doc_of(store_url, "billing")["sensitive"]).startswith("hs1.k1.")
+
+    # k1 dropped too early: nothing can be opened, nothing is written or marked, exit 1
+    monkeypatch.setenv(KEYS_SECRET, k2)
+    blind = handoff("migrate", V2 + ":flow", "--store", store_url)
+    assert blind.exit_code == 1, blind.output
+    assert "UNREADABLE billing: cannot be opened" in blind.stdout and "'k1'" in blind.stdout
+    assert stored(store_url, "billing") == original
+
+    # the rotated key set (k2 first, k1 kept): migrated, and re-sealed with k2; the call
+    # already at v2 is re-sealed with k2 too
+    monkeypatch.setenv(KEYS_SECRET, f"{k2},{k1}")
+    applied = handoff("migrate", V2 + ":flow", "--store", store_url)
+    assert applied.exit_code == 0, applied.output
+    assert "    moved 1 call(s): Billing → Payments\n" in applied.stdout
+    assert "(current): 1 call(s), nothing to do but re-seal 1 with the current key" in (
+        applied.stdout)
+    assert doc_of(store_url, "early")["sensitive"].startswith("hs1.k2.")
+    migrated = doc_of(store_url, "billing")
+    assert migrated["flow"]["version"] == "2" and migrated["sensitive"].startswith("hs1.k2.")
+    assert "1234" not in (stored(store_url, "billing") or "")
+    # a v2 worker that holds only k2 now resumes it with its pii
+    monkeypatch.setenv(KEYS_SECRET, k2)
+    resumed = resume_v2(store_url, "billing")["billing"]["resumed"]
+    assert (resumed["outcome"], resumed["state"]) == ("resumed", "Payments")
+    assert resumed["context"]["pin"] == "1234" and resumed["context"]["account"] == "4411"

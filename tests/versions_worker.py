@@ -34,6 +34,8 @@ from handoff.events import EventLog, MemoryEventStore
 from handoff.persistence import Checkpointer, store_from_url
 from handoff.records import Resumption
 from handoff.resume import resume_or_start
+from handoff.sealing import KeyringSealer
+from handoff.secrets import SecretChain
 from handoff.telemetry import HandoffMetrics
 from handoff.testing import ScriptedLLM, call
 
@@ -134,8 +136,10 @@ async def main(args: argparse.Namespace) -> int:
     module, _, attr = args.module.partition(":")
     flow = getattr(importlib.import_module(module), attr or "flow")
     metrics = HandoffMetrics(CollectorRegistry())
+    # sealed as the worker seals: with HANDOFF_SEAL_KEYS from the secrets chain, when set
     checkpointer = Checkpointer(store_from_url(args.store), metrics=metrics,
-                                forget_on=frozenset())
+                                forget_on=frozenset(),
+                                sealer=KeyringSealer.from_secrets(SecretChain.from_env()))
     if args.mode == "write":
         sessions: list[AgentSession[Any]] = []
         for spec in args.calls:

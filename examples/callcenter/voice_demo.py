@@ -121,7 +121,7 @@ async def main(argv: list[str] | None = None) -> int:
         parser.error("--speed must be positive")
     if not (espeak_available() and pocketsphinx_available()):
         print("voice demo: needs espeak-ng (apt-get install espeak-ng) and pocketsphinx "
-              "(pip install 'handoff[offline-voice]')", file=sys.stderr)
+              "(pip install 'livekit-handoff[voice]')", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.ERROR)
     from livekit.plugins import silero

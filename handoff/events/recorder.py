@@ -179,6 +179,7 @@ class EventLog(BackgroundWriter[list[Event]]):
             "source": record.source, "target": record.target, "trigger": record.trigger,
             "by": record.by, "arguments": redactor.value(_plain(record.arguments)),
             **({} if record.result is None else {"result": redactor.value(record.result)}),
+            **({"dropped": list(record.dropped)} if record.dropped else {}),
             "duration_ms": None if started is None else round((time.perf_counter() - started) * 1000, 3),
         })
         self._context_step(run, tracked)

@@ -28,7 +28,8 @@ try:
 
     from ..persistence.redis_store import fail_fast_client
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError("RedisEventStore needs the redis package: pip install 'handoff[redis]'") from exc
+    raise ImportError(
+        "RedisEventStore needs the redis package: pip install 'livekit-handoff[redis]'") from exc
 
 
 class RedisEventStore(EventStore):

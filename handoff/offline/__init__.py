@@ -9,7 +9,7 @@ so a whole STT → LLM → TTS call runs on this machine through LiveKit's real 
     session = AgentSession(vad=silero.VAD.load(), stt=PocketSphinxSTT(), tts=EspeakTTS())
 
 espeak-ng comes from Debian (``apt-get install espeak-ng``); pocketsphinx from PyPI with
-its English model inside the wheel (``pip install 'handoff[offline-voice]'``). Their
+its English model inside the wheel (``pip install 'livekit-handoff[voice]'``). Their
 quality is that of offline engines: use them for demos and tests, real plugins in calls.
 """
 

@@ -84,7 +84,7 @@ class PocketSphinxSTT(stt.STT):
                 except ImportError as exc:  # an optional extra
                     raise APIStatusError(
                         "PocketSphinxSTT needs the pocketsphinx package "
-                        "(pip install 'handoff[offline-voice]')", retryable=False) from exc
+                        "(pip install 'livekit-handoff[voice]')", retryable=False) from exc
                 self._decoder = Decoder(**self._options)
             return self._decoder
 

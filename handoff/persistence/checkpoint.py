@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from livekit.agents import llm
@@ -172,6 +172,17 @@ class Checkpoint:
                 )
             secret = json.loads(sealer.unseal(secret))
         return {**self.context, **secret}
+
+    def resealed(self, sealer: Sealer | None) -> Checkpoint:
+        """This checkpoint with its sealed section opened and sealed again by ``sealer``
+        (its current key); itself when nothing is sealed. Raises when it does not open."""
+        if not isinstance(self.sensitive, str):
+            return self
+        if sealer is None:
+            raise CheckpointFormatError("its pii section is sealed and HANDOFF_SEAL_KEYS is "
+                                        "not set")
+        secret = json.loads(sealer.unseal(self.sensitive))
+        return replace(self, sensitive=sealer.seal(json.dumps(secret).encode()))
 
     def records(self) -> list[TransitionRecord]:
         """The transition log as records (arguments as stored, i.e. scrubbed)."""

@@ -2,7 +2,7 @@
 
 Two users: a worker resuming an old call migrates its checkpoint on load
 (:func:`upgrade`), and ``handoff migrate`` migrates every checkpoint of a store
-ahead of a rollout (:func:`migrate_store`).
+ahead of a rollout (:func:`handoff.persistence.store_migration.migrate_store`).
 
 A migrated checkpoint is only accepted when it fits the flow completely: its state
 and every state of its return stack exist, and its Context validates as it is (no
@@ -13,18 +13,15 @@ and the stored checkpoint stays as it was.
 from __future__ import annotations
 
 import json
-import time
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ..errors import CheckpointFormatError, MigrationError
+from ..errors import MigrationError
 from ..migrations import Document, chain, migrate
 from ..redaction import Redactor
 from .checkpoint import Checkpoint, Sealer
-from .store import CheckpointStore
 
 if TYPE_CHECKING:
     from ..flow import Flow
@@ -114,122 +111,3 @@ def upgrade(flow: Flow[Any], checkpoint: Checkpoint, sealer: Sealer | None = Non
                        names)
     except MigrationError as exc:
         return Upgrade(checkpoint, source, names, exc)
-
-
-# -- a whole store ------------------------------------------------------------------------
-@dataclass
-class VersionReport:
-    """What migrating the checkpoints of one stored version does (or would do)."""
-
-    version: str
-    calls: int = 0
-    moves: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(state before, state after) → calls."""
-    failed: dict[str, str] = field(default_factory=dict)
-    """call id → why it cannot be migrated (kept, and marked unless dry run)."""
-    no_migration: int = 0
-    """Calls of a version no migration reads: they resume as they are."""
-    skipped: int = 0
-    """Calls that changed while being migrated: left for the worker to migrate on load."""
-
-
-@dataclass
-class StoreReport:
-    flow: str
-    version: str
-    dry_run: bool
-    current: int = 0
-    other_flows: int = 0
-    unreadable: dict[str, str] = field(default_factory=dict)
-    versions: dict[str, VersionReport] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> int:
-        return sum(len(v.failed) for v in self.versions.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "flow": self.flow, "version": self.version, "dry_run": self.dry_run,
-            "current": self.current, "other_flows": self.other_flows,
-            "unreadable": self.unreadable, "failed": self.failed,
-            "versions": {
-                v.version: {
-                    "calls": v.calls,
-                    "moves": [{"from": a, "to": b, "calls": n}
-                              for (a, b), n in sorted(v.moves.items())],
-                    "failed": v.failed, "no_migration": v.no_migration, "skipped": v.skipped,
-                } for v in self.versions.values()
-            },
-        }
-
-    def text(self) -> str:
-        """The report as lines for a terminal."""
-        verb = "would move" if self.dry_run else "moved"
-        lines = [f"flow {self.flow} v{self.version}"
-                 f"{' (dry run: nothing written)' if self.dry_run else ''}",
-                 f"  v{self.version} (current): {self.current} call(s), nothing to do"]
-        for v in sorted(self.versions.values(), key=lambda r: r.version):
-            lines.append(f"  v{v.version}: {v.calls} call(s)")
-            for (before, after), n in sorted(v.moves.items()):
-                where = f"{before} (same state)" if before == after else f"{before} → {after}"
-                lines.append(f"    {verb} {n} call(s): {where}")
-            if v.no_migration:
-                lines.append(f"    {v.no_migration} call(s) of a version no migration reads: "
-                             "they resume as they are where they still fit, else in the "
-                             "fallback state")
-            if v.skipped:
-                lines.append(f"    {v.skipped} call(s) changed meanwhile: left for the worker "
-                             "to migrate on load")
-            for call_id, why in sorted(v.failed.items()):
-                kept = "kept" if self.dry_run else "kept and marked"
-                lines.append(f"    FAILED {call_id}: {why} ({kept})")
-        if self.other_flows:
-            lines.append(f"  {self.other_flows} checkpoint(s) of other flows left alone")
-        for call_id, why in sorted(self.unreadable.items()):
-            lines.append(f"  UNREADABLE {call_id}: {why}")
-        return "\n".join(lines) + "\n"
-
-
-async def migrate_store(flow: Flow[Any], store: CheckpointStore, *, dry_run: bool = False,
-                        sealer: Sealer | None = None) -> StoreReport:
-    """Migrate every checkpoint of ``flow`` in ``store`` to its version, one call at a time.
-
-    Each call is replaced only if it is still the checkpoint that was read (same
-    ``seq``), so a worker writing the call meanwhile wins and nothing is lost. A
-    checkpoint that cannot be migrated is kept as it is, with a ``migration_failure``
-    mark saying why. With ``dry_run`` nothing is written.
-    """
-    report = StoreReport(flow.name, flow.version, dry_run)
-    for call_id in await store.list_calls():
-        try:
-            checkpoint = await store.load(call_id)
-        except CheckpointFormatError as exc:
-            report.unreadable[call_id] = str(exc)
-            continue
-        if checkpoint is None or checkpoint.ended:  # a tombstone: the call is over
-            continue
-        if checkpoint.flow != flow.name:
-            report.other_flows += 1
-            continue
-        if checkpoint.flow_version == flow.version:
-            report.current += 1
-            continue
-        version = report.versions.setdefault(checkpoint.flow_version,
-                                             VersionReport(checkpoint.flow_version))
-        version.calls += 1
-        result = upgrade(flow, checkpoint, sealer)
-        if not result.steps:
-            version.no_migration += 1
-            continue
-        if result.error is not None:
-            version.failed[call_id] = str(result.error)
-            if not dry_run:
-                marked = replace(checkpoint, migration_failure={
-                    "to": flow.version, "error": str(result.error), "at": time.time()})
-                await store.replace(marked, seq=checkpoint.seq)
-            continue
-        if not dry_run and not await store.replace(result.checkpoint, seq=checkpoint.seq):
-            version.skipped += 1
-            continue
-        version.moves[(checkpoint.state, result.checkpoint.state)] += 1
-    return report

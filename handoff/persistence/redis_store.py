@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from .checkpoint import Checkpoint
-from .store import DEFAULT_TTL, CheckpointStore
+from .store import ASIDE_MARK, ASIDE_TTL, DEFAULT_TTL, CheckpointStore, set_aside_from
 
 try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError("RedisStore needs the redis package: pip install 'handoff[redis]'") from exc
+    raise ImportError("RedisStore needs the redis package: pip install 'livekit-handoff[redis]'") from exc
 
 _SAVE = """
 local current = redis.call('HGET', KEYS[1], 'seq')
@@ -37,6 +37,17 @@ if not current or tonumber(current) ~= tonumber(ARGV[1]) then
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'data', ARGV[3])
 return 1
+"""
+
+_SET_ASIDE = """
+local current = redis.call('HGET', KEYS[1], 'seq')
+if not current or (ARGV[1] ~= '' and tonumber(current) ~= tonumber(ARGV[1])) then
+  return false
+end
+local target = ARGV[2] .. current
+redis.call('RENAME', KEYS[1], target)
+redis.call('PEXPIRE', target, ARGV[3])
+return target
 """
 
 
@@ -68,6 +79,7 @@ class RedisStore(CheckpointStore):
         self._client: aioredis.Redis = client or fail_fast_client(url, timeout)
         self._save_script: Any = self._client.register_script(_SAVE)
         self._replace_script: Any = self._client.register_script(_REPLACE)
+        self._set_aside_script: Any = self._client.register_script(_SET_ASIDE)
 
     def key(self, call_id: str) -> str:
         return f"{self.prefix}{call_id}"
@@ -86,10 +98,22 @@ class RedisStore(CheckpointStore):
     async def delete(self, call_id: str) -> None:
         await self._client.delete(self.key(call_id))
 
-    async def list_calls(self) -> list[str]:
+    async def list_calls(self, *, aside: bool = False) -> list[str]:
         keys = [key async for key in self._client.scan_iter(match=f"{self.prefix}*", count=500)]
-        return sorted((k.decode() if isinstance(k, bytes) else k).removeprefix(self.prefix)
-                      for k in keys)
+        ids = ((k.decode() if isinstance(k, bytes) else k).removeprefix(self.prefix) for k in keys)
+        return sorted(i for i in ids if (set_aside_from(i) is not None) == aside)
+
+    async def set_aside(self, call_id: str, seq: int | None = None) -> str | None:
+        # the target key is made in the script (from the stored seq), so it is passed as
+        # its prefix; a cluster would need the call's hash tag in the prefix
+        moved = await self._set_aside_script(
+            keys=[self.key(call_id)],
+            args=["" if seq is None else seq, self.key(call_id) + ASIDE_MARK,
+                  int(ASIDE_TTL * 1000)])
+        if moved is None:
+            return None
+        text = moved.decode() if isinstance(moved, bytes) else str(moved)
+        return text.removeprefix(self.prefix)
 
     async def replace(self, checkpoint: Checkpoint, *, seq: int) -> bool:
         stored = await self._replace_script(

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .checkpoint import Checkpoint
-from .store import DEFAULT_TTL, CheckpointStore
+from .store import ASIDE_MARK, ASIDE_TTL, DEFAULT_TTL, CheckpointStore, set_aside_from
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS handoff_checkpoints (
@@ -107,12 +107,22 @@ class SQLiteStore(SQLiteFile, CheckpointStore):
             ).fetchone()
         return None if row is None else Checkpoint.from_json(row[0])
 
-    def _list(self) -> list[str]:
+    def _list(self, aside: bool) -> list[str]:
         with self._lock:
             rows = self._connection().execute(
                 "SELECT call_id FROM handoff_checkpoints WHERE expires_at >= ? ORDER BY call_id",
                 (time.time(),)).fetchall()
-        return [row[0] for row in rows]
+        return [row[0] for row in rows if (set_aside_from(row[0]) is not None) == aside]
+
+    def _set_aside(self, call_id: str, seq: int | None) -> str | None:
+        now = time.time()
+        with self._lock:  # one statement: atomic against every other process
+            row = self._connection().execute(
+                "UPDATE OR REPLACE handoff_checkpoints SET call_id = call_id || ? || seq, "
+                "expires_at = ? WHERE call_id = ? AND expires_at >= ? AND (? IS NULL OR seq = ?) "
+                "RETURNING call_id", (ASIDE_MARK, now + ASIDE_TTL, call_id, now, seq, seq),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def _replace(self, checkpoint: Checkpoint, seq: int) -> bool:
         with self._lock:
@@ -143,8 +153,11 @@ class SQLiteStore(SQLiteFile, CheckpointStore):
     async def delete(self, call_id: str) -> None:
         await asyncio.to_thread(self._delete, call_id)
 
-    async def list_calls(self) -> list[str]:
-        return await asyncio.to_thread(self._list)
+    async def list_calls(self, *, aside: bool = False) -> list[str]:
+        return await asyncio.to_thread(self._list, aside)
+
+    async def set_aside(self, call_id: str, seq: int | None = None) -> str | None:
+        return await asyncio.to_thread(self._set_aside, call_id, seq)
 
     async def replace(self, checkpoint: Checkpoint, *, seq: int) -> bool:
         return await asyncio.to_thread(self._replace, checkpoint, seq)

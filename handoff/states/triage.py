@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from livekit.agents import RunContext, function_tool
+from pydantic import Field
 
 from ..state import State
 from ..transition import transition
@@ -28,7 +29,10 @@ class Triage(State[CallContext]):
     )
 
     @function_tool
-    async def verify_account(self, ctx: RunContext[CallContext], account_id: str, pin: str) -> str:
+    async def verify_account(
+        self, ctx: RunContext[CallContext], account_id: str,
+        pin: Annotated[str, Field(json_schema_extra={"pii": True})],  # kept out of every sink
+    ) -> str:
         """Check the caller's account number and PIN.
 
         Args:

@@ -17,19 +17,15 @@ still runs, on types alone).
 from __future__ import annotations
 
 import ast
-import enum
 import functools
 import inspect
 import textwrap
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
-
-from pydantic import BaseModel, TypeAdapter
+from typing import TYPE_CHECKING, Any
 
 from ..guards import _lambda_node
+from .values import SOMETHING, Length, values_for
 
 if TYPE_CHECKING:
     from ..flow import Flow
@@ -42,6 +38,19 @@ class Condition:
 
     text: str
     check: Callable[..., Any]
+
+    def holds(self, context: Any, arguments: dict[str, Any]) -> bool:
+        """Whether the condition is true for ``context`` and ``arguments`` (False when it
+        raises: it did not hold)."""
+        code = self.check.__code__
+        takes = code.co_argcount > 1 or bool(code.co_flags & inspect.CO_VARKEYWORDS)
+        try:
+            names = code.co_varnames[1:code.co_argcount]
+            given = {k: v for k, v in arguments.items() if k in names} if not (
+                code.co_flags & inspect.CO_VARKEYWORDS) else arguments
+            return bool(self.check(context, **given) if takes else self.check(context))
+        except Exception:
+            return False
 
 
 @dataclass
@@ -101,7 +110,7 @@ def _guard_boundaries(guard: Callable[..., Any]) -> Boundaries:
     ctx_name, arg_names = params[0], params[1:]
 
     def target(node: ast.expr) -> tuple[dict[str, list[Any]], str] | None:
-        """Which field or argument ``node`` names (``c.size``, ``size``, ``len(c.items)``)."""
+        """Which field or argument ``node`` names (``c.size``, ``size``)."""
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                 and node.value.id == ctx_name):
             return found.context, node.attr
@@ -109,9 +118,17 @@ def _guard_boundaries(guard: Callable[..., Any]) -> Boundaries:
             return found.arguments, node.id
         return None
 
+    def length(node: ast.expr) -> tuple[dict[str, list[Any]], str] | None:
+        """The field or argument whose length ``node`` is (``len(c.items)``)."""
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == "len" and len(node.args) == 1):
+            return target(node.args[0])
+        return None
+
     for node in ast.walk(expr):
         if isinstance(node, ast.Compare):
             _compare(found, node, target)
+            _compare(found, node, length, as_length=True)
         elif isinstance(node, ast.BoolOp | ast.UnaryOp | ast.IfExp):
             operands = (node.values if isinstance(node, ast.BoolOp)
                         else [node.operand] if isinstance(node, ast.UnaryOp)
@@ -129,7 +146,8 @@ def _guard_boundaries(guard: Callable[..., Any]) -> Boundaries:
 
 
 def _compare(found: Boundaries, node: ast.Compare,
-             target: Callable[[ast.expr], tuple[dict[str, list[Any]], str] | None]) -> None:
+             target: Callable[[ast.expr], tuple[dict[str, list[Any]], str] | None],
+             *, as_length: bool = False) -> None:
     operands = [node.left, *node.comparators]
     for i, op in enumerate(node.ops):
         left, right = operands[i], operands[i + 1]
@@ -141,7 +159,10 @@ def _compare(found: Boundaries, node: ast.Compare,
                 constant = ast.literal_eval(other)
             except ValueError:
                 continue
-            found.add(named[0], named[1], _around(op, constant, flipped))
+            values = _around(op, constant, flipped)
+            if as_length:  # len(c.items) >= 1: collections of 0 and 1 items
+                values = [Length(v) for v in values if isinstance(v, int) and v >= 0]
+            found.add(named[0], named[1], values)
 
 
 def _around(op: ast.cmpop, k: Any, flipped: bool) -> list[Any]:
@@ -171,16 +192,6 @@ def _around(op: ast.cmpop, k: Any, flipped: bool) -> list[Any]:
     if isinstance(op, ast.Lt):       # size < k: k-1 yes, k no
         return [k - step, k]
     return [k - step, k, k + step]   # == / !=
-
-
-class _Something:
-    """Stands for "any value but None" (``c.account is not None``): the caller picks one."""
-
-    def __repr__(self) -> str:
-        return "SOMETHING"
-
-
-SOMETHING: Any = _Something()
 
 
 def _non_none(k: Any) -> Any:
@@ -227,139 +238,6 @@ def _conditions(expr: ast.expr, signature: ast.arguments,
 def unmet_conditions(conditions: list[Condition], seen_true: set[str]) -> list[str]:
     """The texts of ``conditions`` never seen true (in declaration order)."""
     return [c.text for c in conditions if c.text not in seen_true]
-
-
-# -- a few values of a type (exhaustive exploration draws from these) ----------------------
-def representatives(hint: Any) -> list[Any]:
-    """A small, finite set of values of ``hint``: every one of a Literal/enum/bool, else one.
-
-    ``X | None`` gives ``None`` too; a pydantic model gives an instance built from its
-    defaults (and representatives of its required fields) when that validates.
-    """
-    if hint is inspect.Parameter.empty or hint is Any:
-        return ["x"]
-    origin, args = get_origin(hint), get_args(hint)
-    if origin is typing.Annotated:
-        pattern = text_pattern(hint)
-        example = pattern_example(pattern) if pattern is not None else None
-        return [*([example] if example is not None else []), *representatives(args[0])]
-    if origin in (Union, types.UnionType):
-        out: list[Any] = []
-        for arg in args:
-            out += [v for v in representatives(arg) if v not in out]
-        return out
-    if origin is Literal:
-        return list(args)
-    if origin in (list, tuple, set, frozenset, dict):
-        return [origin()]
-    if hint is type(None):
-        return [None]
-    if hint is bool:
-        return [False, True]
-    if hint is int:
-        return [0]
-    if hint is float:
-        return [0.0]
-    if hint is str:
-        return ["x"]
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return list(hint)
-    if isinstance(hint, type) and issubclass(hint, BaseModel):
-        values = {}
-        for name, info in hint.model_fields.items():
-            if info.is_required():  # with the field's constraints (Field(pattern=...))
-                reps = values_for(info.rebuild_annotation(), [])
-                if not reps:
-                    return []
-                values[name] = reps[0]
-        try:
-            return [hint.model_validate(values)]
-        except Exception:
-            return []
-    return []
-
-
-def text_pattern(hint: Any) -> str | None:
-    """The regular expression an ``Annotated`` text must match (``Field(pattern=...)``,
-    ``StringConstraints(pattern=...)``), or None."""
-    stack = list(get_args(hint)[1:]) if get_origin(hint) is typing.Annotated else []
-    while stack:
-        meta = stack.pop()
-        stack += list(getattr(meta, "metadata", None) or [])  # a FieldInfo carries its own
-        pattern = getattr(meta, "pattern", None)
-        if pattern is not None:
-            return str(getattr(pattern, "pattern", pattern))  # a compiled re.Pattern too
-    return None
-
-
-_PATTERN_EXAMPLES: dict[str, str] = {}
-
-
-def pattern_example(pattern: str) -> str | None:
-    """The simplest text matching ``pattern`` (``0000-00-00`` for an ISO date's pattern):
-    hypothesis' regex strategy shrunk to its minimum, so the same every time.
-
-    None inside a running hypothesis test (``find`` cannot nest there; the strategies
-    draw from the regex themselves) and for a pattern hypothesis cannot generate."""
-    if pattern in _PATTERN_EXAMPLES:
-        return _PATTERN_EXAMPLES[pattern]
-    from hypothesis import HealthCheck, find, settings
-    from hypothesis import strategies as st
-    from hypothesis.control import currently_in_test_context
-
-    if currently_in_test_context():
-        return None
-    try:
-        example = find(st.from_regex(pattern, fullmatch=True), lambda _: True,
-                       settings=settings(database=None, derandomize=True,
-                                         suppress_health_check=list(HealthCheck)))
-    except Exception:  # an unsupported construct, or nothing matches
-        return None
-    _PATTERN_EXAMPLES[pattern] = example
-    return example
-
-
-def values_for(hint: Any, boundaries: list[Any]) -> list[Any]:
-    """The boundary values that are values of ``hint``, then its representatives.
-
-    ``SOMETHING`` (from ``is not None``) becomes the representatives of the type; a
-    boundary of the wrong type (``0`` for a ``str``) is dropped.
-    """
-    out: list[Any] = []
-    for value in [*boundaries, *representatives(hint)]:
-        candidates = ([v for v in representatives(hint) if v is not None]
-                      if value is SOMETHING else [value])
-        for candidate in candidates:
-            fitted = _fitted(hint, candidate)
-            if fitted is not _NO and not any(
-                    type(fitted) is type(k) and fitted == k for k in out):
-                out.append(fitted)
-    return out
-
-
-_NO: Any = object()
-
-
-def _fitted(hint: Any, value: Any) -> Any:
-    """``value`` as a value of ``hint`` (``1`` → ``1.0`` for a float), or ``_NO``."""
-    if hint is inspect.Parameter.empty or hint is Any:
-        return value
-    try:
-        return _adapter(hint).validate_python(value, strict=True)
-    except Exception:
-        return _NO
-
-
-def _adapter(hint: Any) -> TypeAdapter[Any]:
-    try:
-        return _cached_adapter(hint)
-    except TypeError:  # an unhashable hint (Annotated with a mutable marker)
-        return TypeAdapter(hint)
-
-
-@functools.lru_cache(maxsize=512)
-def _cached_adapter(hint: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(hint)
 
 
 # -- per flow ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from livekit.agents.voice.run_result import RunResult
 
@@ -26,6 +26,9 @@ from ..context import Context
 from ..flow import Flow
 from ..run import FlowRun
 from .scripted import Reply, ReplyLike, ScriptedLLM, Turn, as_reply
+
+if TYPE_CHECKING:
+    from ..events.recording import Recording
 
 C = TypeVar("C", bound=Context)
 
@@ -38,8 +41,12 @@ assertion: a scripted turn takes milliseconds; this only turns a deadlock into a
 class FlowDriver(Generic[C]):
     """A started session of ``flow`` with a steerable ScriptedLLM (use ``async with``)."""
 
-    def __init__(self, flow: Flow[C], *, context: C | None = None, filler: str = "Noted.") -> None:
+    def __init__(self, flow: Flow[C], *, context: C | None = None, filler: str = "Noted.",
+                 recording: Recording | None = None) -> None:
         self.flow = flow
+        self.recording = recording
+        """Records the driven call for ``handoff inspect`` (its id in ``call_id``)."""
+        self.call_id: str | None = None
         self.filler = filler
         self.llm = ScriptedLLM(self._policy)
         self._context = context
@@ -65,6 +72,8 @@ class FlowDriver(Generic[C]):
         self._run = await self._stack.enter_async_context(
             self.flow.session(context=self._context, llm=self.llm))
         self._run.session.on("close", lambda _: self._ended.set())
+        if self.recording is not None:
+            self.call_id = self.recording.track(self._run, "driver")
         return self
 
     async def __aexit__(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import inspect
 import itertools
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -39,10 +40,20 @@ from ..errors import TransitionRefused
 from ..flow import Flow
 from ..graph import Edge
 from ..run import FlowRun
-from .boundaries import argument_boundaries, context_boundaries, values_for
-from .coverage import INTERNAL_CALL_ID
+from .boundaries import (
+    argument_boundaries,
+    context_boundaries,
+    guard_boundaries,
+    unmet_conditions,
+)
+from .coverage import INTERNAL_CALL_ID, coverage_rows
 from .oracle import Observation, expect_for, violations
 from .strategies import Attempt
+from .values import values_for
+
+Reset = Callable[[], Any]
+"""Puts external state (a fake backend a body writes to) back as it was when a path
+starts; may be async."""
 
 MAX_ARGUMENT_COMBINATIONS = 16
 """Argument combinations tried per transition (the product of each parameter's values)."""
@@ -57,9 +68,11 @@ class Move:
     value: Any = None
 
     def __str__(self) -> str:
+        """The move as the code that replays it on a run."""
         if self.attempt is not None:
-            return repr(self.attempt)
-        return f"[{self.field}={self.value!r}]"
+            args = "".join(f", {k}={v!r}" for k, v in self.attempt.arguments.items())
+            return f"await run.go({self.attempt.trigger!r}{args})"
+        return f"run.context.{self.field} = {self.value!r}"
 
 
 @dataclass
@@ -78,6 +91,11 @@ class Exploration:
     problems: list[str] = field(default_factory=list)
     taken: set[tuple[str, str]] = field(default_factory=set)
     """(state, trigger) of every transition some sequence took."""
+    unreached: list[str] = field(default_factory=list)
+    """Every state, edge (each target of a ``to=[...]`` one) and guard outcome no sequence
+    reached, with the guard conditions never met on the way (see :meth:`require_complete`)."""
+    ungenerated: list[str] = field(default_factory=list)
+    """Parameters and fields of a type exploration has no value for (give ``arguments=``)."""
 
     @property
     def ok(self) -> bool:
@@ -87,14 +105,30 @@ class Exploration:
     def paths_per_second(self) -> float:
         return self.paths / self.seconds if self.seconds else 0.0
 
-    def describe(self) -> str:
-        """The counterexample as replayable steps, and what went wrong."""
+    def describe(self, *, with_rate: bool = False) -> str:
+        """The counterexample as replayable code and what went wrong; or "no violation"
+        (with the paths explored per second, ``with_rate``) and what was not seen."""
+        gaps = self.gaps()
         if self.counterexample is None:
-            return f"flow {self.flow}: no violation in {self.paths} paths of depth ≤ {self.depth}"
-        steps = "\n".join(f"  {i + 1}. {m}" for i, m in enumerate(self.counterexample))
+            rate = f" ({self.paths_per_second:,.0f} paths/s)" if with_rate else ""
+            return (f"flow {self.flow}: no violation in {self.paths} paths of depth ≤ "
+                    f"{self.depth}{rate}" + (f"; not seen:\n{gaps}" if gaps else ""))
+        steps = "\n".join(f"  {m}  # {i + 1}" for i, m in enumerate(self.counterexample))
         problems = "\n".join(f"  - {p}" for p in self.problems)
-        return (f"flow {self.flow}: shortest counterexample ({len(self.counterexample)} moves):"
-                f"\n{steps}\n{problems}")
+        return (f"flow {self.flow}: shortest counterexample ({len(self.counterexample)} moves), "
+                f"replayed on `run = flow.new_run()`:\n{steps}\n{problems}")
+
+    def gaps(self) -> str:
+        """What the exploration did not see, one line each (empty when it saw everything)."""
+        return "\n".join(f"  - {line}" for line in [*self.ungenerated, *self.unreached])
+
+    def require_complete(self) -> Exploration:
+        """Raise when some edge, guard outcome or parameter type was not explored."""
+        self.raise_if_failed()
+        if self.unreached or self.ungenerated:
+            raise AssertionError(f"flow {self.flow}: not everything was explored at depth "
+                                 f"{self.depth}:\n{self.gaps()}")
+        return self
 
     def raise_if_failed(self) -> Exploration:
         if self.counterexample is not None:
@@ -135,10 +169,27 @@ def _rewind(run: FlowRun[Any], mark: _Mark) -> None:
         run.failures.failover = None
 
 
+async def call_reset(reset: Reset | None) -> None:
+    """Call ``reset`` (if any), awaiting what it returns when that is awaitable."""
+    if reset is not None and inspect.isawaitable(result := reset()):
+        await result
+
+
+def guard_raised(attempt: Attempt, state: str, reason: str | None) -> str:
+    """The finding for a guard that raised instead of answering."""
+    return (f"{attempt!r} in {state}: its guard raised ({reason}); a guard must answer yes "
+            "or no (pass allow_errors=True if it may raise on purpose)")
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or repr(hint)
+
+
 class _Explorer:
     def __init__(self, flow: Flow[Any], depth: int, *, entry_conditions: Mapping[str, Callable[[Any], bool]],
                  may_clear: Mapping[str, Collection[str]], allow_errors: bool,
-                 context_moves: bool, arguments: Mapping[str, Mapping[str, list[Any]]]) -> None:
+                 context_moves: bool, arguments: Mapping[str, Mapping[str, list[Any]]],
+                 reset: Reset | None = None) -> None:
         self.flow = flow
         self.depth = depth
         self.entry_conditions = entry_conditions
@@ -149,6 +200,14 @@ class _Explorer:
         self.field_values = context_boundaries(flow) if context_moves else {}
         self.given = arguments
         self._attempts: dict[int, list[Attempt]] = {}
+        self.reset = reset
+        self.states: set[str] = set()
+        self.targets: set[tuple[str, str, str]] = set()
+        """(source, trigger, target) of every transition taken."""
+        self.outcomes: set[tuple[str, str, str]] = set()
+        """(state, trigger, "allowed" | "refused") of every guarded attempt."""
+        self.held: dict[tuple[str, str], set[str]] = {}
+        """(state, trigger) → the guard conditions seen true there."""
 
     def attempts(self, edge: Edge) -> list[Attempt]:
         """Every combination (capped) of representative arguments for ``edge``."""
@@ -160,6 +219,11 @@ class _Explorer:
             for p in edge.transition.params:
                 values = given.get(p.name) or bounds.get(p.name) or values_for(p.annotation, [])
                 if not values:
+                    where = f"{edge.source or '*'}.{edge.trigger}({p.name})"
+                    note = (f"{where}: no value of type {_type_name(p.annotation)} to try "
+                            f"(give arguments={{{edge.trigger!r}: {{{p.name!r}: [...]}}}})")
+                    if note not in self.result.ungenerated:
+                        self.result.ungenerated.append(note)
                     if p.default is p.empty:
                         values = []
                     else:
@@ -188,19 +252,66 @@ class _Explorer:
             setattr(run.context, move.field, move.value)
             return []
         before = Observation.of(run)
+        self._note_guard(run, move.attempt)
         expectation = expect_for(run, move.attempt, isolate=False)
         with contextlib.suppress(TransitionRefused):
             await run.go(move.attempt.trigger, **move.attempt.arguments)
         problems = violations(self.flow, run, move.attempt, expectation, before,
                               allow_errors=self.allow_errors, may_clear=self.may_clear)
+        if expectation.verdict == "guard-error" and not self.allow_errors:
+            problems.append(guard_raised(move.attempt, before.state, expectation.reason))
         for record in run.log[before.log_len:]:
             self.result.taken.add((record.source, record.trigger))
+            self.targets.add((record.source, record.trigger, record.target))
+            self.states.add(record.target)
             condition = self.entry_conditions.get(record.target)
             if condition is not None and not condition(run.context):
                 problems.append(f"entered {record.target} by {record.trigger} from "
                                 f"{record.source} but its entry condition does not hold; "
                                 f"context: {run.context.model_dump()}")
         return problems
+
+    def _note_guard(self, run: FlowRun[Any], attempt: Attempt) -> None:
+        """Which guard outcome ``attempt`` meets here, and which conditions of it hold."""
+        edge = self.flow.table[run.state].get(attempt.trigger)
+        if edge is None or edge.transition.when is None:
+            return
+        conditions = guard_boundaries(edge.transition.when).conditions
+        held = self.held.setdefault((run.state, attempt.trigger), set())
+        held.update(c.text for c in conditions if c.holds(run.context, attempt.arguments))
+        try:
+            reason = edge.transition.check_guard(run.context, dict(attempt.arguments))
+        except Exception:
+            return
+        self.outcomes.add((run.state, attempt.trigger,
+                           "allowed" if reason is None else "refused"))
+
+    def unreached(self) -> list[str]:
+        """Every state, edge and guard outcome never seen, with the conditions never met."""
+        out = [f"state {s}: never entered" for s in self.flow.states
+               if s not in self.states and s != self.flow.initial]
+        guarded: set[tuple[str, str]] = set()
+        for row in coverage_rows(self.flow):
+            if row.state not in self.states and row.state != self.flow.initial:
+                continue  # the state's own line says it
+            key = (row.state, row.trigger)
+            edge = self.flow.table[row.state][row.trigger]
+            taken = (any(t[:2] == key and t[2] == row.target for t in self.targets)
+                     if edge.is_dynamic else key in self.result.taken)
+            if not taken:
+                out.append(f"{row.state}.{row.key}: never taken{self._why(edge, key)}")
+            if row.guarded and key not in guarded:
+                guarded.add(key)
+                for outcome in ("allowed", "refused"):
+                    if (*key, outcome) not in self.outcomes:
+                        why = self._why(edge, key) if outcome == "allowed" else ""
+                        out.append(f"{row.state}.{row.trigger}: guard never {outcome}{why}")
+        return out
+
+    def _why(self, edge: Edge, key: tuple[str, str]) -> str:
+        conditions = guard_boundaries(edge.transition.when).conditions
+        unmet = unmet_conditions(conditions, self.held.get(key, set()))
+        return ("; condition never met: " + ", ".join(f"`{c}`" for c in unmet)) if unmet else ""
 
     async def search(self, run: FlowRun[Any], trail: list[Move]) -> None:
         if len(trail) >= self.best:
@@ -225,6 +336,7 @@ class _Explorer:
                 await self.search(run, trail)
             trail.pop()
             _rewind(run, mark)
+            await call_reset(self.reset)
             if len(trail) >= self.best:
                 return
 
@@ -239,6 +351,7 @@ def explore(
     allow_errors: bool = False,
     context_moves: bool = True,
     arguments: Mapping[str, Mapping[str, list[Any]]] | None = None,
+    reset: Reset | None = None,
 ) -> Exploration:
     """Enumerate every move sequence of up to ``depth`` moves from the initial state.
 
@@ -249,19 +362,28 @@ def explore(
         context_moves: also enumerate code setting each guarded Context field to each
             of its boundary values (off: transitions only, a much smaller tree).
         arguments: trigger → parameter → values to try instead of the derived ones.
+        reset: called (and awaited, if it returns an awaitable) before the first path
+            and whenever the run is rewound to try another branch: put back what the
+            bodies changed outside the Context (a fake backend, a counter).
 
-    Returns an :class:`Exploration` (``.raise_if_failed()`` in a test).
+    A guard that raises is a finding (unless ``allow_errors``), as is a body that
+    raises. Returns an :class:`Exploration`: ``.raise_if_failed()`` in a test, and
+    ``.unreached`` / ``.ungenerated`` (``.require_complete()``) for what the search
+    never saw: states, edges, guard outcomes (with the guard conditions never met),
+    parameters of a type it has no value for.
     """
     if depth < 0:
         raise ValueError("depth must be at least 0")
     explorer = _Explorer(flow, depth, entry_conditions=dict(entry_conditions or {}),
                          may_clear=dict(may_clear or {}), allow_errors=allow_errors,
-                         context_moves=context_moves, arguments=dict(arguments or {}))
+                         context_moves=context_moves, arguments=dict(arguments or {}),
+                         reset=reset)
     context = flow.context_type.model_validate(dict(initial or {}))
 
     async def run_all() -> None:
         run = flow.new_run(context, call_id=INTERNAL_CALL_ID)
         try:
+            await call_reset(reset)
             await explorer.search(run, [])
         finally:
             run.close()
@@ -270,4 +392,5 @@ def explore(
     asyncio.run(run_all())
     explorer.result.seconds = time.perf_counter() - started
     explorer.result.cpu_seconds = time.process_time() - cpu
+    explorer.result.unreached = explorer.unreached()
     return explorer.result

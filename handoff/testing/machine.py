@@ -10,33 +10,24 @@ shrunk by hypothesis to a short, readable list of steps.
     TestMyFlow = FlowStateMachine(flow).TestCase             # pure FSM: fast
     TestMyFlowLive = FlowStateMachine(flow, mode="session").TestCase
 
-Each test case runs on its own event loop (``asyncio.Runner``), opened in
-``__init__`` and closed in ``teardown``, so hypothesis' synchronous rules can drive
-the async flow.
+The checks every step makes are :class:`~handoff.testing.machine_base.FlowMachineBase`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import inspect
 import re
-import typing
-from collections.abc import Callable, Collection, Coroutine, Mapping
-from typing import Any, ClassVar, Literal, TypeVar
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from livekit.agents import llm
-from livekit.agents.llm.utils import is_context_type
+from hypothesis.stateful import initialize, precondition, rule
 
-from ..errors import TransitionRefused
 from ..flow import Flow
 from ..graph import Edge
-from ..run import FlowRun
-from .driver import FlowDriver, InterruptAt, _no_hang
-from .oracle import Expectation, Observation, expect_for, violations
-from .scripted import ToolCall
+from .driver import InterruptAt
+from .explore import Reset
+from .machine_base import EntryCondition, FlowMachineBase, Mode, ToolErrorsOk
+from .offered import ordinary_tools
 from .strategies import (
     UNDECLARED,
     ArgumentOverrides,
@@ -47,215 +38,12 @@ from .strategies import (
     context_changes,
     edge_arguments,
     field_changes,
-    for_type,
+    model_arguments,
     parameter_strategy,
     trigger_names,
 )
 
-Mode = Literal["pure", "session"]
-EntryCondition = Callable[[Any], bool]
-ToolErrorsOk = bool | Callable[[dict[str, Any], str], bool]
-"""May an ordinary tool fail? True (any error), or a test of its arguments and error text."""
-T = TypeVar("T")
-
-
-class FlowMachineBase(RuleBasedStateMachine):
-    """What every generated machine shares; the rules are added per flow.
-
-    Subclass the class :func:`FlowStateMachine` returns to add your own
-    ``@invariant()`` or ``@rule()`` methods; ``self.run`` is the FlowRun and
-    ``self.driver`` the session driver (session mode).
-    """
-
-    flow: ClassVar[Flow[Any]]
-    mode: ClassVar[Mode] = "pure"
-    entry_conditions: ClassVar[Mapping[str, EntryCondition]] = {}
-    may_clear: ClassVar[Mapping[str, Collection[str]]] = {}
-    allow_errors: ClassVar[bool] = False
-    tool_errors: ClassVar[Mapping[str, ToolErrorsOk]] = {}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._loop = asyncio.Runner()
-        self._run: FlowRun[Any] | None = None
-        self.driver: FlowDriver[Any] | None = None
-
-    @property
-    def run(self) -> FlowRun[Any]:
-        assert self._run is not None, "the machine has not started"
-        return self._run
-
-    def live(self) -> bool:
-        """The call is on: a run that can still move (a call that hung up draws no steps)."""
-        return self._run is not None and not self._run.closed and not (
-            self.driver is not None and self.driver.ended)
-
-    def teardown(self) -> None:
-        try:
-            if self.driver is not None:
-                self._await(self.driver.__aexit__(None, None, None))
-        finally:
-            self._loop.close()
-            if self._run is not None:
-                self._run.close()
-            # hypothesis keeps failing examples' tracebacks, whose frames hold this
-            # machine: drop the session so thousands of cases do not keep theirs alive
-            self.driver = None
-            self._run = None
-
-    def _await(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._loop.run(coro)
-
-    # -- starting ------------------------------------------------------------------------
-    def _start(self, changes: dict[str, Any]) -> None:
-        context = self.flow.context_type.model_validate(changes)
-        if self.mode == "pure":
-            self._run = self.flow.new_run(context)
-            return
-        self.driver = FlowDriver(self.flow, context=context)
-        self._await(self.driver.__aenter__())
-        self._run = self.driver.run
-
-    # -- the checks ----------------------------------------------------------------------
-    def _check(self, attempt: Attempt, expectation: Expectation, before: Observation,
-               *, by_llm: bool = False, interrupted: bool = False) -> None:
-        problems = violations(
-            self.flow, self.run, attempt, expectation, before,
-            allow_errors=self.allow_errors, may_clear=self.may_clear, unknown_tool_ok=by_llm,
-            may_not_happen=interrupted,
-        )
-        problems += self._entry_problems(before)
-        assert not problems, "\n".join(problems)
-
-    def _entry_problems(self, before: Observation) -> list[str]:
-        problems = []
-        for record in self.run.log[before.log_len:]:
-            condition = self.entry_conditions.get(record.target)
-            if condition is not None and not condition(self.run.context):
-                problems.append(
-                    f"entered {record.target} by {record.trigger} from {record.source} but its "
-                    f"entry condition does not hold; context: {self.run.context.model_dump()}")
-        return problems
-
-    # -- moving --------------------------------------------------------------------------
-    def _go(self, attempt: Attempt) -> None:
-        """A code-driven move (``run.go``), checked against the oracle."""
-        before = Observation.of(self.run)
-        expectation = expect_for(self.run, attempt)
-
-        async def move() -> None:
-            with contextlib.suppress(TransitionRefused):
-                await _no_hang(self.run.go(attempt.trigger, **attempt.arguments),
-                               f"run.go({attempt!r})")
-            if self.driver is not None:
-                await self.driver.settle()
-
-        self._await(move())
-        self._check(attempt, expectation, before)
-
-    def _say(self, attempt: Attempt) -> None:
-        """An LLM-driven move: the model calls the transition tool in a real session."""
-        assert self.driver is not None
-        before = Observation.of(self.run)
-        expectation = expect_for(self.run, attempt, by_llm=True)
-        self._await(self.driver.turn(ToolCall(attempt.trigger, attempt.arguments)))
-        self._check(attempt, expectation, before, by_llm=True)
-
-    def _say_parallel(self, batch: list[Attempt]) -> None:
-        """One LLM response naming several transitions: at most the first allowed applies."""
-        assert self.driver is not None
-        before = Observation.of(self.run)
-        verdicts = [expect_for(self.run, a, by_llm=True) for a in batch]
-        calls = [ToolCall(a.trigger, a.arguments) for a in batch]
-        self._await(self.driver.turn(calls))
-        taken = self.run.log[before.log_len:]
-        refused_after_guard = {r.trigger for r in self.run.refusals[before.refusals_len:]
-                               if r.kind in ("body", "error")}
-        # the first call the table allows applies — unless its own body refused it
-        first_allowed = next((a for a, v in zip(batch, verdicts, strict=True)
-                              if v.verdict == "allowed"
-                              and not (a.trigger in refused_after_guard
-                                       and (not taken or taken[0].trigger != a.trigger))),
-                             None)
-        problems = []
-        if len(taken) > 1:
-            problems.append(f"{batch!r}: {len(taken)} transitions in one turn (at most one)")
-        if taken and (first_allowed is None or taken[0].trigger != first_allowed.trigger):
-            problems.append(f"{batch!r}: took {taken[0].trigger}, the first call the table "
-                            f"allows is {first_allowed!r}")
-        if taken and first_allowed is not None:
-            index = batch.index(first_allowed)
-            verdict = verdicts[index]
-            problems += violations(self.flow, self.run, first_allowed, verdict, before,
-                                   allow_errors=self.allow_errors, may_clear=self.may_clear)
-        elif not taken:
-            after = Observation.of(self.run)
-            if (after.state, after.context) != (before.state, before.context):
-                problems.append(f"{batch!r}: nothing taken but the state/context changed")
-        problems += self._entry_problems(before)
-        assert not problems, "\n".join(problems)
-
-    def _interrupt(self, attempt: Attempt, at: InterruptAt) -> None:
-        """The caller talks over the turn that asked for a handoff: all or nothing."""
-        assert self.driver is not None
-        before = Observation.of(self.run)
-        expectation = expect_for(self.run, attempt, by_llm=True)
-        self._await(self.driver.interrupted_turn(ToolCall(attempt.trigger, attempt.arguments),
-                                                 at=at))
-        self._check(attempt, expectation, before, by_llm=True, interrupted=True)
-
-    def _tool(self, name: str, args: dict[str, Any]) -> None:
-        """The LLM calls an ordinary tool: it succeeds (or fails as allowed); the flow stays."""
-        assert self.driver is not None
-        before = Observation.of(self.run)
-        result = self._await(self.driver.turn(ToolCall(name, args)))
-        errors = [e.item.output for e in result.events
-                  if e.type == "function_call_output" and e.item.name == name and e.item.is_error]
-        allowed = self.tool_errors.get(name, False)
-        for error in errors:
-            ok = allowed(args, error) if callable(allowed) else allowed
-            assert ok, (f"tool {name}({args}) failed: {error} (pass tool_errors="
-                        f"{{{name!r}: ...}} if it may fail this way)")
-        assert self.run.state == before.state and len(self.run.log) == before.log_len, (
-            f"tool {name}({args}) moved the flow: {self.run.log[before.log_len:]}")
-        assert self.run.context is not None and id(self.run.context) == before.context_id
-
-    @precondition(lambda self: self._run is not None and not self.live())
-    @rule()
-    def call_ended(self) -> None:
-        """The call has hung up: nothing more can happen; it ended cleanly."""
-        assert not self.run.in_transition, "the call ended with a transition still pending"
-
-    # -- invariants ----------------------------------------------------------------------
-    @invariant()
-    def flow_invariants(self) -> None:
-        """DESIGN §2.1 and §2.4, checked after every step (between turns)."""
-        problems = self._invariant_problems()
-        assert not problems, "\n".join(problems)
-
-    def _invariant_problems(self) -> list[str]:
-        if self._run is None:
-            return []
-        run = self.run
-        if run.state not in self.flow.states:
-            return [f"the run is in {run.state!r}, which the flow does not declare"]
-        if self.driver is None or not run.attached or not self.live():
-            return []
-        session = run.session
-        agent = session.current_agent
-        problems = []
-        if agent in run.tasks:  # a LiveKit AgentTask the state's agent is awaiting
-            pass
-        elif run.state != agent.id:
-            problems.append(f"FSM is in {run.state} but the active agent is {agent.id}")
-        elif run.agent is not agent:
-            problems.append("run.agent is not the session's current agent")
-        if run.in_transition:
-            problems.append("a transition is still pending between turns")
-        if session.userdata is not run.context:
-            problems.append("session.userdata is no longer the run's context (it was "
-                            f"replaced by {session.userdata!r})")
-        return problems
+__all__ = ["FlowMachineBase", "FlowStateMachine"]
 
 
 def _ident(name: str) -> str:
@@ -277,6 +65,7 @@ def FlowStateMachine(
     interruptions: bool = True,
     initial: Mapping[str, Any] | None = None,
     max_context_fields: int | None = None,
+    reset: Reset | None = None,
     name: str | None = None,
 ) -> type[FlowMachineBase]:
     """A RuleBasedStateMachine class that tests ``flow`` against its own declaration.
@@ -305,6 +94,9 @@ def FlowStateMachine(
         initial: Context fields every run starts with (before the drawn changes), to
             start the exploration where it matters (``{"verified": True}``).
         max_context_fields: how many Context fields ``start`` may set (default: all).
+        reset: called (awaited, if it returns an awaitable) before each generated
+            conversation starts: put back what bodies and tools changed outside the
+            Context (a fake backend), as ``explore(reset=...)`` does between branches.
 
     A call that ends (a final state or a tool closes the session) draws no more steps.
     """
@@ -318,6 +110,7 @@ def FlowStateMachine(
         "may_clear": dict(may_clear or {}),
         "allow_errors": allow_errors,
         "tool_errors": dict(tool_errors or {}),
+        "resets": (reset,) if reset is not None else (),
         "__doc__": f"Generated model-based test of flow {flow.name!r} ({mode} mode).",
     }
 
@@ -403,14 +196,17 @@ def _parallel_rule(flow: Flow[Any], ao: ArgumentOverrides) -> Any:
 
 
 def _setter_rule(flow: Flow[Any], overrides: Overrides) -> Any:
-    """A rule setting one Context field (as code or a tool would) between moves."""
+    """A rule setting one Context field (as code or a tool would) between moves. Its
+    argument is the field by name with its new value, so a counterexample's
+    ``state.set_context(fields={'verified': True})`` reads as ``run.context.verified = True``."""
 
-    def set_context(self: FlowMachineBase, change: tuple[str, Any]) -> None:
+    def set_context(self: FlowMachineBase, fields: dict[str, Any]) -> None:
         """Code (or a tool) sets one Context field between moves."""
-        setattr(self.run.context, change[0], change[1])
+        for name, value in fields.items():
+            setattr(self.run.context, name, value)
 
-    return precondition(FlowMachineBase.live)(
-        rule(change=field_changes(flow, **overrides))(set_context))
+    one_field = field_changes(flow, **overrides).map(lambda change: {change[0]: change[1]})
+    return precondition(FlowMachineBase.live)(rule(fields=one_field)(set_context))
 
 
 def _signature(edge: Edge) -> tuple[tuple[str, Any, Any], ...]:
@@ -474,7 +270,8 @@ def _add_session_rules(
     interruptions: bool,
 ) -> None:
     ns["llm_attempt_any"] = _any_rule(flow, ao, "llm")
-    ns["llm_parallel"] = _parallel_rule(flow, ao)
+    if trigger_names(flow):  # a flow without transitions has no batch to name
+        ns["llm_parallel"] = _parallel_rule(flow, ao)
 
     def can_interrupt(self: FlowMachineBase) -> bool:
         return self.live() and bool(self.flow.table[self.run.state])
@@ -497,16 +294,24 @@ def _add_session_rules(
 
 
 def _tool_rule(flow: Flow[Any], tool: str, over: Overrides) -> Any:
-    owners = [n for n, cls in flow.states.items() if tool in cls.tool_names()]
-    if not owners:
-        raise ValueError(f"no state of flow {flow.name!r} has a tool named {tool!r}")
-    params = _tool_params(flow.states[owners[0]], tool)
-    strategies = {name: over.get(name, for_type(hint)) for name, hint in params.items()}
-    unknown = set(over) - set(params)
+    offered = ordinary_tools(flow).get(tool)
+    if offered is None:
+        raise ValueError(f"no state of flow {flow.name!r} offers a tool named {tool!r} (its "
+                         f"ordinary tools: {', '.join(sorted(ordinary_tools(flow))) or 'none'})")
+    owners = offered.states
+    model = offered.arguments_model()
+    if model is None and not over:
+        raise ValueError(f"tool {tool!r} has a raw JSON schema: give strategies for its "
+                         "arguments (tools={...: {name: strategy}})")
+    params = set(model.model_fields) if model is not None else set(over)
+    unknown = set(over) - params
     if unknown:
-        raise ValueError(f"tool {tool!r} has no parameter(s) {sorted(unknown)}")
+        raise ValueError(f"tool {tool!r} has no parameter(s) {sorted(unknown)} (its "
+                         f"parameters: {', '.join(sorted(params)) or 'none'})")
+    strategy = (model_arguments(model, over) if model is not None
+                else st.fixed_dictionaries(dict(over)))
 
-    def offered(self: FlowMachineBase) -> bool:
+    def offered_here(self: FlowMachineBase) -> bool:
         return self.live() and self.run.state in owners
 
     def step(self: FlowMachineBase, args: dict[str, Any]) -> None:
@@ -514,19 +319,4 @@ def _tool_rule(flow: Flow[Any], tool: str, over: Overrides) -> Any:
 
     step.__name__ = f"tool_{_ident(tool)}"
     step.__doc__ = f"The LLM calls the ordinary tool {tool!r} (in {', '.join(owners)})."
-    return precondition(offered)(rule(args=st.fixed_dictionaries(strategies))(step))
-
-
-def _tool_params(cls: type[Any], tool: str) -> dict[str, Any]:
-    """The LLM-visible parameters of an ordinary ``@function_tool`` of a state."""
-    for klass in cls.__mro__:
-        for value in vars(klass).values():
-            if isinstance(value, llm.FunctionTool) and value.info.name == tool:
-                fn = inspect.unwrap(value)
-                hints = typing.get_type_hints(fn)
-                sig = inspect.signature(fn)
-                return {
-                    n: hints.get(n, str) for n in sig.parameters
-                    if n != "self" and not is_context_type(hints.get(n, str))
-                }
-    return {}
+    return precondition(offered_here)(rule(args=strategy)(step))

@@ -18,7 +18,6 @@ What cannot be found is reported in ``FlowPaths.missing`` rather than invented �
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from ..graph import Edge
 from ..run import FlowRun
 from .boundaries import Condition, guard_boundaries, unmet_conditions
 from .coverage import INTERNAL_CALL_ID
+from .explore import Reset, call_reset
 from .oracle import NO_RETURN, declared_targets
 from .scripted import ToolCall
 from .strategies import Overrides, arguments, context_changes
@@ -110,9 +110,14 @@ class FlowPath:
 class FlowPaths(list[FlowPath]):
     """A list of paths, and what could not be reached (``missing``: what → why)."""
 
-    def __init__(self, paths: list[FlowPath], missing: Mapping[str, str]) -> None:
+    def __init__(self, paths: list[FlowPath], missing: Mapping[str, str],
+                 unseen: Mapping[str, str] | None = None) -> None:
         super().__init__(paths)
         self.missing: dict[str, str] = dict(missing)
+        self.unseen: dict[str, str] = dict(unseen or {})
+        """Guard outcomes of reached transitions the search never saw (``"Menu.next [guard
+        refused]"`` → why): a report, not a gap in the paths (``require_complete`` ignores
+        it)."""
 
     def require_complete(self) -> FlowPaths:
         """Raise when something was not reached (use it to make a gap fail loudly)."""
@@ -143,8 +148,10 @@ class _Searcher:
         argument_overrides: Mapping[str, Overrides],
         context_overrides: Overrides,
         max_examples: int,
+        reset: Reset | None = None,
     ) -> None:
         self.flow = flow
+        self.reset = reset
         self.given_arguments = given_arguments
         self.given_setup = given_setup
         self.argument_overrides = argument_overrides
@@ -158,6 +165,8 @@ class _Searcher:
         self.memo: dict[tuple[str, str, str | None], Step | None] = {}
         self.held: dict[tuple[str, str], set[str]] = {}
         self.refusals: dict[tuple[str, str], str] = {}
+        self.outcomes: set[tuple[str, str, str]] = set()
+        """(state, trigger, "allowed" | "refused") of every guard answer seen."""
 
     def close(self) -> None:
         self.loop.close()
@@ -173,6 +182,7 @@ class _Searcher:
         conditions = guard_boundaries(edge.transition.when).conditions
 
         async def attempt() -> str | None:
+            await call_reset(self.reset)
             run = self.flow.new_run(call_id=INTERNAL_CALL_ID)
             try:
                 await prefix.replay(run)
@@ -185,6 +195,7 @@ class _Searcher:
                 await run.go(trigger, **args)
             except TransitionRefused as exc:
                 self.refusals[key] = exc.message
+                self.outcomes.add((*key, "refused" if exc.kind == "guard" else "allowed"))
                 return None
             except ValueError:
                 return None
@@ -203,15 +214,7 @@ class _Searcher:
     def _note_conditions(self, key: tuple[str, str], conditions: list[Condition],
                          context: Any, args: dict[str, Any]) -> None:
         held = self.held.setdefault(key, set())
-        for condition in conditions:
-            if condition.text in held:
-                continue
-            try:
-                if condition.check(context, **args) if _takes_args(condition) else \
-                        condition.check(context):
-                    held.add(condition.text)
-            except Exception:
-                continue
+        held.update(c.text for c in conditions if c.text not in held and c.holds(context, args))
 
     def why_not(self, state: str, trigger: str) -> str:
         """Why no values were found that take ``state.trigger``: the unmet guard conditions."""
@@ -278,11 +281,6 @@ class _Searcher:
             return None
 
 
-def _takes_args(condition: Condition) -> bool:
-    code = condition.check.__code__
-    return code.co_argcount > 1 or bool(code.co_flags & inspect.CO_VARKEYWORDS)
-
-
 class SearchHints(TypedDict, total=False):
     """What :func:`shortest_paths` and :func:`transition_cover` accept to steer the search.
 
@@ -290,6 +288,8 @@ class SearchHints(TypedDict, total=False):
     setup: trigger → Context fields to set before that transition.
     argument_overrides / context_overrides: strategies steering the search.
     max_examples: how hard to search each guarded edge (default 200).
+    reset: called (awaited, if it returns an awaitable) before each candidate is run:
+    puts back what bodies changed outside the Context.
     """
 
     arguments: Mapping[str, Mapping[str, Any]]
@@ -297,12 +297,13 @@ class SearchHints(TypedDict, total=False):
     argument_overrides: Mapping[str, Overrides]
     context_overrides: Overrides
     max_examples: int
+    reset: Reset
 
 
 def _searcher(flow: Flow[Any], hints: SearchHints) -> _Searcher:
     return _Searcher(flow, hints.get("arguments", {}), hints.get("setup", {}),
                      hints.get("argument_overrides", {}), hints.get("context_overrides", {}),
-                     hints.get("max_examples", 200))
+                     hints.get("max_examples", 200), hints.get("reset"))
 
 
 def _wanted(flow: Flow[Any], edge: Edge) -> list[str | None]:
@@ -373,19 +374,57 @@ def transition_cover(flow: Flow[Any], **hints: Unpack[SearchHints]) -> FlowPaths
                 if state not in reached:
                     missing[key] = f"state {state} not reached: {unreached[state]}"
                     continue
-                for wanted in _wanted(flow, flow.table[state][trigger]):
+                edge = flow.table[state][trigger]
+                for wanted in _wanted(flow, edge):
                     item = key if wanted is None else f"{key}->{wanted}"
-                    step = search.step(reached[state], trigger, wanted)
-                    if step is None:
+                    prefixes = [reached[state], *(_side_trips_into(search, reached, state)
+                                                  if edge.is_return else [])]
+                    taken = next(((p, step) for p in prefixes
+                                  if (step := search.step(p, trigger, wanted)) is not None),
+                                 None)
+                    if taken is None:
                         missing[item] = search.why_not(state, trigger)
                         continue
-                    found.append(reached[state].then(step))
+                    found.append(taken[0].then(taken[1]))
     finally:
         search.close()
     kept = [p for p in found
             if not any(q is not p and q.steps[: len(p.steps)] == p.steps
                        and len(q.steps) > len(p.steps) for q in found)]
-    return FlowPaths(kept, missing)
+    for path in found:
+        search.outcomes |= {(s.source, s.trigger, "allowed") for s in path.steps}
+    return FlowPaths(kept, missing, _unseen_outcomes(search, reached))
+
+
+def _unseen_outcomes(search: _Searcher, reached: Mapping[str, FlowPath]) -> dict[str, str]:
+    """Each guard outcome of a reached state's transition the search never saw."""
+    unseen = {}
+    for state in reached:
+        for trigger, edge in sorted(search.flow.table[state].items()):
+            if edge.transition.when is None:
+                continue
+            for outcome in ("allowed", "refused"):
+                if (state, trigger, outcome) not in search.outcomes:
+                    unseen[f"{state}.{trigger} [guard {outcome}]"] = (
+                        search.why_not(state, trigger) if outcome == "allowed"
+                        else "no value tried made the guard say no")
+    return unseen
+
+
+def _side_trips_into(search: _Searcher, reached: Mapping[str, FlowPath], state: str
+                     ) -> list[FlowPath]:
+    """Paths that enter ``state`` by a side trip (``returns=True``), so a ``to=RETURN``
+    edge of it has somewhere to go back to (the shortest path may not start one)."""
+    out = []
+    for edge in search.flow.edges:
+        sources = [edge.source] if edge.source is not None else list(reached)
+        if not edge.transition.returns or edge.target != state:
+            continue
+        for source in sources:
+            if source in reached and edge.trigger in search.flow.table[source] and (
+                    step := search.step(reached[source], edge.trigger, state)) is not None:
+                out.append(reached[source].then(step))
+    return out
 
 
 def _as_kwargs(overrides: Overrides) -> dict[str, Any]:

@@ -12,7 +12,9 @@ fixture):
 
 Hypothesis profiles ``handoff-dev`` and ``ci`` are registered; the one named by the
 ``HYPOTHESIS_PROFILE`` environment variable (else the ``handoff_hypothesis_profile``
-ini option) is loaded.
+ini option) is loaded. Without hypothesis (a core install, no ``testing`` extra) the
+plugin still loads, so pytest keeps working in every project of the environment; there
+is then no profile to load.
 
 Options:
 
@@ -40,12 +42,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import settings
 
 from ..flow import Flow
 from .coverage import CoverageObserver, FlowCoverage
 from .driver import FlowDriver
-from .profiles import register_profiles
 from .scripted import Policy, ReplyLike, ScriptedLLM
 
 _OBSERVER = pytest.StashKey[CoverageObserver]()
@@ -71,10 +71,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "handoff_flow(flow): the Flow the handoff fixtures use")
-    register_profiles()
-    profile = os.environ.get("HYPOTHESIS_PROFILE") or config.getini("handoff_hypothesis_profile")
-    if profile:
-        settings.load_profile(str(profile))
+    _load_hypothesis_profile(config)
     if not (config.getoption("handoff_coverage") or
             config.getoption("handoff_coverage_min") is not None):
         return
@@ -85,6 +82,22 @@ def pytest_configure(config: pytest.Config) -> None:
         observer.watch(flow)
     config.stash[_SELECTED] = selected
     config.stash[_PATCHES] = _count_runs(observer)
+
+
+def _load_hypothesis_profile(config: pytest.Config) -> None:
+    """Register handoff's profiles and load the chosen one, when hypothesis is installed."""
+    try:
+        from hypothesis import settings
+
+        from .profiles import register_profiles
+    except ModuleNotFoundError as exc:
+        if exc.name != "hypothesis":
+            raise
+        return  # a core install: nothing here uses hypothesis
+    register_profiles()
+    profile = os.environ.get("HYPOTHESIS_PROFILE") or config.getini("handoff_hypothesis_profile")
+    if profile:
+        settings.load_profile(str(profile))
 
 
 def _count_runs(observer: CoverageObserver) -> list[tuple[type, str, Any]]:

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ValidationError
 from ..context import Context
 from ..flow import Flow
 from ..graph import Edge
-from .boundaries import argument_boundaries, context_boundaries, text_pattern
+from .boundaries import argument_boundaries, context_boundaries
+from .values import text_pattern
 
 UNDECLARED = "__undeclared_transition__"
 """A trigger no flow declares: ``triggers(flow, undeclared=True)`` mixes it in."""
@@ -109,6 +110,13 @@ def _annotated(hint: Any, inner: Any) -> st.SearchStrategy[Any]:
     base = for_type(inner)
     if inner is str and (pattern := text_pattern(hint)) is not None:
         base = st.from_regex(pattern, fullmatch=True)  # filtering text for it would never end
+    if get_origin(inner) in (list, set, frozenset) and (lengths := _length_range(hint)):
+        item = get_args(inner)[0] if get_args(inner) else str
+        low, high = lengths
+        base = (st.lists(for_type(item), min_size=low, max_size=high)
+                if get_origin(inner) is list
+                else st.frozensets(for_type(item), min_size=low, max_size=high).map(
+                    get_origin(inner)))
     if inner in (int, float):
         low, high = _bounds(hint)
         if low is not None or high is not None:
@@ -124,6 +132,24 @@ def _annotated(hint: Any, inner: Any) -> st.SearchStrategy[Any]:
         return True
 
     return base.filter(valid)
+
+
+def _length_range(hint: Any) -> tuple[int, int] | None:
+    """(fewest, most) items an ``Annotated`` collection declares (``Field(min_length=1)``:
+    at most three more than the fewest when no maximum is given), or None."""
+    import annotated_types as at
+
+    low, high = 0, None
+    stack = list(get_args(hint)[1:])
+    found = False
+    while stack:
+        meta = stack.pop()
+        stack += list(getattr(meta, "metadata", []))
+        if isinstance(meta, at.MinLen):
+            low, found = meta.min_length, True
+        elif isinstance(meta, at.MaxLen):
+            high, found = meta.max_length, True
+    return (low, high if high is not None else low + 3) if found else None
 
 
 def _bounds(hint: Any) -> tuple[Any, Any]:
@@ -174,6 +200,20 @@ def models(model: type[BaseModel], overrides: Overrides | None = None) -> st.Sea
     return st.fixed_dictionaries(fields).map(build).filter(lambda m: m is not None)
 
 
+def model_arguments(model: type[BaseModel], overrides: Overrides | None = None
+                    ) -> st.SearchStrategy[dict[str, Any]]:
+    """Keyword arguments for a tool whose parameters ``model`` describes (LiveKit's
+    ``function_arguments_to_pydantic_model``): every required field, and the others now
+    and then, each from its annotation with its constraints."""
+    over = overrides or {}
+    required: dict[str, st.SearchStrategy[Any]] = {}
+    optional: dict[str, st.SearchStrategy[Any]] = {}
+    for name, info in model.model_fields.items():
+        strategy = over.get(name, for_type(info.rebuild_annotation()))
+        (required if info.is_required() else optional)[name] = strategy
+    return st.fixed_dictionaries(required, optional=optional)
+
+
 def contexts(flow: Flow[C], **overrides: st.SearchStrategy[Any]) -> st.SearchStrategy[C]:
     """Valid Context values of ``flow``, every field drawn from its declared type."""
     return models(flow.context_type, overrides)
@@ -211,12 +251,21 @@ def field_changes(
     edges = context_boundaries(flow)
 
     def values(name: str) -> st.SearchStrategy[tuple[str, Any]]:
-        strategy = overrides[name] if name in overrides else _with_boundaries(
-            for_type(model.model_fields[name].annotation), edges.get(name, []))
-        return strategy.filter(lambda v: _valid_changes(model, {name: v})).map(
-            lambda v: (name, v))
+        return field_values(flow, name, overrides.get(name), edges).map(lambda v: (name, v))
 
     return st.sampled_from(sorted(model.model_fields)).flatmap(values)
+
+
+def field_values(flow: Flow[Any], name: str, override: st.SearchStrategy[Any] | None = None,
+                 boundaries: Mapping[str, list[Any]] | None = None) -> st.SearchStrategy[Any]:
+    """Valid values of the Context field ``name``: ``override``, else drawn from its type,
+    its guards' boundary values about half the time."""
+    model = flow.context_type
+    if boundaries is None:
+        boundaries = context_boundaries(flow)
+    strategy = override if override is not None else _with_boundaries(
+        for_type(model.model_fields[name].annotation), boundaries.get(name, []))
+    return strategy.filter(lambda v: _valid_changes(model, {name: v}))
 
 
 def _with_boundaries(base: st.SearchStrategy[Any], values: list[Any]) -> st.SearchStrategy[Any]:

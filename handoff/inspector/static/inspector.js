@@ -53,8 +53,10 @@ async function showCalls() {
         link.href = `/calls/${encodeURIComponent(call.call_id)}`;
         const first = el("td");
         first.append(link);
+        const status = el("td");
+        status.append(el("span", `status ${call.status}`, call.status));
         row.append(first, el("td", null, `${call.flow} v${call.flow_version}`),
-          el("td", null, call.state), el("td", `status ${call.status}`, call.status),
+          el("td", null, call.state), status,
           el("td", null, new Date(call.started_at * 1000).toLocaleString()),
           el("td", null, call.events));
         body.append(row);
@@ -94,6 +96,90 @@ async function loadDiagram(url) {
   view.svg.removeAttribute("width");
   view.svg.removeAttribute("height");
   $("diagram").replaceChildren(view.svg);
+  zoom.box = view.svg.viewBox.baseVal;
+  const sizes = [...view.svg.querySelectorAll("g.node text, g.edge text")]
+    .map((t) => parseFloat(t.getAttribute("font-size"))).filter((n) => n > 0);
+  zoom.smallest = sizes.length ? Math.min(...sizes) : 14;
+  zoom.largest = sizes.length ? Math.max(...sizes) : 14;
+  zoom.manual = false;
+  zoomTo(readableScale());
+}
+
+// -- zoom and pan: the diagram is drawn in points; a scale turns them into CSS pixels --------
+const READABLE_PX = 10;  // the smallest text of the diagram at least this big by default
+const LARGEST_PX = 24;   // ... unless its largest text (a state's name) would pass this
+const zoom = { box: null, smallest: 14, largest: 14, scale: 1, manual: false };
+window.inspector.zoom = zoom;
+
+function fitScale() {
+  const pane = $("diagram");
+  const style = getComputedStyle(pane);
+  const room = pane.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return room / zoom.box.width;
+}
+
+function readableScale() {  // the whole width, but never text too small to read
+  return Math.min(Math.max(fitScale(), READABLE_PX / zoom.smallest), LARGEST_PX / zoom.largest);
+}
+
+function zoomTo(scale, manual = false) {
+  if (!view.svg || !zoom.box) return;
+  zoom.scale = Math.min(Math.max(scale, 0.1), 6);
+  zoom.manual = manual;
+  view.svg.style.width = `${zoom.box.width * zoom.scale}px`;
+  view.svg.style.height = `${zoom.box.height * zoom.scale}px`;
+  $("zoom-level").textContent = `${Math.round(zoom.scale * 100)}%`;
+}
+
+function zoomAround(factor, x, y) {  // keep the point under (x, y) of the pane where it is
+  const pane = $("diagram");
+  const before = zoom.scale;
+  const atX = (pane.scrollLeft + x) / before;
+  const atY = (pane.scrollTop + y) / before;
+  zoomTo(before * factor, true);
+  pane.scrollLeft = atX * zoom.scale - x;
+  pane.scrollTop = atY * zoom.scale - y;
+}
+
+function setUpZoom() {
+  const pane = $("diagram");
+  $("zoom-in").addEventListener("click", () => zoomAround(1.25, pane.clientWidth / 2, pane.clientHeight / 2));
+  $("zoom-out").addEventListener("click", () => zoomAround(0.8, pane.clientWidth / 2, pane.clientHeight / 2));
+  $("zoom-fit").addEventListener("click", () => zoomTo(fitScale(), true));
+  $("zoom-read").addEventListener("click", () => { zoomTo(readableScale()); showActive(); });
+  pane.addEventListener("wheel", (e) => {
+    if (!e.ctrlKey) return;  // a plain wheel scrolls, as everywhere
+    e.preventDefault();
+    const at = pane.getBoundingClientRect();
+    zoomAround(e.deltaY < 0 ? 1.1 : 1 / 1.1, e.clientX - at.left, e.clientY - at.top);
+  }, { passive: false });
+  let drag = null;
+  pane.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0) return;
+    drag = { x: e.clientX, y: e.clientY, left: pane.scrollLeft, top: pane.scrollTop };
+    pane.classList.add("panning");
+  });
+  window.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    pane.scrollLeft = drag.left - (e.clientX - drag.x);
+    pane.scrollTop = drag.top - (e.clientY - drag.y);
+  });
+  window.addEventListener("pointerup", () => { drag = null; pane.classList.remove("panning"); });
+  window.addEventListener("resize", () => { if (!zoom.manual) zoomTo(readableScale()); });
+}
+
+function showActive() {  // the lit state inside the pane (it may be wider than the window)
+  const node = view.svg && view.svg.querySelector("g.node.active");
+  const pane = $("diagram");
+  if (!node) return;
+  const box = node.getBoundingClientRect();
+  const at = pane.getBoundingClientRect();
+  if (box.left < at.left || box.right > at.right) {
+    pane.scrollLeft += box.left + box.width / 2 - (at.left + at.width / 2);
+  }
+  if (box.top < at.top || box.bottom > at.bottom) {
+    pane.scrollTop += box.top + box.height / 2 - (at.top + at.height / 2);
+  }
 }
 
 function svgParts(kind) {  // node or edge groups, keyed by their Graphviz title
@@ -154,6 +240,7 @@ function drawDiagram(step) {
   if (shown.textContent !== (state || "…")) {
     shown.textContent = state || "…";
     window.inspector.changes.push({ state, at: Date.now(), step, following: view.follow });
+    showActive();
   }
 }
 
@@ -218,8 +305,14 @@ function markTimeline(step) {
     row.classList.toggle("current", index === step);
     row.classList.toggle("future", index > step);
   }
-  const current = $("timeline").children[step];
-  if (current) current.scrollIntoView({ block: "nearest" });
+  const list = $("timeline");
+  const current = list.children[step];
+  if (!current) return;  // scroll the list only, never the page (the header stays in view)
+  const top = current.offsetTop;  // #timeline is positioned: offsets are within it
+  if (top < list.scrollTop) list.scrollTop = top;
+  else if (top + current.offsetHeight > list.scrollTop + list.clientHeight) {
+    list.scrollTop = top + current.offsetHeight - list.clientHeight;
+  }
 }
 
 function select(step) {
@@ -249,8 +342,10 @@ function showLogEnd(call) {
   setStatus(call.status, call.status === "ended" ? call.end_reason : "");
   const note = $("log-end");
   if (call.status === "stopped") {
-    note.textContent = `The log ends at event ${call.events} (seq ${call.last_seq}): its writer stopped ` +
-      "before the call ended, so what happened after that was not recorded.";
+    const last = new Date(call.updated_at * 1000).toLocaleString();
+    const into = view.events.length ? ` (+${(call.updated_at - view.events[0].at).toFixed(2)}s)` : "";
+    note.textContent = `The log ends at event ${call.events}, written ${last}${into}: its writer ` +
+      "stopped before the call ended, so what happened after that was not recorded.";
     note.hidden = false;
   }
 }
@@ -278,7 +373,6 @@ function replay() {
 }
 
 async function showCall(callId) {
-  $("call-view").hidden = false;
   $("title").textContent = callId;
   document.title = `${callId} — handoff inspector`;
   let data;
@@ -288,8 +382,10 @@ async function showCall(callId) {
     showError(`could not read call ${callId}: ${error.message}`);
     return;
   }
+  $("call-view").hidden = false;  // only now: no empty panels under an error
   view.call = data.call;
   setStatus(data.call.status);
+  setUpZoom();
   await loadDiagram(data.call.diagram);
   addEvents(data.events);
   select(view.events.length - 1);

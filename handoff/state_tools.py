@@ -1,0 +1,87 @@
+"""A State's ordinary tools: collected from its class body, and wrapped for the call.
+
+``tools = [...]`` and free ``function_tool``s set as class attributes become the State's
+``own_tools`` (LiveKit's ``Agent(tools=[...])``), never bound to an agent as ``self``; each
+ordinary tool of an agent runs under the state's ``tool_timeout``, with its ToolErrors
+scrubbed of sensitive values and its pii arguments remembered before it runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from livekit.agents import ToolError, llm
+
+from .context import Context
+from .deadline import Deadline
+from .errors import Finding, FlowDefinitionError
+from .sensitive_args import remember_arguments
+
+
+def collect_free_tools(cls: type[Any]) -> None:
+    """Move ``tools = [...]`` and free function tools set as class attributes to
+    ``own_tools`` (LiveKit would bind a class attribute tool to the agent as ``self``)."""
+    found: list[llm.Tool | llm.Toolset] = []
+    if "tools" in cls.__dict__:
+        declared = cls.__dict__["tools"]
+        bad = [t for t in declared if not isinstance(t, llm.FunctionTool | llm.RawFunctionTool
+                                                     | llm.Toolset)] if isinstance(
+            declared, list | tuple) else [declared]
+        if bad:
+            raise FlowDefinitionError(None, [Finding(
+                "error", "bad-tools", f"{cls.__name__}.tools holds {bad[0]!r}",
+                "list @function_tool functions (or Toolsets): tools = [lookup_order]",
+                state=cls.__name__)])
+        found.extend(declared)
+        delattr(cls, "tools")  # Agent.tools is a property LiveKit reads
+    for attr, value in list(cls.__dict__.items()):
+        if isinstance(value, llm.FunctionTool | llm.RawFunctionTool) and not _is_method(value):
+            found.append(value)
+            delattr(cls, attr)
+    if found:
+        cls.own_tools = (*cls.own_tools, *found)
+
+
+def _is_method(tool: llm.FunctionTool | llm.RawFunctionTool) -> bool:
+    try:
+        params = list(inspect.signature(tool).parameters)
+    except (TypeError, ValueError):
+        return True
+    return bool(params) and params[0] == "self"
+
+
+def with_timeout(
+    tool: llm.FunctionTool, seconds: float, scrub: Callable[[str], str], context: Context,
+    pii: frozenset[str] | None = None,
+) -> llm.FunctionTool:
+    """The same tool (name, schema, docstring), stopped with a ToolError after ``seconds``;
+    a ToolError it raises reaches the LLM ``scrub``-bed of sensitive values, and the values
+    of its ``pii`` parameters are sensitive values of ``context`` before it runs."""
+    name = tool.info.name
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        if pii:
+            remember_arguments(context, pii, kwargs)
+        try:
+            async with Deadline(seconds):  # paused while a sub-task of the tool talks
+                return await tool(*args, **kwargs)
+        except ToolError as exc:
+            message = scrub(exc.message)
+            if message == exc.message:
+                raise
+            raise ToolError(message) from None
+        except TimeoutError:
+            raise ToolError(
+                f"{name} took longer than {seconds:g} s and was stopped; it may be retried, "
+                "or offer the caller a human"
+            ) from None
+
+    functools.update_wrapper(timed, tool, updated=())  # not the tool's attributes: memory
+    # LiveKit reads the signature at every call; preset it so it does not unwrap each time
+    timed.__signature__ = inspect.signature(tool)  # type: ignore[attr-defined]
+    return llm.FunctionTool(timed, tool.info)
+
+

@@ -1,0 +1,148 @@
+"""Settings in one place: flags over environment over the project's table over defaults,
+and a bad value is one line naming where it came from (exit 2 from the CLI)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from handoff.errors import ConfigError
+from handoff.events import event_store_from_env
+from handoff.settings import InspectorSettings, StoreSettings, WorkerSettings
+from handoff.voice import VoiceSettings
+
+from .ops_support import REPO
+
+TOKEN = "a-token-of-some-length-42"
+
+
+def project(tmp_path: Path, table: str, *, handoff_toml: bool = False) -> Path:
+    if handoff_toml:
+        (tmp_path / "handoff.toml").write_text(table)
+    else:
+        (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\n' + table)
+    return tmp_path
+
+
+def test_flags_win_over_the_environment_which_wins_over_the_table(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "other").mkdir()
+    start = project(tmp_path / "app", "[tool.handoff.worker]\nmax_jobs = 3\ndrain_timeout = 30\n"
+                                      "health_port = 9000\n")
+    s = WorkerSettings.load({"HANDOFF_DRAIN_TIMEOUT": "60", "HANDOFF_HEALTH_PORT": "9001"},
+                            start=start, flow="m:f", health_port=9002, max_jobs=None)
+    assert (s.max_jobs, s.drain_timeout, s.health_port) == (3, 60, 9002)
+    assert WorkerSettings.load({}, start=tmp_path / "other", flow="m:f").max_jobs == 8
+
+
+def test_handoff_toml_holds_the_same_tables(tmp_path: Path) -> None:
+    start = project(tmp_path, "[inspector]\nport = 9999\nstale_after = 2.5\n", handoff_toml=True)
+    s = InspectorSettings.load({}, start=start)
+    assert (s.host, s.port, s.stale_after, s.token) == ("127.0.0.1", 9999, 2.5, None)
+
+
+def test_the_documented_variable_names_are_read() -> None:
+    s = WorkerSettings.from_env("m:f", {
+        "HANDOFF_MAX_JOBS": "2", "HANDOFF_LOAD_THRESHOLD": "0.5", "HANDOFF_DRAIN_TIMEOUT": "5",
+        "HANDOFF_HEALTH_PORT": "1", "HANDOFF_METRICS_PORT": "2", "HANDOFF_IDLE_PROCESSES": "0",
+        "LIVEKIT_AGENT_NAME": "desk", "HANDOFF_CHECKPOINT_DIR": "/cp",
+        "HANDOFF_REGISTER_RETRIES": "1"})
+    assert s.model_dump() == {
+        "flow": "m:f", "max_jobs": 2, "load_threshold": 0.5, "drain_timeout": 5, "health_port": 1,
+        "metrics_port": 2, "idle_processes": 0, "agent_name": "desk", "checkpoint_dir": "/cp",
+        "register_retries": 1}
+    stores = StoreSettings.load({"HANDOFF_CHECKPOINT_STORE": "redis://r/0", "HANDOFF_EVENT_STORE": "off",
+                                 "HANDOFF_EVENT_RETENTION_DAYS": "1.5", "HANDOFF_EVENT_MAX_CALLS": "9"})
+    assert (stores.checkpoint_store, stores.event_store, stores.event_retention_days,
+            stores.event_max_calls, stores.checkpoints_configured) == (
+        "redis://r/0", "off", 1.5, 9, True)
+    assert InspectorSettings.load({"HANDOFF_INSPECT_TOKEN": TOKEN}).token_value == TOKEN
+    assert InspectorSettings.load({"HANDOFF_INSPECT_TOKEN": ""}).token is None
+
+
+@pytest.mark.parametrize(("environ", "flags", "message"), [
+    ({"HANDOFF_MAX_JOBS": "many"}, {},
+     "HANDOFF_MAX_JOBS = 'many': Input should be a valid integer, unable to parse string as an integer"),
+    ({"HANDOFF_MAX_JOBS": "0"}, {}, "HANDOFF_MAX_JOBS = '0': Input should be greater than or equal to 1"),
+    ({"HANDOFF_LOAD_THRESHOLD": "2"}, {},
+     "HANDOFF_LOAD_THRESHOLD = '2': Input should be less than or equal to 1"),
+    ({}, {"health_port": 70000}, "--health-port = 70000: Input should be less than or equal to 65535"),
+    ({"HANDOFF_HEALTH_PORT": "x", "HANDOFF_MAX_JOBS": "y"}, {},
+     "HANDOFF_MAX_JOBS = 'y': Input should be a valid integer, unable to parse string as an integer "
+     "(and 1 more)"),
+])
+def test_a_bad_value_is_one_line_naming_its_source(
+        environ: dict[str, str], flags: dict[str, int], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        WorkerSettings.from_env("m:f", environ, **flags)
+    assert str(caught.value) == message
+
+
+def test_a_bad_value_in_the_table_names_the_file_and_the_key(tmp_path: Path) -> None:
+    start = project(tmp_path, "[tool.handoff.stores]\nevent_max_calls = 0\n")
+    with pytest.raises(ConfigError) as caught:
+        StoreSettings.load({}, start=start)
+    assert str(caught.value) == (f"[tool.handoff.stores] event_max_calls in {tmp_path}/pyproject.toml"
+                                 " = 0: Input should be greater than or equal to 1")
+    (tmp_path / "handoff.toml").write_text("[stores]\nevnet_store = 'off'\n")
+    with pytest.raises(ConfigError, match=r"handoff.toml: unknown setting\(s\) evnet_store in the "
+                                          r"stores table; known: checkpoint_store, "):
+        StoreSettings.load({}, start=start)
+
+
+def test_a_bad_token_never_shows_its_value(tmp_path: Path) -> None:
+    start = project(tmp_path, f"[tool.handoff.inspector]\ntoken = ['{TOKEN}']\n")
+    with pytest.raises(ConfigError) as caught:
+        InspectorSettings.load({}, start=start)
+    assert "token in" in str(caught.value) and TOKEN not in str(caught.value)
+
+
+def test_the_event_store_reads_its_settings(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="HANDOFF_EVENT_RETENTION_DAYS = 'a week'"):
+        event_store_from_env({"HANDOFF_CHECKPOINT_DIR": str(tmp_path),
+                              "HANDOFF_EVENT_RETENTION_DAYS": "a week"})
+
+
+@pytest.mark.parametrize(("command", "variable", "message"), [
+    (["run", "examples.readme.hello:flow", "start"], "HANDOFF_MAX_JOBS=lots",
+     "error: HANDOFF_MAX_JOBS = 'lots': Input should be a valid integer"),
+    (["inspect"], "HANDOFF_INSPECT_PORT=web", "error: HANDOFF_INSPECT_PORT = 'web': Input should be"),
+    (["inspect"], "HANDOFF_EVENT_MAX_CALLS=-1", "error: HANDOFF_EVENT_MAX_CALLS = '-1': Input should"),
+    (["chat", "examples.callcenter:flow", "--script", "examples.callcenter.demo:AGENT_SCRIPT"],
+     "HANDOFF_EVENT_STORE=postgres://db", "error: HANDOFF_EVENT_STORE = 'postgres://db': Value "
+     "error, use redis://host:port/db or sqlite:///path/to/file.db (or off)"),
+    (["run", "examples.readme.hello:flow", "console", "--text"], "HANDOFF_CHECKPOINT_STORE=/tmp/x",
+     "error: HANDOFF_CHECKPOINT_STORE = '/tmp/x': Value error, use redis://"),
+    (["chat", "examples.readme.hello:flow", "--inspect"], "HANDOFF_EVENT_RETENTION_DAYS=0",
+     "error: --inspect 127.0.0.1:8765: HANDOFF_EVENT_RETENTION_DAYS = '0': Input should be greater"),
+])
+def test_the_cli_says_a_bad_setting_in_one_line_and_exits_2(
+        tmp_path: Path, command: list[str], variable: str, message: str) -> None:
+    name, value = variable.split("=", 1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HANDOFF_", "LIVEKIT_"))}
+    env.update({name: value, "PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(tmp_path)})
+    done = subprocess.run([sys.executable, "-m", "handoff.cli", *command], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(message), done.stderr
+
+
+def test_the_voice_is_read_the_same_way(tmp_path: Path) -> None:
+    start = project(tmp_path, '[tool.handoff.voice]\ntts_voice = "coral"\nlanguage = "de"\n'
+                              "endpointing_min_delay = 0.4\n")
+    cfg = VoiceSettings.load({"HANDOFF_TTS_VOICE": "verse", "HANDOFF_LANGUAGE": ""}, start=start)
+    assert (cfg.tts_voice, cfg.language, cfg.endpointing_min_delay) == ("verse", "de", 0.4)
+    project(tmp_path, '[tool.handoff.voice]\nendpointing_min_delay = "soon"\n')
+    with pytest.raises(ConfigError) as caught:
+        VoiceSettings.load({}, start=start)
+    assert str(caught.value) == (
+        f"[tool.handoff.voice] endpointing_min_delay in {tmp_path}/pyproject.toml = 'soon': "
+        "Input should be a valid number, unable to parse string as a number")
+    project(tmp_path, '[tool.handoff.voice]\ntts_options = "fast"\n')
+    with pytest.raises(ConfigError, match=r"tts_options in .* = 'fast': Input should be a valid "
+                                          r"dictionary"):
+        VoiceSettings.load({}, start=start)
