@@ -10,7 +10,6 @@ in examples/swarm_airline/flow.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -49,15 +48,11 @@ TestSwarmAirlineConversations = budget(FlowStateMachine(flow, mode="session", to
 
 
 @pytest.fixture
-def at() -> Iterator[list[Any]]:
+def at(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """A fake clock for the tools: ``at[0]`` is now (the original's departure minus 3 days)."""
     now = [DEPARTURE - timedelta(days=3)]
-    real = clock.now
-    clock.now = lambda: now[0]
-    try:
-        yield now
-    finally:
-        clock.now = real
+    monkeypatch.setattr(clock, "now", lambda: now[0])
+    return now
 
 
 def test_the_port_passes_check_strict() -> None:
