@@ -15,7 +15,8 @@ from livekit.agents import ToolError
 Severity = Literal["error", "warning"]
 
 RefusalKind = Literal["invalid", "guard", "busy", "body", "error", "interrupted"]
-"""Why a transition was not taken: not declared from this state (``invalid``), its guard
+"""Why a transition was not taken: not declared from this state, or called by the LLM with
+arguments its tool schema rejects (``invalid``), its guard
 said no (``guard``), another transition is under way this turn (``busy``), its body
 refused (``body``), its guard or body raised or timed out (``error``), or the caller
 interrupted the turn (``interrupted``). Only ``error`` counts as a failure."""

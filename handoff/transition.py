@@ -23,7 +23,7 @@ from livekit.agents.llm.utils import function_arguments_to_pydantic_model
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .errors import Finding, FlowDefinitionError
-from .guards import GuardCall, guard_text
+from .guards import GuardCall, GuardParameters, call_guard, guard_text
 from .history import POLICIES, HistoryPolicy
 
 Guard = Callable[..., bool]
@@ -134,8 +134,9 @@ class TransitionDef:
         (its return annotation, like LiveKit's ``AgentTask[T]``); None: no result."""
         self._result_adapter: TypeAdapter[Any] | None = None
         self.untyped_params = [p.name for p in self.params if p.annotation is p.empty]
-        self._guard_takes_args = when is not None and _arity(when) > 1
-        self._guard = GuardCall(when, self._guard_takes_args) if when is not None else None
+        self.guard_parameters = GuardParameters(when) if when is not None else None
+        """Which of the transition's arguments the guard takes (by name)."""
+        self._guard = GuardCall(when, self.guard_parameters) if when is not None else None
         self._arguments_model: type[BaseModel] | None = None
         self.__doc__ = self.doc
 
@@ -206,7 +207,8 @@ class TransitionDef:
         TypeError here; a call awaits :meth:`judge`."""
         if self.when is None:
             return None
-        allowed = self.when(context, **arguments) if self._guard_takes_args else self.when(context)
+        assert self.guard_parameters is not None
+        allowed = call_guard(self.when, self.guard_parameters, context, arguments)
         if inspect.isawaitable(allowed):
             if inspect.iscoroutine(allowed):
                 allowed.close()
@@ -459,9 +461,3 @@ def _is_run_context(hint: Any) -> bool:
     origin = get_origin(hint) or hint
     return isinstance(origin, type) and issubclass(origin, RunContext)
 
-
-def _arity(fn: Callable[..., Any]) -> int:
-    try:
-        return len(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return 1
