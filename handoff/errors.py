@@ -154,3 +154,9 @@ class MissingSecretError(SecretError):
 
 class SecretProviderError(SecretError):
     """A provider could not be asked (Vault unreachable, permission denied…)."""
+
+
+class ScriptExhausted(FlowError, AssertionError):
+    """A scripted model (:class:`handoff.testing.ScriptedLLM`) had no reply left for a
+    request. An AssertionError too, so a test that runs past its script fails as one; here
+    so that the console can tell a script's end without importing the testing toolkit."""

@@ -109,7 +109,12 @@ class FailureWatch:
 
     def on_session_error(self, event: ErrorEvent) -> None:
         error = event.error
-        if getattr(error, "type", None) == "llm_error" and not getattr(error, "recoverable", True):
+        kind = getattr(error, "type", None)
+        # a pipeline LLM reports once its retries are spent (unrecoverable); a realtime
+        # model's failed response is reported recoverable, but the caller got no reply
+        # (an unrecoverable realtime error closes the session: LiveKit's own ending)
+        if (kind == "llm_error" and not getattr(error, "recoverable", True)) or (
+                kind == "realtime_model_error"):
             # counted a moment later, so background requests (history summaries) that
             # share the tier's LLM can claim their own errors first: see forgive()
             cause: BaseException = getattr(error, "error", None) or RuntimeError(str(error))

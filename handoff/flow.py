@@ -26,6 +26,7 @@ from .fsm import build_machine, machine_table
 from .graph import Edge, collect_edges
 from .history import HistoryPolicy
 from .migrations import Migration, chain_findings
+from .realtime import Model
 from .records import FlowObserver
 from .run import FlowRun
 from .state import State
@@ -135,7 +136,7 @@ class Flow(Generic[C]):
         self,
         context: C | None = None,
         *,
-        llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        llm: Model | Mapping[str, Model] | None = None,
         call_id: str | None = None,
     ) -> FlowRun[C]:
         """A flow run in the initial state, not yet attached to a session.
@@ -159,7 +160,7 @@ class Flow(Generic[C]):
         session: AgentSession[Any],
         *,
         context: C | None = None,
-        llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        llm: Model | Mapping[str, Model] | None = None,
         call_id: str | None = None,
         wait_opening: bool = False,
         **start_kwargs: Any,
@@ -179,7 +180,7 @@ class Flow(Generic[C]):
         self,
         *,
         context: C | None = None,
-        llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        llm: Model | Mapping[str, Model] | None = None,
         **session_kwargs: Any,
     ) -> AsyncIterator[FlowRun[C]]:
         """A started text-mode AgentSession for this flow (tests, ``handoff chat``)."""

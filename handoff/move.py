@@ -262,8 +262,8 @@ class Move:
         run._tasks.clear()  # a move replaces any task that was still talking
         if self.agent is not None:
             run._agent = self.agent
-            if self.to_summarise:
-                model = run.llm_for(self.agent.tier)
+            model = run.llm_for(self.agent.tier)
+            if self.to_summarise and isinstance(model, agents.llm.LLM):  # realtime: check warns
                 run.summary = asyncio.get_running_loop().create_task(
                     add_summary(self.agent, self.to_summarise, model, run.failures.forgive,
                                 prompt=self.agent.summary_prompt))

@@ -41,6 +41,7 @@ from .failures import FailureWatch
 from .graph import Edge
 from .history import revisit, whole_call
 from .move import Move, by_code, take_error_transition, transition_tool
+from .realtime import Model
 from .records import Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
 from .semantics import converted_arguments, trigger_for
@@ -90,7 +91,7 @@ class FlowRun(Generic[C]):
         flow: Flow[C],
         context: C,
         *,
-        llm_override: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        llm_override: Model | Mapping[str, Model] | None = None,
         call_id: str | None = None,
     ) -> None:
         if not isinstance(context, flow.context_type):
@@ -311,11 +312,11 @@ class FlowRun(Generic[C]):
             self._kept[state] = agent
         return agent
 
-    def llm_for(self, tier: str) -> llm.LLM:
+    def llm_for(self, tier: str) -> Model:
         override = self._llm_override
         if override is None:
             return self.flow.tiers.llm(tier)
-        if isinstance(override, llm.LLM):
+        if isinstance(override, llm.LLM | llm.RealtimeModel):
             return override
         if tier in override:
             return override[tier]
@@ -340,7 +341,9 @@ class FlowRun(Generic[C]):
         unready: dict[str, list[str]] = {}  # what failed → the states that need it
         for cls in self.flow.states.values():
             try:
-                self.llm_for(cls.tier).prewarm()
+                model = self.llm_for(cls.tier)  # made: a realtime model has nothing to warm
+                if isinstance(model, llm.LLM):
+                    model.prewarm()
             except Exception as exc:
                 unready.setdefault(f"tier {cls.tier!r} cannot be used ({exc})", []).append(cls.name)
             try:

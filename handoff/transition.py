@@ -426,14 +426,16 @@ class _AnyForUnknown(dict[str, Any]):
 
 def _lenient_hints(func: Body) -> dict[str, Any]:
     """The annotations of ``func``, text ones evaluated with its module's names and any
-    other name as ``Any`` (``RunContext[Local]`` is still a RunContext); one that cannot
-    be evaluated at all stays text."""
+    other name of a parameter as ``Any`` (``RunContext[Local]`` is still a RunContext); one
+    that cannot be evaluated at all stays text, and so does a return type naming something
+    unknown (a side trip's result must be importable: ``bad-result-type`` says so)."""
     out: dict[str, Any] = {}
     module = dict(getattr(func, "__globals__", {}))
     namespace = _AnyForUnknown(module)
     for name, hint in getattr(func, "__annotations__", {}).items():
         try:
-            out[name] = eval(hint, module, namespace) if isinstance(hint, str) else hint
+            names = module if name == "return" else namespace
+            out[name] = eval(hint, module, names) if isinstance(hint, str) else hint
         except Exception:
             out[name] = hint
     return out

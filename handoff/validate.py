@@ -40,6 +40,7 @@ from .failures import FailurePolicy
 from .graph import ANY, BACK, Edge, Graph, predecessors, reach, successors
 from .guards import context_fields
 from .history import POLICIES, HistoryPolicy
+from .realtime import realtime_findings
 from .state import State
 from .tiers import Tiers
 from .transition import RETURN
@@ -259,7 +260,8 @@ def check(flow: Definition, strict: bool = False) -> list[Finding]:
     The order is stable: errors first, then warnings by kind, each by state name.
     """
     found = definition_errors(flow) + graph_warnings(flow) + guard_warnings(flow)
-    found += argument_warnings(flow) + context_warnings(flow)
+    found += argument_warnings(flow) + context_warnings(flow) + realtime_findings(flow)
+    found.sort(key=lambda f: f.severity != "error")  # stable: errors first, each kind in order
     if strict:
         found = [replace(f, severity="error") for f in found]
     return found

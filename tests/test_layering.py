@@ -25,7 +25,7 @@ LAYERS: list[list[str]] = [
      "handoff.guard_effect", "handoff.tasks"],
     ["handoff.history", "handoff.redaction", "handoff.plugins", "handoff.offline", "handoff.offline.*",
      "handoff.sensitive_args", "handoff.returns", "handoff.state_tools",
-     "handoff.turn_context"],
+     "handoff.turn_context", "handoff.realtime"],
     ["handoff.transition"],
     ["handoff.state"],
     ["handoff.graph", "handoff.tiers", "handoff.voice", "handoff.secrets", "handoff.failures",

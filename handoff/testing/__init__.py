@@ -26,6 +26,7 @@ from typing import Any
 from ..extras import missing
 from .coverage import CoverageObserver, FlowCoverage
 from .driver import FlowDriver, settle
+from .realtime import ScriptedRealtimeModel, ScriptedRealtimeSession, Truncation
 from .scripted import (
     Policy,
     Reply,
@@ -90,8 +91,11 @@ __all__ = [
     "ReplyLike",
     "ScriptExhausted",
     "ScriptedLLM",
+    "ScriptedRealtimeModel",
+    "ScriptedRealtimeSession",
     "Step",
     "ToolCall",
+    "Truncation",
     "Turn",
     "arguments",
     "attempts",
