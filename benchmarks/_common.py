@@ -90,7 +90,7 @@ class BenchResult:
         return cls(**{**data, "rows": rows})
 
     def markdown(self) -> str:
-        lines = [f"### {self.title}", "", "| measure | value | target | |",
+        lines = [f"### {self.title} (`{self.name}`)", "", "| measure | value | target | |",
                  "|---|---:|---|---|"]
         for r in self.rows:
             measure = r.measure + (f" <br><sub>{r.detail}</sub>" if r.detail else "")
@@ -158,7 +158,62 @@ def paired_ratio_ci(a: Sequence[float], b: Sequence[float], *, rounds: int = 100
     return median(ratios), percentile(boot, 0.025), percentile(boot, 0.975)
 
 
+def median_ci(values: Sequence[float], *, rounds: int = 1000,
+              seed: int = 8) -> tuple[float, float, float]:
+    """The median of ``values`` with its 95% bootstrap interval."""
+    rng = random.Random(seed)
+    n = len(values)
+    boot = [median([values[rng.randrange(n)] for _ in range(n)]) for _ in range(rounds)]
+    return median(values), percentile(boot, 0.025), percentile(boot, 0.975)
+
+
+def paired_diff_ci(a: Sequence[float], b: Sequence[float], *, rounds: int = 1000,
+                   seed: int = 8) -> tuple[float, float, float]:
+    """Median of the per-pair differences b[i] - a[i], with its 95% bootstrap interval."""
+    return median_ci([y - x for x, y in zip(a, b, strict=True)], rounds=rounds, seed=seed)
+
+
+def at_most(hi: float, target: float) -> bool:
+    """A "≤ target" met only when the interval's upper bound meets it (DESIGN §8):
+    a point estimate under the target with an interval above it is not met."""
+    return hi <= target
+
+
+def at_least(lo: float, target: float) -> bool:
+    """A "≥ target" met only when the interval's lower bound meets it."""
+    return lo >= target
+
+
+def layer_ratio(ratio: float, lo: float, hi: float) -> str:
+    """A layer's time ÷ its base's, worded so a layer is never called faster than its base.
+
+    Both sides do the base's work, so a ratio under 1 is noise: the claim is "no slower,
+    within X %" from the interval's upper bound; an interval wholly above 1 is "slower".
+    """
+    if lo > 1.0:
+        return f"{ratio:.3f} x (slower; 95% CI {lo:.3f}-{hi:.3f})"
+    return f"no slower, within {max(hi - 1.0, 0.0) * 100:.1f} % (95% CI {lo:.3f}-{hi:.3f})"
+
+
 # -- the machine -----------------------------------------------------------------------
+LOAD_LIMIT_PER_CORE = 1.0
+"""A page taken while the 1-minute load average exceeds this many runnable processes per
+core is marked as taken under load (the figures are still written, by the same run)."""
+
+
+def load_average() -> float | None:
+    """The 1-minute load average now (None where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def load_limit() -> float:
+    """The load average above which a run is marked: LOAD_LIMIT_PER_CORE times the cores."""
+    return LOAD_LIMIT_PER_CORE * (os.cpu_count() or 1)
+
+
 def machine() -> dict[str, Any]:
     """Where the numbers were taken: CPU, cores, versions, date."""
     cpu = platform.processor() or platform.machine()
