@@ -200,7 +200,7 @@ async def _sessions(n: int, side: str, measure: str) -> dict[str, float]:
         diff, lo, hi = paired_diff_ci(added["raw"], added["handoff"])
         out = {"raw": statistics.median(added["raw"]),
                "handoff": statistics.median(added["handoff"]),
-               "difference": diff, "difference_ci95": [lo, hi],
+               "difference": diff, "difference_lo": lo, "difference_hi": hi,
                "batches": len(added["raw"]), "batch": batch}
     else:
         base = _rss()
@@ -238,7 +238,7 @@ def sessions(result: BenchResult, quick: bool) -> None:
                detail=f"RSS {raw_rss / 1024:.0f} KiB each over {n} sessions of its own")
     result.add("heap per live AgentSession: handoff", round(ours / 1024, 1), "KiB",
                detail=f"RSS {ours_rss / 1024:.0f} KiB each over {n} sessions of its own")
-    lo, hi = heap["difference_ci95"]
+    lo, hi = heap["difference_lo"], heap["difference_hi"]
     result.add("handoff adds per live session", round(added), "B",
                target=f"≤ {TARGET_SESSION_BYTES} B (CI upper bound)",
                met=at_most(hi, TARGET_SESSION_BYTES),

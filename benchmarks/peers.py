@@ -11,20 +11,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._common import ROOT, BenchResult
+from ._common import ROOT, BenchResult, layer_ratio
 
 PEERS_JSON = ROOT / "benchmarks" / "peers.json"
 HOW = "`make bench-peers` (then `make bench` renders it)"
 
 DIFFERENCES = (
-    "**Framework under the layer.** Pipecat Flows sits on a Pipecat pipeline (user context "
-    "aggregator → scripted LLM service → assistant context aggregator → a sink), fed text "
-    "with `LLMMessagesAppendFrame`; handoff sits on a text-mode LiveKit `AgentSession` fed "
+    "**Framework under the layer.** Pipecat Flows sits on a running Pipecat pipeline (user "
+    "context aggregator → scripted LLM service → assistant context aggregator), fed text "
+    "with `LLMMessagesAppendFrame`, a turn ending when the assistant aggregator commits the "
+    "reply; handoff sits on a text-mode LiveKit `AgentSession` fed "
     "with `session.run(user_input=...)`. Neither side has STT, TTS or a transport. A "
     "LiveKit turn costs several times a Pipecat turn, so compare the *added* µs, not the "
     "ratios.",
     "**The transition.** Flows: an edge function returns `(result, next_node)`; Flows "
-    "swaps the node's role/task messages and functions and runs the LLM. Raw Pipecat "
+    "appends the next node's task message, swaps its functions and runs the LLM. Raw Pipecat "
     "twin: the function handler sets the next node's tools and appends its task message "
     "on the context, then returns its result so the LLM runs. handoff: a State's "
     "`@transition`; raw LiveKit twin: a `@function_tool` returning the next `Agent`, "
@@ -51,7 +52,7 @@ def _fig(extra: dict[str, Any], key: str, kind: str) -> str:
                 f"({fig['turns']} pairs)")
     value, lo, hi = fig[key]
     if key.endswith("ratio"):
-        return f"{value:.3f} x (95% CI {lo:.3f}-{hi:.3f})"
+        return layer_ratio(value, lo, hi)
     return f"{value:+.0f} µs (95% CI {lo:+.0f}…{hi:+.0f})"
 
 

@@ -98,3 +98,18 @@ def test_a_page_taken_under_load_says_so() -> None:
     quiet = markdown([], {}, {"load_highest": 1.5, "load_limit": 2.0}, False, 1.0)
     assert "**Taken under load**: the 1-minute load average reached 3.50" in loaded
     assert "Taken under load" not in quiet
+
+
+def test_the_peers_figures_render_beside_handoffs() -> None:
+    """`make bench-peers` wrote benchmarks/peers.json; the page shows it in its own column."""
+    from benchmarks.peers import PEERS_JSON, peers_section
+
+    peers = json.loads(PEERS_JSON.read_text())
+    assert set(peers["versions"]) == {"pipecat-ai", "pipecat-ai-flows"}
+    section = peers_section([], peers)
+    header = "| | Pipecat Flows over raw Pipecat | handoff over raw LiveKit | handoff's target |"
+    assert header in section
+    rows = [line for line in section.splitlines() if line.startswith("| transition turn: µs")]
+    assert rows and "µs (95% CI" in rows[0].split("|")[2]  # the peer's figure
+    assert rows[0].split("|")[3].strip() == "n/a"  # no handoff result given
+    assert "Where the two setups differ" in section
