@@ -195,6 +195,51 @@ def layer_ratio(ratio: float, lo: float, hi: float) -> str:
     return f"no slower, within {max(hi - 1.0, 0.0) * 100:.1f} % (95% CI {lo:.3f}-{hi:.3f})"
 
 
+def layer_added(diff: float, lo: float, hi: float) -> str:
+    """µs a layer adds to its base, worded as :func:`layer_ratio`: a difference whose
+    interval reaches 0 is "no more than" its upper bound, never a saving."""
+    if lo > 0:
+        return f"{diff:+.0f} µs (95% CI {lo:+.0f}…{hi:+.0f})"
+    return f"no more than {max(hi, 0.0):+.0f} µs (95% CI {lo:+.0f}…{hi:+.0f})"
+
+
+def paired_figures(a: Sequence[float], b: Sequence[float], ca: Sequence[float],
+                   cb: Sequence[float], requests: Sequence[int]) -> dict[str, Any]:
+    """What a layer adds to its base per turn, from back-to-back pairs: wall-clock times
+    ``a`` (base) and ``b`` (layer), event-loop thread CPU times ``ca`` and ``cb``, in µs."""
+    return {
+        "turns": len(a),
+        "raw_us": {"median": median(a), "p95": percentile(a, 0.95)},
+        "layer_us": {"median": median(b), "p95": percentile(b, 0.95)},
+        "ratio_median": median(b) / median(a), "ratio_ci95": list(ratio_ci(a, b)),
+        "paired_ratio": list(paired_ratio_ci(a, b)),
+        "cpu_paired_ratio": list(paired_ratio_ci(ca, cb)),
+        "added_us": list(paired_diff_ci(a, b)),
+        "cpu_added_us": list(paired_diff_ci(ca, cb)),
+        "requests_per_turn": requests[0] if requests else 0,
+    }
+
+
+def add_turn_rows(result: BenchResult, label: str, names: tuple[str, str],
+                  fig: dict[str, Any], target_us: float | None = None) -> None:
+    """The rows every layer-over-base turn shows: both medians, and the µs the layer adds
+    (thread CPU, judged on the upper bound when ``target_us`` is given; wall clock beside)."""
+    base, layer = names
+    a, b = fig["raw_us"], fig["layer_us"]
+    result.add(f"{label}: {base} / {layer}, median (p95)",
+               f"{a['median'] / 1e3:.2f} ({a['p95'] / 1e3:.2f}) / "
+               f"{b['median'] / 1e3:.2f} ({b['p95'] / 1e3:.2f}) ms",
+               detail=f"{fig['turns']} back-to-back pairs, {fig['requests_per_turn']} LLM "
+                      "requests per turn on each side")
+    diff, dlo, dhi = fig["cpu_added_us"]
+    wall, wlo, whi = fig["added_us"]
+    result.add(f"{label}: µs {layer} adds, thread CPU time", layer_added(diff, dlo, dhi),
+               target=None if target_us is None else f"≤ {target_us:g} µs (CI upper bound)",
+               met=None if target_us is None else at_most(dhi, target_us),
+               detail=f"median of per-pair differences {diff:+.0f} µs; wall clock "
+                      + layer_added(wall, wlo, whi))
+
+
 # -- the machine -----------------------------------------------------------------------
 LOAD_LIMIT_PER_CORE = 1.0
 """A page taken while the 1-minute load average exceeds this many runnable processes per

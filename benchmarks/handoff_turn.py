@@ -34,14 +34,12 @@ from handoff.testing import ScriptedLLM
 
 from ._common import (
     BenchResult,
+    add_turn_rows,
     at_most,
     layer_ratio,
     main,
     median,
-    paired_diff_ci,
-    paired_ratio_ci,
-    percentile,
-    ratio_ci,
+    paired_figures,
 )
 from ._flows import HISTORY, BenchContext, RawPing, RawPong, carried, ring_flow, scripted
 
@@ -162,30 +160,14 @@ def added(raw: Side, ours: Side, kind: str) -> dict[str, Any]:
     """What ``ours`` adds to ``raw`` per ``kind`` turn: the paired figures, wall and CPU."""
     if raw.requests[kind] != ours.requests[kind]:
         raise RuntimeError(f"{kind}: {raw.name} and {ours.name} made different LLM requests")
-    a, b = raw.times[kind], ours.times[kind]
-    ca, cb = raw.cpu[kind], ours.cpu[kind]
-    return {
-        "turns": len(a),
-        "raw_us": {"median": median(a), "p95": percentile(a, 0.95)},
-        "layer_us": {"median": median(b), "p95": percentile(b, 0.95)},
-        "ratio_median": median(b) / median(a), "ratio_ci95": list(ratio_ci(a, b)),
-        "paired_ratio": list(paired_ratio_ci(a, b)),
-        "cpu_paired_ratio": list(paired_ratio_ci(ca, cb)),
-        "added_us": list(paired_diff_ci(a, b)),
-        "cpu_added_us": list(paired_diff_ci(ca, cb)),
-        "requests_per_turn": raw.requests[kind][0] if raw.requests[kind] else 0,
-    }
+    return paired_figures(raw.times[kind], ours.times[kind], raw.cpu[kind], ours.cpu[kind],
+                          raw.requests[kind])
 
 
 def _report(result: BenchResult, kind: str, raw: Side, ours: Side) -> None:
     fig = added(raw, ours, kind)
     label = LABELS[kind]
-    a, b = fig["raw_us"], fig["layer_us"]
-    result.add(f"{label}: raw LiveKit / handoff, median (p95)",
-               f"{a['median'] / 1e3:.2f} ({a['p95'] / 1e3:.2f}) / "
-               f"{b['median'] / 1e3:.2f} ({b['p95'] / 1e3:.2f}) ms",
-               detail=f"{fig['turns']} back-to-back pairs, {fig['requests_per_turn']} LLM "
-                      "requests per turn on each side")
+    add_turn_rows(result, label, ("raw LiveKit", "handoff"), fig, TARGET_ADDED_US[kind])
     ratio, lo, hi = fig["cpu_paired_ratio"]
     result.add(f"{label}: handoff ÷ raw, thread CPU time", layer_ratio(ratio, lo, hi),
                target=f"≤ {TARGET_CPU_RATIO} (CI upper bound)" if kind == "handoff" else None,
@@ -197,13 +179,6 @@ def _report(result: BenchResult, kind: str, raw: Side, ours: Side) -> None:
                detail=f"median of per-pair ratios {ratio:.3f}; ratio of medians "
                       f"{fig['ratio_median']:.3f} (95% CI {fig['ratio_ci95'][0]:.3f}-"
                       f"{fig['ratio_ci95'][1]:.3f})")
-    diff, dlo, dhi = fig["cpu_added_us"]
-    wall, wlo, whi = fig["added_us"]
-    result.add(f"{label}: µs handoff adds, thread CPU time", round(diff), "µs",
-               target=f"≤ {TARGET_ADDED_US[kind]:g} µs (CI upper bound)",
-               met=at_most(dhi, TARGET_ADDED_US[kind]),
-               detail=f"median of per-pair differences, 95% CI {dlo:+.0f}…{dhi:+.0f} µs; "
-                      f"wall clock {wall:+.0f} µs (95% CI {wlo:+.0f}…{whi:+.0f})")
     result.extra[kind] = fig
 
 

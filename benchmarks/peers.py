@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._common import ROOT, BenchResult, layer_ratio
+from ._common import ROOT, BenchResult, layer_added, layer_ratio
 
 PEERS_JSON = ROOT / "benchmarks" / "peers.json"
 HOW = "`make bench-peers` (then `make bench` renders it)"
@@ -33,6 +33,10 @@ DIFFERENCES = (
     "**Context carried.** Flows appends to the one context (its default `APPEND` "
     "strategy); handoff carries the last 6 user/assistant messages into the new agent, "
     "as its raw twin does.",
+    "**Function calls.** Ordinary (synchronous) function calls on both Pipecat sides: "
+    "the Flows functions set `cancel_on_interruption=True`, which raw Pipecat's "
+    "`register_function` defaults to. Flows' own default (False) makes them Pipecat async "
+    "tools, whose results come back later as developer messages.",
     "**The same policy.** Both scripted LLMs answer a caller line `go N` with the "
     "transition tool, `look N` with `lookup`, a tool result or a new node with a fixed "
     "line; each turn makes 2 LLM requests on all four sides (checked).",
@@ -53,7 +57,7 @@ def _fig(extra: dict[str, Any], key: str, kind: str) -> str:
     value, lo, hi = fig[key]
     if key.endswith("ratio"):
         return layer_ratio(value, lo, hi)
-    return f"{value:+.0f} µs (95% CI {lo:+.0f}…{hi:+.0f})"
+    return layer_added(value, lo, hi)
 
 
 def _session(extra: dict[str, Any]) -> str:

@@ -62,13 +62,11 @@ from pipecat_flows import FlowManager, FlowsFunctionSchema, NodeConfig
 from ._common import (
     ROOT,
     BenchResult,
+    add_turn_rows,
     layer_ratio,
     machine,
-    median,
     paired_diff_ci,
-    paired_ratio_ci,
-    percentile,
-    ratio_ci,
+    paired_figures,
 )
 
 GREETING = "Hello, I am here. How can I help?"
@@ -225,7 +223,12 @@ def raw_pipecat(side: Side) -> None:
 
 
 def flows_node(node: str, side: Side) -> NodeConfig:
-    """Pipecat Flows: the node's task, its node function and its edge function."""
+    """Pipecat Flows: the node's task, its node function and its edge function.
+
+    ``cancel_on_interruption=True``, as ``register_function`` defaults to on the raw side:
+    Flows' own default (False) makes a Pipecat *async* tool, whose result comes back later
+    as a developer message, which is not the same work as the raw side's ordinary call.
+    """
 
     async def lookup(args: dict[str, Any], flow_manager: FlowManager) -> tuple[Any, Any]:
         return await _lookup(args["key"]), None
@@ -240,10 +243,10 @@ def flows_node(node: str, side: Side) -> NodeConfig:
         functions=[
             FlowsFunctionSchema(name="lookup", description="Look a value up.",
                                 properties={"key": {"type": "string"}}, required=["key"],
-                                handler=lookup),
+                                handler=lookup, cancel_on_interruption=True),
             FlowsFunctionSchema(name=f"to_{_next(node).lower()}",
                                 description="Call when the caller says go.", properties={},
-                                required=[], handler=move),
+                                required=[], handler=move, cancel_on_interruption=True),
         ])
 
 
@@ -291,19 +294,8 @@ def added(raw: Side, flows: Side, kind: str) -> dict[str, Any]:
     """What Flows adds per ``kind`` turn: the same figures as ``handoff_turn.added``."""
     if raw.requests[kind] != flows.requests[kind]:
         raise RuntimeError(f"{kind}: the two sides made different LLM requests per turn")
-    a, b = raw.times[kind], flows.times[kind]
-    ca, cb = raw.cpu[kind], flows.cpu[kind]
-    return {
-        "turns": len(a),
-        "raw_us": {"median": median(a), "p95": percentile(a, 0.95)},
-        "layer_us": {"median": median(b), "p95": percentile(b, 0.95)},
-        "ratio_median": median(b) / median(a), "ratio_ci95": list(ratio_ci(a, b)),
-        "paired_ratio": list(paired_ratio_ci(a, b)),
-        "cpu_paired_ratio": list(paired_ratio_ci(ca, cb)),
-        "added_us": list(paired_diff_ci(a, b)),
-        "cpu_added_us": list(paired_diff_ci(ca, cb)),
-        "requests_per_turn": raw.requests[kind][0] if raw.requests[kind] else 0,
-    }
+    return paired_figures(raw.times[kind], flows.times[kind], raw.cpu[kind], flows.cpu[kind],
+                          raw.requests[kind])
 
 
 # -- memory per live session ---------------------------------------------------------------
@@ -349,20 +341,10 @@ def run(quick: bool = False) -> BenchResult:
         fig = added(raw, flows, kind)
         result.extra[kind] = fig
         label = LABELS[kind]
-        a, b = fig["raw_us"], fig["layer_us"]
-        result.add(f"{label}: raw Pipecat / Pipecat Flows, median (p95)",
-                   f"{a['median'] / 1e3:.2f} ({a['p95'] / 1e3:.2f}) / "
-                   f"{b['median'] / 1e3:.2f} ({b['p95'] / 1e3:.2f}) ms",
-                   detail=f"{fig['turns']} back-to-back pairs, {fig['requests_per_turn']} LLM "
-                          "requests per turn on each side")
+        add_turn_rows(result, label, ("raw Pipecat", "Pipecat Flows"), fig)
         ratio, lo, hi = fig["cpu_paired_ratio"]
         result.add(f"{label}: Flows ÷ raw, thread CPU time", layer_ratio(ratio, lo, hi),
                    detail=f"median of per-pair ratios {ratio:.3f}")
-        diff, dlo, dhi = fig["cpu_added_us"]
-        wall, wlo, whi = fig["added_us"]
-        result.add(f"{label}: µs Flows adds, thread CPU time", round(diff), "µs",
-                   detail=f"median of per-pair differences, 95% CI {dlo:+.0f}…{dhi:+.0f} µs; "
-                          f"wall clock {wall:+.0f} µs (95% CI {wlo:+.0f}…{whi:+.0f})")
     batches, batch = (3, 2) if quick else (10, 20)
     memory = asyncio.run(sessions(batches, batch))
     result.extra["sessions"] = memory

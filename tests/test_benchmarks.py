@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks import BENCHMARKS
-from benchmarks._common import ROOT, BenchResult, Row, at_least, at_most, layer_ratio
+from benchmarks._common import (
+    ROOT,
+    BenchResult,
+    Row,
+    at_least,
+    at_most,
+    layer_added,
+    layer_ratio,
+)
 from benchmarks.all import main as run_all
 
 PAGE = ROOT / "docs" / "benchmarks.md"
@@ -89,6 +97,9 @@ def test_a_layer_is_never_reported_faster_than_its_base() -> None:
     assert layer_ratio(0.951, 0.728, 0.999) == "no slower, within 0.0 % (95% CI 0.728-0.999)"
     assert layer_ratio(0.996, 0.986, 1.008).startswith("no slower, within 0.8 %")
     assert layer_ratio(1.03, 1.01, 1.05).startswith("1.030 x (slower")
+    assert layer_added(-71, -150, 12) == "no more than +12 µs (95% CI -150…+12)"
+    assert layer_added(-206, -229, -171).startswith("no more than +0 µs")
+    assert layer_added(54, 27, 78) == "+54 µs (95% CI +27…+78)"
 
 
 def test_a_page_taken_under_load_says_so() -> None:
@@ -110,6 +121,6 @@ def test_the_peers_figures_render_beside_handoffs() -> None:
     header = "| | Pipecat Flows over raw Pipecat | handoff over raw LiveKit | handoff's target |"
     assert header in section
     rows = [line for line in section.splitlines() if line.startswith("| transition turn: µs")]
-    assert rows and "µs (95% CI" in rows[0].split("|")[2]  # the peer's figure
+    assert rows and " µs (95% CI " in rows[0].split("|")[2]  # the peer's figure
     assert rows[0].split("|")[3].strip() == "n/a"  # no handoff result given
     assert "Where the two setups differ" in section
