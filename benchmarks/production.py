@@ -43,7 +43,7 @@ from handoff.persistence import Checkpointer, store_from_env
 from handoff.telemetry import FlowTelemetry, HandoffMetrics
 from handoff.testing import ScriptedLLM
 
-from ._common import BenchResult, at_most, layer_ratio, main
+from ._common import BenchResult, at_most, layer_added, layer_ratio, main
 from ._flows import BenchContext, ring_flow
 from .handoff_turn import KINDS, LABELS, Side, added, flow_side, interleave, raw_side
 
@@ -166,13 +166,11 @@ def run(quick: bool = False) -> BenchResult:
         for name in (*(f"+ {p}" for p in PARTS), ALL):
             share = added(bare, by_name[name], kind)
             extra[kind][name] = share
-            d, dlo, dhi = share["added_us"]
-            c, _, _ = share["cpu_added_us"]
-            shares.append(f"{name.removeprefix('+ ')} {d:+.0f} µs (95% CI {dlo:+.0f}…{dhi:+.0f}; "
-                          f"CPU {c:+.0f})")
+            shares.append(f"{name.removeprefix('+ ')}: {layer_added(*share['added_us'])}, "
+                          f"CPU {layer_added(*share['cpu_added_us'])}")
         result.add(f"{label}: each part's share over the bare flow", "; ".join(shares),
                    detail="median of per-pair differences against the bare handoff side, "
-                          "wall clock (thread CPU of the loop in brackets)")
+                          "wall clock, then the event-loop thread's CPU time")
     result.add("written by the writers", "; ".join(
         f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
         for name, counts in written.items() if counts) or "n/a",
