@@ -74,9 +74,35 @@ docs: venv
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 ## Benchmarks: what handoff costs on top of LiveKit, as ratios measured side by side in one
-## run; writes docs/benchmarks.md and benchmarks/results.json (`python -m benchmarks --quick` for a smoke run).
+## run; writes docs/benchmarks.md and benchmarks/results.json (`make bench QUICK=1` for a smoke
+## run), with the peer's figures of benchmarks/peers.json beside them when that file exists.
+## `make bench-peers` measures the peer (Pipecat Flows over raw Pipecat) in its own venv,
+## writes benchmarks/peers.json, then runs `make bench`: the one command that regenerates the
+## whole page. Pipecat is pinned here and is never a dependency of handoff.
+QUICK ?=
+PEERS_VENV ?= .venv-peers
+PIPECAT_VERSION ?= 1.4.0
+PIPECAT_FLOWS_VERSION ?= 1.4.0
 bench: venv
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(if $(QUICK),--quick)
+
+# Pipecat looks for NLTK's punkt_tab at import and downloads it when missing; the benchmark
+# splits no sentences, and an empty folder where NLTK looks (sys.prefix/nltk_data) stops the
+# download.
+PEERS_STAMP := $(PEERS_VENV)/.installed-$(PIPECAT_VERSION)-$(PIPECAT_FLOWS_VERSION)
+$(PEERS_STAMP):
+	python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/pip install -q "pipecat-ai==$(PIPECAT_VERSION)" \
+	  "pipecat-ai-flows==$(PIPECAT_FLOWS_VERSION)"
+	mkdir -p $(PEERS_VENV)/nltk_data/tokenizers/punkt_tab
+	touch $@
+
+.PHONY: bench-peers
+bench-peers: $(PEERS_STAMP)
+	$(PEERS_VENV)/bin/python -W ignore::DeprecationWarning -m benchmarks.pipecat_flows \
+	  $(if $(QUICK),--quick)
+	$(MAKE) bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

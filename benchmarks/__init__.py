@@ -2,7 +2,8 @@
 
 Each module runs alone (``python -m benchmarks.handoff_turn [--quick]``);
 ``python -m benchmarks`` runs them all, each in its own process, and writes
-``docs/benchmarks.md`` and ``benchmarks/results.json``.
+``docs/benchmarks.md`` and ``benchmarks/results.json``, with the peer's figures
+(``make bench-peers``: :mod:`benchmarks.pipecat_flows` in its own venv) beside them.
 """
 
 BENCHMARKS = (
@@ -14,5 +15,6 @@ BENCHMARKS = (
     "event_log",
     "voice_latency",
     "exploration",
+    "production",
     "job_release",
 )

@@ -90,7 +90,7 @@ class BenchResult:
         return cls(**{**data, "rows": rows})
 
     def markdown(self) -> str:
-        lines = [f"### {self.title}", "", "| measure | value | target | |",
+        lines = [f"### {self.title} (`{self.name}`)", "", "| measure | value | target | |",
                  "|---|---:|---|---|"]
         for r in self.rows:
             measure = r.measure + (f" <br><sub>{r.detail}</sub>" if r.detail else "")
@@ -158,7 +158,107 @@ def paired_ratio_ci(a: Sequence[float], b: Sequence[float], *, rounds: int = 100
     return median(ratios), percentile(boot, 0.025), percentile(boot, 0.975)
 
 
+def median_ci(values: Sequence[float], *, rounds: int = 1000,
+              seed: int = 8) -> tuple[float, float, float]:
+    """The median of ``values`` with its 95% bootstrap interval."""
+    rng = random.Random(seed)
+    n = len(values)
+    boot = [median([values[rng.randrange(n)] for _ in range(n)]) for _ in range(rounds)]
+    return median(values), percentile(boot, 0.025), percentile(boot, 0.975)
+
+
+def paired_diff_ci(a: Sequence[float], b: Sequence[float], *, rounds: int = 1000,
+                   seed: int = 8) -> tuple[float, float, float]:
+    """Median of the per-pair differences b[i] - a[i], with its 95% bootstrap interval."""
+    return median_ci([y - x for x, y in zip(a, b, strict=True)], rounds=rounds, seed=seed)
+
+
+def at_most(hi: float, target: float) -> bool:
+    """A "≤ target" met only when the interval's upper bound meets it (DESIGN §8):
+    a point estimate under the target with an interval above it is not met."""
+    return hi <= target
+
+
+def at_least(lo: float, target: float) -> bool:
+    """A "≥ target" met only when the interval's lower bound meets it."""
+    return lo >= target
+
+
+def layer_ratio(ratio: float, lo: float, hi: float) -> str:
+    """A layer's time ÷ its base's, worded so a layer is never called faster than its base.
+
+    Both sides do the base's work, so a ratio under 1 is noise: the claim is "no slower,
+    within X %" from the interval's upper bound; an interval wholly above 1 is "slower".
+    """
+    if lo > 1.0:
+        return f"{ratio:.3f} x (slower; 95% CI {lo:.3f}-{hi:.3f})"
+    return f"no slower, within {max(hi - 1.0, 0.0) * 100:.1f} % (95% CI {lo:.3f}-{hi:.3f})"
+
+
+def layer_added(diff: float, lo: float, hi: float) -> str:
+    """µs a layer adds to its base, worded as :func:`layer_ratio`: a difference whose
+    interval reaches 0 is "no more than" its upper bound, never a saving."""
+    if lo > 0:
+        return f"{diff:+.0f} µs (95% CI {lo:+.0f}…{hi:+.0f})"
+    return f"no more than {max(hi, 0.0):+.0f} µs (95% CI {lo:+.0f}…{hi:+.0f})"
+
+
+def paired_figures(a: Sequence[float], b: Sequence[float], ca: Sequence[float],
+                   cb: Sequence[float], requests: Sequence[int]) -> dict[str, Any]:
+    """What a layer adds to its base per turn, from back-to-back pairs: wall-clock times
+    ``a`` (base) and ``b`` (layer), event-loop thread CPU times ``ca`` and ``cb``, in µs."""
+    return {
+        "turns": len(a),
+        "raw_us": {"median": median(a), "p95": percentile(a, 0.95)},
+        "layer_us": {"median": median(b), "p95": percentile(b, 0.95)},
+        "ratio_median": median(b) / median(a), "ratio_ci95": list(ratio_ci(a, b)),
+        "paired_ratio": list(paired_ratio_ci(a, b)),
+        "cpu_paired_ratio": list(paired_ratio_ci(ca, cb)),
+        "added_us": list(paired_diff_ci(a, b)),
+        "cpu_added_us": list(paired_diff_ci(ca, cb)),
+        "requests_per_turn": requests[0] if requests else 0,
+    }
+
+
+def add_turn_rows(result: BenchResult, label: str, names: tuple[str, str],
+                  fig: dict[str, Any], target_us: float | None = None) -> None:
+    """The rows every layer-over-base turn shows: both medians, and the µs the layer adds
+    (thread CPU, judged on the upper bound when ``target_us`` is given; wall clock beside)."""
+    base, layer = names
+    a, b = fig["raw_us"], fig["layer_us"]
+    result.add(f"{label}: {base} / {layer}, median (p95)",
+               f"{a['median'] / 1e3:.2f} ({a['p95'] / 1e3:.2f}) / "
+               f"{b['median'] / 1e3:.2f} ({b['p95'] / 1e3:.2f}) ms",
+               detail=f"{fig['turns']} back-to-back pairs, {fig['requests_per_turn']} LLM "
+                      "requests per turn on each side")
+    diff, dlo, dhi = fig["cpu_added_us"]
+    wall, wlo, whi = fig["added_us"]
+    result.add(f"{label}: µs {layer} adds, thread CPU time", layer_added(diff, dlo, dhi),
+               target=None if target_us is None else f"≤ {target_us:g} µs (CI upper bound)",
+               met=None if target_us is None else at_most(dhi, target_us),
+               detail=f"median of per-pair differences {diff:+.0f} µs; wall clock "
+                      + layer_added(wall, wlo, whi))
+
+
 # -- the machine -----------------------------------------------------------------------
+LOAD_LIMIT_PER_CORE = 1.0
+"""A page taken while the 1-minute load average exceeds this many runnable processes per
+core is marked as taken under load (the figures are still written, by the same run)."""
+
+
+def load_average() -> float | None:
+    """The 1-minute load average now (None where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def load_limit() -> float:
+    """The load average above which a run is marked: LOAD_LIMIT_PER_CORE times the cores."""
+    return LOAD_LIMIT_PER_CORE * (os.cpu_count() or 1)
+
+
 def machine() -> dict[str, Any]:
     """Where the numbers were taken: CPU, cores, versions, date."""
     cpu = platform.processor() or platform.machine()

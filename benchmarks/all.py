@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import BENCHMARKS
-from ._common import ROOT, BenchResult, machine
+from ._common import ROOT, BenchResult, load_average, load_limit, machine
+from .peers import PEERS_JSON, peers_section
 
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
@@ -49,8 +50,22 @@ def summary(results: Sequence[BenchResult]) -> str:
     return "\n".join(lines)
 
 
+def load_banner(info: dict[str, object]) -> list[str]:
+    """The warning a page taken under load opens with (none on a quiet machine)."""
+    highest = info.get("load_highest")
+    limit = info.get("load_limit")
+    if not isinstance(highest, int | float) or not isinstance(limit, int | float):
+        return []
+    if highest <= limit:
+        return []
+    return [f"> **Taken under load**: the 1-minute load average reached {highest:.2f}, above "
+            f"the stated limit of {limit:.2f} (1 per core). The figures are this run's, "
+            "unedited; intervals are wider and absolute times inflated. Re-run on a quiet "
+            "machine before quoting them.", ""]
+
+
 def markdown(results: Sequence[BenchResult], failed: dict[str, str], info: dict[str, object],
-             quick: bool, seconds: float) -> str:
+             quick: bool, seconds: float, peers: dict[str, object] | None = None) -> str:
     parts = [
         "# Benchmarks",
         "",
@@ -59,8 +74,12 @@ def markdown(results: Sequence[BenchResult], failed: dict[str, str], info: dict[
         "`benchmarks/analysis.md`. Each benchmark runs alone too: "
         "`python -m benchmarks.handoff_turn [--quick]`.",
         "",
+        *load_banner(info),
         "Every comparison with raw LiveKit is a ratio measured side by side in one process, "
-        "interleaved A/B: absolute times on a shared machine are noise, ratios are not.",
+        "interleaved A/B: absolute times on a shared machine are noise, ratios are not. A "
+        "target is met only when the 95% interval's bound meets it (the upper bound for "
+        "\"≤\", the lower for \"≥\"), never on a point estimate; a layer is never called "
+        "faster than its base (a ratio under 1 is reported as \"no slower, within X %\").",
         "",
         "## Machine",
         "",
@@ -79,6 +98,12 @@ def markdown(results: Sequence[BenchResult], failed: dict[str, str], info: dict[
     parts += ["## Results", ""]
     for result in results:
         parts += [result.markdown(), ""]
+    missing = [n for n in BENCHMARKS if n not in {r.name for r in results} and n not in failed]
+    if missing:
+        parts += ["### Not run in this run", "",
+                  *(f"- `{n}`: not run (`python -m benchmarks --only` left it out)"
+                    for n in missing), ""]
+    parts += [peers_section(results, peers), ""]
     if ANALYSIS.exists():
         parts += [ANALYSIS.read_text().rstrip(), ""]
     return "\n".join(parts)
@@ -90,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated benchmark names")
     parser.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument("--peers", type=Path, default=PEERS_JSON,
+                        help="the peers' results (`make bench-peers` writes them), shown "
+                             "beside handoff's when the file exists")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite the Markdown from the --json file without running anything "
                              "(after editing benchmarks/analysis.md)")
@@ -98,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = json.loads(args.json.read_text())
         saved = [BenchResult.from_json(r) for r in data["results"]]
         args.md.write_text(markdown(saved, data["failed"], data["machine"], data["quick"],
-                                    data["seconds"]))
+                                    data["seconds"], data.get("peers")))
         print(f"wrote {args.md} from {args.json}")
         return 0
     names = args.only.split(",") if args.only else list(BENCHMARKS)
@@ -107,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown benchmarks: {sorted(unknown)}; known: {list(BENCHMARKS)}")
 
     info = machine()
+    start_load = load_average()
     start = time.perf_counter()
     results: list[BenchResult] = []
     failed: dict[str, str] = {}
@@ -121,13 +150,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Rounded once, so the table written now and one re-rendered from the JSON agree
     # (3.46 s would print "3 s" here but "4 s" from a stored 3.5).
     seconds = round(time.perf_counter() - start, 1)
+    end_load = load_average()
+    loads = [x for x in (start_load, end_load) if x is not None]
+    info["load_average_end"] = f"{end_load:.2f}" if end_load is not None else "n/a"
+    info["load_highest"] = round(max(loads), 2) if loads else None
+    info["load_limit"] = load_limit()
+    peers = json.loads(args.peers.read_text()) if args.peers.exists() else None
 
     args.md.parent.mkdir(parents=True, exist_ok=True)
-    args.md.write_text(markdown(results, failed, info, args.quick, seconds))
+    args.md.write_text(markdown(results, failed, info, args.quick, seconds, peers))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "machine": info, "quick": args.quick, "seconds": seconds,
-        "failed": failed, "results": [r.to_json() for r in results],
+        "failed": failed, "results": [r.to_json() for r in results], "peers": peers,
     }, indent=2) + "\n")
     print(f"\nwrote {args.md} and {args.json}")
     print("\n" + summary(results))

@@ -29,7 +29,15 @@ from livekit.agents import AgentSession
 from handoff.events import EventLog, SQLiteEventStore
 from handoff.inspector import InspectorServer
 
-from ._common import BenchResult, main, median, paired_ratio_ci, percentile, ratio_ci
+from ._common import (
+    BenchResult,
+    layer_ratio,
+    main,
+    median,
+    paired_ratio_ci,
+    percentile,
+    ratio_ci,
+)
 from ._flows import BenchContext, ring_flow, scripted
 
 
@@ -134,9 +142,9 @@ def run(quick: bool = False) -> BenchResult:
         paired, plo, phi = paired_ratio_ci(a, b)
         result.add(f"{label}: without / with the event log (median)",
                    f"{median(a) / 1e3:.2f} / {median(b) / 1e3:.2f} ms", detail=f"{len(a)} turns")
-        result.add(f"{label}: with ÷ without the event log (median)", round(median(b) / median(a), 3),
-                   "x", detail=f"95% CI {lo:.3f}-{hi:.3f}; median of per-pair ratios "
-                               f"{paired:.3f} (95% CI {plo:.3f}-{phi:.3f})")
+        result.add(f"{label}: with ÷ without the event log", layer_ratio(paired, plo, phi),
+                   detail=f"median of per-pair ratios {paired:.3f}; ratio of medians "
+                          f"{median(b) / median(a):.3f} (95% CI {lo:.3f}-{hi:.3f})")
     result.add("events written for the logged call", measured["written"],
                detail=f"{measured['transitions']} transitions; {measured['dropped']} dropped")
     result.add("commit → transition on the inspector's stream: median / p95 / max",

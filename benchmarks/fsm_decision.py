@@ -26,10 +26,11 @@ from transitions import Machine
 from handoff import Flow, State, transition
 from handoff.move import snapshot
 
-from ._common import BenchResult, main, median
+from ._common import BenchResult, at_most, main, median, median_ci
 from ._flows import UNLIMITED, BenchContext
 
-TARGET_US = 10.0
+TARGET_US = 15.0
+"""``run.go`` on the pure model, on the CI's upper bound of the median over blocks."""
 
 
 class GPing(State[BenchContext]):
@@ -147,15 +148,16 @@ async def measure(blocks: int, block: int) -> dict[str, list[float]]:
 def run(quick: bool = False) -> BenchResult:
     blocks, block = (3, 200) if quick else (30, 4000)
     times = asyncio.run(measure(blocks, block))
-    go, bare = median(times["go"]), median(times["bare"])
+    go, _, go_hi = median_ci(times["go"])
+    bare = median(times["bare"])
     result = BenchResult("fsm_decision", "2. FSM decision: handoff flow run vs bare transitions",
                          quick=quick)
     result.add("bare transitions trigger", round(bare, 2), "µs",
                detail="Machine(auto_transitions=False), model.to_pong() etc.")
     result.add("handoff `await run.go(trigger)` (pure run)", round(go, 2), "µs",
-               target=f"≤ {TARGET_US:g} µs", met=go <= TARGET_US,
-               detail="table → guard → snapshot → body (under asyncio.timeout) → "
-                      "transitions trigger → log record → loop check")
+               target=f"≤ {TARGET_US:g} µs (CI upper bound)", met=at_most(go_hi, TARGET_US),
+               detail=f"95% CI upper bound {go_hi:.2f} µs; table → guard → snapshot → body "
+                      "(under asyncio.timeout) → transitions trigger → log record → loop check")
     result.add("handoff ÷ bare transitions", round(go / bare, 2), "x")
     result.add("part: table lookup + guard", round(median(times["lookup_guard"]), 2), "µs")
     result.add("part: context snapshot", round(median(times["snapshot"]), 2), "µs")

@@ -39,8 +39,6 @@ from handoff.testing import ScriptedLLM
 from ._common import BenchResult, main, median
 from ._flows import BenchContext, RawPing, ring_flow, scripted
 
-TARGET_WALKS = 1_000
-TARGET_CONVERSATIONS = 100
 MAX_STEPS = 10
 
 
@@ -288,7 +286,6 @@ def run(quick: bool = False) -> BenchResult:
 
     rate, steps, moves = walks_per_second(fresh(), walks, release=False)
     result.add("hypothesis walks/s, pure model (call centre)", round(rate), "walks/s",
-               target=f"≥ {TARGET_WALKS:,}", met=rate >= TARGET_WALKS,
                detail=f"{walks} walks of 1-{MAX_STEPS} steps drawn as one plan: {steps} steps, "
                       f"{moves} moves; runs not closed (left on the shared Machine)")
     rate_rel, _, _ = walks_per_second(fresh(), walks, release=True)
@@ -317,8 +314,7 @@ def run(quick: bool = False) -> BenchResult:
     times = asyncio.run(conversations(n, warmup))
     demo = 1 / median(times["demo"])
     result.add("whole conversations/s through an AgentSession (call-centre demo)",
-               round(demo, 1), "conv/s", target=f"≥ {TARGET_CONVERSATIONS}",
-               met=demo >= TARGET_CONVERSATIONS,
+               round(demo, 1), "conv/s",
                detail=f"median of {n}: {median(times['demo']) * 1e3:.1f} ms per conversation "
                       "({lines} caller lines, {transitions} transitions, {refusals} refusals, "
                       "{requests} LLM requests)".format(**DEMO_SHAPE))

@@ -2,7 +2,8 @@
 
 What a caller feels is the silence between the end of their speech and the first sound of
 the agent. This benchmark measures exactly that, end of caller speech → first agent audio
-frame played, for four kinds of turn, interleaved in random order each round:
+frame played, for four kinds of turn, run as two back-to-back pairs each round (the
+paired intervals below assume each pair shared the machine's load of its moment):
 
 - ``ordinary``: the active agent answers (one LLM request);
 - ``raw handoff``: raw LiveKit agents, written LiveKit's way (a ``@function_tool`` returning
@@ -56,7 +57,7 @@ from handoff.testing import ScriptedLLM, Turn
 from handoff.testing.audio import CallerAudioInput, RealtimeAudioOutput
 from handoff.testing.scripted import ReplyLike, as_reply
 
-from ._common import BenchResult, main, median, paired_ratio_ci
+from ._common import BenchResult, at_most, layer_ratio, main, median, paired_ratio_ci
 from ._flows import BenchContext, RawPing, make_policy, ring_flow
 
 STT_FINAL = 0.20
@@ -71,6 +72,15 @@ BRIDGE = "One moment."
 GO = "go ahead please"
 HELLO = "hello there"
 KINDS = ("ordinary", "raw handoff", "handoff", "handoff + bridge")
+PAIRS = (("raw handoff", "handoff"), ("ordinary", "handoff + bridge"))
+"""Each round runs these pairs, each pair's two turns back to back (which pair first, and
+which turn first within a pair, drawn per round): the pairs the targets compare."""
+ROUNDS = 60
+"""Pairs of each kind in a full run (DESIGN §8: at least 60 for the first-audio CI)."""
+TARGET_FIRST_AUDIO = 1.02
+"""handoff ÷ raw LiveKit, first audio of a handoff turn, on the CI's upper bound."""
+TARGET_BRIDGE = 1.05
+"""A handoff turn with a bridge line ÷ an ordinary turn, on the CI's upper bound."""
 _ids = itertools.count()
 
 
@@ -235,10 +245,12 @@ async def measure(rounds: int, warmup: int) -> dict[str, Line]:
     rng = random.Random(17)
     try:
         for i in range(warmup + rounds):
-            order = list(KINDS)
-            rng.shuffle(order)
-            for kind in order:  # one at a time: the lines never compete for the CPU
-                await one_turn(lines[kind], speech, record=i >= warmup)
+            pairs = [list(pair) for pair in PAIRS]
+            rng.shuffle(pairs)
+            for pair in pairs:
+                rng.shuffle(pair)  # who goes first; the two stay back to back
+                for kind in pair:  # one at a time: the lines never compete for the CPU
+                    await one_turn(lines[kind], speech, record=i >= warmup)
     finally:
         for line in lines.values():
             await close_line(line)
@@ -246,28 +258,33 @@ async def measure(rounds: int, warmup: int) -> dict[str, Line]:
 
 
 def run(quick: bool) -> BenchResult:
-    result = BenchResult("voice_latency", "First-audio latency through LiveKit's audio pipeline",
+    result = BenchResult("voice_latency", "7. First-audio latency through LiveKit's audio pipeline",
                          quick=quick)
     if not espeak_available():
         result.notes.append("espeak-ng is not installed: nothing measured")
         return result
-    rounds, warmup = (1, 0) if quick else (15, 1)
+    rounds, warmup = (1, 0) if quick else (ROUNDS, 2)
     lines = asyncio.run(measure(rounds, warmup))
     ms = {kind: [x * 1000 for x in line.latencies] for kind, line in lines.items()}
     for kind in KINDS:
         result.add(f"{kind}: end of caller speech → first agent audio (median)",
                    median(ms[kind]), "ms", detail=f"{len(ms[kind])} turns")
     ratio, lo, hi = paired_ratio_ci(ms["raw handoff"], ms["handoff"])
-    result.add("handoff turn: handoff ÷ raw LiveKit, first audio", ratio, "x", target="≤ 1.00",
-               met=hi <= 1.0 or ratio <= 1.0, detail=f"median of per-round ratios, 95% CI {lo:.3f}-{hi:.3f}")
+    result.add("handoff turn: handoff ÷ raw LiveKit, first audio", layer_ratio(ratio, lo, hi),
+               target=f"≤ {TARGET_FIRST_AUDIO} (CI upper bound)",
+               met=at_most(hi, TARGET_FIRST_AUDIO),
+               detail=f"median of per-pair ratios {ratio:.3f} over {len(ms['handoff'])} "
+                      "back-to-back pairs; both sides do the same LiveKit work, so a ratio "
+                      "under 1 is noise")
     ratio, lo, hi = paired_ratio_ci(ms["ordinary"], ms["handoff + bridge"])
-    result.add("handoff turn with a bridge line ÷ ordinary turn, first audio", ratio, "x",
-               target="≤ 1.05", met=ratio <= 1.05,
-               detail=f"median of per-round ratios, 95% CI {lo:.3f}-{hi:.3f}")
+    result.add("handoff turn with a bridge line ÷ ordinary turn, first audio", round(ratio, 3),
+               "x", target=f"≤ {TARGET_BRIDGE} (CI upper bound)", met=at_most(hi, TARGET_BRIDGE),
+               detail=f"median of per-pair ratios, 95% CI {lo:.3f}-{hi:.3f}; "
+                      f"{len(ms['ordinary'])} back-to-back pairs")
     ratio, lo, hi = paired_ratio_ci(ms["ordinary"], ms["handoff"])
-    result.add("handoff turn without a bridge line ÷ ordinary turn, first audio", ratio, "x",
-               detail=f"what the bridge line saves: one LLM TTFT ({LLM_TTFT * 1000:.0f} ms); "
-                      f"95% CI {lo:.3f}-{hi:.3f}")
+    result.add("handoff turn without a bridge line ÷ ordinary turn, first audio", round(ratio, 3),
+               "x", detail=f"what the bridge line saves: one LLM TTFT ({LLM_TTFT * 1000:.0f} ms); "
+                           f"95% CI {lo:.3f}-{hi:.3f} (same round, not adjacent)")
     for kind in KINDS:
         figures = lines[kind].livekit
         shown = ", ".join(f"{name} {median(v) * 1000:.0f} ms" for name, v in figures.items() if v)
@@ -277,7 +294,10 @@ def run(quick: bool) -> BenchResult:
         f"VAD's end of speech, LLM TTFT {LLM_TTFT * 1000:.0f} ms per request (whole reply at "
         f"once), TTS first byte {TTS_TTFB * 1000:.0f} ms. Real: espeak-ng caller speech, Silero "
         "VAD, LiveKit's StreamAdapter, endpointing (0.5 s), playout in real time. Each round "
-        "runs the four kinds once, in random order, one after the other.")
+        "runs two pairs one after the other, each pair's turns back to back: raw LiveKit "
+        "handoff with handoff's, and an ordinary turn with a bridged handoff (which pair "
+        "first and which turn first drawn per round). A ratio is met only on its 95% CI's "
+        "upper bound.")
     return result
 
 

@@ -13,8 +13,18 @@ from pathlib import Path
 import pytest
 
 from benchmarks import BENCHMARKS
-from benchmarks._common import BenchResult, Row
+from benchmarks._common import (
+    ROOT,
+    BenchResult,
+    Row,
+    at_least,
+    at_most,
+    layer_added,
+    layer_ratio,
+)
 from benchmarks.all import main as run_all
+
+PAGE = ROOT / "docs" / "benchmarks.md"
 
 
 def _well_formed(result: BenchResult, name: str) -> None:
@@ -54,3 +64,63 @@ def test_runner_writes_the_table_and_json(tmp_path: Path) -> None:
     again = tmp_path / "again.md"
     assert run_all(["--render-only", "--md", str(again), "--json", str(js)]) == 0
     assert again.read_text() == text
+
+
+def test_every_registered_benchmark_is_on_the_committed_page() -> None:
+    """`make bench` wrote the page: each registered benchmark has its section, and the
+    peer's section is there (measured, or saying how to measure it)."""
+    page = PAGE.read_text()
+    missing = [n for n in BENCHMARKS if f"(`{n}`)" not in page]
+    assert not missing, f"registered benchmarks missing from {PAGE.name}: {missing}"
+    assert "## Against the peer: Pipecat Flows" in page
+
+
+def test_a_page_of_some_benchmarks_names_the_others(tmp_path: Path) -> None:
+    md, js = tmp_path / "bench.md", tmp_path / "results.json"
+    peers = tmp_path / "no-peers.json"
+    assert run_all(["--quick", "--only", "exploration", "--md", str(md), "--json", str(js),
+                    "--peers", str(peers)]) == 0
+    text = md.read_text()
+    assert "(`exploration`)" in text
+    for name in set(BENCHMARKS) - {"exploration"}:
+        assert f"- `{name}`: not run" in text
+    assert "Not measured in this run: `make bench-peers`" in text
+
+
+def test_targets_are_judged_on_the_interval_not_the_point() -> None:
+    # a median under the target whose interval reaches past it is not met
+    assert not at_most(1.03, 1.02) and at_most(1.02, 1.02)
+    assert not at_least(1_900, 2_000) and at_least(2_000, 2_000)
+
+
+def test_a_layer_is_never_reported_faster_than_its_base() -> None:
+    assert layer_ratio(0.951, 0.728, 0.999) == "no slower, within 0.0 % (95% CI 0.728-0.999)"
+    assert layer_ratio(0.996, 0.986, 1.008).startswith("no slower, within 0.8 %")
+    assert layer_ratio(1.03, 1.01, 1.05).startswith("1.030 x (slower")
+    assert layer_added(-71, -150, 12) == "no more than +12 µs (95% CI -150…+12)"
+    assert layer_added(-206, -229, -171).startswith("no more than +0 µs")
+    assert layer_added(54, 27, 78) == "+54 µs (95% CI +27…+78)"
+
+
+def test_a_page_taken_under_load_says_so() -> None:
+    from benchmarks.all import markdown
+
+    loaded = markdown([], {}, {"load_highest": 3.5, "load_limit": 2.0}, False, 1.0)
+    quiet = markdown([], {}, {"load_highest": 1.5, "load_limit": 2.0}, False, 1.0)
+    assert "**Taken under load**: the 1-minute load average reached 3.50" in loaded
+    assert "Taken under load" not in quiet
+
+
+def test_the_peers_figures_render_beside_handoffs() -> None:
+    """`make bench-peers` wrote benchmarks/peers.json; the page shows it in its own column."""
+    from benchmarks.peers import PEERS_JSON, peers_section
+
+    peers = json.loads(PEERS_JSON.read_text())
+    assert set(peers["versions"]) == {"pipecat-ai", "pipecat-ai-flows"}
+    section = peers_section([], peers)
+    header = "| | Pipecat Flows over raw Pipecat | handoff over raw LiveKit | handoff's target |"
+    assert header in section
+    rows = [line for line in section.splitlines() if line.startswith("| transition turn: µs")]
+    assert rows and " µs (95% CI " in rows[0].split("|")[2]  # the peer's figure
+    assert rows[0].split("|")[3].strip() == "n/a"  # no handoff result given
+    assert "Where the two setups differ" in section
