@@ -42,6 +42,7 @@ RESULT = "returns"
 PICKS = "↩ the caller picks:"
 """On a ``to=RETURN, back_to=[...]`` edge, before the frames the body may go back to."""
 ABANDONS = "✕ drops the interrupted task"
+CONFIRM = "✓ caller confirms"
 """On an ``abandons=True`` edge: the top frame of the return stack is dropped."""
 FONT = "Helvetica"
 INK = "#2d3748"
@@ -199,7 +200,8 @@ def edge_marks(edge: EdgeSnap) -> str:
     """What the label says of an edge beyond its trigger and guard: ``returns Identity`` for
     a side trip's typed result, ``◇ body chooses`` for a candidate of ``to=[...]``,
     ``⚙ code only`` for ``llm=False``, the frames a ``back_to=[...]`` return may pick, and
-    ``✕ drops the interrupted task`` for ``abandons=True``."""
+    ``✕ drops the interrupted task`` for ``abandons=True``, ``✓ caller confirms`` for
+    ``confirm=``."""
     marks = []
     if result := result_mark(edge):
         marks.append(result)
@@ -211,6 +213,8 @@ def edge_marks(edge: EdgeSnap) -> str:
         marks.append(f"{PICKS} {', '.join(frames)}")
     if getattr(edge, "abandons", False):
         marks.append(ABANDONS)
+    if getattr(edge, "confirm", None):
+        marks.append(CONFIRM)
     return " · ".join(marks)
 
 

@@ -37,6 +37,7 @@ from livekit.agents.voice import SpeechHandle
 from pydantic import ValidationError
 
 from ._listeners import listener
+from .approval import ApprovalRecord, ask, denial
 from .context import ChangeJournal, Context, sensitive_fields
 from .deadline import Deadline, in_agent_code
 from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
@@ -713,6 +714,9 @@ class FlowRun(Generic[C]):
         if reason is not None:
             self._abandon(pending)
             self._refuse(trigger, "guard", f"'{trigger}' refused: {reason}")
+        if (denied := await self._approval(pending, arguments)) is not None:  # confirm=
+            self._abandon(pending)
+            self._refuse(trigger, "denied", f"'{trigger}' was not taken: {denied}")
         try:
             async with Deadline(timeout):  # paused while a sub-task of the body talks
                 output = await edge.transition.run_body(self._agent, ctx, arguments)
@@ -740,6 +744,26 @@ class FlowRun(Generic[C]):
                                  f"'{trigger}' was interrupted before it finished")
             raise
         return output
+
+    async def _approval(self, pending: _Pending, arguments: dict[str, Any]) -> str | None:
+        """The caller's answer to the transition's ``confirm=`` question, when the LLM asked
+        for the move: None (yes, or nothing to ask), else why not. Cancelled (the caller
+        interrupted): the move is abandoned and the cancellation goes on."""
+        approval, trigger = pending.edge.transition.approval, pending.edge.trigger
+        if approval is None or pending.by != "llm" or self._session is None:
+            return None
+        try:
+            reason = await ask(approval, trigger, arguments, self.note_approval)
+        except BaseException:
+            self._abandon(pending)
+            self._record_refusal(trigger, "interrupted",
+                                 f"'{trigger}' was interrupted while the caller was asked")
+            raise
+        return None if reason is None else denial(trigger, reason)
+
+    def note_approval(self, record: ApprovalRecord) -> None:
+        """Tell the observers a step of an approval (``on_approval``, optional)."""
+        self._tell_observers("on_approval", record)
 
     def _chosen_target(self, pending: _Pending, output: Any) -> tuple[str | None, list[str]]:
         """(the target a ``to=[...]`` body returned if it declared it, else None; the

@@ -60,6 +60,8 @@ class EdgeSnap:
     """A ``to=RETURN`` edge whose body picks the frame to go back to: the frames it may pick."""
     abandons: bool = False
     """Taking it drops the task a side trip interrupted (the top frame of the return stack)."""
+    confirm: str | None = None
+    """The question the caller must say yes to before the body runs (``confirm=``)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -168,6 +170,8 @@ def snapshot(flow: Any) -> FlowSnap:
                     else None),
             back_to=tuple(getattr(tdef, "frames", ())),
             abandons=bool(getattr(tdef, "abandons", False)),
+            confirm=(approval.question if (approval := getattr(tdef, "approval", None))
+                     else None),
         ))
     return FlowSnap(
         name=str(flow.name),

@@ -32,6 +32,7 @@ from livekit.agents.llm.chat_context import Instructions
 from pydantic_core import to_json
 
 from ._livekit import set_agent_tools
+from .approval import ApprovalRecord
 from .context import Context
 from .deadline import hook_scope
 from .errors import Finding, FlowDefinitionError, FlowError
@@ -77,6 +78,9 @@ class StateRun(Protocol[C_co]):
 
     def note_failure(self, what: str) -> None:
         """Count one failure the caller would notice (a hook that raised)."""
+
+    def note_approval(self, record: ApprovalRecord) -> None:
+        """Tell the flow's observers a step of a ``@confirm`` tool's approval."""
 
     async def go(self, target: str, /, **arguments: Any) -> TransitionRecord:
         """Move the flow from code (see :meth:`handoff.run.FlowRun.go`)."""
@@ -254,7 +258,8 @@ class State(Agent, Generic[C]):
         self._pii = pii = pii_arguments(type(self), self.tools)  # shared per class and tools
         set_agent_tools(self, [
             t if t in transition_tools or not isinstance(t, llm.FunctionTool)
-            else with_timeout(t, self.tool_timeout, scrub, run.context, pii.get(t.id))
+            else with_timeout(t, self.tool_timeout, scrub, run.context, pii.get(t.id),
+                              run.note_approval)
             for t in self.tools
         ])
 

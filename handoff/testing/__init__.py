@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..extras import missing
+from .answers import answer, answering
 from .coverage import CoverageObserver, FlowCoverage
 from .driver import FlowDriver, settle
 from .scripted import (
@@ -93,6 +94,8 @@ __all__ = [
     "Step",
     "ToolCall",
     "Turn",
+    "answer",
+    "answering",
     "arguments",
     "attempts",
     "call",

@@ -1,0 +1,249 @@
+"""Approval before actions (issue 23 item 2): ``confirm=`` on a transition, ``@confirm`` on
+a tool. Through real AgentSessions with the ScriptedLLM: the agent asks in its own words
+(a LiveKit AgentTask), the caller's line decides; granted, denied (the reason reaches the
+LLM), interrupted, timed out, and the session closing while asking. Nothing runs before
+the yes, nothing runs twice, invariant 1 holds between turns."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from livekit.agents import AgentSession, AgentTask, RunContext, function_tool
+
+from handoff import Context, Flow, FlowRun, State, transition
+from handoff.approval import Approval, ApprovalRecord, confirm
+from handoff.diagram import to_mermaid
+from handoff.errors import FlowDefinitionError
+from handoff.snapshot import snapshot
+from handoff.testing import ScriptedLLM, Turn, answering, call, settle
+
+
+class Ticket(Context):
+    cancelled: list[str] = []
+    refunds: list[int] = []
+
+
+class Desk(State[Ticket]):
+    """Looks after the caller's ticket."""
+
+    instructions = "You are the ticket desk."
+
+    @confirm("Shall I refund {amount} euros?")
+    @function_tool
+    async def refund(self, ctx: RunContext[Ticket], amount: int) -> str:
+        """Refund the caller."""
+        ctx.userdata.refunds.append(amount)
+        return f"Refunded {amount} euros."
+
+    @transition(to="Cancelled", confirm="Shall I cancel ticket {ticket}?")
+    async def cancel(self, ctx: RunContext[Ticket], ticket: str) -> None:
+        """Cancel the caller's ticket."""
+        ctx.userdata.cancelled.append(ticket)
+
+
+class Cancelled(State[Ticket]):
+    """The ticket is cancelled."""
+
+    instructions = "Say the ticket is cancelled."
+
+
+class Steps:
+    """An observer: every approval step, and a future for the first decision."""
+
+    def __init__(self) -> None:
+        self.records: list[ApprovalRecord] = []
+        self.decided: asyncio.Future[ApprovalRecord] = asyncio.get_running_loop().create_future()
+
+    def on_transition(self, run: Any, record: Any) -> None: ...
+
+    def on_refusal(self, run: Any, refusal: Any) -> None: ...
+
+    def on_approval(self, run: Any, record: ApprovalRecord) -> None:
+        self.records.append(record)
+        if record.outcome != "asked" and not self.decided.done():
+            self.decided.set_result(record)
+
+
+def make_flow(steps: Steps, states: list[type[State[Ticket]]] | None = None) -> Flow[Ticket]:
+    states = states or [Desk, Cancelled]
+    flow = Flow("tickets", context=Ticket, initial=states[0], states=states, final=[Cancelled])
+    flow.observers.append(steps)
+    return flow
+
+
+def policy(turn: Turn) -> Any:
+    if turn.agent_id == "Desk" and not turn.answering_tool:
+        if turn.last_user_text == "refund please":
+            return call("refund", amount=20)
+        if turn.last_user_text == "cancel please":
+            return call("cancel", ticket="T-7")
+    return "Okay."
+
+
+def check_invariant_1(run: FlowRun[Any]) -> None:
+    agent = run.session.current_agent
+    assert run.agent is not None and run.agent.id == run.state
+    assert agent is run.agent or (run.tasks and agent is run.tasks[-1]
+                                  and isinstance(agent, AgentTask)), (agent.id, run.state)
+
+
+def said(run: FlowRun[Any]) -> list[str]:
+    return [i.text_content or "" for i in run.session.history.items
+            if i.type == "message" and i.role == "assistant"]
+
+
+def tool_errors(llm: ScriptedLLM) -> list[str]:
+    return [str(o.output) for t in llm.turns if t.agent_id == "Desk"
+            for o in t.tool_outputs() if o.is_error]
+
+
+@pytest.mark.parametrize(("line", "question"), [
+    ("cancel please", "Shall I cancel ticket T-7?"), ("refund please", "Shall I refund 20 euros?")])
+async def test_granted_runs_the_action_once_after_the_yes(line: str, question: str) -> None:
+    steps = Steps()
+    llm = ScriptedLLM(answering(policy))
+    async with make_flow(steps).session(llm=llm) as run:
+        await run.session.run(user_input=line)
+        check_invariant_1(run)
+        assert [t.id for t in run.tasks] == ["approval"] and question in said(run)
+        assert (run.state, run.context.cancelled, run.context.refunds) == ("Desk", [], [])
+        await run.session.run(user_input="yes please")
+        await asyncio.wait_for(steps.decided, 10)
+        await settle(run)
+        check_invariant_1(run)
+        if line == "cancel please":
+            assert run.state == "Cancelled" and run.context.cancelled == ["T-7"]
+            assert [r.trigger for r in run.log] == ["cancel"]
+        else:
+            assert run.state == "Desk" and run.context.refunds == [20]
+    assert [(r.outcome, r.question, r.reason) for r in steps.records] == [
+        ("asked", question, None), ("granted", question, None)]
+
+
+@pytest.mark.parametrize(("line", "action"), [("cancel please", "cancel"), ("refund please", "refund")])
+async def test_denied_tells_the_llm_why_and_changes_nothing(line: str, action: str) -> None:
+    steps = Steps()
+    llm = ScriptedLLM(answering(policy))
+    async with make_flow(steps).session(llm=llm) as run:
+        await run.session.run(user_input=line)
+        await run.session.run(user_input="no, I found the receipt")
+        await asyncio.wait_for(steps.decided, 10)
+        await settle(run)
+        check_invariant_1(run)
+        assert (run.state, run.context.cancelled, run.context.refunds, run.log) == (
+            "Desk", [], [], [])
+        errors = tool_errors(llm)
+        assert len(errors) == 1 and f"did not approve {action} (no, I found the receipt)" in errors[0]
+        if action == "cancel":
+            assert run.refusals[-1].kind == "denied"
+    assert steps.records[-1].outcome == "denied"
+    assert steps.records[-1].reason == "no, I found the receipt"
+
+
+async def test_an_unrelated_question_is_answered_and_the_question_stays_open() -> None:
+    steps = Steps()
+    async with make_flow(steps).session(llm=ScriptedLLM(answering(policy))) as run:
+        await run.session.run(user_input="refund please")
+        await run.session.run(user_input="how long does it take?")
+        check_invariant_1(run)
+        assert [t.id for t in run.tasks] == ["approval"] and run.context.refunds == []
+        assert not steps.decided.done()
+        await run.session.run(user_input="ok")
+        await asyncio.wait_for(steps.decided, 10)
+        await settle(run)
+        assert run.context.refunds == [20]
+
+
+async def test_an_interruption_while_asking_runs_nothing_and_the_answer_still_counts() -> None:
+    steps = Steps()
+    async with make_flow(steps).session(llm=ScriptedLLM(answering(policy))) as run:
+        await run.session.run(user_input="cancel please")
+        run.session.interrupt(force=True)
+        await run.session.run(user_input="sorry, what?")
+        check_invariant_1(run)
+        assert (run.state, run.context.cancelled, run.log) == ("Desk", [], [])
+        await run.session.run(user_input="yes")
+        await asyncio.wait_for(steps.decided, 10)
+        await settle(run)
+        check_invariant_1(run)
+        assert run.state == "Cancelled" and run.context.cancelled == ["T-7"]
+        assert [r.trigger for r in run.log] == ["cancel"]
+
+
+class QuickDesk(Desk):
+    """A desk whose question waits a moment only."""
+
+    @transition(to="Cancelled", confirm=Approval("Cancel ticket {ticket}?", timeout=0.05))
+    async def cancel(self, ctx: RunContext[Ticket], ticket: str) -> None:
+        """Cancel the caller's ticket."""
+        ctx.userdata.cancelled.append(ticket)
+
+
+def quick_policy(turn: Turn) -> Any:
+    return policy(turn) if turn.agent_id != "QuickDesk" else policy(
+        Turn(turn.index, turn.chat_ctx, turn.tool_names, turn.instructions, "Desk"))
+
+
+async def test_silence_times_out_as_a_denial() -> None:
+    steps = Steps()
+    flow = make_flow(steps, [QuickDesk, Cancelled])
+    llm = ScriptedLLM(answering(quick_policy))
+    async with flow.session(llm=llm) as run:
+        await run.session.run(user_input="cancel please")
+        decided = await asyncio.wait_for(steps.decided, 10)  # the caller says nothing
+        await settle(run)
+        check_invariant_1(run)
+        assert decided.outcome == "denied" and decided.reason == "the caller did not answer"
+        assert (run.state, run.context.cancelled, run.log) == ("QuickDesk", [], [])
+        assert run.refusals[-1].kind == "denied"
+        assert "the caller did not answer" in run.refusals[-1].reason
+
+
+async def test_the_session_closing_while_asking_ends_cleanly() -> None:
+    steps = Steps()
+    async with AgentSession[Ticket]() as session:
+        run = await make_flow(steps).start(session, llm=ScriptedLLM(answering(policy)),
+                                           wait_opening=True)
+        await session.run(user_input="cancel please")
+        assert [t.id for t in run.tasks] == ["approval"]
+        await asyncio.wait_for(session.aclose(), 10)
+    assert run.closed and run.tasks == () and not run.in_transition
+    assert (run.state, run.context.cancelled, run.log) == ("Desk", [], [])
+    assert [r.outcome for r in steps.records] == ["asked", "denied"]
+
+
+async def test_code_moves_are_not_asked_about() -> None:
+    steps = Steps()
+    async with make_flow(steps).session(llm=ScriptedLLM(answering(policy))) as run:
+        await run.go("cancel", ticket="T-9")
+        assert run.state == "Cancelled" and run.context.cancelled == ["T-9"]
+    assert steps.records == []
+
+
+def test_a_question_naming_an_unknown_argument_fails_when_declared() -> None:
+    with pytest.raises(FlowDefinitionError, match="names tiket, which cancel does not take"):
+        transition(to="Cancelled", confirm="Cancel {tiket}?")(Desk.cancel.func)
+    with pytest.raises(FlowDefinitionError, match="names sum, which refund does not take"):
+        confirm("Refund {sum}?")(Desk.refund)
+    with pytest.raises(FlowDefinitionError, match="timeout"):
+        confirm("Refund {amount}?", timeout=0)(Desk.refund)
+
+
+def test_the_diagram_marks_a_confirmed_edge() -> None:
+    flow = Flow("tickets", context=Ticket, initial=Desk, states=[Desk, Cancelled],
+                final=[Cancelled])
+    [edge] = [e for e in snapshot(flow).edges if e.trigger == "cancel"]
+    assert edge.confirm == "Shall I cancel ticket {ticket}?"
+    assert "✓ caller confirms" in to_mermaid(flow)
+
+
+async def test_a_denial_is_not_a_failure() -> None:
+    steps = Steps()
+    async with make_flow(steps).session(llm=ScriptedLLM(answering(policy))) as run:
+        await run.session.run(user_input="cancel please")
+        await run.session.run(user_input="no")
+        await asyncio.wait_for(steps.decided, 10)
+        await settle(run)
+        assert run.refusals[-1].kind == "denied" and run.consecutive_failures == 0
