@@ -7,15 +7,19 @@ the yes, nothing runs twice, invariant 1 holds between turns."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+from typing import Annotated, Any
 
 import pytest
 from livekit.agents import AgentSession, AgentTask, RunContext, function_tool
+from pydantic import Field
 
 from handoff import Context, Flow, FlowRun, State, transition
 from handoff.approval import Approval, ApprovalRecord, confirm
 from handoff.diagram import to_mermaid
 from handoff.errors import FlowDefinitionError
+from handoff.events import EventLog, MemoryEventStore
+from handoff.redaction import REDACTED
 from handoff.snapshot import snapshot
 from handoff.testing import ScriptedLLM, Turn, answering, call, settle
 
@@ -247,3 +251,36 @@ async def test_a_denial_is_not_a_failure() -> None:
         await asyncio.wait_for(steps.decided, 10)
         await settle(run)
         assert run.refusals[-1].kind == "denied" and run.consecutive_failures == 0
+
+
+async def test_the_event_log_records_asked_and_denied_with_pii_redacted() -> None:
+    """An ``approval`` event when asked and when answered; a pii argument quoted in the
+    question or the reason never reaches the log."""
+    steps = Steps()
+    flow = make_flow(steps, [PinDesk, Cancelled])
+    store = MemoryEventStore()
+    log = EventLog(store).install(flow)
+    llm = ScriptedLLM(answering(lambda t: call("cancel", ticket="T-7", pin="4321")
+                                if t.agent_id == "PinDesk" and not t.answering_tool
+                                and t.last_user_text == "cancel please" else "Okay."))
+    async with flow.session(llm=llm) as run:
+        log.track(run, "c-1")
+        await run.session.run(user_input="cancel please")
+        await run.session.run(user_input="no, 4321 is not my pin")
+        await asyncio.wait_for(steps.decided, 10)
+        await settle(run)
+    assert await log.flush(10)
+    approvals = [e.data for e in await store.events("c-1") if e.kind == "approval"]
+    assert [a["outcome"] for a in approvals] == ["asked", "denied"]
+    assert approvals[0]["action"] == "cancel" and "T-7" in approvals[0]["question"]
+    assert "4321" not in json.dumps(approvals) and REDACTED in approvals[1]["reason"]
+
+
+class PinDesk(Desk):
+    """A desk that checks a PIN before cancelling."""
+
+    @transition(to="Cancelled", confirm="Cancel ticket {ticket} with PIN {pin}?")
+    async def cancel(self, ctx: RunContext[Ticket], ticket: str,
+                     pin: Annotated[str, Field(json_schema_extra={"pii": True})]) -> None:
+        """Cancel the caller's ticket."""
+        ctx.userdata.cancelled.append(ticket)
