@@ -96,7 +96,7 @@ def confirm(question: str, *, timeout: float = DEFAULT_TIMEOUT) -> Callable[[T],
         func = _function_of(tool)
         approval = Approval(question, timeout).checked(
             getattr(func, "__name__", "tool"), _parameters(func))
-        func.__handoff_approval__ = approval  # type: ignore[attr-defined]
+        func.__handoff_approval__ = approval
         return tool
 
     return decorate
@@ -109,7 +109,7 @@ def approval_of(tool: Any) -> Approval | None:
 
 def _function_of(tool: Any) -> Any:
     if isinstance(tool, llm.FunctionTool | llm.RawFunctionTool):
-        return tool.__wrapped__
+        return getattr(tool, "__wrapped__", tool)  # functools.update_wrapper sets it
     return tool
 
 
