@@ -284,3 +284,35 @@ class PinDesk(Desk):
                      pin: Annotated[str, Field(json_schema_extra={"pii": True})]) -> None:
         """Cancel the caller's ticket."""
         ctx.userdata.cancelled.append(ticket)
+
+
+def test_the_generated_session_machine_answers_both_ways() -> None:
+    """The session machine draws the caller's answer for a ``confirm=`` transition: the
+    oracle expects the move on a yes and a ``denied`` refusal that changes nothing on a
+    no; both happen, and every step's checks and the invariants hold."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from handoff.testing import FlowStateMachine
+
+    class Seen:
+        def __init__(self) -> None:
+            self.records: list[ApprovalRecord] = []
+
+        def on_transition(self, run: Any, record: Any) -> None: ...
+
+        def on_refusal(self, run: Any, refusal: Any) -> None: ...
+
+        def on_approval(self, run: Any, record: ApprovalRecord) -> None:
+            self.records.append(record)
+
+    flow = Flow("tickets", context=Ticket, initial=Desk, states=[Desk, Cancelled],
+                final=[Cancelled])
+    watch = Seen()
+    flow.observers.append(watch)
+    machine = FlowStateMachine(flow, mode="session")
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=25, stateful_step_count=6, deadline=None, derandomize=True, database=None,
+        suppress_health_check=list(HealthCheck)))
+    outcomes = {(r.action, r.outcome) for r in watch.records}
+    assert {("cancel", "granted"), ("cancel", "denied")} <= outcomes, outcomes

@@ -23,7 +23,7 @@ from ..records import Refusal, TransitionRecord
 from ..run import FlowRun
 from .strategies import Attempt
 
-Verdict = Literal["invalid", "guard", "guard-error", "allowed"]
+Verdict = Literal["invalid", "guard", "guard-error", "allowed", "denied"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def declared_targets(flow: Flow[Any], edge: Edge,
 
 def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
            return_stack: Sequence[str] = (), *, by_llm: bool = False,
-           isolate: bool = True) -> Expectation:
+           isolate: bool = True, approved: bool = True) -> Expectation:
     """The oracle's verdict for ``attempt`` in ``state`` with ``context`` (left untouched).
 
     ``return_stack`` is the run's (``run.return_stack``): it says where a ``to=RETURN``
@@ -75,6 +75,8 @@ def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
     ``by_llm``: the LLM asks, so a code-only transition (``llm=False``) is not available.
     ``isolate``: the guard sees a deep copy of ``context`` (off: the context itself,
     faster; a guard that writes to it then shows as a refusal that changed something).
+    ``approved``: the caller's answer to the transition's ``confirm=`` question, asked
+    when the LLM takes it (False: an allowed move is ``denied``).
     """
     edge = flow.table[state].get(attempt.trigger)
     if edge is None or (by_llm and not edge.transition.offered):
@@ -89,14 +91,16 @@ def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
         return Expectation("guard", targets, reason)
     if not targets:
         return Expectation("invalid", (), NO_RETURN)
+    if by_llm and not approved and edge.transition.approval is not None:
+        return Expectation("denied", targets, "the caller did not approve")
     return Expectation("allowed", targets)
 
 
 def expect_for(run: FlowRun[Any], attempt: Attempt, *, by_llm: bool = False,
-               isolate: bool = True) -> Expectation:
+               isolate: bool = True, approved: bool = True) -> Expectation:
     """:func:`expect` for ``attempt`` on ``run`` now (its state, context and return stack)."""
     return expect(run.flow, run.state, run.context, attempt, run.return_stack, by_llm=by_llm,
-                  isolate=isolate)
+                  isolate=isolate, approved=approved)
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,7 @@ def violations(
         "guard": {"guard"},
         "guard-error": {"error"},
         "allowed": {"body", "error", "interrupted"} if allow_errors else {"body", "interrupted"},
+        "denied": {"denied", "interrupted"},
     }
     if kind not in expected_kinds[expectation.verdict]:
         detail = next((r.reason for r in out.refused if r.trigger == attempt.trigger), "")
