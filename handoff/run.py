@@ -178,6 +178,9 @@ class FlowRun(Generic[C]):
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
         self.failures = FailureWatch(flow.failure_policy, self._take_error_transition)
         self._tasks: list[AgentTask[Any]] = []
+        self._task_tools: frozenset[str] = frozenset()
+        """The tools of the latest tasks: the one that completes a task reports after the
+        state's agent resumed, and is not a made-up name of the state's."""
         self._task_callers: list[tuple[AgentTask[Any], asyncio.Task[Any]]] = []
         self._kept: dict[str, State[C]] = {}
         """The agent of each ``keep_agent`` state, kept for the whole call."""
@@ -894,7 +897,7 @@ class FlowRun(Generic[C]):
             return
         offered = _function_tool_ids(agent.tools)
         for call in event.function_calls:
-            if call.name not in offered:
+            if call.name not in offered and call.name not in self._task_tools:
                 self._record_refusal(call.name, "invalid",
                                      f"'{call.name}' is not a tool of state {self.state}; "
                                      f"the transitions available now are: "
@@ -906,6 +909,8 @@ class FlowRun(Generic[C]):
         active: it talks with its parent's models unless it names its own, and the
         deadline of the tool awaiting it stops while it talks with the caller."""
         parent: Agent = self._tasks[-1] if self._tasks else self._agent  # type: ignore[assignment]
+        self._task_tools = (self._task_tools if self._tasks else frozenset()) | frozenset(
+            _function_tool_ids(task.tools))
         self._tasks.append(task)
         caller = asyncio.current_task()  # LiveKit starts the task from the code awaiting it
         self._task_callers[:] = [(t, c) for t, c in self._task_callers if not c.done()]

@@ -122,6 +122,7 @@ async def test_granted_runs_the_action_once_after_the_yes(line: str, question: s
             assert [r.trigger for r in run.log] == ["cancel"]
         else:
             assert run.state == "Desk" and run.context.refunds == [20]
+        assert run.refusals == []  # approve is the task's tool, not a name the model made up
     assert [(r.outcome, r.question, r.reason) for r in steps.records] == [
         ("asked", question, None), ("granted", question, None)]
 
