@@ -250,9 +250,12 @@ class FlowMachineBase(RuleBasedStateMachine):
         assert self.driver is not None
         before = self._observe()
         result = self._await(self.driver.turn(ToolCall(name, args)))
+        start = len(self.run.session.history.items)
         self._answer(approve=True)  # a @confirm tool: the caller says yes, so it runs
         errors = [e.item.output for e in result.events
                   if e.type == "function_call_output" and e.item.name == name and e.item.is_error]
+        errors += [i.output for i in self.run.session.history.items[start:]  # after the yes
+                   if i.type == "function_call_output" and i.name == name and i.is_error]
         allowed = True if may_fail else self.tool_errors.get(name, False)
         for error in errors:
             ok = allowed(args, error) if callable(allowed) else allowed
