@@ -164,7 +164,7 @@ def state_label(state: StateSnap, extra_rows: Iterable[str] = (), ink: str = INK
         rows.append(f'<TR><TD><FONT POINT-SIZE="10" COLOR="{ink}">{wrapped}</FONT></TD></TR>')
     meta = f"tier {state.tier}" if state.tier else ""
     meta = esc(meta)
-    for kind, names in (("tools", state.tools), ("tasks", getattr(state, "tasks", ()))):
+    for kind, names in (("tools", tool_names(state)), ("tasks", getattr(state, "tasks", ()))):
         if names:
             listed = "<BR/>".join(esc(line) for line in textwrap.wrap(
                 f"{kind}: " + ", ".join(names), DOC_WIDTH + 6))
@@ -188,6 +188,12 @@ def edge_label(edge: EdgeSnap, ink: str = INK, extra: str = "", guard_ink: str =
     if extra:
         text += f"<BR/>{extra}"
     return f"<{text}>"
+
+
+def tool_names(state: StateSnap) -> list[str]:
+    """The state's tools as drawn: a ``@confirm`` tool marked ``✓`` (the caller confirms)."""
+    confirmed = set(getattr(state, "confirmed", ()))
+    return [f"{name} ✓" if name in confirmed else name for name in state.tools]
 
 
 def result_mark(edge: EdgeSnap) -> str:
@@ -296,7 +302,7 @@ def mermaid_state_text(state: StateSnap, extra: str = "") -> str:
         parts.append("<br/>".join(mesc(line) for line in textwrap.wrap(state.doc, DOC_WIDTH)))
     meta = [f"tier {state.tier}"] if state.tier else []
     if state.tools:
-        meta.append("tools: " + ", ".join(state.tools))
+        meta.append("tools: " + ", ".join(tool_names(state)))
     if tasks := getattr(state, "tasks", ()):
         meta.append("tasks: " + ", ".join(tasks))
     if meta:

@@ -32,6 +32,8 @@ class StateSnap:
     prompt: str = ""
     tasks: tuple[str, ...] = ()
     """The LiveKit ``AgentTask`` classes the state's code awaits (``GetEmailTask``…)."""
+    confirmed: tuple[str, ...] = ()
+    """The tools among ``tools`` that ask the caller first (``@confirm``)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,8 @@ class FlowSnap:
             initial=data["initial"],
             final=tuple(data["final"]),
             states=tuple(
-                StateSnap(**{**s, "tools": tuple(s["tools"]), "tasks": tuple(s.get("tasks", ()))})
+                StateSnap(**{**s, "tools": tuple(s["tools"]), "tasks": tuple(s.get("tasks", ())),
+                             "confirmed": tuple(s.get("confirmed", ()))})
                 for s in data["states"]
             ),
             edges=tuple(
@@ -141,11 +144,13 @@ def snapshot(flow: Any) -> FlowSnap:
         one_line = getattr(cls, "one_line", None)
         tools = getattr(cls, "tool_names", None)
         tasks = getattr(cls, "awaited_tasks", None)
+        confirmed = getattr(cls, "confirmed_tools", None)
         states.append(StateSnap(
             name=name,
             doc=one_line() if callable(one_line) else "",
             tier=str(getattr(cls, "tier", "")),
             tools=tuple(sorted(tools())) if callable(tools) else (),
+            confirmed=tuple(sorted(confirmed())) if callable(confirmed) else (),
             history=str(getattr(cls, "history", "")),
             prompt=str(getattr(cls, "prompt", "")),
             tasks=tuple(tasks()) if callable(tasks) else (),

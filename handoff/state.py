@@ -32,7 +32,7 @@ from livekit.agents.llm.chat_context import Instructions
 from pydantic_core import to_json
 
 from ._livekit import set_agent_tools
-from .approval import ApprovalRecord
+from .approval import ApprovalRecord, approval_of
 from .context import Context
 from .deadline import hook_scope
 from .errors import Finding, FlowDefinitionError, FlowError
@@ -185,6 +185,14 @@ class State(Agent, Generic[C]):
                 if isinstance(value, llm.FunctionTool | llm.RawFunctionTool):
                     names.append(value.info.name)
         return sorted(set(names))
+
+    @classmethod
+    def confirmed_tools(cls) -> list[str]:
+        """Names of the ordinary tools of this state that ask the caller first (``@confirm``)."""
+        tools = [*cls.own_tools, *(v for klass in cls.__mro__ for v in vars(klass).values())]
+        return sorted({t.info.name for t in tools
+                       if isinstance(t, llm.FunctionTool | llm.RawFunctionTool)
+                       and approval_of(t) is not None})
 
     @classmethod
     def awaited_tasks(cls) -> tuple[str, ...]:

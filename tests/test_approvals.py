@@ -242,6 +242,8 @@ def test_the_diagram_marks_a_confirmed_edge() -> None:
     [edge] = [e for e in snapshot(flow).edges if e.trigger == "cancel"]
     assert edge.confirm == "Shall I cancel ticket {ticket}?"
     assert "✓ caller confirms" in to_mermaid(flow)
+    assert {s.name: s.confirmed for s in snapshot(flow).states}["Desk"] == ("refund",)
+    assert "tools: refund ✓" in to_mermaid(flow)
 
 
 async def test_a_denial_is_not_a_failure() -> None:
