@@ -14,8 +14,8 @@ import pytest
 from livekit.agents import AgentSession, AgentTask, RunContext, function_tool
 from pydantic import Field
 
-from handoff import Context, Flow, FlowRun, State, transition
-from handoff.approval import Approval, ApprovalRecord, confirm
+from handoff import Approval, Context, Flow, FlowRun, State, confirm, transition
+from handoff.approval import ApprovalRecord
 from handoff.diagram import to_mermaid
 from handoff.errors import FlowDefinitionError
 from handoff.events import EventLog, MemoryEventStore

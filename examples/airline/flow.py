@@ -42,8 +42,7 @@ import random
 
 from livekit.agents import ToolError
 
-from handoff import Context, Flow, RunContext, State, function_tool, transition
-from handoff.approval import confirm
+from handoff import Context, Flow, RunContext, State, confirm, function_tool, transition
 
 ### CONTEXT
 
