@@ -262,7 +262,8 @@ def _transition_rule(name: str, kind: str, trigger: str, group: list[Edge],
     step.__doc__ = f"{'Code' if kind == 'go' else 'The LLM'} takes {trigger!r} (declared here)."
     answers = {CALLER_SAYS: st.booleans()} if asks else {}
     if reserved:
-        decorated = rule(arguments=edge_arguments(group[0], over), **answers)(step)
+        decorated = rule(arguments=edge_arguments(group[0], over),  # type: ignore[call-overload]
+                         **answers)(step)
     else:
         strategies = {p.name: parameter_strategy(group[0], p.name, over) for p in params}
         decorated = rule(**strategies, **answers)(step)  # type: ignore[call-overload]
