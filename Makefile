@@ -33,11 +33,14 @@ deps: venv apt
 ## The main job: the call-centre flow driven through a whole caller conversation.
 ## `make demo MODE=voice`: the same call as audio, offline (espeak-ng speaks, pocketsphinx
 ## hears, Silero VAD takes turns), written to callcenter-call.wav (caller left, agents right).
+## `make demo MODE=realtime`: the same call on a speech-to-speech (realtime) model, scripted.
 MODE ?= text
 demo: venv
 ifeq ($(MODE),voice)
 	$(MAKE) apt APT_PACKAGES=espeak-ng
 	$(PY) -m examples.callcenter.voice_demo --wav callcenter-call.wav
+else ifeq ($(MODE),realtime)
+	$(PY) -m examples.callcenter.realtime_demo
 else
 	$(PY) -m examples.callcenter.demo
 endif

@@ -24,6 +24,7 @@ from livekit.agents import RunContext
 from transitions import Machine
 
 from handoff import Flow, State, transition
+from handoff.move import snapshot
 
 from ._common import BenchResult, main, median
 from ._flows import UNLIMITED, BenchContext
@@ -127,7 +128,7 @@ async def measure(blocks: int, block: int) -> dict[str, list[float]]:
         "bare": (model.to_pong, model.to_pang, model.to_ping),
         "lookup_guard": tuple(lookup_guard(s, t) for s, t in zip(sources, TRIGGERS, strict=True)),
         "commit": tuple(commit(t) for t in TRIGGERS),
-        "snapshot": (run._save_context,) * 3,
+        "snapshot": (lambda: snapshot(run.context),) * 3,
     }
     out: dict[str, list[float]] = {k: [] for k in ("go", *sync)}
     for i in range(blocks + 2):  # two warm-up blocks

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from livekit.agents import RunResult, llm
+from livekit.agents import RunResult
 
 from handoff import Context, Flow, FlowRun
 from handoff.events import Recording
+from handoff.realtime import Model
 from handoff.testing import ScriptedLLM, settle
 from handoff.transcript import TranscriptPrinter
 
@@ -30,7 +31,7 @@ async def play_scripted(flow: Flow[Any], caller: Sequence[str], script: Sequence
     return await play(flow, caller, llm=ScriptedLLM(list(script)), context=context)
 
 
-async def play(flow: Flow[Any], caller: Sequence[str], *, llm: llm.LLM | None,
+async def play(flow: Flow[Any], caller: Sequence[str], *, llm: Model | Mapping[str, Model] | None,
                context: Context | None = None) -> FlowRun[Any]:
     """Play ``caller`` against ``flow``; ``llm=None`` uses the tiers' real models."""
     logging.basicConfig(level=logging.ERROR)  # LiveKit logs each refused tool call; we print them

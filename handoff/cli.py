@@ -433,7 +433,13 @@ def _explore(flow: Any, depth: int) -> dict[str, Any]:
 
         raise _fail(str(missing("handoff check --explore", "testing", exc))) from exc
 
-    result = explore(flow, depth=depth)
+    runtime = logging.getLogger("handoff")
+    level = runtime.level
+    runtime.setLevel(logging.CRITICAL)  # the runs' own log lines (a loop's error transition
+    try:                                # taken, a body that raised) are findings, or not
+        result = explore(flow, depth=depth)
+    finally:
+        runtime.setLevel(level)
     return {"ok": result.ok, "depth": depth, "paths": result.paths, "steps": result.steps,
             "seconds": round(result.seconds, 3),
             "counterexample": [str(m) for m in result.counterexample or []],

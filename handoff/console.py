@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .errors import ScriptExhausted
+
 if TYPE_CHECKING:
     from livekit.agents import RunResult
 
@@ -159,9 +161,7 @@ class ScriptEnded(Exception):
 
 
 def _script_ended(exc: BaseException | None) -> bool:
-    from .testing.scripted import ScriptExhausted  # the scripted LLM is the only one that ends
-
-    return isinstance(exc, ScriptExhausted)
+    return isinstance(exc, ScriptExhausted)  # the scripted LLM is the only one that ends
 
 
 class _QuietScriptEnd(logging.Filter):

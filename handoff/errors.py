@@ -15,7 +15,8 @@ from livekit.agents import ToolError
 Severity = Literal["error", "warning"]
 
 RefusalKind = Literal["invalid", "guard", "busy", "body", "error", "interrupted", "denied"]
-"""Why a transition was not taken: not declared from this state (``invalid``), its guard
+"""Why a transition was not taken: not declared from this state, or called by the LLM with
+arguments its tool schema rejects (``invalid``), its guard
 said no (``guard``), another transition is under way this turn (``busy``), its body
 refused (``body``), its guard or body raised or timed out (``error``), or the caller
 interrupted the turn (``interrupted``), or the caller did not approve it (``denied``,
@@ -154,3 +155,9 @@ class MissingSecretError(SecretError):
 
 class SecretProviderError(SecretError):
     """A provider could not be asked (Vault unreachable, permission denied…)."""
+
+
+class ScriptExhausted(FlowError, AssertionError):
+    """A scripted model (:class:`handoff.testing.ScriptedLLM`) had no reply left for a
+    request. An AssertionError too, so a test that runs past its script fails as one; here
+    so that the console can tell a script's end without importing the testing toolkit."""

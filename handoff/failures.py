@@ -4,8 +4,9 @@ A *failure* is something the caller would notice as the agent not working: a too
 or transition body that raised or timed out, an LLM request that failed after its
 tier's fallbacks, an ``on_enter`` that raised. A refused transition is not a failure:
 the flow is working as declared. After ``max_failures`` consecutive failures, or
-when the flow loops (more than ``max_transitions`` moves in one call, or the same
-two states back and forth ``max_ping_pong`` times), the run takes the flow's error
+when the flow loops (more than ``max_transitions`` moves, or the same two states back
+and forth ``max_ping_pong`` times, with no caller turn between them: see
+:func:`handoff.semantics.loop_reason`), the run takes the flow's error
 transition (per state if the State sets ``error_transition``) once, and the new
 agent is told why so it can say so to the caller.
 """
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import Finding, FlowDefinitionError
-from .records import TransitionRecord
 
 if TYPE_CHECKING:
     from livekit.agents import ErrorEvent, FunctionToolsExecutedEvent
@@ -36,31 +36,16 @@ class FailurePolicy:
 
     error_transition: str | None = None
     max_failures: int = 2
-    max_transitions: int = 50
+    max_transitions: int = 20
+    """Moves in a row with no caller turn between them before it is a loop."""
     max_ping_pong: int = 3
+    """Back-and-forths between the same two states, with no caller turn, before it is a loop."""
 
     def __post_init__(self) -> None:
         if self.max_failures < 1 or self.max_transitions < 1 or self.max_ping_pong < 1:
             raise FlowDefinitionError(None, [Finding(
                 "error", "bad-failure-limit", "failure limits must be at least 1",
                 "set max_failures, max_transitions and max_ping_pong to 1 or more")])
-
-
-def loop_reason(log: Sequence[TransitionRecord], policy: FailurePolicy) -> str | None:
-    """Why the log shows a loop the call must not continue, or None."""
-    if len(log) > policy.max_transitions:
-        return f"the call made more than {policy.max_transitions} transitions"
-    span = 2 * policy.max_ping_pong
-    if len(log) < span:
-        return None
-    tail = log[-span:]
-    a, b = tail[0].source, tail[0].target
-    if a == b:
-        return None
-    expected = [(a, b), (b, a)] * policy.max_ping_pong
-    if [(r.source, r.target) for r in tail] == expected:
-        return f"the call went back and forth between {a} and {b} {policy.max_ping_pong} times"
-    return None
 
 
 class FailureWatch:
@@ -89,10 +74,12 @@ class FailureWatch:
         if self.consecutive >= self._policy.max_failures:
             self.start_failover(f"{self.consecutive} failures in a row (last: {what})")
 
-    def after_transition(self, log: Sequence[TransitionRecord]) -> None:
+    def after_transition(self, loop: str | None) -> None:
+        """A move was committed: the failures in a row end; ``loop`` is why the log now
+        shows a loop (:func:`handoff.semantics.loop_reason`), or None."""
         self.consecutive = 0
-        if (reason := loop_reason(log, self._policy)) is not None:
-            self.start_failover(reason)
+        if loop is not None:
+            self.start_failover(loop)
 
     def start_failover(self, reason: str) -> None:
         """Take the error transition (once per call) and tell the next agent why."""
@@ -122,7 +109,12 @@ class FailureWatch:
 
     def on_session_error(self, event: ErrorEvent) -> None:
         error = event.error
-        if getattr(error, "type", None) == "llm_error" and not getattr(error, "recoverable", True):
+        kind = getattr(error, "type", None)
+        # a pipeline LLM reports once its retries are spent (unrecoverable); a realtime
+        # model's failed response is reported recoverable, but the caller got no reply
+        # (an unrecoverable realtime error closes the session: LiveKit's own ending)
+        if (kind == "llm_error" and not getattr(error, "recoverable", True)) or (
+                kind == "realtime_model_error"):
             # counted a moment later, so background requests (history summaries) that
             # share the tier's LLM can claim their own errors first: see forgive()
             cause: BaseException = getattr(error, "error", None) or RuntimeError(str(error))

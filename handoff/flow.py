@@ -22,10 +22,11 @@ from pydantic import ValidationError
 from .context import Context
 from .errors import FlowDefinitionError, FlowError
 from .failures import FailurePolicy
-from .fsm import build_machine
-from .graph import Edge, build_table, collect_edges
+from .fsm import build_machine, machine_table
+from .graph import Edge, collect_edges
 from .history import HistoryPolicy
 from .migrations import Migration, chain_findings
+from .realtime import Model
 from .records import FlowObserver
 from .run import FlowRun
 from .state import State
@@ -54,8 +55,10 @@ class Flow(Generic[C]):
         migrations: how checkpoints of older versions become checkpoints of this one
             (see :mod:`handoff.migrations`); checked when the Flow is built.
         error_transition: the trigger taken after ``max_failures`` failures in a row or a
-            loop (``max_transitions`` moves, or ``max_ping_pong`` back-and-forths); a State
-            may name its own with ``error_transition``. See :mod:`handoff.failures`.
+            loop: more than ``max_transitions`` moves, or ``max_ping_pong`` back-and-forths
+            between two states, with no caller turn between them (a caller-driven round
+            trip is never a loop); a State may name its own with ``error_transition``.
+            See :func:`handoff.semantics.loop_reason`.
         resume_fallback: where a call resumes when its checkpoint names a state this
             version of the flow no longer has (default: the initial state).
     """
@@ -75,7 +78,7 @@ class Flow(Generic[C]):
         migrations: Sequence[Migration] = (),
         error_transition: str | None = None,
         max_failures: int = 2,
-        max_transitions: int = 50,
+        max_transitions: int = 20,
         max_ping_pong: int = 3,
         resume_fallback: type[State[Any]] | str | None = None,
     ) -> None:
@@ -109,13 +112,13 @@ class Flow(Generic[C]):
         if errors:
             raise FlowDefinitionError(name, errors)
 
-        # state -> trigger -> edge, globals included: the O(1) table every decision reads
-        self.table: dict[str, dict[str, Edge]] = build_table(self.states, self.edges)
         self.history_policies = {
             n: HistoryPolicy.parse(cls.history) for n, cls in self.states.items()
         }
 
         self.machine = build_machine(list(self.states), self.initial, self.edges)
+        self.table: dict[str, dict[str, Edge]] = machine_table(self.machine, list(self.states))
+        """state → trigger → edge: the Machine's transitions, indexed (the one table)."""
         self.observers: list[FlowObserver[FlowRun[Any]]] = []
         self.agent_options: Callable[[type[State[Any]]], dict[str, Any]] | None = None
         """Extra ``Agent`` keyword arguments per State (the worker sets per-state voices)."""
@@ -133,7 +136,7 @@ class Flow(Generic[C]):
         self,
         context: C | None = None,
         *,
-        llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        llm: Model | Mapping[str, Model] | None = None,
         call_id: str | None = None,
     ) -> FlowRun[C]:
         """A flow run in the initial state, not yet attached to a session.
@@ -157,7 +160,7 @@ class Flow(Generic[C]):
         session: AgentSession[Any],
         *,
         context: C | None = None,
-        llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        llm: Model | Mapping[str, Model] | None = None,
         call_id: str | None = None,
         wait_opening: bool = False,
         **start_kwargs: Any,
@@ -177,7 +180,7 @@ class Flow(Generic[C]):
         self,
         *,
         context: C | None = None,
-        llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+        llm: Model | Mapping[str, Model] | None = None,
         **session_kwargs: Any,
     ) -> AsyncIterator[FlowRun[C]]:
         """A started text-mode AgentSession for this flow (tests, ``handoff chat``)."""

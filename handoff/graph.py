@@ -1,9 +1,8 @@
 """The graph of a flow: its edges, the state → trigger table, and reachability.
 
 Pure data over the declared states and transitions, no LiveKit session and no FSM:
-:mod:`handoff.validate` reads it for findings, :mod:`handoff.fsm` builds the Machine
-from the same edges, and :class:`~handoff.flow.Flow` keeps the table every decision
-reads.
+:mod:`handoff.validate` reads it for findings, and :mod:`handoff.fsm` builds the Machine
+from the same edges (the Machine is the table every decision reads).
 """
 
 from __future__ import annotations
@@ -92,17 +91,6 @@ def collect_edges(
     for tdef in global_transitions:
         edges.extend(Edge(None, target, tdef) for target in resolve_targets(tdef, states))
     return edges
-
-
-def build_table(states: Iterable[str], edges: Iterable[Edge]) -> dict[str, dict[str, Edge]]:
-    """state -> trigger -> edge, globals included: the O(1) table every decision reads."""
-    names = list(states)
-    table: dict[str, dict[str, Edge]] = {s: {} for s in names}
-    for edge in edges:
-        sources = names if edge.source is None else [edge.source]
-        for source in sources:
-            table[source].setdefault(edge.trigger, edge)
-    return table
 
 
 ANY = "\x00any state"

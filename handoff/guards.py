@@ -49,20 +49,62 @@ class GuardTimeout(TimeoutError):
     """A guard did not answer within its timeout."""
 
 
+class GuardParameters:
+    """Which of a transition's arguments a guard takes, read from its signature once.
+
+    A guard's first parameter is the Context; the others name transition arguments:
+    ``lambda c: ...`` takes none, ``lambda c, count: ...`` takes ``count`` only (however
+    many the transition has), ``def g(c, count, kind=None)`` takes both when given and
+    keeps its default otherwise, and ``lambda c, **args: ...`` takes them all. Every run,
+    the oracle and ``check`` pass arguments through :meth:`select`, so they agree.
+    """
+
+    __slots__ = ("names", "required", "takes_all")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        try:
+            params = list(inspect.signature(fn).parameters.values())[1:]
+        except (TypeError, ValueError):  # a builtin or C callable: the context only
+            params = []
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        self.takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        named = [p for p in params if p.kind in kinds]
+        self.names: tuple[str, ...] = tuple(p.name for p in named)
+        """The argument names the guard declares (after the Context)."""
+        self.required: tuple[str, ...] = tuple(p.name for p in named if p.default is p.empty)
+        """Those without a default: each must be a parameter of the transition."""
+
+    def select(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The part of ``arguments`` the guard takes, by name."""
+        if self.takes_all:
+            return arguments
+        return {name: arguments[name] for name in self.names if name in arguments}
+
+    def unknown(self, transition_params: set[str]) -> list[str]:
+        """Required guard parameters the transition does not have (its guard could never run)."""
+        return [name for name in self.required if name not in transition_params]
+
+
+def call_guard(fn: Callable[..., Any], parameters: GuardParameters, context: Any,
+               arguments: dict[str, Any]) -> Any:
+    """``fn(context, **the arguments it takes)``: the one way every caller runs a guard."""
+    return fn(context, **parameters.select(arguments))
+
+
 class GuardCall:
     """Runs one guard: awaited if async, on the loop while fast, in a thread once slow."""
 
-    __slots__ = ("fn", "off_loop", "takes_args")
+    __slots__ = ("fn", "off_loop", "parameters")
 
-    def __init__(self, fn: Callable[..., Any], takes_args: bool) -> None:
+    def __init__(self, fn: Callable[..., Any], parameters: GuardParameters | None = None) -> None:
         self.fn = fn
-        self.takes_args = takes_args
+        self.parameters = parameters or GuardParameters(fn)
         self.off_loop = False
         """Set once the guard held the loop longer than SLOW_GUARD."""
 
     async def __call__(self, context: Any, arguments: dict[str, Any], timeout: float) -> Any:
         """The guard's answer (truthy: allowed). GuardTimeout when it takes too long."""
-        args = arguments if self.takes_args else {}
+        args = self.parameters.select(arguments)
         if self.off_loop:
             private = copy.deepcopy(context)  # its writes, if any, stay on the copy
             try:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError, PluginError
 
-Kind = Literal["llm", "stt", "tts"]
+Kind = Literal["llm", "stt", "tts", "realtime"]
 
 DEFAULT_KEYS: dict[str, str] = {
     "openai": "OPENAI_API_KEY",
@@ -91,6 +91,8 @@ def factory(kind: Kind, provider: str) -> Callable[..., Any]:
     """The constructor of ``kind`` for ``provider`` (imports the plugin)."""
     if ":" in provider:
         module_name, attr = provider.split(":", 1)
+    elif kind == "realtime":  # every plugin's speech-to-speech model lives in .realtime
+        module_name, attr = f"livekit.plugins.{provider}.realtime", "RealtimeModel"
     else:
         module_name, attr = f"livekit.plugins.{provider}", kind.upper()
     try:

@@ -31,6 +31,10 @@ class TransitionRecord:
     by: MovedBy
     result: Any = None
     """What a side trip's ``to=RETURN`` body returned, in its JSON form (None otherwise)."""
+    turn: int = 0
+    """How many caller turns the call had when the move was taken (``run.turns``): two
+    moves with the same ``turn`` had no caller input between them, which is what the loop
+    policy (:func:`handoff.semantics.loop_reason`) looks at."""
     dropped: tuple[str, ...] = ()
     """Frames of the return stack this move dropped, top first: the task a side trip
     interrupted, given up (``abandons=True``), or the frames above the one a

@@ -48,7 +48,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from livekit import rtc
-from livekit.agents import AgentSession, llm
+from livekit.agents import AgentSession
 from livekit.agents import llm as llm_types
 from livekit.agents.telemetry import tracer
 
@@ -61,6 +61,7 @@ from .persistence.fit import plan_resume
 from .persistence.migrate import Upgrade, upgrade
 from .persistence.store import CheckpointStore
 from .persistence.writer import Checkpointer
+from .realtime import Model
 from .records import Resumption
 from .run import FlowRun
 from .state import State
@@ -131,7 +132,7 @@ async def resume_or_start(
     call_id: str | None = None,
     room: rtc.Room | None = None,
     context: C | None = None,
-    llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+    llm: Model | Mapping[str, Model] | None = None,
     fallback: str | type[State[Any]] | None = None,
     resume_prompt: str | None = None,
     telemetry: FlowTelemetry | None = None,
@@ -231,7 +232,7 @@ def restore_run(
     checkpoint: Checkpoint,
     checkpointer: Checkpointer,
     *,
-    llm: llm.LLM | Mapping[str, llm.LLM] | None = None,
+    llm: Model | Mapping[str, Model] | None = None,
     fallback: str | type[State[Any]] | None = None,
     upgraded: Upgrade | None = None,
 ) -> tuple[FlowRun[C], str]:

@@ -36,6 +36,7 @@ from .approval import ApprovalRecord, approval_of
 from .context import Context
 from .deadline import hook_scope
 from .errors import Finding, FlowDefinitionError, FlowError
+from .realtime import Model
 from .records import Returned, TransitionRecord
 from .redaction import Redactor
 from .sensitive_args import PiiArguments, pii_arguments, remember_arguments
@@ -70,7 +71,7 @@ class StateRun(Protocol[C_co]):
     def shared_tools(self) -> list[llm.Tool | llm.Toolset]:
         """The flow-wide ordinary tools (``Flow(tools=[...])``), offered in every state."""
 
-    def llm_for(self, tier: str) -> llm.LLM:
+    def llm_for(self, tier: str) -> Model:
         """The LLM of ``tier`` for this run."""
 
     def options_for(self, state: type[State[Any]]) -> dict[str, Any]:

@@ -15,6 +15,10 @@ Declared in ``[tool.handoff.tiers.<name>]`` of the project's pyproject.toml, or 
     max_tokens = 512
     parallel_tool_calls = false
 
+    [tool.handoff.tiers.voice]
+    kind = "realtime"                        # a speech-to-speech model (handoff.realtime)
+    model = "gpt-realtime"
+
     [tool.handoff.tiers.local]
     model = "llama3.1"
     base_url = "http://localhost:11434/v1"   # any OpenAI-compatible endpoint (provider openai)
@@ -45,6 +49,7 @@ from livekit.agents.llm import LLM
 from . import plugins
 from .config import find_table
 from .errors import ConfigError, PluginError, UnknownTierError
+from .realtime import Model, TierKind, combine, tier_kind
 
 DEFAULT_TIERS: dict[str, dict[str, Any]] = {
     "fast": {"model": "gpt-4o-mini"},
@@ -54,7 +59,8 @@ DEFAULT_TIERS: dict[str, dict[str, Any]] = {
 SecretLookup = Callable[[str], str | None]
 
 
-_KEYS = ("model", "provider", "base_url", "api_key_env", "temperature", "fallbacks", "options")
+_KEYS = ("model", "provider", "base_url", "api_key_env", "temperature", "fallbacks", "options",
+         "kind")
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class TierConfig:
     temperature: float | None = None
     fallbacks: tuple[str, ...] = field(default_factory=tuple)
     options: Mapping[str, Any] = field(default_factory=dict)
+    kind: TierKind = "llm"
+    """``realtime`` for a speech-to-speech model (see :mod:`handoff.realtime`)."""
 
     def __post_init__(self) -> None:
         plugins.check_provider(self.provider, f"tier {self.name!r}")
@@ -99,6 +107,7 @@ class TierConfig:
             temperature=data.get("temperature"),
             fallbacks=tuple(data.get("fallbacks", ())),
             options=dict(options),
+            kind=tier_kind(name, data.get("kind", "llm")),
         )
 
     @property
@@ -138,7 +147,7 @@ class Tiers:
         self.configs = dict(configs)
         self.source = source
         self._secrets: SecretLookup = secrets or os.environ.get
-        self._llms: dict[str, LLM] = {}
+        self._llms: dict[str, Model] = {}
         for cfg in self.configs.values():
             for fb in cfg.fallbacks:
                 if fb not in self.configs:
@@ -196,19 +205,27 @@ class Tiers:
                                  f"installed (pip install {plugins.package_of(cfg.provider)})")
         return sorted(set(found))
 
-    def models(self) -> Mapping[str, LLM]:
-        """The tiers as a read-only mapping name → shared LLM, each made when first read
-        (``flow.start(llm=tiers.models())``): a tier that cannot be made (its key is
-        missing) fails when a state needs it, not when the mapping is made."""
+    def models(self) -> Mapping[str, Model]:
+        """The tiers as a read-only mapping name → shared LLM (or RealtimeModel), each made
+        when first read (``flow.start(llm=tiers.models())``): a tier that cannot be made
+        (its key is missing) fails when a state needs it, not when the mapping is made."""
         return _Models(self)
 
-    def llm(self, name: str) -> LLM:
-        """The shared livekit LLM of a tier (with its fallbacks), made on first use."""
+    def llm(self, name: str) -> Model:
+        """The shared livekit LLM (or RealtimeModel) of a tier, with its fallbacks, made on
+        first use."""
         if name not in self._llms:
             cfg = self._config(name)
             chain = [self._make(cfg), *(self._make(self._config(fb)) for fb in cfg.fallbacks)]
-            self._llms[name] = chain[0] if len(chain) == 1 else llm.FallbackAdapter(chain)
+            self._llms[name] = combine(name, chain)
         return self._llms[name]
+
+    def kind_of(self, name: str) -> TierKind:
+        """``llm`` or ``realtime``: declared, or (a factory's tier) what it made."""
+        made = self._llms.get(name)
+        if made is not None and isinstance(made, llm.RealtimeModel):
+            return "realtime"
+        return self._config(name).kind
 
     def _config(self, name: str) -> TierConfig:
         try:
@@ -219,23 +236,23 @@ class Tiers:
                 f"({self.source})"
             ) from None
 
-    def _make(self, cfg: TierConfig) -> LLM:
+    def _make(self, cfg: TierConfig) -> Model:
         key = self._secrets(cfg.api_key_env) if cfg.api_key_env else None
-        made = plugins.make("llm", cfg.provider, api_key=key, base_url=cfg.base_url,
+        made = plugins.make(cfg.kind, cfg.provider, api_key=key, base_url=cfg.base_url,
                             options=cfg.options, model=cfg.model, temperature=cfg.temperature)
-        if not isinstance(made, LLM):
+        if not isinstance(made, LLM | llm.RealtimeModel):
             raise PluginError(f"tier {cfg.name!r}: provider {cfg.provider!r} made a "
-                              f"{type(made).__name__}, not a livekit LLM")
+                              f"{type(made).__name__}, not a livekit LLM or RealtimeModel")
         return made
 
 
-class _Models(Mapping[str, LLM]):
+class _Models(Mapping[str, Model]):
     """:meth:`Tiers.models`: every declared tier, its LLM made on first read."""
 
     def __init__(self, tiers: Tiers) -> None:
         self._tiers = tiers
 
-    def __getitem__(self, name: str) -> LLM:
+    def __getitem__(self, name: str) -> Model:
         if name not in self._tiers:
             raise KeyError(name)
         return self._tiers.llm(name)

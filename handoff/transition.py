@@ -24,7 +24,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .approval import Approval
 from .errors import Finding, FlowDefinitionError
-from .guards import GuardCall, guard_text
+from .guards import GuardCall, GuardParameters, call_guard, guard_text
 from .history import POLICIES, HistoryPolicy
 
 Guard = Callable[..., bool]
@@ -140,8 +140,9 @@ class TransitionDef:
         (its return annotation, like LiveKit's ``AgentTask[T]``); None: no result."""
         self._result_adapter: TypeAdapter[Any] | None = None
         self.untyped_params = [p.name for p in self.params if p.annotation is p.empty]
-        self._guard_takes_args = when is not None and _arity(when) > 1
-        self._guard = GuardCall(when, self._guard_takes_args) if when is not None else None
+        self.guard_parameters = GuardParameters(when) if when is not None else None
+        """Which of the transition's arguments the guard takes (by name)."""
+        self._guard = GuardCall(when, self.guard_parameters) if when is not None else None
         self._arguments_model: type[BaseModel] | None = None
         self.__doc__ = self.doc
 
@@ -212,7 +213,8 @@ class TransitionDef:
         TypeError here; a call awaits :meth:`judge`."""
         if self.when is None:
             return None
-        allowed = self.when(context, **arguments) if self._guard_takes_args else self.when(context)
+        assert self.guard_parameters is not None
+        allowed = call_guard(self.when, self.guard_parameters, context, arguments)
         if inspect.isawaitable(allowed):
             if inspect.iscoroutine(allowed):
                 allowed.close()
@@ -436,14 +438,16 @@ class _AnyForUnknown(dict[str, Any]):
 
 def _lenient_hints(func: Body) -> dict[str, Any]:
     """The annotations of ``func``, text ones evaluated with its module's names and any
-    other name as ``Any`` (``RunContext[Local]`` is still a RunContext); one that cannot
-    be evaluated at all stays text."""
+    other name of a parameter as ``Any`` (``RunContext[Local]`` is still a RunContext); one
+    that cannot be evaluated at all stays text, and so does a return type naming something
+    unknown (a side trip's result must be importable: ``bad-result-type`` says so)."""
     out: dict[str, Any] = {}
     module = dict(getattr(func, "__globals__", {}))
     namespace = _AnyForUnknown(module)
     for name, hint in getattr(func, "__annotations__", {}).items():
         try:
-            out[name] = eval(hint, module, namespace) if isinstance(hint, str) else hint
+            names = module if name == "return" else namespace
+            out[name] = eval(hint, module, names) if isinstance(hint, str) else hint
         except Exception:
             out[name] = hint
     return out
@@ -471,9 +475,3 @@ def _is_run_context(hint: Any) -> bool:
     origin = get_origin(hint) or hint
     return isinstance(origin, type) and issubclass(origin, RunContext)
 
-
-def _arity(fn: Callable[..., Any]) -> int:
-    try:
-        return len(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return 1

@@ -4,7 +4,8 @@ Errors make ``Flow(...)`` raise :class:`~handoff.errors.FlowDefinitionError`:
 unknown target, duplicate state or trigger, transition without docstring, unknown
 tier, no initial state (and a few more: unknown final state, bad history policy,
 unknown error transition, a side trip's result type pydantic cannot check,
-``bad-result-type``).
+``bad-result-type``, a guard that takes an argument the transition does not have,
+``guard-parameter``).
 
 Warnings come from :func:`check` (``handoff check``), and count as errors with
 ``strict=True``: a state the initial state cannot reach (``unreachable``), a
@@ -39,6 +40,7 @@ from .failures import FailurePolicy
 from .graph import ANY, BACK, Edge, Graph, predecessors, reach, successors
 from .guards import context_fields
 from .history import POLICIES, HistoryPolicy
+from .realtime import realtime_findings
 from .state import State
 from .tiers import Tiers
 from .transition import RETURN
@@ -151,6 +153,13 @@ def definition_errors(flow: Definition) -> list[Finding]:
                                "annotate the body's return with a type pydantic can check and "
                                "serialise (bool, str, a BaseModel, list[...]), or -> None for "
                                "no result", state=where, trigger=edge.trigger))
+        guard = edge.transition.guard_parameters
+        if guard is not None and (missing := guard.unknown({p.name for p in edge.transition.params})):
+            out.append(Finding("error", "guard-parameter",
+                               f"the guard takes {', '.join(map(repr, missing))}, which the "
+                               "transition does not take; it could never be checked",
+                               "name only the transition's parameters after the Context "
+                               "(or give them defaults)", state=where, trigger=edge.trigger))
         if edge.source is not None and edge.trigger in global_triggers:
             out.append(Finding("error", "duplicate-trigger",
                                f"trigger {edge.trigger!r} is also a global transition",
@@ -251,7 +260,8 @@ def check(flow: Definition, strict: bool = False) -> list[Finding]:
     The order is stable: errors first, then warnings by kind, each by state name.
     """
     found = definition_errors(flow) + graph_warnings(flow) + guard_warnings(flow)
-    found += argument_warnings(flow) + context_warnings(flow)
+    found += argument_warnings(flow) + context_warnings(flow) + realtime_findings(flow)
+    found.sort(key=lambda f: f.severity != "error")  # stable: errors first, each kind in order
     if strict:
         found = [replace(f, severity="error") for f in found]
     return found

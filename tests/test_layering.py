@@ -22,16 +22,19 @@ LAYERS: list[list[str]] = [
      "handoff.guards",
      "handoff._listeners", "handoff._livekit", "handoff.snapshot", "handoff.deadline",
      "handoff.versions", "handoff.migrations", "handoff.background", "handoff.subtasks",
-     "handoff.guard_effect", "handoff.approval"],
+     "handoff.guard_effect", "handoff.tasks", "handoff.approval"],
     ["handoff.history", "handoff.redaction", "handoff.plugins", "handoff.offline", "handoff.offline.*",
      "handoff.sensitive_args", "handoff.returns", "handoff.state_tools",
-     "handoff.turn_context"],
+     "handoff.turn_context", "handoff.realtime"],
     ["handoff.transition"],
     ["handoff.state"],
     ["handoff.graph", "handoff.tiers", "handoff.voice", "handoff.secrets", "handoff.failures",
      "handoff.scaffold",
      "handoff.sealing"],
-    ["handoff.validate", "handoff.fsm"],
+    ["handoff.fsm"],
+    ["handoff.semantics"],
+    ["handoff.validate"],
+    ["handoff.move"],
     ["handoff.run"],
     ["handoff.flow"],
     ["handoff.transcript", "handoff.diagram", "handoff.diagram_diff", "handoff.inflight",
@@ -50,6 +53,7 @@ LAYERS: list[list[str]] = [
 
 TYPE_ONLY_BACK_EDGES = {
     ("handoff.run", "handoff.flow"): "FlowRun.flow is annotated as the Flow that made it",
+    ("handoff.move", "handoff.run"): "a Move is annotated with the FlowRun that made it",
 }
 """The upward edges allowed, each only under ``if TYPE_CHECKING:``, and why."""
 
@@ -189,6 +193,36 @@ def test_only_fsm_imports_transitions() -> None:
              for node in ast.walk(ast.parse(path.read_text()))
              if "transitions" in top_level_names(node)}
     assert sorted(users) == ["handoff.fsm"]
+
+
+TOOLKIT_USERS = {
+    "handoff.cli": "`handoff check --explore` runs the exhaustive exploration (imported lazily)",
+    "handoff.scripts": "`handoff chat --script` talks to a ScriptedLLM (imported lazily)",
+}
+"""Production modules that may import the testing toolkit, each for a developer command."""
+
+
+def test_production_modules_never_import_the_toolkit_or_hypothesis() -> None:
+    """The call path (the run, the worker, everything a deployed agent loads) never loads
+    ``handoff.testing`` or hypothesis, not even lazily; only the developer commands do."""
+
+    def uses(name: str, path: Path) -> set[str]:
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                found.add(("." * node.level) + (node.module or ""))
+        return {f for f in found
+                if f.split(".")[0] == "hypothesis" or f.lstrip(".").startswith("testing")
+                or f.startswith("handoff.testing")}
+
+    offenders = {name: sorted(found) for name, path in all_modules().items()
+                 if not name.startswith("handoff.testing") and name not in TOOLKIT_USERS
+                 and (found := uses(name, path))}
+    assert offenders == {}
+    assert all(uses(name, all_modules()[name]) for name in TOOLKIT_USERS), (
+        "a module no longer imports the toolkit: remove it from TOOLKIT_USERS")
 
 
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:

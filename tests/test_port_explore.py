@@ -9,6 +9,8 @@ explore finds it (and, one less, does not) is asserted:
   written ``coverage_amount >= 0`` instead of ``> 0``;
 * airline, depth 6 (conversation alone): a cap on hand-backs to triage written
   ``handbacks <= 2`` instead of ``< 2``;
+* swarm_airline, depth 4: the port's change rule (more than 24 hours before departure)
+  written ``hours_to_departure >= 24`` instead of ``> 24``;
 * healthcare, depth 2: ``confirm_payment_proceeds`` accepting 0, in
   tests/test_port_healthcare.py next to the port.
 
@@ -166,3 +168,48 @@ def test_explore_finds_the_planted_airline_off_by_one_at_depth_6() -> None:
     assert found.counterexample[-1].attempt is not None
     assert found.counterexample[-1].attempt.trigger == "transfer_to_triage_agent"
     assert explore(AIRLINE_PLANTED, depth=5, entry_conditions=AT_MOST_TWO, context_moves=False).ok
+
+
+# -- swarm airline --------------------------------------------------------------------------
+# The original's ``valid_to_change_flight`` always says yes; the port's rule is "more than
+# 24 hours before departure", the guard of ``change_flight``: ``hours_to_departure > 24``.
+# The planted copy writes ``>= 24``. The spec, an entry condition: a changed flight was
+# changed more than 24 hours out. Depth 4: transfer_to_flight_modification,
+# transfer_to_flight_change, code setting hours_to_departure to 24 (a boundary read from
+# the guard), change_flight.
+
+swarm = importlib.import_module("examples.swarm_airline.flow")
+
+CHANGED_IN_TIME = {"FlightChange": lambda c: c.changed_with_hours is None or c.changed_with_hours > 24}
+
+
+def _swarm(guard: Any, name: str) -> Flow[Any]:
+    class FlightChange(swarm.FlightChange):  # type: ignore[name-defined,misc]
+        name = "FlightChange"
+
+        @transition(to="FlightChange", when=guard, refused="not eligible for a change")
+        async def change_flight(self, ctx: RunContext[Any]) -> None:
+            """Change the customer's flight, once valid_to_change_flight has said it is eligible."""
+            await swarm.FlightChange.change_flight.func(self, ctx)
+
+    states = [FlightChange if s is swarm.FlightChange else s for s in swarm.flow.states.values()]
+    return Flow(name, context=swarm.FlightCall, initial=swarm.Triage, states=states,
+                final=[swarm.Resolved, swarm.Escalated], global_transitions=[swarm.escalate_to_agent],
+                error_transition="escalate_to_agent")
+
+
+SWARM_PLANTED = _swarm(lambda c: c.hours_to_departure is not None and c.hours_to_departure >= 24,
+                       "swarm_airline_planted")  # planted: >= 24
+
+
+def test_explore_passes_the_swarm_airline_as_ported() -> None:
+    found = explore(swarm.flow, depth=5, entry_conditions=CHANGED_IN_TIME)
+    assert found.ok and ("FlightChange", "change_flight") in found.taken
+
+
+def test_explore_finds_the_planted_swarm_airline_off_by_one_at_depth_4() -> None:
+    found = explore(SWARM_PLANTED, depth=4, entry_conditions=CHANGED_IN_TIME)
+    assert found.counterexample is not None and len(found.counterexample) == 4
+    last = found.counterexample[-1].attempt
+    assert last is not None and last.trigger == "change_flight"
+    assert explore(SWARM_PLANTED, depth=3, entry_conditions=CHANGED_IN_TIME).ok

@@ -312,8 +312,10 @@ def gate_policy(turn: Turn) -> Any:
     return f"{turn.agent_id} here."
 
 
-async def test_a_task_awaited_in_a_transition_body_gates_the_move() -> None:
-    async with gate_flow.session(llm=ScriptedLLM(gate_policy)) as run:
+async def pass_the_gate(model: Any) -> None:
+    """The gate call on ``model`` (a ScriptedLLM or a realtime model playing gate_policy):
+    the task awaited in the body runs, and the move happens once it completes."""
+    async with gate_flow.session(llm=model) as run:
         await run.session.run(user_input="let me in")
         assert [t.id for t in run.tasks] == ["verifier"] and run.state == "Gate"
         finished = tool_finished(run, "enter")
@@ -322,6 +324,10 @@ async def test_a_task_awaited_in_a_transition_body_gates_the_move() -> None:
         await run.session.run(user_input="hello?")
         check_invariant_1(run)
         assert run.state == "Inside" and [r.trigger for r in run.log] == ["enter"]
+
+
+async def test_a_task_awaited_in_a_transition_body_gates_the_move() -> None:
+    await pass_the_gate(ScriptedLLM(gate_policy))
 
 
 class QuickDesk(Desk):

@@ -12,7 +12,8 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from examples.callcenter import flow as callcenter
 from examples.callcenter.flow import Billing, Call, Escalation, Greeter, Triage, Wrapup
-from handoff import Flow, FlowRun, RunContext, State, TransitionRefused, transition
+from handoff import Flow, RunContext, State, TransitionRefused, transition
+from handoff.move import Move
 from handoff.testing import FlowStateMachine
 
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
@@ -141,11 +142,13 @@ def test_a_core_that_half_applies_a_refused_transition_is_caught(
 ) -> None:
     """The oracle checks the core too: break the rollback of a body refusal on purpose."""
 
-    def abandon_without_rollback(self: FlowRun[Any], pending: Any) -> None:
-        if self._pending is pending:
-            self._pending = None
+    def abandon_without_rollback(self: Move, kind: Any = None, reason: str = "") -> Any:
+        self.run.context.close_journal(self.journal)  # closed, but nothing undone
+        if self.run._pending is self:
+            self.run._pending = None
+        return None if kind is None else self.run._record_refusal(self.edge.trigger, kind, reason)
 
-    monkeypatch.setattr(FlowRun, "_abandon", abandon_without_rollback)
+    monkeypatch.setattr(Move, "abandon", abandon_without_rollback)
     refunds = {"open_refund": {"amount": st.just(500.0), "reason": st.just("r")}}  # > limit
     machine = FlowStateMachine(_variant(billing=CarefulBilling), argument_overrides=refunds,
                                initial={"verified": True})

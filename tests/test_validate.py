@@ -133,11 +133,19 @@ def test_guard_reading_a_missing_context_field() -> None:
 
 
 def test_guard_with_arguments_and_named_function() -> None:
-    def enough(c: Any, amount: float) -> bool:
+    def enough(c: Any, amount: float = 0.0) -> bool:  # optional: the transition has no amount
         return amount <= c.limit + c.bonus
 
     assert [f.message for f in check(_guarded("go", enough))] == [
         "the guard reads 'bonus', which Ctx does not have"]
+
+
+def test_a_guard_that_needs_an_argument_the_transition_lacks_fails_the_build() -> None:
+    with pytest.raises(FlowDefinitionError) as caught:
+        _guarded("go", lambda c, amount: amount <= c.limit)
+    [finding] = caught.value.findings
+    assert (finding.code, finding.state, finding.trigger) == ("guard-parameter", "A", "go")
+    assert "'amount'" in finding.message
 
 
 def test_refusal_function_is_checked_too() -> None:

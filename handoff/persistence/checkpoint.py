@@ -13,7 +13,7 @@ Format 1 (``"format": 1``)::
       "sensitive": {...} | "<sealed>",# its pii fields (and the true value of any plain
                                       # field quoting one), apart; sealed if a Sealer is set
       "return_stack": ["Triage"],     # states a `to=RETURN` transition comes back to
-      "log": [{"source", "target", "trigger", "arguments", "at", "by", "result"?}, ...],
+      "log": [{"source", "target", "trigger", "arguments", "at", "by", "result"?, "turn"?}, ...],
       "history": [{"role": "user"|"assistant", "text": "..."}, ...],  # last N messages
       "ended": false,                 # true: a tombstone, the call is over (nothing else kept)
       "migration_failure": {"to", "error", "at"}   # only on a checkpoint `handoff migrate`
@@ -188,7 +188,8 @@ class Checkpoint:
         """The transition log as records (arguments as stored, i.e. scrubbed)."""
         return [
             TransitionRecord(e["source"], e["target"], e["trigger"], dict(e.get("arguments") or {}),
-                             float(e["at"]), e.get("by", "llm"), e.get("result"))
+                             float(e["at"]), e.get("by", "llm"), e.get("result"),
+                             int(e.get("turn", 0)))
             for e in self.log
         ]
 
@@ -225,6 +226,7 @@ def _log_entry(entry: Any) -> dict[str, Any]:
         _typed(entry.get(key), str, f"log.{key}")
     _typed(entry.get("arguments") or {}, dict, "log.arguments")
     _typed(entry.get("at"), (int, float), "log.at")
+    _typed(entry.get("turn", 0), int, "log.turn")
     if entry.get("by", "llm") not in ("llm", "code", "failover"):
         raise CheckpointFormatError(f"checkpoint log entry moved by {entry.get('by')!r}")
     return entry
@@ -286,6 +288,7 @@ def capture(
     log = [
         {"source": r.source, "target": r.target, "trigger": r.trigger,
          "arguments": redactor.value(r.arguments, values), "at": r.at, "by": r.by,
+         **({"turn": r.turn} if r.turn else {}),
          **({} if r.result is None else {"result": redactor.value(r.result, values)})}
         for r in run.log
     ]

@@ -27,6 +27,7 @@ from ..extras import missing
 from .answers import answer, answering
 from .coverage import CoverageObserver, FlowCoverage
 from .driver import FlowDriver, settle
+from .realtime import ScriptedRealtimeModel, ScriptedRealtimeSession, Truncation
 from .scripted import (
     Policy,
     Reply,
@@ -91,8 +92,11 @@ __all__ = [
     "ReplyLike",
     "ScriptExhausted",
     "ScriptedLLM",
+    "ScriptedRealtimeModel",
+    "ScriptedRealtimeSession",
     "Step",
     "ToolCall",
+    "Truncation",
     "Turn",
     "answer",
     "answering",

@@ -17,13 +17,15 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..errors import TransitionCallError
 from ..flow import Flow
 from ..graph import Edge
 from ..records import Refusal, TransitionRecord
 from ..run import FlowRun
+from ..semantics import after_move, converted_arguments, failure_is_due, follow_up, validity
 from .strategies import Attempt
 
-Verdict = Literal["invalid", "guard", "guard-error", "allowed", "denied"]
+Verdict = Literal["invalid", "arguments", "guard", "guard-error", "allowed", "denied"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Expectation:
 
 
 NO_RETURN = "there is no earlier state to return to"
+"""What the run says when a side trip's return has nowhere to go (see ``semantics.validity``)."""
 
 
 def declared_targets(flow: Flow[Any], edge: Edge,
@@ -78,19 +81,22 @@ def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
     ``approved``: the caller's answer to the transition's ``confirm=`` question, asked
     when the LLM takes it (False: an allowed move is ``denied``).
     """
-    edge = flow.table[state].get(attempt.trigger)
-    if edge is None or (by_llm and not edge.transition.offered):
-        return Expectation("invalid")
+    valid = validity(flow, state, attempt.trigger, return_stack, by_llm=by_llm)
+    edge = valid.edge
+    if valid.kind is not None or edge is None:  # the run refuses it before any guard
+        return Expectation("invalid", (), valid.reason)
     targets = declared_targets(flow, edge, return_stack)
+    try:  # the guard sees what the run's does: the arguments as the tool schema converts them
+        arguments = converted_arguments(edge, attempt.arguments)
+    except TransitionCallError as exc:
+        return Expectation("arguments", targets, str(exc))
     try:
         seen = copy.deepcopy(context) if isolate else context
-        reason = edge.transition.check_guard(seen, dict(attempt.arguments))
+        reason = edge.transition.check_guard(seen, arguments)
     except Exception as exc:
         return Expectation("guard-error", targets, f"{type(exc).__name__}: {exc}")
     if reason is not None:
         return Expectation("guard", targets, reason)
-    if not targets:
-        return Expectation("invalid", (), NO_RETURN)
     if by_llm and not approved and edge.transition.approval is not None:
         return Expectation("denied", targets, "the caller did not approve")
     return Expectation("allowed", targets)
@@ -113,24 +119,93 @@ class Observation:
     log_len: int
     refusals_len: int
     return_stack: tuple[str, ...] = ()
+    failures: int = 0
+    """Failures in a row so far (what decides whether an ``error`` refusal is followed
+    by the error transition)."""
 
     @classmethod
     def of(cls, run: FlowRun[Any]) -> Observation:
         # model_dump builds new containers all the way down: nothing later writes reach it
         return cls(run.state, run.context.model_dump(), id(run.context),
-                   len(run.log), len(run.refusals), tuple(run.return_stack))
+                   len(run.log), len(run.refusals), tuple(run.return_stack),
+                   run.consecutive_failures)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one attempt did: the transitions taken and the refusals recorded meanwhile."""
+    """What one attempt did: the transitions taken and the refusals recorded meanwhile.
+
+    ``move`` is the attempt's own transition (None when it was refused); ``follow_ups``
+    are the moves the runtime's rules took after it, in order: the failure policy's error
+    transition (``by="failover"``, after a loop or ``max_failures`` failures), or a move
+    a State's hook asked for from code once its state was entered (``on_enter``);
+    ``extra`` are any other transitions (at most one per attempt: always a problem).
+    """
 
     taken: tuple[TransitionRecord, ...]
     refused: tuple[Refusal, ...]
+    move: TransitionRecord | None = None
+    follow_ups: tuple[TransitionRecord, ...] = ()
+    extra: tuple[TransitionRecord, ...] = ()
 
     @classmethod
     def since(cls, run: FlowRun[Any], before: Observation) -> Outcome:
-        return cls(tuple(run.log[before.log_len:]), tuple(run.refusals[before.refusals_len:]))
+        taken = tuple(run.log[before.log_len:])
+        move: TransitionRecord | None = None
+        follow_ups: list[TransitionRecord] = []
+        extra: list[TransitionRecord] = []
+        previous: TransitionRecord | None = None
+        for record in taken:
+            if record.by == "failover":
+                follow_ups.append(record)
+            elif previous is None:
+                move = record
+            elif record.by == "code" and previous.target == record.source:
+                follow_ups.append(record)  # the entered state's hook moved on
+            else:
+                extra.append(record)
+            previous = record
+        return cls(taken, tuple(run.refusals[before.refusals_len:]), move, tuple(follow_ups),
+                   tuple(extra))
+
+
+def follow_up_problems(flow: Flow[Any], run: FlowRun[Any], before: Observation,
+                       out: Outcome) -> tuple[list[str], str]:
+    """What is wrong with the moves that followed the attempt, and the state they end in.
+
+    A ``failover`` move must be the one the semantic core calls for at that point of the
+    log (:func:`handoff.semantics.after_move` after a loop, or ``max_failures`` failures in
+    a row after an ``error`` refusal), from the state the run was in; a hook's code move
+    must be declared from the state it left. On a run without a session (where the
+    follow-up is taken within the move) a loop's error transition must have been taken.
+    """
+    problems: list[str] = []
+    state = out.move.target if out.move is not None else before.state
+    index = before.log_len + (out.move is not None)
+    due = after_move(flow, run.log[:index]) if out.move is not None else None
+    if out.move is None and failure_is_due(flow, before.failures + sum(
+            r.kind == "error" for r in out.refused)):
+        due = follow_up(flow, before.state, "failures")
+    for record in out.follow_ups:
+        if record.source != state:
+            problems.append(f"{record.trigger} was taken from {record.source}, but the run "
+                            f"was in {state}")
+        if record.by == "failover":
+            if due is None or due.trigger != record.trigger:
+                problems.append(f"the error transition {record.trigger} was taken from "
+                                f"{record.source}, but the failure policy calls for "
+                                f"{due.trigger if due else 'nothing'} here")
+            due = None
+        else:
+            edge = flow.table.get(record.source, {}).get(record.trigger)
+            if edge is None or not (edge.is_return or record.target in declared_targets(flow, edge)):
+                problems.append(f"a hook moved {record.source} -{record.trigger}-> "
+                                f"{record.target}, which is not declared")
+        state = record.target
+    if due is not None and out.move is not None and not run.attached and run.failover is None:
+        problems.append(f"the log shows a loop ({due.reason}) but the error transition "
+                        f"{due.trigger} was not taken")
+    return problems, state
 
 
 def lost_fields(
@@ -204,10 +279,12 @@ def violations(
     after = Observation.of(run)
     problems: list[str] = []
     where = f"{attempt!r} in {before.state}"
-    if len(out.taken) > 1:
-        problems.append(f"{where}: {len(out.taken)} transitions in one attempt (at most one)")
-    if out.taken:
-        record = out.taken[0]
+    if out.extra:
+        problems.append(f"{where}: {1 + len(out.extra)} transitions in one attempt (at most one)")
+    followed, end = follow_up_problems(flow, run, before, out)
+    problems += [f"{where}: {p}" for p in followed]
+    if out.move is not None:
+        record = out.move
         if expectation.verdict != "allowed":
             why = f" ({expectation.reason})" if expectation.reason else ""
             problems.append(f"{where}: taken to {record.target}, but the table/guard says "
@@ -217,8 +294,8 @@ def violations(
             declared = " or ".join(expectation.targets)
             problems.append(f"{where}: took {record.source} -{record.trigger}-> {record.target}, "
                             f"declared {before.state} -{attempt.trigger}-> {declared}")
-        if run.state != record.target:
-            problems.append(f"{where}: the log says {record.target} but the run is in {run.state}")
+        if run.state != end:
+            problems.append(f"{where}: the log says {end} but the run is in {run.state}")
         if after.context_id != before.context_id:
             problems.append(f"{where}: the run's context was replaced by another object")
         clear = (may_clear or {}).get(attempt.trigger, ())
@@ -227,6 +304,10 @@ def violations(
             problems.append(f"{where}: context lost across the transition: {', '.join(lost)}")
         edge = flow.table[before.state].get(attempt.trigger)
         stack = _stack_after(edge, before)
+        for later in out.follow_ups:
+            if stack is not None:
+                stack = _stack_after(flow.table.get(later.source, {}).get(later.trigger),
+                                     Observation(later.source, {}, 0, 0, 0, stack))
         if stack is not None and after.return_stack != stack:
             problems.append(f"{where}: the return stack is {list(after.return_stack)}, "
                             f"expected {list(stack)}")
@@ -234,8 +315,9 @@ def violations(
             problems.append(f"{where}: {problem}")
         return problems
 
-    # not taken: nothing may have changed, and the refusal must be the right one
-    if (after.state, after.context, after.context_id, after.return_stack) != (
+    # not taken: nothing may have changed (but what a follow-up move did), and the
+    # refusal must be the right one
+    if not out.follow_ups and (after.state, after.context, after.context_id, after.return_stack) != (
         before.state, before.context, before.context_id, before.return_stack
     ):
         changed = sorted(k for k in before.context if before.context[k] != after.context.get(k))
@@ -248,6 +330,7 @@ def violations(
         return problems
     expected_kinds: dict[Verdict, set[str | None]] = {
         "invalid": {"invalid", None} if unknown_tool_ok else {"invalid"},
+        "arguments": {"invalid"} if unknown_tool_ok else {None},
         "guard": {"guard"},
         "guard-error": {"error"},
         "allowed": {"body", "error", "interrupted"} if allow_errors else {"body", "interrupted"},

@@ -29,6 +29,7 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGive
 from pydantic_core import to_jsonable_python
 
 from .._livekit import asking_agent_id
+from ..errors import ScriptExhausted
 
 _ids = itertools.count()
 
@@ -147,26 +148,20 @@ def per_state(
     return policy
 
 
-class ScriptExhausted(AssertionError):
-    """The script had no reply left for a request."""
+class Scripted:
+    """The script side ScriptedLLM and ScriptedRealtimeModel share: the replies (a list,
+    consumed one per request, or a policy of the :class:`Turn`), the requests seen, the
+    model's name."""
 
+    turns: list[Turn]
+    """Every request the model answered, in order."""
 
-class ScriptedLLM(llm.LLM):
-    """A deterministic model: replies from a script or a policy; records every request."""
-
-    def __init__(
-        self,
-        replies: Iterable[ReplyLike] | Policy,
-        *,
-        chunk_words: int = 3,
-        model: str = "scripted",
-    ) -> None:
-        super().__init__()
+    def _load(self, replies: Iterable[ReplyLike] | Policy, chunk_words: int, model: str) -> None:
         self._policy: Policy | None = replies if callable(replies) else None
         self._script: list[ReplyLike] = [] if callable(replies) else list(replies)
         self._chunk_words = chunk_words
         self._model = model
-        self.turns: list[Turn] = []
+        self.turns = []
 
     @property
     def model(self) -> str:
@@ -180,6 +175,28 @@ class ScriptedLLM(llm.LLM):
     def remaining(self) -> int:
         """Script replies not yet used (0 for a policy)."""
         return len(self._script)
+
+    def _reply_to(self, turn: Turn) -> Reply:
+        """Record ``turn`` and give its reply."""
+        self.turns.append(turn)
+        return next_reply(self._policy, self._script, turn, type(self).__name__)
+
+    def _chunks(self, text: str) -> list[str]:
+        return chunks(text, self._chunk_words)
+
+
+class ScriptedLLM(Scripted, llm.LLM):
+    """A deterministic model: replies from a script or a policy; records every request."""
+
+    def __init__(
+        self,
+        replies: Iterable[ReplyLike] | Policy,
+        *,
+        chunk_words: int = 3,
+        model: str = "scripted",
+    ) -> None:
+        super().__init__()
+        self._load(replies, chunk_words, model)
 
     def chat(
         self,
@@ -202,24 +219,28 @@ class ScriptedLLM(llm.LLM):
             "",
         )
         turn = Turn(len(self.turns), chat_ctx.copy(), names, instructions, asking_agent_id())
-        self.turns.append(turn)
-        return _ScriptedStream(self, self._next_reply(turn), chat_ctx=chat_ctx, tools=tools,
+        return _ScriptedStream(self, self._reply_to(turn), chat_ctx=chat_ctx, tools=tools,
                                conn_options=conn_options)
 
-    def _next_reply(self, turn: Turn) -> Reply:
-        if self._policy is not None:
-            return as_reply(self._policy(turn))
-        if not self._script:
-            return Reply(error=ScriptExhausted(
-                f"ScriptedLLM has no reply left for request #{turn.index} "
-                f"(last user line: {turn.last_user_text!r})"))
-        return as_reply(self._script.pop(0))
 
-    def _chunks(self, text: str) -> list[str]:
-        words = text.split(" ")
-        n = max(1, self._chunk_words)
-        return [" ".join(words[i : i + n]) + (" " if i + n < len(words) else "")
-                for i in range(0, len(words), n)]
+def next_reply(policy: Policy | None, script: list[ReplyLike], turn: Turn, owner: str) -> Reply:
+    """The reply to ``turn``: the policy's answer, or the next script entry (consumed);
+    an exhausted script answers with a :class:`ScriptExhausted` failure."""
+    if policy is not None:
+        return as_reply(policy(turn))
+    if not script:
+        return Reply(error=ScriptExhausted(
+            f"{owner} has no reply left for request #{turn.index} "
+            f"(last user line: {turn.last_user_text!r})"))
+    return as_reply(script.pop(0))
+
+
+def chunks(text: str, words_per_chunk: int) -> list[str]:
+    """``text`` cut into pieces of ``words_per_chunk`` words, as a model streams it."""
+    words = text.split(" ")
+    n = max(1, words_per_chunk)
+    return [" ".join(words[i : i + n]) + (" " if i + n < len(words) else "")
+            for i in range(0, len(words), n)]
 
 
 def as_json(arguments: Mapping[str, Any]) -> str:
