@@ -7,6 +7,7 @@ the yes, nothing runs twice, invariant 1 holds between turns."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from handoff.events import EventLog, MemoryEventStore
 from handoff.redaction import REDACTED
 from handoff.snapshot import snapshot
 from handoff.testing import ScriptedLLM, Turn, answering, call, settle
+from handoff.testing.audio import EspeakTTS, RealtimeAudioOutput, espeak_available
 
 
 class Ticket(Context):
@@ -319,3 +321,29 @@ def test_the_generated_session_machine_answers_both_ways() -> None:
         suppress_health_check=list(HealthCheck)))
     outcomes = {(r.action, r.outcome) for r in watch.records}
     assert {("cancel", "granted"), ("cancel", "denied")} <= outcomes, outcomes
+
+
+@pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
+async def test_voice_mode_speaks_the_question_then_the_yes_runs_the_move() -> None:
+    """Voice mode: a session with a TTS (espeak-ng) and a speaker that plays in real time;
+    the question is synthesised and played as audio, and the caller's yes takes the move."""
+    steps = Steps()
+    session: AgentSession[Ticket] = AgentSession(tts=EspeakTTS(words_per_minute=300))
+    speaker = RealtimeAudioOutput(speed=4.0)
+    session.output.audio = speaker
+    try:
+        run = await asyncio.wait_for(make_flow(steps).start(
+            session, llm=ScriptedLLM(answering(policy)), wait_opening=True), 30)
+        await session.run(user_input="cancel please")
+        assert [t.id for t in run.tasks] == ["approval"]
+        spoken = [i for i in session.history.items if i.type == "message"
+                  and i.role == "assistant" and "Shall I cancel ticket T-7?" in (i.text_content or "")]
+        assert spoken and len(speaker.segments) == 2 and speaker.segments[-1].pushed > 0  # opening, question
+        await session.run(user_input="yes")
+        await asyncio.wait_for(steps.decided, 30)
+        await settle(run)
+        assert run.state == "Cancelled" and run.context.cancelled == ["T-7"]
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(session.aclose(), 15)
+        await speaker.aclose()
