@@ -14,6 +14,7 @@ is how docs/images/ is refreshed).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -371,3 +372,33 @@ def test_the_page_reads_well_at_1400_and_800_px(
     assert fitted["svg_width"] <= fitted["pane"]["width"]  # the whole flow, as an overview
     browser.find_element(By.ID, "zoom-read").click()
     assert browser.execute_script(SIZES)["smallest"] == pytest.approx(sizes["smallest"], rel=0.01)
+
+
+async def test_approval_steps_read_as_sentences_on_the_timeline(
+        browser: Any, processes: Processes, tmp_path: Path) -> None:
+    """A confirm= question and the caller's no are on the timeline as sentences."""
+    from selenium.webdriver.common.by import By
+
+    from handoff.events import EventLog, SQLiteEventStore
+    from handoff.testing import ScriptedLLM, answering, settle
+
+    from .test_approvals import Steps, make_flow, policy
+
+    db = tmp_path / "events.db"
+    store = SQLiteEventStore(db)
+    steps = Steps()
+    flow = make_flow(steps)
+    log = EventLog(store).install(flow)
+    async with flow.session(llm=ScriptedLLM(answering(policy))) as run:
+        log.track(run, "asked-call")
+        await run.session.run(user_input="cancel please")
+        await run.session.run(user_input="no, I found the receipt")
+        await asyncio.wait_for(steps.decided, 10)
+        await settle(run)
+    assert await log.flush(10)
+    url = serve(processes, db)
+    browser.get(url + "/calls/asked-call")
+    rows = wait_for(browser, lambda d: [li.text for li in d.find_elements(
+        By.CSS_SELECTOR, "#timeline li.approval .text")] or None, "the approval rows")
+    assert rows == ["asked before cancel: Shall I cancel ticket T-7?",
+                    "cancel denied by the caller: no, I found the receipt"]
