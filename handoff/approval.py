@@ -139,9 +139,11 @@ class AskApproval(AgentTask[Answer]):
     It says the question itself (``session.say``), so the caller hears exactly the declared
     words; the state's model then reads the answer and calls ``approve`` or ``deny``. An
     unrelated question is answered and the question asked again. Silence for ``timeout``
-    seconds after the question (or after the caller's last line) is a no."""
+    seconds after the question (or after the caller's last line) is a no. ``on_asked`` is
+    called once the question is said (several questions of one turn are asked in turn)."""
 
-    def __init__(self, question: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, question: str, timeout: float = DEFAULT_TIMEOUT,
+                 on_asked: Callable[[], None] | None = None) -> None:
         super().__init__(instructions=(
             f'You have just asked the caller: "{question}". If they clearly agree, call '
             "approve. If they refuse, hesitate or change their mind, call deny with their "
@@ -149,6 +151,7 @@ class AskApproval(AgentTask[Answer]):
             "sentence and ask the question again. Never decide for them."))
         self.question = question
         self.timeout = timeout
+        self._on_asked = on_asked
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -159,6 +162,8 @@ class AskApproval(AgentTask[Answer]):
         self.session.on("conversation_item_added", self._heard)
         self.session.say(self.question)
         self._restart_timer()
+        if self._on_asked is not None:
+            self._on_asked()
 
     async def on_exit(self) -> None:
         self._stop()
@@ -205,13 +210,14 @@ class AskApproval(AgentTask[Answer]):
 async def ask(approval: Approval, action: str, arguments: Mapping[str, Any],
               tell: Callable[[ApprovalRecord], None]) -> str | None:
     """Ask the caller; None when they said yes, else why not (for the model). ``tell``
-    receives the ``asked`` record, then the ``granted`` or ``denied`` one. A cancelled
+    receives the ``asked`` record (once the question is said), then the ``granted`` or
+    ``denied`` one. A cancelled
     caller (an interruption that ends the tool) re-raises after the denial is told."""
     question = approval.question_for(arguments)
-    tell(ApprovalRecord(action, question, "asked", None, time.time()))
     reason: str | None = "the call ended before the caller answered"
     try:
-        answer = await AskApproval(question, approval.timeout)
+        answer = await AskApproval(question, approval.timeout, lambda: tell(
+            ApprovalRecord(action, question, "asked", None, time.time())))
         reason = None if answer.granted else (answer.reason or "no reason given")
     except Exception:  # LiveKit ends a task of a closing session with an error
         pass

@@ -163,6 +163,30 @@ async def test_an_unrelated_question_is_answered_and_the_question_stays_open() -
         assert run.context.refunds == [20]
 
 
+async def test_two_questions_in_one_turn_are_asked_one_after_the_other() -> None:
+    """The model calls a @confirm tool twice at once: one question at a time, each answer
+    decides its own call, each runs at most once."""
+    def two(turn: Turn) -> Any:
+        if turn.agent_id == "Desk" and not turn.answering_tool and turn.last_user_text == "two":
+            return [call("refund", amount=20), call("refund", amount=30)]
+        return policy(turn)
+
+    steps = Steps()
+    async with make_flow(steps).session(llm=ScriptedLLM(answering(two))) as run:
+        await run.session.run(user_input="two")
+        assert said(run)[-1] == "Shall I refund 20 euros?"
+        await run.session.run(user_input="no")
+        await settle(run)
+        assert said(run)[-1] == "Shall I refund 30 euros?" and run.context.refunds == []
+        await run.session.run(user_input="yes")
+        await settle(run)
+        check_invariant_1(run)
+        assert run.tasks == () and run.context.refunds == [30]
+    assert [(r.outcome, r.question[-9:]) for r in steps.records] == [
+        ("asked", "20 euros?"), ("denied", "20 euros?"), ("asked", "30 euros?"),
+        ("granted", "30 euros?")]
+
+
 async def test_an_interruption_while_asking_runs_nothing_and_the_answer_still_counts() -> None:
     steps = Steps()
     async with make_flow(steps).session(llm=ScriptedLLM(answering(policy))) as run:
