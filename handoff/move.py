@@ -36,7 +36,7 @@ from .graph import Edge
 from .history import add_summary
 from .records import MovedBy, Refusal, TransitionRecord
 from .returns import frames_above
-from .semantics import follow_up, loop_reason, validity
+from .semantics import approval_for, follow_up, loop_reason, validity
 from .sensitive_args import remember_arguments
 from .transition import Chosen
 
@@ -149,8 +149,8 @@ class Move:
         """The caller's yes to the transition's ``confirm=`` question (asked when the LLM
         takes it, :mod:`handoff.approval`); refused (``denied``, rolled back) on a no,
         silence or the call ending."""
-        approval, trigger = self.edge.transition.approval, self.edge.trigger
-        if approval is None or self.by != "llm" or not self.run.attached:
+        approval, trigger = approval_for(self.edge, self.by), self.edge.trigger
+        if approval is None or not self.run.attached:
             return
         try:
             reason = await ask(approval, trigger, arguments, self.run.note_approval)

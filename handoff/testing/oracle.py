@@ -22,7 +22,14 @@ from ..flow import Flow
 from ..graph import Edge
 from ..records import Refusal, TransitionRecord
 from ..run import FlowRun
-from ..semantics import after_move, converted_arguments, failure_is_due, follow_up, validity
+from ..semantics import (
+    after_move,
+    approval_for,
+    converted_arguments,
+    failure_is_due,
+    follow_up,
+    validity,
+)
 from .strategies import Attempt
 
 Verdict = Literal["invalid", "arguments", "guard", "guard-error", "allowed", "denied"]
@@ -97,7 +104,7 @@ def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
         return Expectation("guard-error", targets, f"{type(exc).__name__}: {exc}")
     if reason is not None:
         return Expectation("guard", targets, reason)
-    if by_llm and not approved and edge.transition.approval is not None:
+    if not approved and approval_for(edge, "llm" if by_llm else "code") is not None:
         return Expectation("denied", targets, "the caller did not approve")
     return Expectation("allowed", targets)
 
