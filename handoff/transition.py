@@ -134,6 +134,11 @@ class TransitionDef:
             confirm if isinstance(confirm, Approval) else Approval(confirm)).checked(
             self.name, [p.name for p in self.params])
         """The caller's confirmation asked for before the body runs (``confirm=``)."""
+        if self.approval is not None and not offered:
+            raise FlowDefinitionError(None, [Finding(
+                "error", "bad-confirm", f"@transition {self.name}: confirm= with llm=False",
+                "the caller is asked only when the LLM takes the transition; code decides "
+                "for itself: drop confirm= or llm=False", trigger=self.name)])
         self.result_type: Any = (declared if to == RETURN and declared not in _NO_RESULT
                                  and not self.back_to else None)
         """What a side trip's ``to=RETURN`` body hands back to the state that started it

@@ -258,6 +258,8 @@ def test_a_question_naming_an_unknown_argument_fails_when_declared() -> None:
         transition(to="Cancelled", confirm="Cancel {tiket}?")(Desk.cancel.func)
     with pytest.raises(FlowDefinitionError, match="names sum, which refund does not take"):
         confirm("Refund {sum}?")(Desk.refund)
+    with pytest.raises(FlowDefinitionError, match="confirm= with llm=False"):
+        transition(to="Cancelled", confirm="Cancel {ticket}?", llm=False)(Desk.cancel.func)
     with pytest.raises(FlowDefinitionError, match="timeout"):
         confirm("Refund {amount}?", timeout=0)(Desk.refund)
 
