@@ -88,6 +88,19 @@ def policy(turn: Turn) -> Any:
     return "Okay."
 
 
+async def recorded_call(flow: Flow[Ticket], llm: ScriptedLLM, store: Any, call_id: str,
+                        answer: str, steps: Steps) -> None:
+    """A call asking to cancel, answered with ``answer``, in ``store``'s event log."""
+    log = EventLog(store).install(flow)
+    async with flow.session(llm=llm) as run:
+        log.track(run, call_id)
+        await run.session.run(user_input="cancel please")
+        await run.session.run(user_input=answer)
+        await asyncio.wait_for(steps.decided, 10)
+        await settle(run)
+    assert await log.flush(10)
+
+
 def check_invariant_1(run: FlowRun[Any]) -> None:
     agent = run.session.current_agent
     assert run.agent is not None and run.agent.id == run.state
@@ -290,17 +303,10 @@ async def test_the_event_log_records_asked_and_denied_with_pii_redacted() -> Non
     steps = Steps()
     flow = make_flow(steps, [PinDesk, Cancelled])
     store = MemoryEventStore()
-    log = EventLog(store).install(flow)
     llm = ScriptedLLM(answering(lambda t: call("cancel", ticket="T-7", pin="4321")
                                 if t.agent_id == "PinDesk" and not t.answering_tool
                                 and t.last_user_text == "cancel please" else "Okay."))
-    async with flow.session(llm=llm) as run:
-        log.track(run, "c-1")
-        await run.session.run(user_input="cancel please")
-        await run.session.run(user_input="no, 4321 is not my pin")
-        await asyncio.wait_for(steps.decided, 10)
-        await settle(run)
-    assert await log.flush(10)
+    await recorded_call(flow, llm, store, "c-1", "no, 4321 is not my pin", steps)
     approvals = [e.data for e in await store.events("c-1") if e.kind == "approval"]
     assert [a["outcome"] for a in approvals] == ["asked", "denied"]
     assert approvals[0]["action"] == "cancel" and "T-7" in approvals[0]["question"]

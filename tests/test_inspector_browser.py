@@ -14,7 +14,6 @@ is how docs/images/ is refreshed).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -379,23 +378,15 @@ async def test_approval_steps_read_as_sentences_on_the_timeline(
     """A confirm= question and the caller's no are on the timeline as sentences."""
     from selenium.webdriver.common.by import By
 
-    from handoff.events import EventLog, SQLiteEventStore
-    from handoff.testing import ScriptedLLM, answering, settle
+    from handoff.events import SQLiteEventStore
+    from handoff.testing import ScriptedLLM, answering
 
-    from .test_approvals import Steps, make_flow, policy
+    from .test_approvals import Steps, make_flow, policy, recorded_call
 
     db = tmp_path / "events.db"
-    store = SQLiteEventStore(db)
     steps = Steps()
-    flow = make_flow(steps)
-    log = EventLog(store).install(flow)
-    async with flow.session(llm=ScriptedLLM(answering(policy))) as run:
-        log.track(run, "asked-call")
-        await run.session.run(user_input="cancel please")
-        await run.session.run(user_input="no, I found the receipt")
-        await asyncio.wait_for(steps.decided, 10)
-        await settle(run)
-    assert await log.flush(10)
+    await recorded_call(make_flow(steps), ScriptedLLM(answering(policy)), SQLiteEventStore(db),
+                        "asked-call", "no, I found the receipt", steps)
     url = serve(processes, db)
     browser.get(url + "/calls/asked-call")
     rows = wait_for(browser, lambda d: [li.text for li in d.find_elements(
