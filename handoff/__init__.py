@@ -9,6 +9,7 @@ What a flow's author uses is here; the parts behind it live in their modules
 
 from livekit.agents import RunContext, function_tool
 
+from .approval import Approval, confirm
 from .context import Context
 from .errors import (
     Finding,
@@ -34,6 +35,7 @@ install_log_scrubbing()  # no sensitive value reaches a log record of this proce
 
 __all__ = [
     "RETURN",
+    "Approval",
     "Chosen",
     "Context",
     "Finding",
@@ -55,6 +57,7 @@ __all__ = [
     "TransitionRefused",
     "UnknownTierError",
     "check",
+    "confirm",
     "function_tool",
     "migration",
     "resume_or_start",

@@ -42,6 +42,7 @@ RESULT = "returns"
 PICKS = "↩ the caller picks:"
 """On a ``to=RETURN, back_to=[...]`` edge, before the frames the body may go back to."""
 ABANDONS = "✕ drops the interrupted task"
+CONFIRM = "✓ caller confirms"
 """On an ``abandons=True`` edge: the top frame of the return stack is dropped."""
 FONT = "Helvetica"
 INK = "#2d3748"
@@ -163,7 +164,7 @@ def state_label(state: StateSnap, extra_rows: Iterable[str] = (), ink: str = INK
         rows.append(f'<TR><TD><FONT POINT-SIZE="10" COLOR="{ink}">{wrapped}</FONT></TD></TR>')
     meta = f"tier {state.tier}" if state.tier else ""
     meta = esc(meta)
-    for kind, names in (("tools", state.tools), ("tasks", getattr(state, "tasks", ()))):
+    for kind, names in (("tools", tool_names(state)), ("tasks", getattr(state, "tasks", ()))):
         if names:
             listed = "<BR/>".join(esc(line) for line in textwrap.wrap(
                 f"{kind}: " + ", ".join(names), DOC_WIDTH + 6))
@@ -189,6 +190,12 @@ def edge_label(edge: EdgeSnap, ink: str = INK, extra: str = "", guard_ink: str =
     return f"<{text}>"
 
 
+def tool_names(state: StateSnap) -> list[str]:
+    """The state's tools as drawn: a ``@confirm`` tool marked ``✓`` (the caller confirms)."""
+    confirmed = set(getattr(state, "confirmed", ()))
+    return [f"{name} ✓" if name in confirmed else name for name in state.tools]
+
+
 def result_mark(edge: EdgeSnap) -> str:
     """``returns Identity`` on a ``to=RETURN`` edge whose body returns a typed result."""
     result = getattr(edge, "result", None)
@@ -199,7 +206,8 @@ def edge_marks(edge: EdgeSnap) -> str:
     """What the label says of an edge beyond its trigger and guard: ``returns Identity`` for
     a side trip's typed result, ``◇ body chooses`` for a candidate of ``to=[...]``,
     ``⚙ code only`` for ``llm=False``, the frames a ``back_to=[...]`` return may pick, and
-    ``✕ drops the interrupted task`` for ``abandons=True``."""
+    ``✕ drops the interrupted task`` for ``abandons=True``, ``✓ caller confirms`` for
+    ``confirm=``."""
     marks = []
     if result := result_mark(edge):
         marks.append(result)
@@ -211,6 +219,8 @@ def edge_marks(edge: EdgeSnap) -> str:
         marks.append(f"{PICKS} {', '.join(frames)}")
     if getattr(edge, "abandons", False):
         marks.append(ABANDONS)
+    if getattr(edge, "confirm", None):
+        marks.append(CONFIRM)
     return " · ".join(marks)
 
 
@@ -292,7 +302,7 @@ def mermaid_state_text(state: StateSnap, extra: str = "") -> str:
         parts.append("<br/>".join(mesc(line) for line in textwrap.wrap(state.doc, DOC_WIDTH)))
     meta = [f"tier {state.tier}"] if state.tier else []
     if state.tools:
-        meta.append("tools: " + ", ".join(state.tools))
+        meta.append("tools: " + ", ".join(tool_names(state)))
     if tasks := getattr(state, "tasks", ()):
         meta.append("tasks: " + ", ".join(tasks))
     if meta:

@@ -14,12 +14,13 @@ from livekit.agents import ToolError
 
 Severity = Literal["error", "warning"]
 
-RefusalKind = Literal["invalid", "guard", "busy", "body", "error", "interrupted"]
+RefusalKind = Literal["invalid", "guard", "busy", "body", "error", "interrupted", "denied"]
 """Why a transition was not taken: not declared from this state, or called by the LLM with
 arguments its tool schema rejects (``invalid``), its guard
 said no (``guard``), another transition is under way this turn (``busy``), its body
 refused (``body``), its guard or body raised or timed out (``error``), or the caller
-interrupted the turn (``interrupted``). Only ``error`` counts as a failure."""
+interrupted the turn (``interrupted``), or the caller did not approve it (``denied``,
+``confirm=``). Only ``error`` counts as a failure."""
 
 
 @dataclass(frozen=True, slots=True)

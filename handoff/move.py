@@ -27,6 +27,7 @@ from livekit import agents
 from livekit.agents import RunContext
 from livekit.agents.voice import SpeechHandle
 
+from .approval import ask, denial
 from .context import ChangeJournal, Context, sensitive_fields
 from .deadline import Deadline, in_agent_code
 from .errors import FlowError, RefusalKind, TransitionRefused
@@ -35,7 +36,7 @@ from .graph import Edge
 from .history import add_summary
 from .records import MovedBy, Refusal, TransitionRecord
 from .returns import frames_above
-from .semantics import follow_up, loop_reason, validity
+from .semantics import approval_for, follow_up, loop_reason, validity
 from .sensitive_args import remember_arguments
 from .transition import Chosen
 
@@ -118,6 +119,7 @@ class Move:
         timeout = run.flow.states[state].tool_timeout
         try:
             await move.guard(arguments, timeout)
+            await move.approve(arguments)
             output = await move.body(ctx, arguments, timeout)
         finally:
             Context.stop_owning(owner)
@@ -142,6 +144,24 @@ class Move:
             raise
         if reason is not None:
             self.refuse("guard", f"'{trigger}' refused: {reason}")
+
+    async def approve(self, arguments: dict[str, Any]) -> None:
+        """The caller's yes to the transition's ``confirm=`` question (asked when the LLM
+        takes it, :mod:`handoff.approval`); refused (``denied``, rolled back) on a no,
+        silence or the call ending."""
+        approval, trigger = approval_for(self.edge, self.by), self.edge.trigger
+        if approval is None or not self.run.attached:
+            return
+        try:
+            reason = await ask(approval, trigger, arguments, self.run.note_approval)
+        except BaseException:  # cancelled: the caller's turn ended mid-question
+            self.abandon("interrupted", f"'{trigger}' was interrupted while the caller was asked")
+            raise
+        if reason is not None and self.ended is not None:  # the call ended: already undone
+            raise TransitionRefused(f"'{trigger}' was not taken: the call ended",
+                                    trigger=trigger, kind="interrupted")
+        if reason is not None:
+            self.refuse("denied", f"'{trigger}' was not taken: {denial(trigger, reason)}")
 
     # -- 3. body -----------------------------------------------------------------------
     async def body(self, ctx: Any, arguments: dict[str, Any], timeout: float) -> Any:

@@ -97,7 +97,8 @@ class FlowObserver(Protocol[R_contra]):
     A request is normally followed by one ``on_transition`` or one ``on_refusal``
     (not when the session closes with the handoff still under way). An observer may
     also define ``on_resume(run, resumption)``: called once when a call is resumed
-    from its checkpoint (see :class:`Resumption`).
+    from its checkpoint (see :class:`Resumption`), and ``on_approval(run, record)``:
+    called at each step of a ``confirm=`` question (:class:`~handoff.approval.ApprovalRecord`).
     """
 
     def on_transition(self, run: R_contra, record: TransitionRecord) -> None: ...

@@ -34,6 +34,7 @@ from livekit.agents import (
 )
 
 from ._listeners import listener
+from .approval import ApprovalRecord
 from .context import Context
 from .deadline import Deadline
 from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
@@ -361,6 +362,10 @@ class FlowRun(Generic[C]):
         """Extra ``Agent`` keyword arguments for ``state`` (``Flow.agent_options``)."""
         return self.flow.agent_options(state) if self.flow.agent_options else {}
 
+    def note_approval(self, record: ApprovalRecord) -> None:
+        """Tell the observers a step of an approval (``on_approval``, optional)."""
+        self._tell_observers("on_approval", record)
+
     def note_failure(self, what: str) -> None:
         """Count one failure the caller would notice (see :mod:`handoff.failures`)."""
         self.failures.note(what)
@@ -520,14 +525,15 @@ class FlowRun(Generic[C]):
         it up) is a refusal, not a failure: LiveKit told the LLM the tools it has. A task's
         own tools report to the tool awaiting the task, which counts if it fails."""
         scrub_calls(event.function_calls, self._scrubbed)  # before LiveKit stores them
-        reached, self._reached = self._reached, set()
+        reached = set(self._reached)  # only this event's calls are forgotten: a task the
+        self._reached -= {c.call_id for c in event.function_calls}  # tool awaits reports first
         agent = self._agent
         if agent is None or self._session is None or self._session.current_agent is not agent:
             return
         offered = _function_tool_ids(agent.tools)
         triggers = self.flow.triggers_from(self.state)
         for call, output in zip(event.function_calls, event.function_call_outputs, strict=False):
-            if call.name not in offered:
+            if call.name not in offered and call.name not in self._tasks.tool_names:
                 self._record_refusal(call.name, "invalid",
                                      f"'{call.name}' is not a tool of state {self.state}; "
                                      f"the transitions available now are: "

@@ -15,6 +15,8 @@ Decided here:
 - the **follow-up move** of the failure policy (:func:`follow_up`): the error
   transition the run takes after a loop or after ``max_failures`` failures in a row,
   with the arguments and the note it carries;
+- the **approval** a move waits for (:func:`approval_for`): a ``confirm=`` question is
+  asked when the LLM takes the transition, never for code or the failover;
 - the **arguments** a transition is called with (:func:`converted_arguments`): those
   of code and of the oracle are validated and converted by the tool schema, as
   LiveKit converts the LLM's, so a guard sees pydantic models, never raw JSON.
@@ -31,6 +33,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from .approval import Approval
 from .errors import RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailurePolicy
 from .graph import Edge
@@ -209,6 +212,12 @@ def trigger_for(flow: Semantic, state: str, target: str) -> str:
 
 
 # -- arguments ------------------------------------------------------------------------
+def approval_for(edge: Edge, by: str) -> Approval | None:
+    """The caller's confirmation a move along ``edge`` asked for ``by`` (``llm``, ``code``,
+    ``failover``) waits for: the transition's ``confirm=``, when the LLM asked."""
+    return edge.transition.approval if by == "llm" else None
+
+
 def converted_arguments(edge: Edge, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """``arguments`` validated and converted by ``edge``'s tool schema, as LiveKit converts
     the LLM's JSON (``"5"`` for an ``int`` is ``5``, a dict for a model is the model); the

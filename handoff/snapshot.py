@@ -32,6 +32,8 @@ class StateSnap:
     prompt: str = ""
     tasks: tuple[str, ...] = ()
     """The LiveKit ``AgentTask`` classes the state's code awaits (``GetEmailTask``…)."""
+    confirmed: tuple[str, ...] = ()
+    """The tools among ``tools`` that ask the caller first (``@confirm``)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class EdgeSnap:
     """A ``to=RETURN`` edge whose body picks the frame to go back to: the frames it may pick."""
     abandons: bool = False
     """Taking it drops the task a side trip interrupted (the top frame of the return stack)."""
+    confirm: str | None = None
+    """The question the caller must say yes to before the body runs (``confirm=``)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -114,7 +118,8 @@ class FlowSnap:
             initial=data["initial"],
             final=tuple(data["final"]),
             states=tuple(
-                StateSnap(**{**s, "tools": tuple(s["tools"]), "tasks": tuple(s.get("tasks", ()))})
+                StateSnap(**{**s, "tools": tuple(s["tools"]), "tasks": tuple(s.get("tasks", ())),
+                             "confirmed": tuple(s.get("confirmed", ()))})
                 for s in data["states"]
             ),
             edges=tuple(
@@ -139,11 +144,13 @@ def snapshot(flow: Any) -> FlowSnap:
         one_line = getattr(cls, "one_line", None)
         tools = getattr(cls, "tool_names", None)
         tasks = getattr(cls, "awaited_tasks", None)
+        confirmed = getattr(cls, "confirmed_tools", None)
         states.append(StateSnap(
             name=name,
             doc=one_line() if callable(one_line) else "",
             tier=str(getattr(cls, "tier", "")),
             tools=tuple(sorted(tools())) if callable(tools) else (),
+            confirmed=tuple(sorted(confirmed())) if callable(confirmed) else (),
             history=str(getattr(cls, "history", "")),
             prompt=str(getattr(cls, "prompt", "")),
             tasks=tuple(tasks()) if callable(tasks) else (),
@@ -168,6 +175,8 @@ def snapshot(flow: Any) -> FlowSnap:
                     else None),
             back_to=tuple(getattr(tdef, "frames", ())),
             abandons=bool(getattr(tdef, "abandons", False)),
+            confirm=(approval.question if (approval := getattr(tdef, "approval", None))
+                     else None),
         ))
     return FlowSnap(
         name=str(flow.name),

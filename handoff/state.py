@@ -32,6 +32,7 @@ from livekit.agents.llm.chat_context import Instructions
 from pydantic_core import to_json
 
 from ._livekit import set_agent_tools
+from .approval import ApprovalRecord, approval_of
 from .context import Context
 from .deadline import hook_scope
 from .errors import Finding, FlowDefinitionError, FlowError
@@ -78,6 +79,9 @@ class StateRun(Protocol[C_co]):
 
     def note_failure(self, what: str) -> None:
         """Count one failure the caller would notice (a hook that raised)."""
+
+    def note_approval(self, record: ApprovalRecord) -> None:
+        """Tell the flow's observers a step of a ``@confirm`` tool's approval."""
 
     async def go(self, target: str, /, **arguments: Any) -> TransitionRecord:
         """Move the flow from code (see :meth:`handoff.run.FlowRun.go`)."""
@@ -184,6 +188,14 @@ class State(Agent, Generic[C]):
         return sorted(set(names))
 
     @classmethod
+    def confirmed_tools(cls) -> list[str]:
+        """Names of the ordinary tools of this state that ask the caller first (``@confirm``)."""
+        tools = [*cls.own_tools, *(v for klass in cls.__mro__ for v in vars(klass).values())]
+        return sorted({t.info.name for t in tools
+                       if isinstance(t, llm.FunctionTool | llm.RawFunctionTool)
+                       and approval_of(t) is not None})
+
+    @classmethod
     def awaited_tasks(cls) -> tuple[str, ...]:
         """The LiveKit ``AgentTask`` classes (``GetEmailTask``, ``TaskGroup``…) this state's
         own code refers to: its methods, transition bodies and ``tools``, read from the code
@@ -255,7 +267,8 @@ class State(Agent, Generic[C]):
         self._pii = pii = pii_arguments(type(self), self.tools)  # shared per class and tools
         set_agent_tools(self, [
             t if t in transition_tools or not isinstance(t, llm.FunctionTool)
-            else with_timeout(t, self.tool_timeout, scrub, run.context, pii.get(t.id))
+            else with_timeout(t, self.tool_timeout, scrub, run.context, pii.get(t.id),
+                              run.note_approval)
             for t in self.tools
         ])
 

@@ -13,8 +13,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from livekit.agents import ToolError, llm
+from livekit.agents import RunContext, ToolError, llm
 
+from .approval import ApprovalRecord, approval_of, ask, denial
 from .context import Context
 from .deadline import Deadline
 from .errors import Finding, FlowDefinitionError
@@ -55,16 +56,25 @@ def _is_method(tool: llm.FunctionTool | llm.RawFunctionTool) -> bool:
 
 def with_timeout(
     tool: llm.FunctionTool, seconds: float, scrub: Callable[[str], str], context: Context,
-    pii: frozenset[str] | None = None,
+    pii: frozenset[str] | None = None, tell: Callable[[ApprovalRecord], None] | None = None,
 ) -> llm.FunctionTool:
     """The same tool (name, schema, docstring), stopped with a ToolError after ``seconds``;
     a ToolError it raises reaches the LLM ``scrub``-bed of sensitive values, and the values
-    of its ``pii`` parameters are sensitive values of ``context`` before it runs."""
+    of its ``pii`` parameters are sensitive values of ``context`` before it runs. A
+    ``@confirm`` tool runs only once the caller said yes (``tell`` hears the approval)."""
     name = tool.info.name
+    approval = approval_of(tool)
+    signature = inspect.signature(tool)
 
     async def timed(*args: Any, **kwargs: Any) -> Any:
         if pii:
             remember_arguments(context, pii, kwargs)
+        if approval is not None:  # asked before the deadline starts: the caller takes their time
+            called = {k: v for k, v in signature.bind_partial(*args, **kwargs).arguments.items()
+                      if not isinstance(v, RunContext)}
+            denied = await ask(approval, name, called, tell or (lambda _: None))
+            if denied is not None:
+                raise ToolError(scrub(denial(name, denied)))
         try:
             async with Deadline(seconds):  # paused while a sub-task of the tool talks
                 return await tool(*args, **kwargs)
@@ -81,7 +91,7 @@ def with_timeout(
 
     functools.update_wrapper(timed, tool, updated=())  # not the tool's attributes: memory
     # LiveKit reads the signature at every call; preset it so it does not unwrap each time
-    timed.__signature__ = inspect.signature(tool)  # type: ignore[attr-defined]
+    timed.__signature__ = signature  # type: ignore[attr-defined]
     return llm.FunctionTool(timed, tool.info)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from livekit.agents import Agent, AgentTask
+from livekit.agents import Agent, AgentTask, llm
 from livekit.agents.utils import is_given
 
 from .deadline import Deadline
@@ -24,11 +24,14 @@ from .deadline import Deadline
 class AwaitedTasks:
     """The tasks being awaited, outermost first, and who awaits each."""
 
-    __slots__ = ("_callers", "_tasks")
+    __slots__ = ("_callers", "_tasks", "tool_names")
 
     def __init__(self) -> None:
         self._tasks: list[AgentTask[Any]] = []
         self._callers: list[tuple[AgentTask[Any], asyncio.Task[Any]]] = []
+        self.tool_names: frozenset[str] = frozenset()
+        """The tools of the latest tasks: the one that completes a task reports after the
+        state's agent resumed, and is not a made-up name of the state's."""
 
     def __contains__(self, agent: object) -> bool:
         return agent in self._tasks
@@ -47,6 +50,8 @@ class AwaitedTasks:
     def start(self, task: AgentTask[Any], agent: Agent | None) -> None:
         """``task``, awaited by ``agent`` (or by the innermost task), became active."""
         parent: Agent | None = self._tasks[-1] if self._tasks else agent
+        self.tool_names = (self.tool_names if self._tasks else frozenset()) | frozenset(
+            t.id for t in task.tools if isinstance(t, llm.FunctionTool | llm.RawFunctionTool))
         self._tasks.append(task)
         caller = asyncio.current_task()  # LiveKit starts the task from the code awaiting it
         self._callers[:] = [(t, c) for t, c in self._callers if not c.done()]

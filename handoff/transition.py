@@ -22,6 +22,7 @@ from livekit.agents import RunContext, llm
 from livekit.agents.llm.utils import function_arguments_to_pydantic_model
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from .approval import Approval
 from .errors import Finding, FlowDefinitionError
 from .guards import GuardCall, GuardParameters, call_guard, guard_text
 from .history import POLICIES, HistoryPolicy
@@ -74,6 +75,7 @@ class TransitionDef:
         offered: bool = True,
         abandons: bool = False,
         back_to: Sequence[str | Named] | None = None,
+        confirm: str | Approval | None = None,
     ) -> None:
         if isinstance(func, llm.FunctionTool | llm.RawFunctionTool):
             raise FlowDefinitionError(None, [Finding(
@@ -128,6 +130,15 @@ class TransitionDef:
         self.doc = inspect.getdoc(func) or ""
         self.owner: type | None = None
         self.is_method, self.context_param, self.params, declared = _split_signature(func)
+        self.approval: Approval | None = None if confirm is None else (
+            confirm if isinstance(confirm, Approval) else Approval(confirm)).checked(
+            self.name, [p.name for p in self.params])
+        """The caller's confirmation asked for before the body runs (``confirm=``)."""
+        if self.approval is not None and not offered:
+            raise FlowDefinitionError(None, [Finding(
+                "error", "bad-confirm", f"@transition {self.name}: confirm= with llm=False",
+                "the caller is asked only when the LLM takes the transition; code decides "
+                "for itself: drop confirm= or llm=False", trigger=self.name)])
         self.result_type: Any = (declared if to == RETURN and declared not in _NO_RESULT
                                  and not self.back_to else None)
         """What a side trip's ``to=RETURN`` body hands back to the state that started it
@@ -332,6 +343,7 @@ def transition(
     llm: bool = True,
     abandons: bool = False,
     back_to: Sequence[str | Named] | None = None,
+    confirm: str | Approval | None = None,
 ) -> Callable[[Body], TransitionDef]:
     """Declare an edge of the flow, offered to the LLM as a function tool.
 
@@ -361,6 +373,11 @@ def transition(
             interrupted tasks shall we continue?"); it returns one of them (or a
             :class:`Chosen` with a note), which must be on the stack; the frames above it
             are dropped, with a record. Checked when the Flow is built, drawn on diagrams.
+        confirm: a question the agent asks the caller before the body runs, when the LLM
+            takes it ("Shall I cancel ticket {ticket}?", ``{name}`` is the argument
+            ``name``), or an :class:`~handoff.approval.Approval` with its silence timeout.
+            A no, silence or the call ending refuses the move (kind ``denied``) with the
+            caller's reason; see :mod:`handoff.approval`.
 
     The decorated ``async def`` receives the ``RunContext`` (if it declares one) and the
     arguments the LLM supplied; it may update ``ctx.userdata`` and may raise
@@ -387,7 +404,7 @@ def transition(
     def decorate(func: Body) -> TransitionDef:
         return TransitionDef(func, to=target, when=when, refused=refused, history=history,
                              name=name, returns=returns, say=say, offered=llm,
-                             abandons=abandons, back_to=back_to)
+                             abandons=abandons, back_to=back_to, confirm=confirm)
 
     return decorate
 

@@ -371,3 +371,25 @@ def test_the_page_reads_well_at_1400_and_800_px(
     assert fitted["svg_width"] <= fitted["pane"]["width"]  # the whole flow, as an overview
     browser.find_element(By.ID, "zoom-read").click()
     assert browser.execute_script(SIZES)["smallest"] == pytest.approx(sizes["smallest"], rel=0.01)
+
+
+async def test_approval_steps_read_as_sentences_on_the_timeline(
+        browser: Any, processes: Processes, tmp_path: Path) -> None:
+    """A confirm= question and the caller's no are on the timeline as sentences."""
+    from selenium.webdriver.common.by import By
+
+    from handoff.events import SQLiteEventStore
+    from handoff.testing import ScriptedLLM, answering
+
+    from .test_approvals import Steps, make_flow, policy, recorded_call
+
+    db = tmp_path / "events.db"
+    steps = Steps()
+    await recorded_call(make_flow(steps), ScriptedLLM(answering(policy)), SQLiteEventStore(db),
+                        "asked-call", "no, I found the receipt", steps)
+    url = serve(processes, db)
+    browser.get(url + "/calls/asked-call")
+    rows = wait_for(browser, lambda d: [li.text for li in d.find_elements(
+        By.CSS_SELECTOR, "#timeline li.approval .text")] or None, "the approval rows")
+    assert rows == ["asked before cancel: Shall I cancel ticket T-7?",
+                    "cancel denied by the caller: no, I found the receipt"]

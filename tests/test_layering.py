@@ -22,7 +22,7 @@ LAYERS: list[list[str]] = [
      "handoff.guards",
      "handoff._listeners", "handoff._livekit", "handoff.snapshot", "handoff.deadline",
      "handoff.versions", "handoff.migrations", "handoff.background", "handoff.subtasks",
-     "handoff.guard_effect", "handoff.tasks"],
+     "handoff.guard_effect", "handoff.tasks", "handoff.approval"],
     ["handoff.history", "handoff.redaction", "handoff.plugins", "handoff.offline", "handoff.offline.*",
      "handoff.sensitive_args", "handoff.returns", "handoff.state_tools",
      "handoff.turn_context", "handoff.realtime"],

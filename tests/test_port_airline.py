@@ -67,8 +67,14 @@ async def test_seat_booking_updates_the_booking_through_its_tool() -> None:
         assert flight is not None and flight.startswith("FLT-") and 100 <= int(flight[4:]) <= 999
         await driver.turn(call("update_seat", confirmation_number="LL0EZ6", new_seat="23A"))
         booking = driver.run.context
+        assert booking.seat_number is None  # asked first: "Shall I move booking LL0EZ6 ...?"
+        await driver.turn(call("approve"), user="yes")
         assert (booking.confirmation_number, booking.seat_number) == ("LL0EZ6", "23A")
+        await driver.turn(call("update_seat", confirmation_number="LL0EZ6", new_seat="4C"))
+        await driver.turn(call("deny", reason="I'd rather keep 23A"), user="no, keep 23A")
+        assert booking.seat_number == "23A"  # the customer said no: nothing was written
         await driver.turn(call("update_seat", confirmation_number="LL0EZ6", new_seat="99Z"))
+        await driver.turn(call("approve"), user="yes")
         assert booking.seat_number == "99Z"  # gap: no seat 99Z on a 120-seat plane, accepted
 
 

@@ -138,6 +138,7 @@ async def test_get_email_task_inside_a_state_tool_keeps_invariant_1(
         check_invariant_1(run)
         await asyncio.wait_for(finished, 10)
         assert run.tasks == () and run.context.email == "ann@example.com"
+        assert run.refusals == []  # the task's own tool is not a made-up tool of Desk
 
         await run.session.run(user_input="bye")
         check_invariant_1(run)

@@ -16,6 +16,7 @@ CALLER = [
     "Thanks. I'd also like to change my seat.",
     "My confirmation number is LL0EZ6.",
     "Seat 23A, please.",
+    "Yes, go ahead.",
     "Can you tell me the wifi network name?",
 ]
 
@@ -29,6 +30,8 @@ AGENT_SCRIPT: list[Any] = [
     "I can help with your seat. What is your confirmation number?",
     "Thanks. Which seat would you like?",
     call("update_seat", confirmation_number="LL0EZ6", new_seat="23A"),
+    # the agent asks "Shall I move booking LL0EZ6 to seat 23A?"; the customer says yes
+    call("approve"),
     "Done: you are now in seat 23A.",
     call("transfer_to_triage_agent"),
     call("transfer_to_faq_agent"),

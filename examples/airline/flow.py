@@ -31,7 +31,9 @@ What the original lacks (found by porting it and by ``tests/test_port_airline.py
 * ``update_seat`` takes any confirmation number and any seat: nothing checks that the
   booking exists or that the seat is on the plane (the FAQ says 120 seats).
 
-The port keeps all of them, as the original behaves; the tests name them.
+The port keeps all of them, as the original behaves; the tests name them. One addition:
+``update_seat`` changes a booking, so the agent asks the customer to confirm the seat first
+(``@confirm``, see docs/approvals.md); the original writes it at once.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import random
 
 from livekit.agents import ToolError
 
-from handoff import Context, Flow, RunContext, State, function_tool, transition
+from handoff import Context, Flow, RunContext, State, confirm, function_tool, transition
 
 ### CONTEXT
 
@@ -144,6 +146,7 @@ class SeatBooking(Specialist):
     3. Use the update seat tool to update the seat on the flight.
     If the customer asks a question that is not related to the routine, transfer back to the triage agent. """  # noqa: E501
 
+    @confirm("Shall I move booking {confirmation_number} to seat {new_seat}?")
     @function_tool
     async def update_seat(self, ctx: RunContext[AirlineAgentContext], confirmation_number: str,
                           new_seat: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 EventKind = Literal[
     "call_started", "transition_requested", "transition", "refusal", "message", "tool_call",
-    "context", "error", "latency", "call_ended",
+    "context", "error", "latency", "call_ended", "approval",
 ]
 KINDS: dict[str, str] = {
     "call_started": "the call began (or resumed): the whole Context, redacted; resumed; worker; "
@@ -31,6 +31,8 @@ KINDS: dict[str, str] = {
     "error": "something failed: source (a tool name, llm_error…), message",
     "latency": "figures LiveKit reported for a turn: e2e_latency, llm_node_ttft, … (seconds)",
     "call_ended": "the call's session closed: reason, final (ended in a final state)",
+    "approval": "a confirm= question: action (tool or trigger), question, outcome (asked, "
+                "granted, denied), reason (why denied)",
 }
 """Every kind of event, with the keys of its ``data``."""
 

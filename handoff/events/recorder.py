@@ -44,6 +44,7 @@ from .event import Event
 from .store import EventStore
 
 if TYPE_CHECKING:
+    from ..approval import ApprovalRecord
     from ..flow import Flow
     from ..records import Refusal, TransitionRecord
     from ..run import FlowRun
@@ -192,6 +193,16 @@ class EventLog(BackgroundWriter[list[Event]]):
         self._emit(run, tracked, "refusal", {
             "trigger": refusal.trigger, "kind": refusal.kind,
             "reason": Redactor(run.context).text(refusal.reason)})
+
+    def on_approval(self, run: FlowRun[Any], record: ApprovalRecord) -> None:
+        tracked = self._runs.get(run)
+        if tracked is None:
+            return
+        redactor = Redactor(run.context)
+        self._emit(run, tracked, "approval", {
+            "action": record.action, "question": redactor.text(record.question),
+            "outcome": record.outcome,
+            **({} if record.reason is None else {"reason": redactor.text(record.reason)})})
 
     # -- session listeners ----------------------------------------------------------------
     def _on_item(self, run: FlowRun[Any], event: Any) -> None:

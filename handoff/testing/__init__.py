@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..extras import missing
+from .answers import answer, answering
 from .coverage import CoverageObserver, FlowCoverage
 from .driver import FlowDriver, settle
 from .realtime import ScriptedRealtimeModel, ScriptedRealtimeSession, Truncation
@@ -97,6 +98,8 @@ __all__ = [
     "ToolCall",
     "Truncation",
     "Turn",
+    "answer",
+    "answering",
     "arguments",
     "attempts",
     "call",

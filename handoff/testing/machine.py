@@ -46,6 +46,10 @@ from .strategies import (
 __all__ = ["FlowMachineBase", "FlowStateMachine"]
 
 
+CALLER_SAYS = "caller_says_yes"
+"""The drawn answer of an ``llm_<trigger>`` rule to the transition's ``confirm=`` question."""
+
+
 def _ident(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
@@ -237,7 +241,8 @@ def _transition_rule(name: str, kind: str, trigger: str, group: list[Edge],
                      over: Overrides | None) -> Any:
     edge_ids = {id(e) for e in group}
     params = group[0].transition.params
-    reserved = {p.name for p in params} & {"self", "target", "targets", "data"}
+    reserved = {p.name for p in params} & {"self", "target", "targets", "data", CALLER_SAYS}
+    asks = kind == "llm" and group[0].transition.approval is not None  # confirm=: both answers
 
     def declared_here(self: FlowMachineBase) -> bool:
         if not self.live():
@@ -246,19 +251,22 @@ def _transition_rule(name: str, kind: str, trigger: str, group: list[Edge],
         return edge is not None and id(edge) in edge_ids
 
     def step(self: FlowMachineBase, **kw: Any) -> None:
+        yes = kw.pop(CALLER_SAYS, False)
         attempt = Attempt(trigger, kw["arguments"] if reserved else kw)
         if kind == "go":
             self._go(attempt)
         else:
-            self._say(attempt)
+            self._say(attempt, approve=yes)
 
     step.__name__ = name
     step.__doc__ = f"{'Code' if kind == 'go' else 'The LLM'} takes {trigger!r} (declared here)."
+    answers = {CALLER_SAYS: st.booleans()} if asks else {}
     if reserved:
-        decorated = rule(arguments=edge_arguments(group[0], over))(step)
+        decorated = rule(arguments=edge_arguments(group[0], over),  # type: ignore[call-overload]
+                         **answers)(step)
     else:
         strategies = {p.name: parameter_strategy(group[0], p.name, over) for p in params}
-        decorated = rule(**strategies)(step)  # type: ignore[call-overload]
+        decorated = rule(**strategies, **answers)(step)  # type: ignore[call-overload]
     return precondition(declared_here)(decorated)
 
 

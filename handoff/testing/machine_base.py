@@ -23,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from ..errors import TransitionRefused
 from ..flow import Flow
 from ..run import FlowRun
+from .answers import APPROVAL_TASK
 from .driver import FlowDriver, InterruptAt, _no_hang
 from .explore import Reset, call_reset, guard_raised
 from .movewatch import MoveWatch
@@ -162,20 +163,30 @@ class FlowMachineBase(RuleBasedStateMachine):
         self._await(move())
         self._check(attempt, expectation, before)
 
-    def _say(self, attempt: Attempt) -> None:
+    def _say(self, attempt: Attempt, *, approve: bool = False) -> None:
         """An LLM-driven move: the model calls the transition tool in a real session.
 
         A name that is an ordinary tool here (a transition of another state) runs that
         tool: the flow must stay where it is (the tool may reject arguments drawn for the
-        transition)."""
+        transition). A ``confirm=`` question is answered by the caller's next line:
+        yes when ``approve``, else no (the move is then denied)."""
         assert self.driver is not None
         if self._is_tool_here(attempt.trigger):
             self._tool(attempt.trigger, attempt.arguments, may_fail=True)
             return
         before = self._observe()
-        expectation = expect_for(self.run, attempt, by_llm=True)
+        expectation = expect_for(self.run, attempt, by_llm=True, approved=approve)
         self._await(self.driver.turn(ToolCall(attempt.trigger, attempt.arguments)))
+        self._answer(approve)
         self._check(attempt, expectation, before, by_llm=True)
+
+    def _answer(self, approve: bool = False) -> None:
+        """The caller answers the approval question the last turn asked, if any."""
+        assert self.driver is not None
+        if any(t.id == APPROVAL_TASK for t in self.run.tasks):
+            reply = ToolCall("approve") if approve else ToolCall(
+                "deny", {"reason": "the caller said no"})
+            self._await(self.driver.turn(reply, user="yes" if approve else "no"))
 
     def _say_parallel(self, batch: list[Attempt]) -> None:
         """One LLM response naming several transitions: at most the first allowed applies.
@@ -190,9 +201,10 @@ class FlowMachineBase(RuleBasedStateMachine):
         verdicts = [expect_for(self.run, a, by_llm=True) for a in batch]
         calls = [ToolCall(a.trigger, a.arguments) for a in batch]
         self._await(self.driver.turn(calls))
+        self._answer()  # a confirm= question: the caller says no
         taken = self.run.log[before.log_len:]
         refused_after_guard = {r.trigger for r in self.run.refusals[before.refusals_len:]
-                               if r.kind in ("body", "error")}
+                               if r.kind in ("body", "error", "denied")}
         # the first call the table allows applies — unless its own body refused it
         first_allowed = next((a for a, v in zip(batch, verdicts, strict=True)
                               if v.verdict == "allowed"
@@ -223,9 +235,10 @@ class FlowMachineBase(RuleBasedStateMachine):
         """The caller talks over the turn that asked for a handoff: all or nothing."""
         assert self.driver is not None
         before = self._observe()
-        expectation = expect_for(self.run, attempt, by_llm=True)
+        expectation = expect_for(self.run, attempt, by_llm=True, approved=False)
         self._await(self.driver.interrupted_turn(ToolCall(attempt.trigger, attempt.arguments),
                                                  at=at))
+        self._answer()  # a confirm= question still open after the interruption: no
         self._check(attempt, expectation, before, by_llm=True, interrupted=True)
 
     def _is_tool_here(self, name: str) -> bool:
@@ -237,8 +250,12 @@ class FlowMachineBase(RuleBasedStateMachine):
         assert self.driver is not None
         before = self._observe()
         result = self._await(self.driver.turn(ToolCall(name, args)))
+        start = len(self.run.session.history.items)
+        self._answer(approve=True)  # a @confirm tool: the caller says yes, so it runs
         errors = [e.item.output for e in result.events
                   if e.type == "function_call_output" and e.item.name == name and e.item.is_error]
+        errors += [i.output for i in self.run.session.history.items[start:]  # after the yes
+                   if i.type == "function_call_output" and i.name == name and i.is_error]
         allowed = True if may_fail else self.tool_errors.get(name, False)
         for error in errors:
             ok = allowed(args, error) if callable(allowed) else allowed

@@ -22,10 +22,17 @@ from ..flow import Flow
 from ..graph import Edge
 from ..records import Refusal, TransitionRecord
 from ..run import FlowRun
-from ..semantics import after_move, converted_arguments, failure_is_due, follow_up, validity
+from ..semantics import (
+    after_move,
+    approval_for,
+    converted_arguments,
+    failure_is_due,
+    follow_up,
+    validity,
+)
 from .strategies import Attempt
 
-Verdict = Literal["invalid", "arguments", "guard", "guard-error", "allowed"]
+Verdict = Literal["invalid", "arguments", "guard", "guard-error", "allowed", "denied"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ def declared_targets(flow: Flow[Any], edge: Edge,
 
 def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
            return_stack: Sequence[str] = (), *, by_llm: bool = False,
-           isolate: bool = True) -> Expectation:
+           isolate: bool = True, approved: bool = True) -> Expectation:
     """The oracle's verdict for ``attempt`` in ``state`` with ``context`` (left untouched).
 
     ``return_stack`` is the run's (``run.return_stack``): it says where a ``to=RETURN``
@@ -78,6 +85,8 @@ def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
     ``by_llm``: the LLM asks, so a code-only transition (``llm=False``) is not available.
     ``isolate``: the guard sees a deep copy of ``context`` (off: the context itself,
     faster; a guard that writes to it then shows as a refusal that changed something).
+    ``approved``: the caller's answer to the transition's ``confirm=`` question, asked
+    when the LLM takes it (False: an allowed move is ``denied``).
     """
     valid = validity(flow, state, attempt.trigger, return_stack, by_llm=by_llm)
     edge = valid.edge
@@ -95,14 +104,16 @@ def expect(flow: Flow[Any], state: str, context: Any, attempt: Attempt,
         return Expectation("guard-error", targets, f"{type(exc).__name__}: {exc}")
     if reason is not None:
         return Expectation("guard", targets, reason)
+    if not approved and approval_for(edge, "llm" if by_llm else "code") is not None:
+        return Expectation("denied", targets, "the caller did not approve")
     return Expectation("allowed", targets)
 
 
 def expect_for(run: FlowRun[Any], attempt: Attempt, *, by_llm: bool = False,
-               isolate: bool = True) -> Expectation:
+               isolate: bool = True, approved: bool = True) -> Expectation:
     """:func:`expect` for ``attempt`` on ``run`` now (its state, context and return stack)."""
     return expect(run.flow, run.state, run.context, attempt, run.return_stack, by_llm=by_llm,
-                  isolate=isolate)
+                  isolate=isolate, approved=approved)
 
 
 @dataclass(frozen=True)
@@ -330,6 +341,7 @@ def violations(
         "guard": {"guard"},
         "guard-error": {"error"},
         "allowed": {"body", "error", "interrupted"} if allow_errors else {"body", "interrupted"},
+        "denied": {"denied", "interrupted"},
     }
     if kind not in expected_kinds[expectation.verdict]:
         detail = next((r.reason for r in out.refused if r.trigger == attempt.trigger), "")

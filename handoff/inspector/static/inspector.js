@@ -277,6 +277,8 @@ function describe(event) {
     case "error": return `${d.source}: ${d.message}`;
     case "latency": return Object.entries(d).filter(([k]) => k !== "role").map(([k, v]) => `${k} ${(v * 1000).toFixed(1)} ms`).join(", ");
     case "call_ended": return `call ended (${d.reason})${d.final ? " in a final state" : ""}`;
+    case "approval": return d.outcome === "asked" ? `asked before ${d.action}: ${d.question}`
+      : `${d.action} ${d.outcome} by the caller${d.reason ? `: ${d.reason}` : ""}`;
     default: return JSON.stringify(d);
   }
 }
