@@ -61,10 +61,11 @@ def with_timeout(
     a ToolError it raises reaches the LLM ``scrub``-bed of sensitive values, and the values
     of its ``pii`` parameters are sensitive values of ``context`` before it runs."""
     name = tool.info.name
+    signature = inspect.signature(tool)
 
     async def timed(*args: Any, **kwargs: Any) -> Any:
-        if pii:
-            remember_arguments(context, pii, kwargs)
+        if pii:  # (LiveKit passes the arguments positionally: bind them to their names)
+            remember_arguments(context, pii, signature.bind_partial(*args, **kwargs).arguments)
         try:
             async with Deadline(seconds):  # paused while a sub-task of the tool talks
                 return await tool(*args, **kwargs)
@@ -81,7 +82,7 @@ def with_timeout(
 
     functools.update_wrapper(timed, tool, updated=())  # not the tool's attributes: memory
     # LiveKit reads the signature at every call; preset it so it does not unwrap each time
-    timed.__signature__ = inspect.signature(tool)  # type: ignore[attr-defined]
+    timed.__signature__ = signature  # type: ignore[attr-defined]
     return llm.FunctionTool(timed, tool.info)
 
 
