@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from ..errors import TransitionRefused
 from ..flow import Flow
 from ..run import FlowRun
-from .driver import FlowDriver, InterruptAt, _no_hang
+from .driver import FlowDriver, InterruptAt, ModelFactory, _no_hang
 from .explore import Reset, call_reset, guard_raised
 from .movewatch import MoveWatch
 from .offered import state_tools
@@ -56,6 +56,9 @@ class FlowMachineBase(RuleBasedStateMachine):
     tool_errors: ClassVar[Mapping[str, ToolErrorsOk]] = {}
     resets: ClassVar[tuple[Reset, ...]] = ()
     """Called before each conversation starts (``FlowStateMachine(reset=...)``)."""
+    model: ClassVar[ModelFactory | None] = None
+    """Session mode: the scripted model of every state (``FlowStateMachine(model=...)``);
+    None: each tier's scripted counterpart (see :class:`FlowDriver`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,7 +104,7 @@ class FlowMachineBase(RuleBasedStateMachine):
         if self.mode == "pure":
             self._run = self.flow.new_run(context)
             return
-        self.driver = FlowDriver(self.flow, context=context)
+        self.driver = FlowDriver(self.flow, context=context, model=self.model)
         self._await(self.driver.__aenter__())
         self._run = self.driver.run
         self.moves.watch(self._run)
