@@ -9,13 +9,10 @@ import logging
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
 from hypothesis.stateful import invariant, run_state_machine_as_test
 from livekit.agents import llm
 
 from examples.callcenter import flow as pipeline_callcenter
-from examples.callcenter.flow import Call, Triage
 from handoff.testing import (
     FlowDriver,
     FlowMachineBase,
@@ -30,27 +27,12 @@ from handoff.testing import (
 
 from .realtime_callcenter import flow as callcenter
 from .realtime_callcenter import realtime_callcenter
+from .test_callcenter_properties import COVER_HINTS, ENTRY, TOOLS, take_by_the_llm
 from .test_realtime_flows import mixed
 from .test_subtasks import check_invariant_1
+from .test_toolkit_machine import ResettingTriage, _settings
 
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
-
-ENTRY = {
-    "Billing": lambda c: c.verified,
-    "Wrapup": lambda c: c.refund_ticket is not None,
-    "Escalation": lambda c: c.escalation_reason is not None,
-}
-TOOLS = {
-    "verify_account": {"account_id": st.sampled_from(["4411", "5522", "0"]),
-                       "pin": st.sampled_from(["1234", "0000", "9"])},
-    "list_charges": {},
-}
-
-
-def _settings(n: int) -> settings:
-    return settings(max_examples=n, stateful_step_count=10, deadline=None, database=None,
-                    derandomize=True, suppress_health_check=list(HealthCheck))
-
 
 # -- FlowDriver ---------------------------------------------------------------------------
 async def test_the_driver_plays_each_tier_with_the_scripted_model_of_its_kind() -> None:
@@ -109,26 +91,13 @@ async def test_an_interrupted_handoff_on_a_realtime_model_is_all_or_nothing(at: 
 
 
 # -- transition_cover ---------------------------------------------------------------------
-COVER = transition_cover(
-    callcenter,
-    arguments={"caller_identified": {"name": "Dana Reyes", "topic": "a charge"},
-               "open_refund": {"amount": 45.0, "reason": "roaming pass"},
-               "escalate_to_human": {"reason": "asks for a person"}},
-    setup={"billing_question": {"verified": True, "account_id": "4411"}},
-).require_complete()
+COVER = transition_cover(callcenter, **COVER_HINTS).require_complete()
 
 
 @pytest.mark.parametrize("path", COVER, ids=str)
 async def test_every_transition_by_the_realtime_model(path: FlowPath) -> None:
     async with FlowDriver(callcenter) as driver:
-        for step, tool_call in zip(path.steps, path.tool_calls(), strict=True):
-            for key, value in step.setup.items():  # what verify_account would have set
-                setattr(driver.run.context, key, value)
-            await driver.turn(tool_call)
-            assert driver.run.state == step.target
-            check_invariant_1(driver.run)
-        assert [(r.source, r.trigger) for r in driver.run.log] == path.transitions
-        assert all(r.by == "llm" for r in driver.run.log)
+        await take_by_the_llm(driver, path)
     model = driver.llm
     assert list(driver.models) == ["fast", "smart"] and isinstance(model, ScriptedRealtimeModel)
     assert set(driver.models.values()) == {model}  # every tier is realtime: one model
@@ -156,16 +125,6 @@ def test_the_session_machine_runs_the_call_centre_on_realtime_tiers() -> None:
     moves and the real tools; invariant 1 after every step (FlowMachineBase)."""
     machine = _machine(callcenter, entry_conditions=ENTRY, tools=TOOLS)
     run_state_machine_as_test(machine, settings=_settings(30))
-
-
-class ResettingTriage(Triage):
-    """BUG: on_enter starts the call over with a fresh context."""
-
-    name = "Triage"
-
-    async def on_enter(self) -> None:
-        self.session.userdata = Call()
-        await super().on_enter()
 
 
 def test_a_planted_bug_is_found_on_realtime_tiers() -> None:

@@ -119,7 +119,7 @@ def FlowStateMachine(
         "allow_errors": allow_errors,
         "tool_errors": dict(tool_errors or {}),
         "resets": (reset,) if reset is not None else (),
-        "model": staticmethod(model) if model is not None else None,  # a factory, not a method
+        "models": (model,) if model is not None else (),
         "__doc__": f"Generated model-based test of flow {flow.name!r} ({mode} mode).",
     }
 

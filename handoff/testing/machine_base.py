@@ -56,9 +56,10 @@ class FlowMachineBase(RuleBasedStateMachine):
     tool_errors: ClassVar[Mapping[str, ToolErrorsOk]] = {}
     resets: ClassVar[tuple[Reset, ...]] = ()
     """Called before each conversation starts (``FlowStateMachine(reset=...)``)."""
-    model: ClassVar[ModelFactory | None] = None
-    """Session mode: the scripted model of every state (``FlowStateMachine(model=...)``);
-    None: each tier's scripted counterpart (see :class:`FlowDriver`)."""
+    models: ClassVar[tuple[ModelFactory, ...]] = ()
+    """Session mode: the factory of every state's scripted model (``FlowStateMachine(
+    model=...)``, in a tuple so it is not bound as a method); empty: each tier's scripted
+    counterpart (see :class:`FlowDriver`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -104,7 +105,8 @@ class FlowMachineBase(RuleBasedStateMachine):
         if self.mode == "pure":
             self._run = self.flow.new_run(context)
             return
-        self.driver = FlowDriver(self.flow, context=context, model=self.model)
+        self.driver = FlowDriver(self.flow, context=context,
+                                 model=self.models[0] if self.models else None)
         self._await(self.driver.__aenter__())
         self._run = self.driver.run
         self.moves.watch(self._run)
