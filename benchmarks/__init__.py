@@ -13,6 +13,7 @@ BENCHMARKS = (
     "testing_throughput",
     "event_log",
     "voice_latency",
+    "realtime_latency",
     "exploration",
     "job_release",
 )
