@@ -36,6 +36,7 @@ from handoff.testing.scripted import ReplyLike, as_reply
 
 from ._common import BenchResult, main, median, paired_ratio_ci
 from ._flows import BenchContext, RawPing, make_policy, ring_flow
+from .voice_latency import _until
 
 RT_FIRST_AUDIO = 0.30
 """Seconds from a request to the realtime model's first audio (simulated)."""
@@ -66,14 +67,6 @@ class Line:
         return (not self.busy() and self.speaker.playing is None
                 and self.session.current_speech is None
                 and all(s.done.is_set() for s in self.speaker.segments))
-
-
-async def _until(ready: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"realtime latency: timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def open_line(kind: str) -> Line:
