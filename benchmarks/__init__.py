@@ -14,6 +14,7 @@ BENCHMARKS = (
     "testing_throughput",
     "event_log",
     "voice_latency",
+    "realtime_latency",
     "exploration",
     "production",
     "job_release",

@@ -9,10 +9,11 @@ when an upgrade removes or changes one of them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from livekit.agents import Agent, AgentServer, AgentSession, llm
+from livekit.agents.voice import SpeechHandle
 
 LIVEKIT_VERSION = "1.8.9"
 """The livekit-agents release every pin below was read from."""
@@ -27,6 +28,18 @@ def set_agent_tools(agent: Agent, tools: Sequence[llm.Tool | llm.Toolset]) -> No
     property returns a copy of ``_tools``).
     """
     agent._tools = list(tools)
+
+
+def on_speech_items(speech: SpeechHandle, callback: Callable[[llm.ChatItem], None]) -> None:
+    """Call ``callback`` with each chat item LiveKit records for ``speech``: a realtime
+    model's function call reaches it before LiveKit runs the tool and logs its arguments.
+
+    livekit-agents 1.8.9, voice/speech_handle.py line 306 (``_add_item_added_callback``),
+    and agent_activity.py line 4634: the realtime path's ``_tool_execution_started_cb``
+    calls ``speech_handle._item_added([fnc_call])`` before generation.py line 994 logs
+    ``executing tool`` with the arguments.
+    """
+    speech._add_item_added_callback(callback)
 
 
 def worker_connection_failed(server: AgentServer) -> bool:

@@ -113,8 +113,13 @@ class HistoryPolicy:
             kept = _tail(kept, self.count)
         if self.tools and handoff is not None:
             fnc, output = handoff
-            kept = [*kept, fnc, llm.FunctionCallOutput(call_id=fnc.call_id, name=fnc.name,
-                                                       output=output, is_error=False)]
+            # (a realtime turn's call is in the history already: LiveKit adds a realtime
+            # model's calls as they arrive, so only what is missing comes along)
+            have = {(item.type, item.call_id) for item in kept
+                    if item.type in ("function_call", "function_call_output")}
+            kept += [item for item in (fnc, llm.FunctionCallOutput(
+                call_id=fnc.call_id, name=fnc.name, output=output, is_error=False))
+                if (item.type, item.call_id) not in have]
         if self.tools and scrub is not None:
             kept = [_scrubbed(item, scrub) for item in kept]
         return llm.ChatContext(kept)

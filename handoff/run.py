@@ -34,6 +34,7 @@ from livekit.agents import (
 )
 
 from ._listeners import listener
+from ._livekit import on_speech_items
 from .approval import ApprovalRecord
 from .context import Context
 from .deadline import Deadline
@@ -52,7 +53,11 @@ from .tasks import AwaitedTasks
 from .transition import TransitionDef
 
 if TYPE_CHECKING:
-    from livekit.agents import ConversationItemAddedEvent, FunctionToolsExecutedEvent
+    from livekit.agents import (
+        ConversationItemAddedEvent,
+        FunctionToolsExecutedEvent,
+        SpeechCreatedEvent,
+    )
 
     from .flow import Flow  # type-only: the Flow makes runs, so it sits above this module
 
@@ -282,6 +287,7 @@ class FlowRun(Generic[C]):
         session.userdata = self.context
         session.on("conversation_item_added", listener(self._on_item_added))
         session.on("function_tools_executed", listener(self._on_tools_executed))
+        session.on("speech_created", listener(self._on_speech_created))
         session.on("error", listener(self.failures.on_session_error))
         session.on("close", listener(lambda _: self.close()))
         self._agent = self.make_agent(self.state)
@@ -519,6 +525,13 @@ class FlowRun(Generic[C]):
                 "move the flow with run.go() instead of session.update_agent()",
                 item.new_agent_id, self.state,
             )
+
+    def _on_speech_created(self, event: SpeechCreatedEvent) -> None:
+        """On a realtime model, the agent learns its calls' pii arguments as LiveKit
+        records each call (a pipeline model's ``llm_node`` sees them first)."""
+        agent = self._agent
+        if agent is not None and isinstance(agent.llm, llm.RealtimeModel):
+            on_speech_items(event.speech_handle, agent.learn_pii)
 
     def _on_tools_executed(self, event: FunctionToolsExecutedEvent) -> None:
         """Count the state's failed tools. A name the agent does not offer (the LLM made

@@ -373,6 +373,14 @@ class State(Agent, Generic[C]):
     _pii: PiiArguments = {}
     """The pii parameters of the agent's tools, by tool name (set when it is made)."""
 
+    def learn_pii(self, item: llm.ChatItem) -> None:
+        """Remember the values of the pii arguments of the model's call ``item``. A
+        realtime model's calls reach no ``llm_node``: the run calls this as LiveKit
+        records each one, before it runs (and logs) it."""
+        if item.type == "function_call" and self._pii:
+            remember_arguments(self.context, self._pii.get(item.name, frozenset()),
+                               item.arguments)
+
     bridge: str | None = None
     """The bridge line (the transition's ``say=``) this agent says first on entering; set by
     the run for the visit that made it, cleared once said."""

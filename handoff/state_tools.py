@@ -67,11 +67,12 @@ def with_timeout(
     signature = inspect.signature(tool)
 
     async def timed(*args: Any, **kwargs: Any) -> Any:
+        # LiveKit passes the arguments positionally (a realtime model's calls): bind them
+        called = {k: v for k, v in signature.bind_partial(*args, **kwargs).arguments.items()
+                  if not isinstance(v, RunContext)}
         if pii:
-            remember_arguments(context, pii, kwargs)
+            remember_arguments(context, pii, called)
         if approval is not None:  # asked before the deadline starts: the caller takes their time
-            called = {k: v for k, v in signature.bind_partial(*args, **kwargs).arguments.items()
-                      if not isinstance(v, RunContext)}
             denied = await ask(approval, name, called, tell or (lambda _: None))
             if denied is not None:
                 raise ToolError(scrub(denial(name, denied)))

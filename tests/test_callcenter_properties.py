@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -26,6 +27,7 @@ from handoff.testing import (
     transition_cover,
     walks,
 )
+from handoff.testing.paths import SearchHints
 
 load_profile()  # HYPOTHESIS_PROFILE selects it; before .TestCase reads the settings
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
@@ -69,25 +71,31 @@ async def _converse(context: Call, walk: list[Attempt]) -> None:
 
 
 # 4. every transition of the table, each by a path found for it, through a real session
-COVER = transition_cover(
-    flow,
-    arguments={"caller_identified": {"name": "Dana Reyes", "topic": "a charge"},
-               "open_refund": {"amount": 45.0, "reason": "roaming pass"},
-               "escalate_to_human": {"reason": "asks for a person"}},
-    setup={"billing_question": {"verified": True, "account_id": "4411"}},
-).require_complete()
+COVER_HINTS: SearchHints = {
+    "arguments": {"caller_identified": {"name": "Dana Reyes", "topic": "a charge"},
+                  "open_refund": {"amount": 45.0, "reason": "roaming pass"},
+                  "escalate_to_human": {"reason": "asks for a person"}},
+    "setup": {"billing_question": {"verified": True, "account_id": "4411"}},
+}
+COVER = transition_cover(flow, **COVER_HINTS).require_complete()
+
+
+async def take_by_the_llm(driver: FlowDriver[Any], path: FlowPath) -> None:
+    """Take ``path`` as the LLM's tool calls, checking each step's target."""
+    for step, tool_call in zip(path.steps, path.tool_calls(), strict=True):
+        for key, value in step.setup.items():  # what verify_account would have set
+            setattr(driver.run.context, key, value)
+        await driver.turn(tool_call)
+        assert driver.run.state == step.target
+        assert driver.run.state == driver.run.session.current_agent.id
+    assert [(r.source, r.trigger) for r in driver.run.log] == path.transitions
+    assert all(r.by == "llm" for r in driver.run.log)
 
 
 @pytest.mark.parametrize("path", COVER, ids=str)
 async def test_every_transition_by_the_llm(path: FlowPath) -> None:
     async with FlowDriver(flow) as driver:
-        for step, tool_call in zip(path.steps, path.tool_calls(), strict=True):
-            for key, value in step.setup.items():  # what verify_account would have set
-                setattr(driver.run.context, key, value)
-            await driver.turn(tool_call)
-            assert driver.run.state == step.target
-        assert [(r.source, r.trigger) for r in driver.run.log] == path.transitions
-        assert all(r.by == "llm" for r in driver.run.log)
+        await take_by_the_llm(driver, path)
 
 
 # 5. each guard seen both ways, deterministically (the coverage gate does not hang on luck)

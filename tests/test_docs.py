@@ -119,12 +119,17 @@ def test_the_python_of_each_page_runs(page: str, monkeypatch: pytest.MonkeyPatch
         _run_the_pages_tests(module, loop)
 
 
+_GENERATED_CASES = "hypothesis.stateful"
+"""The module of a state machine's ``.TestCase`` (``FlowStateMachine(flow).TestCase``): made
+by hypothesis, bound to a ``Test*`` name by the page."""
+
+
 def _run_the_pages_tests(module: types.ModuleType, loop: asyncio.Runner) -> None:
     """Run the tests a page defines, as pytest would (fixture-free functions, parametrize
     cases, TestCase classes); a test that needs a fixture is a skip-marked block instead."""
     for name, value in list(module.__dict__.items()):
         if isinstance(value, type) and issubclass(value, unittest.TestCase) and \
-                value.__module__ == module.__name__ and name.startswith("Test"):
+                value.__module__ in (module.__name__, _GENERATED_CASES) and name.startswith("Test"):
             result = unittest.TestResult()
             unittest.defaultTestLoader.loadTestsFromTestCase(value).run(result)
             assert result.wasSuccessful(), f"{name}: {result.failures or result.errors}"

@@ -36,6 +36,11 @@ from handoff.testing import ScriptedLLM
 from .ops_support import REPO, RedisServer
 
 PII = "ZEBRA-7731"
+DEMO_MOVES = [("Greeter", "Triage", "caller_identified", "llm"),
+              ("Triage", "Billing", "billing_question", "llm"),
+              ("Billing", "Wrapup", "open_refund", "llm"),
+              ("Wrapup", "Escalation", "escalate_to_human", "llm")]
+"""(source, target, trigger, by) of each transition of the demo call."""
 
 
 async def demo_call(flow: Any, *logs: EventLog, call_id: str = "call-1",
@@ -85,10 +90,7 @@ async def test_every_kind_of_event_is_written_for_the_callcenter_demo(
 
     moves = [(e.data["source"], e.data["target"], e.data["trigger"], e.data["by"])
              for e in events if e.kind == "transition"]
-    assert moves == [("Greeter", "Triage", "caller_identified", "llm"),
-                     ("Triage", "Billing", "billing_question", "llm"),
-                     ("Billing", "Wrapup", "open_refund", "llm"),
-                     ("Wrapup", "Escalation", "escalate_to_human", "llm")]
+    assert moves == DEMO_MOVES
     assert all(e.data["duration_ms"] is not None and e.data["duration_ms"] >= 0
                for e in events if e.kind == "transition")
     refusals = [e for e in events if e.kind == "refusal"]

@@ -58,3 +58,17 @@ async def test_session_closing_and_handoff_task_attributes_exist() -> None:
             f"livekit-agents no longer has AgentSession.{name}: update handoff/_livekit.py")
     assert _livekit.session_is_closing(session) is False
     assert _livekit.pending_handoff_tasks(session) == []
+
+
+async def test_a_speech_handle_calls_back_with_each_item_it_records() -> None:
+    """on_speech_items adds a SpeechHandle item callback (the realtime path records each
+    function call on the speech before it runs the tool)."""
+    from livekit.agents import llm
+    from livekit.agents.voice import SpeechHandle
+
+    speech = SpeechHandle.create()
+    seen: list[llm.ChatItem] = []
+    _livekit.on_speech_items(speech, seen.append)
+    call = llm.FunctionCall(call_id="c1", name="lookup", arguments="{}")
+    speech._item_added([call])
+    assert seen == [call], "SpeechHandle no longer calls its item callbacks: update _livekit.py"

@@ -26,7 +26,7 @@ from typing import Any
 from ..extras import missing
 from .answers import answer, answering
 from .coverage import CoverageObserver, FlowCoverage
-from .driver import FlowDriver, settle
+from .driver import FlowDriver, ModelFactory, settle
 from .realtime import ScriptedRealtimeModel, ScriptedRealtimeSession, Truncation
 from .scripted import (
     Policy,
@@ -86,6 +86,7 @@ __all__ = [
     "FlowPath",
     "FlowPaths",
     "FlowStateMachine",
+    "ModelFactory",
     "Move",
     "Policy",
     "Reply",

@@ -1,31 +1,39 @@
 """FlowDriver: a real text-mode AgentSession for a flow, whose LLM you steer turn by turn.
 
-The model side is a :class:`~handoff.testing.ScriptedLLM` with a policy: the first
-request after each caller line gets the reply you planned for that turn (a tool call,
-several, text); every other request (openings, answers to tool outputs) gets a short
-neutral text. So tests say *what the LLM decides*, and the real session decides what
-happens::
+The model side is a scripted model with a policy: the first request after each caller
+line gets the reply you planned for that turn (a tool call, several, text); every other
+request (openings, answers to tool outputs) gets a short neutral text. So tests say
+*what the LLM decides*, and the real session decides what happens::
 
     async with FlowDriver(flow) as d:
         await d.turn(call("caller_identified", name="Ann", topic="bill"))
         assert d.run.state == "Triage"
+
+Each tier is played by the scripted counterpart of its kind: a pipeline tier by a
+:class:`~handoff.testing.ScriptedLLM`, a realtime tier (``kind = "realtime"``) by a
+:class:`~handoff.testing.ScriptedRealtimeModel`, so a flow mixing both is driven through
+LiveKit's pipeline and realtime paths as it would run. ``model=`` puts one scripted model
+on every state instead (``FlowDriver(flow, model=ScriptedRealtimeModel)``: the whole flow
+on a speech-to-speech model).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
 
 from livekit.agents.voice.run_result import RunResult
 
 from .._livekit import pending_handoff_tasks, session_is_closing
 from ..context import Context
 from ..flow import Flow
+from ..realtime import Model
 from ..run import FlowRun
-from .scripted import Reply, ReplyLike, ScriptedLLM, Turn, as_reply
+from .realtime import ScriptedRealtimeModel
+from .scripted import Policy, Reply, ReplyLike, ScriptedLLM, Turn, as_reply
 
 if TYPE_CHECKING:
     from ..events.recording import Recording
@@ -33,28 +41,53 @@ if TYPE_CHECKING:
 C = TypeVar("C", bound=Context)
 
 InterruptAt = Literal["thinking", "handing_over"]
+ScriptedModel: TypeAlias = ScriptedLLM | ScriptedRealtimeModel
+ModelFactory: TypeAlias = Callable[[Iterable[ReplyLike] | Policy], ScriptedModel]
+"""Makes a scripted model from a script or a policy (a driver passes its own policy):
+``ScriptedLLM``, ``ScriptedRealtimeModel`` or a ``functools.partial`` of either
+(``partial(ScriptedRealtimeModel, mutable=False)``)."""
+BY_KIND: dict[str, ModelFactory] = {"llm": ScriptedLLM, "realtime": ScriptedRealtimeModel}
+"""The scripted counterpart of each kind of tier."""
 HANG_AFTER = 30.0
 """Seconds after which a turn that has not finished is reported as hung (never a timing
 assertion: a scripted turn takes milliseconds; this only turns a deadlock into a failure)."""
 
 
 class FlowDriver(Generic[C]):
-    """A started session of ``flow`` with a steerable ScriptedLLM (use ``async with``)."""
+    """A started session of ``flow`` with a steerable scripted model (use ``async with``).
+
+    ``model``: one factory for every state (``ScriptedLLM``, ``ScriptedRealtimeModel``);
+    by default each tier gets the scripted model of its kind (:data:`BY_KIND`).
+    """
 
     def __init__(self, flow: Flow[C], *, context: C | None = None, filler: str = "Noted.",
-                 recording: Recording | None = None) -> None:
+                 recording: Recording | None = None, model: ModelFactory | None = None) -> None:
         self.flow = flow
         self.recording = recording
         """Records the driven call for ``handoff inspect`` (its id in ``call_id``)."""
         self.call_id: str | None = None
         self.filler = filler
-        self.llm = ScriptedLLM(self._policy)
+        self.models: dict[str, ScriptedModel] = (
+            {"*": model(self._policy)} if model is not None else _by_kind(flow, self._policy))
+        """The scripted models, by tier (``"*"``: every state's, when ``model=`` is given).
+        They share the driver's policy: whichever state is active answers the plan."""
         self._context = context
         self._plan: Reply | None = None
         self._asked = asyncio.Event()
         self._stack: contextlib.AsyncExitStack | None = None
         self._run: FlowRun[C] | None = None
         self._ended = asyncio.Event()
+
+    @property
+    def llm(self) -> ScriptedModel:
+        """The scripted model of the initial state (the only one, with ``model=``)."""
+        return self.models.get("*") or self.models[self.flow.states[self.flow.initial].tier]
+
+    def _session_llm(self) -> Model | dict[str, Model]:
+        distinct = {id(m): m for m in self.models.values()}
+        if len(distinct) == 1:  # one model for every state: LiveKit's helpers (TaskGroup's
+            return next(iter(distinct.values()))  # summary) find it as session.llm
+        return dict(self.models)
 
     @property
     def ended(self) -> bool:
@@ -70,7 +103,7 @@ class FlowDriver(Generic[C]):
     async def __aenter__(self) -> FlowDriver[C]:
         self._stack = contextlib.AsyncExitStack()
         self._run = await self._stack.enter_async_context(
-            self.flow.session(context=self._context, llm=self.llm))
+            self.flow.session(context=self._context, llm=self._session_llm()))
         self._run.session.on("close", lambda _: self._ended.set())
         if self.recording is not None:
             self.call_id = self.recording.track(self._run, "driver")
@@ -206,8 +239,26 @@ async def _no_hang(awaitable: Any, what: str) -> Any:
         raise AssertionError(f"{what} did not finish: the session is stuck") from None
 
 
+def scripted_for(flow: Flow[Any], tier: str) -> ModelFactory:
+    """The scripted model of ``tier``'s kind (a tier the table lacks is a pipeline tier)."""
+    return BY_KIND[flow.tiers.kind_of(tier) if tier in flow.tiers else "llm"]
+
+
+def _by_kind(flow: Flow[Any], policy: Policy) -> dict[str, ScriptedModel]:
+    """One scripted model per kind of tier the flow's states use, keyed by tier."""
+    made: dict[ModelFactory, ScriptedModel] = {}
+    models: dict[str, ScriptedModel] = {}
+    for tier in sorted({cls.tier for cls in flow.states.values()}):
+        factory = scripted_for(flow, tier)
+        if factory not in made:
+            made[factory] = factory(policy)
+        models[tier] = made[factory]
+    return models
+
+
 @contextlib.asynccontextmanager
-async def flow_driver(flow: Flow[C], *, context: C | None = None) -> AsyncIterator[FlowDriver[C]]:
+async def flow_driver(flow: Flow[C], *, context: C | None = None,
+                      model: ModelFactory | None = None) -> AsyncIterator[FlowDriver[C]]:
     """``async with flow_driver(flow) as d`` — the same as ``async with FlowDriver(flow)``."""
-    async with FlowDriver(flow, context=context) as driver:
+    async with FlowDriver(flow, context=context, model=model) as driver:
         yield driver

@@ -24,7 +24,7 @@ from hypothesis.stateful import initialize, precondition, rule
 
 from ..flow import Flow
 from ..graph import Edge
-from .driver import InterruptAt
+from .driver import InterruptAt, ModelFactory
 from .explore import Reset
 from .machine_base import EntryCondition, FlowMachineBase, Mode, ToolErrorsOk
 from .offered import ordinary_tools
@@ -70,14 +70,15 @@ def FlowStateMachine(
     initial: Mapping[str, Any] | None = None,
     max_context_fields: int | None = None,
     reset: Reset | None = None,
+    model: ModelFactory | None = None,
     name: str | None = None,
 ) -> type[FlowMachineBase]:
     """A RuleBasedStateMachine class that tests ``flow`` against its own declaration.
 
     Args:
         mode: ``"pure"`` drives only the FSM (``flow.new_run``, thousands of steps a
-            second); ``"session"`` drives a real text-mode AgentSession with a
-            ScriptedLLM: LLM tool calls, parallel calls, interruptions, code moves.
+            second); ``"session"`` drives a real text-mode AgentSession with scripted
+            models: LLM tool calls, parallel calls, interruptions, code moves.
         entry_conditions: state → predicate on the Context that must hold whenever the
             flow enters that state (``{"Billing": lambda c: c.verified}``).
         may_clear: trigger → Context fields that transition may legitimately reset
@@ -101,9 +102,16 @@ def FlowStateMachine(
         reset: called (awaited, if it returns an awaitable) before each generated
             conversation starts: put back what bodies and tools changed outside the
             Context (a fake backend), as ``explore(reset=...)`` does between branches.
+        model: session mode: the scripted model every state runs on
+            (``ScriptedRealtimeModel``: the whole flow speech to speech). By default each
+            tier gets the scripted model of its kind, a ``ScriptedRealtimeModel`` for a
+            realtime tier and a ``ScriptedLLM`` for a pipeline tier.
 
     A call that ends (a final state or a tool closes the session) draws no more steps.
     """
+    if model is not None and mode != "session":
+        raise ValueError(f"model={model!r} picks the model of a session: pass mode='session' "
+                         "(a pure machine runs no model)")
     co = dict(context_overrides or {})
     base = dict(initial or {})
     ao = dict(argument_overrides or {})
@@ -115,6 +123,7 @@ def FlowStateMachine(
         "allow_errors": allow_errors,
         "tool_errors": dict(tool_errors or {}),
         "resets": (reset,) if reset is not None else (),
+        "models": (model,) if model is not None else (),
         "__doc__": f"Generated model-based test of flow {flow.name!r} ({mode} mode).",
     }
 

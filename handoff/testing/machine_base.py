@@ -24,7 +24,7 @@ from ..errors import TransitionRefused
 from ..flow import Flow
 from ..run import FlowRun
 from .answers import APPROVAL_TASK
-from .driver import FlowDriver, InterruptAt, _no_hang
+from .driver import FlowDriver, InterruptAt, ModelFactory, _no_hang
 from .explore import Reset, call_reset, guard_raised
 from .movewatch import MoveWatch
 from .offered import state_tools
@@ -57,6 +57,10 @@ class FlowMachineBase(RuleBasedStateMachine):
     tool_errors: ClassVar[Mapping[str, ToolErrorsOk]] = {}
     resets: ClassVar[tuple[Reset, ...]] = ()
     """Called before each conversation starts (``FlowStateMachine(reset=...)``)."""
+    models: ClassVar[tuple[ModelFactory, ...]] = ()
+    """Session mode: the factory of every state's scripted model (``FlowStateMachine(
+    model=...)``, in a tuple so it is not bound as a method); empty: each tier's scripted
+    counterpart (see :class:`FlowDriver`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -102,7 +106,8 @@ class FlowMachineBase(RuleBasedStateMachine):
         if self.mode == "pure":
             self._run = self.flow.new_run(context)
             return
-        self.driver = FlowDriver(self.flow, context=context)
+        self.driver = FlowDriver(self.flow, context=context,
+                                 model=self.models[0] if self.models else None)
         self._await(self.driver.__aenter__())
         self._run = self.driver.run
         self.moves.watch(self._run)

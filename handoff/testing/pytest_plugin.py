@@ -9,6 +9,12 @@ fixture):
   gives a started text-mode AgentSession's run; closed after the test.
 * ``flow_driver`` — async factory for a :class:`FlowDriver` (a session whose LLM you
   steer turn by turn).
+* ``handoff_model`` — the scripted model factory the two factories above use (None:
+  each tier's scripted counterpart, a ``ScriptedRealtimeModel`` for a realtime tier);
+  override it to run the tests on another model, or parametrize it to run them on both::
+
+      @pytest.fixture(params=[ScriptedLLM, ScriptedRealtimeModel])
+      def handoff_model(request): return request.param
 
 Hypothesis profiles ``handoff-dev`` and ``ci`` are registered; the one named by the
 ``HYPOTHESIS_PROFILE`` environment variable (else the ``handoff_hypothesis_profile``
@@ -44,9 +50,10 @@ from typing import Any
 import pytest
 
 from ..flow import Flow
+from ..realtime import Model
 from .coverage import CoverageObserver, FlowCoverage
-from .driver import FlowDriver
-from .scripted import Policy, ReplyLike, ScriptedLLM
+from .driver import FlowDriver, ModelFactory, scripted_for
+from .scripted import Policy, ReplyLike
 
 _OBSERVER = pytest.StashKey[CoverageObserver]()
 _PATCHES = pytest.StashKey[list[tuple[type, str, Any]]]()
@@ -231,6 +238,13 @@ def handoff_flow(request: pytest.FixtureRequest) -> Flow[Any]:
 
 
 @pytest.fixture
+def handoff_model() -> ModelFactory | None:
+    """The scripted model the session fixtures make (None: by each tier's kind); override
+    this fixture (``return ScriptedRealtimeModel``) to drive every state on that model."""
+    return None
+
+
+@pytest.fixture
 def flow_run(handoff_flow: Flow[Any]) -> Iterator[Any]:
     """A fresh pure FlowRun of the flow (no session): move it with ``await run.go(...)``."""
     run = handoff_flow.new_run()
@@ -249,32 +263,39 @@ if _HAVE_ASYNCIO:
 
     @pytest_asyncio.fixture
     async def flow_session(
-        handoff_flow: Flow[Any],
+        handoff_flow: Flow[Any], handoff_model: ModelFactory | None,
     ) -> AsyncIterator[Callable[..., Any]]:
         """Factory: ``await flow_session(llm=..., context=...)`` → the started session's run.
 
-        ``llm`` is a ScriptedLLM, a list of replies or a policy function; sessions are
+        ``llm`` is a model (a ScriptedLLM, a ScriptedRealtimeModel, per tier in a dict),
+        or a list of replies or a policy function, played by ``handoff_model`` (by
+        default the scripted model of the initial state's tier kind); sessions are
         closed after the test.
         """
         async with contextlib.AsyncExitStack() as stack:
 
-            async def start(llm: ScriptedLLM | list[ReplyLike] | Policy | None = None,
+            async def start(llm: Model | dict[str, Model] | list[ReplyLike] | Policy | None = None,
                             context: Any = None, flow: Flow[Any] | None = None) -> Any:
-                model = llm if isinstance(llm, ScriptedLLM) or llm is None else ScriptedLLM(llm)
+                chosen = flow or handoff_flow
+                model = llm if llm is None or isinstance(llm, Model | dict) else (
+                    (handoff_model or scripted_for(chosen, chosen.states[chosen.initial].tier))(llm))
                 run = await stack.enter_async_context(
-                    (flow or handoff_flow).session(llm=model, context=context))
+                    chosen.session(llm=model, context=context))
                 stack.callback(run.close)
                 return run
 
             yield start
 
     @pytest_asyncio.fixture
-    async def flow_driver(handoff_flow: Flow[Any]) -> AsyncIterator[Callable[..., Any]]:
-        """Factory: ``d = await flow_driver(context=...)`` → a started FlowDriver."""
+    async def flow_driver(
+        handoff_flow: Flow[Any], handoff_model: ModelFactory | None,
+    ) -> AsyncIterator[Callable[..., Any]]:
+        """Factory: ``d = await flow_driver(context=...)`` → a started FlowDriver on
+        ``handoff_model``."""
         async with contextlib.AsyncExitStack() as stack:
 
             async def start(context: Any = None, flow: Flow[Any] | None = None) -> FlowDriver[Any]:
                 return await stack.enter_async_context(
-                    FlowDriver(flow or handoff_flow, context=context))
+                    FlowDriver(flow or handoff_flow, context=context, model=handoff_model))
 
             yield start
