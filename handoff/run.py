@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from livekit.agents import (
@@ -44,7 +44,7 @@ from .move import Move, by_code, take_error_transition, transition_tool
 from .realtime import Model
 from .records import Refusal, Resumption, Returned, TransitionRecord
 from .redaction import Redactor
-from .semantics import converted_arguments, trigger_for
+from .semantics import converted_arguments, function_tools, offer, trigger_for
 from .sensitive_args import scrub_calls
 from .state import State, making
 from .tasks import AwaitedTasks
@@ -59,18 +59,6 @@ logger = logging.getLogger("handoff")
 
 C = TypeVar("C", bound=Context)
 
-
-
-def _function_tool_ids(tools: Sequence[llm.Tool | llm.Toolset]) -> set[str]:
-    """The names of the function tools in ``tools``, those of Toolsets included
-    (LiveKit's ``EndCallTool`` offers ``end_call`` from a Toolset)."""
-    ids: set[str] = set()
-    for tool in tools:
-        if isinstance(tool, llm.Toolset):
-            ids |= _function_tool_ids(tool.tools)
-        elif isinstance(tool, llm.FunctionTool | llm.RawFunctionTool):
-            ids.add(tool.id)
-    return ids
 
 
 _Pending = Move
@@ -370,10 +358,10 @@ class FlowRun(Generic[C]):
         return list(self.flow.tools)
 
     def tools_for(self, state: str) -> list[llm.Tool | llm.Toolset]:
-        """The transition tools the agent of ``state`` offers (made once per run); code-only
-        transitions (``llm=False``) are not among them."""
-        return [self._tool(edge) for edge in self.flow.triggers_from(state).values()
-                if edge.transition.offered]
+        """The transition tools the agent of ``state`` offers (made once per run), as the
+        semantic core decides (:func:`handoff.semantics.offer`): code-only transitions
+        (``llm=False``) are not among them."""
+        return [self._tool(edge) for edge in offer(self.flow, state).transitions]
 
     def _tool(self, edge: Edge) -> llm.FunctionTool:
         # one tool per declared transition: a trigger name two states share is two tools
@@ -524,7 +512,9 @@ class FlowRun(Generic[C]):
         agent = self._agent
         if agent is None or self._session is None or self._session.current_agent is not agent:
             return
-        offered = _function_tool_ids(agent.tools)
+        # what the declaration offers here, and the tools the agent added in its __init__
+        offered = offer(self.flow, self.state).names | {
+            t.info.name for t in function_tools(agent.added_tools)}
         triggers = self.flow.triggers_from(self.state)
         for call, output in zip(event.function_calls, event.function_call_outputs, strict=False):
             if call.name not in offered:
