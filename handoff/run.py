@@ -18,7 +18,6 @@ changes back. Between turns ``run.state == session.current_agent.id`` always.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -35,14 +34,12 @@ from livekit.agents import (
 
 from ._listeners import listener
 from .context import Context
-from .deadline import Deadline
 from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailureWatch
 from .graph import Edge
-from .history import revisit, whole_call
 from .move import Move, by_code, take_error_transition, transition_tool
 from .realtime import Model
-from .records import Refusal, Resumption, Returned, TransitionRecord
+from .records import Refusal, Resumption, TransitionRecord
 from .redaction import Redactor
 from .semantics import converted_arguments, function_tools, offer, trigger_for
 from .sensitive_args import scrub_calls
@@ -398,81 +395,6 @@ class FlowRun(Generic[C]):
             return converted_arguments(edge, arguments)
         except TransitionCallError as exc:  # a value may be quoted: scrub it
             raise TransitionCallError(self._scrubbed(str(exc))) from None
-
-    def _hand_over(self, agent: State[C]) -> None:
-        """Give the move under way's agent to LiveKit (or once the session has started)."""
-        pending, session = self._pending, self._session
-        assert pending is not None and session is not None
-        pending.done = asyncio.get_running_loop().create_future()
-        if self._session_started.is_set():
-            session.update_agent(agent)
-        else:  # the first state's on_enter, while AgentSession.start still runs
-            self._hand_over_later = asyncio.get_running_loop().create_task(
-                self._hand_over_once_started(pending))
-
-    async def _hand_over_once_started(self, pending: _Pending) -> None:
-        """Hand ``pending`` to LiveKit once ``AgentSession.start`` has returned: before,
-        ``update_agent`` only renames ``current_agent`` (LiveKit 1.8.9), and a start that
-        captures the opening reply waits for the very on_enter asking for the move."""
-        await self._session_started.wait()
-        if self._pending is not pending or self._session is None or self.closed:
-            return
-        if self._start_failed:
-            pending.abandon("interrupted", "the call did not start")
-            return
-        assert pending.agent is not None and pending.done is not None
-        self._session.update_agent(pending.agent)
-        with contextlib.suppress(Exception):  # refused or interrupted: the run says so
-            await asyncio.shield(pending.done)
-
-    async def _next_agent(self, pending: _Pending) -> State[C]:
-        """The agent ``pending`` hands over to, with the history its policy carries: a new
-        one, or the state's kept agent (``keep_agent``) with that history merged in."""
-        policy = pending.edge.transition.history or self.flow.history_policies[pending.target]
-        old = llm.ChatContext.empty() if policy.kind == "none" else whole_call(
-            self._agent.chat_ctx if self._agent is not None else None,
-            self._session.history if self._session is not None else None)
-        if policy.kind == "summary":
-            pending.to_summarise = policy.left_behind(old)
-        handoff = None if pending.call is None else (pending.call, pending.handed_over())
-        carried = policy.carry(old, handoff, scrub=self._scrubbed)
-        kept = self._kept.get(pending.target)
-        if kept is not None and kept is not self._agent:
-            agent = kept  # not running, so the updates set its own copies at once (LiveKit's API)
-            await agent.update_chat_ctx(revisit(kept.chat_ctx, carried),
-                                        exclude_invalid_function_calls=False)
-        else:
-            agent = self.make_agent(pending.target, chat_ctx=carried, note=pending.note)
-            if policy.tools:  # keep the calls of tools the new agent lacks (LiveKit drops them)
-                await agent.update_chat_ctx(carried, exclude_invalid_function_calls=False)
-        if pending.edge.is_return:
-            await self._hand_back(agent, pending)
-        if agent is kept or pending.edge.is_return:
-            await agent.update_instructions(agent.compose_instructions(self.context, pending.note))
-        agent.bridge = self._bridge_line(pending)
-        return agent
-
-    async def _hand_back(self, agent: State[C], pending: _Pending) -> None:
-        """A side trip returns: the state that started it receives the result in its
-        ``on_return``, as part of the move (its Context writes are the move's, rolled back
-        with it), and what the hook returns is its agent's note."""
-        returned = Returned(pending.source, pending.edge.trigger, pending.result)
-        token = Context.start_owning(pending.journal)
-        try:
-            async with Deadline(agent.tool_timeout):
-                note = await agent.on_return(returned)
-        finally:
-            Context.stop_owning(token)
-        if note is not None:
-            pending.note = self._scrubbed(str(note))
-
-    def _bridge_line(self, pending: _Pending) -> str | None:
-        try:
-            return pending.edge.transition.bridge_line(self.context)
-        except Exception as exc:  # a bridge line never stops a handoff
-            logger.exception("the say= of %s raised", pending.edge.trigger)
-            self.note_failure(f"say= of {pending.edge.trigger} raised {exc!r}")
-            return None
 
     def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
         item = event.item

@@ -18,6 +18,10 @@ Decided here:
 - the **arguments** a transition is called with (:func:`converted_arguments`): those
   of code and of the oracle are validated and converted by the tool schema, as
   LiveKit converts the LLM's, so a guard sees pydantic models, never raw JSON;
+- the **return stack** a move leaves (:func:`return_targets`, :func:`dropped_by`,
+  :func:`stack_after`): where a ``to=RETURN`` edge may go (the top frame, or any
+  ``back_to`` frame this call interrupted), which frames ``abandons`` and ``back_to``
+  drop, and what is left;
 - the **tools and transitions a state offers** (:func:`offer`): its offered
   transitions (own and global, not code-only ones), its method tools, its
   ``tools = [...]`` and the flow-wide ``Flow(tools=[...])``, Toolsets expanded. The
@@ -42,6 +46,7 @@ from .errors import RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailurePolicy
 from .graph import Edge
 from .records import TransitionRecord
+from .returns import frames_above
 from .state import State
 
 
@@ -216,6 +221,42 @@ def trigger_for(flow: Semantic, state: str, target: str) -> str:
                 f"several transitions lead from {state} to {target}: "
                 f"{', '.join(to_target)}; name the trigger", trigger=target, kind="invalid")
     return target
+
+
+# -- the return stack ---------------------------------------------------------------
+def return_targets(edge: Edge, return_stack: Sequence[str]) -> tuple[str, ...]:
+    """Where a ``to=RETURN`` ``edge`` may go with ``return_stack``: its top frame, or for a
+    ``back_to=[...]`` return each declared frame this call interrupted (top first);
+    nowhere when the stack is empty."""
+    if not edge.is_return or not return_stack:
+        return ()
+    if not edge.transition.back_to:
+        return (return_stack[-1],)
+    frames = set(edge.transition.frames)
+    return tuple(dict.fromkeys(f for f in reversed(return_stack) if f in frames))
+
+
+def dropped_by(edge: Edge, return_stack: Sequence[str], target: str) -> tuple[str, ...] | None:
+    """The frames a move along ``edge`` to ``target`` drops, top first: the top one for
+    ``abandons=True``, those above the chosen frame for ``back_to`` (None: ``target`` is
+    not on the stack), none for any other edge."""
+    if edge.transition.abandons:
+        return tuple(return_stack[-1:])
+    if edge.is_return and edge.transition.back_to:
+        return frames_above(return_stack, target)
+    return ()
+
+
+def stack_after(edge: Edge, return_stack: Sequence[str], source: str,
+                dropped: Sequence[str] = ()) -> tuple[str, ...]:
+    """The return stack once a move from ``source`` along ``edge`` committed, ``dropped``
+    frames gone: a return pops the frame it goes back to, a side trip pushes ``source``."""
+    stack = list(return_stack[:len(return_stack) - len(dropped)])
+    if edge.is_return and stack:
+        stack.pop()
+    if edge.transition.returns:
+        stack.append(source)
+    return tuple(stack)
 
 
 # -- arguments ------------------------------------------------------------------------
