@@ -434,9 +434,10 @@ class FlowRun(Generic[C]):
         agent = self._agent
         if agent is None or self._session is None or self._session.current_agent is not agent:
             return
-        # what the declaration offers here, and the tools the agent added in its __init__
+        # what the declaration offers here, and any tool the agent has beyond it (those its
+        # __init__ added, or LiveKit's update_tools during the call: the flow cannot know them)
         offered = offer(self.flow, self.state).names | {
-            t.info.name for t in function_tools(agent.added_tools)}
+            t.info.name for t in function_tools(agent.tools)}
         triggers = self.flow.triggers_from(self.state)
         for call, output in zip(event.function_calls, event.function_call_outputs, strict=False):
             if call.name not in offered:
