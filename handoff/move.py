@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -33,10 +34,10 @@ from .deadline import Deadline, in_agent_code
 from .errors import FlowError, RefusalKind, TransitionRefused
 from .fsm import move_to
 from .graph import Edge
+from .handover import hand_over, next_agent
 from .history import add_summary
 from .records import MovedBy, Refusal, TransitionRecord
-from .returns import frames_above
-from .semantics import approval_for, follow_up, loop_reason, validity
+from .semantics import approval_for, dropped_by, follow_up, loop_reason, stack_after, validity
 from .sensitive_args import remember_arguments
 from .transition import Chosen
 
@@ -217,10 +218,10 @@ class Move:
         a ``back_to`` body chose, which becomes the target; refused if it is not one."""
         tdef, trigger, stack = self.edge.transition, self.edge.trigger, self.run.return_stack
         if tdef.abandons:
-            self.dropped = tuple(stack[-1:])
+            self.dropped = dropped_by(self.edge, stack, self.target) or ()
             return
         frame = tdef.chosen(output)
-        dropped = frames_above(stack, frame) if frame in tdef.frames else None
+        dropped = dropped_by(self.edge, stack, frame) if frame in tdef.frames else None
         if dropped is None:  # not a declared frame, or not one this call interrupted
             self.refuse("body" if frame in tdef.frames else "error",
                         f"'{trigger}' chose {frame or output!r}, " + (
@@ -240,7 +241,7 @@ class Move:
         to LiveKit; a next agent that cannot be built or handed over (a tier whose key is
         missing, an ``__init__`` that raised) refuses the move as an error, rolled back."""
         try:
-            self.agent = agent = await self.run._next_agent(self)
+            self.agent = agent = await next_agent(self.run, self)
             if hand_over is not None:
                 hand_over(agent)
         except Exception as exc:
@@ -267,12 +268,7 @@ class Move:
         """The move happened: the FSM, the return stack, the log, the agent, observers."""
         run, edge = self.run, self.edge
         move_to(run.flow.machine, run._fsm, self.target)  # valid by the Machine's table
-        if self.dropped:
-            del run.return_stack[-len(self.dropped):]
-        if edge.is_return:
-            run.return_stack.pop()
-        if edge.transition.returns:
-            run.return_stack.append(self.source)
+        run.return_stack[:] = stack_after(edge, run.return_stack, self.source, self.dropped)
         record = self.make_record()
         run.log.append(record)
         self.ended = "committed"
@@ -381,7 +377,7 @@ async def by_code(run: FlowRun[Any], trigger: str, arguments: dict[str, Any], *,
         if by != "failover" and failover is not None and not failover.done():
             await asyncio.shield(failover)
         return record
-    await move.handoff(run._hand_over)
+    await move.handoff(functools.partial(hand_over, run))
     if in_agent_code():
         # a tool, body or hook: LiveKit applies the handoff once this turn ends, so
         # waiting here would wait for ourselves. The record is the one the commit logs.

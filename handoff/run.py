@@ -18,10 +18,9 @@ changes back. Between turns ``run.state == session.current_agent.id`` always.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from livekit.agents import (
@@ -37,16 +36,14 @@ from ._listeners import listener
 from ._livekit import on_speech_items
 from .approval import ApprovalRecord
 from .context import Context
-from .deadline import Deadline
 from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailureWatch
 from .graph import Edge
-from .history import revisit, whole_call
 from .move import Move, by_code, take_error_transition, transition_tool
 from .realtime import Model
-from .records import Refusal, Resumption, Returned, TransitionRecord
+from .records import Refusal, Resumption, TransitionRecord
 from .redaction import Redactor
-from .semantics import converted_arguments, trigger_for
+from .semantics import converted_arguments, function_tools, offer, trigger_for
 from .sensitive_args import scrub_calls
 from .state import State, making
 from .tasks import AwaitedTasks
@@ -65,18 +62,6 @@ logger = logging.getLogger("handoff")
 
 C = TypeVar("C", bound=Context)
 
-
-
-def _function_tool_ids(tools: Sequence[llm.Tool | llm.Toolset]) -> set[str]:
-    """The names of the function tools in ``tools``, those of Toolsets included
-    (LiveKit's ``EndCallTool`` offers ``end_call`` from a Toolset)."""
-    ids: set[str] = set()
-    for tool in tools:
-        if isinstance(tool, llm.Toolset):
-            ids |= _function_tool_ids(tool.tools)
-        elif isinstance(tool, llm.FunctionTool | llm.RawFunctionTool):
-            ids.add(tool.id)
-    return ids
 
 
 _Pending = Move
@@ -381,10 +366,10 @@ class FlowRun(Generic[C]):
         return list(self.flow.tools)
 
     def tools_for(self, state: str) -> list[llm.Tool | llm.Toolset]:
-        """The transition tools the agent of ``state`` offers (made once per run); code-only
-        transitions (``llm=False``) are not among them."""
-        return [self._tool(edge) for edge in self.flow.triggers_from(state).values()
-                if edge.transition.offered]
+        """The transition tools the agent of ``state`` offers (made once per run), as the
+        semantic core decides (:func:`handoff.semantics.offer`): code-only transitions
+        (``llm=False``) are not among them."""
+        return [self._tool(edge) for edge in offer(self.flow, state).transitions]
 
     def _tool(self, edge: Edge) -> llm.FunctionTool:
         # one tool per declared transition: a trigger name two states share is two tools
@@ -421,81 +406,6 @@ class FlowRun(Generic[C]):
             return converted_arguments(edge, arguments)
         except TransitionCallError as exc:  # a value may be quoted: scrub it
             raise TransitionCallError(self._scrubbed(str(exc))) from None
-
-    def _hand_over(self, agent: State[C]) -> None:
-        """Give the move under way's agent to LiveKit (or once the session has started)."""
-        pending, session = self._pending, self._session
-        assert pending is not None and session is not None
-        pending.done = asyncio.get_running_loop().create_future()
-        if self._session_started.is_set():
-            session.update_agent(agent)
-        else:  # the first state's on_enter, while AgentSession.start still runs
-            self._hand_over_later = asyncio.get_running_loop().create_task(
-                self._hand_over_once_started(pending))
-
-    async def _hand_over_once_started(self, pending: _Pending) -> None:
-        """Hand ``pending`` to LiveKit once ``AgentSession.start`` has returned: before,
-        ``update_agent`` only renames ``current_agent`` (LiveKit 1.8.9), and a start that
-        captures the opening reply waits for the very on_enter asking for the move."""
-        await self._session_started.wait()
-        if self._pending is not pending or self._session is None or self.closed:
-            return
-        if self._start_failed:
-            pending.abandon("interrupted", "the call did not start")
-            return
-        assert pending.agent is not None and pending.done is not None
-        self._session.update_agent(pending.agent)
-        with contextlib.suppress(Exception):  # refused or interrupted: the run says so
-            await asyncio.shield(pending.done)
-
-    async def _next_agent(self, pending: _Pending) -> State[C]:
-        """The agent ``pending`` hands over to, with the history its policy carries: a new
-        one, or the state's kept agent (``keep_agent``) with that history merged in."""
-        policy = pending.edge.transition.history or self.flow.history_policies[pending.target]
-        old = llm.ChatContext.empty() if policy.kind == "none" else whole_call(
-            self._agent.chat_ctx if self._agent is not None else None,
-            self._session.history if self._session is not None else None)
-        if policy.kind == "summary":
-            pending.to_summarise = policy.left_behind(old)
-        handoff = None if pending.call is None else (pending.call, pending.handed_over())
-        carried = policy.carry(old, handoff, scrub=self._scrubbed)
-        kept = self._kept.get(pending.target)
-        if kept is not None and kept is not self._agent:
-            agent = kept  # not running, so the updates set its own copies at once (LiveKit's API)
-            await agent.update_chat_ctx(revisit(kept.chat_ctx, carried),
-                                        exclude_invalid_function_calls=False)
-        else:
-            agent = self.make_agent(pending.target, chat_ctx=carried, note=pending.note)
-            if policy.tools:  # keep the calls of tools the new agent lacks (LiveKit drops them)
-                await agent.update_chat_ctx(carried, exclude_invalid_function_calls=False)
-        if pending.edge.is_return:
-            await self._hand_back(agent, pending)
-        if agent is kept or pending.edge.is_return:
-            await agent.update_instructions(agent.compose_instructions(self.context, pending.note))
-        agent.bridge = self._bridge_line(pending)
-        return agent
-
-    async def _hand_back(self, agent: State[C], pending: _Pending) -> None:
-        """A side trip returns: the state that started it receives the result in its
-        ``on_return``, as part of the move (its Context writes are the move's, rolled back
-        with it), and what the hook returns is its agent's note."""
-        returned = Returned(pending.source, pending.edge.trigger, pending.result)
-        token = Context.start_owning(pending.journal)
-        try:
-            async with Deadline(agent.tool_timeout):
-                note = await agent.on_return(returned)
-        finally:
-            Context.stop_owning(token)
-        if note is not None:
-            pending.note = self._scrubbed(str(note))
-
-    def _bridge_line(self, pending: _Pending) -> str | None:
-        try:
-            return pending.edge.transition.bridge_line(self.context)
-        except Exception as exc:  # a bridge line never stops a handoff
-            logger.exception("the say= of %s raised", pending.edge.trigger)
-            self.note_failure(f"say= of {pending.edge.trigger} raised {exc!r}")
-            return None
 
     def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
         item = event.item
@@ -543,7 +453,10 @@ class FlowRun(Generic[C]):
         agent = self._agent
         if agent is None or self._session is None or self._session.current_agent is not agent:
             return
-        offered = _function_tool_ids(agent.tools)
+        # what the declaration offers here, and any tool the agent has beyond it (those its
+        # __init__ added, or LiveKit's update_tools during the call: the flow cannot know them)
+        offered = offer(self.flow, self.state).names | {
+            t.info.name for t in function_tools(agent.tools)}
         triggers = self.flow.triggers_from(self.state)
         for call, output in zip(event.function_calls, event.function_call_outputs, strict=False):
             if call.name not in offered and call.name not in self._tasks.tool_names:

@@ -19,7 +19,16 @@ Decided here:
   asked when the LLM takes the transition, never for code or the failover;
 - the **arguments** a transition is called with (:func:`converted_arguments`): those
   of code and of the oracle are validated and converted by the tool schema, as
-  LiveKit converts the LLM's, so a guard sees pydantic models, never raw JSON.
+  LiveKit converts the LLM's, so a guard sees pydantic models, never raw JSON;
+- the **return stack** a move leaves (:func:`return_targets`, :func:`dropped_by`,
+  :func:`stack_after`): where a ``to=RETURN`` edge may go (the top frame, or any
+  ``back_to`` frame this call interrupted), which frames ``abandons`` and ``back_to``
+  drop, and what is left;
+- the **tools and transitions a state offers** (:func:`offer`): its offered
+  transitions (own and global, not code-only ones), its method tools, its
+  ``tools = [...]`` and the flow-wide ``Flow(tools=[...])``, Toolsets expanded. The
+  run builds each agent from it and counts a call to anything else as made up; the
+  generated machines call exactly these tools.
 
 A guard gets only the arguments it declares (:class:`handoff.guards.GuardParameters`,
 used by ``TransitionDef.check_guard`` and ``judge``).
@@ -27,10 +36,12 @@ used by ``TransitionDef.check_guard`` and ``judge``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from livekit.agents import llm
 from pydantic import ValidationError
 
 from .approval import Approval
@@ -38,6 +49,7 @@ from .errors import RefusalKind, TransitionCallError, TransitionRefused
 from .failures import FailurePolicy
 from .graph import Edge
 from .records import TransitionRecord
+from .returns import frames_above
 from .state import State
 
 
@@ -52,6 +64,9 @@ class Semantic(Protocol):
 
     @property
     def failure_policy(self) -> FailurePolicy: ...
+
+    @property
+    def tools(self) -> Sequence[llm.Tool | llm.Toolset]: ...
 
     def triggers_from(self, state: str) -> Mapping[str, Edge]: ...
 
@@ -211,6 +226,42 @@ def trigger_for(flow: Semantic, state: str, target: str) -> str:
     return target
 
 
+# -- the return stack ---------------------------------------------------------------
+def return_targets(edge: Edge, return_stack: Sequence[str]) -> tuple[str, ...]:
+    """Where a ``to=RETURN`` ``edge`` may go with ``return_stack``: its top frame, or for a
+    ``back_to=[...]`` return each declared frame this call interrupted (top first);
+    nowhere when the stack is empty."""
+    if not edge.is_return or not return_stack:
+        return ()
+    if not edge.transition.back_to:
+        return (return_stack[-1],)
+    frames = set(edge.transition.frames)
+    return tuple(dict.fromkeys(f for f in reversed(return_stack) if f in frames))
+
+
+def dropped_by(edge: Edge, return_stack: Sequence[str], target: str) -> tuple[str, ...] | None:
+    """The frames a move along ``edge`` to ``target`` drops, top first: the top one for
+    ``abandons=True``, those above the chosen frame for ``back_to`` (None: ``target`` is
+    not on the stack), none for any other edge."""
+    if edge.transition.abandons:
+        return tuple(return_stack[-1:])
+    if edge.is_return and edge.transition.back_to:
+        return frames_above(return_stack, target)
+    return ()
+
+
+def stack_after(edge: Edge, return_stack: Sequence[str], source: str,
+                dropped: Sequence[str] = ()) -> tuple[str, ...]:
+    """The return stack once a move from ``source`` along ``edge`` committed, ``dropped``
+    frames gone: a return pops the frame it goes back to, a side trip pushes ``source``."""
+    stack = list(return_stack[:len(return_stack) - len(dropped)])
+    if edge.is_return and stack:
+        stack.pop()
+    if edge.transition.returns:
+        stack.append(source)
+    return tuple(stack)
+
+
 # -- arguments ------------------------------------------------------------------------
 def approval_for(edge: Edge, by: str) -> Approval | None:
     """The caller's confirmation a move along ``edge`` asked for ``by`` (``llm``, ``code``,
@@ -245,3 +296,58 @@ def converted_arguments(edge: Edge, arguments: Mapping[str, Any]) -> dict[str, A
                                   f"does not take: {problems}") from None
     return {name: arguments[name] if name in untyped else getattr(valid, name)
             for name in arguments}
+
+
+# -- what a state offers --------------------------------------------------------------
+FunctionTool = llm.FunctionTool | llm.RawFunctionTool
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What the agent of one state offers the LLM, decided by the declaration alone."""
+
+    transitions: tuple[Edge, ...]
+    """The transitions the LLM may call here (own and global; code-only ones are not)."""
+    tools: Mapping[str, FunctionTool]
+    """The ordinary tools by name: ``tools = [...]``, the flow-wide ones, then the
+    State's method tools (unbound, as LiveKit finds them on the agent)."""
+    free: tuple[llm.Tool | llm.Toolset, ...]
+    """The tools handed to ``Agent(tools=...)`` besides the transitions: the State's
+    ``tools = [...]`` then the flow-wide ones, as declared (Toolsets not expanded)."""
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every tool name the LLM sees here: transitions and ordinary tools."""
+        return frozenset(e.trigger for e in self.transitions) | frozenset(self.tools)
+
+
+def function_tools(tools: Iterable[Any]) -> Iterator[FunctionTool]:
+    """The function tools of ``tools``, those of Toolsets included (LiveKit's
+    ``EndCallTool`` offers ``end_call`` from a Toolset)."""
+    for tool in tools:
+        if isinstance(tool, llm.Toolset):
+            yield from function_tools(tool.tools)
+        elif isinstance(tool, llm.FunctionTool | llm.RawFunctionTool):
+            yield tool
+
+
+_OFFERS: weakref.WeakKeyDictionary[Any, dict[str, Offer]] = weakref.WeakKeyDictionary()
+
+
+def offer(flow: Semantic, state: str) -> Offer:
+    """What ``state``'s agent offers the LLM (computed once per flow and state: a built
+    flow does not change). An ordinary tool named like a transition offered here is left
+    out (``handoff check`` reports the clash: LiveKit would refuse the agent)."""
+    offers = _OFFERS.setdefault(flow, {})
+    if state not in offers:
+        cls = flow.states[state]
+        transitions = tuple(e for e in flow.triggers_from(state).values()
+                            if e.transition.offered)
+        free = (*cls.own_tools, *flow.tools)
+        tools: dict[str, FunctionTool] = {}
+        for tool in (*function_tools(free), *llm.find_function_tools(cls)):
+            tools.setdefault(tool.info.name, tool)
+        for trigger in flow.triggers_from(state):
+            tools.pop(trigger, None)
+        offers[state] = Offer(transitions, tools, free)
+    return offers[state]

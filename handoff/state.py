@@ -250,6 +250,9 @@ class State(Agent, Generic[C]):
                                 "not by user code")
             run, chat_ctx, note = made
         self._run = run
+        self.added_tools: tuple[llm.Tool | llm.Toolset, ...] = tuple(tools)
+        """The tools this agent's own ``__init__`` added (``tools=``): what it offers
+        besides the flow's declaration (:func:`handoff.semantics.offer`)."""
         if instructions is not None:
             self.prompt = instructions
         transition_tools = run.tools_for(self.name)

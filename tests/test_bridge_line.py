@@ -4,6 +4,7 @@ that does not happen. Through real AgentSessions (text mode) and the ScriptedLLM
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -99,6 +100,7 @@ async def test_no_bridge_line_when_the_guard_or_the_body_refuses() -> None:
 async def test_a_bridge_line_that_fails_never_stops_the_handoff(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.ERROR, logger="handoff")  # other modules may quiet it
     llm = ScriptedLLM(["Hello.", call("broken_bridge"), "Billing here."])
     async with flow.session(llm=llm) as run:
         result = await run.session.run(user_input="go")

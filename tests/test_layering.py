@@ -34,6 +34,7 @@ LAYERS: list[list[str]] = [
     ["handoff.fsm"],
     ["handoff.semantics"],
     ["handoff.validate"],
+    ["handoff.handover"],
     ["handoff.move"],
     ["handoff.run"],
     ["handoff.flow"],
@@ -54,6 +55,8 @@ LAYERS: list[list[str]] = [
 TYPE_ONLY_BACK_EDGES = {
     ("handoff.run", "handoff.flow"): "FlowRun.flow is annotated as the Flow that made it",
     ("handoff.move", "handoff.run"): "a Move is annotated with the FlowRun that made it",
+    ("handoff.handover", "handoff.run"): "the handoff step is annotated with the run it acts on",
+    ("handoff.handover", "handoff.move"): "the handoff step is annotated with the move it ends",
 }
 """The upward edges allowed, each only under ``if TYPE_CHECKING:``, and why."""
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..guards import _lambda_node
+from ..guards import GuardParameters, _lambda_node, call_guard
 from .values import SOMETHING, Length, values_for
 
 if TYPE_CHECKING:
@@ -39,16 +39,17 @@ class Condition:
     text: str
     check: Callable[..., Any]
 
+    @functools.cached_property
+    def parameters(self) -> GuardParameters:
+        """The arguments the condition takes, read as the run reads a guard's."""
+        return GuardParameters(self.check)
+
     def holds(self, context: Any, arguments: dict[str, Any]) -> bool:
         """Whether the condition is true for ``context`` and ``arguments`` (False when it
-        raises: it did not hold)."""
-        code = self.check.__code__
-        takes = code.co_argcount > 1 or bool(code.co_flags & inspect.CO_VARKEYWORDS)
+        raises: it did not hold). It gets the arguments it declares, as a guard does
+        (:func:`handoff.guards.call_guard`)."""
         try:
-            names = code.co_varnames[1:code.co_argcount]
-            given = {k: v for k, v in arguments.items() if k in names} if not (
-                code.co_flags & inspect.CO_VARKEYWORDS) else arguments
-            return bool(self.check(context, **given) if takes else self.check(context))
+            return bool(call_guard(self.check, self.parameters, context, arguments))
         except Exception:
             return False
 

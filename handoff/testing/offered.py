@@ -2,16 +2,18 @@
 
 A state's agent offers its ``@function_tool`` methods, the free tools of its
 ``tools = [...]`` (which State moves to ``own_tools``) and the flow-wide tools of
-``Flow(tools=[...])``, Toolsets expanded. The generated machine calls them as the LLM
-would, with arguments drawn from the parameters LiveKit itself derives for the tool's
-schema (:func:`livekit.agents.llm.utils.function_arguments_to_pydantic_model`), so a
+``Flow(tools=[...])``, Toolsets expanded: the semantic core decides which
+(:func:`handoff.semantics.offer`), for the run and for the machines alike. The
+generated machine calls them as the LLM would, with arguments drawn from the
+parameters LiveKit itself derives for the tool's schema
+(:func:`livekit.agents.llm.utils.function_arguments_to_pydantic_model`), so a
 required parameter always gets a value of its type.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from livekit.agents.llm.utils import function_arguments_to_pydantic_model
 from pydantic import BaseModel
 
 from ..flow import Flow
+from ..semantics import offer
 
 
 @dataclass(frozen=True)
@@ -53,30 +56,11 @@ def _is_method(tool: Any) -> bool:
     return bool(params) and params[0] == "self"
 
 
-def _function_tools(tools: Iterable[Any]) -> Iterator[llm.FunctionTool | llm.RawFunctionTool]:
-    for tool in tools:
-        if isinstance(tool, llm.Toolset):
-            yield from _function_tools(tool.tools)
-        elif isinstance(tool, llm.FunctionTool | llm.RawFunctionTool):
-            yield tool
-
-
-def state_tools(flow: Flow[Any], state: str) -> dict[str, llm.FunctionTool | llm.RawFunctionTool]:
+def state_tools(flow: Flow[Any], state: str) -> Mapping[str, llm.FunctionTool | llm.RawFunctionTool]:
     """Name → tool for every ordinary tool ``state``'s agent offers (its methods, its
-    ``tools = [...]``, the flow's ``tools=``). A transition of the same name wins, as it
-    does in the agent."""
-    cls = flow.states[state]
-    found: dict[str, llm.FunctionTool | llm.RawFunctionTool] = {}
-    for tool in _function_tools(flow.tools):
-        found[tool.info.name] = tool
-    for tool in _function_tools(cls.own_tools):
-        found[tool.info.name] = tool
-    for klass in reversed(cls.__mro__):
-        for tool in _function_tools(vars(klass).values()):
-            found[tool.info.name] = tool
-    for trigger in flow.table[state]:
-        found.pop(trigger, None)
-    return found
+    ``tools = [...]``, the flow's ``tools=``): the runtime's own decision
+    (:func:`handoff.semantics.offer`), so the machines call exactly what the agent has."""
+    return offer(flow, state).tools
 
 
 def ordinary_tools(flow: Flow[Any]) -> dict[str, OrdinaryTool]:

@@ -26,8 +26,11 @@ from ..semantics import (
     after_move,
     approval_for,
     converted_arguments,
+    dropped_by,
     failure_is_due,
     follow_up,
+    return_targets,
+    stack_after,
     validity,
 )
 from .strategies import Attempt
@@ -64,11 +67,13 @@ def declared_targets(flow: Flow[Any], edge: Edge,
                      return_stack: Sequence[str] = ()) -> tuple[str, ...]:
     """Where ``edge`` may lead from a run whose return stack is ``return_stack``.
 
-    A side trip's return (``to=RETURN``) goes to the top of the stack (nowhere when it
-    is empty); a ``to=[...]`` transition may go to any of its candidates.
+    A side trip's return (``to=RETURN``) goes to the top of the stack, or with
+    ``back_to=[...]`` to any declared frame on it (nowhere when it is empty:
+    :func:`handoff.semantics.return_targets`); a ``to=[...]`` transition may go to any
+    of its candidates.
     """
     if edge.is_return:
-        return (return_stack[-1],) if return_stack else ()
+        return return_targets(edge, return_stack)
     if edge.is_dynamic:
         return tuple(e.target for e in flow.edges
                      if e.transition is edge.transition and e.source == edge.source)
@@ -235,16 +240,17 @@ def lost_fields(
     return lost
 
 
-def _stack_after(edge: Edge | None, before: Observation) -> tuple[str, ...] | None:
-    """The return stack a taken ``edge`` leaves: popped by a return, pushed by ``returns=``."""
-    if edge is None:
+def _stack_after(edge: Edge | None, stack: Sequence[str] | None,
+                 record: TransitionRecord) -> tuple[str, ...] | None:
+    """The return stack ``record``'s move along ``edge`` leaves from ``stack`` (the
+    semantic core's :func:`~handoff.semantics.stack_after`, the frames it drops
+    included), or None when it cannot be known."""
+    if edge is None or stack is None:
         return None
-    stack = list(before.return_stack)
-    if edge.is_return and stack:
-        stack.pop()
-    if edge.transition.returns:
-        stack.append(before.state)
-    return tuple(stack)
+    dropped = dropped_by(edge, stack, record.target)
+    if dropped is None:
+        return None
+    return stack_after(edge, stack, record.source, dropped)
 
 
 def result_problem(edge: Edge, record: TransitionRecord) -> str | None:
@@ -310,11 +316,15 @@ def violations(
         if lost:
             problems.append(f"{where}: context lost across the transition: {', '.join(lost)}")
         edge = flow.table[before.state].get(attempt.trigger)
-        stack = _stack_after(edge, before)
+        if edge is not None and (expected := dropped_by(edge, before.return_stack,
+                                                        record.target)) is not None \
+                and tuple(record.dropped) != expected:
+            problems.append(f"{where}: the move dropped the frames {list(record.dropped)}, "
+                            f"expected {list(expected)}")
+        stack = _stack_after(edge, before.return_stack, record)
         for later in out.follow_ups:
-            if stack is not None:
-                stack = _stack_after(flow.table.get(later.source, {}).get(later.trigger),
-                                     Observation(later.source, {}, 0, 0, 0, stack))
+            stack = _stack_after(flow.table.get(later.source, {}).get(later.trigger), stack,
+                                 later)
         if stack is not None and after.return_stack != stack:
             problems.append(f"{where}: the return stack is {list(after.return_stack)}, "
                             f"expected {list(stack)}")
