@@ -17,11 +17,26 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 pytest_plugins = ["tests.ops_support"]
 
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
+
+
+@pytest.fixture(scope="module")
+def quiet_handoff_logs() -> Iterator[None]:
+    """handoff's own log lines muted for one module's tests (thousands of generated moves
+    log their refusals), and restored after it: a module that set the level when imported
+    would silence the log checks of every module that happened to share its worker."""
+    logger = logging.getLogger("handoff")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    yield
+    logger.setLevel(level)
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 SCRATCH = Path(tempfile.gettempdir()) / "handoff-tests" / hashlib.sha256(

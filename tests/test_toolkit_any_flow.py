@@ -27,7 +27,7 @@ from handoff.testing.strategies import model_arguments
 from tests.flowgen import TIERS, router_flow, still_flow, triage_flow
 
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
-logging.getLogger("handoff").setLevel(logging.CRITICAL)
+pytestmark = pytest.mark.usefixtures("quiet_handoff_logs")
 
 
 def _settings(n: int, steps: int = 6) -> settings:

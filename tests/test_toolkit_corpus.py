@@ -21,7 +21,7 @@ from handoff.testing import FlowStateMachine, explore
 from tests.flowgen import CORPUS, CorpusFlow
 
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
-logging.getLogger("handoff").setLevel(logging.CRITICAL)
+pytestmark = pytest.mark.usefixtures("quiet_handoff_logs")
 
 DEPTH = 4
 
