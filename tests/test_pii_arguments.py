@@ -178,3 +178,24 @@ async def test_a_pii_argument_reaches_no_sink(json_logs: io.StringIO, spans: InM
     leaks = {name: [v for v in (TOOL_PIN, MOVE_PIN, CODE_PIN) if v in text]
              for name, text in sinks.items()}
     assert not any(leaks.values()), leaks
+
+
+async def test_the_oracle_expects_the_refusal_reason_as_the_run_scrubs_it() -> None:
+    """A PIN "0000" the caller said is scrubbed wherever it appears, also inside a refund
+    limit of 31250000.00 in a guard's reason: the oracle compares the reason the run
+    records with the guard's reason scrubbed the same way (a CI run's generated machine
+    reported this as a violation before)."""
+    from examples.callcenter.flow import flow as callcenter
+    from handoff.testing.oracle import checking
+    from handoff.testing.strategies import Attempt
+
+    with callcenter.new_run() as run:
+        await run.go("caller_identified", name="Ann", topic="refund")
+        run.context.verified = True
+        run.context.refund_limit = 31250000.0
+        run.context.remember_sensitive(["0000"])  # what verify_account(pin="0000") records
+        await run.go("billing_question")
+        with checking(run, Attempt("open_refund", {"amount": 0.0, "reason": ""}), by_llm=True), \
+                pytest.raises(TransitionRefused) as refused:
+            await run.go("open_refund", amount=0.0, reason="")
+        assert "3125[redacted].00" in refused.value.message  # the run's own scrubbing
