@@ -362,10 +362,10 @@ def violations(
         reason = next(r.reason for r in out.refused if r.trigger == attempt.trigger)
         # the run scrubs refusal reasons of every sensitive value the call has heard (a
         # PIN "0000" inside a limit of 31250000): the guard's reason as the run records it
-        expected = Redactor(run.context).text(expectation.reason)
-        if expected not in reason:
+        guard_reason = Redactor(run.context).text(expectation.reason)
+        if guard_reason not in reason:
             problems.append(f"{where}: refusal reason {reason!r} does not carry the guard's "
-                            f"reason {expected!r}")
+                            f"reason {guard_reason!r}")
     return problems
 
 
