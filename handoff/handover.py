@@ -64,7 +64,8 @@ async def next_agent(run: FlowRun[Any], pending: Move) -> State[Any]:
     policy = pending.edge.transition.history or run.flow.history_policies[pending.target]
     old = llm.ChatContext.empty() if policy.kind == "none" else whole_call(
         run._agent.chat_ctx if run._agent is not None else None,
-        run._session.history if run._session is not None else None)
+        run._session.history if run._session is not None else None,
+        last=policy.count if policy.kind == "last" else None)
     if policy.kind == "summary":
         pending.to_summarise = policy.left_behind(old)
     handoff = None if pending.call is None else (pending.call, pending.handed_over())

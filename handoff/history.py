@@ -171,12 +171,36 @@ def _whole_calls(items: list[llm.ChatItem]) -> list[llm.ChatItem]:
     return [item for item in items if item.type != "function_call_output" or item.call_id in calls]
 
 
-def whole_call(current: llm.ChatContext | None, session: llm.ChatContext | None) -> llm.ChatContext:
+def whole_call(current: llm.ChatContext | None, session: llm.ChatContext | None, *,
+               last: int | None = None) -> llm.ChatContext:
     """The conversation so far, what a policy carries from: the session's history (every
     agent's turns, LiveKit's ``session.history``) merged by item id with what the current
-    agent holds (it may hold more: the history a resumed call restored into it)."""
+    agent holds (it may hold more: the history a resumed call restored into it).
+
+    ``last``: only the part holding the last ``last`` caller and agent messages is wanted
+    (a ``last:N`` policy), so each side is cut to its own such part before they are merged
+    (the last N messages of the two together are among each side's last N): a handoff then
+    costs the same however long the call has been, not a copy of the whole call.
+    """
+    if last is not None:
+        current, session = _recent(current, last), _recent(session, last)
     merged = current.copy() if current is not None else llm.ChatContext.empty()
     return merged.merge(session, exclude_instructions=True) if session is not None else merged
+
+
+def _recent(ctx: llm.ChatContext | None, messages: int) -> llm.ChatContext | None:
+    """The end of ``ctx`` from its ``messages``-th last caller or agent message on."""
+    if ctx is None:
+        return None
+    items = ctx.items
+    seen = 0
+    for index in range(len(items) - 1, -1, -1):
+        item = items[index]
+        if item.type == "message" and item.role in ("user", "assistant"):
+            seen += 1
+            if seen == messages:
+                return llm.ChatContext(items[index:])
+    return ctx
 
 
 def revisit(kept: llm.ChatContext, carried: llm.ChatContext) -> llm.ChatContext:
