@@ -90,3 +90,30 @@ async def test_full_is_the_whole_call_after_a_state_that_got_a_part() -> None:
     assert said == ["hi, I'm planning a trip", "Paris in June", "a hotel please",
                     "and a restaurant", "ask the concierge"]
     assert _calls(concierge) == []  # plain "full": no tool calls
+
+
+def test_a_last_n_policy_carries_the_same_from_the_recent_part_as_from_the_whole_call() -> None:
+    """``whole_call(..., last=N)`` cuts each side to its last N caller and agent messages
+    before merging (a handoff's cost must not grow with the call): what ``last:N`` carries
+    is the same as from the whole call, tool calls between the kept messages included."""
+    from livekit.agents import llm
+
+    from handoff.history import HistoryPolicy, whole_call
+
+    session = llm.ChatContext.empty()
+    for i in range(40):
+        session.add_message(role="user", content=f"caller {i}", created_at=float(4 * i))
+        if i % 3 == 0:
+            session.items.append(llm.FunctionCall(call_id=f"c{i}", name="lookup", arguments="{}",
+                                                  created_at=float(4 * i + 1)))
+            session.items.append(llm.FunctionCallOutput(call_id=f"c{i}", name="lookup",
+                                                        output="ok", is_error=False,
+                                                        created_at=float(4 * i + 2)))
+        session.add_message(role="assistant", content=f"agent {i}", created_at=float(4 * i + 3))
+    agent = llm.ChatContext(session.items[-7:])  # the current agent holds a recent part
+    agent.add_message(role="system", content="instructions", created_at=0.5)
+    for spec in ("last:1", "last:4", "last:6+tools", "last:200"):
+        policy = HistoryPolicy.parse(spec)
+        whole = policy.carry(whole_call(agent, session))
+        recent = policy.carry(whole_call(agent, session, last=policy.count))
+        assert [i.id for i in recent.items] == [i.id for i in whole.items], spec
