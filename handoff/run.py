@@ -121,9 +121,10 @@ class FlowRun(Generic[C]):
         self._tasks = AwaitedTasks()
         self._kept: dict[str, State[C]] = {}
         """The agent of each ``keep_agent`` state, kept for the whole call."""
-        self._session_started = asyncio.Event()
-        """Set once ``AgentSession.start`` has returned (or failed): LiveKit ignores
-        ``update_agent`` until then, apart from what ``current_agent`` reports."""
+        self._session_started: asyncio.Event | None = None
+        """Made by ``attach`` and set once ``AgentSession.start`` has returned (or failed):
+        LiveKit ignores ``update_agent`` until then, apart from what ``current_agent``
+        reports. None on a run without a session (most runs of exploration: ~0.75 KB each)."""
         self._hand_over_later: asyncio.Task[None] | None = None
         """A move asked for by the first state's on_enter, handed over once started."""
         self._start_failed = False
@@ -263,6 +264,7 @@ class FlowRun(Generic[C]):
         if self._session is not None:
             raise FlowError("this flow run is already attached to a session")
         self._session = session
+        self._session_started = started = asyncio.Event()
         if self.flow.failure_policy.max_failures > session.conn_options.max_unrecoverable_errors:
             logger.warning(
                 "flow %s: max_failures=%d exceeds the session's max_unrecoverable_errors=%d; "
@@ -286,7 +288,7 @@ class FlowRun(Generic[C]):
             self._start_failed = True
             raise
         finally:
-            self._session_started.set()
+            started.set()
         if self.opening is not None:
             await self.opening
         if wait_opening and self._hand_over_later is not None:  # the first on_enter moved on
