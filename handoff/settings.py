@@ -44,6 +44,20 @@ _READING: ContextVar[tuple[Mapping[str, str], Path] | None] = ContextVar(
 """The environment and the folder a ``load`` reads (tests pass their own)."""
 
 
+def reading() -> tuple[Mapping[str, str], Path]:
+    """The environment and the folder the current :meth:`HandoffSettings.load` reads
+    (outside one: the process's environment and the working directory); for sources."""
+    found = _READING.get()
+    return (os.environ, Path.cwd()) if found is None else found
+
+
+def table_key(section: str, key: str, source: str) -> str:
+    """Where a key of a project table is, as an error names it: ``[tool.handoff.<section>]
+    <key> in <file>`` (``[<section>]`` in a handoff.toml)."""
+    table = f"[{section}]" if source.endswith("handoff.toml") else f"[tool.handoff.{section}]"
+    return f"{table} {key} in {source}" if source else key
+
+
 class _Environment(PydanticBaseSettingsSource):
     """Each field's variables (:meth:`HandoffSettings.env_names`, the first set wins), from
     the mapping ``load`` was given, else ``os.environ``."""
@@ -51,8 +65,7 @@ class _Environment(PydanticBaseSettingsSource):
     settings_cls: type[HandoffSettings]
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        reading = _READING.get()
-        environ = os.environ if reading is None else reading[0]
+        environ = reading()[0]
         for name in self.settings_cls.env_names(field_name):
             if name in environ and not (self.settings_cls.blank_env_is_unset and not environ[name]):
                 return environ[name], field_name, False
@@ -106,10 +119,8 @@ class HandoffSettings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        reading = _READING.get()
-        start = Path.cwd() if reading is None else reading[1]
         return (init_settings, _Environment(cast(type[HandoffSettings], settings_cls)),
-                _ProjectTable(settings_cls, cls.section, start))
+                _ProjectTable(settings_cls, cls.section, reading()[1]))
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, *, start: Path | None = None,
@@ -148,14 +159,18 @@ class HandoffSettings(BaseSettings):
         elif found := [v for v in cls.env_names(name) if v in env]:
             where = found[0]
         else:
-            _, source = find_table(cls.section, start)
-            table = f"[{cls.section}]" if source.endswith("handoff.toml") else (
-                f"[tool.handoff.{cls.section}]")
-            where = f"{table} {name} in {source}" if source else name
+            where = table_key(cls.section, name, find_table(cls.section, start)[1])
         secret = cls.model_fields[name].annotation in (SecretStr, SecretStr | None)
-        shown = "" if secret else f" = {error.get('input')!r}"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        return ConfigError(f"{where}{shown}: {error['msg']}{more}")
+        return one_line(where, exc, secret=secret)
+
+
+def one_line(where: str, exc: ValidationError, *, secret: bool = False) -> ConfigError:
+    """The first error of ``exc`` as one line: where the value came from, the value
+    (unless ``secret``), what is wrong, and how many more errors there are."""
+    error = exc.errors()[0]
+    shown = "" if secret else f" = {error.get('input')!r}"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(f"{where}{shown}: {error['msg']}{more}")
 
 
 

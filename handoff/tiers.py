@@ -29,9 +29,12 @@ installed ``livekit-plugins-X`` work the same way (``pip install 'livekit-handof
 see :mod:`handoff.plugins`. The key is looked up under ``api_key_env`` (by default the
 variable the plugin itself reads: ``ANTHROPIC_API_KEY``, ``GOOGLE_API_KEY``…).
 
-Environment variables override a tier per field: ``HANDOFF_TIER_SMART_MODEL``,
+Environment variables override a declared tier per field: ``HANDOFF_TIER_SMART_MODEL``,
 ``HANDOFF_TIER_SMART_PROVIDER``, ``HANDOFF_TIER_SMART_API_KEY_ENV``,
-``HANDOFF_TIER_SMART_BASE_URL``, ``HANDOFF_TIER_SMART_FALLBACKS`` (comma-separated).
+``HANDOFF_TIER_SMART_BASE_URL``, ``HANDOFF_TIER_SMART_TEMPERATURE``,
+``HANDOFF_TIER_SMART_KIND``, ``HANDOFF_TIER_SMART_FALLBACKS`` (comma-separated).
+:class:`TierSettings` reads them (pydantic-settings, as :mod:`handoff.settings`): a bad
+value is a one-line :class:`~handoff.errors.ConfigError` naming the variable or the key.
 LLM objects are created once per process and per tier, and shared by sessions.
 """
 
@@ -39,17 +42,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from livekit.agents import llm
 from livekit.agents.llm import LLM
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from . import plugins
 from .config import find_table
 from .errors import ConfigError, PluginError, UnknownTierError
-from .realtime import Model, TierKind, combine, tier_kind
+from .realtime import KINDS, Model, TierKind, combine
+from .settings import HandoffSettings, one_line, reading, table_key
 
 DEFAULT_TIERS: dict[str, dict[str, Any]] = {
     "fast": {"model": "gpt-4o-mini"},
@@ -57,10 +64,6 @@ DEFAULT_TIERS: dict[str, dict[str, Any]] = {
 }
 
 SecretLookup = Callable[[str], str | None]
-
-
-_KEYS = ("model", "provider", "base_url", "api_key_env", "temperature", "fallbacks", "options",
-         "kind")
 
 
 @dataclass(frozen=True)
@@ -90,48 +93,170 @@ class TierConfig:
 
     @classmethod
     def from_mapping(cls, name: str, data: Mapping[str, Any]) -> TierConfig:
-        unknown = set(data) - set(_KEYS)
-        if unknown:
-            raise ConfigError(f"tier {name!r}: unknown keys {sorted(unknown)}; use {list(_KEYS)}")
-        if "model" not in data:
-            raise ConfigError(f"tier {name!r} needs a 'model'")
-        options = data.get("options", {})
-        if not isinstance(options, Mapping):
-            raise ConfigError(f"tier {name!r}: 'options' must be a table of constructor arguments")
-        return cls(
-            name=name,
-            model=str(data["model"]),
-            provider=str(data.get("provider", "openai")),
-            base_url=data.get("base_url"),
-            api_key_env=data.get("api_key_env", ""),
-            temperature=data.get("temperature"),
-            fallbacks=tuple(data.get("fallbacks", ())),
-            options=dict(options),
-            kind=tier_kind(name, data.get("kind", "llm")),
-        )
+        """The tier ``name`` from a table's keys (:class:`TierSpec`); a bad one is a
+        :class:`ConfigError` naming the tier."""
+        try:
+            return TierSpec.model_validate(data).config(name)
+        except ValidationError as exc:
+            loc = ".".join(map(str, exc.errors()[0]["loc"]))
+            raise one_line(f"tier {name!r}: {loc}", exc) from None
 
     @property
     def needs_key(self) -> bool:
         """True when the tier cannot run without a secret (no local ``base_url``)."""
         return not self.base_url and bool(self.api_key_env)
 
-    def with_env(self, environ: Mapping[str, str]) -> TierConfig:
-        prefix = f"HANDOFF_TIER_{self.name.upper()}_"
-        changes: dict[str, Any] = {}
-        if model := environ.get(prefix + "MODEL"):
-            changes["model"] = model
-        if provider := environ.get(prefix + "PROVIDER"):
-            changes["provider"] = provider
-            if not environ.get(prefix + "API_KEY_ENV") and self.api_key_env == plugins.default_key_env(
-                    self.provider):
-                changes["api_key_env"] = ""  # the new provider's own variable
-        if api_key_env := environ.get(prefix + "API_KEY_ENV"):
-            changes["api_key_env"] = api_key_env
-        if base_url := environ.get(prefix + "BASE_URL"):
-            changes["base_url"] = base_url
-        if (fallbacks := environ.get(prefix + "FALLBACKS")) is not None:
-            changes["fallbacks"] = tuple(f.strip() for f in fallbacks.split(",") if f.strip())
-        return replace(self, **changes) if changes else self
+
+class TierSpec(BaseModel):
+    """One tier as written in the table (``[tool.handoff.tiers.<name>]``) or the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    """``HANDOFF_TIER_<NAME>_MODEL``: the provider's model name."""
+    provider: str = "openai"
+    """``HANDOFF_TIER_<NAME>_PROVIDER``: a LiveKit plugin name or ``package.module:factory``."""
+    base_url: str | None = None
+    """``HANDOFF_TIER_<NAME>_BASE_URL``: an OpenAI-compatible server (no key needed)."""
+    api_key_env: str = ""
+    """``HANDOFF_TIER_<NAME>_API_KEY_ENV``: the variable the key is read from ('': the
+    provider's own)."""
+    temperature: float | None = None
+    """``HANDOFF_TIER_<NAME>_TEMPERATURE``."""
+    fallbacks: tuple[str, ...] = ()
+    """``HANDOFF_TIER_<NAME>_FALLBACKS`` (comma-separated): tiers tried in order."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """The plugin's own constructor arguments (a table; not an environment variable)."""
+    kind: TierKind = "llm"
+    """``HANDOFF_TIER_<NAME>_KIND``: ``llm``, or ``realtime`` for a speech-to-speech model."""
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str) -> str:
+        plugins.check_provider(value, "tier")
+        return value
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValueError("'options' must be a table of constructor arguments")
+        return value
+
+    @field_validator("fallbacks", mode="before")
+    @classmethod
+    def _fallbacks(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the environment's comma-separated list
+            return tuple(f.strip() for f in value.split(",") if f.strip())
+        return value
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, value: Any) -> Any:
+        if value not in KINDS:
+            raise ValueError(f"kind {value!r} is not one of {list(KINDS)}")
+        return value
+
+    def config(self, name: str) -> TierConfig:
+        """The runtime config of the tier ``name``."""
+        return TierConfig(name, **self.model_dump())
+
+
+_ENV_KEYS = sorted((k for k in TierSpec.model_fields if k != "options"), key=len, reverse=True)
+"""The fields a ``HANDOFF_TIER_<NAME>_<FIELD>`` variable sets."""
+
+
+def tier_variable(name: str, key: str) -> str:
+    """The environment variable of field ``key`` of tier ``name``."""
+    return f"HANDOFF_TIER_{name.upper()}_{key.upper()}"
+
+
+class _TierTable(PydanticBaseSettingsSource):
+    """``[tool.handoff.tiers]`` (``[tiers]`` of handoff.toml), else the built-in tiers."""
+
+    def __init__(self, settings_cls: type[BaseSettings], start: Path) -> None:
+        super().__init__(settings_cls)
+        table, self.source = find_table("tiers", start)
+        self.table: dict[str, Any] = DEFAULT_TIERS if table is None else table
+        for name, tier in self.table.items():
+            if not isinstance(tier, Mapping):
+                raise ConfigError(f"{table_key('tiers', name, self.source)}: a tier is a table "
+                                  "(model = ..., provider = ...)")
+            unknown = sorted(set(tier) - set(TierSpec.model_fields))
+            if unknown:
+                raise ConfigError(
+                    f"{self.source}: unknown key(s) {', '.join(unknown)} in tier {name!r}; "
+                    f"known: {', '.join(TierSpec.model_fields)}")
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.table if field_name == "tiers" else None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {"tiers": self.table}
+
+
+class _TierEnvironment(PydanticBaseSettingsSource):
+    """``HANDOFF_TIER_<NAME>_<FIELD>`` of the declared tiers (a blank value is unset, but
+    for ``FALLBACKS``, where it means none). A new provider without its own
+    ``API_KEY_ENV`` reads its own default variable, not the old provider's."""
+
+    def __init__(self, settings_cls: type[BaseSettings], table: Mapping[str, Any],
+                 environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.found: dict[str, dict[str, Any]] = {}
+        for name, tier in table.items():
+            given = {key: environ[tier_variable(name, key)] for key in _ENV_KEYS
+                     if environ.get(tier_variable(name, key)) or (
+                         key == "fallbacks" and tier_variable(name, key) in environ)}
+            provider = str(tier.get("provider", "openai"))
+            if "provider" in given and "api_key_env" not in given and (
+                    tier.get("api_key_env") == plugins.default_key_env(provider)):
+                given["api_key_env"] = ""  # the new provider's own variable
+            if given:
+                self.found[name] = given
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.found if field_name == "tiers" else None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {"tiers": self.found} if self.found else {}
+
+
+class TierSettings(HandoffSettings):
+    """The process's tiers (``TierSettings.load()``), highest first: the variables
+    ``HANDOFF_TIER_<NAME>_<FIELD>`` of a declared tier, the project's table
+    (``[tool.handoff.tiers.<name>]``, or ``[tiers.<name>]`` of handoff.toml), then the
+    built-in ``fast`` and ``smart``. A bad value is a one-line :class:`ConfigError`
+    naming the variable, or the file and key."""
+
+    section = "tiers"
+
+    tiers: dict[str, TierSpec]
+    """The tiers by name."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ, start = reading()
+        table = _TierTable(settings_cls, start)
+        return (init_settings, _TierEnvironment(settings_cls, table.table, environ), table)
+
+    @classmethod
+    def _config_error(cls, exc: ValidationError, flags: Mapping[str, Any],
+                      env: Mapping[str, str], start: Path) -> ConfigError:
+        loc = [str(part) for part in exc.errors()[0]["loc"]]
+        name, key = [*loc, "", ""][1:3]
+        if key in _ENV_KEYS and tier_variable(name, key) in env:
+            return one_line(tier_variable(name, key), exc)
+        source = find_table(cls.section, start)[1] or "built-in defaults"
+        return one_line(table_key(f"tiers.{name}", key, source), exc)
+
+    def configs(self) -> dict[str, TierConfig]:
+        """The runtime config of every tier."""
+        return {name: spec.config(name) for name, spec in self.tiers.items()}
 
 
 class Tiers:
@@ -167,14 +292,9 @@ class Tiers:
         ``secrets`` looks API keys up by name (e.g. ``handoff.secrets.SecretChain``);
         the default reads the environment.
         """
-        environ = os.environ if environ is None else environ
-        raw, source = find_table("tiers", start or Path.cwd())
-        if raw is None:
-            raw, source = DEFAULT_TIERS, "built-in defaults"
-        configs = {
-            name: TierConfig.from_mapping(name, data).with_env(environ)
-            for name, data in raw.items()
-        }
+        start = start or Path.cwd()
+        configs = TierSettings.load(environ, start=start).configs()
+        source = find_table("tiers", start)[1] or "built-in defaults"
         return cls(configs, source=source, secrets=secrets)
 
     def __contains__(self, name: object) -> bool:

@@ -13,6 +13,7 @@ import pytest
 from handoff.errors import ConfigError
 from handoff.events import event_store_from_env
 from handoff.settings import InspectorSettings, StoreSettings, WorkerSettings
+from handoff.tiers import Tiers, TierSettings
 from handoff.voice import VoiceSettings
 
 from .ops_support import REPO
@@ -146,3 +147,83 @@ def test_the_voice_is_read_the_same_way(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"tts_options in .* = 'fast': Input should be a valid "
                                           r"dictionary"):
         VoiceSettings.load({}, start=start)
+
+
+# -- tiers --------------------------------------------------------------------------------
+def test_tiers_read_the_environment_over_the_table_over_the_built_in_tiers(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    start = project(tmp_path / "app", '[tool.handoff.tiers.smart]\nmodel = "gpt-4o"\n'
+                                      'temperature = 0.2\nfallbacks = ["fast"]\n'
+                                      '[tool.handoff.tiers.fast]\nmodel = "mini"\n')
+    s = TierSettings.load({"HANDOFF_TIER_SMART_TEMPERATURE": "0.7", "HANDOFF_TIER_SMART_MODEL": "",
+                           "HANDOFF_TIER_SMART_KIND": "realtime", "HANDOFF_TIER_FAST_FALLBACKS": "",
+                           "HANDOFF_TIER_NEW_MODEL": "ignored: no tier 'new' is declared"},
+                          start=start)
+    smart = s.configs()["smart"]
+    assert (smart.model, smart.temperature, smart.kind, smart.fallbacks) == (
+        "gpt-4o", 0.7, "realtime", ("fast",))
+    assert sorted(s.tiers) == ["fast", "smart"] and s.tiers["fast"].fallbacks == ()
+    (tmp_path / "elsewhere").mkdir()
+    built_in = TierSettings.load({"HANDOFF_TIER_SMART_FALLBACKS": " a , b "},
+                                 start=tmp_path / "elsewhere")
+    assert built_in.tiers["smart"].fallbacks == ("a", "b") and built_in.tiers["fast"].model == (
+        "gpt-4o-mini")
+
+
+@pytest.mark.parametrize(("table", "environ", "message"), [
+    ('[tool.handoff.tiers.smart]\nmodel = "m"\n', {"HANDOFF_TIER_SMART_TEMPERATURE": "hot"},
+     "HANDOFF_TIER_SMART_TEMPERATURE = 'hot': Input should be a valid number, unable to parse "
+     "string as a number"),
+    ('[tool.handoff.tiers.smart]\nmodel = "m"\n', {"HANDOFF_TIER_SMART_KIND": "speech"},
+     "HANDOFF_TIER_SMART_KIND = 'speech': Value error, kind 'speech' is not one of "
+     "['llm', 'realtime']"),
+    ('[tool.handoff.tiers.smart]\nmodel = "m"\ntemperature = "hot"\n', {},
+     "[tool.handoff.tiers.smart] temperature in {file} = 'hot': Input should be a valid number, "
+     "unable to parse string as a number"),
+    ('[tool.handoff.tiers.smart]\nprovider = "groq"\n', {},
+     "[tool.handoff.tiers.smart] model in {file} = {{'provider': 'groq'}}: Field required"),
+    ('[tool.handoff.tiers.smart]\nmodel = "m"\noptions = 3\n', {},
+     "[tool.handoff.tiers.smart] options in {file} = 3: Value error, 'options' must be a table "
+     "of constructor arguments"),
+    ('[tool.handoff.tiers.smart]\nmodel = "m"\nmodle = "x"\n', {},
+     "{file}: unknown key(s) modle in tier 'smart'; known: model, provider, base_url, "
+     "api_key_env, temperature, fallbacks, options, kind"),
+    ('[tool.handoff.tiers]\nsmart = "gpt-4o"\n', {},
+     "[tool.handoff.tiers] smart in {file}: a tier is a table (model = ..., provider = ...)"),
+])
+def test_a_bad_tier_is_one_line_naming_the_variable_or_the_key(
+        tmp_path: Path, table: str, environ: dict[str, str], message: str) -> None:
+    start = project(tmp_path, table)
+    with pytest.raises(ConfigError) as caught:
+        Tiers.load(start, environ=environ)
+    assert str(caught.value) == message.format(file=tmp_path / "pyproject.toml")
+
+
+def test_a_bad_tier_in_handoff_toml_names_its_table(tmp_path: Path) -> None:
+    start = project(tmp_path, '[tiers.fast]\nmodel = "m"\nfallbacks = "fast"\n', handoff_toml=True)
+    assert Tiers.load(start, environ={}).configs["fast"].fallbacks == ("fast",)
+    project(tmp_path, '[tiers.fast]\nmodel = "m"\nfallbacks = 3\n', handoff_toml=True)
+    with pytest.raises(ConfigError, match=r"^\[tiers.fast\] fallbacks in .*handoff.toml = 3: "):
+        Tiers.load(start, environ={})
+
+
+@pytest.mark.parametrize(("table", "variable", "message"), [
+    ('[tool.handoff.tiers.fast]\nmodel = "m"\ntemperature = "hot"\n', "",
+     "[tool.handoff.tiers.fast] temperature in {dir}/pyproject.toml = 'hot': Input should be"),
+    ('[tool.handoff.tiers.fast]\nmodel = "m"\n', "HANDOFF_TIER_FAST_TEMPERATURE=warm",
+     "HANDOFF_TIER_FAST_TEMPERATURE = 'warm': Input should be a valid number"),
+])
+def test_the_cli_says_a_bad_tier_in_one_line_and_exits_2(
+        tmp_path: Path, table: str, variable: str, message: str) -> None:
+    project(tmp_path, table)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HANDOFF_", "LIVEKIT_"))}
+    env.update({"PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(tmp_path)})
+    if variable:
+        name, value = variable.split("=", 1)
+        env[name] = value
+    done = subprocess.run([sys.executable, "-m", "handoff.cli", "check", "examples.readme.hello:flow"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
+    assert message.format(dir=tmp_path) in done.stderr
