@@ -24,9 +24,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from .errors import MissingSecretError, SecretError, SecretProviderError
+from .settings import HandoffSettings
 
 logger = logging.getLogger("handoff.secrets")
 
@@ -208,6 +211,52 @@ class VaultProvider:
         return f"vault[{self.url} {self.mount}/{self.path}]"
 
 
+def _vault(name: str) -> Any:
+    """A field read from ``VAULT_<NAME>`` (the variable Vault's own tools read)."""
+    return AliasChoices(name, f"VAULT_{name.removeprefix('vault_').upper()}")
+
+
+class SecretSettings(HandoffSettings):
+    """Where :meth:`SecretChain.from_env` looks secrets up (``[tool.handoff.secrets]``);
+    a blank variable counts as unset."""
+
+    section = "secrets"
+    blank_env_is_unset = True
+
+    providers: tuple[Literal["env", "files", "vault"], ...] = Field(
+        ("env", "files", "vault"), validation_alias=AliasChoices("providers", "HANDOFF_SECRETS"))
+    """``HANDOFF_SECRETS``: the providers in order, comma-separated (one not configured
+    is left out)."""
+    secrets_dir: str = DEFAULT_SECRETS_DIR
+    """``HANDOFF_SECRETS_DIR``: the files provider's directory, one file per secret."""
+    secrets_ttl: float = Field(DEFAULT_TTL, ge=0)
+    """``HANDOFF_SECRETS_TTL``: seconds a secret (or its absence) is cached."""
+    vault_addr: str | None = Field(None, validation_alias=_vault("vault_addr"))
+    """``VAULT_ADDR``: the Vault / OpenBao server (with a token: the vault provider)."""
+    vault_token: SecretStr | None = Field(None, validation_alias=_vault("vault_token"))
+    """``VAULT_TOKEN`` (never shown in an error)."""
+    vault_token_file: str | None = Field(None, validation_alias=_vault("vault_token_file"))
+    """``VAULT_TOKEN_FILE``: a file holding the token (Vault Agent, Kubernetes)."""
+    vault_mount: str = "secret"
+    """``HANDOFF_VAULT_MOUNT``: the KV v2 mount."""
+    vault_path: str = "handoff"
+    """``HANDOFF_VAULT_PATH``: the secret's path under the mount."""
+    vault_namespace: str | None = Field(None, validation_alias=_vault("vault_namespace"))
+    """``VAULT_NAMESPACE`` (Vault Enterprise / HCP)."""
+    vault_cacert: str | None = Field(None, validation_alias=_vault("vault_cacert"))
+    """``VAULT_CACERT``: the CA bundle that signed Vault's certificate."""
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _order(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        unknown = [p for p in value if p not in ("env", "files", "vault")]
+        if unknown:
+            raise ValueError(f"unknown provider {unknown[0]!r}; use env, files, vault")
+        return value
+
+
 @dataclass(slots=True)
 class _Entry:
     secret: Secret | None
@@ -251,33 +300,26 @@ class SecretChain:
           reading ``HANDOFF_VAULT_MOUNT`` (default ``secret``) / ``HANDOFF_VAULT_PATH``
           (default ``handoff``), ``VAULT_NAMESPACE`` and ``VAULT_CACERT`` optional;
         - ``HANDOFF_SECRETS_TTL`` — cache seconds (default 300).
+
+        All are :class:`SecretSettings` (also ``[tool.handoff.secrets]``); a bad value is
+        a one-line :class:`~handoff.errors.ConfigError` naming the variable.
         """
-        env = os.environ if environ is None else environ
-        order = [p.strip() for p in env.get("HANDOFF_SECRETS", "env,files,vault").split(",")]
+        settings = SecretSettings.load(environ)
         providers: list[SecretProvider] = []
-        for kind in filter(None, order):
+        for kind in settings.providers:
             if kind == "env":
-                providers.append(EnvProvider(env))
+                providers.append(EnvProvider(environ))
             elif kind == "files":
-                providers.append(FileProvider(env.get("HANDOFF_SECRETS_DIR", DEFAULT_SECRETS_DIR)))
-            elif kind == "vault":
-                has_token = env.get("VAULT_TOKEN") or env.get("VAULT_TOKEN_FILE")
-                if env.get("VAULT_ADDR") and has_token:
-                    providers.append(VaultProvider(
-                        env["VAULT_ADDR"],
-                        mount=env.get("HANDOFF_VAULT_MOUNT", "secret"),
-                        path=env.get("HANDOFF_VAULT_PATH", "handoff"),
-                        token=env.get("VAULT_TOKEN") or None,
-                        token_file=env.get("VAULT_TOKEN_FILE") or None,
-                        namespace=env.get("VAULT_NAMESPACE") or None,
-                        verify=env.get("VAULT_CACERT") or True,
-                    ))
-            else:
-                raise SecretError(
-                    f"HANDOFF_SECRETS: unknown provider {kind!r}; use env, files, vault"
-                )
-        ttl = float(env.get("HANDOFF_SECRETS_TTL", DEFAULT_TTL))
-        return cls(providers, ttl=ttl)
+                providers.append(FileProvider(settings.secrets_dir))
+            elif settings.vault_addr and (settings.vault_token or settings.vault_token_file):
+                providers.append(VaultProvider(
+                    settings.vault_addr, mount=settings.vault_mount, path=settings.vault_path,
+                    token=None if settings.vault_token is None else (
+                        settings.vault_token.get_secret_value()),
+                    token_file=settings.vault_token_file, namespace=settings.vault_namespace,
+                    verify=settings.vault_cacert or True,
+                ))
+        return cls(providers, ttl=settings.secrets_ttl)
 
     # -- asking -----------------------------------------------------------------
     def get(self, name: str) -> Secret | None:

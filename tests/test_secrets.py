@@ -26,13 +26,13 @@ from pathlib import Path
 import hvac
 import pytest
 
+from handoff.errors import ConfigError
 from handoff.secrets import (
     EnvProvider,
     FileProvider,
     MissingSecretError,
     Secret,
     SecretChain,
-    SecretError,
     SecretProviderError,
     VaultProvider,
 )
@@ -190,8 +190,26 @@ def test_from_env_builds_the_configured_order(tmp_path: Path) -> None:
     assert chain("K") == "from-file"
     # vault is left out when not configured; an unknown provider is an error
     assert SecretChain.from_env({}).describe() == ["env", "files[/var/run/secrets/handoff]"]
-    with pytest.raises(SecretError, match="unknown provider 'aws'"):
+    with pytest.raises(ConfigError, match=r"^HANDOFF_SECRETS = 'env,aws': Value error, unknown "
+                                          r"provider 'aws'; use env, files, vault$"):
         SecretChain.from_env({"HANDOFF_SECRETS": "env,aws"})
+    with pytest.raises(ConfigError, match=r"^HANDOFF_SECRETS_TTL = 'soon': Input should be a valid "
+                                          r"number"):
+        SecretChain.from_env({"HANDOFF_SECRETS_TTL": "soon"})
+
+
+def test_vault_is_configured_by_vault_s_own_variables_and_its_token_never_shows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"VAULT_ADDR": "http://127.0.0.1:1", "VAULT_TOKEN": "s.tok3n", "HANDOFF_SECRETS": "vault",
+           "HANDOFF_VAULT_MOUNT": "kv", "HANDOFF_VAULT_PATH": "app"}
+    assert SecretChain.from_env(env).describe() == ["vault[http://127.0.0.1:1 kv/app]"]
+    assert SecretChain.from_env({**env, "VAULT_TOKEN": ""}).describe() == []  # no token: left out
+    (tmp_path / "pyproject.toml").write_text("[tool.handoff.secrets]\nvault_token = ['s.tok3n']\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        SecretChain.from_env({})
+    assert str(caught.value).startswith("[tool.handoff.secrets] vault_token in ")
+    assert "s.tok3n" not in str(caught.value)
 
 
 # -- files: a mounted Kubernetes Secret ---------------------------------------------

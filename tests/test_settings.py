@@ -12,6 +12,7 @@ import pytest
 
 from handoff.errors import ConfigError
 from handoff.events import event_store_from_env
+from handoff.persistence import SQLiteStore, store_from_env
 from handoff.settings import InspectorSettings, StoreSettings, WorkerSettings
 from handoff.tiers import Tiers, TierSettings
 from handoff.voice import VoiceSettings
@@ -227,3 +228,13 @@ def test_the_cli_says_a_bad_tier_in_one_line_and_exits_2(
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
     assert message.format(dir=tmp_path) in done.stderr
+
+
+def test_the_checkpoint_store_reads_its_settings(tmp_path: Path) -> None:
+    store = store_from_env({"HANDOFF_CHECKPOINT_DIR": str(tmp_path / "cp")})
+    assert isinstance(store, SQLiteStore) and (tmp_path / "cp").is_dir()
+    assert store_from_env({}) is None
+    with pytest.raises(ConfigError) as caught:
+        store_from_env({"HANDOFF_CHECKPOINT_STORE": "/tmp/x.db"})
+    assert str(caught.value) == ("HANDOFF_CHECKPOINT_STORE = '/tmp/x.db': Value error, use "
+                                 "redis://host:port/db or sqlite:///path/to/file.db")

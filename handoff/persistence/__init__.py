@@ -11,12 +11,12 @@
 Resuming a call is :func:`handoff.resume.resume_or_start`.
 """
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..settings import StoreSettings
 from .checkpoint import FORMAT, Checkpoint, CheckpointFormatError, Sealer, capture
 from .sqlite import SQLiteStore
 from .store import DEFAULT_TTL, CheckpointStore, MemoryStore
@@ -44,18 +44,16 @@ def store_from_env(environ: Mapping[str, str] | None = None) -> CheckpointStore 
 
     ``HANDOFF_CHECKPOINT_STORE``: ``redis://host:port/db`` (many workers) or
     ``sqlite:///path/to/file.db``; else ``HANDOFF_CHECKPOINT_DIR`` holds a SQLite file
-    ``checkpoints.db`` (the embedded default, several processes on one machine).
+    ``checkpoints.db`` (the embedded default, several processes on one machine). Both
+    are :class:`~handoff.settings.StoreSettings` (also ``[tool.handoff.stores]``); a bad
+    value is a one-line :class:`ConfigError` naming the variable or the key.
     """
-    env = os.environ if environ is None else environ
-    url = env.get("HANDOFF_CHECKPOINT_STORE", "")
-    if url:
-        try:
-            return store_from_url(url)
-        except ValueError as exc:
-            raise ConfigError(f"HANDOFF_CHECKPOINT_STORE={exc}") from None
-    if folder := env.get("HANDOFF_CHECKPOINT_DIR"):
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        return SQLiteStore(Path(folder) / "checkpoints.db")
+    settings = StoreSettings.load(environ)
+    if settings.checkpoint_store:
+        return store_from_url(settings.checkpoint_store)
+    if settings.checkpoint_dir:
+        Path(settings.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(Path(settings.checkpoint_dir) / "checkpoints.db")
     return None
 
 
