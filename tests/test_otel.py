@@ -25,8 +25,10 @@ from livekit.agents.telemetry import tracer
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from examples.readme.hello import flow
+from handoff.errors import ConfigError
 from handoff.telemetry import SPAN_NAME, FlowTelemetry
 from handoff.telemetry.otel import (
+    OtelSettings,
     configure_from_env,
     exporter_kind,
     flush,
@@ -239,3 +241,29 @@ async def test_a_collector_that_never_answers_never_holds_the_end_of_a_call(
         assert start_flush(provider) is in_flight  # joined, never a second thread
     finally:
         await asyncio.to_thread(shutdown, provider, 0.2)  # bounded: the collector never answers
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"OTEL_TRACES_EXPORTER": "zipkin"},
+     "OTEL_TRACES_EXPORTER = 'zipkin': Value error, handoff supports otlp, console, none"),
+    ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = 'http/json': Value error, use http/protobuf or grpc"),
+    ({"OTEL_SDK_DISABLED": "perhaps"},
+     "OTEL_SDK_DISABLED = 'perhaps': Input should be a valid boolean, unable to interpret input"),
+    ({"LIVEKIT_TELEMETRY_ALLOW_PII": "sure"},
+     "LIVEKIT_TELEMETRY_ALLOW_PII = 'sure': Input should be a valid boolean, unable to interpret "
+     "input"),
+])
+def test_a_bad_tracing_variable_is_one_line_naming_it(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        OtelSettings.load(environ)
+    assert str(caught.value) == message
+
+
+def test_tracing_settings_read_the_standard_variables() -> None:
+    s = OtelSettings.load({"OTEL_TRACES_EXPORTER": " OTLP ", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                           "OTEL_SERVICE_NAME": "desk", "LIVEKIT_TELEMETRY_ALLOW_PII": "true",
+                           "OTEL_SDK_DISABLED": ""})
+    assert (s.exporter, s.protocol, s.service_name, s.allow_pii) == ("otlp", "grpc", "desk", True)
+    assert OtelSettings.load({"OTEL_SDK_DISABLED": "TRUE", "OTEL_TRACES_EXPORTER": "console"}
+                             ).exporter is None

@@ -35,10 +35,14 @@ import asyncio
 import atexit
 import concurrent.futures
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from ..settings import HandoffSettings
 
 logger = logging.getLogger("handoff.telemetry")
 
@@ -53,30 +57,78 @@ _flush_lock = threading.Lock()
 _flushing: dict[int, tuple[Any, concurrent.futures.Future[bool]]] = {}  # by id(provider)
 
 
+class OtelSettings(HandoffSettings):
+    """The standard variables handoff itself reads to decide whether and how to trace (the
+    SDK and the exporters read the rest); a blank variable counts as unset."""
+
+    section = "telemetry"
+    blank_env_is_unset = True
+    model_config = SettingsConfigDict(env_prefix="OTEL_")
+
+    sdk_disabled: bool = False
+    """``OTEL_SDK_DISABLED``: true turns tracing off whatever else is set."""
+    traces_exporter: str | None = None
+    """``OTEL_TRACES_EXPORTER``: ``otlp``, ``console`` or ``none`` (unset: ``otlp`` when an
+    endpoint is set, else no tracing)."""
+    exporter_otlp_endpoint: str | None = None
+    """``OTEL_EXPORTER_OTLP_ENDPOINT``: the collector."""
+    exporter_otlp_traces_endpoint: str | None = None
+    """``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``: the collector, for traces only."""
+    exporter_otlp_protocol: str = "http/protobuf"
+    """``OTEL_EXPORTER_OTLP_PROTOCOL``: ``http/protobuf`` or ``grpc``."""
+    exporter_otlp_traces_protocol: str | None = None
+    """``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``: the same, for traces only (wins)."""
+    service_name: str | None = None
+    """``OTEL_SERVICE_NAME`` (unset: ``handoff-worker``)."""
+    allow_pii: bool = Field(False, validation_alias=AliasChoices(
+        "allow_pii", "LIVEKIT_TELEMETRY_ALLOW_PII"))
+    """``LIVEKIT_TELEMETRY_ALLOW_PII``: conversation content in exported spans."""
+
+    @field_validator("traces_exporter", mode="before")
+    @classmethod
+    def _exporter(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        kind = str(value).strip().lower()
+        if kind not in ("otlp", "console", "none"):
+            raise ValueError("handoff supports otlp, console, none")
+        return kind
+
+    @field_validator("exporter_otlp_protocol", "exporter_otlp_traces_protocol", mode="before")
+    @classmethod
+    def _protocol(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        protocol = str(value).strip()
+        if protocol not in ("http/protobuf", "grpc"):
+            raise ValueError("use http/protobuf or grpc")
+        return protocol
+
+    @property
+    def exporter(self) -> str | None:
+        """``otlp``, ``console`` or None (no tracing)."""
+        if self.sdk_disabled or self.traces_exporter == "none":
+            return None
+        if self.traces_exporter is None:
+            has_endpoint = self.exporter_otlp_endpoint or self.exporter_otlp_traces_endpoint
+            return "otlp" if has_endpoint else None
+        return self.traces_exporter
+
+    @property
+    def protocol(self) -> str:
+        """The OTLP protocol of traces."""
+        return self.exporter_otlp_traces_protocol or self.exporter_otlp_protocol
+
+
 def exporter_kind(environ: Mapping[str, str] | None = None) -> str | None:
-    """``otlp``, ``console`` or None (no tracing) from the environment."""
-    env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
-    kind = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if not kind:
-        has_endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        return "otlp" if has_endpoint else None
-    if kind == "none":
-        return None
-    if kind not in ("otlp", "console"):
-        raise ValueError(f"OTEL_TRACES_EXPORTER={kind!r}: handoff supports otlp, console, none")
-    return kind
+    """``otlp``, ``console`` or None (no tracing) from the environment
+    (:class:`OtelSettings`; a bad value is a one-line ConfigError)."""
+    return OtelSettings.load(environ).exporter
 
 
 def otlp_protocol(environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-                or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
-    if protocol not in ("http/protobuf", "grpc"):
-        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: use http/protobuf or grpc")
-    return protocol
+    """``http/protobuf`` or ``grpc`` from the environment."""
+    return OtelSettings.load(environ).protocol
 
 
 def configure_from_env(environ: Mapping[str, str] | None = None) -> Any:
@@ -85,7 +137,8 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> Any:
     The SDK reads the variables from ``os.environ``; ``environ`` only decides whether
     and which exporter (tests pass a copy after setting ``os.environ`` through monkeypatch).
     """
-    kind = exporter_kind(environ)
+    settings = OtelSettings.load(environ)
+    kind = settings.exporter
     if kind is None:
         return None
     from livekit.agents.telemetry import set_tracer_provider
@@ -93,15 +146,14 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> Any:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-    env = os.environ if environ is None else environ
-    attributes = {} if env.get("OTEL_SERVICE_NAME") else {"service.name": DEFAULT_SERVICE_NAME}
+    attributes = {} if settings.service_name else {"service.name": DEFAULT_SERVICE_NAME}
     # sampler: OTEL_TRACES_SAMPLER; the SDK's own exit hook would wait on a dead collector
     provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
     exporter: Any
     if kind == "console":
         exporter = ConsoleSpanExporter()
         where = "console"
-    elif otlp_protocol(environ) == "grpc":
+    elif settings.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter()
@@ -114,8 +166,7 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> Any:
         exporter = HttpExporter()
         where = "OTLP/HTTP"
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    allow_pii = env.get("LIVEKIT_TELEMETRY_ALLOW_PII", "").strip().lower() in ("1", "true", "yes")
-    set_tracer_provider(provider, allow_pii=allow_pii)
+    set_tracer_provider(provider, allow_pii=settings.allow_pii)
     global _configured
     _configured = provider
     atexit.register(shutdown, provider)
