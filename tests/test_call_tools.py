@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from handoff import Context, Flow, State, transition
+from handoff.errors import ConfigError
 from handoff.testing.scripted import ScriptedLLM, call
 from handoff.tools import CallControl, CallHandle, NoPhoneLine, sip_target
 
@@ -325,8 +326,12 @@ def test_operator_targets_are_normalised_and_configurable_from_env() -> None:
         sip_target("desk")
     calls = CallControl.from_env({"HANDOFF_OPERATORS": "billing=+15550100, human=sip:d@pbx"})
     assert calls.operators == {"billing": "tel:+15550100", "human": "sip:d@pbx"}
-    with pytest.raises(ValueError, match="name=target"):
+    with pytest.raises(ConfigError) as caught:
         CallControl.from_env({"HANDOFF_OPERATORS": "oops"})
+    assert str(caught.value) == "HANDOFF_OPERATORS = 'oops': Value error, 'oops' is not name=target"
+    with pytest.raises(ConfigError, match=r"^HANDOFF_OPERATORS = 'desk=front': Value error, "
+                                          r"operator target 'front' is neither a phone number"):
+        CallControl.from_env({"HANDOFF_OPERATORS": "desk=front"})
     assert issubclass(NoPhoneLine, llm.ToolError)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
@@ -32,9 +31,10 @@ from typing import Annotated, Any, Protocol
 from livekit import api
 from livekit.agents import RunContext, ToolError, function_tool, llm
 from opentelemetry import trace
-from pydantic import Field
+from pydantic import AliasChoices, Field, field_validator
 
 from ..errors import ConfigError, NoPhoneLine
+from ..settings import HandoffSettings
 
 logger = logging.getLogger("handoff.tools")
 
@@ -97,6 +97,35 @@ def sip_target(value: str) -> str:
     raise ConfigError(f"operator target {value!r} is neither a phone number nor a sip:/tel: URI")
 
 
+class OperatorSettings(HandoffSettings):
+    """Where ``transfer_call`` may send the caller (``[tool.handoff.call_control]``)."""
+
+    section = "call_control"
+
+    operators: dict[str, str] = Field(default_factory=dict, validation_alias=AliasChoices(
+        "operators", "HANDOFF_OPERATORS"))
+    """``HANDOFF_OPERATORS="billing=tel:+15550100,human=sip:desk@pbx"`` (or a table
+    ``[tool.handoff.call_control.operators]``): operator name → phone number or SIP URI."""
+
+    @field_validator("operators", mode="before")
+    @classmethod
+    def _operators(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        operators: dict[str, str] = {}
+        for item in filter(None, (s.strip() for s in value.split(","))):
+            name, sep, target = item.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"{item!r} is not name=target")
+            operators[name.strip()] = target
+        return operators
+
+    @field_validator("operators")
+    @classmethod
+    def _targets(cls, value: dict[str, str]) -> dict[str, str]:
+        return {name: sip_target(target) for name, target in value.items()}
+
+
 @dataclass
 class CallControl:
     """Configuration and implementation of the call-control tools.
@@ -132,15 +161,9 @@ class CallControl:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> CallControl:
-        """Operators from ``HANDOFF_OPERATORS="billing=tel:+15550100,human=sip:desk@pbx"``."""
-        env = os.environ if environ is None else environ
-        operators: dict[str, str] = {}
-        for item in filter(None, (s.strip() for s in env.get("HANDOFF_OPERATORS", "").split(","))):
-            name, sep, target = item.partition("=")
-            if not sep or not name.strip():
-                raise ConfigError(f"HANDOFF_OPERATORS: {item!r} is not name=target")
-            operators[name.strip()] = target
-        return cls(operators=operators, **kwargs)
+        """Operators from ``HANDOFF_OPERATORS="billing=tel:+15550100,human=sip:desk@pbx"``
+        (:class:`OperatorSettings`; a bad one is a one-line ConfigError)."""
+        return cls(operators=OperatorSettings.load(environ).operators, **kwargs)
 
     # -- the actions ----------------------------------------------------------------
     async def transfer(self, ctx: RunContext[Any], agent_id: str, reason: str) -> str:
