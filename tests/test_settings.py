@@ -30,6 +30,17 @@ def project(tmp_path: Path, table: str, *, handoff_toml: bool = False) -> Path:
     return tmp_path
 
 
+def handoff_cli(folder: Path, command: list[str], variables: dict[str, str],
+                ) -> subprocess.CompletedProcess[str]:
+    """``handoff COMMAND`` run in ``folder`` with ``variables`` and none of the caller's
+    own settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HANDOFF_", "LIVEKIT_", "OTEL_", "VAULT_"))}
+    env.update({**variables, "PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(folder)})
+    return subprocess.run([sys.executable, "-m", "handoff.cli", *command], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
 def test_flags_win_over_the_environment_which_wins_over_the_table(tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
     (tmp_path / "other").mkdir()
@@ -119,16 +130,22 @@ def test_the_event_store_reads_its_settings(tmp_path: Path) -> None:
      "error, use redis://host:port/db or sqlite:///path/to/file.db (or off)"),
     (["run", "examples.readme.hello:flow", "console", "--text"], "HANDOFF_CHECKPOINT_STORE=/tmp/x",
      "error: HANDOFF_CHECKPOINT_STORE = '/tmp/x': Value error, use redis://"),
+    (["run", "examples.readme.hello:flow", "start"], "HANDOFF_SECRETS_TTL=soon",
+     "error: HANDOFF_SECRETS_TTL = 'soon': Input should be a valid number"),
+    (["run", "examples.readme.hello:flow", "start"], "HANDOFF_SECRETS=aws,env",
+     "error: HANDOFF_SECRETS = 'aws,env': Value error, unknown provider 'aws'; use env, files, "
+     "vault"),
+    (["run", "examples.readme.hello:flow", "console", "--text"], "OTEL_TRACES_EXPORTER=zipkin",
+     "error: OTEL_TRACES_EXPORTER = 'zipkin': Value error, handoff supports otlp, console, none"),
+    (["run", "examples.readme.hello:flow", "console", "--text"], "LIVEKIT_TELEMETRY_ALLOW_PII=sure",
+     "error: LIVEKIT_TELEMETRY_ALLOW_PII = 'sure': Input should be a valid boolean"),
     (["chat", "examples.readme.hello:flow", "--inspect"], "HANDOFF_EVENT_RETENTION_DAYS=0",
      "error: --inspect 127.0.0.1:8765: HANDOFF_EVENT_RETENTION_DAYS = '0': Input should be greater"),
 ])
 def test_the_cli_says_a_bad_setting_in_one_line_and_exits_2(
         tmp_path: Path, command: list[str], variable: str, message: str) -> None:
     name, value = variable.split("=", 1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HANDOFF_", "LIVEKIT_"))}
-    env.update({name: value, "PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(tmp_path)})
-    done = subprocess.run([sys.executable, "-m", "handoff.cli", *command], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    done = handoff_cli(tmp_path, command, {name: value})
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(message), done.stderr
 
@@ -217,14 +234,8 @@ def test_a_bad_tier_in_handoff_toml_names_its_table(tmp_path: Path) -> None:
 def test_the_cli_says_a_bad_tier_in_one_line_and_exits_2(
         tmp_path: Path, table: str, variable: str, message: str) -> None:
     project(tmp_path, table)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HANDOFF_", "LIVEKIT_"))}
-    env.update({"PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(tmp_path)})
-    if variable:
-        name, value = variable.split("=", 1)
-        env[name] = value
-    done = subprocess.run([sys.executable, "-m", "handoff.cli", "check", "examples.readme.hello:flow"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+    done = handoff_cli(tmp_path, ["check", "examples.readme.hello:flow"],
+                       dict([variable.split("=", 1)]) if variable else {})
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
     assert message.format(dir=tmp_path) in done.stderr
