@@ -234,7 +234,7 @@ class SecretSettings(HandoffSettings):
     vault_addr: str | None = Field(None, validation_alias=_vault("vault_addr"))
     """``VAULT_ADDR``: the Vault / OpenBao server (with a token: the vault provider)."""
     vault_token: SecretStr | None = Field(None, validation_alias=_vault("vault_token"))
-    """``VAULT_TOKEN`` (never shown in an error)."""
+    """``VAULT_TOKEN``: the token (never shown in an error)."""
     vault_token_file: str | None = Field(None, validation_alias=_vault("vault_token_file"))
     """``VAULT_TOKEN_FILE``: a file holding the token (Vault Agent, Kubernetes)."""
     vault_mount: str = "secret"
@@ -242,7 +242,7 @@ class SecretSettings(HandoffSettings):
     vault_path: str = "handoff"
     """``HANDOFF_VAULT_PATH``: the secret's path under the mount."""
     vault_namespace: str | None = Field(None, validation_alias=_vault("vault_namespace"))
-    """``VAULT_NAMESPACE`` (Vault Enterprise / HCP)."""
+    """``VAULT_NAMESPACE``: the namespace (Vault Enterprise / HCP)."""
     vault_cacert: str | None = Field(None, validation_alias=_vault("vault_cacert"))
     """``VAULT_CACERT``: the CA bundle that signed Vault's certificate."""
 

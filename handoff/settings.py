@@ -111,6 +111,7 @@ class HandoffSettings(BaseSettings):
     """A variable set to "" counts as unset (else "" is the value, e.g. a port's "off")."""
 
     model_config = SettingsConfigDict(env_prefix="HANDOFF_", extra="ignore", frozen=True,
+                                      use_attribute_docstrings=True,
                                       populate_by_name=True)
 
     @classmethod
@@ -265,7 +266,7 @@ class InspectorSettings(HandoffSettings):
     host: str = "127.0.0.1"
     """``HANDOFF_INSPECT_HOST``: not loopback needs a token."""
     port: int = Field(8765, ge=0, le=65535)
-    """``HANDOFF_INSPECT_PORT`` (0: any free port)."""
+    """``HANDOFF_INSPECT_PORT``: its port (0: any free port)."""
     token: SecretStr | None = None
     """``HANDOFF_INSPECT_TOKEN``: required to read the inspector (never shown in an error)."""
     stale_after: float = Field(15.0, gt=0)

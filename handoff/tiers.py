@@ -110,7 +110,7 @@ class TierConfig:
 class TierSpec(BaseModel):
     """One tier as written in the table (``[tool.handoff.tiers.<name>]``) or the environment."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     model: str
     """``HANDOFF_TIER_<NAME>_MODEL``: the provider's model name."""
@@ -122,9 +122,9 @@ class TierSpec(BaseModel):
     """``HANDOFF_TIER_<NAME>_API_KEY_ENV``: the variable the key is read from ('': the
     provider's own)."""
     temperature: float | None = None
-    """``HANDOFF_TIER_<NAME>_TEMPERATURE``."""
+    """``HANDOFF_TIER_<NAME>_TEMPERATURE``: sampling temperature (unset: the provider's)."""
     fallbacks: tuple[str, ...] = ()
-    """``HANDOFF_TIER_<NAME>_FALLBACKS`` (comma-separated): tiers tried in order."""
+    """``HANDOFF_TIER_<NAME>_FALLBACKS``: tiers tried in order (comma-separated in the variable)."""
     options: dict[str, Any] = Field(default_factory=dict)
     """The plugin's own constructor arguments (a table; not an environment variable)."""
     kind: TierKind = "llm"

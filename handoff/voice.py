@@ -73,17 +73,27 @@ _ENV = {
 class VoiceConfig(BaseModel):
     """One complete voice setting (the flow's, or a state's after its overrides)."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="forbid")  # VoiceSettings shares it
+    model_config = SettingsConfigDict(frozen=True, extra="forbid",  # VoiceSettings shares it
+                                      use_attribute_docstrings=True)
 
     stt_provider: str = "openai"
+    """The speech-to-text plugin (``deepgram``…) or ``package.module:factory``."""
     stt_model: str | None = None
+    """``HANDOFF_STT_MODEL``: the STT model (unset: the plugin's default)."""
     stt_options: dict[str, Any] = Field(default_factory=dict)
+    """The STT plugin's own constructor arguments (a table)."""
     tts_provider: str = "openai"
+    """The text-to-speech plugin (``cartesia``…) or ``package.module:factory``."""
     tts_model: str | None = None
+    """``HANDOFF_TTS_MODEL``: the TTS model (unset: the plugin's default)."""
     tts_voice: str | None = None
+    """``HANDOFF_TTS_VOICE``: the voice the TTS speaks with."""
     tts_instructions: str | None = None
+    """How the TTS should speak (for models that take instructions)."""
     tts_options: dict[str, Any] = Field(default_factory=dict)
+    """The TTS plugin's own constructor arguments (a table)."""
     language: str | None = None
+    """``HANDOFF_LANGUAGE``: the language spoken and heard (``en``, ``de``…)."""
     base_url: str | None = None
     """An OpenAI-compatible server for both (a local speech server); no key is then needed."""
     api_key_env: str = ""
@@ -91,8 +101,11 @@ class VoiceConfig(BaseModel):
     turn_mode: str | None = None
     """LiveKit's turn detection: vad, stt, realtime_llm or manual (None: LiveKit chooses)."""
     interruptible: bool | None = None
+    """Whether the caller may cut the agent off (None: LiveKit's default)."""
     endpointing_min_delay: float | None = Field(None, ge=0)
+    """Seconds of silence before a turn may end (None: LiveKit's default)."""
     endpointing_max_delay: float | None = Field(None, ge=0)
+    """Seconds of silence after which a turn ends (None: LiveKit's default)."""
 
     def model_post_init(self, context: Any) -> None:
         plugins.check_provider(self.stt_provider, "voice stt_provider")

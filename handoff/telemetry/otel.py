@@ -79,7 +79,7 @@ class OtelSettings(HandoffSettings):
     exporter_otlp_traces_protocol: str | None = None
     """``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``: the same, for traces only (wins)."""
     service_name: str | None = None
-    """``OTEL_SERVICE_NAME`` (unset: ``handoff-worker``)."""
+    """``OTEL_SERVICE_NAME``: the service in traces (unset: ``handoff-worker``)."""
     allow_pii: bool = Field(False, validation_alias=AliasChoices(
         "allow_pii", "LIVEKIT_TELEMETRY_ALLOW_PII"))
     """``LIVEKIT_TELEMETRY_ALLOW_PII``: conversation content in exported spans."""

@@ -104,8 +104,8 @@ class OperatorSettings(HandoffSettings):
 
     operators: dict[str, str] = Field(default_factory=dict, validation_alias=AliasChoices(
         "operators", "HANDOFF_OPERATORS"))
-    """``HANDOFF_OPERATORS="billing=tel:+15550100,human=sip:desk@pbx"`` (or a table
-    ``[tool.handoff.call_control.operators]``): operator name → phone number or SIP URI."""
+    """``HANDOFF_OPERATORS``: operator name → phone number or SIP URI,
+    ``billing=tel:+15550100,human=sip:desk@pbx`` (in a file: a table of them)."""
 
     @field_validator("operators", mode="before")
     @classmethod
