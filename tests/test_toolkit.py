@@ -185,6 +185,19 @@ def test_transition_cover_takes_every_declared_transition() -> None:
     asyncio.run(replay_all())
 
 
+async def test_paths_are_refused_inside_a_running_loop_and_found_from_a_thread() -> None:
+    """Inside a running loop the search's own loop cannot run: the call says so (it used to
+    report every edge as "no path found"); from a thread it works as from sync code."""
+    for search in (transition_cover, shortest_paths):
+        with pytest.raises(RuntimeError, match=rf"^{search.__name__}\(\) runs the flow on an "
+                                               r"event loop of its own and cannot be called "
+                                               r"from a running one.*asyncio.to_thread"):
+            search(flow)
+    paths = await asyncio.to_thread(transition_cover, flow)
+    assert paths.missing == {} and {t for p in paths for t in p.transitions} == {
+        (s, t) for s in flow.states for t in flow.table[s]}
+
+
 def test_paths_report_what_they_cannot_reach() -> None:
     vault = vault_flow()
     paths = shortest_paths(vault, max_examples=30)

@@ -300,7 +300,18 @@ class SearchHints(TypedDict, total=False):
     reset: Reset
 
 
-def _searcher(flow: Flow[Any], hints: SearchHints) -> _Searcher:
+def _searcher(flow: Flow[Any], hints: SearchHints, caller: str) -> _Searcher:
+    """The search of ``caller``, which runs the flow on an event loop of its own: refused
+    inside a running one (every attempt would fail, and each edge read "not found")."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            f"{caller}() runs the flow on an event loop of its own and cannot be called from "
+            f"a running one: call it from synchronous code (a plain test function), or from "
+            f"async code as `await asyncio.to_thread({caller}, flow)`")
     return _Searcher(flow, hints.get("arguments", {}), hints.get("setup", {}),
                      hints.get("argument_overrides", {}), hints.get("context_overrides", {}),
                      hints.get("max_examples", 200), hints.get("reset"))
@@ -346,7 +357,7 @@ def shortest_paths(flow: Flow[Any], **hints: Unpack[SearchHints]) -> FlowPaths:
     ``hints`` (see :class:`SearchHints`): ``arguments=``, ``setup=``,
     ``argument_overrides=``, ``context_overrides=``, ``max_examples=``.
     """
-    search = _searcher(flow, hints)
+    search = _searcher(flow, hints, "shortest_paths")
     try:
         paths, missing = _reach(search)
     finally:
@@ -363,7 +374,7 @@ def transition_cover(flow: Flow[Any], **hints: Unpack[SearchHints]) -> FlowPaths
     covers them). ``missing`` names each transition no path was found for, and why.
     ``hints`` as for :func:`shortest_paths`.
     """
-    search = _searcher(flow, hints)
+    search = _searcher(flow, hints, "transition_cover")
     found: list[FlowPath] = []
     missing: dict[str, str] = {}
     try:
