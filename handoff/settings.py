@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Self
 
 from pydantic import (
     AliasChoices,
@@ -120,8 +120,15 @@ class HandoffSettings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _Environment(cast(type[HandoffSettings], settings_cls)),
-                _ProjectTable(settings_cls, cls.section, reading()[1]))
+        environ, start = reading()
+        return (init_settings, *cls.sources(environ, start))
+
+    @classmethod
+    def sources(cls, environ: Mapping[str, str], start: Path
+                ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The model's sources after the flags, highest first: its variables, then its
+        project table found from ``start``."""
+        return (_Environment(cls), _ProjectTable(cls, cls.section, start))
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, *, start: Path | None = None,

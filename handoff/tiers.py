@@ -56,7 +56,7 @@ from . import plugins
 from .config import find_table
 from .errors import ConfigError, PluginError, UnknownTierError
 from .realtime import KINDS, Model, TierKind, combine
-from .settings import HandoffSettings, one_line, reading, table_key
+from .settings import HandoffSettings, one_line, table_key
 
 DEFAULT_TIERS: dict[str, dict[str, Any]] = {
     "fast": {"model": "gpt-4o-mini"},
@@ -235,14 +235,10 @@ class TierSettings(HandoffSettings):
     """The tiers by name."""
 
     @classmethod
-    def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        environ, start = reading()
-        table = _TierTable(settings_cls, start)
-        return (init_settings, _TierEnvironment(settings_cls, table.table, environ), table)
+    def sources(cls, environ: Mapping[str, str], start: Path
+                ) -> tuple[PydanticBaseSettingsSource, ...]:
+        table = _TierTable(cls, start)
+        return (_TierEnvironment(cls, table.table, environ), table)
 
     @classmethod
     def _config_error(cls, exc: ValidationError, flags: Mapping[str, Any],
