@@ -13,8 +13,13 @@ then the defaults. A bad value, or an unknown key in a table, is a
 - :class:`WorkerSettings` (``[tool.handoff.worker]``): how ``handoff run`` serves calls;
 - :class:`StoreSettings` (``[tool.handoff.stores]``): where checkpoints and events go;
 - :class:`InspectorSettings` (``[tool.handoff.inspector]``, ``HANDOFF_INSPECT_…``);
-- voices: :class:`handoff.voice.VoiceSettings` (``[tool.handoff.voice]``), on this base.
-Tiers (``[tool.handoff.tiers]``, ``HANDOFF_TIER_<NAME>_…``) are read by :mod:`handoff.tiers`.
+- on this base, next to what they configure: :class:`handoff.tiers.TierSettings`
+  (``[tool.handoff.tiers.<name>]``, ``HANDOFF_TIER_<NAME>_<FIELD>``),
+  :class:`handoff.voice.VoiceSettings`, :class:`handoff.secrets.SecretSettings`
+  (``HANDOFF_SECRETS…``, ``VAULT_…``), :class:`handoff.telemetry.otel.OtelSettings`
+  (``OTEL_…``) and :class:`handoff.tools.call_control.OperatorSettings`
+  (``HANDOFF_OPERATORS``). ``docs/configuration.md`` lists them all
+  (:mod:`handoff.settings_reference` writes it).
 """
 
 from __future__ import annotations
