@@ -41,6 +41,7 @@ from .records import MovedBy, Refusal, TransitionRecord
 from .refusals import record_refusal, refuse
 from .semantics import approval_for, dropped_by, follow_up, loop_reason, stack_after, validity
 from .sensitive_args import remember_arguments
+from .state import body_self
 from .transition import Chosen
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class Move:
         trigger, edge = self.edge.trigger, self.edge
         try:
             async with Deadline(timeout):  # paused while a sub-task of the body talks
-                output = await edge.transition.run_body(self.run.agent, ctx, arguments)
+                output = await edge.transition.run_body(self.body_self(), ctx, arguments)
             if isinstance(output, Chosen):  # a choosing body's note
                 self.note = None if output.note is None else self.run._scrubbed(output.note)
             elif not edge.is_dynamic and not edge.transition.back_to \
@@ -191,6 +192,14 @@ class Move:
             self.abandon("interrupted", f"'{trigger}' was interrupted before it finished")
             raise
         return output
+
+    def body_self(self) -> State[Any] | None:
+        """The body's ``self``: the state's live agent, or on a run without a session one
+        made for the body when it reads ``self`` (:func:`handoff.state.body_self`)."""
+        run, tdef = self.run, self.edge.transition
+        if run.attached or not tdef.reads_self:
+            return run.agent
+        return body_self(run, run.flow.states[self.source])
 
     def settle_target(self, output: Any) -> None:
         """The target a ``to=[...]`` body chose, and a side trip's typed result; refused as
