@@ -91,7 +91,8 @@ class State(Agent, Generic[C]):
     """A specialised agent of a Flow: its prompt, tier, history policy and tools.
 
     Subclass it and set class attributes; instances are made by the flow run, one
-    per visit, never by user code. ``instructions`` is the prompt; the run adds a
+    per visit (and, on a run without a session, one for a transition body that reads
+    ``self``: :func:`body_self`), never by user code. ``instructions`` is the prompt; the run adds a
     brief of the shared Context to it on every handoff.
     """
 
