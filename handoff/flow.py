@@ -120,6 +120,8 @@ class Flow(Generic[C]):
         self.table: dict[str, dict[str, Edge]] = machine_table(self.machine, list(self.states))
         """state → trigger → edge: the Machine's transitions, indexed (the one table)."""
         self.observers: list[FlowObserver[FlowRun[Any]]] = []
+        """Observers of every run of this flow (telemetry, checkpoints, coverage); a watcher
+        of one call goes in that run's ``run.observers`` (see :class:`FlowObserver`)."""
         self.agent_options: Callable[[type[State[Any]]], dict[str, Any]] | None = None
         """Extra ``Agent`` keyword arguments per State (the worker sets per-state voices)."""
 

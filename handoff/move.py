@@ -36,9 +36,12 @@ from .fsm import move_to
 from .graph import Edge
 from .handover import hand_over, next_agent
 from .history import add_summary
+from .observers import tell
 from .records import MovedBy, Refusal, TransitionRecord
+from .refusals import record_refusal, refuse
 from .semantics import approval_for, dropped_by, follow_up, loop_reason, stack_after, validity
 from .sensitive_args import remember_arguments
+from .state import body_self
 from .transition import Chosen
 
 if TYPE_CHECKING:
@@ -103,11 +106,11 @@ class Move:
         state = run.state
         if run.closed:
             raise FlowError(f"this run of {run.flow.name!r} is closed (its call ended)")
-        run._tell_observers("on_transition_requested", trigger, by)
+        tell(run, "on_transition_requested", trigger, by)
         under_way = run._pending.edge.trigger if run._pending is not None else None
         valid = validity(run.flow, state, trigger, run.return_stack, under_way=under_way)
         if valid.kind is not None:
-            run._refuse(trigger, valid.kind, valid.reason or "")
+            refuse(run, trigger, valid.kind, valid.reason or "")
         edge, target = valid.edge, valid.target
         assert edge is not None and target is not None
         remember_arguments(run.context, sensitive_fields(edge.transition.arguments_model()),
@@ -170,7 +173,7 @@ class Move:
         trigger, edge = self.edge.trigger, self.edge
         try:
             async with Deadline(timeout):  # paused while a sub-task of the body talks
-                output = await edge.transition.run_body(self.run.agent, ctx, arguments)
+                output = await edge.transition.run_body(self.body_self(), ctx, arguments)
             if isinstance(output, Chosen):  # a choosing body's note
                 self.note = None if output.note is None else self.run._scrubbed(output.note)
             elif not edge.is_dynamic and not edge.transition.back_to \
@@ -189,6 +192,14 @@ class Move:
             self.abandon("interrupted", f"'{trigger}' was interrupted before it finished")
             raise
         return output
+
+    def body_self(self) -> State[Any] | None:
+        """The body's ``self``: the state's live agent, or on a run without a session one
+        made for the body when it reads ``self`` (:func:`handoff.state.body_self`)."""
+        run, tdef = self.run, self.edge.transition
+        if run.attached or not tdef.reads_self:
+            return run.agent
+        return body_self(run, run.flow.states[self.source])
 
     def settle_target(self, output: Any) -> None:
         """The target a ``to=[...]`` body chose, and a side trip's typed result; refused as
@@ -285,7 +296,7 @@ class Move:
                                 prompt=self.agent.summary_prompt))
         if self.done is not None and not self.done.done():
             self.done.set_result(record)
-        run._tell_observers("on_transition", record)
+        tell(run, "on_transition", record)
         run.failures.after_transition(loop_reason(run.log, run.flow.failure_policy))
         return record
 
@@ -304,7 +315,7 @@ class Move:
             run._settle()
         if kind is None:
             return None
-        refusal = run._record_refusal(self.edge.trigger, kind, reason)
+        refusal = record_refusal(run, self.edge.trigger, kind, reason)
         if self.done is not None and not self.done.done():
             self.done.set_exception(TransitionRefused(refusal.reason, trigger=self.edge.trigger,
                                                       kind=kind))

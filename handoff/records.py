@@ -86,11 +86,19 @@ class Resumption:
 
 
 class FlowObserver(Protocol[R_contra]):
-    """Receives every transition and refusal of every run of a Flow (telemetry, checkpoints).
+    """Receives the transitions and refusals of runs of a Flow.
 
-    ``run`` is the :class:`~handoff.run.FlowRun` that moved (``Flow.observers`` holds
-    ``FlowObserver[FlowRun[Any]]``). Called synchronously on the conversation path: do
-    no blocking work here.
+    Two places to put one: ``flow.observers`` for **every run of this flow** (telemetry,
+    the checkpoint writer, coverage: flow-wide by design), ``run.observers`` for that
+    one call only (a test's watcher, the event log of one chat), so a watcher of one run
+    never hears another run of the same flow moving at the same time. A run tells the
+    flow's first, then its own (:func:`handoff.observers.tell`)::
+
+        FlowTelemetry().install(flow)            # every call (appends to flow.observers)
+        run.observers.append(MyWatcher())        # this call
+
+    ``run`` is the :class:`~handoff.run.FlowRun` that moved. Called synchronously on
+    the conversation path: do no blocking work here.
     An observer may also define ``on_transition_requested(run, trigger, by)``: it is
     called (if present) when a move is asked for, before it is checked, in the caller's
     context (the LLM's tool-call span), so telemetry can time a handoff and nest its span.

@@ -55,6 +55,7 @@ from livekit.agents.telemetry import tracer
 from ._listeners import listener
 from .context import Context
 from .flow import Flow
+from .observers import tell
 from .persistence import fit
 from .persistence.checkpoint import Checkpoint, CheckpointFormatError
 from .persistence.fit import plan_resume
@@ -218,10 +219,11 @@ async def resume_or_start(
         _trace_resume(run, loaded if checkpoint is not None else None, outcome, upgraded)
     checkpointer.track(run, key, resumed=checkpoint, after_seq=ended_seq)
     if restored is not None and loaded is not None:
-        _tell_observers(run, Resumption(
+        run.resumption = Resumption(
             call_id, outcome, run.state, loaded.state, loaded.flow_version, flow.version,
             upgraded.steps if upgraded else (),
-            str(upgraded.error) if upgraded and upgraded.error else None))
+            str(upgraded.error) if upgraded and upgraded.error else None)
+        tell(run, "on_resume", run.resumption)
     if telemetry is not None:
         telemetry.track(run)
     return run
@@ -277,19 +279,6 @@ def restore_context(flow: Flow[C], data: dict[str, Any]) -> tuple[C, list[str]]:
     """The flow's Context from saved data, dropping fields that no longer fit."""
     context, dropped = fit.restore_context(flow, data)
     return context, dropped
-
-
-def _tell_observers(run: FlowRun[Any], resumption: Resumption) -> None:
-    run.resumption = resumption
-    for observer in list(run.flow.observers):
-        hook = getattr(observer, "on_resume", None)
-        if hook is None:
-            continue
-        try:
-            hook(run, resumption)
-        except Exception:
-            logger.exception("observer %r failed on the resumption of call %s", observer,
-                             resumption.call_id)
 
 
 def _trace_resume(run: FlowRun[Any], checkpoint: Checkpoint | None, outcome: str,

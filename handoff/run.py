@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -28,31 +27,30 @@ from livekit.agents import (
     AgentTask,
     RunResult,
     llm,
-    stt,
-    tts,
 )
 
+from . import providers
 from ._listeners import listener
 from ._livekit import on_speech_items
 from .approval import ApprovalRecord
 from .context import Context
-from .errors import FlowError, RefusalKind, TransitionCallError, TransitionRefused
+from .errors import FlowError, TransitionCallError
 from .failures import FailureWatch
 from .graph import Edge
 from .move import Move, by_code, take_error_transition, transition_tool
+from .observers import tell
 from .realtime import Model
-from .records import Refusal, Resumption, TransitionRecord
+from .records import FlowObserver, Refusal, Resumption, TransitionRecord
 from .redaction import Redactor
-from .semantics import converted_arguments, function_tools, offer, trigger_for
-from .sensitive_args import scrub_calls
+from .semantics import converted_arguments, offer, trigger_for
 from .state import State, making
 from .tasks import AwaitedTasks
+from .tools_executed import on_tools_executed
 from .transition import TransitionDef
 
 if TYPE_CHECKING:
     from livekit.agents import (
         ConversationItemAddedEvent,
-        FunctionToolsExecutedEvent,
         SpeechCreatedEvent,
     )
 
@@ -95,6 +93,9 @@ class FlowRun(Generic[C]):
         self.call_id = call_id
         self.log: list[TransitionRecord] = []
         self.refusals: list[Refusal] = []
+        self.observers: list[FlowObserver[FlowRun[Any]]] = []
+        """This call's own observers (a watcher of one run), told after the flow-wide
+        ``flow.observers`` that every run of the flow tells (:mod:`handoff.observers`)."""
         self.turns = 0
         """Caller turns so far (each user message of the session; see :meth:`caller_turn`):
         what tells a caller-driven round trip from a loop."""
@@ -273,7 +274,7 @@ class FlowRun(Generic[C]):
                 session.conn_options.max_unrecoverable_errors)
         session.userdata = self.context
         session.on("conversation_item_added", listener(self._on_item_added))
-        session.on("function_tools_executed", listener(self._on_tools_executed))
+        session.on("function_tools_executed", listener(lambda ev: on_tools_executed(self, ev)))
         session.on("speech_created", listener(self._on_speech_created))
         session.on("error", listener(self.failures.on_session_error))
         session.on("close", listener(lambda _: self.close()))
@@ -307,49 +308,13 @@ class FlowRun(Generic[C]):
         return agent
 
     def llm_for(self, tier: str) -> Model:
-        override = self._llm_override
-        if override is None:
-            return self.flow.tiers.llm(tier)
-        if isinstance(override, llm.LLM | llm.RealtimeModel):
-            return override
-        if tier in override:
-            return override[tier]
-        if "*" in override:
-            return override["*"]
-        return self.flow.tiers.llm(tier)
+        """The model of ``tier`` for this call (:func:`handoff.providers.llm_for`)."""
+        return providers.llm_for(self.flow.tiers, self._llm_override, tier)
 
     def prewarm(self) -> None:
-        """Warm the providers of every state now, not at its first handoff.
-
-        LiveKit prewarms an agent's LLM, STT and TTS when its activity starts, which for a
-        handoff is the moment the caller is waiting. The flow's models are made once per
-        process (tiers, voices), so warming them all when the call starts costs one
-        connection each (LiveKit calls the same ``prewarm()`` at every activity start, so
-        providers already expect repeated calls).
-
-        Best-effort: a model or voice that cannot be made here (a tier whose key is
-        missing) never ends the call. It is logged once per call, and a move into a
-        state that needs it is refused and counted when it is asked for
-        (:meth:`Move.handoff <handoff.move.Move.handoff>`), so the call goes on where it is.
-        """
-        unready: dict[str, list[str]] = {}  # what failed → the states that need it
-        for cls in self.flow.states.values():
-            try:
-                model = self.llm_for(cls.tier)  # made: a realtime model has nothing to warm
-                if isinstance(model, llm.LLM):
-                    model.prewarm()
-            except Exception as exc:
-                unready.setdefault(f"tier {cls.tier!r} cannot be used ({exc})", []).append(cls.name)
-            try:
-                for provider in self.options_for(cls).values():
-                    if isinstance(provider, stt.STT | tts.TTS):
-                        provider.prewarm()
-            except Exception as exc:
-                unready.setdefault(f"the voice of {cls.name} cannot be used ({exc})",
-                                   []).append(cls.name)
-        for reason, states in unready.items():
-            logger.warning("flow %s: %s; a move into %s will be refused until it can",
-                           self.flow.name, reason, ", ".join(states))
+        """Warm every state's LLM and voice now (:func:`handoff.providers.prewarm`)."""
+        providers.prewarm(self.flow.name, self.flow.states.values(), self.llm_for,
+                          self.options_for)
 
     def options_for(self, state: type[State[Any]]) -> dict[str, Any]:
         """Extra ``Agent`` keyword arguments for ``state`` (``Flow.agent_options``)."""
@@ -357,7 +322,7 @@ class FlowRun(Generic[C]):
 
     def note_approval(self, record: ApprovalRecord) -> None:
         """Tell the observers a step of an approval (``on_approval``, optional)."""
-        self._tell_observers("on_approval", record)
+        tell(self, "on_approval", record)
 
     def note_failure(self, what: str) -> None:
         """Count one failure the caller would notice (see :mod:`handoff.failures`)."""
@@ -445,36 +410,6 @@ class FlowRun(Generic[C]):
         if agent is not None and isinstance(agent.llm, llm.RealtimeModel):
             on_speech_items(event.speech_handle, agent.learn_pii)
 
-    def _on_tools_executed(self, event: FunctionToolsExecutedEvent) -> None:
-        """Count the state's failed tools. A name the agent does not offer (the LLM made
-        it up) is a refusal, not a failure: LiveKit told the LLM the tools it has. A task's
-        own tools report to the tool awaiting the task, which counts if it fails."""
-        scrub_calls(event.function_calls, self._scrubbed)  # before LiveKit stores them
-        reached = set(self._reached)  # only this event's calls are forgotten: a task the
-        self._reached -= {c.call_id for c in event.function_calls}  # tool awaits reports first
-        agent = self._agent
-        if agent is None or self._session is None or self._session.current_agent is not agent:
-            return
-        # what the declaration offers here, and any tool the agent has beyond it (those its
-        # __init__ added, or LiveKit's update_tools during the call: the flow cannot know them)
-        offered = offer(self.flow, self.state).names | {
-            t.info.name for t in function_tools(agent.tools)}
-        triggers = self.flow.triggers_from(self.state)
-        for call, output in zip(event.function_calls, event.function_call_outputs, strict=False):
-            if call.name not in offered and call.name not in self._tasks.tool_names:
-                self._record_refusal(call.name, "invalid",
-                                     f"'{call.name}' is not a tool of state {self.state}; "
-                                     f"the transitions available now are: "
-                                     f"{', '.join(self.available()) or 'none'}.")
-            elif (call.name in triggers and call.call_id not in reached
-                  and output is not None and output.is_error):
-                # LiveKit refused the arguments before the transition's tool ran
-                self._record_refusal(call.name, "invalid",
-                                     f"'{call.name}' was called with arguments its schema "
-                                     f"does not take ({output.output}); the flow stays where "
-                                     "it is.")
-        self.failures.on_tools_executed(event, self.flow.triggers_from(self.state), offered)
-
     def _is_active(self, agent: State[C]) -> bool:
         return self._session is not None and self._session.current_agent is agent
 
@@ -487,32 +422,6 @@ class FlowRun(Generic[C]):
     def _scrubbed(self, text: str) -> str:
         """``text`` without any value a sensitive Context field ever held (LLM-visible)."""
         return Redactor(self.context).text(text)
-
-    def _tell_observers(self, hook: str, *args: Any) -> None:
-        """Call ``hook(run, *args)`` on every observer that has it (``on_transition_requested``
-        is optional); an observer that raises is logged and never stops the call."""
-        for observer in self.flow.observers:
-            method = getattr(observer, hook, None)
-            if method is None:
-                continue
-            try:
-                method(self, *args)
-            except Exception:
-                logger.exception("flow observer %r failed in %s", observer, hook)
-
-    def _refuse(self, trigger: str, kind: RefusalKind, reason: str) -> None:
-        refusal = self._record_refusal(trigger, kind, reason)
-        raise TransitionRefused(refusal.reason, trigger=trigger, kind=kind)
-
-    def _record_refusal(self, trigger: str, kind: RefusalKind, reason: str) -> Refusal:
-        """Record and report a refusal; its reason (what the LLM is told) is scrubbed of
-        sensitive values, as it may quote an exception or a guard's text."""
-        refusal = Refusal(self.state, trigger, self._scrubbed(reason), kind, time.time())
-        self.refusals.append(refusal)
-        self._tell_observers("on_refusal", refusal)
-        if kind == "error":
-            self.failures.note(refusal.reason)
-        return refusal
 
     def __repr__(self) -> str:
         return f"<FlowRun {self.flow.name} state={self.state} transitions={len(self.log)}>"

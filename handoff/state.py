@@ -91,7 +91,8 @@ class State(Agent, Generic[C]):
     """A specialised agent of a Flow: its prompt, tier, history policy and tools.
 
     Subclass it and set class attributes; instances are made by the flow run, one
-    per visit, never by user code. ``instructions`` is the prompt; the run adds a
+    per visit (and, on a run without a session, one for a transition body that reads
+    ``self``: :func:`body_self`), never by user code. ``instructions`` is the prompt; the run adds a
     brief of the shared Context to it on every handoff.
     """
 
@@ -243,12 +244,12 @@ class State(Agent, Generic[C]):
         other ``Agent`` keyword (``llm=``, ``tts=``, ``allow_interruptions=``…) overrides
         what the tier and voice settings give.
         """
-        made = _MAKING.get()
+        made, providers = _MAKING.get(), True
         if run is None:
             if made is None:
                 raise FlowError(f"{type(self).__name__} is made by its flow run (run.make_agent), "
                                 "not by user code")
-            run, chat_ctx, note = made
+            run, chat_ctx, note, providers = made
         self._run = run
         self.added_tools: tuple[llm.Tool | llm.Toolset, ...] = tuple(tools)
         """The tools this agent's own ``__init__`` added (``tools=``): what it offers
@@ -256,7 +257,9 @@ class State(Agent, Generic[C]):
         if instructions is not None:
             self.prompt = instructions
         transition_tools = run.tools_for(self.name)
-        options: dict[str, Any] = {"llm": run.llm_for(self.tier), **run.options_for(type(self))}
+        options: dict[str, Any] = (  # none resolved for a body's self on a pure run
+            {"llm": run.llm_for(self.tier), **run.options_for(type(self))} if providers
+            else {"llm": None})
         options.update(agent_options)
         super().__init__(
             instructions=self.compose_instructions(run.context, note),
@@ -406,18 +409,30 @@ class State(Agent, Generic[C]):
                 self.session.generate_reply()
 
 
-_MAKING: ContextVar[tuple[Any, llm.ChatContext | None, str | None] | None] = ContextVar(
+_MAKING: ContextVar[tuple[Any, llm.ChatContext | None, str | None, bool] | None] = ContextVar(
     "handoff_making_agent", default=None)
 
 
 @contextmanager
-def making(run: StateRun[Any], chat_ctx: llm.ChatContext | None, note: str | None) -> Iterator[None]:
-    """While the run makes an agent with ``cls()``: what ``State.__init__`` is made from."""
-    token = _MAKING.set((run, chat_ctx, note))
+def making(run: StateRun[Any], chat_ctx: llm.ChatContext | None, note: str | None, *,
+           providers: bool = True) -> Iterator[None]:
+    """While the run makes an agent with ``cls()``: what ``State.__init__`` is made from
+    (``providers=False``: no LLM or voice is resolved, see :func:`body_self`)."""
+    token = _MAKING.set((run, chat_ctx, note, providers))
     try:
         yield
     finally:
         _MAKING.reset(token)
+
+
+def body_self(run: StateRun[Any], cls: type[State[Any]]) -> State[Any]:
+    """The ``self`` of a transition body on a run without a session (``flow.new_run()``:
+    exploration, the pure machine, path search): a real ``cls`` agent of ``run``, with
+    its ``context``, ``run``, ``name`` and methods as in a session, but made without
+    resolving a provider (LiveKit's ``Agent(llm=None)``), so no key is needed. It is
+    never handed to LiveKit, and not kept (``keep_agent``) past the body."""
+    with making(run, None, None, providers=False):
+        return cls()
 
 
 def _guarded_hook(hook: Callable[[Any], Awaitable[None]], name: str) -> Any:

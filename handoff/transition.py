@@ -11,6 +11,7 @@ This module knows states only by name: a class target is anything with a
 
 from __future__ import annotations
 
+import dis
 import inspect
 import re
 import types
@@ -130,6 +131,9 @@ class TransitionDef:
         self.doc = inspect.getdoc(func) or ""
         self.owner: type | None = None
         self.is_method, self.context_param, self.params, declared = _split_signature(func)
+        self.reads_self = self.is_method and _reads_self(func)
+        """Whether the body uses its ``self``: on a run without a session its State is made
+        for the body only then (making one costs more than the move)."""
         self.approval: Approval | None = None if confirm is None else (
             confirm if isinstance(confirm, Approval) else Approval(confirm)).checked(
             self.name, [p.name for p in self.params])
@@ -284,7 +288,8 @@ class TransitionDef:
         return text or None
 
     async def run_body(self, agent: object | None, ctx: Any, arguments: dict[str, Any]) -> Any:
-        """Run the user's body; ``agent`` is None only for global transitions."""
+        """Run the user's body; ``agent`` is None for global transitions, and for a body
+        that never reads its ``self`` on a run without a session (:attr:`reads_self`)."""
         args: list[Any] = []
         if self.is_method:
             args.append(agent)
@@ -407,6 +412,24 @@ def transition(
                              abandons=abandons, back_to=back_to, confirm=confirm)
 
     return decorate
+
+
+def _reads_self(func: Callable[..., Any]) -> bool:
+    """Whether a method's code reads its first argument (``self``), told from its
+    bytecode once. Whatever it cannot tell counts as reading it: no code object, a
+    wrapper taking ``*args``, zero-argument ``super()``, ``locals()``."""
+    code = getattr(func, "__code__", None)
+    if code is None or code.co_argcount == 0:
+        return True
+    name = code.co_varnames[0]
+    if name in code.co_cellvars or "__class__" in code.co_freevars or "locals" in code.co_names:
+        return True  # a nested function or lambda reads it, or super() / locals() might
+    for instruction in dis.get_instructions(code):
+        if instruction.opname.startswith(("LOAD_FAST", "STORE_FAST", "DELETE_FAST")):
+            argval = instruction.argval
+            if name == argval or (isinstance(argval, tuple) and name in argval):
+                return True
+    return False
 
 
 def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Parameter], Any]:

@@ -14,6 +14,7 @@ from examples.callcenter import flow as callcenter
 from examples.callcenter.flow import Billing, Call, Escalation, Greeter, Triage, Wrapup
 from handoff import Flow, RunContext, State, TransitionRefused, transition
 from handoff.move import Move
+from handoff.refusals import record_refusal
 from handoff.testing import FlowStateMachine
 
 logging.getLogger("livekit.agents").setLevel(logging.CRITICAL)
@@ -146,7 +147,7 @@ def test_a_core_that_half_applies_a_refused_transition_is_caught(
         self.run.context.close_journal(self.journal)  # closed, but nothing undone
         if self.run._pending is self:
             self.run._pending = None
-        return None if kind is None else self.run._record_refusal(self.edge.trigger, kind, reason)
+        return None if kind is None else record_refusal(self.run, self.edge.trigger, kind, reason)
 
     monkeypatch.setattr(Move, "abandon", abandon_without_rollback)
     refunds = {"open_refund": {"amount": st.just(500.0), "reason": st.just("r")}}  # > limit

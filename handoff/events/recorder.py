@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._listeners import listener
 from ..background import BackgroundWriter
+from ..observers import attach
 from ..redaction import REDACTED, Redactor
 from .event import Event
 from .store import EventStore
@@ -137,12 +138,15 @@ class EventLog(BackgroundWriter[list[Event]]):
         return self
 
     def track(self, run: FlowRun[Any], call_id: str, *, resumed: bool = False) -> None:
-        """Record ``run`` under ``call_id`` from now on (its session must be attached)."""
+        """Record ``run`` under ``call_id`` from now on (its session must be attached).
+
+        A log not :meth:`install`-ed on the run's flow observes this run only
+        (``run.observers``), never another run of the same flow."""
         if not run.attached:
             raise ValueError("track() needs a run attached to its session")
         if run in self._runs:
             return
-        self.install(run.flow)
+        attach(run, self)  # this run only, unless installed on its flow
         self._runs[run] = tracked = _Tracked(call_id)
         self._live.add(call_id)
         key = (run.flow.name, run.flow.version)

@@ -26,7 +26,6 @@ from .store import EventStore
 from .stores import describe, event_store_from_env
 
 if TYPE_CHECKING:
-    from ..flow import Flow
     from ..run import FlowRun
 
 
@@ -46,7 +45,6 @@ class Recording:
         self.store = store
         self.timeout = timeout
         self.log = None if store is None else EventLog(store)
-        self._flows: list[Flow[Any]] = []  # the log observes them until the recording ends
 
     @classmethod
     def configured(cls, environ: Mapping[str, str] | None = None) -> Recording:
@@ -66,8 +64,6 @@ class Recording:
             return None
         call_id = run.call_id or new_call_id(prefix)
         self.log.track(run, call_id)
-        if run.flow not in self._flows:
-            self._flows.append(run.flow)
         return call_id
 
     async def __aenter__(self) -> Recording:
@@ -77,6 +73,3 @@ class Recording:
                         tb: TracebackType | None) -> None:
         if self.log is not None:
             await self.log.aclose(self.timeout)
-            for flow in self._flows:  # a module-level flow outlives the recording
-                if self.log in flow.observers:
-                    flow.observers.remove(self.log)

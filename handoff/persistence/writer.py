@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._listeners import listener
 from ..background import BackgroundWriter
+from ..observers import attach
 from ..telemetry.metrics import HandoffMetrics, default_metrics
 from .checkpoint import DEFAULT_HISTORY_LIMIT, Checkpoint, Sealer, capture
 from .store import CheckpointStore
@@ -134,7 +135,7 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         """
         if not run.attached:
             raise ValueError("track() needs a run attached to its session")
-        self.install(run.flow)
+        attach(run, self)  # this run only, unless installed on its flow
         self._runs[run] = _Tracked(call_id, resumed.seq if resumed else after_seq,
                                    list(resumed.history) if resumed else [])
         session = run.session

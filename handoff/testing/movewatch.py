@@ -7,7 +7,7 @@ counting turns) or an ordinary tool of the same turn writes too, but those write
 not the move's, and comparing the Context before and after the whole turn would call
 them a refusal that changed something.
 
-A :class:`MoveWatch` registered on the flow sees each move's request
+A :class:`MoveWatch` attached to the run (``run.observers``) sees each move's request
 (``on_transition_requested``) and its refusal (``on_refusal``), which the run reports
 after undoing the move, and keeps the Context as it was at both moments: the move's
 window. Nothing else runs in the window but the move (and the tools of the same LLM
@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..observers import attach, detach
 from ..records import MovedBy, Refusal, TransitionRecord
 from ..run import FlowRun
 
@@ -42,7 +43,7 @@ class Window:
 
 @dataclass(eq=False)
 class MoveWatch:
-    """A flow observer keeping the window of every refused move of one run."""
+    """A run observer keeping the window of every refused move of the run it watches."""
 
     run: FlowRun[Any] | None = None
     open: list[Window] = field(default_factory=list)
@@ -78,12 +79,12 @@ class MoveWatch:
                 f"{w.changed()}" for w in self.refused[since:] if w.changed()]
 
     def watch(self, run: FlowRun[Any]) -> None:
-        """Watch ``run`` (the run's flow reports to this watch from now on)."""
+        """Watch ``run``: it reports to this watch from now on (``run.observers``; another
+        run of the same flow never does)."""
         self.run = run
-        if self not in run.flow.observers:
-            run.flow.observers.append(self)
+        attach(run, self)
 
     def stop(self) -> None:
-        if self.run is not None and self in self.run.flow.observers:
-            self.run.flow.observers.remove(self)
+        if self.run is not None:
+            detach(self.run, self)
         self.run = None
