@@ -22,7 +22,7 @@ import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -31,7 +31,7 @@ from livekit.agents import Agent, ModelSettings, llm
 from livekit.agents.llm.chat_context import Instructions
 from pydantic_core import to_json
 
-from ._livekit import set_agent_tools
+from ._livekit import set_agent_tools, tool_scan_names
 from .approval import ApprovalRecord, approval_of
 from .context import Context
 from .deadline import hook_scope
@@ -258,13 +258,18 @@ class State(Agent, Generic[C]):
         transition_tools = run.tools_for(self.name)
         options: dict[str, Any] = {"llm": run.llm_for(self.tier), **run.options_for(type(self))}
         options.update(agent_options)
-        super().__init__(
-            instructions=self.compose_instructions(run.context, note),
-            id=self.name,
-            chat_ctx=chat_ctx,
-            tools=[*transition_tools, *self.own_tools, *tools, *run.shared_tools()],
-            **options,
-        )
+        instructions_text = self.compose_instructions(run.context, note)
+        self.__dict__["_scanning"] = True  # LiveKit's scan for method tools reads dir(self)
+        try:
+            super().__init__(
+                instructions=instructions_text,
+                id=self.name,
+                chat_ctx=chat_ctx,
+                tools=[*transition_tools, *self.own_tools, *tools, *run.shared_tools()],
+                **options,
+            )
+        finally:
+            del self.__dict__["_scanning"]
         # ordinary tools get the state's timeout (transition bodies get it in the run)
         scrub = Redactor(run.context).text
         self._pii = pii = pii_arguments(type(self), self.tools)  # shared per class and tools
@@ -274,6 +279,14 @@ class State(Agent, Generic[C]):
                               run.note_approval)
             for t in self.tools
         ])
+
+    def __dir__(self) -> Iterable[str]:
+        """Every attribute name, as usual; while ``Agent.__init__`` looks for the agent's
+        method tools, only the names that can hold one (:func:`handoff._livekit.tool_scan_names`:
+        the same tools, found without reading ~100 names that cannot be one)."""
+        if self.__dict__.get("_scanning"):
+            return [*tool_scan_names(type(self)), *self.__dict__]
+        return super().__dir__()
 
     @property
     def run(self) -> StateRun[C]:
