@@ -18,6 +18,7 @@ changes back. Between turns ``run.state == session.current_agent.id`` always.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -71,11 +72,20 @@ _Pending = Move
 class _FsmModel:
     """The object the shared Machine moves (kept apart so trigger names never clash)."""
 
+    __slots__ = ("__weakref__", "state")
+
     state: str
 
 
 class FlowRun(Generic[C]):
     """The per-call state of a Flow. Made by ``Flow.new_run`` / ``Flow.start``."""
+
+    # one per call, thousands per process: no per-object __dict__ (DESIGN §8, heap per run)
+    __slots__ = ("__weakref__", "_agent", "_fsm", "_hand_over_later", "_kept", "_llm_override",
+                 "_pending", "_reached", "_session", "_session_started", "_settled",
+                 "_start_failed", "_tasks", "_tools", "call_id", "closed", "context", "failures",
+                 "flow", "log", "opening", "refusals", "resuming", "resumption", "return_stack",
+                 "summary", "turns")
 
     def __init__(
         self,
@@ -98,9 +108,10 @@ class FlowRun(Generic[C]):
         self.turns = 0
         """Caller turns so far (each user message of the session; see :meth:`caller_turn`):
         what tells a caller-driven round trip from a loop."""
-        self._reached: set[str] = set()
+        self._reached: set[str] | None = None
         """Call ids of this turn's transition tool calls that reached the run (the others
-        LiveKit rejected before calling the tool: arguments the schema does not take)."""
+        LiveKit rejected before calling the tool: arguments the schema does not take);
+        made by the first one."""
         self._session: AgentSession[C] | None = None
         self.resuming = False
         self.resumption: Resumption | None = None
@@ -117,14 +128,16 @@ class FlowRun(Generic[C]):
         self._tools: dict[TransitionDef, llm.FunctionTool] = {}
         self.return_stack: list[str] = []
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
-        self.failures = FailureWatch(flow.failure_policy, lambda why: take_error_transition(self, why))
+        self.failures = FailureWatch(flow.failure_policy,
+                                     functools.partial(take_error_transition, self))
         self._tasks = AwaitedTasks()
         self._kept: dict[str, State[C]] = {}
         """The agent of each ``keep_agent`` state, kept for the whole call."""
         self._session_started: asyncio.Event | None = None
         """Made by ``attach`` and set once ``AgentSession.start`` has returned (or failed):
         LiveKit ignores ``update_agent`` until then, apart from what ``current_agent``
-        reports. None on a run without a session (most runs of exploration: ~0.75 KB each)."""
+        reports. None on a run without a session (most runs of exploration: ~0.75 KB each)
+        and once the session has started (each live call: the same)."""
         self._hand_over_later: asyncio.Task[None] | None = None
         """A move asked for by the first state's on_enter, handed over once started."""
         self._start_failed = False
@@ -276,7 +289,7 @@ class FlowRun(Generic[C]):
         session.on("function_tools_executed", listener(self._on_tools_executed))
         session.on("speech_created", listener(self._on_speech_created))
         session.on("error", listener(self.failures.on_session_error))
-        session.on("close", listener(lambda _: self.close()))
+        session.on("close", listener(self._on_close))
         self._agent = self.make_agent(self.state)
         self.prewarm()
         try:
@@ -289,6 +302,7 @@ class FlowRun(Generic[C]):
             raise
         finally:
             started.set()
+            self._session_started = None  # started: nothing waits for it from now on
         if self.opening is not None:
             await self.opening
         if wait_opening and self._hand_over_later is not None:  # the first on_enter moved on
@@ -438,6 +452,9 @@ class FlowRun(Generic[C]):
                 item.new_agent_id, self.state,
             )
 
+    def _on_close(self, _: object) -> None:
+        self.close()
+
     def _on_speech_created(self, event: SpeechCreatedEvent) -> None:
         """On a realtime model, the agent learns its calls' pii arguments as LiveKit
         records each call (a pipeline model's ``llm_node`` sees them first)."""
@@ -450,8 +467,9 @@ class FlowRun(Generic[C]):
         it up) is a refusal, not a failure: LiveKit told the LLM the tools it has. A task's
         own tools report to the tool awaiting the task, which counts if it fails."""
         scrub_calls(event.function_calls, self._scrubbed)  # before LiveKit stores them
-        reached = set(self._reached)  # only this event's calls are forgotten: a task the
-        self._reached -= {c.call_id for c in event.function_calls}  # tool awaits reports first
+        reached = set(self._reached or ())  # only this event's calls are forgotten: a task
+        if self._reached:  # the tool awaits reports first
+            self._reached -= {c.call_id for c in event.function_calls}
         agent = self._agent
         if agent is None or self._session is None or self._session.current_agent is not agent:
             return
@@ -474,6 +492,12 @@ class FlowRun(Generic[C]):
                                      f"does not take ({output.output}); the flow stays where "
                                      "it is.")
         self.failures.on_tools_executed(event, self.flow.triggers_from(self.state), offered)
+
+    def reached(self, call_id: str) -> None:
+        """The transition tool call ``call_id`` reached the run (LiveKit took its arguments)."""
+        if self._reached is None:
+            self._reached = set()
+        self._reached.add(call_id)
 
     def _is_active(self, agent: State[C]) -> bool:
         return self._session is not None and self._session.current_agent is agent
