@@ -18,7 +18,6 @@ changes back. Between turns ``run.state == session.current_agent.id`` always.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -83,6 +82,7 @@ class FlowRun(Generic[C]):
     # one per call, thousands per process: no per-object __dict__ (DESIGN §8, heap per run)
     __slots__ = ("__weakref__", "_agent", "_fsm", "_hand_over_later", "_kept", "_llm_override",
                  "_pending", "_reached", "_session", "_session_started", "_settled",
+                 "_speech_listened",
                  "_start_failed", "_tasks", "_tools", "call_id", "closed", "context", "failures",
                  "flow", "log", "opening", "refusals", "resuming", "resumption", "return_stack",
                  "summary", "turns")
@@ -128,8 +128,7 @@ class FlowRun(Generic[C]):
         self._tools: dict[TransitionDef, llm.FunctionTool] = {}
         self.return_stack: list[str] = []
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
-        self.failures = FailureWatch(flow.failure_policy,
-                                     functools.partial(take_error_transition, self))
+        self.failures = FailureWatch(flow.failure_policy, self._fail_over)
         self._tasks = AwaitedTasks()
         self._kept: dict[str, State[C]] = {}
         """The agent of each ``keep_agent`` state, kept for the whole call."""
@@ -141,6 +140,9 @@ class FlowRun(Generic[C]):
         self._hand_over_later: asyncio.Task[None] | None = None
         """A move asked for by the first state's on_enter, handed over once started."""
         self._start_failed = False
+        self._speech_listened = False
+        """Whether the session's speech_created reaches the run: once an agent on a realtime
+        model is made (a pipeline model's calls reach the agent's llm_node instead)."""
         self.summary: asyncio.Task[str | None] | None = None
         """The latest background history summary (``history="summary"``), if any."""
 
@@ -287,7 +289,6 @@ class FlowRun(Generic[C]):
         session.userdata = self.context
         session.on("conversation_item_added", listener(self._on_item_added))
         session.on("function_tools_executed", listener(self._on_tools_executed))
-        session.on("speech_created", listener(self._on_speech_created))
         session.on("error", listener(self.failures.on_session_error))
         session.on("close", listener(self._on_close))
         self._agent = self.make_agent(self.state)
@@ -316,6 +317,10 @@ class FlowRun(Generic[C]):
         cls = self.flow.states[state]
         with making(self, chat_ctx, note):  # a LiveKit-style __init__(self) takes no arguments
             agent = cls()
+        if (not self._speech_listened and self._session is not None
+                and isinstance(agent.llm, llm.RealtimeModel)):
+            self._speech_listened = True
+            self._session.on("speech_created", listener(self._on_speech_created))
         if cls.keep_agent:
             self._kept[state] = agent
         return agent
@@ -451,6 +456,9 @@ class FlowRun(Generic[C]):
                 "move the flow with run.go() instead of session.update_agent()",
                 item.new_agent_id, self.state,
             )
+
+    def _fail_over(self, reason: str) -> asyncio.Task[Any] | None:
+        return take_error_transition(self, reason)
 
     def _on_close(self, _: object) -> None:
         self.close()
