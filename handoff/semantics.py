@@ -277,6 +277,8 @@ def converted_arguments(edge: Edge, arguments: Mapping[str, Any]) -> dict[str, A
     Raises :class:`~handoff.errors.TransitionCallError` naming the places (never the
     values, which may be sensitive) when the schema rejects them.
     """
+    if not arguments and not edge.transition.params:  # nothing to check (most moves)
+        return {}
     trigger = edge.trigger
     known = {p.name for p in edge.transition.params}
     unknown = sorted(set(arguments) - known)
