@@ -100,7 +100,7 @@ def timed_method(tool: llm.FunctionTool, call_of: Callable[[Any, str], ToolCall]
         return await _run(functools.partial(tool, agent), name, approval, signature,
                           call_of(agent, name), args, kwargs)
 
-    functools.update_wrapper(timed, tool.__wrapped__)  # its name, docstring, markers
+    functools.update_wrapper(timed, getattr(tool, "__wrapped__", tool))  # name, docstring, markers
     timed.__signature__ = full  # type: ignore[attr-defined]
     timed.handoff_timed = True  # type: ignore[attr-defined]
     return llm.FunctionTool(timed, tool.info)
