@@ -18,6 +18,7 @@ changes back. Between turns ``run.state == session.current_agent.id`` always.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -474,17 +475,22 @@ class FlowRun(Generic[C]):
         """Count the state's failed tools. A name the agent does not offer (the LLM made
         it up) is a refusal, not a failure: LiveKit told the LLM the tools it has. A task's
         own tools report to the tool awaiting the task, which counts if it fails."""
-        scrub_calls(event.function_calls, self._scrubbed)  # before LiveKit stores them
-        reached = set(self._reached or ())  # only this event's calls are forgotten: a task
-        if self._reached:  # the tool awaits reports first
-            self._reached -= {c.call_id for c in event.function_calls}
+        calls = event.function_calls
+        scrub = Redactor(self.context)
+        if values := scrub.values():  # before LiveKit stores them
+            scrub_calls(calls, functools.partial(scrub.text, values=values))
+        reached = self._reached or frozenset()  # only this event's calls are forgotten: a
+        if reached:  # task the tool awaits reports first
+            self._reached = reached - {c.call_id for c in calls}
         agent = self._agent
         if agent is None or self._session is None or self._session.current_agent is not agent:
             return
         # what the declaration offers here, and any tool the agent has beyond it (those its
-        # __init__ added, or LiveKit's update_tools during the call: the flow cannot know them)
-        offered = offer(self.flow, self.state).names | {
-            t.info.name for t in function_tools(agent.tools)}
+        # __init__ added, or LiveKit's update_tools during the call: the flow cannot know
+        # them), read only when a call names something the declaration does not offer
+        offered = offer(self.flow, self.state).names
+        if not offered.issuperset([c.name for c in calls]):
+            offered = offered | {t.info.name for t in function_tools(agent.tools)}
         triggers = self.flow.triggers_from(self.state)
         for call, output in zip(event.function_calls, event.function_call_outputs, strict=False):
             if call.name not in offered and call.name not in self._tasks.tool_names:
@@ -499,7 +505,7 @@ class FlowRun(Generic[C]):
                                      f"'{call.name}' was called with arguments its schema "
                                      f"does not take ({output.output}); the flow stays where "
                                      "it is.")
-        self.failures.on_tools_executed(event, self.flow.triggers_from(self.state), offered)
+        self.failures.on_tools_executed(event, triggers, offered)
 
     def reached(self, call_id: str) -> None:
         """The transition tool call ``call_id`` reached the run (LiveKit took its arguments)."""
