@@ -479,8 +479,8 @@ class FlowRun(Generic[C]):
         scrub = Redactor(self.context)
         if values := scrub.values():  # before LiveKit stores them
             scrub_calls(calls, functools.partial(scrub.text, values=values))
-        reached = self._reached or frozenset()  # only this event's calls are forgotten: a
-        if reached:  # task the tool awaits reports first
+        reached: set[str] = self._reached or set()  # only this event's calls are forgotten:
+        if reached:  # a task the tool awaits reports first
             self._reached = reached - {c.call_id for c in calls}
         agent = self._agent
         if agent is None or self._session is None or self._session.current_agent is not agent:
