@@ -87,7 +87,9 @@ def ring_states(say: str | None = None) -> list[type[State[BenchContext]]]:
     for i, name in enumerate(RING_NAMES):
         nxt = RING_NAMES[(i + 1) % len(RING_NAMES)]
 
-        async def lookup(self: Any, ctx: RunContext[BenchContext], key: str) -> str:
+        # ``self`` unannotated, as in RawAgent.lookup: LiveKit evaluates every annotation
+        # of a tool at each call, so an extra one would be work the raw twin does not do
+        async def lookup(self, ctx: RunContext[BenchContext], key: str) -> str:
             """Look a value up."""
             return await _lookup(ctx, key)
 

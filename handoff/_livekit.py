@@ -9,6 +9,8 @@ when an upgrade removes or changes one of them.
 from __future__ import annotations
 
 import asyncio
+import types
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +30,52 @@ def set_agent_tools(agent: Agent, tools: Sequence[llm.Tool | llm.Toolset]) -> No
     property returns a copy of ``_tools``).
     """
     agent._tools = list(tools)
+
+
+_TOOL_MARKERS = ("__wrapped__", "__livekit_tool_info", "__livekit_raw_tool_info")
+_BUILTIN_CALLABLES = (types.WrapperDescriptorType, types.MethodDescriptorType,
+                      types.BuiltinFunctionType, types.ClassMethodDescriptorType)
+_NONE = object()
+_scan_names: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def tool_scan_names(cls: type) -> tuple[str, ...]:
+    """The names of ``cls``'s attributes where LiveKit's scan for method tools can find one.
+
+    ``Agent.__init__`` finds an agent's method tools with ``find_function_tools(self)``
+    (livekit-agents 1.8.9, voice/agent.py line 91): ``inspect.getmembers(self)``, a
+    ``getattr`` of every name ``dir(self)`` lists, each kept when it is a FunctionTool or
+    RawFunctionTool or a callable carrying ``__wrapped__``, ``__livekit_tool_info`` or
+    ``__livekit_raw_tool_info`` (llm/tool_context.py lines 482-530). A State lists ~135
+    names, and the scan was most of the cost of making its agent. This leaves out only the
+    names that cannot give a tool that way: plain data (neither callable nor a descriptor),
+    functions and class or static methods carrying none of the three markers (their bound
+    forms read attributes from the function), and builtin methods (which carry none).
+    The same tools are found, in the same order (``dir`` is sorted). Worked out once per
+    class; a class that defines its own attribute lookup gets every name.
+    """
+    names = _scan_names.get(cls)
+    if names is not None:
+        return names
+    custom_lookup = any(k in vars(klass) for klass in cls.__mro__[:-1]
+                        for k in ("__getattr__", "__getattribute__"))
+    kept = []
+    for name in dir(cls):
+        value = next((vars(klass)[name] for klass in cls.__mro__ if name in vars(klass)), _NONE)
+        if custom_lookup or value is _NONE or not _cannot_be_a_tool(value):
+            kept.append(name)
+    _scan_names[cls] = names = tuple(kept)
+    return names
+
+
+def _cannot_be_a_tool(value: Any) -> bool:
+    if isinstance(value, classmethod | staticmethod):
+        value = value.__func__
+    if isinstance(value, types.FunctionType):
+        return not any(hasattr(value, marker) for marker in _TOOL_MARKERS)
+    if isinstance(value, _BUILTIN_CALLABLES):
+        return True
+    return not callable(value) and not hasattr(type(value), "__get__")
 
 
 def on_speech_items(speech: SpeechHandle, callback: Callable[[llm.ChatItem], None]) -> None:

@@ -52,8 +52,12 @@ class FailureWatch:
     """Counts one run's consecutive failures and asks for its error transition when due.
 
     ``take_error_transition(reason)`` is the run's: it starts the move (and returns its
-    task), or returns None when the current state has no error transition.
+    task), or returns None when the current state has no error transition. One per run,
+    so slotted, and its sets are made by the first LLM error (most calls have none).
     """
+
+    __slots__ = ("_counting", "_forgiven", "_gave_up", "_policy", "_take_error_transition",
+                 "consecutive", "failover")
 
     def __init__(
         self,
@@ -64,8 +68,8 @@ class FailureWatch:
         self._take_error_transition = take_error_transition
         self.consecutive = 0
         self.failover: asyncio.Task[Any] | None = None
-        self._forgiven: set[int] = set()
-        self._counting: set[asyncio.Future[None]] = set()  # LLM errors in their grace
+        self._forgiven: set[int] | None = None
+        self._counting: set[asyncio.Future[None]] | None = None  # LLM errors in their grace
         self._gave_up = False
 
     def note(self, what: str) -> None:
@@ -120,6 +124,8 @@ class FailureWatch:
             cause: BaseException = getattr(error, "error", None) or RuntimeError(str(error))
             loop = asyncio.get_running_loop()
             counted: asyncio.Future[None] = loop.create_future()
+            if self._counting is None:
+                self._counting = set()
             self._counting.add(counted)
             loop.call_later(LLM_ERROR_GRACE, self._count_llm_error, cause, counted)
 
@@ -131,15 +137,18 @@ class FailureWatch:
 
     def forgive(self, cause: BaseException) -> None:
         """A background request failed with ``cause``: not a failure the caller noticed."""
-        self._forgiven.add(id(cause))
+        forgiven = self._forgiven if self._forgiven is not None else set()
+        self._forgiven = forgiven
+        forgiven.add(id(cause))
         for chained in (cause.__cause__, cause.__context__):
             if chained is not None:
-                self._forgiven.add(id(chained))
+                forgiven.add(id(chained))
 
     def _count_llm_error(self, cause: BaseException, counted: asyncio.Future[None]) -> None:
-        self._counting.discard(counted)
+        if self._counting is not None:
+            self._counting.discard(counted)
         try:
-            if id(cause) in self._forgiven:
+            if self._forgiven is not None and id(cause) in self._forgiven:
                 self._forgiven.discard(id(cause))
                 return
             self.note(f"the language model failed ({cause})")

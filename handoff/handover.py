@@ -35,21 +35,20 @@ def hand_over(run: FlowRun[Any], agent: State[Any]) -> None:
     pending, session = run._pending, run._session
     assert pending is not None and session is not None
     pending.done = asyncio.get_running_loop().create_future()
-    started = run._session_started
-    assert started is not None  # made by attach, with the session
-    if started.is_set():
+    started = run._session_started  # None once AgentSession.start has returned
+    if started is None or started.is_set():
         session.update_agent(agent)
     else:  # the first state's on_enter, while AgentSession.start still runs
         run._hand_over_later = asyncio.get_running_loop().create_task(
-            _hand_over_once_started(run, pending))
+            _hand_over_once_started(run, pending, started))
 
 
-async def _hand_over_once_started(run: FlowRun[Any], pending: Move) -> None:
-    """Hand ``pending`` to LiveKit once ``AgentSession.start`` has returned: before,
-    ``update_agent`` only renames ``current_agent`` (LiveKit 1.8.9), and a start that
-    captures the opening reply waits for the very on_enter asking for the move."""
-    assert run._session_started is not None
-    await run._session_started.wait()
+async def _hand_over_once_started(run: FlowRun[Any], pending: Move,
+                                  started: asyncio.Event) -> None:
+    """Hand ``pending`` to LiveKit once ``AgentSession.start`` has returned (``started``
+    is set): before, ``update_agent`` only renames ``current_agent`` (LiveKit 1.8.9), and
+    a start that captures the opening reply waits for the very on_enter asking for the move."""
+    await started.wait()
     if run._pending is not pending or run._session is None or run.closed:
         return
     if run._start_failed:

@@ -407,7 +407,7 @@ def transition_tool(run: FlowRun[Any], edge: Edge) -> agents.llm.FunctionTool:
 
     async def invoke(**arguments: Any) -> Any:
         ctx: RunContext[Any] = arguments.pop(ctx_name)
-        run._reached.add(ctx.function_call.call_id)
+        run.reached(ctx.function_call.call_id)
         move, _ = await Move.begin(run, trigger, arguments, ctx, by="llm")
         move.call = ctx.function_call
         agent = await move.handoff()

@@ -51,6 +51,7 @@ from .transition import TransitionDef
 if TYPE_CHECKING:
     from livekit.agents import (
         ConversationItemAddedEvent,
+        FunctionToolsExecutedEvent,
         SpeechCreatedEvent,
     )
 
@@ -69,11 +70,21 @@ _Pending = Move
 class _FsmModel:
     """The object the shared Machine moves (kept apart so trigger names never clash)."""
 
+    __slots__ = ("__weakref__", "state")
+
     state: str
 
 
 class FlowRun(Generic[C]):
     """The per-call state of a Flow. Made by ``Flow.new_run`` / ``Flow.start``."""
+
+    # one per call, thousands per process: no per-object __dict__ (DESIGN §8, heap per run)
+    __slots__ = ("__weakref__", "_agent", "_fsm", "_hand_over_later", "_kept", "_llm_override",
+                 "_pending", "_reached", "_session", "_session_started", "_settled",
+                 "_speech_listened",
+                 "_start_failed", "_tasks", "_tools", "call_id", "closed", "context", "failures",
+                 "flow", "log", "observers", "opening", "refusals", "resuming", "resumption", "return_stack",
+                 "summary", "turns")
 
     def __init__(
         self,
@@ -99,9 +110,10 @@ class FlowRun(Generic[C]):
         self.turns = 0
         """Caller turns so far (each user message of the session; see :meth:`caller_turn`):
         what tells a caller-driven round trip from a loop."""
-        self._reached: set[str] = set()
+        self._reached: set[str] | None = None
         """Call ids of this turn's transition tool calls that reached the run (the others
-        LiveKit rejected before calling the tool: arguments the schema does not take)."""
+        LiveKit rejected before calling the tool: arguments the schema does not take);
+        made by the first one."""
         self._session: AgentSession[C] | None = None
         self.resuming = False
         self.resumption: Resumption | None = None
@@ -118,17 +130,21 @@ class FlowRun(Generic[C]):
         self._tools: dict[TransitionDef, llm.FunctionTool] = {}
         self.return_stack: list[str] = []
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
-        self.failures = FailureWatch(flow.failure_policy, lambda why: take_error_transition(self, why))
+        self.failures = FailureWatch(flow.failure_policy, self._fail_over)
         self._tasks = AwaitedTasks()
         self._kept: dict[str, State[C]] = {}
         """The agent of each ``keep_agent`` state, kept for the whole call."""
         self._session_started: asyncio.Event | None = None
         """Made by ``attach`` and set once ``AgentSession.start`` has returned (or failed):
         LiveKit ignores ``update_agent`` until then, apart from what ``current_agent``
-        reports. None on a run without a session (most runs of exploration: ~0.75 KB each)."""
+        reports. None on a run without a session (most runs of exploration: ~0.75 KB each)
+        and once the session has started (each live call: the same)."""
         self._hand_over_later: asyncio.Task[None] | None = None
         """A move asked for by the first state's on_enter, handed over once started."""
         self._start_failed = False
+        self._speech_listened = False
+        """Whether the session's speech_created reaches the run: once an agent on a realtime
+        model is made (a pipeline model's calls reach the agent's llm_node instead)."""
         self.summary: asyncio.Task[str | None] | None = None
         """The latest background history summary (``history="summary"``), if any."""
 
@@ -274,10 +290,9 @@ class FlowRun(Generic[C]):
                 session.conn_options.max_unrecoverable_errors)
         session.userdata = self.context
         session.on("conversation_item_added", listener(self._on_item_added))
-        session.on("function_tools_executed", listener(lambda ev: on_tools_executed(self, ev)))
-        session.on("speech_created", listener(self._on_speech_created))
+        session.on("function_tools_executed", listener(self._on_tools_executed))
         session.on("error", listener(self.failures.on_session_error))
-        session.on("close", listener(lambda _: self.close()))
+        session.on("close", listener(self._on_close))
         self._agent = self.make_agent(self.state)
         self.prewarm()
         try:
@@ -290,6 +305,7 @@ class FlowRun(Generic[C]):
             raise
         finally:
             started.set()
+            self._session_started = None  # started: nothing waits for it from now on
         if self.opening is not None:
             await self.opening
         if wait_opening and self._hand_over_later is not None:  # the first on_enter moved on
@@ -303,6 +319,10 @@ class FlowRun(Generic[C]):
         cls = self.flow.states[state]
         with making(self, chat_ctx, note):  # a LiveKit-style __init__(self) takes no arguments
             agent = cls()
+        if (not self._speech_listened and self._session is not None
+                and isinstance(agent.llm, llm.RealtimeModel)):
+            self._speech_listened = True
+            self._session.on("speech_created", listener(self._on_speech_created))
         if cls.keep_agent:
             self._kept[state] = agent
         return agent
@@ -403,12 +423,28 @@ class FlowRun(Generic[C]):
                 item.new_agent_id, self.state,
             )
 
+    def _fail_over(self, reason: str) -> asyncio.Task[Any] | None:
+        return take_error_transition(self, reason)
+
+    def _on_close(self, _: object) -> None:
+        self.close()
+
     def _on_speech_created(self, event: SpeechCreatedEvent) -> None:
         """On a realtime model, the agent learns its calls' pii arguments as LiveKit
         records each call (a pipeline model's ``llm_node`` sees them first)."""
         agent = self._agent
         if agent is not None and isinstance(agent.llm, llm.RealtimeModel):
             on_speech_items(event.speech_handle, agent.learn_pii)
+
+    def _on_tools_executed(self, event: FunctionToolsExecutedEvent) -> None:
+        """LiveKit ran a turn's tools: see :mod:`handoff.tools_executed`."""
+        on_tools_executed(self, event)
+
+    def reached(self, call_id: str) -> None:
+        """The transition tool call ``call_id`` reached the run (LiveKit took its arguments)."""
+        if self._reached is None:
+            self._reached = set()
+        self._reached.add(call_id)
 
     def _is_active(self, agent: State[C]) -> bool:
         return self._session is not None and self._session.current_agent is agent

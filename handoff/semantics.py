@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from livekit.agents import llm
@@ -277,6 +277,8 @@ def converted_arguments(edge: Edge, arguments: Mapping[str, Any]) -> dict[str, A
     Raises :class:`~handoff.errors.TransitionCallError` naming the places (never the
     values, which may be sensitive) when the schema rejects them.
     """
+    if not arguments and not edge.transition.params:  # nothing to check (most moves)
+        return {}
     trigger = edge.trigger
     known = {p.name for p in edge.transition.params}
     unknown = sorted(set(arguments) - known)
@@ -314,11 +316,13 @@ class Offer:
     free: tuple[llm.Tool | llm.Toolset, ...]
     """The tools handed to ``Agent(tools=...)`` besides the transitions: the State's
     ``tools = [...]`` then the flow-wide ones, as declared (Toolsets not expanded)."""
+    names: frozenset[str] = field(init=False)
+    """Every tool name the LLM sees here: transitions and ordinary tools (read after
+    every tool call of the call, so worked out once)."""
 
-    @property
-    def names(self) -> frozenset[str]:
-        """Every tool name the LLM sees here: transitions and ordinary tools."""
-        return frozenset(e.trigger for e in self.transitions) | frozenset(self.tools)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", frozenset(e.trigger for e in self.transitions)
+                           | frozenset(self.tools))
 
 
 def function_tools(tools: Iterable[Any]) -> Iterator[FunctionTool]:

@@ -22,7 +22,7 @@ import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -31,7 +31,7 @@ from livekit.agents import Agent, ModelSettings, llm
 from livekit.agents.llm.chat_context import Instructions
 from pydantic_core import to_json
 
-from ._livekit import set_agent_tools
+from ._livekit import set_agent_tools, tool_scan_names
 from .approval import ApprovalRecord, approval_of
 from .context import Context
 from .deadline import hook_scope
@@ -40,7 +40,7 @@ from .realtime import Model
 from .records import Returned, TransitionRecord
 from .redaction import Redactor
 from .sensitive_args import PiiArguments, pii_arguments, remember_arguments
-from .state_tools import collect_free_tools, with_timeout
+from .state_tools import ToolCall, collect_free_tools, is_timed, timed_method, with_timeout
 from .subtasks import awaited_tasks
 from .transition import TransitionDef
 from .turn_context import run_before_reply
@@ -151,6 +151,10 @@ class State(Agent, Generic[C]):
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
         collect_free_tools(cls)
+        # its method tools run under the state's timeout (see _tool_call), wrapped once here
+        for attr, value in list(cls.__dict__.items()):
+            if isinstance(value, llm.FunctionTool) and not is_timed(value):
+                setattr(cls, attr, timed_method(value, _tool_call))
         # a raising on_enter/on_exit must not leave the call silent or the handoff half-done:
         # the move is complete (LiveKit switched agents), the failure is counted and reported
         for hook in ("on_enter", "on_exit"):
@@ -261,22 +265,35 @@ class State(Agent, Generic[C]):
             {"llm": run.llm_for(self.tier), **run.options_for(type(self))} if providers
             else {"llm": None})
         options.update(agent_options)
-        super().__init__(
-            instructions=self.compose_instructions(run.context, note),
-            id=self.name,
-            chat_ctx=chat_ctx,
-            tools=[*transition_tools, *self.own_tools, *tools, *run.shared_tools()],
-            **options,
-        )
+        instructions_text = self.compose_instructions(run.context, note)
+        self.__dict__["_scanning"] = True  # LiveKit's scan for method tools reads dir(self)
+        try:
+            super().__init__(
+                instructions=instructions_text,
+                id=self.name,
+                chat_ctx=chat_ctx,
+                tools=[*transition_tools, *self.own_tools, *tools, *run.shared_tools()],
+                **options,
+            )
+        finally:
+            del self.__dict__["_scanning"]
         # ordinary tools get the state's timeout (transition bodies get it in the run)
         scrub = Redactor(run.context).text
         self._pii = pii = pii_arguments(type(self), self.tools)  # shared per class and tools
         set_agent_tools(self, [
-            t if t in transition_tools or not isinstance(t, llm.FunctionTool)
+            t if t in transition_tools or not isinstance(t, llm.FunctionTool) or is_timed(t)
             else with_timeout(t, self.tool_timeout, scrub, run.context, pii.get(t.id),
                               run.note_approval)
             for t in self.tools
         ])
+
+    def __dir__(self) -> Iterable[str]:
+        """Every attribute name, as usual; while ``Agent.__init__`` looks for the agent's
+        method tools, only the names that can hold one (:func:`handoff._livekit.tool_scan_names`:
+        the same tools, found without reading ~100 names that cannot be one)."""
+        if self.__dict__.get("_scanning"):
+            return [*tool_scan_names(type(self)), *self.__dict__]
+        return super().__dir__()
 
     @property
     def run(self) -> StateRun[C]:
@@ -407,6 +424,14 @@ class State(Agent, Generic[C]):
                 self.session.generate_reply(instructions=self.entry_prompt)
             else:
                 self.session.generate_reply()
+
+
+def _tool_call(agent: State[Any], name: str) -> ToolCall:
+    """What a call of the agent's method tool ``name`` needs: the state's timeout, the
+    call's scrubber and Context, the tool's pii parameters, the run's approval observer."""
+    run = agent.run
+    return ToolCall(agent.tool_timeout, Redactor(run.context).text, run.context,
+                    agent._pii.get(name), run.note_approval)
 
 
 _MAKING: ContextVar[tuple[Any, llm.ChatContext | None, str | None, bool] | None] = ContextVar(

@@ -54,6 +54,18 @@ def _is_method(tool: llm.FunctionTool | llm.RawFunctionTool) -> bool:
     return bool(params) and params[0] == "self"
 
 
+class ToolCall:
+    """What a tool call needs of the call it belongs to (see :func:`with_timeout`)."""
+
+    __slots__ = ("context", "pii", "scrub", "seconds", "tell")
+
+    def __init__(self, seconds: float, scrub: Callable[[str], str], context: Context,
+                 pii: frozenset[str] | None = None,
+                 tell: Callable[[ApprovalRecord], None] | None = None) -> None:
+        self.seconds, self.scrub, self.context, self.pii, self.tell = (
+            seconds, scrub, context, pii, tell)
+
+
 def with_timeout(
     tool: llm.FunctionTool, seconds: float, scrub: Callable[[str], str], context: Context,
     pii: frozenset[str] | None = None, tell: Callable[[ApprovalRecord], None] | None = None,
@@ -62,37 +74,67 @@ def with_timeout(
     a ToolError it raises reaches the LLM ``scrub``-bed of sensitive values, and the values
     of its ``pii`` parameters are sensitive values of ``context`` before it runs. A
     ``@confirm`` tool runs only once the caller said yes (``tell`` hears the approval)."""
-    name = tool.info.name
-    approval = approval_of(tool)
+    name, approval = tool.info.name, approval_of(tool)
     signature = inspect.signature(tool)
+    call = ToolCall(seconds, scrub, context, pii, tell)
 
     async def timed(*args: Any, **kwargs: Any) -> Any:
-        # LiveKit passes the arguments positionally (a realtime model's calls): bind them
-        called = {k: v for k, v in signature.bind_partial(*args, **kwargs).arguments.items()
-                  if not isinstance(v, RunContext)}
-        if pii:
-            remember_arguments(context, pii, called)
-        if approval is not None:  # asked before the deadline starts: the caller takes their time
-            denied = await ask(approval, name, called, tell or (lambda _: None))
-            if denied is not None:
-                raise ToolError(scrub(denial(name, denied)))
-        try:
-            async with Deadline(seconds):  # paused while a sub-task of the tool talks
-                return await tool(*args, **kwargs)
-        except ToolError as exc:
-            message = scrub(exc.message)
-            if message == exc.message:
-                raise
-            raise ToolError(message) from None
-        except TimeoutError:
-            raise ToolError(
-                f"{name} took longer than {seconds:g} s and was stopped; it may be retried, "
-                "or offer the caller a human"
-            ) from None
+        return await _run(tool, name, approval, signature, call, args, kwargs)
 
     functools.update_wrapper(timed, tool, updated=())  # not the tool's attributes: memory
     # LiveKit reads the signature at every call; preset it so it does not unwrap each time
     timed.__signature__ = signature  # type: ignore[attr-defined]
     return llm.FunctionTool(timed, tool.info)
+
+
+def timed_method(tool: llm.FunctionTool, call_of: Callable[[Any, str], ToolCall]
+                 ) -> llm.FunctionTool:
+    """A State's method tool, run as :func:`with_timeout` runs a tool, wrapped once per
+    class: LiveKit binds it to each agent as it binds the method, and ``call_of(agent,
+    name)`` gives what the call needs when it runs (no wrapper made per agent)."""
+    name, approval = tool.info.name, approval_of(tool)
+    full = inspect.signature(tool)  # with the agent's ``self``
+    signature = full.replace(parameters=list(full.parameters.values())[1:])
+
+    async def timed(agent: Any, *args: Any, **kwargs: Any) -> Any:
+        return await _run(functools.partial(tool, agent), name, approval, signature,
+                          call_of(agent, name), args, kwargs)
+
+    functools.update_wrapper(timed, getattr(tool, "__wrapped__", tool))  # name, docstring, markers
+    timed.__signature__ = full  # type: ignore[attr-defined]
+    timed.handoff_timed = True  # type: ignore[attr-defined]
+    return llm.FunctionTool(timed, tool.info)
+
+
+def is_timed(tool: object) -> bool:
+    """True for a method tool :func:`timed_method` wrapped (bound to an agent or not)."""
+    return getattr(tool, "handoff_timed", False) is True
+
+
+async def _run(tool: Callable[..., Any], name: str, approval: Any,
+               signature: inspect.Signature, call: ToolCall, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> Any:
+    # LiveKit passes the arguments positionally (a realtime model's calls): bind them
+    called = {k: v for k, v in signature.bind_partial(*args, **kwargs).arguments.items()
+              if not isinstance(v, RunContext)}
+    if call.pii:
+        remember_arguments(call.context, call.pii, called)
+    if approval is not None:  # asked before the deadline starts: the caller takes their time
+        denied = await ask(approval, name, called, call.tell or (lambda _: None))
+        if denied is not None:
+            raise ToolError(call.scrub(denial(name, denied)))
+    try:
+        async with Deadline(call.seconds):  # paused while a sub-task of the tool talks
+            return await tool(*args, **kwargs)
+    except ToolError as exc:
+        message = call.scrub(exc.message)
+        if message == exc.message:
+            raise
+        raise ToolError(message) from None
+    except TimeoutError:
+        raise ToolError(
+            f"{name} took longer than {call.seconds:g} s and was stopped; it may be retried, "
+            "or offer the caller a human"
+        ) from None
 
 

@@ -27,8 +27,9 @@ class AwaitedTasks:
     __slots__ = ("_callers", "_tasks", "tool_names")
 
     def __init__(self) -> None:
-        self._tasks: list[AgentTask[Any]] = []
-        self._callers: list[tuple[AgentTask[Any], asyncio.Task[Any]]] = []
+        # tuples, so a run awaiting no task (most) holds the one shared empty tuple
+        self._tasks: tuple[AgentTask[Any], ...] = ()
+        self._callers: tuple[tuple[AgentTask[Any], asyncio.Task[Any]], ...] = ()
         self.tool_names: frozenset[str] = frozenset()
         """The tools of the latest tasks: the one that completes a task reports after the
         state's agent resumed, and is not a made-up name of the state's."""
@@ -43,7 +44,7 @@ class AwaitedTasks:
 
     def callers(self) -> tuple[asyncio.Task[Any], ...]:
         """The code still finishing after a task it awaited completed (see ``run.task_callers``)."""
-        self._callers[:] = [(t, c) for t, c in self._callers if not c.done()]
+        self._callers = tuple((t, c) for t, c in self._callers if not c.done())
         awaiting = {c for t, c in self._callers if not t.done()}  # e.g. a TaskGroup's next task
         return tuple(dict.fromkeys(c for t, c in self._callers if t.done() and c not in awaiting))
 
@@ -52,11 +53,11 @@ class AwaitedTasks:
         parent: Agent | None = self._tasks[-1] if self._tasks else agent
         self.tool_names = (self.tool_names if self._tasks else frozenset()) | frozenset(
             t.id for t in task.tools if isinstance(t, llm.FunctionTool | llm.RawFunctionTool))
-        self._tasks.append(task)
+        self._tasks = (*self._tasks, task)
         caller = asyncio.current_task()  # LiveKit starts the task from the code awaiting it
-        self._callers[:] = [(t, c) for t, c in self._callers if not c.done()]
+        self._callers = tuple((t, c) for t, c in self._callers if not c.done())
         if caller is not None:
-            self._callers.append((task, caller))
+            self._callers = (*self._callers, (task, caller))
         if parent is not None:
             inherited = {name: getattr(parent, name) for name in ("llm", "tts", "stt")
                          if not is_given(getattr(task, name)) and is_given(getattr(parent, name))}
@@ -67,17 +68,17 @@ class AwaitedTasks:
 
     def resumed(self, task: AgentTask[Any]) -> None:
         """``task`` (a task group) is active again: the tasks it awaited are done."""
-        del self._tasks[self._tasks.index(task) + 1:]
+        self._tasks = self._tasks[:self._tasks.index(task) + 1]
 
     def end(self) -> None:
         """The state's agent resumed: every task it awaited is done."""
         if self._tasks:
-            self._tasks.clear()
+            self._tasks = ()
             if (deadline := Deadline.current()) is not None:
                 deadline.restart()
 
     def clear(self, *, callers: bool = False) -> None:
         """Forget the tasks (a move replaced them), and their callers too when the call ended."""
-        self._tasks.clear()
+        self._tasks = ()
         if callers:
-            self._callers.clear()
+            self._callers = ()

@@ -10,8 +10,10 @@ task, which counts if it fails.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
+from .redaction import Redactor
 from .refusals import record_refusal
 from .semantics import function_tools, offer
 from .sensitive_args import scrub_calls
@@ -25,15 +27,22 @@ if TYPE_CHECKING:
 def on_tools_executed(run: FlowRun[Any], event: FunctionToolsExecutedEvent) -> None:
     """Scrub the calls' sensitive values, refuse the calls that reached no tool, and count
     the state's failed tools."""
-    scrub_calls(event.function_calls, run._scrubbed)  # before LiveKit stores them
-    reached = set(run._reached)  # only this event's calls are forgotten: a task the
-    run._reached -= {c.call_id for c in event.function_calls}  # tool awaits reports first
+    calls = event.function_calls
+    scrub = Redactor(run.context)
+    if values := scrub.values():  # before LiveKit stores them
+        scrub_calls(calls, functools.partial(scrub.text, values=values))
+    reached: set[str] = run._reached or set()  # only this event's calls are forgotten:
+    if reached:  # a task the tool awaits reports first
+        run._reached = reached - {c.call_id for c in calls}
     agent, session = run.agent, run._session
     if agent is None or session is None or session.current_agent is not agent:
         return
     # what the declaration offers here, and any tool the agent has beyond it (those its
-    # __init__ added, or LiveKit's update_tools during the call: the flow cannot know them)
-    offered = offer(run.flow, run.state).names | {t.info.name for t in function_tools(agent.tools)}
+    # __init__ added, or LiveKit's update_tools during the call: the flow cannot know
+    # them), read only when a call names something the declaration does not offer
+    offered = offer(run.flow, run.state).names
+    if not offered.issuperset([c.name for c in calls]):
+        offered = offered | {t.info.name for t in function_tools(agent.tools)}
     triggers = run.flow.triggers_from(run.state)
     for call, output in zip(event.function_calls, event.function_call_outputs, strict=False):
         if call.name not in offered and call.name not in run._tasks.tool_names:

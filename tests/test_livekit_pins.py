@@ -7,9 +7,15 @@ upgrade changes one of them, this file fails first, naming the pin to revisit
 
 from __future__ import annotations
 
-from livekit.agents import Agent, function_tool
+import functools
+import logging
+from typing import Any, ClassVar
 
-from handoff import _livekit
+from livekit.agents import Agent, RunContext, function_tool, llm
+from livekit.agents.llm.tool_context import find_function_tools
+
+from handoff import Context, Flow, State, _livekit
+from handoff.testing.scripted import ScriptedLLM
 
 
 class _Plain(Agent):
@@ -72,3 +78,72 @@ async def test_a_speech_handle_calls_back_with_each_item_it_records() -> None:
     call = llm.FunctionCall(call_id="c1", name="lookup", arguments="{}")
     speech._item_added([call])
     assert seen == [call], "SpeechHandle no longer calls its item callbacks: update _livekit.py"
+
+
+def test_a_state_agent_finds_the_tools_a_full_scan_of_it_finds() -> None:
+    """tool_scan_names leaves out only names where LiveKit's scan cannot find a tool: an
+    agent made with it holds every tool a full ``find_function_tools`` finds, including
+    a wrapped method tool, a raw tool, a tool set on the instance before ``super().__init__``
+    and a tool behind a property; ``dir`` of the agent is the full one again afterwards."""
+    @function_tool
+    async def free(ctx: RunContext[Context]) -> str:
+        """A free tool."""
+        return "free"
+
+    def decorate(fn: Any) -> Any:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await fn(*args, **kwargs)
+        return wrapper
+
+    class Scanned(State[Context]):
+        """Every way a tool can sit on an agent."""
+
+        instructions = "Scan."
+        speaks_first = False
+        plain_value: ClassVar[str] = "not a tool"
+
+        def __init__(self) -> None:
+            self.on_instance = free
+            super().__init__()
+
+        @function_tool
+        async def method_tool(self, ctx: RunContext[Context]) -> str:
+            """A method tool."""
+            return "m"
+
+        @decorate
+        @function_tool
+        async def wrapped_tool(self, ctx: RunContext[Context]) -> str:
+            """A method tool wrapped after it was made one."""
+            return "w"
+
+        @function_tool(raw_schema={"name": "raw_tool", "description": "Raw.",
+                                   "parameters": {"type": "object", "properties": {}}})
+        async def raw_tool(self, raw_arguments: dict[str, object]) -> str:
+            return "r"
+
+        @property
+        def by_property(self) -> llm.FunctionTool:
+            return free
+
+        def helper(self) -> None:
+            """Not a tool."""
+
+        @classmethod
+        def class_helper(cls) -> None:
+            """Not a tool."""
+
+    flow = Flow("scan", context=Context, initial=Scanned, states=[Scanned])
+    logging.getLogger("livekit.agents").disabled = True  # the wrapped tool's warning
+    try:
+        agent = flow.new_run(llm=ScriptedLLM([])).make_agent("Scanned")
+        full = [*find_function_tools(Scanned), free, free]  # the instance's and the property's
+    finally:
+        logging.getLogger("livekit.agents").disabled = False
+    names = sorted(t.info.name for t in agent.tools if isinstance(t, llm.FunctionTool | llm.RawFunctionTool))
+    assert names == sorted(t.info.name for t in full)
+    assert {"method_tool", "wrapped_tool", "raw_tool"} <= set(names)
+    assert names.count("free") == 2
+    assert {"plain_value", "helper", "class_helper", "tool_timeout"} <= set(dir(agent))
+    assert "_scanning" not in vars(agent)
