@@ -37,6 +37,7 @@ from .context import Context
 from .errors import FlowError, TransitionCallError
 from .failures import FailureWatch
 from .graph import Edge
+from .items_added import on_item_added
 from .move import Move, by_code, take_error_transition, transition_tool
 from .observers import tell
 from .realtime import Model
@@ -395,33 +396,8 @@ class FlowRun(Generic[C]):
             raise TransitionCallError(self._scrubbed(str(exc))) from None
 
     def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
-        item = event.item
-        if item.type == "message" and item.role == "user":
-            self.caller_turn()
-            return
-        if item.type != "agent_handoff":
-            return
-        pending = self._pending
-        active = self._session.current_agent if self._session is not None else None
-        if (
-            pending is not None
-            and pending.agent is not None
-            and item.new_agent_id == pending.agent.id
-            and self._is_active(pending.agent)
-        ):
-            pending.commit()
-        elif active is not None and active is self._agent:
-            self._tasks.end()  # the state's agent resumed: the tasks it awaited are done
-        elif isinstance(active, AgentTask) and active in self._tasks:
-            self._tasks.resumed(active)  # a task group resumed
-        elif isinstance(active, AgentTask) and active.id == item.new_agent_id:
-            self._tasks.start(active, self._agent)
-        elif item.new_agent_id != self.state:
-            logger.error(
-                "agent %s became active outside the flow (FSM state %s); "
-                "move the flow with run.go() instead of session.update_agent()",
-                item.new_agent_id, self.state,
-            )
+        """LiveKit added a conversation item: see :mod:`handoff.items_added`."""
+        on_item_added(self, event)
 
     def _fail_over(self, reason: str) -> asyncio.Task[Any] | None:
         return take_error_transition(self, reason)
@@ -445,9 +421,6 @@ class FlowRun(Generic[C]):
         if self._reached is None:
             self._reached = set()
         self._reached.add(call_id)
-
-    def _is_active(self, agent: State[C]) -> bool:
-        return self._session is not None and self._session.current_agent is agent
 
     def _settle(self) -> None:
         """No move is under way any more: wake the error transition if it waits."""

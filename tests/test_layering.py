@@ -36,7 +36,7 @@ LAYERS: list[list[str]] = [
     ["handoff.semantics"],
     ["handoff.validate"],
     ["handoff.handover", "handoff.refusals"],
-    ["handoff.move", "handoff.tools_executed"],
+    ["handoff.move", "handoff.tools_executed", "handoff.items_added"],
     ["handoff.run"],
     ["handoff.flow"],
     ["handoff.transcript", "handoff.diagram", "handoff.diagram_diff", "handoff.inflight",
@@ -61,6 +61,7 @@ TYPE_ONLY_BACK_EDGES = {
     ("handoff.handover", "handoff.move"): "the handoff step is annotated with the move it ends",
     ("handoff.refusals", "handoff.run"): "a refusal is recorded on the run it belongs to",
     ("handoff.tools_executed", "handoff.run"): "a run hears LiveKit's executed tools with it",
+    ("handoff.items_added", "handoff.run"): "a run hears LiveKit's conversation items with it",
 }
 """The upward edges allowed, each only under ``if TYPE_CHECKING:``, and why."""
 
