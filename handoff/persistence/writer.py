@@ -39,7 +39,7 @@ from .._listeners import listener
 from ..background import BackgroundWriter
 from ..observers import attach
 from ..telemetry.metrics import HandoffMetrics, default_metrics
-from .checkpoint import DEFAULT_HISTORY_LIMIT, Checkpoint, Sealer, capture
+from .checkpoint import DEFAULT_HISTORY_LIMIT, CaptureCache, Checkpoint, Sealer, capture
 from .store import CheckpointStore
 
 if TYPE_CHECKING:
@@ -59,15 +59,14 @@ whatever the reason."""
 
 
 class _Tracked:
-    __slots__ = ("call_id", "earlier", "fingerprint", "sealed", "seq", "texts")
+    __slots__ = ("cache", "call_id", "earlier", "fingerprint", "seq")
 
     def __init__(self, call_id: str, seq: int, earlier: list[dict[str, str]]) -> None:
         self.call_id = call_id
         self.seq = seq
         self.earlier = earlier
         self.fingerprint: tuple[Any, ...] = ()
-        self.texts: dict[str, str] = {}
-        self.sealed: dict[str, str] = {}
+        self.cache = CaptureCache()
 
 
 class Checkpointer(BackgroundWriter[Checkpoint]):
@@ -186,11 +185,8 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         try:
             # seqs grow within a call and stay above an older call's on the same id
             seq = max(tracked.seq + 1, time.time_ns() // 1000)
-            if len(tracked.texts) > 4 * self.history_limit:
-                tracked.texts.clear()
             cp = capture(run, tracked.call_id, seq, history_limit=self.history_limit,
-                          sealer=self.sealer, earlier=tracked.earlier, texts=tracked.texts,
-                          sealed=tracked.sealed)
+                          sealer=self.sealer, earlier=tracked.earlier, cache=tracked.cache)
         except Exception:
             logger.exception("could not capture a checkpoint of call %s", tracked.call_id)
             self.metrics.checkpoint_errors.labels(self.store.kind).inc()
