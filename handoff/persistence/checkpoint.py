@@ -326,7 +326,7 @@ def capture(
     if cache is None:
         cache = CaptureCache()
     cache.scrubbed_with(values, history_limit)
-    plain, secret = redactor.context_dump()
+    plain, secret = redactor.context_dump(values)
     sensitive: dict[str, Any] | str = secret
     if sealer is not None and secret:
         text = json.dumps(secret)
