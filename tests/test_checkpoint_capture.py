@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from livekit.agents import AgentSession, RunContext
 from pydantic import Field
 
 from handoff import Context, Flow, State, transition
-from handoff.persistence.checkpoint import CaptureCache, Checkpoint, capture
+from handoff.persistence.checkpoint import CaptureCache, Checkpoint, capture, encode_entry
 from handoff.testing import ScriptedLLM, call
 
 PIN = "ZEBRA-7731"
@@ -102,3 +104,39 @@ async def test_a_restored_log_is_captured_afresh() -> None:
                               for r in run.log])
     assert [e["trigger"] for e in capture(first, "c", 3, cache=cache).log] == ["again"]
     assert [e["trigger"] for e in other.log] == ["noted"]
+
+
+texts = st.text(st.characters(blacklist_categories=()), max_size=6)  # lone surrogates too
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3),
+    max_leaves=8)
+log_entries = st.fixed_dictionaries({
+    "source": st.text(max_size=5), "target": st.text(max_size=5), "trigger": st.text(max_size=5),
+    "arguments": st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+    "at": st.floats(), "by": st.sampled_from(["llm", "code"])})
+
+
+@given(log=st.lists(log_entries, max_size=4), context=st.dictionaries(
+    st.text(max_size=5), json_values, max_size=3), text=texts)
+def test_a_log_encoded_ahead_is_stored_as_the_whole_document_would_be(
+        log: list[dict[str, Any]], context: dict[str, Any], text: str) -> None:
+    """Not finite numbers and lone surrogates anywhere included (to_json's fallbacks)."""
+    whole = Checkpoint("c", "f", "1", "S", 1, context, log=log,
+                       history=[{"role": "user", "text": text}])
+    encoded = [encode_entry(e) for e in log]
+    if None in encoded:  # capture leaves such a log to the fallbacks
+        return
+    ahead = replace(whole, encoded_log=[e for e in encoded if e is not None])
+    assert ahead.to_json() == whole.to_json()
+    assert Checkpoint.from_json(ahead.to_json()).to_dict() == Checkpoint.from_json(
+        whole.to_json()).to_dict()
+
+
+def test_the_encoded_log_is_what_is_written() -> None:
+    """The writer uses the entries as encoded, without encoding the log again."""
+    cp = Checkpoint("c", "f", "1", "S", 1, {}, log=[{"source": "A"}],
+                    encoded_log=['{"source":"B"}'])
+    assert '"log":[{"source":"B"}]' in cp.to_json()
+    assert replace(cp, encoded_log=None).to_json() == cp.to_json().replace('"B"', '"A"')

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 DEFAULT_HISTORY_LIMIT = 20
+_STORED: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False, "allow_nan": False,
+                           "default": str}
+"""How the stored form is encoded (before its fallbacks: not finite, lone surrogates)."""
 
 
 class Sealer(Protocol):
@@ -84,6 +87,12 @@ class Checkpoint:
     migration_failure: dict[str, Any] | None = None
     """Set by ``handoff migrate`` on a checkpoint it could not migrate: to which version,
     why, and when (see :mod:`handoff.persistence.migrate`)."""
+    encoded_log: list[str] | None = field(default=None, repr=False, compare=False)
+    """Each ``log`` entry already in its stored JSON (:func:`encode_entry`), or None.
+
+    Set by :func:`capture` from the call's :class:`CaptureCache`, so that writing a
+    checkpoint encodes what changed, not the whole log again (the write runs in a
+    thread, but JSON encoding holds the GIL, so the call's loop waits for it)."""
 
     # -- stored form ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -108,9 +117,20 @@ class Checkpoint:
     def to_json(self) -> str:
         """The stored form: strict JSON (no bare NaN), encodable as UTF-8 whatever it holds."""
         data: Any = self.to_dict()
+        encoded = self.encoded_log
+        if encoded is not None and len(encoded) == len(self.log):
+            # the same text json.dumps makes of ``data``, the log's entries as encoded
+            try:
+                text = "{" + ",".join(
+                    f'"{key}":' + ("[" + ",".join(encoded) + "]" if key == "log"
+                                   else json.dumps(value, **_STORED))
+                    for key, value in data.items()) + "}"
+                text.encode("utf-8")
+                return text
+            except (ValueError, UnicodeEncodeError):  # the fallbacks below, on the whole
+                pass
         try:
-            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                              default=str)
+            text = json.dumps(data, **_STORED)
         except ValueError:  # a number that is not finite
             data = _finite(data)
             text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -259,7 +279,7 @@ class CaptureCache:
     it is made afresh. Entries are shared between checkpoints and never changed after.
     """
 
-    __slots__ = ("log", "log_of", "messages", "sealed", "values")
+    __slots__ = ("encoded", "log", "log_of", "messages", "sealed", "unencoded", "values")
 
     def __init__(self) -> None:
         self.values: list[str] = []
@@ -267,6 +287,10 @@ class CaptureCache:
         self.log: list[dict[str, Any]] = []
         """The stored form of ``log_of``'s records, scrubbed."""
         self.log_of: list[TransitionRecord] = []
+        self.encoded: list[str] = []
+        """Each of ``log`` in its stored JSON ("" for one that needs to_json's fallbacks)."""
+        self.unencoded = 0
+        """How many of ``encoded`` are ""."""
         self.messages: dict[str, dict[str, str]] = {}
         """A history message's stored form (empty text: left out) by LiveKit item id."""
         self.sealed: dict[str, str] = {}
@@ -278,7 +302,7 @@ class CaptureCache:
         """Forget what was scrubbed with other values (and messages long out of reach)."""
         if values != self.values:
             self.values = values
-            self.log, self.log_of = [], []
+            self._forget_log()
             self.messages.clear()
         elif len(self.messages) > 4 * history_limit:
             self.messages.clear()
@@ -290,11 +314,32 @@ class CaptureCache:
         # a run's log only grows, or is replaced whole (a restore): new records throughout
         if done and (done > len(records) or records[0] is not self.log_of[0]
                      or records[done - 1] is not self.log_of[-1]):
-            self.log, self.log_of, done = [], [], 0
+            self._forget_log()
+            done = 0
         for record in records[done:]:
-            self.log.append(_log_stored(record, redactor, values))
+            entry = _log_stored(record, redactor, values)
+            self.log.append(entry)
             self.log_of.append(record)
+            text = encode_entry(entry)
+            self.encoded.append(text or "")
+            self.unencoded += text is None
         return list(self.log)
+
+    def encoded_log(self) -> list[str] | None:
+        """The JSON of each entry :meth:`log_entries` returned, or None if one of them
+        needs to_json's fallbacks (a number that is not finite)."""
+        return None if self.unencoded else list(self.encoded)
+
+    def _forget_log(self) -> None:
+        self.log, self.log_of, self.encoded, self.unencoded = [], [], [], 0
+
+
+def encode_entry(entry: Any) -> str | None:
+    """``entry`` as :meth:`Checkpoint.to_json` writes it, or None if it is not finite."""
+    try:
+        return json.dumps(entry, **_STORED)
+    except ValueError:
+        return None
 
 
 def _log_stored(r: TransitionRecord, redactor: Redactor, values: list[str]) -> dict[str, Any]:
@@ -348,6 +393,7 @@ def capture(
         log=cache.log_entries(run.log, redactor, values),
         history=recent_history(run, history_limit, redactor, values, earlier, cache.messages),
         saved_at=time.time(),
+        encoded_log=cache.encoded_log(),
     )
 
 
