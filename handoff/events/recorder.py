@@ -63,10 +63,12 @@ MAX_HELD = 500
 
 
 class _Tracked:
-    __slots__ = ("call_id", "closed", "context", "held", "requested", "secret", "seq")
+    __slots__ = ("call_id", "closed", "context", "held", "requested", "secret", "seq",
+                 "triggers")
 
-    def __init__(self, call_id: str) -> None:
+    def __init__(self, call_id: str, triggers: frozenset[str]) -> None:
         self.call_id = call_id
+        self.triggers = triggers  # the flow's transition tools
         self.closed = asyncio.Event()
         self.seq = 0
         self.context: dict[str, Any] = {}
@@ -148,7 +150,8 @@ class EventLog(BackgroundWriter[list[Event]]):
         if run in self._runs:
             return
         attach(run, self)  # this run only, unless installed on its flow
-        self._runs[run] = tracked = _Tracked(call_id)
+        self._runs[run] = tracked = _Tracked(
+            call_id, frozenset(edge.trigger for edge in run.flow.edges))
         self._live.add(call_id)
         key = (run.flow.name, run.flow.version)
         if key not in self._stored_flows:
@@ -239,7 +242,6 @@ class EventLog(BackgroundWriter[list[Event]]):
             return
         redactor = Redactor(run.context)
         values = redactor.values()
-        names = {edge.trigger for edge in run.flow.edges}  # transition tools
         for call, output in event.zipped():
             try:
                 arguments: Any = json.loads(call.arguments or "{}")
@@ -247,7 +249,7 @@ class EventLog(BackgroundWriter[list[Event]]):
                 arguments = call.arguments
             text = "" if output is None else str(output.output)
             is_error = bool(output is not None and output.is_error)
-            transition = call.name in names
+            transition = call.name in tracked.triggers
             self._emit(run, tracked, "tool_call", {
                 "name": call.name, "arguments": redactor.value(_plain(arguments), values),
                 "output": _cut(redactor.text(text, values)), "is_error": is_error,

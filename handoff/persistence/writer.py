@@ -35,6 +35,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Counter, Histogram
+
 from .._listeners import listener
 from ..background import BackgroundWriter
 from ..observers import attach
@@ -115,6 +117,7 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         """Checkpoints taken (queued) since this Checkpointer was made."""
         self._pending: dict[str, Checkpoint] = {}
         self._writing: Checkpoint | None = None
+        self._write_metrics: tuple[Counter, Histogram] | None = None
 
     # -- wiring ----------------------------------------------------------------------
     def install(self, flow: Flow[Any]) -> Checkpointer:
@@ -239,8 +242,13 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         self._writing = None
 
     async def _written(self, work: Checkpoint, seconds: float) -> None:
-        self.metrics.checkpoint_writes.labels(self.store.kind).inc()
-        self.metrics.checkpoint_write_seconds.labels(self.store.kind).observe(seconds)
+        if self._write_metrics is None:  # looked up once, at the first write
+            kind = self.store.kind
+            self._write_metrics = (self.metrics.checkpoint_writes.labels(kind),
+                                   self.metrics.checkpoint_write_seconds.labels(kind))
+        writes, write_seconds = self._write_metrics
+        writes.inc()
+        write_seconds.observe(seconds)
 
     @property
     def backlog(self) -> int:
