@@ -46,11 +46,13 @@ class Redactor:
 
     def values(self) -> list[str]:
         """Every sensitive value the Context holds or ever held, as text, longest first."""
-        found: set[str] = set()
+        held = (self.context.sensitive_history() if isinstance(self.context, Context)
+                else frozenset())
+        if not self.fields:  # nothing to read off the fields (most Contexts, every turn)
+            return _scrubbable(held) if held else []
+        found = set(held)
         for name in self.fields:
             found.update(sensitive_texts(getattr(self.context, name, None)))
-        if isinstance(self.context, Context):
-            found |= self.context.sensitive_history()
         return _scrubbable(found)
 
     def text(self, text: str, values: Iterable[str] | None = None) -> str:
