@@ -187,7 +187,8 @@ class EventLog(BackgroundWriter[list[Event]]):
         values = redactor.values()
         self._emit(run, tracked, "transition", {
             "source": record.source, "target": record.target, "trigger": record.trigger,
-            "by": record.by, "arguments": redactor.value(_plain(record.arguments), values),
+            "by": record.by,
+            "arguments": redactor.value(_plain(record.arguments), values) if record.arguments else {},
             **({} if record.result is None else {"result": redactor.value(record.result,
                                                                             values)}),
             **({"dropped": list(record.dropped)} if record.dropped else {}),
@@ -251,7 +252,7 @@ class EventLog(BackgroundWriter[list[Event]]):
             is_error = bool(output is not None and output.is_error)
             transition = call.name in tracked.triggers
             self._emit(run, tracked, "tool_call", {
-                "name": call.name, "arguments": redactor.value(_plain(arguments), values),
+                "name": call.name, "arguments": redactor.value(arguments, values),  # JSON data
                 "output": _cut(redactor.text(text, values)), "is_error": is_error,
                 "transition": transition})
             if is_error and not transition:  # transition tools report through refusals
