@@ -46,11 +46,13 @@ class Redactor:
 
     def values(self) -> list[str]:
         """Every sensitive value the Context holds or ever held, as text, longest first."""
-        found: set[str] = set()
+        held = (self.context.sensitive_history() if isinstance(self.context, Context)
+                else frozenset())
+        if not self.fields:  # nothing to read off the fields (most Contexts, every turn)
+            return _scrubbable(held) if held else []
+        found = set(held)
         for name in self.fields:
             found.update(sensitive_texts(getattr(self.context, name, None)))
-        if isinstance(self.context, Context):
-            found |= self.context.sensitive_history()
         return _scrubbable(found)
 
     def text(self, text: str, values: Iterable[str] | None = None) -> str:
@@ -67,16 +69,19 @@ class Redactor:
             return value
         return _walk(value, lambda s: self.text(s, vals))
 
-    def context_dump(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def context_dump(self, values: list[str] | None = None
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the Context's plain fields, scrubbed; what must be kept apart), JSON-ready.
 
         The second part holds the sensitive fields, and the true value of any plain
         field that quotes a sensitive value (an LLM copied the PIN into ``topic``):
-        ``{**plain, **apart}`` is the whole Context again.
+        ``{**plain, **apart}`` is the whole Context again. ``values``: :meth:`values`,
+        if the caller has them already.
         """
         data = self.context.model_dump(mode="json")
-        apart = {k: data.pop(k) for k in list(data) if k in self.fields}
-        values = self.values()
+        apart = {k: data.pop(k) for k in list(data) if k in self.fields} if self.fields else {}
+        if values is None:
+            values = self.values()
         if values:
             for key, value in data.items():
                 scrubbed = self.value(value, values)

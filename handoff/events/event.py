@@ -56,7 +56,12 @@ class Event:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False, default=str)
+        """The stored form: what ``to_dict`` gives, encoded without copying ``data`` first
+        (the writer's thread encodes every event, holding the GIL the call's loop needs)."""
+        return json.dumps({"call_id": self.call_id, "seq": self.seq, "at": self.at,
+                           "kind": self.kind, "state": self.state, "flow": self.flow,
+                           "flow_version": self.flow_version, "data": self.data},
+                          separators=(",", ":"), ensure_ascii=False, default=str)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:

@@ -57,15 +57,18 @@ MAX_TEXT = 4000
 LATENCY_KEYS = ("e2e_latency", "llm_node_ttft", "tts_node_ttfb", "transcription_delay",
                 "end_of_turn_delay", "on_user_turn_completed_delay")
 """The figures of LiveKit's per-message ``MetricsReport`` that become ``latency`` events."""
+_NOTHING_HIDDEN = hash(json.dumps({}, sort_keys=True, default=str))
 MAX_HELD = 500
 """Most events of one call held back until its turn ends (then they are queued at once)."""
 
 
 class _Tracked:
-    __slots__ = ("call_id", "closed", "context", "held", "requested", "secret", "seq")
+    __slots__ = ("call_id", "closed", "context", "held", "requested", "secret", "seq",
+                 "triggers")
 
-    def __init__(self, call_id: str) -> None:
+    def __init__(self, call_id: str, triggers: frozenset[str]) -> None:
         self.call_id = call_id
+        self.triggers = triggers  # the flow's transition tools
         self.closed = asyncio.Event()
         self.seq = 0
         self.context: dict[str, Any] = {}
@@ -147,7 +150,8 @@ class EventLog(BackgroundWriter[list[Event]]):
         if run in self._runs:
             return
         attach(run, self)  # this run only, unless installed on its flow
-        self._runs[run] = tracked = _Tracked(call_id)
+        self._runs[run] = tracked = _Tracked(
+            call_id, frozenset(edge.trigger for edge in run.flow.edges))
         self._live.add(call_id)
         key = (run.flow.name, run.flow.version)
         if key not in self._stored_flows:
@@ -180,14 +184,17 @@ class EventLog(BackgroundWriter[list[Event]]):
             return
         started = tracked.requested.pop(record.trigger, None)
         redactor = Redactor(run.context)
+        values = redactor.values()
         self._emit(run, tracked, "transition", {
             "source": record.source, "target": record.target, "trigger": record.trigger,
-            "by": record.by, "arguments": redactor.value(_plain(record.arguments)),
-            **({} if record.result is None else {"result": redactor.value(record.result)}),
+            "by": record.by,
+            "arguments": redactor.value(_plain(record.arguments), values) if record.arguments else {},
+            **({} if record.result is None else {"result": redactor.value(record.result,
+                                                                            values)}),
             **({"dropped": list(record.dropped)} if record.dropped else {}),
             "duration_ms": None if started is None else round((time.perf_counter() - started) * 1000, 3),
         })
-        self._context_step(run, tracked)
+        self._context_step(run, tracked, redactor, values)
 
     def on_refusal(self, run: FlowRun[Any], refusal: Refusal) -> None:
         tracked = self._runs.get(run)
@@ -219,14 +226,16 @@ class EventLog(BackgroundWriter[list[Event]]):
         if item.role == "user" and tracked.held is None:
             tracked.held = []  # until the turn's tools ran: they may store what was said
         redactor = Redactor(run.context)
+        values = redactor.values()
         self._emit(run, tracked, "message", {
-            "role": item.role, "text": _cut(redactor.text(item.text_content or "")),
+            "role": item.role, "text": _cut(redactor.text(item.text_content or "", values)),
             "interrupted": bool(item.interrupted)})
+        metrics = item.metrics
         figures = {k: round(float(v), 6) for k in LATENCY_KEYS
-                   if isinstance(v := item.metrics.get(k), int | float)}
+                   if isinstance(v := metrics.get(k), int | float)} if metrics else None
         if figures:
             self._emit(run, tracked, "latency", {"role": item.role, **figures})
-        self._context_step(run, tracked)
+        self._context_step(run, tracked, redactor, values)
 
     def _on_tools(self, run: FlowRun[Any], event: Any) -> None:
         tracked = self._runs.get(run)
@@ -234,7 +243,6 @@ class EventLog(BackgroundWriter[list[Event]]):
             return
         redactor = Redactor(run.context)
         values = redactor.values()
-        names = {edge.trigger for edge in run.flow.edges}  # transition tools
         for call, output in event.zipped():
             try:
                 arguments: Any = json.loads(call.arguments or "{}")
@@ -242,15 +250,15 @@ class EventLog(BackgroundWriter[list[Event]]):
                 arguments = call.arguments
             text = "" if output is None else str(output.output)
             is_error = bool(output is not None and output.is_error)
-            transition = call.name in names
+            transition = call.name in tracked.triggers
             self._emit(run, tracked, "tool_call", {
-                "name": call.name, "arguments": redactor.value(_plain(arguments), values),
+                "name": call.name, "arguments": redactor.value(arguments, values),  # JSON data
                 "output": _cut(redactor.text(text, values)), "is_error": is_error,
                 "transition": transition})
             if is_error and not transition:  # transition tools report through refusals
                 self._emit(run, tracked, "error", {
                     "source": f"tool {call.name}", "message": _cut(redactor.text(text, values))})
-        self._context_step(run, tracked)
+        self._context_step(run, tracked, redactor, values)
 
     def _on_agent_state(self, run: FlowRun[Any], event: Any) -> None:
         tracked = self._runs.get(run)
@@ -295,19 +303,26 @@ class EventLog(BackgroundWriter[list[Event]]):
         return True
 
     # -- building events ------------------------------------------------------------------
-    def _context(self, run: FlowRun[Any]) -> tuple[dict[str, Any], int]:
-        """The Context as shown (sensitive fields as ``[redacted]``) and a hash of the hidden part."""
-        plain, apart = Redactor(run.context).context_dump()  # plain fields come scrubbed
+    def _context(self, run: FlowRun[Any], redactor: Redactor | None = None,
+                 values: list[str] | None = None) -> tuple[dict[str, Any], int]:
+        """The Context as shown (sensitive fields as ``[redacted]``) and a hash of the hidden
+        part (``values``: the redactor's, if the caller has them already)."""
+        redactor = Redactor(run.context) if redactor is None else redactor
+        plain, apart = redactor.context_dump(values)  # plain fields come scrubbed
+        if not apart:
+            return plain, _NOTHING_HIDDEN
         hidden = {name: value for name, value in apart.items() if name not in plain}
         for name, value in hidden.items():  # a sensitive field: whether it is set, not its value
             plain[name] = None if value is None else REDACTED
         return plain, hash(json.dumps(hidden, sort_keys=True, default=str))
 
-    def _context_step(self, run: FlowRun[Any], tracked: _Tracked) -> None:
-        """A ``context`` event with what changed since the last one, if anything did."""
+    def _context_step(self, run: FlowRun[Any], tracked: _Tracked,
+                      redactor: Redactor | None = None, values: list[str] | None = None) -> None:
+        """A ``context`` event with what changed since the last one, if anything did
+        (``redactor`` and its ``values``: the caller's, made at this same moment)."""
         if run.in_transition:  # a body's changes belong to the transition's commit
             return
-        shown, secret = self._context(run)
+        shown, secret = self._context(run, redactor, values)
         changed = {k: [tracked.context.get(k), v] for k, v in shown.items()
                    if tracked.context.get(k) != v}
         if secret != tracked.secret:
@@ -340,8 +355,9 @@ class EventLog(BackgroundWriter[list[Event]]):
             return
         redactor = Redactor(run.context)
         values = redactor.values()
-        for event in held:
-            self._enqueue(replace(event, data=redactor.value(event.data, values)))
+        for event in held:  # no sensitive value at all: nothing to scrub, none to copy
+            self._enqueue(replace(event, data=redactor.value(event.data, values))
+                          if values else event)
 
     # -- the writer ---------------------------------------------------------------------
     # -- the writer (BackgroundWriter) -------------------------------------------------

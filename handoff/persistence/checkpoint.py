@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 DEFAULT_HISTORY_LIMIT = 20
+_STORED: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False, "allow_nan": False,
+                           "default": str}
+"""How the stored form is encoded (before its fallbacks: not finite, lone surrogates)."""
 
 
 class Sealer(Protocol):
@@ -84,6 +87,12 @@ class Checkpoint:
     migration_failure: dict[str, Any] | None = None
     """Set by ``handoff migrate`` on a checkpoint it could not migrate: to which version,
     why, and when (see :mod:`handoff.persistence.migrate`)."""
+    encoded_log: list[str] | None = field(default=None, repr=False, compare=False)
+    """Each ``log`` entry already in its stored JSON (:func:`encode_entry`), or None.
+
+    Set by :func:`capture` from the call's :class:`CaptureCache`, so that writing a
+    checkpoint encodes what changed, not the whole log again (the write runs in a
+    thread, but JSON encoding holds the GIL, so the call's loop waits for it)."""
 
     # -- stored form ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -108,9 +117,20 @@ class Checkpoint:
     def to_json(self) -> str:
         """The stored form: strict JSON (no bare NaN), encodable as UTF-8 whatever it holds."""
         data: Any = self.to_dict()
+        encoded = self.encoded_log
+        if encoded is not None and len(encoded) == len(self.log):
+            # the same text json.dumps makes of ``data``, the log's entries as encoded
+            try:
+                text = "{" + ",".join(
+                    f'"{key}":' + ("[" + ",".join(encoded) + "]" if key == "log"
+                                   else json.dumps(value, **_STORED))
+                    for key, value in data.items()) + "}"
+                text.encode("utf-8")
+                return text
+            except (ValueError, UnicodeEncodeError):  # the fallbacks below, on the whole
+                pass
         try:
-            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                              default=str)
+            text = json.dumps(data, **_STORED)
         except ValueError:  # a number that is not finite
             data = _finite(data)
             text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -251,6 +271,84 @@ def _finite(value: Any) -> Any:
     return value
 
 
+class CaptureCache:
+    """What the captures of one call reuse from the one before, so that a capture costs
+    what changed since, not the length of the call.
+
+    Every part is keyed by the sensitive values it was scrubbed with: when those change,
+    it is made afresh. Entries are shared between checkpoints and never changed after.
+    """
+
+    __slots__ = ("encoded", "log", "log_of", "messages", "sealed", "unencoded", "values")
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        """The sensitive values the log entries and messages were scrubbed with."""
+        self.log: list[dict[str, Any]] = []
+        """The stored form of ``log_of``'s records, scrubbed."""
+        self.log_of: list[TransitionRecord] = []
+        self.encoded: list[str] = []
+        """Each of ``log`` in its stored JSON ("" for one that needs to_json's fallbacks)."""
+        self.unencoded = 0
+        """How many of ``encoded`` are ""."""
+        self.messages: dict[str, dict[str, str]] = {}
+        """A history message's stored form (empty text: left out) by LiveKit item id."""
+        self.sealed: dict[str, str] = {}
+        """The last sealed section of the call by its plain text: an unchanged section is
+        not sealed again (a fresh nonce would make every capture differ, so identical
+        checkpoints would be written again, and sealing would run on the call's path)."""
+
+    def scrubbed_with(self, values: list[str], history_limit: int) -> None:
+        """Forget what was scrubbed with other values (and messages long out of reach)."""
+        if values != self.values:
+            self.values = values
+            self._forget_log()
+            self.messages.clear()
+        elif len(self.messages) > 4 * history_limit:
+            self.messages.clear()
+
+    def log_entries(self, records: list[TransitionRecord], redactor: Redactor,
+                    values: list[str]) -> list[dict[str, Any]]:
+        """The stored form of ``records``: only the ones not seen yet are made."""
+        done = len(self.log_of)
+        # a run's log only grows, or is replaced whole (a restore): new records throughout
+        if done and (done > len(records) or records[0] is not self.log_of[0]
+                     or records[done - 1] is not self.log_of[-1]):
+            self._forget_log()
+            done = 0
+        for record in records[done:]:
+            entry = _log_stored(record, redactor, values)
+            self.log.append(entry)
+            self.log_of.append(record)
+            text = encode_entry(entry)
+            self.encoded.append(text or "")
+            self.unencoded += text is None
+        return list(self.log)
+
+    def encoded_log(self) -> list[str] | None:
+        """The JSON of each entry :meth:`log_entries` returned, or None if one of them
+        needs to_json's fallbacks (a number that is not finite)."""
+        return None if self.unencoded else list(self.encoded)
+
+    def _forget_log(self) -> None:
+        self.log, self.log_of, self.encoded, self.unencoded = [], [], [], 0
+
+
+def encode_entry(entry: Any) -> str | None:
+    """``entry`` as :meth:`Checkpoint.to_json` writes it, or None if it is not finite."""
+    try:
+        return json.dumps(entry, **_STORED)
+    except ValueError:
+        return None
+
+
+def _log_stored(r: TransitionRecord, redactor: Redactor, values: list[str]) -> dict[str, Any]:
+    return {"source": r.source, "target": r.target, "trigger": r.trigger,
+            "arguments": redactor.value(r.arguments, values), "at": r.at, "by": r.by,
+            **({"turn": r.turn} if r.turn else {}),
+            **({} if r.result is None else {"result": redactor.value(r.result, values)})}
+
+
 def capture(
     run: FlowRun[Any],
     call_id: str,
@@ -259,39 +357,30 @@ def capture(
     history_limit: int = DEFAULT_HISTORY_LIMIT,
     sealer: Sealer | None = None,
     earlier: list[dict[str, str]] | None = None,
-    texts: dict[str, str] | None = None,
-    sealed: dict[str, str] | None = None,
+    cache: CaptureCache | None = None,
 ) -> Checkpoint:
     """A checkpoint of ``run`` now. Cheap and synchronous: safe on the conversation path.
 
     ``earlier`` is history from before this session (a resumed call's), kept in front
-    of the session's own messages. ``texts`` caches message texts by item id across
-    captures of one call (reading a LiveKit message's text is not free). ``sealed``
-    keeps the last sealed section of the call by its plain text: an unchanged section
-    is not sealed again (a fresh nonce would make every capture differ, so identical
-    checkpoints would be written again, and sealing would run on the call's path each
-    time).
+    of the session's own messages. ``cache`` carries what the previous capture of the
+    same call made (:class:`CaptureCache`): the log entries and messages already
+    scrubbed, the sealed section; without it everything is made afresh.
     """
     redactor = Redactor(run.context)
     values = redactor.values()
-    plain, secret = redactor.context_dump()
+    if cache is None:
+        cache = CaptureCache()
+    cache.scrubbed_with(values, history_limit)
+    plain, secret = redactor.context_dump(values)
     sensitive: dict[str, Any] | str = secret
     if sealer is not None and secret:
         text = json.dumps(secret)
-        token = sealed.get(text) if sealed is not None else None
+        token = cache.sealed.get(text)
         if token is None:
             token = sealer.seal(text.encode())
-            if sealed is not None:
-                sealed.clear()
-                sealed[text] = token
+            cache.sealed.clear()
+            cache.sealed[text] = token
         sensitive = token
-    log = [
-        {"source": r.source, "target": r.target, "trigger": r.trigger,
-         "arguments": redactor.value(r.arguments, values), "at": r.at, "by": r.by,
-         **({"turn": r.turn} if r.turn else {}),
-         **({} if r.result is None else {"result": redactor.value(r.result, values)})}
-        for r in run.log
-    ]
     return Checkpoint(
         call_id=call_id,
         flow=run.flow.name,
@@ -301,18 +390,23 @@ def capture(
         context=plain,
         sensitive=sensitive,
         return_stack=list(run.return_stack),
-        log=log,
-        history=recent_history(run, history_limit, redactor, values, earlier, texts),
+        log=cache.log_entries(run.log, redactor, values),
+        history=recent_history(run, history_limit, redactor, values, earlier, cache.messages),
         saved_at=time.time(),
+        encoded_log=cache.encoded_log(),
     )
 
 
 def recent_history(
     run: FlowRun[Any], limit: int, redactor: Redactor, values: list[str],
     earlier: list[dict[str, str]] | None = None,
-    texts: dict[str, str] | None = None,
+    messages: dict[str, dict[str, str]] | None = None,
 ) -> list[dict[str, str]]:
-    """The last ``limit`` user/assistant messages (``earlier`` ones first), scrubbed."""
+    """The last ``limit`` user/assistant messages (``earlier`` ones first), scrubbed.
+
+    ``messages`` caches each message's stored form by item id across captures of one
+    call, all scrubbed with ``values`` (reading a LiveKit message's text is not free).
+    """
     if limit <= 0:
         return []
     if not run.attached:
@@ -321,13 +415,14 @@ def recent_history(
     for item in reversed(run.session.history.items):
         if item.type != "message" or item.role not in ("user", "assistant"):
             continue
-        if texts is None:
-            text = item.text_content or ""
-        elif (text := texts.get(item.id)) is None:  # type: ignore[assignment]
-            text = texts[item.id] = item.text_content or ""
-        if not text:
+        message = None if messages is None else messages.get(item.id)
+        if message is None:
+            message = {"role": item.role, "text": redactor.text(item.text_content or "", values)}
+            if messages is not None:
+                messages[item.id] = message
+        if not message["text"]:
             continue
-        out.append({"role": item.role, "text": redactor.text(text, values)})
+        out.append(message)
         if len(out) >= limit:
             break
     out.reverse()

@@ -35,11 +35,13 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Counter, Histogram
+
 from .._listeners import listener
 from ..background import BackgroundWriter
 from ..observers import attach
 from ..telemetry.metrics import HandoffMetrics, default_metrics
-from .checkpoint import DEFAULT_HISTORY_LIMIT, Checkpoint, Sealer, capture
+from .checkpoint import DEFAULT_HISTORY_LIMIT, CaptureCache, Checkpoint, Sealer, capture
 from .store import CheckpointStore
 
 if TYPE_CHECKING:
@@ -59,15 +61,14 @@ whatever the reason."""
 
 
 class _Tracked:
-    __slots__ = ("call_id", "earlier", "fingerprint", "sealed", "seq", "texts")
+    __slots__ = ("cache", "call_id", "earlier", "fingerprint", "seq")
 
     def __init__(self, call_id: str, seq: int, earlier: list[dict[str, str]]) -> None:
         self.call_id = call_id
         self.seq = seq
         self.earlier = earlier
         self.fingerprint: tuple[Any, ...] = ()
-        self.texts: dict[str, str] = {}
-        self.sealed: dict[str, str] = {}
+        self.cache = CaptureCache()
 
 
 class Checkpointer(BackgroundWriter[Checkpoint]):
@@ -116,6 +117,7 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         """Checkpoints taken (queued) since this Checkpointer was made."""
         self._pending: dict[str, Checkpoint] = {}
         self._writing: Checkpoint | None = None
+        self._write_metrics: tuple[Counter, Histogram] | None = None
 
     # -- wiring ----------------------------------------------------------------------
     def install(self, flow: Flow[Any]) -> Checkpointer:
@@ -186,11 +188,8 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         try:
             # seqs grow within a call and stay above an older call's on the same id
             seq = max(tracked.seq + 1, time.time_ns() // 1000)
-            if len(tracked.texts) > 4 * self.history_limit:
-                tracked.texts.clear()
             cp = capture(run, tracked.call_id, seq, history_limit=self.history_limit,
-                          sealer=self.sealer, earlier=tracked.earlier, texts=tracked.texts,
-                          sealed=tracked.sealed)
+                          sealer=self.sealer, earlier=tracked.earlier, cache=tracked.cache)
         except Exception:
             logger.exception("could not capture a checkpoint of call %s", tracked.call_id)
             self.metrics.checkpoint_errors.labels(self.store.kind).inc()
@@ -243,8 +242,13 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         self._writing = None
 
     async def _written(self, work: Checkpoint, seconds: float) -> None:
-        self.metrics.checkpoint_writes.labels(self.store.kind).inc()
-        self.metrics.checkpoint_write_seconds.labels(self.store.kind).observe(seconds)
+        if self._write_metrics is None:  # looked up once, at the first write
+            kind = self.store.kind
+            self._write_metrics = (self.metrics.checkpoint_writes.labels(kind),
+                                   self.metrics.checkpoint_write_seconds.labels(kind))
+        writes, write_seconds = self._write_metrics
+        writes.inc()
+        write_seconds.observe(seconds)
 
     @property
     def backlog(self) -> int:

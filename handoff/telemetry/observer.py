@@ -30,6 +30,7 @@ from livekit.agents.telemetry import tracer
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
+from prometheus_client import Counter, Histogram
 
 from .._listeners import listener
 from ..redaction import Redactor
@@ -53,6 +54,15 @@ class _Request:
     parent: otel_context.Context
 
 
+@dataclass(frozen=True, slots=True)
+class _MoveMetrics:
+    """The labelled metrics a move from ``source`` to ``target`` updates."""
+
+    transitions: Counter
+    duration: Histogram
+    time_in_source: Histogram
+
+
 @dataclass(slots=True)
 class _RunState:
     entered: float | None = None  # perf_counter when the current state was entered
@@ -73,6 +83,21 @@ class FlowTelemetry:
         self._runs: weakref.WeakKeyDictionary[FlowRun[Any], _RunState] = (
             weakref.WeakKeyDictionary()
         )
+        self._moves: dict[tuple[str, str, str], _MoveMetrics] = {}
+
+    def _move_metrics(self, flow: str, source: str, target: str) -> _MoveMetrics:
+        """The labelled metrics of one move, looked up once (prometheus-client's
+        ``labels()`` takes a lock and checks the labels on every call). Bounded: the
+        labels are names from the flow definition."""
+        key = (flow, source, target)
+        found = self._moves.get(key)
+        if found is None:
+            m = self.metrics
+            found = self._moves[key] = _MoveMetrics(
+                m.transitions.labels(flow, source, target),
+                m.handoff_duration.labels(flow, source, target),
+                m.time_in_state.labels(flow, source))
+        return found
 
     def install(self, flow: Flow[Any]) -> FlowTelemetry:
         if self not in flow.observers:
@@ -118,18 +143,16 @@ class FlowTelemetry:
         st = self._state(run)
         now = time.perf_counter()
         request = self._pop(st, record.trigger)
-        flow = run.flow.name
-        self.metrics.transitions.labels(flow, record.source, record.target).inc()
+        metrics = self._move_metrics(run.flow.name, record.source, record.target)
+        metrics.transitions.inc()
         if request is not None:
-            self.metrics.handoff_duration.labels(flow, record.source, record.target).observe(
-                now - request.started)
+            metrics.duration.observe(now - request.started)
         if st.entered is not None:
-            self.metrics.time_in_state.labels(flow, record.source).observe(now - st.entered)
+            metrics.time_in_source.observe(now - st.entered)
         st.entered = now
 
         edge = run.flow.triggers_from(record.source).get(record.trigger)
         guard = "passed" if edge is not None and edge.transition.when is not None else "none"
-        redactor = Redactor(run.context)
         attributes: dict[str, Any] = {
             **self._base(run, record.trigger, record.source),
             "handoff.to": record.target,
@@ -141,7 +164,7 @@ class FlowTelemetry:
         if record.arguments:
             attributes["handoff.argument_names"] = sorted(record.arguments)
             attributes["handoff.pii.arguments"] = json.dumps(
-                redactor.value(record.arguments), default=str)
+                Redactor(run.context).value(record.arguments), default=str)
         span = self._start(request, attributes)
         span.end()
 

@@ -1,0 +1,142 @@
+"""A checkpoint captured with the call's CaptureCache is the one captured afresh.
+
+The Checkpointer reuses what the previous capture of a call made (the scrubbed log
+entries and messages, the sealed section), so that a capture costs what changed, not
+the length of the call. What it stores must not change: these tests capture both ways
+after every step of a real call, including the step where a value the caller said
+earlier becomes sensitive, so every old entry has to be scrubbed again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from livekit.agents import AgentSession, RunContext
+from pydantic import Field
+
+from handoff import Context, Flow, State, transition
+from handoff.persistence.checkpoint import CaptureCache, Checkpoint, capture, encode_entry
+from handoff.testing import ScriptedLLM, call
+
+PIN = "ZEBRA-7731"
+
+
+class Card(Context):
+    topic: str | None = None
+    pin: str | None = Field(None, json_schema_extra={"pii": True})
+
+
+class Ask(State[Card]):
+    """Asks."""
+
+    instructions = "Ask."
+
+    @transition(to="Tell")
+    async def noted(self, ctx: RunContext[Card], topic: str) -> None:
+        """The caller said what it is about."""
+        ctx.userdata.topic = topic
+
+
+class Tell(State[Card]):
+    """Tells."""
+
+    instructions = "Tell."
+
+    @transition(to="Ask")
+    async def again(self, ctx: RunContext[Card], pin: str = "") -> None:
+        """Back to asking; stores the PIN if the caller gave one."""
+        if pin:
+            ctx.userdata.pin = pin
+
+
+card_flow = Flow("card", context=Card, initial=Ask, states=[Ask, Tell])
+
+
+def stored(cp: Checkpoint) -> dict[str, Any]:
+    data = cp.to_dict()
+    del data["saved_at"]
+    return data
+
+
+async def test_cached_capture_stores_what_a_fresh_one_does() -> None:
+    script = ScriptedLLM([
+        "Hello.",
+        call("noted", topic=f"my pin is {PIN}"), "Noted.",  # said before it is sensitive
+        call("again"), "Again.",
+        call("noted", topic="billing"), "Noted.",
+        call("again", pin=PIN), "Stored.",  # now it is: every old entry is scrubbed again
+        call("noted", topic="more"), "Noted.",
+    ])
+    cache = CaptureCache()
+    seen: list[dict[str, Any]] = []
+    async with AgentSession[Card]() as session:
+        run = await card_flow.start(session, llm=script, wait_opening=True)
+        for line in (f"pin {PIN}", "again", "billing", f"pin {PIN} again", "more"):
+            await session.run(user_input=line)
+            cached = capture(run, "c", 1, cache=cache)
+            fresh = capture(run, "c", 1)
+            assert stored(cached) == stored(fresh)
+            seen.append(stored(cached))
+        before = capture(run, "c", 2, cache=cache)
+        after = capture(run, "c", 3, cache=cache)
+    assert len(run.log) == 5
+    assert PIN not in str(seen[-1]["log"]) and PIN not in str(seen[-1]["history"])
+    assert PIN in str(seen[0]["log"])  # not sensitive yet when that checkpoint was taken
+    # nothing changed between the last two: the entries are the same objects, not remade
+    assert all(a is b for a, b in zip(before.log, after.log, strict=True))
+    assert all(a is b for a, b in zip(before.history, after.history, strict=True))
+
+
+async def test_a_restored_log_is_captured_afresh() -> None:
+    """A run whose log was replaced whole (a restore) gets entries of the new records."""
+    cache = CaptureCache()
+    first = card_flow.new_run()
+    async with AgentSession[Card]() as session:
+        run = await card_flow.start(session, llm=ScriptedLLM(["Hi.", "Ok.", "Ok."]),
+                                    wait_opening=True)
+        await run.go("noted", topic="one")
+        capture(run, "c", 1, cache=cache)
+        other = capture(run, "c", 2)
+    first.restore("Ask", log=[replace(r, trigger="again", source="Tell", target="Ask")
+                              for r in run.log])
+    assert [e["trigger"] for e in capture(first, "c", 3, cache=cache).log] == ["again"]
+    assert [e["trigger"] for e in other.log] == ["noted"]
+
+
+texts = st.text(st.characters(blacklist_categories=()), max_size=6)  # lone surrogates too
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3),
+    max_leaves=8)
+log_entries = st.fixed_dictionaries({
+    "source": st.text(max_size=5), "target": st.text(max_size=5), "trigger": st.text(max_size=5),
+    "arguments": st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+    "at": st.floats(), "by": st.sampled_from(["llm", "code"])})
+
+
+@given(log=st.lists(log_entries, max_size=4), context=st.dictionaries(
+    st.text(max_size=5), json_values, max_size=3), text=texts)
+def test_a_log_encoded_ahead_is_stored_as_the_whole_document_would_be(
+        log: list[dict[str, Any]], context: dict[str, Any], text: str) -> None:
+    """Not finite numbers and lone surrogates anywhere included (to_json's fallbacks)."""
+    whole = Checkpoint("c", "f", "1", "S", 1, context, log=log,
+                       history=[{"role": "user", "text": text}])
+    encoded = [encode_entry(e) for e in log]
+    if None in encoded:  # capture leaves such a log to the fallbacks
+        return
+    ahead = replace(whole, encoded_log=[e for e in encoded if e is not None])
+    assert ahead.to_json() == whole.to_json()
+    assert Checkpoint.from_json(ahead.to_json()).to_dict() == Checkpoint.from_json(
+        whole.to_json()).to_dict()
+
+
+def test_the_encoded_log_is_what_is_written() -> None:
+    """The writer uses the entries as encoded, without encoding the log again."""
+    cp = Checkpoint("c", "f", "1", "S", 1, {}, log=[{"source": "A"}],
+                    encoded_log=['{"source":"B"}'])
+    assert '"log":[{"source":"B"}]' in cp.to_json()
+    assert replace(cp, encoded_log=None).to_json() == cp.to_json().replace('"B"', '"A"')
