@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import shutil
 import socket
 import subprocess
@@ -182,3 +183,16 @@ async def demo_call(flow: Any, checkpointer: Checkpointer,
         run = await resume_or_start(flow, session, checkpointer=checkpointer, call_id=call_id,
                                     llm=ScriptedLLM(list(AGENT_SCRIPT)), wait_opening=True)
         yield session, run
+
+
+def says(value: Any, word: str) -> bool:
+    """Whether some string of a JSON value (its keys included) has ``word`` as a word: a
+    secret that leaked into text, not the same digits inside a number, a timestamp or a
+    random id (which a plain ``in`` on the raw document finds now and then)."""
+    if isinstance(value, str):
+        return re.search(rf"\b{re.escape(word)}\b", value) is not None
+    if isinstance(value, dict):
+        return any(says(k, word) or says(v, word) for k, v in value.items())
+    if isinstance(value, list):
+        return any(says(item, word) for item in value)
+    return False
