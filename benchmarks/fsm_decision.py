@@ -157,7 +157,8 @@ def run(quick: bool = False) -> BenchResult:
     result.add("handoff `await run.go(trigger)` (pure run)", round(go, 2), "µs",
                target=f"≤ {TARGET_US:g} µs (CI upper bound)", met=at_most(go_hi, TARGET_US),
                detail=f"95% CI upper bound {go_hi:.2f} µs; table → guard → snapshot → body "
-                      "(under asyncio.timeout) → transitions trigger → log record → loop check")
+                      "(not called when it only returns None; else under asyncio.timeout) → "
+                      "transitions trigger → log record → loop check")
     result.add("handoff ÷ bare transitions", round(go / bare, 2), "x")
     result.add("part: table lookup + guard", round(median(times["lookup_guard"]), 2), "µs")
     result.add("part: context snapshot", round(median(times["snapshot"]), 2), "µs")

@@ -172,8 +172,11 @@ class Move:
         """The body, under the state's timeout; refused (rolled back) if it refuses or fails."""
         trigger, edge = self.edge.trigger, self.edge
         try:
-            async with Deadline(timeout):  # paused while a sub-task of the body talks
-                output = await edge.transition.run_body(self.body_self(), ctx, arguments)
+            if edge.transition.does_nothing:  # only a docstring: nothing to run or wait for
+                output = None
+            else:
+                async with Deadline(timeout):  # paused while a sub-task of the body talks
+                    output = await edge.transition.run_body(self.body_self(), ctx, arguments)
             if isinstance(output, Chosen):  # a choosing body's note
                 self.note = None if output.note is None else self.run._scrubbed(output.note)
             elif not edge.is_dynamic and not edge.transition.back_to \

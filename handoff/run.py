@@ -51,7 +51,9 @@ from .transition import TransitionDef
 
 if TYPE_CHECKING:
     from livekit.agents import (
+        CloseEvent,
         ConversationItemAddedEvent,
+        ErrorEvent,
         FunctionToolsExecutedEvent,
         SpeechCreatedEvent,
     )
@@ -290,10 +292,9 @@ class FlowRun(Generic[C]):
                 self.flow.name, self.flow.failure_policy.max_failures,
                 session.conn_options.max_unrecoverable_errors)
         session.userdata = self.context
-        session.on("conversation_item_added", listener(self._on_item_added))
-        session.on("function_tools_executed", listener(self._on_tools_executed))
-        session.on("error", listener(self.failures.on_session_error))
-        session.on("close", listener(self._on_close))
+        events = listener(self._on_session_event)  # one listener object for the four
+        for name in ("conversation_item_added", "function_tools_executed", "error", "close"):
+            session.on(name, events)
         self._agent = self.make_agent(self.state)
         self.prewarm()
         try:
@@ -395,15 +396,21 @@ class FlowRun(Generic[C]):
         except TransitionCallError as exc:  # a value may be quoted: scrub it
             raise TransitionCallError(self._scrubbed(str(exc))) from None
 
-    def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
-        """LiveKit added a conversation item: see :mod:`handoff.items_added`."""
-        on_item_added(self, event)
+    def _on_session_event(self, event: ConversationItemAddedEvent | FunctionToolsExecutedEvent
+                          | ErrorEvent | CloseEvent) -> None:
+        """The session's events the run follows, told apart by their ``type`` (one
+        listener for the four: a session holds one object, not four, for the run)."""
+        if event.type == "conversation_item_added":  # see handoff.items_added
+            on_item_added(self, event)
+        elif event.type == "function_tools_executed":  # see handoff.tools_executed
+            on_tools_executed(self, event)
+        elif event.type == "error":
+            self.failures.on_session_error(event)
+        elif event.type == "close":
+            self.close()
 
     def _fail_over(self, reason: str) -> asyncio.Task[Any] | None:
         return take_error_transition(self, reason)
-
-    def _on_close(self, _: object) -> None:
-        self.close()
 
     def _on_speech_created(self, event: SpeechCreatedEvent) -> None:
         """On a realtime model, the agent learns its calls' pii arguments as LiveKit
@@ -411,10 +418,6 @@ class FlowRun(Generic[C]):
         agent = self._agent
         if agent is not None and isinstance(agent.llm, llm.RealtimeModel):
             on_speech_items(event.speech_handle, agent.learn_pii)
-
-    def _on_tools_executed(self, event: FunctionToolsExecutedEvent) -> None:
-        """LiveKit ran a turn's tools: see :mod:`handoff.tools_executed`."""
-        on_tools_executed(self, event)
 
     def reached(self, call_id: str) -> None:
         """The transition tool call ``call_id`` reached the run (LiveKit took its arguments)."""

@@ -114,9 +114,10 @@ def is_timed(tool: object) -> bool:
 async def _run(tool: Callable[..., Any], name: str, approval: Any,
                signature: inspect.Signature, call: ToolCall, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Any:
-    # LiveKit passes the arguments positionally (a realtime model's calls): bind them
-    called = {k: v for k, v in signature.bind_partial(*args, **kwargs).arguments.items()
-              if not isinstance(v, RunContext)}
+    if call.pii or approval is not None:  # what they read: the arguments by name
+        # LiveKit passes the arguments positionally (a realtime model's calls): bind them
+        called = {k: v for k, v in signature.bind_partial(*args, **kwargs).arguments.items()
+                  if not isinstance(v, RunContext)}
     if call.pii:
         remember_arguments(call.context, call.pii, called)
     if approval is not None:  # asked before the deadline starts: the caller takes their time

@@ -20,6 +20,9 @@ from livekit.agents.utils import is_given
 
 from .deadline import Deadline
 
+_NO_NAMES: frozenset[str] = frozenset()
+"""Shared: Python makes a new empty frozenset (216 B) at every ``frozenset()``."""
+
 
 class AwaitedTasks:
     """The tasks being awaited, outermost first, and who awaits each."""
@@ -30,7 +33,7 @@ class AwaitedTasks:
         # tuples, so a run awaiting no task (most) holds the one shared empty tuple
         self._tasks: tuple[AgentTask[Any], ...] = ()
         self._callers: tuple[tuple[AgentTask[Any], asyncio.Task[Any]], ...] = ()
-        self.tool_names: frozenset[str] = frozenset()
+        self.tool_names: frozenset[str] = _NO_NAMES
         """The tools of the latest tasks: the one that completes a task reports after the
         state's agent resumed, and is not a made-up name of the state's."""
 
@@ -51,7 +54,7 @@ class AwaitedTasks:
     def start(self, task: AgentTask[Any], agent: Agent | None) -> None:
         """``task``, awaited by ``agent`` (or by the innermost task), became active."""
         parent: Agent | None = self._tasks[-1] if self._tasks else agent
-        self.tool_names = (self.tool_names if self._tasks else frozenset()) | frozenset(
+        self.tool_names = (self.tool_names if self._tasks else _NO_NAMES) | frozenset(
             t.id for t in task.tools if isinstance(t, llm.FunctionTool | llm.RawFunctionTool))
         self._tasks = (*self._tasks, task)
         caller = asyncio.current_task()  # LiveKit starts the task from the code awaiting it

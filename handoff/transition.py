@@ -134,6 +134,9 @@ class TransitionDef:
         self.reads_self = self.is_method and _reads_self(func)
         """Whether the body uses its ``self``: on a run without a session its State is made
         for the body only then (making one costs more than the move)."""
+        self.does_nothing = _does_nothing(func)
+        """The body is only a docstring (or ``pass``, ``...``, ``return None``): a move
+        skips calling it and its timeout (there is nothing to wait for)."""
         self.approval: Approval | None = None if confirm is None else (
             confirm if isinstance(confirm, Approval) else Approval(confirm)).checked(
             self.name, [p.name for p in self.params])
@@ -430,6 +433,20 @@ def _reads_self(func: Callable[..., Any]) -> bool:
             if name == argval or (isinstance(argval, tuple) and name in argval):
                 return True
     return False
+
+
+_NOTHING_OPS = frozenset({"RESUME", "RETURN_GENERATOR", "POP_TOP", "NOP"})
+
+
+def _does_nothing(func: Callable[..., Any]) -> bool:
+    """Whether an ``async def``'s code only returns None, told from its bytecode once
+    (a wrapper, a closure or anything it cannot read counts as doing something)."""
+    code = getattr(func, "__code__", None)
+    if not isinstance(func, types.FunctionType) or code is None or code.co_freevars:
+        return False
+    ops = [(i.opname, i.argval) for i in dis.get_instructions(code)
+           if i.opname not in _NOTHING_OPS]
+    return ops in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)])
 
 
 def _split_signature(func: Body) -> tuple[bool, str | None, list[inspect.Parameter], Any]:

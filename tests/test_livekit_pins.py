@@ -147,3 +147,17 @@ def test_a_state_agent_finds_the_tools_a_full_scan_of_it_finds() -> None:
     assert names.count("free") == 2
     assert {"plain_value", "helper", "class_helper", "tool_timeout"} <= set(dir(agent))
     assert "_scanning" not in vars(agent)
+
+
+def test_the_emitter_hands_a_listener_each_event_once() -> None:
+    # handoff._listeners presets a (*args) signature so emit skips counting parameters
+    from livekit.rtc import EventEmitter
+
+    from handoff._listeners import listener
+
+    heard: list[object] = []
+    emitter: EventEmitter[str] = EventEmitter()
+    emitter.on("close", listener(heard.append))
+    emitter.emit("close", "first")
+    emitter.emit("close", "second")
+    assert heard == ["first", "second"]
