@@ -40,7 +40,7 @@ from .realtime import Model
 from .records import Returned, TransitionRecord
 from .redaction import Redactor
 from .sensitive_args import PiiArguments, pii_arguments, remember_arguments
-from .state_tools import ToolCall, collect_free_tools, is_timed, timed_method, with_timeout
+from .state_tools import ToolScope, collect_free_tools, is_timed, timed_method, with_timeout
 from .subtasks import awaited_tasks
 from .transition import TransitionDef
 from .turn_context import run_before_reply
@@ -151,10 +151,10 @@ class State(Agent, Generic[C]):
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
         collect_free_tools(cls)
-        # its method tools run under the state's timeout (see _tool_call), wrapped once here
+        # its method tools run under the state's timeout (see _tool_scope), wrapped once here
         for attr, value in list(cls.__dict__.items()):
             if isinstance(value, llm.FunctionTool) and not is_timed(value):
-                setattr(cls, attr, timed_method(value, _tool_call))
+                setattr(cls, attr, timed_method(value, _tool_scope))
         # a raising on_enter/on_exit must not leave the call silent or the handoff half-done:
         # the move is complete (LiveKit switched agents), the failure is counted and reported
         for hook in ("on_enter", "on_exit"):
@@ -278,12 +278,11 @@ class State(Agent, Generic[C]):
         finally:
             del self.__dict__["_scanning"]
         # ordinary tools get the state's timeout (transition bodies get it in the run)
-        scrub = Redactor(run.context).text
         self._pii = pii = pii_arguments(type(self), self.tools)  # shared per class and tools
         set_agent_tools(self, [
             t if t in transition_tools or not isinstance(t, llm.FunctionTool) or is_timed(t)
-            else with_timeout(t, self.tool_timeout, scrub, run.context, pii.get(t.id),
-                              run.note_approval)
+            else with_timeout(t, ToolScope(self.tool_timeout, run.context, pii.get(t.id),
+                                           run.note_approval))
             for t in self.tools
         ])
 
@@ -426,12 +425,11 @@ class State(Agent, Generic[C]):
                 self.session.generate_reply()
 
 
-def _tool_call(agent: State[Any], name: str) -> ToolCall:
+def _tool_scope(agent: State[Any], name: str) -> ToolScope:
     """What a call of the agent's method tool ``name`` needs: the state's timeout, the
-    call's scrubber and Context, the tool's pii parameters, the run's approval observer."""
-    run = agent.run
-    return ToolCall(agent.tool_timeout, Redactor(run.context).text, run.context,
-                    agent._pii.get(name), run.note_approval)
+    call's Context, the tool's pii parameters, the run's approval observer."""
+    run = agent._run
+    return ToolScope(agent.tool_timeout, run.context, agent._pii.get(name), run.note_approval)
 
 
 _MAKING: ContextVar[tuple[Any, llm.ChatContext | None, str | None, bool] | None] = ContextVar(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from livekit.agents import RunContext, ToolError, llm
@@ -19,6 +19,7 @@ from .approval import ApprovalRecord, approval_of, ask, denial
 from .context import Context
 from .deadline import Deadline
 from .errors import Finding, FlowDefinitionError
+from .redaction import Redactor
 from .sensitive_args import remember_arguments
 
 
@@ -54,32 +55,33 @@ def _is_method(tool: llm.FunctionTool | llm.RawFunctionTool) -> bool:
     return bool(params) and params[0] == "self"
 
 
-class ToolCall:
-    """What a tool call needs of the call it belongs to (see :func:`with_timeout`)."""
+class ToolScope:
+    """What a tool call needs of the call it belongs to: the state's timeout, the call's
+    Context (whose scrubber is made only when a ToolError needs it), the tool's pii
+    parameters, and who hears an approval (see :func:`with_timeout`)."""
 
-    __slots__ = ("context", "pii", "scrub", "seconds", "tell")
+    __slots__ = ("context", "pii", "seconds", "tell")
 
-    def __init__(self, seconds: float, scrub: Callable[[str], str], context: Context,
-                 pii: frozenset[str] | None = None,
+    def __init__(self, seconds: float, context: Context, pii: frozenset[str] | None = None,
                  tell: Callable[[ApprovalRecord], None] | None = None) -> None:
-        self.seconds, self.scrub, self.context, self.pii, self.tell = (
-            seconds, scrub, context, pii, tell)
+        self.seconds, self.context, self.pii, self.tell = seconds, context, pii, tell
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the sensitive values of the call's Context."""
+        return Redactor(self.context).text(text)
 
 
-def with_timeout(
-    tool: llm.FunctionTool, seconds: float, scrub: Callable[[str], str], context: Context,
-    pii: frozenset[str] | None = None, tell: Callable[[ApprovalRecord], None] | None = None,
-) -> llm.FunctionTool:
-    """The same tool (name, schema, docstring), stopped with a ToolError after ``seconds``;
-    a ToolError it raises reaches the LLM ``scrub``-bed of sensitive values, and the values
-    of its ``pii`` parameters are sensitive values of ``context`` before it runs. A
-    ``@confirm`` tool runs only once the caller said yes (``tell`` hears the approval)."""
+def with_timeout(tool: llm.FunctionTool, scope: ToolScope) -> llm.FunctionTool:
+    """The same tool (name, schema, docstring), stopped with a ToolError after
+    ``scope.seconds``; a ToolError it raises reaches the LLM scrubbed of the sensitive values
+    of ``scope.context``, and the values of its ``scope.pii`` parameters are sensitive values
+    of that Context before it runs. A ``@confirm`` tool runs only once the caller said yes
+    (``scope.tell`` hears the approval)."""
     name, approval = tool.info.name, approval_of(tool)
     signature = inspect.signature(tool)
-    call = ToolCall(seconds, scrub, context, pii, tell)
 
-    async def timed(*args: Any, **kwargs: Any) -> Any:
-        return await _run(tool, name, approval, signature, call, args, kwargs)
+    def timed(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        return _run(tool, name, approval, signature, scope, args, kwargs)
 
     functools.update_wrapper(timed, tool, updated=())  # not the tool's attributes: memory
     # LiveKit reads the signature at every call; preset it so it does not unwrap each time
@@ -87,18 +89,20 @@ def with_timeout(
     return llm.FunctionTool(timed, tool.info)
 
 
-def timed_method(tool: llm.FunctionTool, call_of: Callable[[Any, str], ToolCall]
+def timed_method(tool: llm.FunctionTool, scope_of: Callable[[Any, str], ToolScope]
                  ) -> llm.FunctionTool:
     """A State's method tool, run as :func:`with_timeout` runs a tool, wrapped once per
-    class: LiveKit binds it to each agent as it binds the method, and ``call_of(agent,
+    class: LiveKit binds it to each agent as it binds the method, and ``scope_of(agent,
     name)`` gives what the call needs when it runs (no wrapper made per agent)."""
     name, approval = tool.info.name, approval_of(tool)
     full = inspect.signature(tool)  # with the agent's ``self``
     signature = full.replace(parameters=list(full.parameters.values())[1:])
 
-    async def timed(agent: Any, *args: Any, **kwargs: Any) -> Any:
-        return await _run(functools.partial(tool, agent), name, approval, signature,
-                          call_of(agent, name), args, kwargs)
+    # a plain function returning _run's coroutine: LiveKit awaits what a tool returns,
+    # so a call makes one coroutine, not two
+    def timed(agent: Any, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        return _run(functools.partial(tool, agent), name, approval, signature,
+                    scope_of(agent, name), args, kwargs)
 
     functools.update_wrapper(timed, getattr(tool, "__wrapped__", tool))  # name, docstring, markers
     timed.__signature__ = full  # type: ignore[attr-defined]
@@ -112,7 +116,7 @@ def is_timed(tool: object) -> bool:
 
 
 async def _run(tool: Callable[..., Any], name: str, approval: Any,
-               signature: inspect.Signature, call: ToolCall, args: tuple[Any, ...],
+               signature: inspect.Signature, call: ToolScope, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Any:
     if call.pii or approval is not None:  # what they read: the arguments by name
         # LiveKit passes the arguments positionally (a realtime model's calls): bind them
