@@ -133,8 +133,9 @@ class FlowRun(Generic[C]):
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
         self.failures = FailureWatch(flow.failure_policy, self._fail_over)
         self._tasks = AwaitedTasks()
-        self._kept: dict[str, State[C]] = {}
-        """The agent of each ``keep_agent`` state, kept for the whole call."""
+        self._kept: dict[str, State[C]] | None = None
+        """The agent of each ``keep_agent`` state, kept for the whole call (made by the
+        first: most flows have none)."""
         self._session_started: asyncio.Event | None = None
         """Made by ``attach`` and set once ``AgentSession.start`` has returned (or failed):
         LiveKit ignores ``update_agent`` until then, apart from what ``current_agent``
@@ -325,8 +326,14 @@ class FlowRun(Generic[C]):
             self._speech_listened = True
             self._session.on("speech_created", listener(self._on_speech_created))
         if cls.keep_agent:
+            if self._kept is None:
+                self._kept = {}
             self._kept[state] = agent
         return agent
+
+    def kept_agent(self, state: str) -> State[C] | None:
+        """The agent kept for ``state`` (a ``keep_agent`` State visited before), or None."""
+        return None if self._kept is None else self._kept.get(state)
 
     def llm_for(self, tier: str) -> Model:
         """The model of ``tier`` for this call (:func:`handoff.providers.llm_for`)."""
