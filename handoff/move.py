@@ -401,16 +401,18 @@ async def by_code(run: FlowRun[Any], trigger: str, arguments: dict[str, Any], *,
     return await move.done
 
 
-_RUNS: weakref.WeakKeyDictionary[agents.AgentSession[Any], FlowRun[Any]] = (
-    weakref.WeakKeyDictionary())
-"""The run each attached session drives (:func:`drive`): how a transition's tool, made once
-per flow and shared by its runs, finds the call it moves (the LLM's ``RunContext`` gives
-the session). Weak: the entry goes with the session."""
+_RUNS: weakref.WeakValueDictionary[int, FlowRun[Any]] = weakref.WeakValueDictionary()
+"""The run each attached session drives, by the session's ``id`` (:func:`drive`): how a
+transition's tool, made once per flow and shared by its runs, finds the call it moves
+(the LLM's ``RunContext`` gives the session). Weak on the run, and not keyed by the
+session itself: the run holds its session, so a weak-keyed entry would keep every ended
+session alive. A session's ``id`` is not reused while its run lives (the run holds it),
+and the entry goes with the run."""
 
 
 def drive(session: agents.AgentSession[Any], run: FlowRun[Any]) -> None:
     """From now on ``session``'s transition tool calls move ``run`` (``FlowRun.attach``)."""
-    _RUNS[session] = run
+    _RUNS[id(session)] = run
 
 
 def transition_tool(edge: Edge) -> agents.llm.FunctionTool:
@@ -425,8 +427,8 @@ def transition_tool(edge: Edge) -> agents.llm.FunctionTool:
 
     async def invoke(**arguments: Any) -> Any:
         ctx: RunContext[Any] = arguments.pop(ctx_name)
-        run = _RUNS.get(ctx.session)
-        if run is None:
+        run = _RUNS.get(id(ctx.session))
+        if run is None or run._session is not ctx.session:
             raise FlowError(f"transition {trigger!r} was called in a session no flow run "
                             "drives: a State's tools work in its own flow's session")
         run.reached(ctx.function_call.call_id)

@@ -6,6 +6,8 @@ tool names that are refused without ever counting as failures."""
 from __future__ import annotations
 
 import enum
+import gc
+import weakref
 from typing import Annotated, Any, Literal
 
 import pytest
@@ -174,6 +176,18 @@ async def test_two_live_calls_share_each_tool_and_each_call_moves_its_own_run() 
         assert (first.state, first.context.month, first.log) == ("Start", None, [])
         await first.session.run(user_input="go")
         assert first.state == "Middle" and len(first.log) == len(second.log) == 1
+
+
+async def test_an_ended_call_leaves_neither_its_session_nor_its_run_behind() -> None:
+    """What lets a shared tool find its run must not keep an ended call alive."""
+    llm_ = ScriptedLLM(_policy({"go": call("proceed", month=5, size="large")}))
+    async with flow.session(llm=llm_) as run:
+        await run.session.run(user_input="go")
+        assert run.state == "Middle"
+        ended = weakref.ref(run.session), weakref.ref(run)
+    del run
+    gc.collect()
+    assert [ref() for ref in ended] == [None, None]
 
 
 def test_decorator_mistakes_fail_at_definition_with_the_fix() -> None:
