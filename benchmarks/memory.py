@@ -177,7 +177,12 @@ async def _sessions(n: int, side: str, measure: str) -> dict[str, float]:
     ``measure="heap"``: raw and handoff sessions are made in alternating batches in this
     one process, all kept alive, and the traced heap each batch adds is recorded; the
     result is the median over batches of (handoff batch - raw batch) / batch size, which
-    cancels the caches and arenas both sides warm. ``measure="rss"``: ``n`` sessions of
+    cancels the caches and arenas both sides warm. Batches are small and many (40 pairs of
+    5 for 200 sessions): a process-wide table that doubles (asyncio's set of all tasks:
+    64 KiB, then 256 KiB, as the live sessions' tasks pass a power of two) lands whole on
+    whichever batch crosses the line, and with 10 pairs two such lumps set the interval's
+    upper bound; with 40 the median's interval is the per-session spread, not the lumps.
+    ``measure="rss"``: ``n`` sessions of
     ``side`` only, untraced, and the RSS they add.
     """
     flow = ring_flow()
@@ -186,7 +191,7 @@ async def _sessions(n: int, side: str, measure: str) -> dict[str, float]:
     gc.collect()
     sessions: list[AgentSession[BenchContext]] = []
     if measure == "heap":
-        batch = max(1, min(20, n // 10))
+        batch = max(1, min(5, n // 40))
         added: dict[str, list[float]] = {"raw": [], "handoff": []}
         tracemalloc.start()
         for _ in range(max(1, n // batch)):

@@ -122,6 +122,9 @@ class Flow(Generic[C]):
         self.observers: list[FlowObserver[FlowRun[Any]]] = []
         """Observers of every run of this flow (telemetry, checkpoints, coverage); a watcher
         of one call goes in that run's ``run.observers`` (see :class:`FlowObserver`)."""
+        self.transition_tools: dict[TransitionDef, llm.FunctionTool] = {}
+        """The LLM-facing tool of each transition (:func:`handoff.move.transition_tool`),
+        made when a run first offers it and shared by every run of the flow."""
         self.agent_options: Callable[[type[State[Any]]], dict[str, Any]] | None = None
         """Extra ``Agent`` keyword arguments per State (the worker sets per-state voices)."""
 

@@ -72,7 +72,7 @@ async def next_agent(run: FlowRun[Any], pending: Move) -> State[Any]:
         pending.to_summarise = policy.left_behind(old)
     handoff = None if pending.call is None else (pending.call, pending.handed_over())
     carried = policy.carry(old, handoff, scrub=run._scrubbed)
-    kept = run._kept.get(pending.target)
+    kept = run.kept_agent(pending.target)
     if kept is not None and kept is not run._agent:
         agent = kept  # not running, so the updates set its own copies at once (LiveKit's API)
         await agent.update_chat_ctx(revisit(kept.chat_ctx, carried),

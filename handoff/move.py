@@ -21,6 +21,7 @@ import copy
 import functools
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -400,16 +401,36 @@ async def by_code(run: FlowRun[Any], trigger: str, arguments: dict[str, Any], *,
     return await move.done
 
 
-def transition_tool(run: FlowRun[Any], edge: Edge) -> agents.llm.FunctionTool:
+_RUNS: weakref.WeakValueDictionary[int, FlowRun[Any]] = weakref.WeakValueDictionary()
+"""The run each attached session drives, by the session's ``id`` (:func:`drive`): how a
+transition's tool, made once per flow and shared by its runs, finds the call it moves
+(the LLM's ``RunContext`` gives the session). Weak on the run, and not keyed by the
+session itself: the run holds its session, so a weak-keyed entry would keep every ended
+session alive. A session's ``id`` is not reused while its run lives (the run holds it),
+and the entry goes with the run."""
+
+
+def drive(session: agents.AgentSession[Any], run: FlowRun[Any]) -> None:
+    """From now on ``session``'s transition tool calls move ``run`` (``FlowRun.attach``)."""
+    _RUNS[id(session)] = run
+
+
+def transition_tool(edge: Edge) -> agents.llm.FunctionTool:
     """The LiveKit function tool the LLM calls to take ``edge``'s transition: the body's
-    parameters as the schema, its docstring as the description; a call starts the move,
-    and its result hands LiveKit the next agent (the old one does not answer the tool)."""
+    parameters as the schema, its docstring as the description; a call starts the move
+    on the run its session drives (:func:`drive`), and its result hands LiveKit the next
+    agent (the old one does not answer the tool). Made once per flow and transition
+    (``Flow.transition_tools``), not per call: it holds no run."""
     trigger, tdef = edge.trigger, edge.transition
     signature, annotations = tdef.tool_signature()
     ctx_name = next(iter(signature.parameters))
 
     async def invoke(**arguments: Any) -> Any:
         ctx: RunContext[Any] = arguments.pop(ctx_name)
+        run = _RUNS.get(id(ctx.session))
+        if run is None or run._session is not ctx.session:
+            raise FlowError(f"transition {trigger!r} was called in a session no flow run "
+                            "drives: a State's tools work in its own flow's session")
         run.reached(ctx.function_call.call_id)
         move, _ = await Move.begin(run, trigger, arguments, ctx, by="llm")
         move.call = ctx.function_call

@@ -38,7 +38,7 @@ from .errors import FlowError, TransitionCallError
 from .failures import FailureWatch
 from .graph import Edge
 from .items_added import on_item_added
-from .move import Move, by_code, take_error_transition, transition_tool
+from .move import Move, by_code, drive, take_error_transition, transition_tool
 from .observers import tell
 from .realtime import Model
 from .records import FlowObserver, Refusal, Resumption, TransitionRecord
@@ -47,7 +47,6 @@ from .semantics import converted_arguments, offer, trigger_for
 from .state import State, making
 from .tasks import AwaitedTasks
 from .tools_executed import on_tools_executed
-from .transition import TransitionDef
 
 if TYPE_CHECKING:
     from livekit.agents import (
@@ -85,7 +84,7 @@ class FlowRun(Generic[C]):
     __slots__ = ("__weakref__", "_agent", "_fsm", "_hand_over_later", "_kept", "_llm_override",
                  "_pending", "_reached", "_session", "_session_started", "_settled",
                  "_speech_listened",
-                 "_start_failed", "_tasks", "_tools", "call_id", "closed", "context", "failures",
+                 "_start_failed", "_tasks", "call_id", "closed", "context", "failures",
                  "flow", "log", "observers", "opening", "refusals", "resuming", "resumption", "return_stack",
                  "summary", "turns")
 
@@ -130,13 +129,13 @@ class FlowRun(Generic[C]):
         self._settled: asyncio.Event | None = None
         """Made when the error transition waits for a move under way; set when it ends."""
         self._agent: State[C] | None = None
-        self._tools: dict[TransitionDef, llm.FunctionTool] = {}
         self.return_stack: list[str] = []
         """States to come back to: pushed by ``returns=True`` edges, popped by ``to=RETURN``."""
         self.failures = FailureWatch(flow.failure_policy, self._fail_over)
         self._tasks = AwaitedTasks()
-        self._kept: dict[str, State[C]] = {}
-        """The agent of each ``keep_agent`` state, kept for the whole call."""
+        self._kept: dict[str, State[C]] | None = None
+        """The agent of each ``keep_agent`` state, kept for the whole call (made by the
+        first: most flows have none)."""
         self._session_started: asyncio.Event | None = None
         """Made by ``attach`` and set once ``AgentSession.start`` has returned (or failed):
         LiveKit ignores ``update_agent`` until then, apart from what ``current_agent``
@@ -292,6 +291,7 @@ class FlowRun(Generic[C]):
                 self.flow.name, self.flow.failure_policy.max_failures,
                 session.conn_options.max_unrecoverable_errors)
         session.userdata = self.context
+        drive(session, self)  # the flow's transition tools find this run from the session
         events = listener(self._on_session_event)  # one listener object for the four
         for name in ("conversation_item_added", "function_tools_executed", "error", "close"):
             session.on(name, events)
@@ -326,8 +326,14 @@ class FlowRun(Generic[C]):
             self._speech_listened = True
             self._session.on("speech_created", listener(self._on_speech_created))
         if cls.keep_agent:
+            if self._kept is None:
+                self._kept = {}
             self._kept[state] = agent
         return agent
+
+    def kept_agent(self, state: str) -> State[C] | None:
+        """The agent kept for ``state`` (a ``keep_agent`` State visited before), or None."""
+        return None if self._kept is None else self._kept.get(state)
 
     def llm_for(self, tier: str) -> Model:
         """The model of ``tier`` for this call (:func:`handoff.providers.llm_for`)."""
@@ -355,17 +361,19 @@ class FlowRun(Generic[C]):
         return list(self.flow.tools)
 
     def tools_for(self, state: str) -> list[llm.Tool | llm.Toolset]:
-        """The transition tools the agent of ``state`` offers (made once per run), as the
-        semantic core decides (:func:`handoff.semantics.offer`): code-only transitions
-        (``llm=False``) are not among them."""
+        """The transition tools the agent of ``state`` offers, as the semantic core decides
+        (:func:`handoff.semantics.offer`): code-only transitions (``llm=False``) are not
+        among them. Made once per flow and shared by its runs (``Flow.transition_tools``):
+        a call finds its run from its session."""
         return [self._tool(edge) for edge in offer(self.flow, state).transitions]
 
     def _tool(self, edge: Edge) -> llm.FunctionTool:
         # one tool per declared transition: a trigger name two states share is two tools
-        if edge.transition not in self._tools:
-            self._tools[edge.transition] = transition_tool(self, edge)
-        return self._tools[edge.transition]
-
+        tools = self.flow.transition_tools
+        tool = tools.get(edge.transition)
+        if tool is None:
+            tool = tools[edge.transition] = transition_tool(edge)
+        return tool
 
     # -- moving --------------------------------------------------------------------
     async def go(self, target: str, /, **arguments: Any) -> TransitionRecord:

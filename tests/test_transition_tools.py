@@ -6,6 +6,8 @@ tool names that are refused without ever counting as failures."""
 from __future__ import annotations
 
 import enum
+import gc
+import weakref
 from typing import Annotated, Any, Literal
 
 import pytest
@@ -157,6 +159,35 @@ async def test_the_llm_arguments_are_validated_and_reach_each_states_body() -> N
         await run.session.run(user_input="ask")
         assert run.state == "End" and run.context.asked == ["is there parking?"]
         assert run.consecutive_failures == 0
+
+
+async def test_two_live_calls_share_each_tool_and_each_call_moves_its_own_run() -> None:
+    """A transition's tool is made once per flow (no per-call closure): both calls' Start
+    agents offer the same object, and a call of it moves the run of the session that
+    made the call, never the other one."""
+    llm_ = ScriptedLLM(_policy({"go": call("proceed", month=5, size="large")}))
+    async with flow.session(llm=llm_) as first, flow.session(llm=llm_) as second:
+        assert first.agent is not None and second.agent is not None
+        mine = next(t for t in first.agent.tools if getattr(t, "id", None) == "proceed")
+        theirs = next(t for t in second.agent.tools if getattr(t, "id", None) == "proceed")
+        assert mine is theirs is flow.transition_tools[flow.table["Start"]["proceed"].transition]
+        await second.session.run(user_input="go")
+        assert (second.state, second.context.month) == ("Middle", 5)
+        assert (first.state, first.context.month, first.log) == ("Start", None, [])
+        await first.session.run(user_input="go")
+        assert first.state == "Middle" and len(first.log) == len(second.log) == 1
+
+
+async def test_an_ended_call_leaves_neither_its_session_nor_its_run_behind() -> None:
+    """What lets a shared tool find its run must not keep an ended call alive."""
+    llm_ = ScriptedLLM(_policy({"go": call("proceed", month=5, size="large")}))
+    async with flow.session(llm=llm_) as run:
+        await run.session.run(user_input="go")
+        assert run.state == "Middle"
+        ended = weakref.ref(run.session), weakref.ref(run)
+    del run
+    gc.collect()
+    assert [ref() for ref in ended] == [None, None]
 
 
 def test_decorator_mistakes_fail_at_definition_with_the_fix() -> None:
