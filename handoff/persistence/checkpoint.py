@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -279,7 +280,8 @@ class CaptureCache:
     it is made afresh. Entries are shared between checkpoints and never changed after.
     """
 
-    __slots__ = ("encoded", "log", "log_of", "messages", "sealed", "unencoded", "values")
+    __slots__ = ("encoded", "limit", "log", "log_of", "read", "read_last", "read_of", "recent",
+                 "sealed", "unencoded", "values")
 
     def __init__(self) -> None:
         self.values: list[str] = []
@@ -291,21 +293,25 @@ class CaptureCache:
         """Each of ``log`` in its stored JSON ("" for one that needs to_json's fallbacks)."""
         self.unencoded = 0
         """How many of ``encoded`` are ""."""
-        self.messages: dict[str, dict[str, str]] = {}
-        """A history message's stored form (empty text: left out) by LiveKit item id."""
+        self.recent: list[dict[str, str]] = []
+        """The stored form of the last ``limit`` messages with text among the first ``read``
+        items of ``read_of`` (a session's history)."""
+        self.limit = 0
+        self.read_of: list[llm.ChatItem] | None = None
+        self.read = 0
+        self.read_last: llm.ChatItem | None = None
+        """``read_of[read - 1]`` when it was read: an item inserted before it moves it."""
         self.sealed: dict[str, str] = {}
         """The last sealed section of the call by its plain text: an unchanged section is
         not sealed again (a fresh nonce would make every capture differ, so identical
         checkpoints would be written again, and sealing would run on the call's path)."""
 
-    def scrubbed_with(self, values: list[str], history_limit: int) -> None:
-        """Forget what was scrubbed with other values (and messages long out of reach)."""
+    def scrubbed_with(self, values: list[str]) -> None:
+        """Forget what was scrubbed with other values."""
         if values != self.values:
             self.values = values
             self._forget_log()
-            self.messages.clear()
-        elif len(self.messages) > 4 * history_limit:
-            self.messages.clear()
+            self.read_of = None
 
     def log_entries(self, records: list[TransitionRecord], redactor: Redactor,
                     values: list[str]) -> list[dict[str, Any]]:
@@ -324,6 +330,29 @@ class CaptureCache:
             self.encoded.append(text or "")
             self.unencoded += text is None
         return list(self.log)
+
+    def recent_messages(self, items: list[llm.ChatItem], limit: int, redactor: Redactor,
+                        values: list[str]) -> list[dict[str, str]]:
+        """The stored form of the last ``limit`` user/assistant messages with text in
+        ``items`` (a session's history), scrubbed: only the items added since the last call
+        are read.
+
+        LiveKit only inserts into a session's history, by creation time. An item inserted
+        before the ones read last time (it moves the last one read), a shorter list or
+        another list is read afresh, from its end.
+        """
+        done = self.read
+        if (items is not self.read_of or limit != self.limit or len(items) < done
+                or (done and items[done - 1] is not self.read_last)):
+            self.recent = list(_stored_messages(reversed(items), limit, redactor, values))
+            self.recent.reverse()
+            self.read_of, self.limit = items, limit
+        elif len(items) > done:
+            self.recent.extend(_stored_messages(items[done:], -1, redactor, values))
+            del self.recent[:-limit]
+        self.read = len(items)
+        self.read_last = items[-1] if items else None
+        return list(self.recent)
 
     def encoded_log(self) -> list[str] | None:
         """The JSON of each entry :meth:`log_entries` returned, or None if one of them
@@ -370,7 +399,7 @@ def capture(
     values = redactor.values()
     if cache is None:
         cache = CaptureCache()
-    cache.scrubbed_with(values, history_limit)
+    cache.scrubbed_with(values)
     plain, secret = redactor.context_dump(values)
     sensitive: dict[str, Any] | str = secret
     if sealer is not None and secret:
@@ -391,7 +420,7 @@ def capture(
         sensitive=sensitive,
         return_stack=list(run.return_stack),
         log=cache.log_entries(run.log, redactor, values),
-        history=recent_history(run, history_limit, redactor, values, earlier, cache.messages),
+        history=recent_history(run, history_limit, redactor, values, earlier, cache),
         saved_at=time.time(),
         encoded_log=cache.encoded_log(),
     )
@@ -399,34 +428,39 @@ def capture(
 
 def recent_history(
     run: FlowRun[Any], limit: int, redactor: Redactor, values: list[str],
-    earlier: list[dict[str, str]] | None = None,
-    messages: dict[str, dict[str, str]] | None = None,
+    earlier: list[dict[str, str]] | None = None, cache: CaptureCache | None = None,
 ) -> list[dict[str, str]]:
     """The last ``limit`` user/assistant messages (``earlier`` ones first), scrubbed.
 
-    ``messages`` caches each message's stored form by item id across captures of one
-    call, all scrubbed with ``values`` (reading a LiveKit message's text is not free).
+    ``cache`` keeps the call's recent messages across captures, all scrubbed with
+    ``values``, so a capture reads only the items added since the one before.
     """
     if limit <= 0:
         return []
     if not run.attached:
         return list((earlier or [])[-limit:])
-    out: list[dict[str, str]] = []
-    for item in reversed(run.session.history.items):
-        if item.type != "message" or item.role not in ("user", "assistant"):
-            continue
-        message = None if messages is None else messages.get(item.id)
-        if message is None:
-            message = {"role": item.role, "text": redactor.text(item.text_content or "", values)}
-            if messages is not None:
-                messages[item.id] = message
-        if not message["text"]:
-            continue
-        out.append(message)
-        if len(out) >= limit:
-            break
-    out.reverse()
+    items = run.session.history.items
+    if cache is not None:
+        out = cache.recent_messages(items, limit, redactor, values)
+    else:
+        out = list(_stored_messages(reversed(items), limit, redactor, values))
+        out.reverse()
     if earlier and len(out) < limit:
         out = [{"role": m["role"], "text": redactor.text(m["text"], values)}
                for m in earlier[len(out) - limit:]] + out
     return out
+
+
+def _stored_messages(items: Iterable[llm.ChatItem], limit: int, redactor: Redactor,
+                     values: list[str]) -> Iterator[dict[str, str]]:
+    """The stored form of the user/assistant messages with text in ``items``, in their
+    order, scrubbed; the first ``limit`` of them (all if it is negative)."""
+    for item in items:
+        if limit == 0:
+            return
+        if item.type != "message" or item.role not in ("user", "assistant"):
+            continue
+        text = redactor.text(item.text_content or "", values)
+        if text:
+            limit -= 1
+            yield {"role": item.role, "text": text}
