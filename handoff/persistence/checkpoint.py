@@ -58,6 +58,8 @@ DEFAULT_HISTORY_LIMIT = 20
 _STORED: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False, "allow_nan": False,
                            "default": str}
 """How the stored form is encoded (before its fallbacks: not finite, lone surrogates)."""
+_encode = json.JSONEncoder(**_STORED).encode
+"""``json.dumps(value, **_STORED)`` without making an encoder at every call."""
 
 
 class Sealer(Protocol):
@@ -94,6 +96,9 @@ class Checkpoint:
     Set by :func:`capture` from the call's :class:`CaptureCache`, so that writing a
     checkpoint encodes what changed, not the whole log again (the write runs in a
     thread, but JSON encoding holds the GIL, so the call's loop waits for it)."""
+    encoded_history: list[str] | None = field(default=None, repr=False, compare=False)
+    """Each ``history`` message already in its stored JSON, or None (as ``encoded_log``:
+    a message is encoded once in a call, not at every write)."""
 
     # -- stored form ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -118,20 +123,22 @@ class Checkpoint:
     def to_json(self) -> str:
         """The stored form: strict JSON (no bare NaN), encodable as UTF-8 whatever it holds."""
         data: Any = self.to_dict()
-        encoded = self.encoded_log
-        if encoded is not None and len(encoded) == len(self.log):
-            # the same text json.dumps makes of ``data``, the log's entries as encoded
+        ahead = {key: encoded for key, encoded, value in (
+            ("log", self.encoded_log, self.log), ("history", self.encoded_history, self.history))
+            if encoded is not None and len(encoded) == len(value)}
+        if ahead:
+            # the same text json.dumps makes of ``data``, the lists encoded ahead as they are
             try:
                 text = "{" + ",".join(
-                    f'"{key}":' + ("[" + ",".join(encoded) + "]" if key == "log"
-                                   else json.dumps(value, **_STORED))
+                    f'"{key}":' + ("[" + ",".join(ahead[key]) + "]" if key in ahead
+                                   else _encode(value))
                     for key, value in data.items()) + "}"
                 text.encode("utf-8")
                 return text
             except (ValueError, UnicodeEncodeError):  # the fallbacks below, on the whole
                 pass
         try:
-            text = json.dumps(data, **_STORED)
+            text = _encode(data)
         except ValueError:  # a number that is not finite
             data = _finite(data)
             text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -281,7 +288,7 @@ class CaptureCache:
     """
 
     __slots__ = ("encoded", "limit", "log", "log_of", "read", "read_last", "read_of", "recent",
-                 "sealed", "unencoded", "values")
+                 "recent_json", "sealed", "unencoded", "values")
 
     def __init__(self) -> None:
         self.values: list[str] = []
@@ -296,6 +303,8 @@ class CaptureCache:
         self.recent: list[dict[str, str]] = []
         """The stored form of the last ``limit`` messages with text among the first ``read``
         items of ``read_of`` (a session's history)."""
+        self.recent_json: list[str] = []
+        """Each of ``recent`` in its stored JSON."""
         self.limit = 0
         self.read_of: list[llm.ChatItem] | None = None
         self.read = 0
@@ -346,13 +355,24 @@ class CaptureCache:
                 or (done and items[done - 1] is not self.read_last)):
             self.recent = list(_stored_messages(reversed(items), limit, redactor, values))
             self.recent.reverse()
+            self.recent_json = [_encode(message) for message in self.recent]
             self.read_of, self.limit = items, limit
         elif len(items) > done:
-            self.recent.extend(_stored_messages(items[done:], -1, redactor, values))
-            del self.recent[:-limit]
+            added = list(_stored_messages(items[done:], -1, redactor, values))
+            self.recent.extend(added)
+            self.recent_json.extend(_encode(message) for message in added)
+            del self.recent[:-limit], self.recent_json[:-limit]
         self.read = len(items)
         self.read_last = items[-1] if items else None
         return list(self.recent)
+
+    def encoded_history(self, history: list[dict[str, str]]) -> list[str] | None:
+        """The JSON of each of ``history``, if it is what :meth:`recent_messages` returned
+        (not with a resumed call's earlier messages in front), else None."""
+        recent = self.recent
+        if len(history) != len(recent) or (history and history[0] is not recent[0]):
+            return None
+        return list(self.recent_json)
 
     def encoded_log(self) -> list[str] | None:
         """The JSON of each entry :meth:`log_entries` returned, or None if one of them
@@ -366,7 +386,7 @@ class CaptureCache:
 def encode_entry(entry: Any) -> str | None:
     """``entry`` as :meth:`Checkpoint.to_json` writes it, or None if it is not finite."""
     try:
-        return json.dumps(entry, **_STORED)
+        return _encode(entry)
     except ValueError:
         return None
 
@@ -410,6 +430,7 @@ def capture(
             cache.sealed.clear()
             cache.sealed[text] = token
         sensitive = token
+    history = recent_history(run, history_limit, redactor, values, earlier, cache)
     return Checkpoint(
         call_id=call_id,
         flow=run.flow.name,
@@ -420,9 +441,10 @@ def capture(
         sensitive=sensitive,
         return_stack=list(run.return_stack),
         log=cache.log_entries(run.log, redactor, values),
-        history=recent_history(run, history_limit, redactor, values, earlier, cache),
+        history=history,
         saved_at=time.time(),
         encoded_log=cache.encoded_log(),
+        encoded_history=cache.encoded_history(history),
     )
 
 
