@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from livekit.agents import AgentSession, RunContext
+from livekit.agents import AgentSession, RunContext, llm
 from pydantic import Field
 
 from handoff import Context, Flow, State, transition
@@ -140,3 +140,67 @@ def test_the_encoded_log_is_what_is_written() -> None:
                     encoded_log=['{"source":"B"}'])
     assert '"log":[{"source":"B"}]' in cp.to_json()
     assert replace(cp, encoded_log=None).to_json() == cp.to_json().replace('"B"', '"A"')
+
+
+async def test_history_read_since_the_last_capture_is_the_whole_history_read_afresh() -> None:
+    """The cache reads only the items added since its last capture; an item inserted
+    before those (LiveKit inserts by creation time), a history cut in place or one
+    shorter than the limit still give what a fresh capture gives."""
+    script = ScriptedLLM(["Hello.", *(f"Reply {i}." for i in range(6))])
+    cache = CaptureCache()
+    async with AgentSession[Card]() as session:
+        run = await card_flow.start(session, llm=script, wait_opening=True)
+
+        def same(limit: int) -> list[dict[str, str]]:
+            cached = capture(run, "c", 1, cache=cache, history_limit=limit)
+            fresh = capture(run, "c", 1, history_limit=limit)
+            assert stored(cached) == stored(fresh)
+            return cached.history
+
+        assert same(3) == [{"role": "assistant", "text": "Hello."}]
+        for i in range(3):
+            await session.run(user_input=f"line {i}")
+            assert same(3)[-1] == {"role": "assistant", "text": f"Reply {i}."}
+        items = session.history.items
+        early = items[-1].created_at - 1e-6  # before the last reply: not at the end
+        session.history.insert(llm.ChatMessage(role="user", content=["inserted late"],
+                                               created_at=early))
+        assert session.history.items[-2].text_content == "inserted late"
+        assert [m["text"] for m in same(3)] == ["line 2", "inserted late", "Reply 2."]
+        del items[-3:]  # cut in place: same list, shorter
+        assert [m["text"] for m in same(3)] == ["Reply 0.", "line 1", "Reply 1."]
+        assert len(same(50)) == len([i for i in items if i.type == "message"])
+        await session.run(user_input="after the cut")
+        assert [m["text"] for m in same(2)] == ["after the cut", "Reply 3."]
+
+
+@given(log=st.lists(log_entries, max_size=3), history=st.lists(st.fixed_dictionaries({
+    "role": st.sampled_from(["user", "assistant"]), "text": texts}), max_size=3))
+def test_a_history_encoded_ahead_is_stored_as_the_whole_document_would_be(
+        log: list[dict[str, Any]], history: list[dict[str, str]]) -> None:
+    """Lone surrogates in a message and a log that needs the fallbacks included."""
+    whole = Checkpoint("c", "f", "1", "S", 1, {"topic": "x"}, log=log, history=history)
+    ahead = replace(whole, encoded_history=[encode_entry(m) or "" for m in history],
+                    encoded_log=None if None in (encoded := [encode_entry(e) for e in log])
+                    else [e or "" for e in encoded])
+    assert ahead.to_json() == whole.to_json()
+
+
+async def test_a_captured_history_is_encoded_once_and_as_stored() -> None:
+    """The messages a capture reads are encoded when first read; a resumed call's
+    earlier messages in front are left to the write."""
+    script = ScriptedLLM(["Hello.", "One.", "Two."])
+    cache = CaptureCache()
+    async with AgentSession[Card]() as session:
+        run = await card_flow.start(session, llm=script, wait_opening=True)
+        await session.run(user_input="first")
+        one = capture(run, "c", 1, cache=cache)
+        await session.run(user_input="second")
+        two = capture(run, "c", 2, cache=cache)
+        earlier = capture(run, "c", 3, cache=cache, earlier=[{"role": "user", "text": "old"}])
+    assert one.encoded_history is not None and two.encoded_history is not None
+    assert one.encoded_history == two.encoded_history[:len(one.encoded_history)]
+    assert all(a is b for a, b in zip(one.encoded_history, two.encoded_history, strict=False))
+    assert earlier.encoded_history is None and earlier.history[0]["text"] == "old"
+    for cp in (one, two, earlier):
+        assert cp.to_json() == replace(cp, encoded_history=None, encoded_log=None).to_json()

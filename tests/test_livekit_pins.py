@@ -161,3 +161,39 @@ def test_the_emitter_hands_a_listener_each_event_once() -> None:
     emitter.emit("close", "first")
     emitter.emit("close", "second")
     assert heard == ["first", "second"]
+
+
+def test_a_span_started_here_is_the_one_livekits_tracer_starts() -> None:
+    """Same provider, parent, start time and attributes (the conversation id included)."""
+    from unittest import mock
+
+    from livekit.agents.telemetry import set_tracer_provider, tracer
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = tracer._tracer_provider
+    set_tracer_provider(provider)
+    try:
+        parent = tracer.start_span("parent")
+        context = trace.set_span_in_context(parent)
+        with mock.patch("livekit.agents.telemetry.gen_ai._conversation_id", return_value="RM_1"):
+            for start in (tracer.start_span, _livekit.start_span):
+                start("x", context=context, attributes={"a": 1}, start_time=123).end()
+            _livekit.start_span("y", attributes={"b": "2"}).end()
+        parent.end()
+    finally:
+        tracer.set_provider(previous)
+        provider.shutdown()
+    theirs, ours, point, _ = exporter.get_finished_spans()
+    for span in (theirs, ours):
+        assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
+    assert (ours.name, ours.start_time, dict(ours.attributes or {})) == (
+        theirs.name, theirs.start_time, dict(theirs.attributes or {}))
+    assert dict(ours.attributes or {}) == {"gen_ai.conversation.id": "RM_1", "a": 1}, (
+        "LiveKit's tracer no longer adds what _livekit.start_span adds: update handoff/_livekit.py")
+    assert point.parent is None and dict(point.attributes or {})["b"] == "2"

@@ -34,6 +34,7 @@ import socket
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -261,8 +262,10 @@ class EventLog(BackgroundWriter[list[Event]]):
         self._context_step(run, tracked, redactor, values)
 
     def _on_agent_state(self, run: FlowRun[Any], event: Any) -> None:
+        if event.new_state != "listening":  # the turn has not ended (most state changes)
+            return
         tracked = self._runs.get(run)
-        if tracked is not None and event.new_state == "listening":  # the turn has ended
+        if tracked is not None:
             self._release(run, tracked)
 
     def _on_error(self, run: FlowRun[Any], event: Any) -> None:
@@ -335,12 +338,13 @@ class EventLog(BackgroundWriter[list[Event]]):
         self._emit(run, tracked, "context", {"changed": changed})
 
     def _emit(self, run: FlowRun[Any], tracked: _Tracked, kind: str, data: dict[str, Any]) -> None:
-        now = time.time()
-        tracked.seq = max(tracked.seq + 1, time.time_ns() // 1000)
-        event = Event(tracked.call_id, tracked.seq, now, kind, run.state, run.flow.name,
-                      run.flow.version, data)
+        now = time.time_ns()
+        tracked.seq = max(tracked.seq + 1, now // 1000)
+        flow = run.flow
+        event = Event(tracked.call_id, tracked.seq, now / 1e9, kind, run.state, flow.name,
+                      flow.version, data)
         if tracked.held is None:
-            self._enqueue(event)
+            self._enqueue((event,))
             return
         tracked.held.append(event)
         if len(tracked.held) >= MAX_HELD:  # a turn this long: write it rather than hold on
@@ -355,25 +359,27 @@ class EventLog(BackgroundWriter[list[Event]]):
             return
         redactor = Redactor(run.context)
         values = redactor.values()
-        for event in held:  # no sensitive value at all: nothing to scrub, none to copy
-            self._enqueue(replace(event, data=redactor.value(event.data, values))
-                          if values else event)
+        # no sensitive value at all: nothing to scrub, none to copy
+        self._enqueue([replace(event, data=redactor.value(event.data, values))
+                       for event in held] if values else held)
 
     # -- the writer ---------------------------------------------------------------------
     # -- the writer (BackgroundWriter) -------------------------------------------------
-    def _enqueue(self, event: Event) -> None:
+    def _enqueue(self, events: Sequence[Event]) -> None:
+        """Queue ``events`` (in order) and wake the writer once for all of them."""
         try:
-            self._ensure_task()
-        except RuntimeError:  # no running loop: nothing can write it
-            self.dropped += 1
+            self._wake_up()  # the writer looks at the queue only once this step yields
+        except RuntimeError:  # no running loop: nothing can write them
+            self.dropped += len(events)
             return
-        if len(self._queue) >= self.max_pending:
-            self._queue.popleft()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                logger.warning("event queue full: %d events dropped so far", self.dropped)
-        self._queue.append(event)
-        self._wake_up()
+        queue = self._queue
+        for event in events:
+            if len(queue) >= self.max_pending:
+                queue.popleft()
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    logger.warning("event queue full: %d events dropped so far", self.dropped)
+            queue.append(event)
 
     def _started(self, loop: asyncio.AbstractEventLoop) -> None:
         self._beat = loop.create_task(self._heartbeat_loop(), name="handoff.event_heartbeat")

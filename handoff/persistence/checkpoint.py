@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -57,6 +58,8 @@ DEFAULT_HISTORY_LIMIT = 20
 _STORED: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False, "allow_nan": False,
                            "default": str}
 """How the stored form is encoded (before its fallbacks: not finite, lone surrogates)."""
+_encode = json.JSONEncoder(**_STORED).encode
+"""``json.dumps(value, **_STORED)`` without making an encoder at every call."""
 
 
 class Sealer(Protocol):
@@ -93,6 +96,9 @@ class Checkpoint:
     Set by :func:`capture` from the call's :class:`CaptureCache`, so that writing a
     checkpoint encodes what changed, not the whole log again (the write runs in a
     thread, but JSON encoding holds the GIL, so the call's loop waits for it)."""
+    encoded_history: list[str] | None = field(default=None, repr=False, compare=False)
+    """Each ``history`` message already in its stored JSON, or None (as ``encoded_log``:
+    a message is encoded once in a call, not at every write)."""
 
     # -- stored form ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -117,20 +123,22 @@ class Checkpoint:
     def to_json(self) -> str:
         """The stored form: strict JSON (no bare NaN), encodable as UTF-8 whatever it holds."""
         data: Any = self.to_dict()
-        encoded = self.encoded_log
-        if encoded is not None and len(encoded) == len(self.log):
-            # the same text json.dumps makes of ``data``, the log's entries as encoded
+        ahead = {key: encoded for key, encoded, value in (
+            ("log", self.encoded_log, self.log), ("history", self.encoded_history, self.history))
+            if encoded is not None and len(encoded) == len(value)}
+        if ahead:
+            # the same text json.dumps makes of ``data``, the lists encoded ahead as they are
             try:
                 text = "{" + ",".join(
-                    f'"{key}":' + ("[" + ",".join(encoded) + "]" if key == "log"
-                                   else json.dumps(value, **_STORED))
+                    f'"{key}":' + ("[" + ",".join(ahead[key]) + "]" if key in ahead
+                                   else _encode(value))
                     for key, value in data.items()) + "}"
                 text.encode("utf-8")
                 return text
             except (ValueError, UnicodeEncodeError):  # the fallbacks below, on the whole
                 pass
         try:
-            text = json.dumps(data, **_STORED)
+            text = _encode(data)
         except ValueError:  # a number that is not finite
             data = _finite(data)
             text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -279,7 +287,8 @@ class CaptureCache:
     it is made afresh. Entries are shared between checkpoints and never changed after.
     """
 
-    __slots__ = ("encoded", "log", "log_of", "messages", "sealed", "unencoded", "values")
+    __slots__ = ("encoded", "limit", "log", "log_of", "read", "read_last", "read_of", "recent",
+                 "recent_json", "sealed", "unencoded", "values")
 
     def __init__(self) -> None:
         self.values: list[str] = []
@@ -291,21 +300,27 @@ class CaptureCache:
         """Each of ``log`` in its stored JSON ("" for one that needs to_json's fallbacks)."""
         self.unencoded = 0
         """How many of ``encoded`` are ""."""
-        self.messages: dict[str, dict[str, str]] = {}
-        """A history message's stored form (empty text: left out) by LiveKit item id."""
+        self.recent: list[dict[str, str]] = []
+        """The stored form of the last ``limit`` messages with text among the first ``read``
+        items of ``read_of`` (a session's history)."""
+        self.recent_json: list[str] = []
+        """Each of ``recent`` in its stored JSON."""
+        self.limit = 0
+        self.read_of: list[llm.ChatItem] | None = None
+        self.read = 0
+        self.read_last: llm.ChatItem | None = None
+        """``read_of[read - 1]`` when it was read: an item inserted before it moves it."""
         self.sealed: dict[str, str] = {}
         """The last sealed section of the call by its plain text: an unchanged section is
         not sealed again (a fresh nonce would make every capture differ, so identical
         checkpoints would be written again, and sealing would run on the call's path)."""
 
-    def scrubbed_with(self, values: list[str], history_limit: int) -> None:
-        """Forget what was scrubbed with other values (and messages long out of reach)."""
+    def scrubbed_with(self, values: list[str]) -> None:
+        """Forget what was scrubbed with other values."""
         if values != self.values:
             self.values = values
             self._forget_log()
-            self.messages.clear()
-        elif len(self.messages) > 4 * history_limit:
-            self.messages.clear()
+            self.read_of = None
 
     def log_entries(self, records: list[TransitionRecord], redactor: Redactor,
                     values: list[str]) -> list[dict[str, Any]]:
@@ -325,6 +340,40 @@ class CaptureCache:
             self.unencoded += text is None
         return list(self.log)
 
+    def recent_messages(self, items: list[llm.ChatItem], limit: int, redactor: Redactor,
+                        values: list[str]) -> list[dict[str, str]]:
+        """The stored form of the last ``limit`` user/assistant messages with text in
+        ``items`` (a session's history), scrubbed: only the items added since the last call
+        are read.
+
+        LiveKit only inserts into a session's history, by creation time. An item inserted
+        before the ones read last time (it moves the last one read), a shorter list or
+        another list is read afresh, from its end.
+        """
+        done = self.read
+        if (items is not self.read_of or limit != self.limit or len(items) < done
+                or (done and items[done - 1] is not self.read_last)):
+            self.recent = list(_stored_messages(reversed(items), limit, redactor, values))
+            self.recent.reverse()
+            self.recent_json = [_encode(message) for message in self.recent]
+            self.read_of, self.limit = items, limit
+        elif len(items) > done:
+            added = list(_stored_messages(items[done:], -1, redactor, values))
+            self.recent.extend(added)
+            self.recent_json.extend(_encode(message) for message in added)
+            del self.recent[:-limit], self.recent_json[:-limit]
+        self.read = len(items)
+        self.read_last = items[-1] if items else None
+        return list(self.recent)
+
+    def encoded_history(self, history: list[dict[str, str]]) -> list[str] | None:
+        """The JSON of each of ``history``, if it is what :meth:`recent_messages` returned
+        (not with a resumed call's earlier messages in front), else None."""
+        recent = self.recent
+        if len(history) != len(recent) or (history and history[0] is not recent[0]):
+            return None
+        return list(self.recent_json)
+
     def encoded_log(self) -> list[str] | None:
         """The JSON of each entry :meth:`log_entries` returned, or None if one of them
         needs to_json's fallbacks (a number that is not finite)."""
@@ -337,7 +386,7 @@ class CaptureCache:
 def encode_entry(entry: Any) -> str | None:
     """``entry`` as :meth:`Checkpoint.to_json` writes it, or None if it is not finite."""
     try:
-        return json.dumps(entry, **_STORED)
+        return _encode(entry)
     except ValueError:
         return None
 
@@ -370,7 +419,7 @@ def capture(
     values = redactor.values()
     if cache is None:
         cache = CaptureCache()
-    cache.scrubbed_with(values, history_limit)
+    cache.scrubbed_with(values)
     plain, secret = redactor.context_dump(values)
     sensitive: dict[str, Any] | str = secret
     if sealer is not None and secret:
@@ -381,6 +430,7 @@ def capture(
             cache.sealed.clear()
             cache.sealed[text] = token
         sensitive = token
+    history = recent_history(run, history_limit, redactor, values, earlier, cache)
     return Checkpoint(
         call_id=call_id,
         flow=run.flow.name,
@@ -391,42 +441,48 @@ def capture(
         sensitive=sensitive,
         return_stack=list(run.return_stack),
         log=cache.log_entries(run.log, redactor, values),
-        history=recent_history(run, history_limit, redactor, values, earlier, cache.messages),
+        history=history,
         saved_at=time.time(),
         encoded_log=cache.encoded_log(),
+        encoded_history=cache.encoded_history(history),
     )
 
 
 def recent_history(
     run: FlowRun[Any], limit: int, redactor: Redactor, values: list[str],
-    earlier: list[dict[str, str]] | None = None,
-    messages: dict[str, dict[str, str]] | None = None,
+    earlier: list[dict[str, str]] | None = None, cache: CaptureCache | None = None,
 ) -> list[dict[str, str]]:
     """The last ``limit`` user/assistant messages (``earlier`` ones first), scrubbed.
 
-    ``messages`` caches each message's stored form by item id across captures of one
-    call, all scrubbed with ``values`` (reading a LiveKit message's text is not free).
+    ``cache`` keeps the call's recent messages across captures, all scrubbed with
+    ``values``, so a capture reads only the items added since the one before.
     """
     if limit <= 0:
         return []
     if not run.attached:
         return list((earlier or [])[-limit:])
-    out: list[dict[str, str]] = []
-    for item in reversed(run.session.history.items):
-        if item.type != "message" or item.role not in ("user", "assistant"):
-            continue
-        message = None if messages is None else messages.get(item.id)
-        if message is None:
-            message = {"role": item.role, "text": redactor.text(item.text_content or "", values)}
-            if messages is not None:
-                messages[item.id] = message
-        if not message["text"]:
-            continue
-        out.append(message)
-        if len(out) >= limit:
-            break
-    out.reverse()
+    items = run.session.history.items
+    if cache is not None:
+        out = cache.recent_messages(items, limit, redactor, values)
+    else:
+        out = list(_stored_messages(reversed(items), limit, redactor, values))
+        out.reverse()
     if earlier and len(out) < limit:
         out = [{"role": m["role"], "text": redactor.text(m["text"], values)}
                for m in earlier[len(out) - limit:]] + out
     return out
+
+
+def _stored_messages(items: Iterable[llm.ChatItem], limit: int, redactor: Redactor,
+                     values: list[str]) -> Iterator[dict[str, str]]:
+    """The stored form of the user/assistant messages with text in ``items``, in their
+    order, scrubbed; the first ``limit`` of them (all if it is negative)."""
+    for item in items:
+        if limit == 0:
+            return
+        if item.type != "message" or item.role not in ("user", "assistant"):
+            continue
+        text = redactor.text(item.text_content or "", values)
+        if text:
+            limit -= 1
+            yield {"role": item.role, "text": text}

@@ -72,6 +72,8 @@ def from_document(flow: Flow[Any], doc: Document, original: Checkpoint,
         log=list(doc.get("log") or []),
         history=list(doc.get("history") or []),
         migration_failure=None,
+        encoded_log=None,  # the lists as migrated, not as encoded before
+        encoded_history=None,
     )
 
 

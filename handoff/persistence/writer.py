@@ -206,7 +206,9 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
     # -- the writer (BackgroundWriter) -------------------------------------------------
     def _enqueue(self, call_id: str, cp: Checkpoint) -> None:
         """Queue ``cp`` for ``call_id``, replacing any older one still waiting."""
-        self._ensure_task()  # no running loop: raise before changing anything
+        # no running loop: raise before changing anything; the writer it wakes looks at
+        # the queue only once this step yields
+        self._wake_up()
         pending = self._pending
         if call_id not in pending and len(pending) >= self.max_pending:
             oldest = next(iter(pending))
@@ -215,7 +217,6 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
             logger.warning("checkpoint queue full: dropped a pending checkpoint of call %s", oldest)
         pending.pop(call_id, None)
         pending[call_id] = cp
-        self._wake_up()
 
     def _queued(self) -> bool:
         return bool(self._pending)

@@ -1,8 +1,8 @@
 """FlowTelemetry: a span per transition attempt and the flow metrics, as a flow observer.
 
-Spans go through LiveKit's own tracer (``livekit.agents.telemetry.tracer``), so they
-land on the provider LiveKit exports to (``telemetry.set_tracer_provider``) and nest
-in LiveKit's trace of the session::
+Spans go through LiveKit's own tracer (``livekit.agents.telemetry.tracer``, see
+:func:`handoff._livekit.start_span`), so they land on the provider LiveKit exports to
+(``telemetry.set_tracer_provider``) and nest in LiveKit's trace of the session::
 
     agent_session
       └ agent_turn … llm_node
@@ -26,13 +26,13 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from livekit.agents.telemetry import tracer
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import Counter, Histogram
 
 from .._listeners import listener
+from .._livekit import start_span
 from ..redaction import Redactor
 from .metrics import HandoffMetrics, default_metrics
 
@@ -228,6 +228,6 @@ class FlowTelemetry:
     @staticmethod
     def _start(request: _Request | None, attributes: dict[str, Any]) -> trace.Span:
         if request is None:  # a move we did not see asked for: a point-in-time span
-            return tracer.start_span(SPAN_NAME, attributes=attributes)
-        return tracer.start_span(SPAN_NAME, context=request.parent, attributes=attributes,
-                                 start_time=request.started_ns)
+            return start_span(SPAN_NAME, attributes=attributes)
+        return start_span(SPAN_NAME, context=request.parent, attributes=attributes,
+                          start_time=request.started_ns)
