@@ -48,14 +48,23 @@ def hook_scope() -> Iterator[None]:
 
 
 class Deadline:
-    """``asyncio.timeout(seconds)`` that can be paused and restarted from the same task."""
+    """A tool's or body's timeout, as ``asyncio.timeout(seconds)`` (the task is cancelled at
+    the deadline and ``TimeoutError`` raised in its place; a cancellation from elsewhere goes
+    through untouched), that can be paused and restarted from the same task.
 
-    __slots__ = ("_timeout", "_token", "seconds")
+    A plain context manager, usable with ``async with`` too: entering schedules one timer
+    on the loop and leaving cancels it, with no coroutine of its own (it runs around every
+    tool call of a turn)."""
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task", "_token", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._timeout: asyncio.Timeout | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._handle: asyncio.TimerHandle | None = None
         self._token: Token[Deadline | None] | None = None
+        self._expired = False
+        self._cancelling = 0
 
     @staticmethod
     def current() -> Deadline | None:
@@ -64,25 +73,52 @@ class Deadline:
 
     def pause(self) -> None:
         """No timeout until :meth:`restart` (a sub-task is talking with the caller)."""
-        if self._timeout is not None:
-            self._timeout.reschedule(None)
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
     def restart(self) -> None:
         """A full period from now (the state's agent is back)."""
-        if self._timeout is not None:
-            self._timeout.reschedule(asyncio.get_running_loop().time() + self.seconds)
+        if self._task is not None and not self._expired:
+            self.pause()
+            self._schedule()
 
-    async def __aenter__(self) -> Deadline:
-        self._timeout = asyncio.timeout(self.seconds)
-        await self._timeout.__aenter__()
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._handle = loop.call_at(loop.time() + self.seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._handle = None
+        if self._task is not None:
+            self._expired = True
+            self._task.cancel()
+
+    def __enter__(self) -> Deadline:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a Deadline is used inside a task")
+        self._task, self._cancelling = task, task.cancelling()
+        self._schedule()
         self._token = _CURRENT.set(self)
         return self
 
-    async def __aexit__(
+    def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._token is not None:
             _CURRENT.reset(self._token)
             self._token = None
-        assert self._timeout is not None
-        await self._timeout.__aexit__(kind, exc, tb)
+        self.pause()
+        task, self._task = self._task, None
+        # as asyncio.timeout: only the cancellation this deadline made becomes a timeout
+        if (self._expired and task is not None and task.uncancel() <= self._cancelling
+                and kind is asyncio.CancelledError):
+            raise TimeoutError from exc
+
+    async def __aenter__(self) -> Deadline:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(kind, exc, tb)

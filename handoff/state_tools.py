@@ -129,7 +129,7 @@ async def _run(tool: Callable[..., Any], name: str, approval: Any,
         if denied is not None:
             raise ToolError(call.scrub(denial(name, denied)))
     try:
-        async with Deadline(call.seconds):  # paused while a sub-task of the tool talks
+        with Deadline(call.seconds):  # paused while a sub-task of the tool talks
             return await tool(*args, **kwargs)
     except ToolError as exc:
         message = call.scrub(exc.message)
