@@ -140,7 +140,7 @@ async def measure(turns: int, warmup: int, folder: Path
 
 
 def run(quick: bool = False) -> BenchResult:
-    turns, warmup = (10, 3) if quick else (300, 30)
+    turns, warmup = (10, 3) if quick else (600, 30)
     with tempfile.TemporaryDirectory() as tmp:
         sides, written, spans = asyncio.run(measure(turns, warmup, Path(tmp)))
     result = BenchResult("production", "9. Production defaults: telemetry, checkpoints, "
