@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import FlowDefinitionError, FlowLoadError
+from .errors import ConfigError, FlowDefinitionError, FlowLoadError
 from .flow import Flow
 from .snapshot import FlowSnap, snapshot
 
@@ -74,6 +74,8 @@ def import_attribute(module_name: str, attr: str) -> Any:
             module = importlib.import_module(module_name)
     except FlowDefinitionError:
         raise
+    except ConfigError as exc:  # a bad setting read at import (a tier): the setting's own line
+        raise FlowLoadError(str(exc)) from exc
     except SystemExit as exc:
         raise FlowLoadError(
             f"cannot import {module_name!r}: it called sys.exit({exc.code!r}) while being "

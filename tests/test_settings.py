@@ -239,6 +239,7 @@ def test_the_cli_says_a_bad_tier_in_one_line_and_exits_2(
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
     assert message.format(dir=tmp_path) in done.stderr
+    assert "cannot import" not in done.stderr  # the setting's line, not the import's
 
 
 def test_the_checkpoint_store_reads_its_settings(tmp_path: Path) -> None:
