@@ -124,3 +124,17 @@ def test_the_peers_figures_render_beside_handoffs() -> None:
     assert rows and " µs (95% CI " in rows[0].split("|")[2]  # the peer's figure
     assert rows[0].split("|")[3].strip() == "n/a"  # no handoff result given
     assert "Where the two setups differ" in section
+
+
+def test_the_instruction_count_plays_each_side_and_refuses_a_bad_count(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import instructions
+
+    for side in instructions.SIDES:  # what runs inside valgrind, here without it
+        for kind in instructions.KINDS:
+            instructions.main(["--play", side, kind, "1"])
+    with pytest.raises(SystemExit) as exited:
+        instructions.main(["--turns", "0"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
