@@ -13,20 +13,52 @@ off it. One task per event loop does the writing:
   ``max_retry_delay``; the call never notices;
 - :meth:`flush` waits until nothing is queued, :meth:`stop` cancels the task.
 
+With a store that works from any thread and event loop (``threaded=True``: the SQLite
+stores, whose every call blocks in a thread anyway), that task runs on an event loop of
+its own in one long-lived thread per writer, so the call's loop only appends to the
+queue (under :attr:`BackgroundWriter._lock`) and, when the writer is asleep, wakes it
+(one :meth:`~asyncio.AbstractEventLoop.call_soon_threadsafe`); the store's blocking work
+runs inline there (:func:`off_loop`), and the thread ends after ``idle_exit`` seconds with
+nothing to write (the next enqueue starts another). Once stopped, no thread starts again:
+what is queued after ``aclose`` stays queued (``backlog``), unwritten, as the store is
+closed and may be gone (a temporary folder), whereas a task would die with its loop. A store bound to the call's loop (a
+Redis client) keeps the task on the call's loop.
+
 A subclass owns its queue (a map of latest checkpoints per call, a deque of events)
-and says how to take from it and put back into it.
+and says how to take from it and put back into it; it changes the queue only while
+holding ``_lock``, calling :meth:`_ready` before and :meth:`_signal` after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, ParamSpec, TypeVar
 
 W = TypeVar("W")
 """One unit of work: a checkpoint, a batch of events."""
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_writer_thread = threading.local()
+"""``inline`` is set in a writer's own thread: blocking there is what it is for."""
+
+
+async def off_loop(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """``func(*args, **kwargs)`` off the event loop: in a worker thread
+    (:func:`asyncio.to_thread`), or inline when already in a writer's own thread."""
+    if getattr(_writer_thread, "inline", False):
+        return func(*args, **kwargs)
+    return await asyncio.to_thread(func, *args, **kwargs)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class BackgroundWriter(ABC, Generic[W]):
@@ -37,10 +69,16 @@ class BackgroundWriter(ABC, Generic[W]):
         coalesce: seconds the writer waits after waking, so a turn's burst is one write.
         retry_delay: the first backoff after a failed write (seconds).
         max_retry_delay: the longest backoff after failed writes (seconds).
+        threaded: write from a thread of this writer's own (the store works from any
+            thread and event loop), not from a task on the call's loop.
+        idle_exit: seconds a writer's thread waits for work before it ends.
     """
 
     def __init__(self, name: str, *, coalesce: float, retry_delay: float,
-                 max_retry_delay: float) -> None:
+                 max_retry_delay: float, threaded: bool = False,
+                 idle_exit: float = 5.0) -> None:
+        self.threaded = threaded
+        self.idle_exit = idle_exit
         self.coalesce = coalesce
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
@@ -49,6 +87,13 @@ class BackgroundWriter(ABC, Generic[W]):
         self._idle: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        """Held while the queue changes (the call's loop and a writer thread share it)."""
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._signalled = False  # the thread is awake, or a wake-up is on its way
+        self._closed = False  # stopped: no thread starts again (the store may be gone)
+        self._flushers: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     # -- what a subclass says ------------------------------------------------------------
     @abstractmethod
@@ -82,18 +127,42 @@ class BackgroundWriter(ABC, Generic[W]):
         """The writer task was (re)started on ``loop``: start companions (a heartbeat)."""
 
     # -- the writer ------------------------------------------------------------------------
-    def _wake_up(self) -> None:
-        """Something was queued: make sure the writer runs and will look at it.
-
-        Raises RuntimeError without a running event loop (nothing could write it).
-        """
-        self._ensure_task()
-        assert self._wake is not None and self._idle is not None
-        self._idle.clear()
-        self._wake.set()
-
-    def _ensure_task(self) -> None:
+    def _ready(self) -> None:
+        """Before queueing: raise RuntimeError without a running event loop (nothing
+        could write it), else make sure the writer (and its companions) run."""
         loop = asyncio.get_running_loop()
+        if not self.threaded:
+            self._ensure_task(loop)
+        elif loop is not self._loop:
+            self._loop = loop
+            self._started(loop)
+
+    def _signal(self) -> None:
+        """After queueing: make sure the writer will look at the queue."""
+        if not self.threaded:
+            assert self._wake is not None and self._idle is not None
+            self._idle.clear()
+            self._wake.set()
+            return
+        with self._lock:
+            if self._signalled or self._closed:
+                return
+            self._signalled = True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._thread_main, name=self._name,
+                                                daemon=True)
+                self._thread.start()
+            else:
+                assert self._thread_loop is not None and self._wake is not None
+                self._thread_loop.call_soon_threadsafe(self._wake.set)
+
+    def _wake_up(self) -> None:
+        """Something was queued: make sure the writer runs and will look at it (raises
+        RuntimeError without a running event loop)."""
+        self._ready()
+        self._signal()
+
+    def _ensure_task(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._task is not None and not self._task.done() and self._loop is loop:
             return
         self._loop = loop
@@ -103,37 +172,82 @@ class BackgroundWriter(ABC, Generic[W]):
         self._task = loop.create_task(self._write_loop(), name=self._name)
         self._started(loop)
 
+    def _thread_main(self) -> None:
+        _writer_thread.inline = True
+        loop = asyncio.new_event_loop()
+        try:
+            self._wake = asyncio.Event()
+            self._thread_loop = loop
+            self._task = task = loop.create_task(self._write_loop(), name=self._name)
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(task)
+        finally:
+            loop.close()
+
+    async def _asleep(self) -> bool:
+        """Nothing queued: wait to be woken. False if the writer should end (its thread
+        was idle for ``idle_exit`` seconds)."""
+        assert self._wake is not None
+        if not self.threaded:
+            assert self._idle is not None
+            self._idle.set()
+            self._wake.clear()
+            await self._wake.wait()
+            return True
+        with self._lock:
+            if self._queued():
+                return True
+            self._signalled = False
+            self._wake.clear()
+            flushers, self._flushers = self._flushers, []
+        for loop, future in flushers:
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed
+                loop.call_soon_threadsafe(_resolve, future)
+        try:
+            await asyncio.wait_for(self._wake.wait(), self.idle_exit)
+        except TimeoutError:
+            with self._lock:
+                if not self._signalled:
+                    self._thread = None
+                    return False
+        return True
+
     async def _write_loop(self) -> None:
-        assert self._wake is not None and self._idle is not None
         delay = self.retry_delay
+        lock = self._lock
         while True:
             if not self._queued():
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
+                if not await self._asleep():
+                    return
                 if self.coalesce > 0:  # let the rest of the burst arrive
                     await asyncio.sleep(self.coalesce)
                 continue
-            work = self._take()
+            with lock:
+                work = self._take()
             started = time.perf_counter()
             try:
                 await self._write(work)
             except asyncio.CancelledError:
-                self._put_back(work)
+                with lock:
+                    self._put_back(work)
                 raise
             except Exception as exc:
-                self._settled()
-                self._failed(work, exc, delay)
+                with lock:
+                    self._settled()
+                    self._failed(work, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_delay)
                 continue
             finally:
-                self._settled()
+                with lock:
+                    self._settled()
             delay = self.retry_delay
             await self._written(work, time.perf_counter() - started)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued is written. False on timeout."""
+        if self.threaded:
+            return await self._flush_thread(timeout)
         if self._idle is None or self._task is None or self._task.done():
             return not self._queued()
         try:
@@ -142,9 +256,32 @@ class BackgroundWriter(ABC, Generic[W]):
             return False
         return True
 
+    async def _flush_thread(self, timeout: float | None) -> bool:
+        future = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if not self._signalled and not self._queued():  # asleep with nothing to write
+                return True
+            if self._thread is None:  # never started: nothing can write it
+                return False
+            self._flushers.append((asyncio.get_running_loop(), future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def _stop(self, *companions: asyncio.Task[None] | None) -> None:
         """Cancel the writer task (and ``companions``) and wait for them to end."""
-        for task in (self._task, *companions):
+        thread, loop, task = self._thread, self._thread_loop, self._task
+        if self.threaded:
+            with self._lock:
+                self._thread, self._signalled, self._loop, self._closed = None, False, None, True
+            if thread is not None and loop is not None and task is not None:
+                with contextlib.suppress(RuntimeError):  # its loop closed: it has ended
+                    loop.call_soon_threadsafe(task.cancel)
+                await asyncio.to_thread(thread.join)
+            self._task = None
+        for task in (None if self.threaded else self._task, *companions):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

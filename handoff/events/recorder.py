@@ -39,7 +39,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._listeners import listener
-from ..background import BackgroundWriter
+from ..background import BackgroundWriter, off_loop
 from ..observers import attach
 from ..redaction import REDACTED, Redactor
 from .event import Event
@@ -114,7 +114,7 @@ class EventLog(BackgroundWriter[list[Event]]):
         max_retry_delay: float = 5.0,
     ) -> None:
         super().__init__("handoff.event_writer", coalesce=coalesce, retry_delay=retry_delay,
-                         max_retry_delay=max_retry_delay)
+                         max_retry_delay=max_retry_delay, threaded=store.any_thread)
         self.store = store
         self.max_pending = max_pending
         self.max_batch = max_batch
@@ -156,7 +156,8 @@ class EventLog(BackgroundWriter[list[Event]]):
         self._live.add(call_id)
         key = (run.flow.name, run.flow.version)
         if key not in self._stored_flows:
-            self._flows[key] = run.flow  # drawn by the writer, off the call's path
+            with self._lock:
+                self._flows[key] = run.flow  # drawn by the writer, off the call's path
         tracked.context, tracked.secret = self._context(run)
         how = run.resumption  # set by resume_or_start: outcome, versions, migrations
         self._emit(run, tracked, "call_started", {
@@ -363,23 +364,28 @@ class EventLog(BackgroundWriter[list[Event]]):
         self._enqueue([replace(event, data=redactor.value(event.data, values))
                        for event in held] if values else held)
 
-    # -- the writer ---------------------------------------------------------------------
     # -- the writer (BackgroundWriter) -------------------------------------------------
     def _enqueue(self, events: Sequence[Event]) -> None:
         """Queue ``events`` (in order) and wake the writer once for all of them."""
         try:
-            self._wake_up()  # the writer looks at the queue only once this step yields
+            self._ready()
         except RuntimeError:  # no running loop: nothing can write them
-            self.dropped += len(events)
+            with self._lock:
+                self.dropped += len(events)
             return
         queue = self._queue
-        for event in events:
-            if len(queue) >= self.max_pending:
-                queue.popleft()
-                self.dropped += 1
-                if self.dropped == 1 or self.dropped % 1000 == 0:
-                    logger.warning("event queue full: %d events dropped so far", self.dropped)
-            queue.append(event)
+        warn = 0
+        with self._lock:
+            for event in events:
+                if len(queue) >= self.max_pending:
+                    queue.popleft()
+                    self.dropped += 1
+                    if self.dropped == 1 or self.dropped % 1000 == 0:
+                        warn = self.dropped
+                queue.append(event)
+        self._signal()
+        if warn:
+            logger.warning("event queue full: %d events dropped so far", warn)
 
     def _started(self, loop: asyncio.AbstractEventLoop) -> None:
         self._beat = loop.create_task(self._heartbeat_loop(), name="handoff.event_heartbeat")
@@ -422,10 +428,12 @@ class EventLog(BackgroundWriter[list[Event]]):
 
     async def _store_flows(self) -> None:
         while self._flows:
-            key, flow = next(iter(self._flows.items()))
-            dot = await asyncio.to_thread(_dot_source, flow)  # graphviz import, drawing
+            with self._lock:
+                key, flow = next(iter(self._flows.items()))
+            dot = await off_loop(_dot_source, flow)  # graphviz import, drawing
             await self.store.put_flow(key[0], key[1], dot)
-            del self._flows[key]
+            with self._lock:
+                del self._flows[key]
             self._stored_flows.add(key)
 
     async def _heartbeat_loop(self) -> None:
