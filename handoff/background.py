@@ -14,15 +14,18 @@ off it. One task per event loop does the writing:
 - :meth:`flush` waits until nothing is queued, :meth:`stop` cancels the task.
 
 With a store that works from any thread and event loop (``threaded=True``: the SQLite
-stores, whose every call blocks in a thread anyway), that task runs on an event loop of
-its own in one long-lived thread per writer, so the call's loop only appends to the
-queue (under :attr:`BackgroundWriter._lock`) and, when the writer is asleep, wakes it
-(one :meth:`~asyncio.AbstractEventLoop.call_soon_threadsafe`); the store's blocking work
-runs inline there (:func:`off_loop`), and the thread ends after ``idle_exit`` seconds with
-nothing to write (the next enqueue starts another). Once stopped, no thread starts again:
-what is queued after ``aclose`` stays queued (``backlog``), unwritten, as the store is
-closed and may be gone (a temporary folder), whereas a task would die with its loop. A store bound to the call's loop (a
-Redis client) keeps the task on the call's loop.
+stores, whose every call blocks in a thread anyway), the writing happens in one
+long-lived thread per writer instead: the call's loop appends to the queue (under
+:attr:`BackgroundWriter._lock`) and, for the first item of a burst, arms one timer of
+``coalesce`` seconds whose callback puts a kick into the thread's
+:class:`queue.SimpleQueue`; the thread, blocked on that queue (no event loop, no GIL),
+wakes once, writes what is queued (the store's blocking calls inline there, see
+:func:`off_loop`), retries with backoff, and answers :meth:`flush` with
+:meth:`~asyncio.AbstractEventLoop.call_soon_threadsafe`. It ends after ``idle_exit``
+seconds without a kick (the next burst starts another). Once stopped, no thread starts
+again: what is queued after ``aclose`` stays queued (``backlog``), unwritten, as the
+store is closed and may be gone (a temporary folder). A store bound to the call's loop
+(a Redis client) keeps the task on the call's loop.
 
 A subclass owns its queue (a map of latest checkpoints per call, a deque of events)
 and says how to take from it and put back into it; it changes the queue only while
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -62,7 +66,8 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class BackgroundWriter(ABC, Generic[W]):
-    """Writes queued work to a store from one background task per event loop.
+    """Writes queued work to a store from one background task (per event loop, or in a
+    thread of its own with ``threaded``).
 
     Args:
         name: the task's name (what a stack dump of the worker shows).
@@ -90,8 +95,9 @@ class BackgroundWriter(ABC, Generic[W]):
         self._lock = threading.Lock()
         """Held while the queue changes (the call's loop and a writer thread share it)."""
         self._thread: threading.Thread | None = None
-        self._thread_loop: asyncio.AbstractEventLoop | None = None
-        self._signalled = False  # the thread is awake, or a wake-up is on its way
+        self._kicks: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: write; False: stop
+        self._armed = False  # a kick is on its way, or the thread is writing
+        self._stopping = threading.Event()
         self._closed = False  # stopped: no thread starts again (the store may be gone)
         self._flushers: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -133,8 +139,9 @@ class BackgroundWriter(ABC, Generic[W]):
         loop = asyncio.get_running_loop()
         if not self.threaded:
             self._ensure_task(loop)
-        elif loop is not self._loop:
+        elif loop is not self._loop and not self._closed:
             self._loop = loop
+            self._armed = False  # a timer armed on another loop may never fire
             self._started(loop)
 
     def _signal(self) -> None:
@@ -145,16 +152,14 @@ class BackgroundWriter(ABC, Generic[W]):
             self._wake.set()
             return
         with self._lock:
-            if self._signalled or self._closed:
+            if self._armed or self._closed:
                 return
-            self._signalled = True
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._thread_main, name=self._name,
-                                                daemon=True)
-                self._thread.start()
-            else:
-                assert self._thread_loop is not None and self._wake is not None
-                self._thread_loop.call_soon_threadsafe(self._wake.set)
+            self._armed = True
+        assert self._loop is not None
+        if self.coalesce > 0:  # let the rest of the burst arrive
+            self._loop.call_later(self.coalesce, self._kick)
+        else:
+            self._loop.call_soon(self._kick)
 
     def _wake_up(self) -> None:
         """Something was queued: make sure the writer runs and will look at it (raises
@@ -172,75 +177,99 @@ class BackgroundWriter(ABC, Generic[W]):
         self._task = loop.create_task(self._write_loop(), name=self._name)
         self._started(loop)
 
+    # -- the writer's own thread (threaded) ------------------------------------------------
+    def _kick(self) -> None:
+        """On the call's loop, ``coalesce`` after a burst began: hand it to the thread."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._thread_main, name=self._name,
+                                                daemon=True)
+                self._thread.start()
+        self._kicks.put(True)
+
     def _thread_main(self) -> None:
         _writer_thread.inline = True
-        loop = asyncio.new_event_loop()
+        loop = asyncio.new_event_loop()  # runs the subclass's coroutines, one at a time
         try:
-            self._wake = asyncio.Event()
-            self._thread_loop = loop
-            self._task = task = loop.create_task(self._write_loop(), name=self._name)
-            with contextlib.suppress(asyncio.CancelledError):
-                loop.run_until_complete(task)
+            while self._kicks_or_exit():
+                self._drain(loop)
         finally:
             loop.close()
 
-    async def _asleep(self) -> bool:
-        """Nothing queued: wait to be woken. False if the writer should end (its thread
-        was idle for ``idle_exit`` seconds)."""
-        assert self._wake is not None
-        if not self.threaded:
-            assert self._idle is not None
-            self._idle.set()
-            self._wake.clear()
-            await self._wake.wait()
-            return True
-        with self._lock:
-            if self._queued():
-                return True
-            self._signalled = False
-            self._wake.clear()
-            flushers, self._flushers = self._flushers, []
-        for loop, future in flushers:
-            with contextlib.suppress(RuntimeError):  # the caller's loop is closed
-                loop.call_soon_threadsafe(_resolve, future)
-        try:
-            await asyncio.wait_for(self._wake.wait(), self.idle_exit)
-        except TimeoutError:
-            with self._lock:
-                if not self._signalled:
-                    self._thread = None
-                    return False
-        return True
-
-    async def _write_loop(self) -> None:
-        delay = self.retry_delay
-        lock = self._lock
+    def _kicks_or_exit(self) -> bool:
+        """Wait for a kick: False when stopped, or after ``idle_exit`` seconds without one."""
         while True:
-            if not self._queued():
-                if not await self._asleep():
-                    return
-                if self.coalesce > 0:  # let the rest of the burst arrive
-                    await asyncio.sleep(self.coalesce)
+            try:
+                go = self._kicks.get(timeout=self.idle_exit)
+            except queue.Empty:
+                with self._lock:
+                    if not self._armed:
+                        self._thread = None
+                        return False
                 continue
+            return go
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Write until nothing is queued, then answer the flushes waiting."""
+        lock = self._lock
+        delay = self.retry_delay
+        while True:
             with lock:
+                if not self._queued():
+                    self._armed = False
+                    flushers, self._flushers = self._flushers, []
+                    break
                 work = self._take()
             started = time.perf_counter()
             try:
-                await self._write(work)
-            except asyncio.CancelledError:
-                with lock:
-                    self._put_back(work)
-                raise
+                loop.run_until_complete(self._write(work))
             except Exception as exc:
                 with lock:
                     self._settled()
                     self._failed(work, exc, delay)
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, self.max_retry_delay)
+                continue
+            with lock:
+                self._settled()
+            delay = self.retry_delay
+            with contextlib.suppress(Exception):  # upkeep failing is the subclass's to say
+                loop.run_until_complete(self._written(work, time.perf_counter() - started))
+            if self._stopping.is_set():
+                return
+        for caller, future in flushers:
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed
+                caller.call_soon_threadsafe(_resolve, future)
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None and self._idle is not None
+        delay = self.retry_delay
+        while True:
+            if not self._queued():
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                if self.coalesce > 0:  # let the rest of the burst arrive
+                    await asyncio.sleep(self.coalesce)
+                continue
+            work = self._take()
+            started = time.perf_counter()
+            try:
+                await self._write(work)
+            except asyncio.CancelledError:
+                self._put_back(work)
+                raise
+            except Exception as exc:
+                self._settled()
+                self._failed(work, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_delay)
                 continue
             finally:
-                with lock:
-                    self._settled()
+                self._settled()
             delay = self.retry_delay
             await self._written(work, time.perf_counter() - started)
 
@@ -257,13 +286,14 @@ class BackgroundWriter(ABC, Generic[W]):
         return True
 
     async def _flush_thread(self, timeout: float | None) -> bool:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         with self._lock:
-            if not self._signalled and not self._queued():  # asleep with nothing to write
+            if not self._armed and not self._queued():  # nothing queued, nothing writing
                 return True
-            if self._thread is None:  # never started: nothing can write it
+            if self._closed:  # nothing will write it
                 return False
-            self._flushers.append((asyncio.get_running_loop(), future))
+            self._flushers.append((loop, future))
         try:
             await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -271,17 +301,16 @@ class BackgroundWriter(ABC, Generic[W]):
         return True
 
     async def _stop(self, *companions: asyncio.Task[None] | None) -> None:
-        """Cancel the writer task (and ``companions``) and wait for them to end."""
-        thread, loop, task = self._thread, self._thread_loop, self._task
+        """Stop the writer (its task, or its thread after the write under way) and
+        ``companions``, and wait for them to end."""
         if self.threaded:
             with self._lock:
-                self._thread, self._signalled, self._loop, self._closed = None, False, None, True
-            if thread is not None and loop is not None and task is not None:
-                with contextlib.suppress(RuntimeError):  # its loop closed: it has ended
-                    loop.call_soon_threadsafe(task.cancel)
+                thread, self._thread, self._closed, self._loop = self._thread, None, True, None
+            if thread is not None:
+                self._stopping.set()
+                self._kicks.put(False)
                 await asyncio.to_thread(thread.join)
-            self._task = None
-        for task in (None if self.threaded else self._task, *companions):
+        for task in (self._task, *companions):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

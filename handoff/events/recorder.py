@@ -11,8 +11,9 @@ at the source (a sensitive Context value never enters the queue), and appends it
 in-memory queue: microseconds. From a caller's line to the end of that turn (the agent
 listening again) a call's events are held back, then scrubbed again and queued: what
 the caller says becomes a sensitive value only when a tool of that turn stores it in a
-sensitive field (a live view shows the caller's line at the turn's end). One
-background task per event loop writes the queue to the store in batches, after waiting
+sensitive field (a live view shows the caller's line at the turn's end). A background
+writer (in a thread of its own for a SQLite store, else a task on the call's loop: see
+:mod:`handoff.background`) writes the queue to the store in batches, after waiting
 ``coalesce`` seconds so that the burst of a turn is one write. A failed write (store
 outage) is logged and retried with backoff; the call never notices. The queue is
 bounded (``max_pending`` events): past it the oldest events are dropped and counted in

@@ -3,8 +3,9 @@
 On the conversation path it only captures a small checkpoint (microseconds) and puts
 it in a pending map keyed by call id: latest wins, so a call never has more than
 one write waiting, and the map is bounded (``max_pending`` calls; beyond that the
-oldest pending call's checkpoint is dropped and counted). One background task per
-event loop writes them to the store, waiting ``coalesce`` seconds (20 ms) after it
+oldest pending call's checkpoint is dropped and counted). A background writer (in a
+thread of its own for a SQLite store, else a task on the call's loop: see
+:mod:`handoff.background`) writes them to the store, waiting ``coalesce`` seconds (20 ms) after it
 wakes so that a burst of changes becomes one write. A failed write (store outage)
 is logged, counted in ``handoff_checkpoint_errors_total`` and retried with backoff,
 unless a newer checkpoint of that call arrived meanwhile; the call never notices.
