@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from .._listeners import listener
 from ..background import BackgroundWriter, off_loop
 from ..observers import attach
@@ -476,7 +478,7 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 @functools.cache
-def _dump_reads_fields_only(model: type[Any]) -> bool:
+def _dump_reads_fields_only(model: type[BaseModel]) -> bool:
     """Whether ``model_dump`` of ``model`` is a function of its fields' values alone (no
     computed field, no custom serializer that could read something else)."""
     decorators = model.__pydantic_decorators__
@@ -484,7 +486,7 @@ def _dump_reads_fields_only(model: type[Any]) -> bool:
                 or decorators.model_serializers)
 
 
-def _fields_read(context: Any, values: list[str] | None) -> tuple[Any, ...]:
+def _fields_read(context: BaseModel, values: list[str] | None) -> tuple[Any, ...]:
     """(the Context, its field values, the sensitive ``values``) when every field holds an
     immutable scalar, so the same objects dump the same; else ``()``: read it afresh (a
     list or a model can change in place, unseen by any assignment)."""
