@@ -323,8 +323,7 @@ async def test_a_context_step_skips_the_dump_only_when_the_same_objects_are_ther
     the last step (immutable scalars) and the sensitive values are the same; any other
     write (a new object, one put straight into ``__dict__`` as a rollback does, a newly
     remembered sensitive value) is read, and its change recorded."""
-    from handoff.events.recorder import _fields_read
-    from handoff.redaction import Redactor
+    from handoff.redaction import Redactor, dump_inputs
 
     log = EventLog(MemoryEventStore())
     async with AgentSession[Call]() as session:
@@ -364,4 +363,4 @@ async def test_a_context_step_skips_the_dump_only_when_the_same_objects_are_ther
         count: int = 0
 
     notes = Notes()
-    assert _fields_read(notes, []) == ()  # a list changes in place: always read afresh
+    assert dump_inputs(notes, []) == ()  # a list changes in place: always read afresh

@@ -28,7 +28,6 @@ every ``heartbeat`` seconds while the call is live) tells a reader its writer st
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -40,12 +39,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
 from .._listeners import listener
 from ..background import BackgroundWriter, off_loop
 from ..observers import attach
-from ..redaction import REDACTED, Redactor
+from ..redaction import REDACTED, Redactor, dump_inputs, same_inputs
 from .event import Event
 from .store import EventStore
 
@@ -80,7 +77,7 @@ class _Tracked:
         self.secret = 0  # hash of the sensitive values: detects their change, never shown
         self.requested: dict[str, float] = {}
         self.held: list[Event] | None = None  # a turn's events, from the caller's line on
-        self.read: tuple[Any, ...] = ()  # what the last context step read (_fields_read)
+        self.read: tuple[Any, ...] = ()  # what the last context step read (redaction.dump_inputs)
 
 
 class _Added:
@@ -331,8 +328,8 @@ class EventLog(BackgroundWriter[list[Event]]):
         (``redactor`` and its ``values``: the caller's, made at this same moment)."""
         if run.in_transition:  # a body's changes belong to the transition's commit
             return
-        read = _fields_read(run.context, values)
-        if read and _same(read, tracked.read):  # the same objects: the same dump
+        read = dump_inputs(run.context, values)
+        if read and same_inputs(read, tracked.read):  # the same objects: the same dump
             return
         shown, secret = self._context(run, redactor, values)
         tracked.read = read
@@ -472,39 +469,6 @@ def _dot_source(flow: Flow[Any]) -> str:
     from ..diagram import to_dot
 
     return to_dot(flow).source
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-@functools.cache
-def _dump_reads_fields_only(model: type[BaseModel]) -> bool:
-    """Whether ``model_dump`` of ``model`` is a function of its fields' values alone (no
-    computed field, no custom serializer that could read something else)."""
-    decorators = model.__pydantic_decorators__
-    return not (model.model_computed_fields or decorators.field_serializers
-                or decorators.model_serializers)
-
-
-def _fields_read(context: BaseModel, values: list[str] | None) -> tuple[Any, ...]:
-    """(the Context, its field values, the sensitive ``values``) when every field holds an
-    immutable scalar, so the same objects dump the same; else ``()``: read it afresh (a
-    list or a model can change in place, unseen by any assignment)."""
-    if values is None or not _dump_reads_fields_only(type(context)):
-        return ()
-    fields = tuple(context.__dict__.values())
-    for value in fields:
-        if type(value) not in _SCALARS:
-            return ()
-    return (context, values, *fields)
-
-
-def _same(read: tuple[Any, ...], before: tuple[Any, ...]) -> bool:
-    """Whether two :func:`_fields_read` are of the same Context, values and field objects
-    (identity, not equality: ``1 == True == 1.0`` and ``0.0 == -0.0`` dump differently)."""
-    if len(read) != len(before) or read[0] is not before[0] or read[1] != before[1]:
-        return False
-    return all(a is b for a, b in zip(read[2:], before[2:], strict=True))
 
 
 def _cut(text: str) -> str:
