@@ -22,6 +22,7 @@ a sensitive value.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import traceback
@@ -89,6 +90,41 @@ class Redactor:
                     apart[key] = value
                     data[key] = scrubbed
         return data, apart
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+@functools.cache
+def _dump_reads_fields_only(model: type[BaseModel]) -> bool:
+    """Whether ``model_dump`` of ``model`` is a function of its fields' values alone (no
+    computed field, no custom serializer that could read something else)."""
+    decorators = model.__pydantic_decorators__
+    return not (model.model_computed_fields or decorators.field_serializers
+                or decorators.model_serializers)
+
+
+def dump_inputs(context: BaseModel, values: list[str] | None) -> tuple[Any, ...]:
+    """What :meth:`Redactor.context_dump` of ``context`` with ``values`` reads: (the
+    Context, ``values``, its field values) when every field holds an immutable scalar, so
+    that the same objects dump the same (:func:`same_inputs`); else ``()``: dump it
+    afresh (a list or a model can change in place, unseen by any assignment; a write
+    straight into ``__dict__``, as a rollback does, puts another object there)."""
+    if values is None or not _dump_reads_fields_only(type(context)):
+        return ()
+    fields = tuple(context.__dict__.values())
+    for value in fields:
+        if type(value) not in _SCALARS:
+            return ()
+    return (context, values, *fields)
+
+
+def same_inputs(read: tuple[Any, ...], before: tuple[Any, ...]) -> bool:
+    """Whether two :func:`dump_inputs` are of the same Context, values and field objects
+    (identity, not equality: ``1 == True == 1.0`` and ``0.0 == -0.0`` dump differently)."""
+    if len(read) != len(before) or read[0] is not before[0] or read[1] != before[1]:
+        return False
+    return all(a is b for a, b in zip(read[2:], before[2:], strict=True))
 
 
 def scrub(text: str, pattern: re.Pattern[str]) -> str:

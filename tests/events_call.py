@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,18 +46,28 @@ from handoff.testing import ScriptedLLM
 XSS_LINE = "<img src=x onerror=alert(1)>"
 
 
+_EMITTING = threading.Lock()
+
+
 def emit(kind: str, **data: Any) -> None:
-    print(json.dumps({"kind": kind, **data}), flush=True)
+    """One JSON line, whole, whichever thread prints it (the writer's or the call's)."""
+    with _EMITTING:
+        sys.stdout.write(json.dumps({"kind": kind, **data}) + "\n")
+        sys.stdout.flush()
 
 
 class Reporting:
-    """Wraps a store: says what it appends, and hangs after ``hold_after`` batches."""
+    """Wraps a store: says what it appends, and hangs after ``hold_after`` batches.
+
+    The store's writer may append from a thread of its own (the SQLite store's): the
+    call's loop learns that the store holds through ``call_soon_threadsafe``."""
 
     def __init__(self, store: EventStore, hold_after: int | None) -> None:
         self.store = store
         self.hold_after = hold_after
         self.batches = 0
         self.held = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
@@ -65,7 +76,7 @@ class Reporting:
         seqs = [e.seq for e in batch]
         if self.hold_after is not None and self.batches >= self.hold_after:
             emit("holding", seqs=seqs)
-            self.held.set()
+            self.loop.call_soon_threadsafe(self.held.set)
             await asyncio.Event().wait()
         emit("appending", seqs=seqs)
         await self.store.append(batch, writer=writer)

@@ -19,6 +19,7 @@ from livekit.agents import AgentSession
 
 from examples.callcenter.demo import AGENT_SCRIPT, CALLER
 from examples.callcenter.flow import Call
+from handoff import Context
 from handoff.events import (
     KINDS,
     Event,
@@ -314,3 +315,52 @@ async def test_a_plain_field_quoting_a_sensitive_value_keeps_the_rest_of_its_tex
     await log.flush(5)
     steps = [e.data["changed"] for e in await store.events("c") if e.kind == "context"]
     assert steps == [{"topic": [None, f"caller read out {REDACTED} twice"]}]
+
+
+# -- a context step that reads nothing new -----------------------------------------------------------
+async def test_a_context_step_skips_the_dump_only_when_the_same_objects_are_there(flow: Any) -> None:
+    """The step skips the Context's dump when every field holds the very object it held at
+    the last step (immutable scalars) and the sensitive values are the same; any other
+    write (a new object, one put straight into ``__dict__`` as a rollback does, a newly
+    remembered sensitive value) is read, and its change recorded."""
+    from handoff.redaction import Redactor, dump_inputs
+
+    log = EventLog(MemoryEventStore())
+    async with AgentSession[Call]() as session:
+        run = await flow.start(session, llm=ScriptedLLM(list(AGENT_SCRIPT)), call_id="skip")
+        log.track(run, "skip")
+        tracked = log._runs[run]
+
+        def step() -> list[dict[str, Any]]:
+            before = len(log._queue)
+            redactor = Redactor(run.context)
+            log._context_step(run, tracked, redactor, redactor.values())
+            return [e.data["changed"] for e in list(log._queue)[before:] if e.kind == "context"]
+
+        assert step() == [] and tracked.read  # read once; nothing changed since the start
+        dumps = 0
+        real = Redactor.context_dump
+
+        def counting(self: Redactor, values: Any = None) -> Any:
+            nonlocal dumps
+            dumps += 1
+            return real(self, values)
+
+        Redactor.context_dump = counting  # type: ignore[method-assign]
+        try:
+            assert step() == [] and dumps == 0  # the same objects: not dumped again
+            run.context.topic = "billing"
+            assert step() == [{"topic": [None, "billing"]}] and dumps == 1
+            run.context.__dict__["topic"] = "refund"  # as ChangeJournal.undo writes
+            assert step() == [{"topic": ["billing", "refund"]}] and dumps == 2
+            run.context.remember_sensitive(["refund"])  # now a sensitive value
+            assert step() == [{"topic": ["refund", REDACTED]}] and dumps == 3
+        finally:
+            Redactor.context_dump = real  # type: ignore[method-assign]
+
+    class Notes(Context):
+        notes: list[str] = []
+        count: int = 0
+
+    notes = Notes()
+    assert dump_inputs(notes, []) == ()  # a list changes in place: always read afresh

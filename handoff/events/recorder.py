@@ -11,8 +11,9 @@ at the source (a sensitive Context value never enters the queue), and appends it
 in-memory queue: microseconds. From a caller's line to the end of that turn (the agent
 listening again) a call's events are held back, then scrubbed again and queued: what
 the caller says becomes a sensitive value only when a tool of that turn stores it in a
-sensitive field (a live view shows the caller's line at the turn's end). One
-background task per event loop writes the queue to the store in batches, after waiting
+sensitive field (a live view shows the caller's line at the turn's end). A background
+writer (in a thread of its own for a SQLite store, else a task on the call's loop: see
+:mod:`handoff.background`) writes the queue to the store in batches, after waiting
 ``coalesce`` seconds so that the burst of a turn is one write. A failed write (store
 outage) is logged and retried with backoff; the call never notices. The queue is
 bounded (``max_pending`` events): past it the oldest events are dropped and counted in
@@ -39,9 +40,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._listeners import listener
-from ..background import BackgroundWriter
+from ..background import BackgroundWriter, off_loop
 from ..observers import attach
-from ..redaction import REDACTED, Redactor
+from ..redaction import REDACTED, Redactor, dump_inputs, same_inputs
 from .event import Event
 from .store import EventStore
 
@@ -64,7 +65,7 @@ MAX_HELD = 500
 
 
 class _Tracked:
-    __slots__ = ("call_id", "closed", "context", "held", "requested", "secret", "seq",
+    __slots__ = ("call_id", "closed", "context", "held", "read", "requested", "secret", "seq",
                  "triggers")
 
     def __init__(self, call_id: str, triggers: frozenset[str]) -> None:
@@ -76,6 +77,7 @@ class _Tracked:
         self.secret = 0  # hash of the sensitive values: detects their change, never shown
         self.requested: dict[str, float] = {}
         self.held: list[Event] | None = None  # a turn's events, from the caller's line on
+        self.read: tuple[Any, ...] = ()  # what the last context step read (redaction.dump_inputs)
 
 
 class _Added:
@@ -114,7 +116,7 @@ class EventLog(BackgroundWriter[list[Event]]):
         max_retry_delay: float = 5.0,
     ) -> None:
         super().__init__("handoff.event_writer", coalesce=coalesce, retry_delay=retry_delay,
-                         max_retry_delay=max_retry_delay)
+                         max_retry_delay=max_retry_delay, threaded=store.any_thread)
         self.store = store
         self.max_pending = max_pending
         self.max_batch = max_batch
@@ -156,7 +158,8 @@ class EventLog(BackgroundWriter[list[Event]]):
         self._live.add(call_id)
         key = (run.flow.name, run.flow.version)
         if key not in self._stored_flows:
-            self._flows[key] = run.flow  # drawn by the writer, off the call's path
+            with self._lock:
+                self._flows[key] = run.flow  # drawn by the writer, off the call's path
         tracked.context, tracked.secret = self._context(run)
         how = run.resumption  # set by resume_or_start: outcome, versions, migrations
         self._emit(run, tracked, "call_started", {
@@ -325,7 +328,11 @@ class EventLog(BackgroundWriter[list[Event]]):
         (``redactor`` and its ``values``: the caller's, made at this same moment)."""
         if run.in_transition:  # a body's changes belong to the transition's commit
             return
+        read = dump_inputs(run.context, values)
+        if read and same_inputs(read, tracked.read):  # the same objects: the same dump
+            return
         shown, secret = self._context(run, redactor, values)
+        tracked.read = read
         changed = {k: [tracked.context.get(k), v] for k, v in shown.items()
                    if tracked.context.get(k) != v}
         if secret != tracked.secret:
@@ -363,23 +370,28 @@ class EventLog(BackgroundWriter[list[Event]]):
         self._enqueue([replace(event, data=redactor.value(event.data, values))
                        for event in held] if values else held)
 
-    # -- the writer ---------------------------------------------------------------------
     # -- the writer (BackgroundWriter) -------------------------------------------------
     def _enqueue(self, events: Sequence[Event]) -> None:
         """Queue ``events`` (in order) and wake the writer once for all of them."""
         try:
-            self._wake_up()  # the writer looks at the queue only once this step yields
+            self._ready()
         except RuntimeError:  # no running loop: nothing can write them
-            self.dropped += len(events)
+            with self._lock:
+                self.dropped += len(events)
             return
         queue = self._queue
-        for event in events:
-            if len(queue) >= self.max_pending:
-                queue.popleft()
-                self.dropped += 1
-                if self.dropped == 1 or self.dropped % 1000 == 0:
-                    logger.warning("event queue full: %d events dropped so far", self.dropped)
-            queue.append(event)
+        warn = 0
+        with self._lock:
+            for event in events:
+                if len(queue) >= self.max_pending:
+                    queue.popleft()
+                    self.dropped += 1
+                    if self.dropped == 1 or self.dropped % 1000 == 0:
+                        warn = self.dropped
+                queue.append(event)
+        self._signal()
+        if warn:
+            logger.warning("event queue full: %d events dropped so far", warn)
 
     def _started(self, loop: asyncio.AbstractEventLoop) -> None:
         self._beat = loop.create_task(self._heartbeat_loop(), name="handoff.event_heartbeat")
@@ -422,10 +434,12 @@ class EventLog(BackgroundWriter[list[Event]]):
 
     async def _store_flows(self) -> None:
         while self._flows:
-            key, flow = next(iter(self._flows.items()))
-            dot = await asyncio.to_thread(_dot_source, flow)  # graphviz import, drawing
+            with self._lock:
+                key, flow = next(iter(self._flows.items()))
+            dot = await off_loop(_dot_source, flow)  # graphviz import, drawing
             await self.store.put_flow(key[0], key[1], dot)
-            del self._flows[key]
+            with self._lock:
+                del self._flows[key]
             self._stored_flows.add(key)
 
     async def _heartbeat_loop(self) -> None:

@@ -8,11 +8,11 @@ a writer killed mid-write leaves the log at the end of its last whole batch.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..background import off_loop
 from ..persistence.sqlite import SQLiteFile
 from .event import CallSummary, Event, summarise
 from .store import EventStore, Retention, expired
@@ -121,28 +121,28 @@ class SQLiteEventStore(SQLiteFile, EventStore):
 
     async def append(self, batch: Sequence[Event], *, writer: str = "") -> None:
         if batch:
-            await asyncio.to_thread(self._append, batch, writer)
+            await off_loop(self._append, batch, writer)
 
     async def touch(self, call_ids: Iterable[str], now: float) -> None:
         ids = list(call_ids)
         if ids:
-            await asyncio.to_thread(self._touch, ids, now)
+            await off_loop(self._touch, ids, now)
 
     async def events(self, call_id: str, after: int = 0, limit: int = 10_000) -> list[Event]:
-        return await asyncio.to_thread(self._events, call_id, after, limit)
+        return await off_loop(self._events, call_id, after, limit)
 
     async def call(self, call_id: str) -> CallSummary | None:
-        found = await asyncio.to_thread(self._calls, "WHERE call_id = ?", (call_id,))
+        found = await off_loop(self._calls, "WHERE call_id = ?", (call_id,))
         return found[0] if found else None
 
     async def calls(self, limit: int = 100) -> list[CallSummary]:
-        return await asyncio.to_thread(self._calls, "ORDER BY updated_at DESC LIMIT ?", (limit,))
+        return await off_loop(self._calls, "ORDER BY updated_at DESC LIMIT ?", (limit,))
 
     async def put_flow(self, flow: str, version: str, dot: str) -> None:
-        await asyncio.to_thread(self._put_flow, flow, version, dot)
+        await off_loop(self._put_flow, flow, version, dot)
 
     async def flow_source(self, flow: str, version: str) -> str | None:
-        return await asyncio.to_thread(self._flow_source, flow, version)
+        return await off_loop(self._flow_source, flow, version)
 
     async def purge(self, now: float | None = None) -> int:
-        return await asyncio.to_thread(self._purge, time.time() if now is None else now)
+        return await off_loop(self._purge, time.time() if now is None else now)

@@ -37,6 +37,9 @@ class EventStore(abc.ABC):
 
     kind: ClassVar[str] = "store"
     retention: Retention
+    any_thread: ClassVar[bool] = False
+    """Whether the store works from any thread and event loop (its writer then writes
+    from a thread of its own); not a client bound to the loop it was first used on."""
 
     @abc.abstractmethod
     async def append(self, batch: Sequence[Event], *, writer: str = "") -> None:

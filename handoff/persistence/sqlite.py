@@ -1,6 +1,7 @@
 """SQLiteStore: checkpoints in one SQLite file, the embedded default.
 
-stdlib ``sqlite3`` run in a worker thread (never on the event loop), WAL mode so
+stdlib ``sqlite3`` run in a worker thread, or inline in a writer's own thread (never on
+the call's event loop), WAL mode so
 readers never block the writer, and a busy timeout so several processes on one
 machine (a LiveKit worker's job processes) can share the file. The conditional
 upsert runs in one statement, so two processes writing the same call id keep the
@@ -9,12 +10,13 @@ checkpoint with the higher ``seq`` whatever the order they commit in.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
+from ..background import off_loop
 from .checkpoint import Checkpoint
 from .store import ASIDE_MARK, ASIDE_TTL, DEFAULT_TTL, CheckpointStore, set_aside_from
 
@@ -57,6 +59,9 @@ class SQLiteFile:
     """One SQLite file a store uses from worker threads: its connection opens on first
     use (with ``schema``), and every use holds ``_lock``."""
 
+    any_thread: ClassVar[bool] = True
+    """Usable from any thread: a writer's own thread runs its calls inline."""
+
     def __init__(self, path: str | Path, busy_timeout: float, schema: tuple[str, ...]) -> None:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
@@ -77,7 +82,7 @@ class SQLiteFile:
                 self._conn = None
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._close)
+        await off_loop(self._close)
 
 
 class SQLiteStore(SQLiteFile, CheckpointStore):
@@ -145,23 +150,23 @@ class SQLiteStore(SQLiteFile, CheckpointStore):
             return cur.rowcount
 
     async def save(self, checkpoint: Checkpoint) -> bool:
-        return await asyncio.to_thread(self._save, checkpoint)
+        return await off_loop(self._save, checkpoint)
 
     async def load(self, call_id: str) -> Checkpoint | None:
-        return await asyncio.to_thread(self._load, call_id)
+        return await off_loop(self._load, call_id)
 
     async def delete(self, call_id: str) -> None:
-        await asyncio.to_thread(self._delete, call_id)
+        await off_loop(self._delete, call_id)
 
     async def list_calls(self, *, aside: bool = False) -> list[str]:
-        return await asyncio.to_thread(self._list, aside)
+        return await off_loop(self._list, aside)
 
     async def set_aside(self, call_id: str, seq: int | None = None) -> str | None:
-        return await asyncio.to_thread(self._set_aside, call_id, seq)
+        return await off_loop(self._set_aside, call_id, seq)
 
     async def replace(self, checkpoint: Checkpoint, *, seq: int) -> bool:
-        return await asyncio.to_thread(self._replace, checkpoint, seq)
+        return await off_loop(self._replace, checkpoint, seq)
 
     async def purge_expired(self) -> int:
         """Delete expired checkpoints; returns how many (run it now and then)."""
-        return await asyncio.to_thread(self._purge)
+        return await off_loop(self._purge)

@@ -48,6 +48,9 @@ class CheckpointStore(abc.ABC):
 
     kind: ClassVar[str] = "store"
     """A short name for metrics labels and logs."""
+    any_thread: ClassVar[bool] = False
+    """Whether the store works from any thread and event loop (its writer then writes
+    from a thread of its own); not a client bound to the loop it was first used on."""
 
     @abc.abstractmethod
     async def save(self, checkpoint: Checkpoint) -> bool:

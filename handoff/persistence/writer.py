@@ -3,8 +3,9 @@
 On the conversation path it only captures a small checkpoint (microseconds) and puts
 it in a pending map keyed by call id: latest wins, so a call never has more than
 one write waiting, and the map is bounded (``max_pending`` calls; beyond that the
-oldest pending call's checkpoint is dropped and counted). One background task per
-event loop writes them to the store, waiting ``coalesce`` seconds (20 ms) after it
+oldest pending call's checkpoint is dropped and counted). A background writer (in a
+thread of its own for a SQLite store, else a task on the call's loop: see
+:mod:`handoff.background`) writes them to the store, waiting ``coalesce`` seconds (20 ms) after it
 wakes so that a burst of changes becomes one write. A failed write (store outage)
 is logged, counted in ``handoff_checkpoint_errors_total`` and retried with backoff,
 unless a newer checkpoint of that call arrived meanwhile; the call never notices.
@@ -103,7 +104,8 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         coalesce: float = 0.02,
     ) -> None:
         super().__init__("handoff.checkpoint_writer", coalesce=coalesce,
-                         retry_delay=retry_delay, max_retry_delay=max_retry_delay)
+                         retry_delay=retry_delay, max_retry_delay=max_retry_delay,
+                         threaded=store.any_thread)
         self.store = store
         self.forget_on = forget_on
         self.history_limit = history_limit
@@ -206,17 +208,19 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
     # -- the writer (BackgroundWriter) -------------------------------------------------
     def _enqueue(self, call_id: str, cp: Checkpoint) -> None:
         """Queue ``cp`` for ``call_id``, replacing any older one still waiting."""
-        # no running loop: raise before changing anything; the writer it wakes looks at
-        # the queue only once this step yields
-        self._wake_up()
+        self._ready()  # no running loop: raise before changing anything
         pending = self._pending
-        if call_id not in pending and len(pending) >= self.max_pending:
-            oldest = next(iter(pending))
-            del pending[oldest]
+        with self._lock:
+            oldest = (next(iter(pending)) if call_id not in pending
+                      and len(pending) >= self.max_pending else None)
+            if oldest is not None:
+                del pending[oldest]
+            pending.pop(call_id, None)
+            pending[call_id] = cp
+        self._signal()
+        if oldest is not None:
             self.metrics.checkpoint_dropped.labels(self.store.kind).inc()
             logger.warning("checkpoint queue full: dropped a pending checkpoint of call %s", oldest)
-        pending.pop(call_id, None)
-        pending[call_id] = cp
 
     def _queued(self) -> bool:
         return bool(self._pending)
