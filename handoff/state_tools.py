@@ -116,29 +116,29 @@ def is_timed(tool: object) -> bool:
 
 
 async def _run(tool: Callable[..., Any], name: str, approval: Any,
-               signature: inspect.Signature, call: ToolScope, args: tuple[Any, ...],
+               signature: inspect.Signature, scope: ToolScope, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Any:
-    if call.pii or approval is not None:  # what they read: the arguments by name
+    if scope.pii or approval is not None:  # what they read: the arguments by name
         # LiveKit passes the arguments positionally (a realtime model's calls): bind them
         called = {k: v for k, v in signature.bind_partial(*args, **kwargs).arguments.items()
                   if not isinstance(v, RunContext)}
-    if call.pii:
-        remember_arguments(call.context, call.pii, called)
+    if scope.pii:
+        remember_arguments(scope.context, scope.pii, called)
     if approval is not None:  # asked before the deadline starts: the caller takes their time
-        denied = await ask(approval, name, called, call.tell or (lambda _: None))
+        denied = await ask(approval, name, called, scope.tell or (lambda _: None))
         if denied is not None:
-            raise ToolError(call.scrub(denial(name, denied)))
+            raise ToolError(scope.scrub(denial(name, denied)))
     try:
-        with Deadline(call.seconds):  # paused while a sub-task of the tool talks
+        with Deadline(scope.seconds):  # paused while a sub-task of the tool talks
             return await tool(*args, **kwargs)
     except ToolError as exc:
-        message = call.scrub(exc.message)
+        message = scope.scrub(exc.message)
         if message == exc.message:
             raise
         raise ToolError(message) from None
     except TimeoutError:
         raise ToolError(
-            f"{name} took longer than {call.seconds:g} s and was stopped; it may be retried, "
+            f"{name} took longer than {scope.seconds:g} s and was stopped; it may be retried, "
             "or offer the caller a human"
         ) from None
 
