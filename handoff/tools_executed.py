@@ -28,9 +28,10 @@ def on_tools_executed(run: FlowRun[Any], event: FunctionToolsExecutedEvent) -> N
     """Scrub the calls' sensitive values, refuse the calls that reached no tool, and count
     the state's failed tools."""
     calls = event.function_calls
-    scrub = Redactor(run.context)
-    if values := scrub.values():  # before LiveKit stores them
-        scrub_calls(calls, functools.partial(scrub.text, values=values))
+    if run.context.holds_sensitive():
+        scrub = Redactor(run.context)
+        if values := scrub.values():  # before LiveKit stores them
+            scrub_calls(calls, functools.partial(scrub.text, values=values))
     reached: set[str] = run._reached or set()  # only this event's calls are forgotten:
     if reached:  # a task the tool awaits reports first
         run._reached = reached - {c.call_id for c in calls}
