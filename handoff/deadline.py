@@ -20,7 +20,7 @@ import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar, Token
+from contextvars import Context, ContextVar, Token
 from types import TracebackType
 
 _CURRENT: ContextVar[Deadline | None] = ContextVar("handoff_deadline", default=None)
@@ -170,7 +170,9 @@ class _Keeper:
         if self.handle is not None:
             self.handle.cancel()
         self.armed_for = when
-        self.handle = self.loop.call_at(when, self._fire)
+        # in a context of its own: the timer outlives the call that armed it, and must not
+        # keep that call's context variables (its session, its speech) alive until it fires
+        self.handle = self.loop.call_at(when, self._fire, context=_TIMER_CONTEXT)
 
     def _fire(self) -> None:
         due, heap = self.armed_for, self.heap
@@ -182,6 +184,9 @@ class _Keeper:
         if heap:
             self._arm(heap[0][0])
 
+
+_TIMER_CONTEXT = Context()
+"""The (empty) context the keepers' timers run in."""
 
 _LOCAL = threading.local()
 """The keeper of the loop this thread ran a deadline on last (a thread runs one loop at a

@@ -7,6 +7,9 @@ a test; what runs in between is ordered by events.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
+from contextvars import ContextVar
 
 import pytest
 
@@ -165,3 +168,22 @@ def test_a_deadline_expires_on_its_own_loop_after_another_loop_ran_one() -> None
     finally:
         here.close()
         other.close()
+
+
+async def test_the_loops_timer_keeps_nothing_of_the_call_that_armed_it_alive() -> None:
+    class Call:
+        pass
+
+    current: ContextVar[Call | None] = ContextVar("current_call", default=None)
+
+    async def tool_call() -> weakref.ref[Call]:
+        call = Call()
+        current.set(call)  # as LiveKit sets its speech and activity for a tool call
+        with Deadline(NEVER):  # arms the loop's timer, an hour away, from this context
+            pass
+        current.set(None)  # the call is over (and the variable's own cache lets go of it)
+        return weakref.ref(call)
+
+    ended = await asyncio.create_task(tool_call())
+    gc.collect()
+    assert ended() is None
