@@ -9,7 +9,7 @@ listeners handoff adds to every session are made with :func:`listener`.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 _ANY_ARGUMENTS = inspect.Signature(
@@ -37,3 +37,25 @@ class _Listener:
 def listener(callback: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``callback`` as a callable with its signature preset, told the event only."""
     return _Listener(callback)
+
+
+class _Routed:
+    """A listener for several events, each told apart by its ``type`` and given with
+    ``target`` to that type's handler: one object and one call per event, not a listener
+    that calls a method that compares the type."""
+
+    __slots__ = ("handlers", "target")
+    __signature__ = _ANY_ARGUMENTS
+
+    def __init__(self, target: Any, handlers: Mapping[str, Callable[[Any, Any], Any]]) -> None:
+        self.target, self.handlers = target, handlers
+
+    def __call__(self, event: Any, /, *_: Any) -> Any:
+        return self.handlers[event.type](self.target, event)
+
+
+def routed(target: Any, handlers: Mapping[str, Callable[[Any, Any], Any]]
+           ) -> Callable[[Any], Any]:
+    """A listener for the events named in ``handlers``: ``handlers[event.type](target,
+    event)``. Register it for each of those names (``session.on(name, it)``)."""
+    return _Routed(target, handlers)

@@ -203,6 +203,13 @@ class Context(BaseModel):
         :mod:`handoff.sensitive_args`)."""
         self._remember(values)
 
+    def holds_sensitive(self) -> bool:
+        """False when nothing of this Context can be sensitive yet: no field is marked
+        pii and no value was remembered as sensitive (so a scrub would find nothing;
+        checked before making one, at every tool call of a turn)."""
+        return bool(sensitive_fields(type(self))) or (
+            self._private()["_sensitive_memory"] is not None)
+
     def sensitive_history(self) -> frozenset[str]:
         """Every text a sensitive field of this Context held or was offered, so far."""
         memory = self._private()["_sensitive_memory"]

@@ -14,9 +14,13 @@ the state's agent is back::
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar, Token
+from contextvars import Context, ContextVar, Token
 from types import TracebackType
 
 _CURRENT: ContextVar[Deadline | None] = ContextVar("handoff_deadline", default=None)
@@ -52,16 +56,16 @@ class Deadline:
     the deadline and ``TimeoutError`` raised in its place; a cancellation from elsewhere goes
     through untouched), that can be paused and restarted from the same task.
 
-    A plain context manager, usable with ``async with`` too: entering schedules one timer
-    on the loop and leaving cancels it, with no coroutine of its own (it runs around every
-    tool call of a turn)."""
+    A plain context manager, usable with ``async with`` too, with no coroutine of its own
+    and no timer of its own: the deadlines of a loop share one timer (:class:`_Keeper`), so
+    entering and leaving, around every tool call of a turn, only push to and mark a heap."""
 
-    __slots__ = ("_cancelling", "_expired", "_handle", "_task", "_token", "seconds")
+    __slots__ = ("_cancelling", "_entry", "_expired", "_task", "_token", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._task: asyncio.Task[object] | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        self._entry: _Entry | None = None  # the live entry in the loop's keeper, if armed
         self._token: Token[Deadline | None] | None = None
         self._expired = False
         self._cancelling = 0
@@ -71,24 +75,26 @@ class Deadline:
         """The deadline of the tool or body running in this task, if any."""
         return _CURRENT.get()
 
+    @property
+    def armed(self) -> bool:
+        """True while the deadline runs (entered, not paused, not expired, not left)."""
+        return self._entry is not None
+
     def pause(self) -> None:
         """No timeout until :meth:`restart` (a sub-task is talking with the caller)."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._entry = None  # the keeper drops an entry that is no longer its deadline's
 
     def restart(self) -> None:
         """A full period from now (the state's agent is back)."""
         if self._task is not None and not self._expired:
-            self.pause()
             self._schedule()
 
     def _schedule(self) -> None:
         loop = asyncio.get_running_loop()
-        self._handle = loop.call_at(loop.time() + self.seconds, self._expire)
+        self._entry = keeper_of(loop).add(self, loop.time() + self.seconds)
 
     def _expire(self) -> None:
-        self._handle = None
+        self._entry = None
         if self._task is not None:
             self._expired = True
             self._task.cancel()
@@ -108,7 +114,7 @@ class Deadline:
         if self._token is not None:
             _CURRENT.reset(self._token)
             self._token = None
-        self.pause()
+        self._entry = None
         task, self._task = self._task, None
         # as asyncio.timeout: only the cancellation this deadline made becomes a timeout
         if (self._expired and task is not None and task.uncancel() <= self._cancelling
@@ -122,3 +128,75 @@ class Deadline:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.__exit__(kind, exc, tb)
+
+
+_Entry = tuple[float, int, Deadline]
+"""(when, order, deadline): live while ``deadline._entry`` is this very tuple."""
+
+
+class _Keeper:
+    """One loop timer for all the deadlines of an event loop.
+
+    A deadline pushes an entry to a heap; pausing or leaving only forgets its entry (the
+    entry stays in the heap, dead, until the timer reaches it or the heap is compacted).
+    The timer is armed for the earliest entry and re-armed only when an earlier one comes:
+    a tool call that ends in time costs a heap push, not a timer made and cancelled."""
+
+    __slots__ = ("armed_for", "handle", "heap", "loop", "order")
+
+    COMPACT_AT = 256
+    """Heap size from which dead entries are cleared out as a new one comes (a burst of
+    short calls under long timeouts would otherwise keep them until the first is due)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.heap: list[_Entry] = []
+        self.handle: asyncio.TimerHandle | None = None
+        self.armed_for = math.inf
+        self.order = itertools.count()
+
+    def add(self, deadline: Deadline, when: float) -> _Entry:
+        entry = (when, next(self.order), deadline)
+        heap = self.heap
+        if len(heap) >= self.COMPACT_AT:
+            heap[:] = [e for e in heap if e[2]._entry is e]
+            heapq.heapify(heap)
+        heapq.heappush(heap, entry)
+        if when < self.armed_for:
+            self._arm(when)
+        return entry
+
+    def _arm(self, when: float) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.armed_for = when
+        # in a context of its own: the timer outlives the call that armed it, and must not
+        # keep that call's context variables (its session, its speech) alive until it fires
+        self.handle = self.loop.call_at(when, self._fire, context=_TIMER_CONTEXT)
+
+    def _fire(self) -> None:
+        due, heap = self.armed_for, self.heap
+        self.handle, self.armed_for = None, math.inf
+        while heap and (heap[0][0] <= due or heap[0][2]._entry is not heap[0]):
+            entry = heapq.heappop(heap)
+            if entry[2]._entry is entry:
+                entry[2]._expire()
+        if heap:
+            self._arm(heap[0][0])
+
+
+_TIMER_CONTEXT = Context()
+"""The (empty) context the keepers' timers run in."""
+
+_LOCAL = threading.local()
+"""The keeper of the loop this thread ran a deadline on last (a thread runs one loop at a
+time; a deadline on another loop makes that loop's keeper the thread's, and the previous
+keeper's entries still fire, from the timer it armed on its own loop)."""
+
+
+def keeper_of(loop: asyncio.AbstractEventLoop) -> _Keeper:
+    """The keeper of ``loop``, the running loop of this thread."""
+    keeper: _Keeper | None = getattr(_LOCAL, "keeper", None)
+    if keeper is None or keeper.loop is not loop:
+        keeper = _LOCAL.keeper = _Keeper(loop)
+    return keeper

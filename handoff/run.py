@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from livekit.agents import (
@@ -30,7 +30,7 @@ from livekit.agents import (
 )
 
 from . import providers
-from ._listeners import listener
+from ._listeners import listener, routed
 from ._livekit import on_speech_items
 from .approval import ApprovalRecord
 from .context import Context
@@ -51,9 +51,7 @@ from .tools_executed import on_tools_executed
 if TYPE_CHECKING:
     from livekit.agents import (
         CloseEvent,
-        ConversationItemAddedEvent,
         ErrorEvent,
-        FunctionToolsExecutedEvent,
         SpeechCreatedEvent,
     )
 
@@ -292,8 +290,8 @@ class FlowRun(Generic[C]):
                 session.conn_options.max_unrecoverable_errors)
         session.userdata = self.context
         drive(session, self)  # the flow's transition tools find this run from the session
-        events = listener(self._on_session_event)  # one listener object for the four
-        for name in ("conversation_item_added", "function_tools_executed", "error", "close"):
+        events = routed(self, _SESSION_EVENTS)  # one listener object for the four
+        for name in _SESSION_EVENTS:
             session.on(name, events)
         self._agent = self.make_agent(self.state)
         self.prewarm()
@@ -404,19 +402,6 @@ class FlowRun(Generic[C]):
         except TransitionCallError as exc:  # a value may be quoted: scrub it
             raise TransitionCallError(self._scrubbed(str(exc))) from None
 
-    def _on_session_event(self, event: ConversationItemAddedEvent | FunctionToolsExecutedEvent
-                          | ErrorEvent | CloseEvent) -> None:
-        """The session's events the run follows, told apart by their ``type`` (one
-        listener for the four: a session holds one object, not four, for the run)."""
-        if event.type == "conversation_item_added":  # see handoff.items_added
-            on_item_added(self, event)
-        elif event.type == "function_tools_executed":  # see handoff.tools_executed
-            on_tools_executed(self, event)
-        elif event.type == "error":
-            self.failures.on_session_error(event)
-        elif event.type == "close":
-            self.close()
-
     def _fail_over(self, reason: str) -> asyncio.Task[Any] | None:
         return take_error_transition(self, reason)
 
@@ -445,3 +430,20 @@ class FlowRun(Generic[C]):
 
     def __repr__(self) -> str:
         return f"<FlowRun {self.flow.name} state={self.state} transitions={len(self.log)}>"
+
+
+def _on_error(run: FlowRun[Any], event: ErrorEvent) -> None:
+    run.failures.on_session_error(event)
+
+
+def _on_close(run: FlowRun[Any], event: CloseEvent) -> None:
+    run.close()
+
+
+_SESSION_EVENTS: dict[str, Callable[[Any, Any], None]] = {
+    "conversation_item_added": on_item_added,  # see handoff.items_added
+    "function_tools_executed": on_tools_executed,  # see handoff.tools_executed
+    "error": _on_error,
+    "close": _on_close,
+}
+"""The session's events a run follows, each to its handler (told apart by ``type``)."""

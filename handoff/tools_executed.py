@@ -28,22 +28,28 @@ def on_tools_executed(run: FlowRun[Any], event: FunctionToolsExecutedEvent) -> N
     """Scrub the calls' sensitive values, refuse the calls that reached no tool, and count
     the state's failed tools."""
     calls = event.function_calls
-    scrub = Redactor(run.context)
-    if values := scrub.values():  # before LiveKit stores them
-        scrub_calls(calls, functools.partial(scrub.text, values=values))
+    if run.context.holds_sensitive():
+        scrub = Redactor(run.context)
+        if values := scrub.values():  # before LiveKit stores them
+            scrub_calls(calls, functools.partial(scrub.text, values=values))
     reached: set[str] = run._reached or set()  # only this event's calls are forgotten:
     if reached:  # a task the tool awaits reports first
         run._reached = reached - {c.call_id for c in calls}
     agent, session = run.agent, run._session
     if agent is None or session is None or session.current_agent is not agent:
         return
+    state, flow = run.state, run.flow
+    offered, triggers = offer(flow, state).names, flow.triggers_from(state)
+    names = [c.name for c in calls]
+    if offered.issuperset(names) and triggers.keys().isdisjoint(names):
+        # the usual turn: every call named one of the state's ordinary tools, which ran
+        run.failures.on_tools_executed(event, triggers, offered)
+        return
     # what the declaration offers here, and any tool the agent has beyond it (those its
     # __init__ added, or LiveKit's update_tools during the call: the flow cannot know
     # them), read only when a call names something the declaration does not offer
-    offered = offer(run.flow, run.state).names
-    if not offered.issuperset([c.name for c in calls]):
+    if not offered.issuperset(names):
         offered = offered | {t.info.name for t in function_tools(agent.tools)}
-    triggers = run.flow.triggers_from(run.state)
     for call, output in zip(event.function_calls, event.function_call_outputs, strict=False):
         if call.name not in offered and call.name not in run._tasks.tool_names:
             record_refusal(run, call.name, "invalid",

@@ -7,10 +7,13 @@ a test; what runs in between is ordered by events.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
+from contextvars import ContextVar
 
 import pytest
 
-from handoff.deadline import Deadline, in_agent_code
+from handoff.deadline import Deadline, _Keeper, in_agent_code, keeper_of
 
 NEVER = 3600.0
 
@@ -32,7 +35,7 @@ async def test_a_call_that_ends_in_time_leaves_no_timer_behind() -> None:
     deadline = Deadline(0)
     with deadline:
         pass
-    assert deadline._handle is None
+    assert not deadline.armed
     await asyncio.sleep(0)  # the loop's next turn: nothing fires into this task any more
     await asyncio.sleep(0)
 
@@ -98,3 +101,89 @@ async def test_a_deadline_outside_a_task_is_refused() -> None:
 
     loop.call_soon(callback)
     assert "inside a task" in await refused
+
+
+async def test_a_shorter_deadline_entered_after_a_longer_one_expires_first() -> None:
+    async def waits(seconds: float) -> None:
+        with Deadline(seconds):
+            await asyncio.Event().wait()
+
+    longer = asyncio.create_task(waits(NEVER))
+    await asyncio.sleep(0)  # its deadline holds the loop's timer, an hour away
+    shorter = asyncio.create_task(waits(0))  # earlier: the timer is re-armed for it
+    for _ in range(5):  # a few turns of the loop, not an hour
+        await asyncio.sleep(0)
+    assert shorter.done() and isinstance(shorter.exception(), TimeoutError)
+    assert not longer.done()
+    longer.cancel()
+
+
+async def test_deadlines_left_in_time_do_not_pile_up_in_the_loops_timer() -> None:
+    for _ in range(3 * _Keeper.COMPACT_AT):
+        with Deadline(NEVER):
+            pass
+    keeper = keeper_of(asyncio.get_running_loop())
+    assert len(keeper.heap) <= _Keeper.COMPACT_AT
+    assert not any(deadline.armed for _, _, deadline in keeper.heap)
+
+
+async def test_a_keeper_with_nothing_left_to_time_arms_no_timer() -> None:
+    with Deadline(0):
+        pass
+    keeper = keeper_of(asyncio.get_running_loop())
+    assert keeper.handle is not None  # armed for the deadline, which has left in time
+    await asyncio.sleep(0)  # the timer fires, finds only a deadline left in time
+    await asyncio.sleep(0)
+    assert keeper.handle is None
+    assert keeper.heap == []
+
+
+class _ClockLoop(asyncio.SelectorEventLoop):
+    """A loop whose clock moves only when the test moves it."""
+
+    now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_a_deadline_expires_on_its_own_loop_after_another_loop_ran_one() -> None:
+    here, other = _ClockLoop(), _ClockLoop()
+
+    async def waits() -> None:
+        with Deadline(5):
+            await asyncio.Event().wait()
+
+    async def brief() -> None:
+        with Deadline(NEVER):  # this thread's keeper is now the other loop's
+            pass
+
+    try:
+        task = here.create_task(waits())
+        here.run_until_complete(asyncio.sleep(0))  # armed on this loop's keeper, at 5
+        other.run_until_complete(brief())
+        here.now = 6.0  # past the deadline: the timer armed on this loop still fires
+        with pytest.raises(TimeoutError):
+            here.run_until_complete(task)
+    finally:
+        here.close()
+        other.close()
+
+
+async def test_the_loops_timer_keeps_nothing_of_the_call_that_armed_it_alive() -> None:
+    class Call:
+        pass
+
+    current: ContextVar[Call | None] = ContextVar("current_call", default=None)
+
+    async def tool_call() -> weakref.ref[Call]:
+        call = Call()
+        current.set(call)  # as LiveKit sets its speech and activity for a tool call
+        with Deadline(NEVER):  # arms the loop's timer, an hour away, from this context
+            pass
+        current.set(None)  # the call is over (and the variable's own cache lets go of it)
+        return weakref.ref(call)
+
+    ended = await asyncio.create_task(tool_call())
+    gc.collect()
+    assert ended() is None

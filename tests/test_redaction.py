@@ -49,3 +49,17 @@ def test_plain_fields_quoting_a_secret_are_kept_apart_whole() -> None:
 def test_short_values_are_not_scrubbed_by_value() -> None:
     assert Redactor(Secretive(pin="42")).text("room 42") == "room 42"
     assert Redactor(Secretive()).value({"a": ["x"]}) == {"a": ["x"]}
+
+
+class Plain(Context):
+    note: str | None = None
+
+
+def test_a_context_holds_sensitive_values_once_a_field_or_a_remembered_value_can_be_one() -> None:
+    plain = Plain(note="call me at 555 0100")
+    assert not plain.holds_sensitive()  # no pii field, nothing remembered: nothing to scrub
+    assert Redactor(plain).values() == []
+    plain.remember_sensitive(["555 0100"])  # a pii tool argument, say
+    assert plain.holds_sensitive()
+    assert Redactor(plain).values() == ["555 0100"]
+    assert Secretive().holds_sensitive()  # a pii field, even before it holds a value
