@@ -8,6 +8,7 @@ Each module runs alone (``python -m benchmarks.handoff_turn [--quick]``);
 
 BENCHMARKS = (
     "handoff_turn",
+    "bytecodes",
     "fsm_decision",
     "memory",
     "definitions",

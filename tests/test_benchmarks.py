@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,54 @@ def test_the_instruction_count_plays_each_side_and_refuses_a_bad_count(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
+
+
+def test_the_bytecode_counter_counts_what_runs_and_gives_the_trace_back() -> None:
+    from benchmarks.bytecodes import OpcodeCounter, group, where
+
+    def work(n: int) -> int:
+        return sum(i * i for i in range(n))
+
+    previous = sys.gettrace()
+
+    def other_tracer(frame: object, event: str, arg: object) -> None:
+        return None
+
+    sys.settrace(other_tracer)
+    try:
+        once, twice = OpcodeCounter(), OpcodeCounter()
+        with once.on():
+            work(10)
+        assert sys.gettrace() is other_tracer  # a coverage tool's tracer is put back
+        with twice.on():
+            work(10)
+            work(10)
+    finally:
+        sys.settrace(previous)
+    assert once.ops[work.__code__] > 0 and once.calls[work.__code__] == 1
+    assert twice.ops[work.__code__] == 2 * once.ops[work.__code__]
+    assert where(work.__code__).startswith("tests/test_benchmarks.py:")
+    assert group("livekit/rtc/event_emitter.py:29 emit") == "LiveKit's event delivery"
+    assert group("handoff/run.py:407 _on_session_event") == "handoff's own code"
+    assert group("asyncio/events.py:31 __init__") == "the rest"
+
+
+def test_the_bytecode_count_splits_what_handoff_adds_to_an_ordinary_turn() -> None:
+    from benchmarks import bytecodes
+
+    result = bytecodes.run(quick=True)
+    per_turn = result.extra["per_turn"]
+    raw, floor, ours = (per_turn[side]["ordinary"] for side in bytecodes.SIDES)
+    assert raw < floor < ours  # a no-op listener costs; handoff costs more than the floor
+    assert per_turn["raw LiveKit"]["handoff"] < per_turn["floor"]["handoff"]
+    assert result.extra["events_per_turn"]["ordinary"] >= 1
+    groups = result.extra["ordinary"]["groups"]
+    assert list(groups) == [name for name, _ in bytecodes.GROUPS]
+    assert sum(groups.values()) == pytest.approx(ours - raw)  # every added bytecode placed
+    assert groups["LiveKit's event delivery"] > 0 and groups["handoff's own code"] > 0
+    functions = result.extra["ordinary"]["functions"]
+    assert any(f.startswith("livekit/rtc/event_emitter.py:") for f in functions)
+    assert not any(f.startswith("/") for f in functions), "file names are machine-independent"
+    shown = [r.measure for r in result.rows if r.measure.startswith("— `")]
+    assert 1 <= len(shown) <= bytecodes.TOP
+    assert all(row.target is None for row in result.rows), "it explains; it judges nothing"
