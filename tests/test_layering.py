@@ -49,7 +49,11 @@ LAYERS: list[list[str]] = [
     ["handoff.worker", "handoff.testing", "handoff.testing.*", "handoff.scripts",
      "handoff.settings_reference"],
     ["handoff.console"],
-    ["handoff.cli"],
+    ["handoff.cli.root"],
+    ["handoff.cli.serving"],
+    ["handoff.cli.chatting", "handoff.cli.running", "handoff.cli.inspecting", "handoff.cli.checking",
+     "handoff.cli.drawing", "handoff.cli.comparing", "handoff.cli.migrating", "handoff.cli.scaffolding"],
+    ["handoff.cli", "handoff.cli.__main__"],
     ["handoff"],
 ]
 """Bottom to top; DESIGN.md §6 with the Flow above the run (the Flow makes runs)."""
@@ -204,7 +208,7 @@ def test_only_fsm_imports_transitions() -> None:
 
 
 TOOLKIT_USERS = {
-    "handoff.cli": "`handoff check --explore` runs the exhaustive exploration (imported lazily)",
+    "handoff.cli.checking": "`handoff check --explore` runs the exhaustive exploration (imported lazily)",
     "handoff.scripts": "`handoff chat --script` talks to a ScriptedLLM (imported lazily)",
 }
 """Production modules that may import the testing toolkit, each for a developer command."""

@@ -84,7 +84,7 @@ def test_the_sdist_and_wheel_hold_the_package_and_its_metadata(dist: Path) -> No
     assert 'Requires-Dist: hypothesis>=6.100; extra == "testing"' in metadata
     with tarfile.open(sdist) as tf:
         members = {m.name.split("/", 1)[1] for m in tf.getmembers() if "/" in m.name}
-    assert {"pyproject.toml", "README.md", "handoff/cli.py"} <= members
+    assert {"pyproject.toml", "README.md", "handoff/cli/__init__.py"} <= members
 
 
 def test_a_user_follows_the_readme_install_block(dist: Path, tmp_path: Path) -> None:
