@@ -42,7 +42,7 @@ from .._listeners import listener
 from ..background import BackgroundWriter
 from ..observers import attach
 from ..telemetry.metrics import HandoffMetrics, default_metrics
-from .checkpoint import DEFAULT_HISTORY_LIMIT, CaptureCache, Checkpoint, Sealer, capture
+from .checkpoint import DEFAULT_HISTORY_LIMIT, CaptureCache, Checkpoint, Sealer, capture_changed
 from .store import CheckpointStore
 
 if TYPE_CHECKING:
@@ -190,11 +190,14 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         try:
             # seqs grow within a call and stay above an older call's on the same id
             seq = max(tracked.seq + 1, time.time_ns() // 1000)
-            cp = capture(run, tracked.call_id, seq, history_limit=self.history_limit,
-                          sealer=self.sealer, earlier=tracked.earlier, cache=tracked.cache)
+            cp = capture_changed(run, tracked.call_id, seq, history_limit=self.history_limit,
+                                 sealer=self.sealer, earlier=tracked.earlier,
+                                 cache=tracked.cache)
         except Exception:
             logger.exception("could not capture a checkpoint of call %s", tracked.call_id)
             self.metrics.checkpoint_errors.labels(self.store.kind).inc()
+            return False
+        if cp is None:  # nothing it reads changed since the last capture
             return False
         fingerprint = cp.fingerprint()
         if fingerprint == tracked.fingerprint:
