@@ -289,8 +289,8 @@ class CaptureCache:
     """
 
     __slots__ = ("dump", "encoded", "inputs", "limit", "log", "log_of", "log_view", "read",
-                 "read_last", "read_of", "recent", "recent_json", "recent_view", "sealed",
-                 "unencoded", "values")
+                 "read_last", "read_of", "recent", "recent_json", "recent_view", "redactor",
+                 "sealed", "unencoded", "values")
 
     def __init__(self) -> None:
         self.values: list[str] = []
@@ -325,8 +325,17 @@ class CaptureCache:
         """(:func:`~handoff.redaction.dump_inputs` of the last capture's Context, its plain
         fields, its sensitive ones): the same inputs dump the same."""
         self.inputs: tuple[Any, ...] = ()
+        self.redactor: Redactor | None = None
         """What the last capture read besides the Context and the history (see
         :meth:`unchanged`); () when it cannot tell."""
+
+    def redactor_of(self, context: Any) -> Redactor:
+        """A Redactor of ``context``: the same one while it is the same Context, so that
+        its sensitive values are read again only when they may have changed."""
+        redactor = self.redactor
+        if redactor is None or redactor.context is not context:
+            redactor = self.redactor = Redactor(context)
+        return redactor
 
     def scrubbed_with(self, values: list[str]) -> None:
         """Forget what was scrubbed with other values."""
@@ -482,10 +491,11 @@ def capture(
     same call made (:class:`CaptureCache`): the log entries and messages already
     scrubbed, the sealed section; without it everything is made afresh.
     """
-    redactor = Redactor(run.context)
+    if cache is None:
+        cache = CaptureCache()
+    redactor = cache.redactor_of(run.context)
     values = redactor.values()
-    return _capture(run, call_id, seq, history_limit, sealer, earlier,
-                    CaptureCache() if cache is None else cache, redactor, values,
+    return _capture(run, call_id, seq, history_limit, sealer, earlier, cache, redactor, values,
                     dump_inputs(run.context, values))
 
 
@@ -540,7 +550,7 @@ def capture_changed(
     """:func:`capture`, or None when it would hold what the cache's last capture held
     (:meth:`CaptureCache.unchanged`): known without dumping the Context or copying
     anything (a turn's tool calls, a state change of the agent)."""
-    redactor = Redactor(run.context)
+    redactor = cache.redactor_of(run.context)
     values = redactor.values()
     read = dump_inputs(run.context, values)
     if cache.unchanged(run, read, history_limit, earlier):
