@@ -183,8 +183,8 @@ class EventLog(BackgroundWriter[list[Event]]):
                    listener(lambda ev: self._on_item(run, ev, tracked)))
         session.on("function_tools_executed",
                    listener(lambda ev: self._on_tools(run, ev, tracked)))
-        session.on("agent_state_changed",
-                   listener(lambda ev: self._on_agent_state(run, ev, tracked)))
+        session.on("agent_state_changed", listener(  # most changes are not a turn's end
+            lambda ev: ev.new_state == "listening" and self._on_agent_state(run, ev, tracked)))
         session.on("error", listener(lambda ev: self._on_error(run, ev, tracked)))
         session.on("close", listener(lambda ev: self._on_close(run, ev)))
 

@@ -143,7 +143,9 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         self._runs[run] = _Tracked(call_id, resumed.seq if resumed else after_seq,
                                    list(resumed.history) if resumed else [])
         session = run.session
-        session.on("agent_state_changed", listener(lambda ev: self._on_agent_state(run, ev)))
+        # most state changes are not the turn's end: told apart here, without another call
+        session.on("agent_state_changed", listener(
+            lambda ev: ev.new_state == "listening" and self._on_agent_state(run, ev)))
         session.on("close", listener(lambda ev: self._on_close(run, ev)))
         self.checkpoint(run)
 
