@@ -390,6 +390,7 @@ class EventLog(BackgroundWriter[list[Event]]):
             return
         queue = self._queue
         warn = 0
+        threaded = self.threaded
         with self._lock:
             for event in events:
                 if len(queue) >= self.max_pending:
@@ -398,7 +399,11 @@ class EventLog(BackgroundWriter[list[Event]]):
                     if self.dropped == 1 or self.dropped % 1000 == 0:
                         warn = self.dropped
                 queue.append(event)
-        self._signal()
+            kick = threaded and self._arm()
+        if kick:
+            self._schedule_kick()
+        elif not threaded:
+            self._signal()
         if warn:
             logger.warning("event queue full: %d events dropped so far", warn)
 

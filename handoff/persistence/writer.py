@@ -215,6 +215,7 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         """Queue ``cp`` for ``call_id``, replacing any older one still waiting."""
         self._ready()  # no running loop: raise before changing anything
         pending = self._pending
+        threaded = self.threaded
         with self._lock:
             oldest = (next(iter(pending)) if call_id not in pending
                       and len(pending) >= self.max_pending else None)
@@ -222,7 +223,11 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
                 del pending[oldest]
             pending.pop(call_id, None)
             pending[call_id] = cp
-        self._signal()
+            kick = threaded and self._arm()
+        if kick:
+            self._schedule_kick()
+        elif not threaded:
+            self._signal()
         if oldest is not None:
             self.metrics.checkpoint_dropped.labels(self.store.kind).inc()
             logger.warning("checkpoint queue full: dropped a pending checkpoint of call %s", oldest)
