@@ -55,14 +55,14 @@ class Redactor:
         """Every sensitive value the Context holds or ever held, as text, longest first
         (the list is shared: do not change it)."""
         if not self.fields:  # nothing to read off the fields (most Contexts, every turn)
-            generation, found = self._remembered
+            generation, remembered = self._remembered
             if generation != memory_generation():  # its memory only grows, and then this
                 generation = memory_generation()  # (read first: a change meanwhile reads again)
                 held = (self.context.sensitive_history() if isinstance(self.context, Context)
                         else frozenset())
-                found = _scrubbable(held) if held else []
-                self._remembered = (generation, found)
-            return found
+                remembered = _scrubbable(held) if held else []
+                self._remembered = (generation, remembered)
+            return remembered
         held = (self.context.sensitive_history() if isinstance(self.context, Context)
                 else frozenset())
         found = set(held)

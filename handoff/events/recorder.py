@@ -276,9 +276,13 @@ class EventLog(BackgroundWriter[list[Event]]):
                     "source": f"tool {call.name}", "message": _cut(redactor.text(text, values))})
         self._context_step(run, tracked, redactor, values)
 
-    def _on_agent_state(self, run: FlowRun[Any], event: Any, tracked: _Tracked) -> None:
-        if event.new_state == "listening" and not tracked.over:  # the turn ended
-            self._release(run, tracked)
+    def _on_agent_state(self, run: FlowRun[Any], event: Any, tracked: _Tracked) -> bool:
+        """The agent listens again (the listener tells that apart): the turn ended, so
+        what it held is released. Whether it was (not once the call is over)."""
+        if tracked.over:
+            return False
+        self._release(run, tracked)
+        return True
 
     def _on_error(self, run: FlowRun[Any], event: Any, tracked: _Tracked) -> None:
         if tracked.over:

@@ -143,9 +143,9 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         self._runs[run] = _Tracked(call_id, resumed.seq if resumed else after_seq,
                                    list(resumed.history) if resumed else [])
         session = run.session
-        # most state changes are not the turn's end: told apart here, without another call
+        # the turn's end (most state changes are not): told apart here, without another call
         session.on("agent_state_changed", listener(
-            lambda ev: ev.new_state == "listening" and self._on_agent_state(run, ev)))
+            lambda ev: ev.new_state == "listening" and self.checkpoint(run)))
         session.on("close", listener(lambda ev: self._on_close(run, ev)))
         self.checkpoint(run)
 
@@ -155,10 +155,6 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
 
     def on_refusal(self, run: FlowRun[Any], refusal: Refusal) -> None:
         """A refusal changes nothing (the run rolls back), so there is nothing to save."""
-
-    def _on_agent_state(self, run: FlowRun[Any], event: Any) -> None:
-        if event.new_state == "listening":
-            self.checkpoint(run)
 
     def _on_close(self, run: FlowRun[Any], event: Any) -> None:
         tracked = self._runs.pop(run, None)
