@@ -79,13 +79,15 @@ class _Tracked:
         self.requested: dict[str, float] = {}
         self.held: list[Event] | None = None  # a turn's events, from the caller's line on
         self.read: tuple[Any, ...] = ()  # what the last context step read (redaction.dump_inputs)
-        self.redactor = Redactor(context)  # the run's Context's (made again if it is replaced)
+        # the run's Context's (made again if it is replaced; let go when the call ends, as
+        # this record may outlive it in the session's listeners)
+        self.redactor: Redactor | None = Redactor(context)
 
     def redactor_of(self, run: FlowRun[Any]) -> Redactor:
         """A Redactor of ``run``'s Context: the same one while it is the same Context, so
         that its sensitive values are read again only when they may have changed."""
         redactor = self.redactor
-        if redactor.context is not run.context:
+        if redactor is None or redactor.context is not run.context:
             redactor = self.redactor = Redactor(run.context)
         return redactor
 
@@ -304,6 +306,7 @@ class EventLog(BackgroundWriter[list[Event]]):
         reason = str(getattr(event.reason, "value", event.reason))
         self._emit(run, tracked, "call_ended", {"reason": reason, "final": run.is_final()})
         self._live.discard(tracked.call_id)
+        tracked.redactor = None  # nor its Context (or its sensitive values) from now on
         tracked.closed.set()
 
     async def wait_closed(self, run: FlowRun[Any], timeout: float) -> bool:
