@@ -29,7 +29,8 @@ store is closed and may be gone (a temporary folder). A store bound to the call'
 
 A subclass owns its queue (a map of latest checkpoints per call, a deque of events)
 and says how to take from it and put back into it; it changes the queue only while
-holding ``_lock``, calling :meth:`_ready` before and :meth:`_signal` after.
+holding ``_lock``, calling :meth:`_ready` before and :meth:`_signal` after (or, threaded,
+:meth:`_arm` while still holding it and :meth:`_schedule_kick` after if that said so).
 """
 
 from __future__ import annotations
@@ -152,9 +153,21 @@ class BackgroundWriter(ABC, Generic[W]):
             self._wake.set()
             return
         with self._lock:
-            if self._armed or self._closed:
+            if not self._arm():
                 return
-            self._armed = True
+        self._schedule_kick()
+
+    def _arm(self) -> bool:
+        """Threaded, holding ``_lock`` after queueing: whether the caller must
+        :meth:`_schedule_kick` (no kick is on its way yet). A subclass that queues under
+        ``_lock`` calls this there instead of :meth:`_signal` after it (one lock, not two)."""
+        if self._armed or self._closed:
+            return False
+        self._armed = True
+        return True
+
+    def _schedule_kick(self) -> None:
+        """Hand the burst to the writer's thread ``coalesce`` seconds from now."""
         assert self._loop is not None
         if self.coalesce > 0:  # let the rest of the burst arrive
             self._loop.call_later(self.coalesce, self._kick)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -39,18 +40,31 @@ _MAX_PASSES = 8
 
 
 class Redactor:
-    """Scrubs the sensitive values of one Context (read afresh on every call)."""
+    """Scrubs the sensitive values of one Context (read afresh on every call; a Context
+    without sensitive fields, whose values are only what it remembered, is read again
+    only when some Context remembered a new one: see :func:`memory_generation`)."""
+
+    __slots__ = ("_remembered", "context", "fields")
 
     def __init__(self, context: BaseModel) -> None:
         self.context = context
         self.fields = sensitive_fields(type(context))
+        self._remembered: tuple[int, list[str]] = (-1, [])
 
     def values(self) -> list[str]:
-        """Every sensitive value the Context holds or ever held, as text, longest first."""
+        """Every sensitive value the Context holds or ever held, as text, longest first
+        (the list is shared: do not change it)."""
+        if not self.fields:  # nothing to read off the fields (most Contexts, every turn)
+            generation, remembered = self._remembered
+            if generation != memory_generation():  # its memory only grows, and then this
+                generation = memory_generation()  # (read first: a change meanwhile reads again)
+                held = (self.context.sensitive_history() if isinstance(self.context, Context)
+                        else frozenset())
+                remembered = _scrubbable(held) if held else []
+                self._remembered = (generation, remembered)
+            return remembered
         held = (self.context.sensitive_history() if isinstance(self.context, Context)
                 else frozenset())
-        if not self.fields:  # nothing to read off the fields (most Contexts, every turn)
-            return _scrubbable(held) if held else []
         found = set(held)
         for name in self.fields:
             found.update(sensitive_texts(getattr(self.context, name, None)))
@@ -124,7 +138,7 @@ def same_inputs(read: tuple[Any, ...], before: tuple[Any, ...]) -> bool:
     (identity, not equality: ``1 == True == 1.0`` and ``0.0 == -0.0`` dump differently)."""
     if len(read) != len(before) or read[0] is not before[0] or read[1] != before[1]:
         return False
-    return all(a is b for a, b in zip(read[2:], before[2:], strict=True))
+    return all(map(operator.is_, read[2:], before[2:]))
 
 
 def scrub(text: str, pattern: re.Pattern[str]) -> str:

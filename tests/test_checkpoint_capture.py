@@ -18,7 +18,13 @@ from livekit.agents import AgentSession, RunContext, llm
 from pydantic import Field
 
 from handoff import Context, Flow, State, transition
-from handoff.persistence.checkpoint import CaptureCache, Checkpoint, capture, encode_entry
+from handoff.persistence.checkpoint import (
+    CaptureCache,
+    Checkpoint,
+    capture,
+    capture_changed,
+    encode_entry,
+)
 from handoff.testing import ScriptedLLM, call
 
 PIN = "ZEBRA-7731"
@@ -204,3 +210,70 @@ async def test_a_captured_history_is_encoded_once_and_as_stored() -> None:
     assert earlier.encoded_history is None and earlier.history[0]["text"] == "old"
     for cp in (one, two, earlier):
         assert cp.to_json() == replace(cp, encoded_history=None, encoded_log=None).to_json()
+
+
+class Notes(Context):
+    lines: list[str] = []
+    count: int = 0
+
+
+class Only(State[Notes]):
+    """Listens."""
+
+    instructions = "Listen."
+
+
+notes_flow = Flow("notes", context=Notes, initial=Only, states=[Only])
+
+
+async def test_a_capture_is_skipped_only_when_it_would_hold_what_the_last_one_held() -> None:
+    """capture_changed gives None exactly when a fresh capture says what the last one it
+    made said: after history items that are not messages, or nothing at all; never after
+    a message, a move, a Context change (in place included) or a value becoming sensitive."""
+    cache = CaptureCache()
+    made: list[Checkpoint] = []
+    skips: list[bool] = []
+
+    def step(run: Any) -> None:
+        got = capture_changed(run, "c", 1, cache=cache)
+        fresh = capture(run, "c", 1)
+        skips.append(got is None)
+        if got is None:
+            assert stored(fresh) == stored(made[-1])
+        else:
+            assert stored(got) == stored(fresh)
+            made.append(got)
+
+    script = ScriptedLLM(["Hello.", call("noted", topic="bills"), "Noted.", "Fine."])
+    async with AgentSession[Card]() as session:
+        run = await card_flow.start(session, llm=script, wait_opening=True)
+        step(run)
+        step(run)  # nothing happened
+        session.history.items.append(llm.FunctionCall(call_id="x", name="lookup",
+                                                      arguments="{}"))
+        step(run)  # a tool call is not a message
+        await session.run(user_input="about bills")  # a move, its messages
+        step(run)
+        step(run)
+        run.context.topic = run.context.topic  # the very object again
+        step(run)
+        run.context.topic = "other"
+        step(run)
+        run.context.pin = PIN  # now sensitive: scrubbed with other values
+        step(run)
+        await session.run(user_input="fine")
+        step(run)
+    assert skips == [False, True, True, False, True, True, False, False, False]
+
+    cache = CaptureCache()
+    made.clear()
+    skips.clear()
+    async with AgentSession[Notes]() as session:
+        run = await notes_flow.start(session, llm=ScriptedLLM(["Hi."]), wait_opening=True)
+        step(run)
+        run.context.lines.append("in place")  # unseen by any assignment
+        step(run)
+        run.context.count = 1
+        step(run)
+    assert skips == [False, False, False]
+    assert made[-1].context == {"lines": ["in place"], "count": 1}

@@ -364,3 +364,19 @@ async def test_a_context_step_skips_the_dump_only_when_the_same_objects_are_ther
 
     notes = Notes()
     assert dump_inputs(notes, []) == ()  # a list changes in place: always read afresh
+
+
+
+async def test_a_closed_calls_record_lets_its_context_go(flow: Any) -> None:
+    """The record of a call lives on in its session's listeners (and in whatever holds
+    them: a class made in a test keeps its frame's locals); once the call ends it no
+    longer holds the Context, whose remembered sensitive values would otherwise stay in
+    the process's log scrubbing."""
+    log = EventLog(MemoryEventStore())
+    async with AgentSession[Call]() as session:
+        run = await flow.start(session, llm=ScriptedLLM(list(AGENT_SCRIPT)), call_id="gone")
+        log.track(run, "gone")
+        tracked = log._runs[run]
+        await session.run(user_input=CALLER[0])
+        assert tracked.redactor is not None and tracked.redactor.context is run.context
+    assert tracked.over and tracked.redactor is None and tracked.read == ()

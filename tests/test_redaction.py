@@ -46,6 +46,26 @@ def test_plain_fields_quoting_a_secret_are_kept_apart_whole() -> None:
     assert {**plain, **apart} == ctx.model_dump(mode="json")
 
 
+class Unmarked(Context):
+    topic: str | None = None
+
+
+def test_a_kept_redactor_reads_what_its_context_remembered_since() -> None:
+    """A Redactor of a Context without sensitive fields keeps its values until some
+    Context remembers a new one (the recorders keep one Redactor per call)."""
+    context = Unmarked(topic="hello")
+    redactor = Redactor(context)
+    assert redactor.values() == []
+    assert redactor.values() is redactor.values()  # read once, not at every call
+    Secretive(pin="other-secret")  # another Context's memory: read again, same answer
+    assert redactor.values() == []
+    context.remember_sensitive(["card 4111"])  # a tool argument marked pii
+    assert redactor.values() == ["card 4111"]
+    assert redactor.text("my card 4111.") == f"my {REDACTED}."
+    context.remember_sensitive(["longer secret"])
+    assert redactor.values() == ["longer secret", "card 4111"]
+
+
 def test_short_values_are_not_scrubbed_by_value() -> None:
     assert Redactor(Secretive(pin="42")).text("room 42") == "room 42"
     assert Redactor(Secretive()).value({"a": ["x"]}) == {"a": ["x"]}

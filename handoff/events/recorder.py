@@ -65,19 +65,31 @@ MAX_HELD = 500
 
 
 class _Tracked:
-    __slots__ = ("call_id", "closed", "context", "held", "read", "requested", "secret", "seq",
-                 "triggers")
+    __slots__ = ("call_id", "closed", "context", "held", "over", "read", "redactor", "requested",
+                 "secret", "seq", "triggers")
 
-    def __init__(self, call_id: str, triggers: frozenset[str]) -> None:
+    def __init__(self, call_id: str, triggers: frozenset[str], context: Any) -> None:
         self.call_id = call_id
         self.triggers = triggers  # the flow's transition tools
         self.closed = asyncio.Event()
+        self.over = False  # its session closed: its listeners (bound to this) do nothing more
         self.seq = 0
         self.context: dict[str, Any] = {}
         self.secret = 0  # hash of the sensitive values: detects their change, never shown
         self.requested: dict[str, float] = {}
         self.held: list[Event] | None = None  # a turn's events, from the caller's line on
         self.read: tuple[Any, ...] = ()  # what the last context step read (redaction.dump_inputs)
+        # the run's Context's (made again if it is replaced; let go when the call ends, as
+        # this record may outlive it in the session's listeners)
+        self.redactor: Redactor | None = Redactor(context)
+
+    def redactor_of(self, run: FlowRun[Any]) -> Redactor:
+        """A Redactor of ``run``'s Context: the same one while it is the same Context, so
+        that its sensitive values are read again only when they may have changed."""
+        redactor = self.redactor
+        if redactor is None or redactor.context is not run.context:
+            redactor = self.redactor = Redactor(run.context)
+        return redactor
 
 
 class _Added:
@@ -154,7 +166,7 @@ class EventLog(BackgroundWriter[list[Event]]):
             return
         attach(run, self)  # this run only, unless installed on its flow
         self._runs[run] = tracked = _Tracked(
-            call_id, frozenset(edge.trigger for edge in run.flow.edges))
+            call_id, frozenset(edge.trigger for edge in run.flow.edges), run.context)
         self._live.add(call_id)
         key = (run.flow.name, run.flow.version)
         if key not in self._stored_flows:
@@ -167,11 +179,15 @@ class EventLog(BackgroundWriter[list[Event]]):
             "writer": self.writer, **({"resumption": how.to_dict()} if how else {})})
         session = run.session
         for item in session.history.items:  # what was said before tracking began (an opening)
-            self._on_item(run, _Added(item))
-        session.on("conversation_item_added", listener(lambda ev: self._on_item(run, ev)))
-        session.on("function_tools_executed", listener(lambda ev: self._on_tools(run, ev)))
-        session.on("agent_state_changed", listener(lambda ev: self._on_agent_state(run, ev)))
-        session.on("error", listener(lambda ev: self._on_error(run, ev)))
+            self._on_item(run, _Added(item), tracked)
+        # each listener holds the run (and so its record) already: no lookup per event
+        session.on("conversation_item_added",
+                   listener(lambda ev: self._on_item(run, ev, tracked)))
+        session.on("function_tools_executed",
+                   listener(lambda ev: self._on_tools(run, ev, tracked)))
+        session.on("agent_state_changed", listener(  # most changes are not a turn's end
+            lambda ev: ev.new_state == "listening" and self._on_agent_state(run, ev, tracked)))
+        session.on("error", listener(lambda ev: self._on_error(run, ev, tracked)))
         session.on("close", listener(lambda ev: self._on_close(run, ev)))
 
     # -- observer hooks (synchronous, on the call's path) -------------------------------
@@ -187,7 +203,7 @@ class EventLog(BackgroundWriter[list[Event]]):
         if tracked is None:
             return
         started = tracked.requested.pop(record.trigger, None)
-        redactor = Redactor(run.context)
+        redactor = tracked.redactor_of(run)
         values = redactor.values()
         self._emit(run, tracked, "transition", {
             "source": record.source, "target": record.target, "trigger": record.trigger,
@@ -207,29 +223,28 @@ class EventLog(BackgroundWriter[list[Event]]):
         tracked.requested.pop(refusal.trigger, None)
         self._emit(run, tracked, "refusal", {
             "trigger": refusal.trigger, "kind": refusal.kind,
-            "reason": Redactor(run.context).text(refusal.reason)})
+            "reason": tracked.redactor_of(run).text(refusal.reason)})
 
     def on_approval(self, run: FlowRun[Any], record: ApprovalRecord) -> None:
         tracked = self._runs.get(run)
         if tracked is None:
             return
-        redactor = Redactor(run.context)
+        redactor = tracked.redactor_of(run)
         self._emit(run, tracked, "approval", {
             "action": record.action, "question": redactor.text(record.question),
             "outcome": record.outcome,
             **({} if record.reason is None else {"reason": redactor.text(record.reason)})})
 
     # -- session listeners ----------------------------------------------------------------
-    def _on_item(self, run: FlowRun[Any], event: Any) -> None:
-        tracked = self._runs.get(run)
+    def _on_item(self, run: FlowRun[Any], event: Any, tracked: _Tracked) -> None:
         item = event.item
-        if tracked is None or getattr(item, "type", None) != "message":
+        if tracked.over or getattr(item, "type", None) != "message":
             return
         if item.role not in ("user", "assistant"):
             return
         if item.role == "user" and tracked.held is None:
             tracked.held = []  # until the turn's tools ran: they may store what was said
-        redactor = Redactor(run.context)
+        redactor = tracked.redactor_of(run)
         values = redactor.values()
         self._emit(run, tracked, "message", {
             "role": item.role, "text": _cut(redactor.text(item.text_content or "", values)),
@@ -241,11 +256,10 @@ class EventLog(BackgroundWriter[list[Event]]):
             self._emit(run, tracked, "latency", {"role": item.role, **figures})
         self._context_step(run, tracked, redactor, values)
 
-    def _on_tools(self, run: FlowRun[Any], event: Any) -> None:
-        tracked = self._runs.get(run)
-        if tracked is None:
+    def _on_tools(self, run: FlowRun[Any], event: Any, tracked: _Tracked) -> None:
+        if tracked.over:
             return
-        redactor = Redactor(run.context)
+        redactor = tracked.redactor_of(run)
         values = redactor.values()
         for call, output in event.zipped():
             try:
@@ -264,33 +278,35 @@ class EventLog(BackgroundWriter[list[Event]]):
                     "source": f"tool {call.name}", "message": _cut(redactor.text(text, values))})
         self._context_step(run, tracked, redactor, values)
 
-    def _on_agent_state(self, run: FlowRun[Any], event: Any) -> None:
-        if event.new_state != "listening":  # the turn has not ended (most state changes)
-            return
-        tracked = self._runs.get(run)
-        if tracked is not None:
-            self._release(run, tracked)
+    def _on_agent_state(self, run: FlowRun[Any], event: Any, tracked: _Tracked) -> bool:
+        """The agent listens again (the listener tells that apart): the turn ended, so
+        what it held is released. Whether it was (not once the call is over)."""
+        if tracked.over:
+            return False
+        self._release(run, tracked)
+        return True
 
-    def _on_error(self, run: FlowRun[Any], event: Any) -> None:
-        tracked = self._runs.get(run)
-        if tracked is None:
+    def _on_error(self, run: FlowRun[Any], event: Any, tracked: _Tracked) -> None:
+        if tracked.over:
             return
         error = event.error
         cause = getattr(error, "error", None) or error
         self._emit(run, tracked, "error", {
             "source": str(getattr(error, "type", None) or type(error).__name__),
-            "message": _cut(Redactor(run.context).text(f"{type(cause).__name__}: {cause}")),
+            "message": _cut(tracked.redactor_of(run).text(f"{type(cause).__name__}: {cause}")),
             "recoverable": bool(getattr(error, "recoverable", False))})
 
     def _on_close(self, run: FlowRun[Any], event: Any) -> None:
         tracked = self._runs.pop(run, None)
         if tracked is None:
             return
+        tracked.over = True
         self._context_step(run, tracked)
         self._release(run, tracked)
         reason = str(getattr(event.reason, "value", event.reason))
         self._emit(run, tracked, "call_ended", {"reason": reason, "final": run.is_final()})
         self._live.discard(tracked.call_id)
+        tracked.redactor = None  # nor its Context (or its sensitive values) from now on
         tracked.closed.set()
 
     async def wait_closed(self, run: FlowRun[Any], timeout: float) -> bool:
@@ -364,7 +380,7 @@ class EventLog(BackgroundWriter[list[Event]]):
         held, tracked.held = tracked.held, None
         if not held:
             return
-        redactor = Redactor(run.context)
+        redactor = tracked.redactor_of(run)
         values = redactor.values()
         # no sensitive value at all: nothing to scrub, none to copy
         self._enqueue([replace(event, data=redactor.value(event.data, values))
@@ -381,6 +397,7 @@ class EventLog(BackgroundWriter[list[Event]]):
             return
         queue = self._queue
         warn = 0
+        threaded = self.threaded
         with self._lock:
             for event in events:
                 if len(queue) >= self.max_pending:
@@ -389,7 +406,11 @@ class EventLog(BackgroundWriter[list[Event]]):
                     if self.dropped == 1 or self.dropped % 1000 == 0:
                         warn = self.dropped
                 queue.append(event)
-        self._signal()
+            kick = threaded and self._arm()
+        if kick:
+            self._schedule_kick()
+        elif not threaded:
+            self._signal()
         if warn:
             logger.warning("event queue full: %d events dropped so far", warn)
 

@@ -37,6 +37,7 @@ sensitive section are kept whole, since resuming must lose nothing.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -48,7 +49,7 @@ from livekit.agents import llm
 
 from ..errors import CheckpointFormatError
 from ..records import TransitionRecord
-from ..redaction import Redactor
+from ..redaction import Redactor, dump_inputs, same_inputs
 
 if TYPE_CHECKING:
     from ..run import FlowRun
@@ -287,8 +288,9 @@ class CaptureCache:
     it is made afresh. Entries are shared between checkpoints and never changed after.
     """
 
-    __slots__ = ("encoded", "limit", "log", "log_of", "read", "read_last", "read_of", "recent",
-                 "recent_json", "sealed", "unencoded", "values")
+    __slots__ = ("dump", "encoded", "inputs", "limit", "log", "log_of", "log_view", "read",
+                 "read_last", "read_of", "recent", "recent_json", "recent_view", "redactor",
+                 "sealed", "unencoded", "values")
 
     def __init__(self) -> None:
         self.values: list[str] = []
@@ -314,6 +316,26 @@ class CaptureCache:
         """The last sealed section of the call by its plain text: an unchanged section is
         not sealed again (a fresh nonce would make every capture differ, so identical
         checkpoints would be written again, and sealing would run on the call's path)."""
+        self.log_view: tuple[list[dict[str, Any]], list[str] | None] | None = None
+        """``log`` and its JSON as the last checkpoint holds them (copies, shared by the
+        checkpoints until a record is added), or None when they must be copied again."""
+        self.recent_view: tuple[list[dict[str, str]], list[str]] | None = None
+        """``recent`` and ``recent_json`` as the last checkpoint holds them, likewise."""
+        self.dump: tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]] = ((), {}, {})
+        """(:func:`~handoff.redaction.dump_inputs` of the last capture's Context, its plain
+        fields, its sensitive ones): the same inputs dump the same."""
+        self.inputs: tuple[Any, ...] = ()
+        self.redactor: Redactor | None = None
+        """What the last capture read besides the Context and the history (see
+        :meth:`unchanged`); () when it cannot tell."""
+
+    def redactor_of(self, context: Any) -> Redactor:
+        """A Redactor of ``context``: the same one while it is the same Context, so that
+        its sensitive values are read again only when they may have changed."""
+        redactor = self.redactor
+        if redactor is None or redactor.context is not context:
+            redactor = self.redactor = Redactor(context)
+        return redactor
 
     def scrubbed_with(self, values: list[str]) -> None:
         """Forget what was scrubbed with other values."""
@@ -321,6 +343,7 @@ class CaptureCache:
             self.values = values
             self._forget_log()
             self.read_of = None
+            self.recent_view = None
 
     def log_entries(self, records: list[TransitionRecord], redactor: Redactor,
                     values: list[str]) -> list[dict[str, Any]]:
@@ -338,7 +361,10 @@ class CaptureCache:
             text = encode_entry(entry)
             self.encoded.append(text or "")
             self.unencoded += text is None
-        return list(self.log)
+            self.log_view = None
+        if self.log_view is None:
+            self.log_view = (list(self.log), None if self.unencoded else list(self.encoded))
+        return self.log_view[0]
 
     def recent_messages(self, items: list[llm.ChatItem], limit: int, redactor: Redactor,
                         values: list[str]) -> list[dict[str, str]]:
@@ -357,30 +383,80 @@ class CaptureCache:
             self.recent.reverse()
             self.recent_json = [_encode(message) for message in self.recent]
             self.read_of, self.limit = items, limit
+            self.recent_view = None
         elif len(items) > done:
             added = list(_stored_messages(items[done:], -1, redactor, values))
-            self.recent.extend(added)
-            self.recent_json.extend(_encode(message) for message in added)
-            del self.recent[:-limit], self.recent_json[:-limit]
+            if added:
+                self.recent.extend(added)
+                self.recent_json.extend(_encode(message) for message in added)
+                del self.recent[:-limit], self.recent_json[:-limit]
+                self.recent_view = None
         self.read = len(items)
         self.read_last = items[-1] if items else None
-        return list(self.recent)
+        if self.recent_view is None:
+            self.recent_view = (list(self.recent), list(self.recent_json))
+        return self.recent_view[0]
+
+    def history_unchanged(self, items: list[llm.ChatItem], limit: int) -> bool:
+        """Whether :meth:`recent_messages` of ``items`` would return what it returned last
+        (with the same values): the items added since are none of them a user or
+        assistant message. Then they count as read."""
+        done = self.read
+        if (items is not self.read_of or limit != self.limit or len(items) < done
+                or (done and items[done - 1] is not self.read_last)):
+            return False
+        for item in itertools.islice(items, done, None):
+            if item.type == "message" and item.role in ("user", "assistant"):
+                return False
+        self.read = len(items)
+        self.read_last = items[-1] if items else None
+        return True
 
     def encoded_history(self, history: list[dict[str, str]]) -> list[str] | None:
         """The JSON of each of ``history``, if it is what :meth:`recent_messages` returned
         (not with a resumed call's earlier messages in front), else None."""
-        recent = self.recent
-        if len(history) != len(recent) or (history and history[0] is not recent[0]):
+        view = self.recent_view
+        if view is None or history is not view[0]:
             return None
-        return list(self.recent_json)
+        return view[1]
 
     def encoded_log(self) -> list[str] | None:
         """The JSON of each entry :meth:`log_entries` returned, or None if one of them
         needs to_json's fallbacks (a number that is not finite)."""
-        return None if self.unencoded else list(self.encoded)
+        return None if self.log_view is None else self.log_view[1]
+
+    def context_dump(self, redactor: Redactor, values: list[str], read: tuple[Any, ...]
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``redactor.context_dump(values)``: the last one's dicts again when ``read``
+        (:func:`~handoff.redaction.dump_inputs` of the Context now) is what it was then:
+        its fields hold the very objects they held (the dicts are shared, never changed)."""
+        last, plain, secret = self.dump
+        if not (read and same_inputs(read, last)):
+            plain, secret = redactor.context_dump(values)
+            self.dump = (read, plain, secret)
+        return plain, secret
+
+    def unchanged(self, run: FlowRun[Any], read: tuple[Any, ...], limit: int,
+                  earlier: list[dict[str, str]] | None) -> bool:
+        """Whether a capture of ``run`` now would hold what the last one held: ``read``
+        (:func:`~handoff.redaction.dump_inputs` of its Context now) says its fields hold
+        the very objects they held then (immutable scalars) with the same sensitive
+        values, and its state, return stack, log and history are as they were (and
+        ``limit`` and ``earlier`` what that capture was given)."""
+        if not (read and self.inputs and same_inputs(read, self.dump[0])):
+            return False
+        log, seen = run.log, self.log_of
+        if self.inputs != (run.state, tuple(run.return_stack), len(log), run.attached, limit,
+                           earlier):
+            return False
+        if log and (not seen or log[0] is not seen[0] or log[-1] is not seen[-1]):
+            return False
+        return not run.attached or limit <= 0 or self.history_unchanged(
+            run.session.history.items, limit)
 
     def _forget_log(self) -> None:
         self.log, self.log_of, self.encoded, self.unencoded = [], [], [], 0
+        self.log_view = None
 
 
 def encode_entry(entry: Any) -> str | None:
@@ -415,12 +491,21 @@ def capture(
     same call made (:class:`CaptureCache`): the log entries and messages already
     scrubbed, the sealed section; without it everything is made afresh.
     """
-    redactor = Redactor(run.context)
-    values = redactor.values()
     if cache is None:
         cache = CaptureCache()
+    redactor = cache.redactor_of(run.context)
+    values = redactor.values()
+    return _capture(run, call_id, seq, history_limit, sealer, earlier, cache, redactor, values,
+                    dump_inputs(run.context, values))
+
+
+def _capture(run: FlowRun[Any], call_id: str, seq: int, history_limit: int,
+             sealer: Sealer | None, earlier: list[dict[str, str]] | None, cache: CaptureCache,
+             redactor: Redactor, values: list[str], read: tuple[Any, ...]) -> Checkpoint:
+    """:func:`capture` with the Context's redactor, its ``values`` and what its dump reads."""
+    cache.inputs = ()  # set again once this capture is made
     cache.scrubbed_with(values)
-    plain, secret = redactor.context_dump(values)
+    plain, secret = cache.context_dump(redactor, values, read)
     sensitive: dict[str, Any] | str = secret
     if sealer is not None and secret:
         text = json.dumps(secret)
@@ -431,7 +516,8 @@ def capture(
             cache.sealed[text] = token
         sensitive = token
     history = recent_history(run, history_limit, redactor, values, earlier, cache)
-    return Checkpoint(
+    log = run.log
+    checkpoint = Checkpoint(
         call_id=call_id,
         flow=run.flow.name,
         flow_version=run.flow.version,
@@ -440,12 +526,37 @@ def capture(
         context=plain,
         sensitive=sensitive,
         return_stack=list(run.return_stack),
-        log=cache.log_entries(run.log, redactor, values),
+        log=cache.log_entries(log, redactor, values),
         history=history,
         saved_at=time.time(),
         encoded_log=cache.encoded_log(),
         encoded_history=cache.encoded_history(history),
     )
+    cache.inputs = (checkpoint.state, tuple(checkpoint.return_stack), len(log), run.attached,
+                    history_limit, earlier)
+    return checkpoint
+
+
+def capture_changed(
+    run: FlowRun[Any],
+    call_id: str,
+    seq: int,
+    *,
+    cache: CaptureCache,
+    history_limit: int = DEFAULT_HISTORY_LIMIT,
+    sealer: Sealer | None = None,
+    earlier: list[dict[str, str]] | None = None,
+) -> Checkpoint | None:
+    """:func:`capture`, or None when it would hold what the cache's last capture held
+    (:meth:`CaptureCache.unchanged`): known without dumping the Context or copying
+    anything (a turn's tool calls, a state change of the agent)."""
+    redactor = cache.redactor_of(run.context)
+    values = redactor.values()
+    read = dump_inputs(run.context, values)
+    if cache.unchanged(run, read, history_limit, earlier):
+        return None
+    return _capture(run, call_id, seq, history_limit, sealer, earlier, cache, redactor, values,
+                    read)
 
 
 def recent_history(

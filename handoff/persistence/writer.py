@@ -42,7 +42,7 @@ from .._listeners import listener
 from ..background import BackgroundWriter
 from ..observers import attach
 from ..telemetry.metrics import HandoffMetrics, default_metrics
-from .checkpoint import DEFAULT_HISTORY_LIMIT, CaptureCache, Checkpoint, Sealer, capture
+from .checkpoint import DEFAULT_HISTORY_LIMIT, CaptureCache, Checkpoint, Sealer, capture_changed
 from .store import CheckpointStore
 
 if TYPE_CHECKING:
@@ -143,7 +143,9 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         self._runs[run] = _Tracked(call_id, resumed.seq if resumed else after_seq,
                                    list(resumed.history) if resumed else [])
         session = run.session
-        session.on("agent_state_changed", listener(lambda ev: self._on_agent_state(run, ev)))
+        # the turn's end (most state changes are not): told apart here, without another call
+        session.on("agent_state_changed", listener(
+            lambda ev: ev.new_state == "listening" and self.checkpoint(run)))
         session.on("close", listener(lambda ev: self._on_close(run, ev)))
         self.checkpoint(run)
 
@@ -153,10 +155,6 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
 
     def on_refusal(self, run: FlowRun[Any], refusal: Refusal) -> None:
         """A refusal changes nothing (the run rolls back), so there is nothing to save."""
-
-    def _on_agent_state(self, run: FlowRun[Any], event: Any) -> None:
-        if event.new_state == "listening":
-            self.checkpoint(run)
 
     def _on_close(self, run: FlowRun[Any], event: Any) -> None:
         tracked = self._runs.pop(run, None)
@@ -190,11 +188,14 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         try:
             # seqs grow within a call and stay above an older call's on the same id
             seq = max(tracked.seq + 1, time.time_ns() // 1000)
-            cp = capture(run, tracked.call_id, seq, history_limit=self.history_limit,
-                          sealer=self.sealer, earlier=tracked.earlier, cache=tracked.cache)
+            cp = capture_changed(run, tracked.call_id, seq, history_limit=self.history_limit,
+                                 sealer=self.sealer, earlier=tracked.earlier,
+                                 cache=tracked.cache)
         except Exception:
             logger.exception("could not capture a checkpoint of call %s", tracked.call_id)
             self.metrics.checkpoint_errors.labels(self.store.kind).inc()
+            return False
+        if cp is None:  # nothing it reads changed since the last capture
             return False
         fingerprint = cp.fingerprint()
         if fingerprint == tracked.fingerprint:
@@ -210,6 +211,7 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         """Queue ``cp`` for ``call_id``, replacing any older one still waiting."""
         self._ready()  # no running loop: raise before changing anything
         pending = self._pending
+        threaded = self.threaded
         with self._lock:
             oldest = (next(iter(pending)) if call_id not in pending
                       and len(pending) >= self.max_pending else None)
@@ -217,7 +219,11 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
                 del pending[oldest]
             pending.pop(call_id, None)
             pending[call_id] = cp
-        self._signal()
+            kick = threaded and self._arm()
+        if kick:
+            self._schedule_kick()
+        elif not threaded:
+            self._signal()
         if oldest is not None:
             self.metrics.checkpoint_dropped.labels(self.store.kind).inc()
             logger.warning("checkpoint queue full: dropped a pending checkpoint of call %s", oldest)

@@ -84,6 +84,7 @@ class FlowTelemetry:
             weakref.WeakKeyDictionary()
         )
         self._moves: dict[tuple[str, str, str], _MoveMetrics] = {}
+        self._taken_attributes: dict[tuple[Flow[Any], str, str, str], dict[str, Any]] = {}
 
     def _move_metrics(self, flow: str, source: str, target: str) -> _MoveMetrics:
         """The labelled metrics of one move, looked up once (prometheus-client's
@@ -97,6 +98,26 @@ class FlowTelemetry:
                 m.transitions.labels(flow, source, target),
                 m.handoff_duration.labels(flow, source, target),
                 m.time_in_state.labels(flow, source))
+        return found
+
+    def _taken(self, flow: Flow[Any], source: str, trigger: str, target: str) -> dict[str, Any]:
+        """The span attributes of a move taken that depend on the flow's definition only,
+        made once per move (bounded like the metrics: names from the definition)."""
+        key = (flow, source, trigger, target)
+        found = self._taken_attributes.get(key)
+        if found is None:
+            edge = flow.triggers_from(source).get(trigger)
+            found = self._taken_attributes[key] = {
+                "handoff.flow": flow.name,
+                "handoff.flow_version": flow.version,
+                "handoff.from": source,
+                "handoff.trigger": trigger,
+                "handoff.to": target,
+                "handoff.tier": flow.states[target].tier,
+                "handoff.guard": ("passed" if edge is not None and edge.transition.when is not None
+                                  else "none"),
+                "handoff.outcome": "taken",
+            }
         return found
 
     def install(self, flow: Flow[Any]) -> FlowTelemetry:
@@ -151,16 +172,8 @@ class FlowTelemetry:
             metrics.time_in_source.observe(now - st.entered)
         st.entered = now
 
-        edge = run.flow.triggers_from(record.source).get(record.trigger)
-        guard = "passed" if edge is not None and edge.transition.when is not None else "none"
-        attributes: dict[str, Any] = {
-            **self._base(run, record.trigger, record.source),
-            "handoff.to": record.target,
-            "handoff.tier": run.flow.states[record.target].tier,
-            "handoff.guard": guard,
-            "handoff.outcome": "taken",
-            "handoff.by": record.by,
-        }
+        attributes = {**self._taken(run.flow, record.source, record.trigger, record.target),
+                      "handoff.by": record.by}
         if record.arguments:
             attributes["handoff.argument_names"] = sorted(record.arguments)
             attributes["handoff.pii.arguments"] = json.dumps(
