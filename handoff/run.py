@@ -30,7 +30,7 @@ from livekit.agents import (
 )
 
 from . import providers
-from ._listeners import listener, routed
+from ._listeners import Hub
 from ._livekit import on_speech_items
 from .approval import ApprovalRecord
 from .context import Context
@@ -79,7 +79,8 @@ class FlowRun(Generic[C]):
     """The per-call state of a Flow. Made by ``Flow.new_run`` / ``Flow.start``."""
 
     # one per call, thousands per process: no per-object __dict__ (DESIGN §8, heap per run)
-    __slots__ = ("__weakref__", "_agent", "_fsm", "_hand_over_later", "_kept", "_llm_override",
+    __slots__ = ("__weakref__", "_agent", "_fsm", "_hand_over_later", "_hub", "_kept",
+                 "_llm_override",
                  "_pending", "_reached", "_session", "_session_started", "_settled",
                  "_speech_listened",
                  "_start_failed", "_tasks", "call_id", "closed", "context", "failures",
@@ -145,6 +146,8 @@ class FlowRun(Generic[C]):
         self._speech_listened = False
         """Whether the session's speech_created reaches the run: once an agent on a realtime
         model is made (a pipeline model's calls reach the agent's llm_node instead)."""
+        self._hub: Hub | None = None
+        """The run's one listener per session event it follows, once attached (:meth:`listen`)."""
         self.summary: asyncio.Task[str | None] | None = None
         """The latest background history summary (``history="summary"``), if any."""
 
@@ -161,6 +164,15 @@ class FlowRun(Generic[C]):
             raise FlowError("this run has no session: it was made by new_run(); "
                             "use flow.start(session) or flow.session()")
         return self._session
+
+    def listen(self, name: str, callback: Callable[[Any], Any]) -> None:
+        """Tell ``callback(event)`` each of the session's events ``name`` from now on,
+        through the run's one listener for that name (how the call's checkpointer, event
+        log and telemetry follow it: one listener per event for all of them, where LiveKit
+        inspects each listener at every event). Needs the run attached to its session."""
+        if self._hub is None:
+            raise FlowError("listen() needs a run attached to its session")
+        self._hub.add(name, callback)
 
     @property
     def attached(self) -> bool:
@@ -290,9 +302,7 @@ class FlowRun(Generic[C]):
                 session.conn_options.max_unrecoverable_errors)
         session.userdata = self.context
         drive(session, self)  # the flow's transition tools find this run from the session
-        events = routed(self, _SESSION_EVENTS)  # one listener object for the four
-        for name in _SESSION_EVENTS:
-            session.on(name, events)
+        self._hub = Hub(session, self, _SESSION_EVENTS)  # one listener per event name
         self._agent = self.make_agent(self.state)
         self.prewarm()
         try:
@@ -322,7 +332,7 @@ class FlowRun(Generic[C]):
         if (not self._speech_listened and self._session is not None
                 and isinstance(agent.llm, llm.RealtimeModel)):
             self._speech_listened = True
-            self._session.on("speech_created", listener(self._on_speech_created))
+            self.listen("speech_created", self._on_speech_created)
         if cls.keep_agent:
             if self._kept is None:
                 self._kept = {}

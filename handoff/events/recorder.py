@@ -39,7 +39,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .._listeners import listener
 from ..background import BackgroundWriter, off_loop
 from ..observers import attach
 from ..redaction import REDACTED, Redactor, dump_inputs, same_inputs
@@ -180,15 +179,15 @@ class EventLog(BackgroundWriter[list[Event]]):
         session = run.session
         for item in session.history.items:  # what was said before tracking began (an opening)
             self._on_item(run, _Added(item), tracked)
-        # each listener holds the run (and so its record) already: no lookup per event
-        session.on("conversation_item_added",
-                   listener(lambda ev: self._on_item(run, ev, tracked)))
-        session.on("function_tools_executed",
-                   listener(lambda ev: self._on_tools(run, ev, tracked)))
-        session.on("agent_state_changed", listener(  # most changes are not a turn's end
-            lambda ev: ev.new_state == "listening" and self._on_agent_state(run, ev, tracked)))
-        session.on("error", listener(lambda ev: self._on_error(run, ev, tracked)))
-        session.on("close", listener(lambda ev: self._on_close(run, ev)))
+        # each callback holds the run (and so its record) already: no lookup per event;
+        # they reach the session through the run's one listener per event name
+        run.listen("conversation_item_added", lambda ev: self._on_item(run, ev, tracked))
+        run.listen("function_tools_executed", lambda ev: self._on_tools(run, ev, tracked))
+        run.listen("agent_state_changed",  # most changes are not a turn's end
+                   lambda ev: ev.new_state == "listening" and self._on_agent_state(
+                       run, ev, tracked))
+        run.listen("error", lambda ev: self._on_error(run, ev, tracked))
+        run.listen("close", lambda ev: self._on_close(run, ev))
 
     # -- observer hooks (synchronous, on the call's path) -------------------------------
     def on_transition_requested(self, run: FlowRun[Any], trigger: str, by: str) -> None:

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Histogram
 
-from .._listeners import listener
 from ..background import BackgroundWriter
 from ..observers import attach
 from ..telemetry.metrics import HandoffMetrics, default_metrics
@@ -142,11 +141,10 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         attach(run, self)  # this run only, unless installed on its flow
         self._runs[run] = _Tracked(call_id, resumed.seq if resumed else after_seq,
                                    list(resumed.history) if resumed else [])
-        session = run.session
         # the turn's end (most state changes are not): told apart here, without another call
-        session.on("agent_state_changed", listener(
-            lambda ev: ev.new_state == "listening" and self.checkpoint(run)))
-        session.on("close", listener(lambda ev: self._on_close(run, ev)))
+        run.listen("agent_state_changed",
+                   lambda ev: ev.new_state == "listening" and self.checkpoint(run))
+        run.listen("close", lambda ev: self._on_close(run, ev))
         self.checkpoint(run)
 
     # -- observer hooks (synchronous, on the call's path) -------------------------------

@@ -31,7 +31,6 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import Counter, Histogram
 
-from .._listeners import listener
 from .._livekit import start_span
 from ..redaction import Redactor
 from .metrics import HandoffMetrics, default_metrics
@@ -141,7 +140,7 @@ class FlowTelemetry:
         st.entered = time.perf_counter()
         self.metrics.active_runs.labels(run.flow.name).inc()
         if run.attached:
-            run.session.on("close", listener(lambda _ev: self.untrack(run)))
+            run.listen("close", lambda _ev: self.untrack(run))
 
     def untrack(self, run: FlowRun[Any]) -> None:
         st = self._runs.get(run)
