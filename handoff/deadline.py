@@ -142,11 +142,13 @@ class _Keeper:
     The timer is armed for the earliest entry and re-armed only when an earlier one comes:
     a tool call that ends in time costs a heap push, not a timer made and cancelled."""
 
-    __slots__ = ("armed_for", "handle", "heap", "loop", "order")
+    __slots__ = ("armed_for", "compact_at", "handle", "heap", "loop", "order")
 
     COMPACT_AT = 256
     """Heap size from which dead entries are cleared out as a new one comes (a burst of
-    short calls under long timeouts would otherwise keep them until the first is due)."""
+    short calls under long timeouts would otherwise keep them until the first is due); after
+    a clear-out, the next comes at twice what stayed, so many live deadlines at once do not
+    make every new one scan the heap."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -154,13 +156,15 @@ class _Keeper:
         self.handle: asyncio.TimerHandle | None = None
         self.armed_for = math.inf
         self.order = itertools.count()
+        self.compact_at = self.COMPACT_AT
 
     def add(self, deadline: Deadline, when: float) -> _Entry:
         entry = (when, next(self.order), deadline)
         heap = self.heap
-        if len(heap) >= self.COMPACT_AT:
+        if len(heap) >= self.compact_at:
             heap[:] = [e for e in heap if e[2]._entry is e]
             heapq.heapify(heap)
+            self.compact_at = max(self.COMPACT_AT, 2 * len(heap))
         heapq.heappush(heap, entry)
         if when < self.armed_for:
             self._arm(when)

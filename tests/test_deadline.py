@@ -187,3 +187,22 @@ async def test_the_loops_timer_keeps_nothing_of_the_call_that_armed_it_alive() -
     ended = await asyncio.create_task(tool_call())
     gc.collect()
     assert ended() is None
+
+
+async def test_many_deadlines_running_at_once_do_not_make_each_new_one_clear_the_heap() -> None:
+    async def waits() -> None:
+        with Deadline(NEVER):
+            await asyncio.Event().wait()
+
+    running = [asyncio.create_task(waits()) for _ in range(2 * _Keeper.COMPACT_AT)]
+    await asyncio.sleep(0)  # all entered: as many live entries, none to clear out
+    keeper = keeper_of(asyncio.get_running_loop())
+    assert len(keeper.heap) == len(running)
+    assert keeper.compact_at >= len(keeper.heap)  # cleared out once at 256, then not again
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    for _ in range(3 * _Keeper.COMPACT_AT):  # now all dead: they go as new ones come
+        with Deadline(NEVER):
+            pass
+    assert len(keeper.heap) <= keeper.compact_at
