@@ -323,6 +323,7 @@ async def test_a_context_step_skips_the_dump_only_when_the_same_objects_are_ther
     the last step (immutable scalars) and the sensitive values are the same; any other
     write (a new object, one put straight into ``__dict__`` as a rollback does, a newly
     remembered sensitive value) is read, and its change recorded."""
+    from handoff.events.recorder import _built
     from handoff.redaction import Redactor, dump_inputs
 
     log = EventLog(MemoryEventStore())
@@ -335,7 +336,8 @@ async def test_a_context_step_skips_the_dump_only_when_the_same_objects_are_ther
             before = len(log._queue)
             redactor = Redactor(run.context)
             log._context_step(run, tracked, redactor, redactor.values())
-            return [e.data["changed"] for e in list(log._queue)[before:] if e.kind == "context"]
+            queued = [_built(raw) for raw in list(log._queue)[before:]]
+            return [e.data["changed"] for e in queued if e.kind == "context"]
 
         assert step() == [] and tracked.read  # read once; nothing changed since the start
         dumps = 0
