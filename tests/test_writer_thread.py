@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from livekit.agents import AgentSession
 
 from examples.callcenter.demo import AGENT_SCRIPT, CALLER
 from examples.callcenter.flow import Call
 from handoff.background import _writer_thread, off_loop
-from handoff.events import Event, EventLog, SQLiteEventStore
+from handoff.events import Event, EventLog, SQLiteEventStore, recorder
 from handoff.persistence import Checkpoint, Checkpointer, MemoryStore, SQLiteStore
 from handoff.telemetry import HandoffMetrics
 from handoff.testing import ScriptedLLM
@@ -109,7 +110,16 @@ class WatchedEvents(SQLiteEventStore):
 
 
 async def test_events_are_written_from_the_writers_thread_in_order(
-        flow: Any, tmp_path: Path) -> None:
+        flow: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The call's loop queues each event as a tuple: the writer's thread makes the Event
+    (and encodes it) as well as writing it."""
+    made_in: list[str] = []
+
+    def event(*fields: Any) -> Event:
+        made_in.append(threading.current_thread().name)
+        return Event(*fields)
+
+    monkeypatch.setattr(recorder, "Event", event)
     store = WatchedEvents(tmp_path / "events.db")
     log = EventLog(store).install(flow)
     async with AgentSession[Call]() as session:
@@ -122,6 +132,7 @@ async def test_events_are_written_from_the_writers_thread_in_order(
     assert events[0].kind == "call_started" and events[-1].kind == "call_ended"
     assert [e.seq for e in events] == sorted(e.seq for e in events) and log.written == len(events)
     assert store.threads == {"handoff.event_writer"}
+    assert set(made_in) == {"handoff.event_writer"} and len(made_in) == len(events)
     assert await store.flow_source("callcenter", flow.version)  # drawn there too
     await log.aclose()
 
