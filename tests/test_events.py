@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from livekit.agents import AgentSession
 
 from examples.callcenter.demo import AGENT_SCRIPT, CALLER
@@ -31,6 +33,7 @@ from handoff.events import (
     SQLiteEventStore,
     event_store_from_env,
 )
+from handoff.events.recorder import LATENCY_KEYS
 from handoff.redaction import REDACTED
 from handoff.testing import ScriptedLLM
 
@@ -439,3 +442,15 @@ def test_a_tools_arguments_are_json_data_or_the_text_the_llm_wrote() -> None:
     for text in (None, "", "{}", " {} ", '{"day": "2026-12-07", "n": [1, 2]}', "[1]", "3"):
         assert _arguments(text) == json.loads(text or "{}"), text
     assert _arguments("{not json") == "{not json"
+
+
+@given(st.dictionaries(
+    st.sampled_from([*LATENCY_KEYS, "started_speaking_at", "llm_metadata", "playback_latency"]),
+    st.one_of(st.floats(allow_nan=False), st.integers(-10**9, 10**9), st.booleans(), st.none(), st.text())))
+def test_latency_figures_are_the_numbers_of_livekits_report_in_their_order(
+        metrics: dict[str, Any]) -> None:
+    from handoff.events.recorder import _latency
+
+    expected = {k: round(float(v), 6) for k in LATENCY_KEYS
+                if isinstance(v := metrics.get(k), int | float)}
+    assert list(_latency(metrics).items()) == list(expected.items())

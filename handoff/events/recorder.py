@@ -266,12 +266,13 @@ class EventLog(BackgroundWriter[list[_Raw]]):
         text = item.text_content or ""
         if values:
             text = redactor.text(text, values)
-        self._emit(run, tracked, "message", {
-            "role": role, "text": text if len(text) <= MAX_TEXT else _cut(text),
-            "interrupted": bool(item.interrupted)})
+        message = {"role": role, "text": text if len(text) <= MAX_TEXT else _cut(text),
+                   "interrupted": bool(item.interrupted)}
         metrics = item.metrics
-        if metrics and (figures := _latency(metrics)):
-            self._emit(run, tracked, "latency", {"role": role, **figures})
+        if metrics and (figures := _latency(metrics)):  # and the turn's figures, queued with it
+            self._emit(run, tracked, "message", message, ("latency", {"role": role, **figures}))
+        else:
+            self._emit(run, tracked, "message", message)
         self._context_step(run, tracked, redactor, values)
 
     def _on_tools(self, run: FlowRun[Any], tracked: _Tracked, event: Any) -> None:
@@ -375,16 +376,22 @@ class EventLog(BackgroundWriter[list[_Raw]]):
         tracked.context, tracked.secret = shown, secret
         self._emit(run, tracked, "context", {"changed": changed})
 
-    def _emit(self, run: FlowRun[Any], tracked: _Tracked, kind: str, data: dict[str, Any]) -> None:
-        """Queue (or hold) an event: a tuple here, made an :class:`Event` by the writer."""
+    def _emit(self, run: FlowRun[Any], tracked: _Tracked, kind: str, data: dict[str, Any],
+              then: tuple[str, dict[str, Any]] | None = None) -> None:
+        """Queue (or hold) an event, and the one ``then`` (kind, data) right after it: a
+        tuple each here, made an :class:`Event` by the writer."""
         now = _time_ns()
         tracked.seq = seq = max(tracked.seq + 1, now // 1000)
-        raw = (tracked.ident, seq, now, kind, run.state, data)
+        raws = [(tracked.ident, seq, now, kind, run.state, data)]
+        if then is not None:
+            now = _time_ns()
+            tracked.seq = seq = max(seq + 1, now // 1000)
+            raws.append((tracked.ident, seq, now, then[0], run.state, then[1]))
         held = tracked.held
         if held is None:
-            self._enqueue((raw,))
+            self._enqueue(raws)
             return
-        held.append(raw)
+        held += raws
         if len(held) >= MAX_HELD:  # a turn this long: write it rather than hold on
             self._release(run, tracked)
 
@@ -529,11 +536,16 @@ def _arguments(text: str | None) -> Any:
 def _latency(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The figures of :data:`LATENCY_KEYS` that ``metrics`` (a ``MetricsReport``) holds,
     rounded to the microsecond, in that order."""
-    get = metrics.get
-    return {k: round(float(v), 6) for k in LATENCY_KEYS if isinstance(v := get(k), _NUMBER)}
+    present = _LATENCY_ORDER.keys() & metrics.keys()  # most of the keys are not there
+    if not present:
+        return {}
+    get = metrics.__getitem__
+    return {k: round(float(v), 6) for k in sorted(present, key=_LATENCY_ORDER.__getitem__)
+            if isinstance(v := get(k), _NUMBER)}
 
 
 _NUMBER = (int, float)
+_LATENCY_ORDER = {key: i for i, key in enumerate(LATENCY_KEYS)}
 
 
 def _cut(text: str) -> str:
