@@ -126,22 +126,30 @@ def dump_inputs(context: BaseModel, values: list[str] | None) -> tuple[Any, ...]
     straight into ``__dict__``, as a rollback does, puts another object there)."""
     if values is None or not _dump_reads_fields_only(type(context)):
         return ()
-    fields = context.__dict__.values()
+    fields = tuple(context.__dict__.values())
     if not _SCALARS.issuperset(map(type, fields)):  # one C call, not a loop of checks
         return ()
-    return (context, values, *fields)
+    return (context, values, fields)
 
 
 def same_inputs(read: tuple[Any, ...], before: tuple[Any, ...]) -> bool:
     """Whether two :func:`dump_inputs` are of the same Context, values and field objects
     (identity, not equality: ``1 == True == 1.0`` and ``0.0 == -0.0`` dump differently;
     the values may be an equal list rather than the same one)."""
-    if len(read) != len(before):
+    return bool(read) and unchanged(read[0], read[1], before)
+
+
+def unchanged(context: BaseModel, values: list[str] | None, before: tuple[Any, ...]) -> bool:
+    """Whether :func:`dump_inputs` of ``context`` with ``values`` now would be
+    :func:`same_inputs` as ``before``, without making it: the same Context and equal
+    values (then its fields were all scalars), each field the very object it was."""
+    if not before or before[0] is not context:
         return False
-    if all(map(operator.is_, read, before)):  # most steps: the very same objects
-        return True
-    return (read[0] is before[0] and read[1] == before[1]
-            and all(map(operator.is_, read[2:], before[2:])))
+    was = before[1]
+    if was is not values and was != values:
+        return False
+    fields, then = context.__dict__.values(), before[2]
+    return len(fields) == len(then) and all(map(operator.is_, fields, then))
 
 
 def scrub(text: str, pattern: re.Pattern[str]) -> str:

@@ -113,3 +113,17 @@ def test_the_same_inputs_are_the_same_field_objects_and_equal_values() -> None:
         assert not same_inputs(dump_inputs(ctx, []), before), name
         assert same_inputs(dump_inputs(ctx, []), dump_inputs(ctx, []))
     assert dump_inputs(ctx, None) == ()  # the values unknown: nothing to compare
+
+
+def test_unchanged_says_what_same_inputs_of_a_new_dump_would() -> None:
+    from handoff.redaction import dump_inputs, same_inputs, unchanged
+
+    ctx, other = Figures(), Figures()
+    cases = [([], []), (["secret"], ["secret"]), (["secret"], []), (None, []), ([], None)]
+    for values, before_values in cases:
+        for before in (dump_inputs(ctx, before_values), dump_inputs(other, before_values), ()):
+            now = dump_inputs(ctx, values)
+            assert unchanged(ctx, values, before) == (bool(now) and same_inputs(now, before))
+    before = dump_inputs(ctx, [])
+    ctx.__dict__["count"] = True
+    assert not unchanged(ctx, [], before)

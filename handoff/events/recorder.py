@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..background import BackgroundWriter, off_loop
 from ..observers import attach
-from ..redaction import REDACTED, Redactor, dump_inputs, same_inputs
+from ..redaction import REDACTED, Redactor, dump_inputs, unchanged
 from .event import Event
 from .store import EventStore
 
@@ -360,9 +360,9 @@ class EventLog(BackgroundWriter[list[_Raw]]):
         (``redactor`` and its ``values``: the caller's, made at this same moment)."""
         if run.in_transition:  # a body's changes belong to the transition's commit
             return
-        read = dump_inputs(run.context, values)
-        if read and same_inputs(read, tracked.read):  # the same objects: the same dump
+        if unchanged(run.context, values, tracked.read):  # the same objects: the same dump
             return
+        read = dump_inputs(run.context, values)
         shown, secret = self._context(run, redactor, values)
         tracked.read = read
         changed = {k: [tracked.context.get(k), v] for k, v in shown.items()
