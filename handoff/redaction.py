@@ -44,12 +44,13 @@ class Redactor:
     without sensitive fields, whose values are only what it remembered, is read again
     only when some Context remembered a new one: see :func:`memory_generation`)."""
 
-    __slots__ = ("_remembered", "context", "fields")
+    __slots__ = ("_pattern", "_remembered", "context", "fields")
 
     def __init__(self, context: BaseModel) -> None:
         self.context = context
         self.fields = sensitive_fields(type(context))
         self._remembered: tuple[int, list[str]] = (-1, [])
+        self._pattern: tuple[list[str], re.Pattern[str]] | None = None  # the last values'
 
     def values(self) -> list[str]:
         """Every sensitive value the Context holds or ever held, as text, longest first
@@ -75,7 +76,15 @@ class Redactor:
         vals = list(self.values() if values is None else values)
         if not vals or not text:
             return text
-        return scrub(text, re.compile("|".join(re.escape(v) for v in vals)))
+        return scrub(text, self._pattern_of(vals))
+
+    def _pattern_of(self, values: list[str]) -> re.Pattern[str]:
+        """The scrub pattern of ``values``: made again only when they changed (a call scrubs
+        every line, tool output and argument with the same few values)."""
+        made = self._pattern
+        if made is None or made[0] != values:
+            made = self._pattern = (values, re.compile("|".join(re.escape(v) for v in values)))
+        return made[1]
 
     def value(self, value: Any, values: Iterable[str] | None = None) -> Any:
         """A JSON-like value with sensitive text scrubbed at every depth."""

@@ -127,3 +127,15 @@ def test_unchanged_says_what_same_inputs_of_a_new_dump_would() -> None:
     before = dump_inputs(ctx, [])
     ctx.__dict__["count"] = True
     assert not unchanged(ctx, [], before)
+
+
+def test_a_kept_redactor_scrubs_each_new_value_as_soon_as_it_is_one() -> None:
+    """The scrub pattern is kept while the values stay the same, made again when they change."""
+    context = Secretive(pin="first-pin")
+    redactor = Redactor(context)
+    line = "pins first-pin and second-pin"
+    assert redactor.text(line) == f"pins {REDACTED} and second-pin"
+    assert redactor.text(line) == f"pins {REDACTED} and second-pin"
+    context.pin = "second-pin"  # the old value is remembered, the new one scrubbed too
+    assert redactor.text(line) == f"pins {REDACTED} and {REDACTED}"
+    assert redactor.value({"said": [line]}, ["first-pin"]) == {"said": [f"pins {REDACTED} and second-pin"]}
