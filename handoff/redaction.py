@@ -76,11 +76,11 @@ class Redactor:
         vals = list(self.values() if values is None else values)
         if not vals or not text:
             return text
-        return scrub(text, self._pattern_of(vals))
+        return scrub(text, self.pattern(vals))
 
-    def _pattern_of(self, values: list[str]) -> re.Pattern[str]:
-        """The scrub pattern of ``values``: made again only when they changed (a call scrubs
-        every line, tool output and argument with the same few values)."""
+    def pattern(self, values: list[str]) -> re.Pattern[str]:
+        """The scrub pattern of ``values`` (:meth:`values`, not empty): made again only when
+        they changed (a call scrubs every line, tool output and argument with the same few)."""
         made = self._pattern
         if made is None or made[0] != values:
             made = self._pattern = (values, re.compile("|".join(re.escape(v) for v in values)))
@@ -91,7 +91,7 @@ class Redactor:
         vals = list(self.values() if values is None else values)
         if not vals:
             return value
-        return _walk(value, lambda s: self.text(s, vals))
+        return scrub_value(value, self.pattern(vals))
 
     def context_dump(self, values: list[str] | None = None
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -173,6 +173,12 @@ def scrub(text: str, pattern: re.Pattern[str]) -> str:
     return REDACTED if pattern.search(text) else text
 
 
+def scrub_value(value: Any, pattern: re.Pattern[str]) -> Any:
+    """A JSON-like ``value`` with every match of ``pattern`` scrubbed at every depth (a
+    number too, as its text). Needs no Context: a writer's thread can run it."""
+    return _walk(value, lambda s: scrub(s, pattern))
+
+
 def _scrubbable(texts: Iterable[str]) -> list[str]:
     return sorted((v for v in set(texts) if len(v) >= MIN_SCRUB_LENGTH), key=len, reverse=True)
 
@@ -246,7 +252,7 @@ def scrub_record(record: logging.LogRecord) -> None:
 
 def _scrub_extra(value: Any, pattern: re.Pattern[str]) -> Any:
     if isinstance(value, str | int | float | Mapping | list | tuple | type(None)):
-        return _walk(value, lambda s: scrub(s, pattern))
+        return scrub_value(value, pattern)
     text = str(value)  # an object the formatter will print as text
     return scrub(text, pattern) if pattern.search(text) else value
 

@@ -7,12 +7,13 @@
 It is a flow observer (transitions, refusals, requested moves) and listens to the
 call's ``AgentSession`` (transcript lines, tool calls, errors, LiveKit's latency
 figures, the close). On the conversation path it only builds a small event (a tuple:
-the writer makes the :class:`~handoff.events.Event` of it, in its own thread for a SQLite
-store), redacted at the source (a sensitive Context value never enters the queue), and
-appends it to an in-memory queue: microseconds. From a caller's line to the end of that turn (the agent
-listening again) a call's events are held back, then scrubbed again and queued: what
-the caller says becomes a sensitive value only when a tool of that turn stores it in a
-sensitive field (a live view shows the caller's line at the turn's end). A background
+the writer makes the :class:`~handoff.events.Event` of it, in a thread of its own for a
+SQLite store), redacted at the source with the sensitive values known then, and appends
+it to an in-memory queue: microseconds. From a caller's line to the end of that turn
+(the agent listening again) a call's events are held back, then queued with the values
+known at the turn's end, which the writer scrubs from them again before it writes them:
+what the caller says becomes a sensitive value only when a tool of that turn stores it
+in a sensitive field (a live view shows the caller's line at the turn's end). A background
 writer (in a thread of its own for a SQLite store, else a task on the call's loop: see
 :mod:`handoff.background`) writes the queue to the store in batches, after waiting
 ``coalesce`` seconds so that the burst of a turn is one write. A failed write (store
@@ -32,6 +33,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import socket
 import time
 import weakref
@@ -42,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..background import BackgroundWriter, off_loop
 from ..observers import attach
-from ..redaction import REDACTED, Redactor, dump_inputs, unchanged
+from ..redaction import REDACTED, Redactor, dump_inputs, scrub_value, unchanged
 from .event import Event
 from .store import EventStore
 
@@ -64,15 +66,28 @@ _NOTHING_HIDDEN = hash(json.dumps({}, sort_keys=True, default=str))
 MAX_HELD = 500
 """Most events of one call held back until its turn ends (then they are queued at once)."""
 
-_Raw = tuple[tuple[str, str, str], int, int, str, str, dict[str, Any]]
+
+class _Rescrub:
+    """An event's data still to be scrubbed with the values known at its turn's end."""
+
+    __slots__ = ("data", "pattern")
+
+    def __init__(self, data: dict[str, Any], pattern: re.Pattern[str]) -> None:
+        self.data, self.pattern = data, pattern
+
+
+_Raw = tuple[tuple[str, str, str], int, int, str, str, "dict[str, Any] | _Rescrub"]
 """An event as the call's loop queues it: ((call id, flow, flow version), seq, time in
 nanoseconds, kind, state, data). The writer makes the :class:`Event` of it (:func:`_built`),
 off the call's path where it has a thread of its own."""
 
 
 def _built(raw: _Raw) -> Event:
-    """The :class:`Event` of a queued ``raw`` event."""
+    """The :class:`Event` of a queued ``raw`` event (its data scrubbed, if that was left
+    to the writer)."""
     (call_id, flow, version), seq, ns, kind, state, data = raw
+    if type(data) is _Rescrub:
+        data = scrub_value(data.data, data.pattern)
     return Event(call_id, seq, ns / 1e9, kind, state, flow, version, data)
 
 
@@ -396,17 +411,19 @@ class EventLog(BackgroundWriter[list[_Raw]]):
             self._release(run, tracked)
 
     def _release(self, run: FlowRun[Any], tracked: _Tracked) -> None:
-        """Queue the events held since the caller's line, scrubbed again: a caller says a
-        card number before the tool that stores it in a sensitive field has run, so only
-        now is it known to be one."""
+        """Queue the events held since the caller's line, to be scrubbed again with the
+        values known now: a caller says a card number before the tool that stores it in a
+        sensitive field has run, so only now is it known to be one."""
         held, tracked.held = tracked.held, None
         if not held:
             return
         redactor = tracked.redactor_of(run)
         values = redactor.values()
         if values:  # else nothing to scrub, none to copy
-            value = redactor.value
-            held = [(ident, seq, ns, kind, state, value(data, values))
+            # with the values known now, by the writer (they are fixed: only the walk
+            # through each event's data is left, and it needs no Context)
+            pattern = redactor.pattern(values)
+            held = [(ident, seq, ns, kind, state, _Rescrub(data, pattern))
                     for ident, seq, ns, kind, state, data in held]
         self._enqueue(held)
 
