@@ -76,17 +76,20 @@ class _Rescrub:
         self.data, self.pattern = data, pattern
 
 
+_Made = tuple[tuple[str, str, str], int, int, str, str, dict[str, Any]]
+"""An event as the call's loop makes it: ((call id, flow, flow version), seq, time in
+nanoseconds, kind, state, data)."""
 _Raw = tuple[tuple[str, str, str], int, int, str, str, "dict[str, Any] | _Rescrub"]
-"""An event as the call's loop queues it: ((call id, flow, flow version), seq, time in
-nanoseconds, kind, state, data). The writer makes the :class:`Event` of it (:func:`_built`),
-off the call's path where it has a thread of its own."""
+"""An event as the call's loop queues it (its data possibly left to scrub). The writer
+makes the :class:`Event` of it (:func:`_built`), off the call's path where it has a thread
+of its own."""
 
 
 def _built(raw: _Raw) -> Event:
     """The :class:`Event` of a queued ``raw`` event (its data scrubbed, if that was left
     to the writer)."""
     (call_id, flow, version), seq, ns, kind, state, data = raw
-    if type(data) is _Rescrub:
+    if isinstance(data, _Rescrub):
         data = scrub_value(data.data, data.pattern)
     return Event(call_id, seq, ns / 1e9, kind, state, flow, version, data)
 
@@ -106,7 +109,7 @@ class _Tracked:
         self.context: dict[str, Any] = {}
         self.secret = 0  # hash of the sensitive values: detects their change, never shown
         self.requested: dict[str, float] = {}
-        self.held: list[_Raw] | None = None  # a turn's events, from the caller's line on
+        self.held: list[_Made] | None = None  # a turn's events, from the caller's line on
         self.read: tuple[Any, ...] = ()  # what the last context step read (redaction.dump_inputs)
         # the run's Context's (made again if it is replaced; let go when the call ends, as
         # this record may outlive it in the session's listeners)
@@ -423,9 +426,10 @@ class EventLog(BackgroundWriter[list[_Raw]]):
             # with the values known now, by the writer (they are fixed: only the walk
             # through each event's data is left, and it needs no Context)
             pattern = redactor.pattern(values)
-            held = [(ident, seq, ns, kind, state, _Rescrub(data, pattern))
-                    for ident, seq, ns, kind, state, data in held]
-        self._enqueue(held)
+            self._enqueue([(ident, seq, ns, kind, state, _Rescrub(data, pattern))
+                           for ident, seq, ns, kind, state, data in held])
+        else:
+            self._enqueue(held)
 
     # -- the writer (BackgroundWriter) -------------------------------------------------
     def _enqueue(self, events: Sequence[_Raw]) -> None:
