@@ -188,7 +188,7 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
             seq = max(tracked.seq + 1, time.time_ns() // 1000)
             cp = capture_changed(run, tracked.call_id, seq, history_limit=self.history_limit,
                                  sealer=self.sealer, earlier=tracked.earlier,
-                                 cache=tracked.cache)
+                                 cache=tracked.cache, defer=True)
         except Exception:
             logger.exception("could not capture a checkpoint of call %s", tracked.call_id)
             self.metrics.checkpoint_errors.labels(self.store.kind).inc()
@@ -235,7 +235,7 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         return cp
 
     async def _write(self, work: Checkpoint) -> None:
-        await self.store.save(work)
+        await self.store.save(work.settle())  # scrubbed and encoded here, off the call's loop
 
     def _put_back(self, work: Checkpoint) -> None:
         self._pending.setdefault(work.call_id, work)  # unless a newer one came meanwhile
