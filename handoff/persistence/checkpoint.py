@@ -513,25 +513,29 @@ class CaptureCache:
         self.read_last = items[-1] if items else None
         return True
 
-    def context_dump(self, redactor: Redactor, values: list[str], read: tuple[Any, ...]
-                     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``redactor.context_dump(values)``: the last one's dicts again when ``read``
-        (:func:`~handoff.redaction.dump_inputs` of the Context now) is what it was then:
-        its fields hold the very objects they held (the dicts are shared, never changed)."""
-        last, plain, secret = self.dump
-        if not (read and same_inputs(read, last)):
+    def same_dump(self, read: tuple[Any, ...]) -> bool:
+        """Whether ``read`` (:func:`~handoff.redaction.dump_inputs` of the Context now) is
+        what the last dump read: its fields hold the very objects they held then
+        (immutable scalars), with the same sensitive values."""
+        return bool(read) and same_inputs(read, self.dump[0])
+
+    def context_dump(self, redactor: Redactor, values: list[str], read: tuple[Any, ...],
+                     same: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``redactor.context_dump(values)``: the last one's dicts again when ``same``
+        (:meth:`same_dump` of ``read``; the dicts are shared, never changed)."""
+        _, plain, secret = self.dump
+        if not same:
             plain, secret = redactor.context_dump(values)
             self.dump = (read, plain, secret)
         return plain, secret
 
-    def unchanged(self, run: FlowRun[Any], read: tuple[Any, ...], limit: int,
+    def unchanged(self, run: FlowRun[Any], same: bool, limit: int,
                   earlier: list[dict[str, str]] | None) -> bool:
-        """Whether a capture of ``run`` now would hold what the last one held: ``read``
-        (:func:`~handoff.redaction.dump_inputs` of its Context now) says its fields hold
-        the very objects they held then (immutable scalars) with the same sensitive
-        values, and its state, return stack, log and history are as they were (and
-        ``limit`` and ``earlier`` what that capture was given)."""
-        if not (read and self.inputs and same_inputs(read, self.dump[0])):
+        """Whether a capture of ``run`` now would hold what the last one held: ``same``
+        (:meth:`same_dump` of its Context now) says it dumps as it did then, and its
+        state, return stack, log and history are as they were (and ``limit`` and
+        ``earlier`` what that capture was given)."""
+        if not (same and self.inputs):
             return False
         log, seen = run.log, self.log_of
         if self.inputs != (run.state, tuple(run.return_stack), len(log), run.attached, limit,
@@ -582,18 +586,21 @@ def capture(
         cache = CaptureCache()
     redactor = cache.redactor_of(run.context)
     values = redactor.values()
+    read = dump_inputs(run.context, values)
     return _capture(run, call_id, seq, history_limit, sealer, earlier, cache, redactor, values,
-                    dump_inputs(run.context, values)).settle()
+                    read, cache.same_dump(read)).settle()
 
 
 def _capture(run: FlowRun[Any], call_id: str, seq: int, history_limit: int,
              sealer: Sealer | None, earlier: list[dict[str, str]] | None, cache: CaptureCache,
-             redactor: Redactor, values: list[str], read: tuple[Any, ...]) -> Checkpoint:
-    """:func:`capture` with the Context's redactor, its ``values`` and what its dump reads,
-    deferred: its log and history are made by :meth:`Checkpoint.settle`."""
+             redactor: Redactor, values: list[str], read: tuple[Any, ...],
+             same: bool) -> Checkpoint:
+    """:func:`capture` with the Context's redactor, its ``values``, what its dump reads
+    and whether that is what the cache's dump read, deferred: its log and history are
+    made by :meth:`Checkpoint.settle`."""
     cache.inputs = ()  # set again once this capture is made
     cache.scrubbed_with(values)
-    plain, secret = cache.context_dump(redactor, values, read)
+    plain, secret = cache.context_dump(redactor, values, read, same)
     sensitive: dict[str, Any] | str = secret
     if sealer is not None and secret:
         text = json.dumps(secret)
@@ -637,10 +644,11 @@ def capture_changed(
     redactor = cache.redactor_of(run.context)
     values = redactor.values()
     read = dump_inputs(run.context, values)
-    if cache.unchanged(run, read, history_limit, earlier):
+    same = cache.same_dump(read)
+    if cache.unchanged(run, same, history_limit, earlier):
         return None
     checkpoint = _capture(run, call_id, seq, history_limit, sealer, earlier, cache, redactor,
-                          values, read)
+                          values, read, same)
     return checkpoint if defer else checkpoint.settle()
 
 
@@ -683,7 +691,9 @@ def _stored_messages(items: Iterable[llm.ChatItem], limit: int, redactor: Redact
             return
         if item.type != "message" or item.role not in ("user", "assistant"):
             continue
-        text = item.text_content
+        text = item.raw_text_content
+        if text and "<" in text and item.role == "assistant":
+            text = item.text_content  # LiveKit's expressive markup out (a tag: never without <)
         if text:
             limit -= 1
             yield Message(item.role, text, redactor, values)
