@@ -114,7 +114,7 @@ class Checkpoint:
             entries, messages = deferred
             self.log = [entry.form() for entry in entries]
             encoded = [entry.json() for entry in entries]
-            self.encoded_log = None if None in encoded else encoded  # type: ignore[assignment]
+            self.encoded_log = None if None in encoded else cast("list[str]", encoded)
             history: list[dict[str, str]] = []
             said: list[str] | None = []
             for message in messages:
@@ -675,8 +675,10 @@ def recent_history(
         out = list(_stored_messages(reversed(items), limit, redactor, values))
         out.reverse()
     if earlier and len(out) < limit:
-        out = [{"role": m["role"], "text": redactor.text(m["text"], values)}
-               for m in earlier[len(out) - limit:]] + out
+        before: list[Message | dict[str, str]] = [
+            {"role": m["role"], "text": redactor.text(m["text"], values)}
+            for m in earlier[len(out) - limit:]]
+        out = before + out
     return out
 
 
