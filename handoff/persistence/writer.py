@@ -1,7 +1,9 @@
 """Checkpointer: takes checkpoints on the call's path, writes them off it.
 
-On the conversation path it only captures a small checkpoint (microseconds) and puts
-it in a pending map keyed by call id: latest wins, so a call never has more than
+On the conversation path it only captures a small checkpoint (microseconds: what changed
+since the last capture, read at that moment; its new log entries and messages are scrubbed
+and encoded by the writer, see :meth:`Checkpoint.settle`) and puts it in a pending map
+keyed by call id: latest wins, so a call never has more than
 one write waiting, and the map is bounded (``max_pending`` calls; beyond that the
 oldest pending call's checkpoint is dropped and counted). A background writer (in a
 thread of its own for a SQLite store, else a task on the call's loop: see
