@@ -17,6 +17,7 @@ from livekit.agents import AgentSession, llm
 
 from handoff.persistence import Checkpoint, Checkpointer, MemoryStore, SQLiteStore
 from handoff.persistence.checkpoint import CaptureCache, Message, capture, capture_changed
+from handoff.records import TransitionRecord
 from handoff.redaction import Redactor
 from handoff.telemetry import HandoffMetrics
 from handoff.testing import ScriptedLLM, call
@@ -169,3 +170,19 @@ async def test_an_assistant_line_with_expressive_markup_is_stored_without_it() -
     assert texts[-1] == llm.ChatMessage(role="assistant", content=[said]).text_content
     assert "expr" not in texts[-1] and "1 < 2" in texts[-1]
     assert stored(cp) == stored(fresh)
+
+
+def test_a_logged_argument_changed_in_place_after_the_capture_is_stored_as_it_was() -> None:
+    """A list or dict an LLM sent may be kept (in the Context) and changed in place after
+    the move: such an entry is made and encoded when captured, not when written."""
+    run = card_flow.new_run()
+    sent: dict[str, Any] = {"topic": ["billing"], "note": "plain"}
+    run.restore("Ask", log=[TransitionRecord("Ask", "Tell", "noted", sent, 1.0, "llm"),
+                            TransitionRecord("Tell", "Ask", "again", {"pin": ""}, 2.0, "llm")])
+    deferred = capture_changed(run, "c", 1, cache=CaptureCache(), defer=True)
+    assert deferred is not None and deferred.deferred is not None
+    expected = replace(capture(run, "c", 1), saved_at=deferred.saved_at).to_json()
+    sent["topic"].append("changed later")
+    assert deferred.to_json() == expected
+    assert Checkpoint.from_json(deferred.to_json()).log[0]["arguments"] == {
+        "topic": ["billing"], "note": "plain"}

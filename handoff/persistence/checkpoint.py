@@ -41,7 +41,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -364,9 +364,21 @@ class Message:
     __hash__ = None  # type: ignore[assignment]
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _immutable(record: TransitionRecord) -> bool:
+    """Whether ``record`` holds only immutable values (a record is frozen, but a list or
+    dict an LLM sent as an argument may be kept and changed in place after the move)."""
+    if type(record.result) not in _SCALARS:
+        return False
+    return all(type(value) in _SCALARS for value in record.arguments.values())
+
+
 class Entry:
     """A transition log entry as a checkpoint stores it, scrubbed when first needed (as
-    :class:`Message`; a :class:`~handoff.records.TransitionRecord` is frozen)."""
+    :class:`Message`; a capture makes and encodes it at once when the record holds a list or
+    a dict, see :func:`_immutable`)."""
 
     __slots__ = ("_form", "_json", "record", "redactor", "values")
 
@@ -460,7 +472,11 @@ class CaptureCache:
             done = 0
         if len(records) > done:
             added = records[done:]
-            self.log.extend([Entry(record, redactor, values) for record in added])
+            for record in added:
+                entry = Entry(record, redactor, values)
+                if not _immutable(record):  # what it holds may change: written as it is now
+                    entry.json()
+                self.log.append(entry)
             self.log_of.extend(added)
             self.log_view = None
         view = self.log_view
@@ -481,12 +497,12 @@ class CaptureCache:
         done = self.read
         if (items is not self.read_of or limit != self.limit or len(items) < done
                 or (done and items[done - 1] is not self.read_last)):
-            self.recent = list(_stored_messages(reversed(items), limit, redactor, values))
+            self.recent = _stored_messages(reversed(items), limit, redactor, values)
             self.recent.reverse()
             self.read_of, self.limit = items, limit
             self.recent_view = None
         elif len(items) > done:
-            added = list(_stored_messages(items[done:], -1, redactor, values))
+            added = _stored_messages(items[done:], -1, redactor, values)
             if added:
                 self.recent.extend(added)
                 del self.recent[:-limit]
@@ -683,14 +699,15 @@ def recent_history(
 
 
 def _stored_messages(items: Iterable[llm.ChatItem], limit: int, redactor: Redactor,
-                     values: list[str]) -> Iterator[Message]:
+                     values: list[str]) -> list[Message]:
     """The user/assistant messages with text in ``items``, in their order, to be
     scrubbed with ``values``; the first ``limit`` of them (all if it is negative). A text
     scrubs to an empty one only if it is empty (a value is never empty, its marker
     never is)."""
+    out: list[Message] = []
     for item in items:
         if limit == 0:
-            return
+            break
         if item.type != "message" or item.role not in ("user", "assistant"):
             continue
         text = item.raw_text_content
@@ -698,4 +715,5 @@ def _stored_messages(items: Iterable[llm.ChatItem], limit: int, redactor: Redact
             text = item.text_content  # LiveKit's expressive markup out (a tag: never without <)
         if text:
             limit -= 1
-            yield Message(item.role, text, redactor, values)
+            out.append(Message(item.role, text, redactor, values))
+    return out
