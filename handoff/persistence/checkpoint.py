@@ -487,8 +487,8 @@ class CaptureCache:
     def recent_messages(self, items: list[llm.ChatItem], limit: int, redactor: Redactor,
                         values: list[str]) -> list[Message]:
         """The stored form of the last ``limit`` user/assistant messages with text in
-        ``items`` (a session's history), scrubbed: only the items added since the last call
-        are read.
+        ``items`` (a session's history; scrubbed when first needed): only the items added
+        since the last call are read.
 
         LiveKit only inserts into a session's history, by creation time. An item inserted
         before the ones read last time (it moves the last one read), a shorter list or
