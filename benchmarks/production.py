@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry
 from handoff import FlowRun, resume_or_start
 from handoff.events import EventLog, event_store_from_env
 from handoff.persistence import Checkpointer, store_from_env
-from handoff.telemetry import FlowTelemetry, HandoffMetrics
+from handoff.telemetry import FlowTelemetry, HandoffMetrics, flush_spans
 from handoff.testing import ScriptedLLM
 
 from ._common import BenchResult, at_most, layer_added, layer_ratio, main
@@ -132,6 +132,7 @@ async def measure(turns: int, warmup: int, folder: Path
             for name, inst in installed.items():
                 written[name] = await inst.aclose()
     finally:
+        flush_spans(30)  # the moves' spans, made on the span thread
         provider.force_flush()
         between()
         tracer.set_provider(previous)

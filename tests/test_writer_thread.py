@@ -164,3 +164,107 @@ async def test_off_loop_blocks_only_in_a_writers_thread() -> None:
 
     asking, ran = await asyncio.to_thread(in_writer)
     assert ran == asking  # inline, in the thread that asked
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """An event loop that counts the timers armed on it (``call_later`` goes through
+    ``call_at``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers = 0
+
+    def call_at(self, when: float, callback: Any, *args: Any,
+                context: Any = None) -> asyncio.TimerHandle:
+        self.timers += 1
+        return super().call_at(when, callback, *args, context=context)
+
+
+class HeldCoalesce(threading.Event):
+    """A writer's ``_stopping`` whose wait of ``coalesce`` seconds (the thread letting a
+    burst arrive) says it began and lasts until the test releases it: no clock involved."""
+
+    def __init__(self, coalesce: float) -> None:
+        super().__init__()
+        self.coalesce = coalesce
+        self.waiting = threading.Event()
+        self.release = threading.Event()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        if timeout == self.coalesce:
+            self.waiting.set()
+            self.release.wait(10)
+            return self.is_set()
+        return super().wait(timeout)
+
+
+def _cp(call_id: str, seq: int) -> Checkpoint:
+    return Checkpoint(call_id=call_id, flow="f", flow_version="1", state=f"S{seq}", seq=seq,
+                      context={}, sensitive={}, log=[], history=[], saved_at=0.0)
+
+
+def test_a_burst_reaches_the_writers_thread_with_no_timer_on_the_loop(
+        metrics: HandoffMetrics, tmp_path: Path) -> None:
+    store = WatchedStore(tmp_path / "cp.db")
+    checkpointer = Checkpointer(store, metrics=metrics, coalesce=0.05)
+    held = checkpointer._stopping = HeldCoalesce(0.05)
+
+    async def burst() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, CountingLoop)
+        checkpointer._enqueue("burst", _cp("burst", 1))  # the burst's first: a kick
+        assert loop.timers == 0
+        await asyncio.to_thread(held.waiting.wait, 10)  # the thread waits out the burst
+        checkpointer._enqueue("burst", _cp("burst", 2))
+        checkpointer._enqueue("other", _cp("other", 1))
+        checkpointer._enqueue("burst", _cp("burst", 3))
+        assert loop.timers == 0 and checkpointer._kicks.qsize() == 0  # no second kick
+        assert not store.threads  # nothing taken yet
+        held.release.set()
+        assert await checkpointer.flush(10)
+        stored = await store.load("burst")
+        assert stored is not None and stored.seq == 3
+        assert held.waits.count(0.05) == 1  # one burst, one wait
+        assert metrics.value("handoff_checkpoint_writes_total", store="sqlite") == 2
+        await checkpointer.aclose()
+
+    with asyncio.Runner(loop_factory=CountingLoop) as runner:
+        runner.run(burst())
+    assert not _writer_threads("handoff.checkpoint_writer")
+
+
+async def test_a_writer_stopped_while_its_thread_waits_out_a_burst_writes_nothing(
+        metrics: HandoffMetrics, tmp_path: Path) -> None:
+    store = WatchedStore(tmp_path / "cp.db")
+    checkpointer = Checkpointer(store, metrics=metrics, coalesce=0.05)
+    held = checkpointer._stopping = HeldCoalesce(0.05)
+    checkpointer._enqueue("late", _cp("late", 1))
+    await asyncio.to_thread(held.waiting.wait, 10)
+    stopping = asyncio.ensure_future(checkpointer._stop())
+    await asyncio.sleep(0)  # it runs up to joining the thread
+    assert held.is_set()
+    held.release.set()
+    await stopping
+    assert not _writer_threads("handoff.checkpoint_writer") and not store.threads
+    assert checkpointer.backlog == 1  # queued, unwritten: the store may be gone
+    checkpointer._enqueue("later", _cp("later", 1))
+    assert not _writer_threads("handoff.checkpoint_writer")
+
+
+async def test_an_idle_writers_thread_ends_and_the_next_burst_starts_another(
+        metrics: HandoffMetrics, tmp_path: Path) -> None:
+    store = WatchedStore(tmp_path / "cp.db")
+    checkpointer = Checkpointer(store, metrics=metrics, coalesce=0.0)
+    checkpointer.idle_exit = 0.01
+    checkpointer._enqueue("a", _cp("a", 1))
+    assert await checkpointer.flush(10)
+    first = checkpointer._thread
+    assert first is not None
+    await asyncio.to_thread(first.join, 10)
+    assert not first.is_alive() and checkpointer._thread is None
+    checkpointer._enqueue("b", _cp("b", 1))
+    assert await checkpointer.flush(10)
+    assert await store.load("a") is not None and await store.load("b") is not None
+    await checkpointer.aclose()

@@ -41,9 +41,9 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from livekit.agents import llm
 
@@ -100,9 +100,38 @@ class Checkpoint:
     encoded_history: list[str] | None = field(default=None, repr=False, compare=False)
     """Each ``history`` message already in its stored JSON, or None (as ``encoded_log``:
     a message is encoded once in a call, not at every write)."""
+    deferred: tuple[list[Entry], list[Message | dict[str, str]]] | None = field(
+        default=None, repr=False, compare=False)
+    """The log entries and messages of a capture whose stored form is not made yet
+    (``log`` and ``history`` are empty until :meth:`settle`): the Checkpointer's
+    captures, scrubbed and encoded by its writer (in its own thread for a SQLite store),
+    not on the call's loop."""
+
+    def settle(self) -> Checkpoint:
+        """Make ``log`` and ``history`` (and their JSON) of a deferred capture; itself."""
+        deferred = self.deferred
+        if deferred is not None:
+            entries, messages = deferred
+            self.log = [entry.form() for entry in entries]
+            encoded = [entry.json() for entry in entries]
+            self.encoded_log = None if None in encoded else cast("list[str]", encoded)
+            history: list[dict[str, str]] = []
+            said: list[str] | None = []
+            for message in messages:
+                if isinstance(message, Message):
+                    history.append(message.form())
+                    if said is not None:
+                        said.append(message.json())
+                else:  # a resumed call's earlier message: left to the write, whole
+                    history.append(message)
+                    said = None
+            self.history, self.encoded_history = history, said
+            self.deferred = None
+        return self
 
     # -- stored form ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        self.settle()
         out = {
             "format": FORMAT,
             "call_id": self.call_id,
@@ -123,7 +152,7 @@ class Checkpoint:
 
     def to_json(self) -> str:
         """The stored form: strict JSON (no bare NaN), encodable as UTF-8 whatever it holds."""
-        data: Any = self.to_dict()
+        data: Any = self.to_dict()  # settles it first
         ahead = {key: encoded for key, encoded, value in (
             ("log", self.encoded_log, self.log), ("history", self.encoded_history, self.history))
             if encoded is not None and len(encoded) == len(value)}
@@ -234,7 +263,12 @@ class Checkpoint:
         return ctx
 
     def fingerprint(self) -> tuple[Any, ...]:
-        """What the checkpoint says, without when it was taken (to skip identical writes)."""
+        """What the checkpoint says, without when it was taken (to skip identical writes).
+        A deferred capture's messages compare as their stored forms would."""
+        deferred = self.deferred
+        if deferred is not None:
+            return (self.state, self.context, self.sensitive, self.return_stack,
+                    len(deferred[0]), deferred[1], self.ended)
         return (self.state, self.context, self.sensitive, self.return_stack, len(self.log),
                 self.history, self.ended)
 
@@ -280,6 +314,95 @@ def _finite(value: Any) -> Any:
     return value
 
 
+class Message:
+    """A history message as a checkpoint stores it, scrubbed when first needed (by the
+    writer, off the call's loop): what it needs is read on the loop when captured (its
+    role and text; LiveKit does not change an item once added) with the sensitive
+    ``values`` of that moment (a list never changed after)."""
+
+    __slots__ = ("_form", "_json", "redactor", "role", "text", "values")
+
+    def __init__(self, role: str, text: str, redactor: Redactor, values: list[str]) -> None:
+        self.role, self.text, self.redactor, self.values = role, text, redactor, values
+        self._form: dict[str, str] | None = None
+        self._json: str | None = None
+
+    def form(self) -> dict[str, str]:
+        """``{"role", "text"}``, the text scrubbed (made once; shared, never changed)."""
+        form = self._form
+        if form is None:
+            form = self._form = {"role": self.role,
+                                 "text": self.redactor.text(self.text, self.values)}
+        return form
+
+    def json(self) -> str:
+        """:meth:`form` as :meth:`Checkpoint.to_json` writes it (made once)."""
+        text = self._json
+        if text is None:
+            text = self._json = _encode(self.form())
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        """Whether the stored forms are equal (scrubbing only when that is the only way
+        to tell: the same text with the same values scrubs the same)."""
+        if self is other:
+            return True
+        if isinstance(other, Message):
+            if self.role != other.role:
+                return False
+            values = self.values
+            if values is other.values or values == other.values:
+                if self.text == other.text:
+                    return True
+                if not values:  # nothing to scrub: the texts are the stored ones
+                    return False
+            return self.form() == other.form()
+        if isinstance(other, dict):
+            return self.form() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _immutable(record: TransitionRecord) -> bool:
+    """Whether ``record`` holds only immutable values (a record is frozen, but a list or
+    dict an LLM sent as an argument may be kept and changed in place after the move)."""
+    if type(record.result) not in _SCALARS:
+        return False
+    return all(type(value) in _SCALARS for value in record.arguments.values())
+
+
+class Entry:
+    """A transition log entry as a checkpoint stores it, scrubbed when first needed (as
+    :class:`Message`; a capture makes and encodes it at once when the record holds a list or
+    a dict, see :func:`_immutable`)."""
+
+    __slots__ = ("_form", "_json", "record", "redactor", "values")
+
+    def __init__(self, record: TransitionRecord, redactor: Redactor, values: list[str]) -> None:
+        self.record, self.redactor, self.values = record, redactor, values
+        self._form: dict[str, Any] | None = None
+        self._json: str | None = None
+
+    def form(self) -> dict[str, Any]:
+        """The stored entry, scrubbed (made once; shared, never changed)."""
+        form = self._form
+        if form is None:
+            form = self._form = _log_stored(self.record, self.redactor, self.values)
+        return form
+
+    def json(self) -> str | None:
+        """:meth:`form` as :meth:`Checkpoint.to_json` writes it, or None if it needs its
+        fallbacks (a number that is not finite)."""
+        text = self._json
+        if text is None:
+            text = self._json = encode_entry(self.form()) or ""
+        return text or None
+
+
 class CaptureCache:
     """What the captures of one call reuse from the one before, so that a capture costs
     what changed since, not the length of the call.
@@ -288,25 +411,18 @@ class CaptureCache:
     it is made afresh. Entries are shared between checkpoints and never changed after.
     """
 
-    __slots__ = ("dump", "encoded", "inputs", "limit", "log", "log_of", "log_view", "read",
-                 "read_last", "read_of", "recent", "recent_json", "recent_view", "redactor",
-                 "sealed", "unencoded", "values")
+    __slots__ = ("dump", "inputs", "limit", "log", "log_of", "log_view", "read", "read_last",
+                 "read_of", "recent", "recent_view", "redactor", "sealed", "values")
 
     def __init__(self) -> None:
         self.values: list[str] = []
         """The sensitive values the log entries and messages were scrubbed with."""
-        self.log: list[dict[str, Any]] = []
-        """The stored form of ``log_of``'s records, scrubbed."""
+        self.log: list[Entry] = []
+        """The stored form of ``log_of``'s records (made when first needed)."""
         self.log_of: list[TransitionRecord] = []
-        self.encoded: list[str] = []
-        """Each of ``log`` in its stored JSON ("" for one that needs to_json's fallbacks)."""
-        self.unencoded = 0
-        """How many of ``encoded`` are ""."""
-        self.recent: list[dict[str, str]] = []
+        self.recent: list[Message] = []
         """The stored form of the last ``limit`` messages with text among the first ``read``
-        items of ``read_of`` (a session's history)."""
-        self.recent_json: list[str] = []
-        """Each of ``recent`` in its stored JSON."""
+        items of ``read_of`` (a session's history; made when first needed)."""
         self.limit = 0
         self.read_of: list[llm.ChatItem] | None = None
         self.read = 0
@@ -316,11 +432,11 @@ class CaptureCache:
         """The last sealed section of the call by its plain text: an unchanged section is
         not sealed again (a fresh nonce would make every capture differ, so identical
         checkpoints would be written again, and sealing would run on the call's path)."""
-        self.log_view: tuple[list[dict[str, Any]], list[str] | None] | None = None
-        """``log`` and its JSON as the last checkpoint holds them (copies, shared by the
-        checkpoints until a record is added), or None when they must be copied again."""
-        self.recent_view: tuple[list[dict[str, str]], list[str]] | None = None
-        """``recent`` and ``recent_json`` as the last checkpoint holds them, likewise."""
+        self.log_view: list[Entry] | None = None
+        """``log`` as the last checkpoint holds it (a copy, shared by the checkpoints until
+        a record is added), or None when it must be copied again."""
+        self.recent_view: list[Message] | None = None
+        """``recent`` as the last checkpoint holds it, likewise."""
         self.dump: tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]] = ((), {}, {})
         """(:func:`~handoff.redaction.dump_inputs` of the last capture's Context, its plain
         fields, its sensitive ones): the same inputs dump the same."""
@@ -346,31 +462,33 @@ class CaptureCache:
             self.recent_view = None
 
     def log_entries(self, records: list[TransitionRecord], redactor: Redactor,
-                    values: list[str]) -> list[dict[str, Any]]:
-        """The stored form of ``records``: only the ones not seen yet are made."""
+                    values: list[str]) -> list[Entry]:
+        """The stored form of ``records``: only the ones not seen yet are added."""
         done = len(self.log_of)
         # a run's log only grows, or is replaced whole (a restore): new records throughout
         if done and (done > len(records) or records[0] is not self.log_of[0]
                      or records[done - 1] is not self.log_of[-1]):
             self._forget_log()
             done = 0
-        for record in records[done:]:
-            entry = _log_stored(record, redactor, values)
-            self.log.append(entry)
-            self.log_of.append(record)
-            text = encode_entry(entry)
-            self.encoded.append(text or "")
-            self.unencoded += text is None
+        if len(records) > done:
+            added = records[done:]
+            for record in added:
+                entry = Entry(record, redactor, values)
+                if not _immutable(record):  # what it holds may change: written as it is now
+                    entry.json()
+                self.log.append(entry)
+            self.log_of.extend(added)
             self.log_view = None
-        if self.log_view is None:
-            self.log_view = (list(self.log), None if self.unencoded else list(self.encoded))
-        return self.log_view[0]
+        view = self.log_view
+        if view is None:
+            view = self.log_view = list(self.log)
+        return view
 
     def recent_messages(self, items: list[llm.ChatItem], limit: int, redactor: Redactor,
-                        values: list[str]) -> list[dict[str, str]]:
+                        values: list[str]) -> list[Message]:
         """The stored form of the last ``limit`` user/assistant messages with text in
-        ``items`` (a session's history), scrubbed: only the items added since the last call
-        are read.
+        ``items`` (a session's history; scrubbed when first needed): only the items added
+        since the last call are read.
 
         LiveKit only inserts into a session's history, by creation time. An item inserted
         before the ones read last time (it moves the last one read), a shorter list or
@@ -379,23 +497,22 @@ class CaptureCache:
         done = self.read
         if (items is not self.read_of or limit != self.limit or len(items) < done
                 or (done and items[done - 1] is not self.read_last)):
-            self.recent = list(_stored_messages(reversed(items), limit, redactor, values))
+            self.recent = _stored_messages(reversed(items), limit, redactor, values)
             self.recent.reverse()
-            self.recent_json = [_encode(message) for message in self.recent]
             self.read_of, self.limit = items, limit
             self.recent_view = None
         elif len(items) > done:
-            added = list(_stored_messages(items[done:], -1, redactor, values))
+            added = _stored_messages(items[done:], -1, redactor, values)
             if added:
                 self.recent.extend(added)
-                self.recent_json.extend(_encode(message) for message in added)
-                del self.recent[:-limit], self.recent_json[:-limit]
+                del self.recent[:-limit]
                 self.recent_view = None
         self.read = len(items)
         self.read_last = items[-1] if items else None
-        if self.recent_view is None:
-            self.recent_view = (list(self.recent), list(self.recent_json))
-        return self.recent_view[0]
+        view = self.recent_view
+        if view is None:
+            view = self.recent_view = list(self.recent)
+        return view
 
     def history_unchanged(self, items: list[llm.ChatItem], limit: int) -> bool:
         """Whether :meth:`recent_messages` of ``items`` would return what it returned last
@@ -412,38 +529,29 @@ class CaptureCache:
         self.read_last = items[-1] if items else None
         return True
 
-    def encoded_history(self, history: list[dict[str, str]]) -> list[str] | None:
-        """The JSON of each of ``history``, if it is what :meth:`recent_messages` returned
-        (not with a resumed call's earlier messages in front), else None."""
-        view = self.recent_view
-        if view is None or history is not view[0]:
-            return None
-        return view[1]
+    def same_dump(self, read: tuple[Any, ...]) -> bool:
+        """Whether ``read`` (:func:`~handoff.redaction.dump_inputs` of the Context now) is
+        what the last dump read: its fields hold the very objects they held then
+        (immutable scalars), with the same sensitive values."""
+        return bool(read) and same_inputs(read, self.dump[0])
 
-    def encoded_log(self) -> list[str] | None:
-        """The JSON of each entry :meth:`log_entries` returned, or None if one of them
-        needs to_json's fallbacks (a number that is not finite)."""
-        return None if self.log_view is None else self.log_view[1]
-
-    def context_dump(self, redactor: Redactor, values: list[str], read: tuple[Any, ...]
-                     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``redactor.context_dump(values)``: the last one's dicts again when ``read``
-        (:func:`~handoff.redaction.dump_inputs` of the Context now) is what it was then:
-        its fields hold the very objects they held (the dicts are shared, never changed)."""
-        last, plain, secret = self.dump
-        if not (read and same_inputs(read, last)):
+    def context_dump(self, redactor: Redactor, values: list[str], read: tuple[Any, ...],
+                     same: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``redactor.context_dump(values)``: the last one's dicts again when ``same``
+        (:meth:`same_dump` of ``read``; the dicts are shared, never changed)."""
+        _, plain, secret = self.dump
+        if not same:
             plain, secret = redactor.context_dump(values)
             self.dump = (read, plain, secret)
         return plain, secret
 
-    def unchanged(self, run: FlowRun[Any], read: tuple[Any, ...], limit: int,
+    def unchanged(self, run: FlowRun[Any], same: bool, limit: int,
                   earlier: list[dict[str, str]] | None) -> bool:
-        """Whether a capture of ``run`` now would hold what the last one held: ``read``
-        (:func:`~handoff.redaction.dump_inputs` of its Context now) says its fields hold
-        the very objects they held then (immutable scalars) with the same sensitive
-        values, and its state, return stack, log and history are as they were (and
-        ``limit`` and ``earlier`` what that capture was given)."""
-        if not (read and self.inputs and same_inputs(read, self.dump[0])):
+        """Whether a capture of ``run`` now would hold what the last one held: ``same``
+        (:meth:`same_dump` of its Context now) says it dumps as it did then, and its
+        state, return stack, log and history are as they were (and ``limit`` and
+        ``earlier`` what that capture was given)."""
+        if not (same and self.inputs):
             return False
         log, seen = run.log, self.log_of
         if self.inputs != (run.state, tuple(run.return_stack), len(log), run.attached, limit,
@@ -455,8 +563,7 @@ class CaptureCache:
             run.session.history.items, limit)
 
     def _forget_log(self) -> None:
-        self.log, self.log_of, self.encoded, self.unencoded = [], [], [], 0
-        self.log_view = None
+        self.log, self.log_of, self.log_view = [], [], None
 
 
 def encode_entry(entry: Any) -> str | None:
@@ -495,17 +602,21 @@ def capture(
         cache = CaptureCache()
     redactor = cache.redactor_of(run.context)
     values = redactor.values()
+    read = dump_inputs(run.context, values)
     return _capture(run, call_id, seq, history_limit, sealer, earlier, cache, redactor, values,
-                    dump_inputs(run.context, values))
+                    read, cache.same_dump(read)).settle()
 
 
 def _capture(run: FlowRun[Any], call_id: str, seq: int, history_limit: int,
              sealer: Sealer | None, earlier: list[dict[str, str]] | None, cache: CaptureCache,
-             redactor: Redactor, values: list[str], read: tuple[Any, ...]) -> Checkpoint:
-    """:func:`capture` with the Context's redactor, its ``values`` and what its dump reads."""
+             redactor: Redactor, values: list[str], read: tuple[Any, ...],
+             same: bool) -> Checkpoint:
+    """:func:`capture` with the Context's redactor, its ``values``, what its dump reads
+    and whether that is what the cache's dump read, deferred: its log and history are
+    made by :meth:`Checkpoint.settle`."""
     cache.inputs = ()  # set again once this capture is made
     cache.scrubbed_with(values)
-    plain, secret = cache.context_dump(redactor, values, read)
+    plain, secret = cache.context_dump(redactor, values, read, same)
     sensitive: dict[str, Any] | str = secret
     if sealer is not None and secret:
         text = json.dumps(secret)
@@ -515,24 +626,15 @@ def _capture(run: FlowRun[Any], call_id: str, seq: int, history_limit: int,
             cache.sealed.clear()
             cache.sealed[text] = token
         sensitive = token
-    history = recent_history(run, history_limit, redactor, values, earlier, cache)
     log = run.log
+    return_stack = list(run.return_stack)
     checkpoint = Checkpoint(
-        call_id=call_id,
-        flow=run.flow.name,
-        flow_version=run.flow.version,
-        state=run.state,
-        seq=seq,
-        context=plain,
-        sensitive=sensitive,
-        return_stack=list(run.return_stack),
-        log=cache.log_entries(log, redactor, values),
-        history=history,
-        saved_at=time.time(),
-        encoded_log=cache.encoded_log(),
-        encoded_history=cache.encoded_history(history),
+        call_id, run.flow.name, run.flow.version, run.state, seq, plain, sensitive,
+        return_stack, [], [], time.time(),
+        deferred=(cache.log_entries(log, redactor, values),
+                  recent_history(run, history_limit, redactor, values, earlier, cache)),
     )
-    cache.inputs = (checkpoint.state, tuple(checkpoint.return_stack), len(log), run.attached,
+    cache.inputs = (checkpoint.state, tuple(return_stack), len(log), run.attached,
                     history_limit, earlier)
     return checkpoint
 
@@ -546,24 +648,32 @@ def capture_changed(
     history_limit: int = DEFAULT_HISTORY_LIMIT,
     sealer: Sealer | None = None,
     earlier: list[dict[str, str]] | None = None,
+    defer: bool = False,
 ) -> Checkpoint | None:
     """:func:`capture`, or None when it would hold what the cache's last capture held
     (:meth:`CaptureCache.unchanged`): known without dumping the Context or copying
-    anything (a turn's tool calls, a state change of the agent)."""
+    anything (a turn's tool calls, a state change of the agent).
+
+    ``defer``: leave the scrubbing and encoding of its log and history to
+    :meth:`Checkpoint.settle` (the writer's, off the call's loop).
+    """
     redactor = cache.redactor_of(run.context)
     values = redactor.values()
     read = dump_inputs(run.context, values)
-    if cache.unchanged(run, read, history_limit, earlier):
+    same = cache.same_dump(read)
+    if cache.unchanged(run, same, history_limit, earlier):
         return None
-    return _capture(run, call_id, seq, history_limit, sealer, earlier, cache, redactor, values,
-                    read)
+    checkpoint = _capture(run, call_id, seq, history_limit, sealer, earlier, cache, redactor,
+                          values, read, same)
+    return checkpoint if defer else checkpoint.settle()
 
 
 def recent_history(
     run: FlowRun[Any], limit: int, redactor: Redactor, values: list[str],
     earlier: list[dict[str, str]] | None = None, cache: CaptureCache | None = None,
-) -> list[dict[str, str]]:
-    """The last ``limit`` user/assistant messages (``earlier`` ones first), scrubbed.
+) -> list[Message | dict[str, str]]:
+    """The last ``limit`` user/assistant messages (``earlier`` ones first, scrubbed; the
+    session's as :class:`Message`, scrubbed when first needed).
 
     ``cache`` keeps the call's recent messages across captures, all scrubbed with
     ``values``, so a capture reads only the items added since the one before.
@@ -573,27 +683,37 @@ def recent_history(
     if not run.attached:
         return list((earlier or [])[-limit:])
     items = run.session.history.items
-    if cache is not None:
-        out = cache.recent_messages(items, limit, redactor, values)
+    out: list[Message | dict[str, str]]
+    if cache is not None:  # the cache's view: shared by the checkpoints, never changed
+        out = cast("list[Message | dict[str, str]]",
+                   cache.recent_messages(items, limit, redactor, values))
     else:
         out = list(_stored_messages(reversed(items), limit, redactor, values))
         out.reverse()
     if earlier and len(out) < limit:
-        out = [{"role": m["role"], "text": redactor.text(m["text"], values)}
-               for m in earlier[len(out) - limit:]] + out
+        before: list[Message | dict[str, str]] = [
+            {"role": m["role"], "text": redactor.text(m["text"], values)}
+            for m in earlier[len(out) - limit:]]
+        out = before + out
     return out
 
 
 def _stored_messages(items: Iterable[llm.ChatItem], limit: int, redactor: Redactor,
-                     values: list[str]) -> Iterator[dict[str, str]]:
-    """The stored form of the user/assistant messages with text in ``items``, in their
-    order, scrubbed; the first ``limit`` of them (all if it is negative)."""
+                     values: list[str]) -> list[Message]:
+    """The user/assistant messages with text in ``items``, in their order, to be
+    scrubbed with ``values``; the first ``limit`` of them (all if it is negative). A text
+    scrubs to an empty one only if it is empty (a value is never empty, its marker
+    never is)."""
+    out: list[Message] = []
     for item in items:
         if limit == 0:
-            return
+            break
         if item.type != "message" or item.role not in ("user", "assistant"):
             continue
-        text = redactor.text(item.text_content or "", values)
+        text = item.raw_text_content
+        if text and "<" in text and item.role == "assistant":
+            text = item.text_content  # LiveKit's expressive markup out (a tag: never without <)
         if text:
             limit -= 1
-            yield {"role": item.role, "text": text}
+            out.append(Message(item.role, text, redactor, values))
+    return out

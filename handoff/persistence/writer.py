@@ -1,7 +1,9 @@
 """Checkpointer: takes checkpoints on the call's path, writes them off it.
 
-On the conversation path it only captures a small checkpoint (microseconds) and puts
-it in a pending map keyed by call id: latest wins, so a call never has more than
+On the conversation path it only captures a small checkpoint (microseconds: what changed
+since the last capture, read at that moment; its new log entries and messages are scrubbed
+and encoded by the writer, see :meth:`Checkpoint.settle`) and puts it in a pending map
+keyed by call id: latest wins, so a call never has more than
 one write waiting, and the map is bounded (``max_pending`` calls; beyond that the
 oldest pending call's checkpoint is dropped and counted). A background writer (in a
 thread of its own for a SQLite store, else a task on the call's loop: see
@@ -188,7 +190,7 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
             seq = max(tracked.seq + 1, time.time_ns() // 1000)
             cp = capture_changed(run, tracked.call_id, seq, history_limit=self.history_limit,
                                  sealer=self.sealer, earlier=tracked.earlier,
-                                 cache=tracked.cache)
+                                 cache=tracked.cache, defer=True)
         except Exception:
             logger.exception("could not capture a checkpoint of call %s", tracked.call_id)
             self.metrics.checkpoint_errors.labels(self.store.kind).inc()
@@ -235,7 +237,7 @@ class Checkpointer(BackgroundWriter[Checkpoint]):
         return cp
 
     async def _write(self, work: Checkpoint) -> None:
-        await self.store.save(work)
+        await self.store.save(work.settle())  # scrubbed and encoded here, off the call's loop
 
     def _put_back(self, work: Checkpoint) -> None:
         self._pending.setdefault(work.call_id, work)  # unless a newer one came meanwhile
