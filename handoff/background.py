@@ -103,6 +103,11 @@ class BackgroundWriter(ABC, Generic[W]):
         self._closed = False  # stopped: no thread starts again (the store may be gone)
         self._flushers: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The writer's own thread while it runs (``threaded``), else None."""
+        return self._thread
+
     # -- what a subclass says ------------------------------------------------------------
     @abstractmethod
     def _queued(self) -> bool:

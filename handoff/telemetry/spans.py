@@ -42,6 +42,11 @@ class SpanThread:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The span thread, once a job started it."""
+        return self._thread
+
     def submit(self, job: Callable[..., None], *args: Any) -> None:
         """Run ``job(*args)`` on the span thread, in a copy of the current context."""
         self._jobs.put((contextvars.copy_context(), job, args))
