@@ -44,12 +44,13 @@ class Redactor:
     without sensitive fields, whose values are only what it remembered, is read again
     only when some Context remembered a new one: see :func:`memory_generation`)."""
 
-    __slots__ = ("_remembered", "context", "fields")
+    __slots__ = ("_pattern", "_remembered", "context", "fields")
 
     def __init__(self, context: BaseModel) -> None:
         self.context = context
         self.fields = sensitive_fields(type(context))
         self._remembered: tuple[int, list[str]] = (-1, [])
+        self._pattern: tuple[list[str], re.Pattern[str]] | None = None  # the last values'
 
     def values(self) -> list[str]:
         """Every sensitive value the Context holds or ever held, as text, longest first
@@ -75,14 +76,22 @@ class Redactor:
         vals = list(self.values() if values is None else values)
         if not vals or not text:
             return text
-        return scrub(text, re.compile("|".join(re.escape(v) for v in vals)))
+        return scrub(text, self.pattern(vals))
+
+    def pattern(self, values: list[str]) -> re.Pattern[str]:
+        """The scrub pattern of ``values`` (:meth:`values`, not empty): made again only when
+        they changed (a call scrubs every line, tool output and argument with the same few)."""
+        made = self._pattern
+        if made is None or made[0] != values:
+            made = self._pattern = (values, re.compile("|".join(re.escape(v) for v in values)))
+        return made[1]
 
     def value(self, value: Any, values: Iterable[str] | None = None) -> Any:
         """A JSON-like value with sensitive text scrubbed at every depth."""
         vals = list(self.values() if values is None else values)
         if not vals:
             return value
-        return _walk(value, lambda s: self.text(s, vals))
+        return scrub_value(value, self.pattern(vals))
 
     def context_dump(self, values: list[str] | None = None
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -127,18 +136,29 @@ def dump_inputs(context: BaseModel, values: list[str] | None) -> tuple[Any, ...]
     if values is None or not _dump_reads_fields_only(type(context)):
         return ()
     fields = tuple(context.__dict__.values())
-    for value in fields:
-        if type(value) not in _SCALARS:
-            return ()
-    return (context, values, *fields)
+    if not _SCALARS.issuperset(map(type, fields)):  # one C call, not a loop of checks
+        return ()
+    return (context, values, fields)
 
 
 def same_inputs(read: tuple[Any, ...], before: tuple[Any, ...]) -> bool:
     """Whether two :func:`dump_inputs` are of the same Context, values and field objects
-    (identity, not equality: ``1 == True == 1.0`` and ``0.0 == -0.0`` dump differently)."""
-    if len(read) != len(before) or read[0] is not before[0] or read[1] != before[1]:
+    (identity, not equality: ``1 == True == 1.0`` and ``0.0 == -0.0`` dump differently;
+    the values may be an equal list rather than the same one)."""
+    return bool(read) and unchanged(read[0], read[1], before)
+
+
+def unchanged(context: BaseModel, values: list[str] | None, before: tuple[Any, ...]) -> bool:
+    """Whether :func:`dump_inputs` of ``context`` with ``values`` now would be
+    :func:`same_inputs` as ``before``, without making it: the same Context and equal
+    values (then its fields were all scalars), each field the very object it was."""
+    if not before or before[0] is not context:
         return False
-    return all(map(operator.is_, read[2:], before[2:]))
+    was = before[1]
+    if was is not values and was != values:
+        return False
+    fields, then = context.__dict__.values(), before[2]
+    return len(fields) == len(then) and all(map(operator.is_, fields, then))
 
 
 def scrub(text: str, pattern: re.Pattern[str]) -> str:
@@ -151,6 +171,12 @@ def scrub(text: str, pattern: re.Pattern[str]) -> str:
             return text
         text = scrubbed
     return REDACTED if pattern.search(text) else text
+
+
+def scrub_value(value: Any, pattern: re.Pattern[str]) -> Any:
+    """A JSON-like ``value`` with every match of ``pattern`` scrubbed at every depth (a
+    number too, as its text). Needs no Context: a writer's thread can run it."""
+    return _walk(value, lambda s: scrub(s, pattern))
 
 
 def _scrubbable(texts: Iterable[str]) -> list[str]:
@@ -226,7 +252,7 @@ def scrub_record(record: logging.LogRecord) -> None:
 
 def _scrub_extra(value: Any, pattern: re.Pattern[str]) -> Any:
     if isinstance(value, str | int | float | Mapping | list | tuple | type(None)):
-        return _walk(value, lambda s: scrub(s, pattern))
+        return scrub_value(value, pattern)
     text = str(value)  # an object the formatter will print as text
     return scrub(text, pattern) if pattern.search(text) else value
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from livekit.agents import AgentSession
 
 from examples.callcenter.demo import AGENT_SCRIPT, CALLER
@@ -31,6 +33,7 @@ from handoff.events import (
     SQLiteEventStore,
     event_store_from_env,
 )
+from handoff.events.recorder import LATENCY_KEYS
 from handoff.redaction import REDACTED
 from handoff.testing import ScriptedLLM
 
@@ -323,6 +326,7 @@ async def test_a_context_step_skips_the_dump_only_when_the_same_objects_are_ther
     the last step (immutable scalars) and the sensitive values are the same; any other
     write (a new object, one put straight into ``__dict__`` as a rollback does, a newly
     remembered sensitive value) is read, and its change recorded."""
+    from handoff.events.recorder import _built
     from handoff.redaction import Redactor, dump_inputs
 
     log = EventLog(MemoryEventStore())
@@ -335,7 +339,8 @@ async def test_a_context_step_skips_the_dump_only_when_the_same_objects_are_ther
             before = len(log._queue)
             redactor = Redactor(run.context)
             log._context_step(run, tracked, redactor, redactor.values())
-            return [e.data["changed"] for e in list(log._queue)[before:] if e.kind == "context"]
+            queued = [_built(raw) for raw in list(log._queue)[before:]]
+            return [e.data["changed"] for e in queued if e.kind == "context"]
 
         assert step() == [] and tracked.read  # read once; nothing changed since the start
         dumps = 0
@@ -380,3 +385,72 @@ async def test_a_closed_calls_record_lets_its_context_go(flow: Any) -> None:
         await session.run(user_input=CALLER[0])
         assert tracked.redactor is not None and tracked.redactor.context is run.context
     assert tracked.over and tracked.redactor is None and tracked.read == ()
+
+
+# -- a full queue ------------------------------------------------------------------------------------
+def _dropping_as_one_at_a_time(batches: list[list[int]], max_pending: int
+                               ) -> tuple[list[int], int, list[int]]:
+    """The queue's rule stated event by event: past ``max_pending`` the oldest goes, and
+    a queueing warns of the count of drops when it reached the first or a thousandth."""
+    queue: list[int] = []
+    dropped, warnings = 0, []
+    for batch in batches:
+        warn = 0
+        for item in batch:
+            if len(queue) >= max_pending:
+                queue.pop(0)
+                dropped += 1
+                if dropped == 1 or dropped % 1000 == 0:
+                    warn = dropped
+            queue.append(item)
+        if warn:
+            warnings.append(warn)
+    return queue, dropped, warnings
+
+
+@pytest.mark.parametrize(("max_pending", "sizes"), [
+    (3, [1, 1, 1]),  # not full yet
+    (3, [2, 2, 1, 5]),  # the first drop inside a batch, then a batch larger than the queue
+    (1, [1] * 1002),  # one at a time: warned at the first and the thousandth
+    (5, [4, 996, 1, 1003, 2]),  # a batch crossing 1000 exactly, one crossing 2000
+    (2, [2, 2999]),  # one batch past 1000 and 2000: warned once, of the last thousand
+])
+async def test_a_full_queue_drops_the_oldest_events_counts_them_and_warns(
+        max_pending: int, sizes: list[int], caplog: pytest.LogCaptureFixture) -> None:
+    """Queueing a whole batch at once (the events a turn held) drops and warns as queueing
+    its events one by one would."""
+    log = EventLog(MemoryEventStore(), max_pending=max_pending)  # writes on this loop: not now
+    ident = ("full", "callcenter", "1")
+    batches, seq = [], 0
+    for size in sizes:
+        batches.append(list(range(seq + 1, seq + size + 1)))
+        seq += size
+    caplog.set_level("WARNING", logger="handoff.events")
+    for batch in batches:
+        log._enqueue([(ident, s, s * 1000, "message", "Greeter", {}) for s in batch])
+    kept, dropped, warnings = _dropping_as_one_at_a_time(batches, max_pending)
+    assert [raw[1] for raw in log._queue] == kept and log.dropped == dropped
+    assert [r.getMessage() for r in caplog.records] == [
+        f"event queue full: {n} events dropped so far" for n in warnings]
+    await log.aclose()
+    assert [e.seq for e in await log.store.events("full")] == kept  # with a gap before them
+
+
+def test_a_tools_arguments_are_json_data_or_the_text_the_llm_wrote() -> None:
+    from handoff.events.recorder import _arguments
+
+    for text in (None, "", "{}", " {} ", '{"day": "2026-12-07", "n": [1, 2]}', "[1]", "3"):
+        assert _arguments(text) == json.loads(text or "{}"), text
+    assert _arguments("{not json") == "{not json"
+
+
+@given(st.dictionaries(
+    st.sampled_from([*LATENCY_KEYS, "started_speaking_at", "llm_metadata", "playback_latency"]),
+    st.one_of(st.floats(allow_nan=False), st.integers(-10**9, 10**9), st.booleans(), st.none(), st.text())))
+def test_latency_figures_are_the_numbers_of_livekits_report_in_their_order(
+        metrics: dict[str, Any]) -> None:
+    from handoff.events.recorder import _latency
+
+    expected = {k: round(float(v), 6) for k in LATENCY_KEYS
+                if isinstance(v := metrics.get(k), int | float)}
+    assert list(_latency(metrics).items()) == list(expected.items())

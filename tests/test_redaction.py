@@ -83,3 +83,59 @@ def test_a_context_holds_sensitive_values_once_a_field_or_a_remembered_value_can
     assert plain.holds_sensitive()
     assert Redactor(plain).values() == ["555 0100"]
     assert Secretive().holds_sensitive()  # a pii field, even before it holds a value
+
+
+class Figures(Context):
+    count: int = 1
+    amount: float = 0.0
+    topic: str = "billing"
+
+
+def test_the_same_inputs_are_the_same_field_objects_and_equal_values() -> None:
+    """A context step skips the dump only when every field holds the very object it held
+    (an equal one may dump differently: ``True == 1``, ``-0.0 == 0.0``) and the sensitive
+    values are equal (a Context with pii fields gives a new list at every step)."""
+    from handoff.redaction import dump_inputs, same_inputs
+
+    ctx = Figures()
+    read = dump_inputs(ctx, ["secret"])
+    assert same_inputs(dump_inputs(ctx, ["secret"]), read)  # an equal list, not the same one
+    assert same_inputs(read, read)
+    assert not same_inputs(dump_inputs(ctx, ["secret", "other"]), read)
+    assert not same_inputs(dump_inputs(ctx, []), read)
+    assert not same_inputs(dump_inputs(Figures(), ["secret"]), read)  # another Context
+    assert not same_inputs(read, ()) and not same_inputs((), read)
+    for name, equal in (("count", True), ("amount", -0.0), ("topic", "".join(["bill", "ing"]))):
+        before = dump_inputs(ctx, [])
+        old = ctx.__dict__[name]
+        assert equal == old and equal is not old
+        ctx.__dict__[name] = equal  # as a rollback writes: equal, not the same object
+        assert not same_inputs(dump_inputs(ctx, []), before), name
+        assert same_inputs(dump_inputs(ctx, []), dump_inputs(ctx, []))
+    assert dump_inputs(ctx, None) == ()  # the values unknown: nothing to compare
+
+
+def test_unchanged_says_what_same_inputs_of_a_new_dump_would() -> None:
+    from handoff.redaction import dump_inputs, same_inputs, unchanged
+
+    ctx, other = Figures(), Figures()
+    cases = [([], []), (["secret"], ["secret"]), (["secret"], []), (None, []), ([], None)]
+    for values, before_values in cases:
+        for before in (dump_inputs(ctx, before_values), dump_inputs(other, before_values), ()):
+            now = dump_inputs(ctx, values)
+            assert unchanged(ctx, values, before) == (bool(now) and same_inputs(now, before))
+    before = dump_inputs(ctx, [])
+    ctx.__dict__["count"] = True
+    assert not unchanged(ctx, [], before)
+
+
+def test_a_kept_redactor_scrubs_each_new_value_as_soon_as_it_is_one() -> None:
+    """The scrub pattern is kept while the values stay the same, made again when they change."""
+    context = Secretive(pin="first-pin")
+    redactor = Redactor(context)
+    line = "pins first-pin and second-pin"
+    assert redactor.text(line) == f"pins {REDACTED} and second-pin"
+    assert redactor.text(line) == f"pins {REDACTED} and second-pin"
+    context.pin = "second-pin"  # the old value is remembered, the new one scrubbed too
+    assert redactor.text(line) == f"pins {REDACTED} and {REDACTED}"
+    assert redactor.value({"said": [line]}, ["first-pin"]) == {"said": [f"pins {REDACTED} and second-pin"]}

@@ -5,17 +5,19 @@ that thread only; ``flush`` is answered from it; a stopped writer starts no thre
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from livekit.agents import AgentSession
 
 from examples.callcenter.demo import AGENT_SCRIPT, CALLER
 from examples.callcenter.flow import Call
 from handoff.background import _writer_thread, off_loop
-from handoff.events import Event, EventLog, SQLiteEventStore
+from handoff.events import Event, EventLog, SQLiteEventStore, recorder
 from handoff.persistence import Checkpoint, Checkpointer, MemoryStore, SQLiteStore
 from handoff.telemetry import HandoffMetrics
 from handoff.testing import ScriptedLLM
@@ -109,7 +111,23 @@ class WatchedEvents(SQLiteEventStore):
 
 
 async def test_events_are_written_from_the_writers_thread_in_order(
-        flow: Any, tmp_path: Path) -> None:
+        flow: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The call's loop queues each event as a tuple: the writer's thread makes the Event,
+    scrubs a turn's held events with the values known at its end, encodes and writes them."""
+    made_in: list[str] = []
+    scrubbed_in: list[str] = []
+    scrub_value = recorder.scrub_value
+
+    def event(*fields: Any) -> Event:
+        made_in.append(threading.current_thread().name)
+        return Event(*fields)
+
+    def scrub_at_turn_end(value: Any, pattern: Any) -> Any:
+        scrubbed_in.append(threading.current_thread().name)
+        return scrub_value(value, pattern)
+
+    monkeypatch.setattr(recorder, "Event", event)
+    monkeypatch.setattr(recorder, "scrub_value", scrub_at_turn_end)
     store = WatchedEvents(tmp_path / "events.db")
     log = EventLog(store).install(flow)
     async with AgentSession[Call]() as session:
@@ -122,6 +140,12 @@ async def test_events_are_written_from_the_writers_thread_in_order(
     assert events[0].kind == "call_started" and events[-1].kind == "call_ended"
     assert [e.seq for e in events] == sorted(e.seq for e in events) and log.written == len(events)
     assert store.threads == {"handoff.event_writer"}
+    assert set(made_in) == {"handoff.event_writer"} and len(made_in) == len(events)
+    # the caller's PIN, a pii argument, is known from its turn on: held events scrubbed there
+    assert set(scrubbed_in) == {"handoff.event_writer"}
+    said = [e.data["text"] for e in events if e.kind == "message" and e.data["role"] == "user"]
+    assert any("PIN [redacted]" in text for text in said)
+    assert not any("PIN 1234" in json.dumps(e.data) for e in events)
     assert await store.flow_source("callcenter", flow.version)  # drawn there too
     await log.aclose()
 

@@ -6,12 +6,14 @@
 
 It is a flow observer (transitions, refusals, requested moves) and listens to the
 call's ``AgentSession`` (transcript lines, tool calls, errors, LiveKit's latency
-figures, the close). On the conversation path it only builds a small event, redacted
-at the source (a sensitive Context value never enters the queue), and appends it to an
-in-memory queue: microseconds. From a caller's line to the end of that turn (the agent
-listening again) a call's events are held back, then scrubbed again and queued: what
-the caller says becomes a sensitive value only when a tool of that turn stores it in a
-sensitive field (a live view shows the caller's line at the turn's end). A background
+figures, the close). On the conversation path it only builds a small event (a tuple:
+the writer makes the :class:`~handoff.events.Event` of it, in a thread of its own for a
+SQLite store), redacted at the source with the sensitive values known then, and appends
+it to an in-memory queue: microseconds. From a caller's line to the end of that turn
+(the agent listening again) a call's events are held back, then queued with the values
+known at the turn's end, which the writer scrubs from them again before it writes them:
+what the caller says becomes a sensitive value only when a tool of that turn stores it
+in a sensitive field (a live view shows the caller's line at the turn's end). A background
 writer (in a thread of its own for a SQLite store, else a task on the call's loop: see
 :mod:`handoff.background`) writes the queue to the store in batches, after waiting
 ``coalesce`` seconds so that the burst of a turn is one write. A failed write (store
@@ -31,17 +33,18 @@ import asyncio
 import json
 import logging
 import os
+import re
 import socket
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..background import BackgroundWriter, off_loop
 from ..observers import attach
-from ..redaction import REDACTED, Redactor, dump_inputs, same_inputs
+from ..redaction import REDACTED, Redactor, dump_inputs, scrub_value, unchanged
 from .event import Event
 from .store import EventStore
 
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from ..run import FlowRun
 
 logger = logging.getLogger("handoff.events")
+_time_ns = time.time_ns
 
 MAX_TEXT = 4000
 """Characters of a transcript line or tool output kept in an event."""
@@ -63,12 +67,41 @@ MAX_HELD = 500
 """Most events of one call held back until its turn ends (then they are queued at once)."""
 
 
-class _Tracked:
-    __slots__ = ("call_id", "closed", "context", "held", "over", "read", "redactor", "requested",
-                 "secret", "seq", "triggers")
+class _Rescrub:
+    """An event's data still to be scrubbed with the values known at its turn's end."""
 
-    def __init__(self, call_id: str, triggers: frozenset[str], context: Any) -> None:
+    __slots__ = ("data", "pattern")
+
+    def __init__(self, data: dict[str, Any], pattern: re.Pattern[str]) -> None:
+        self.data, self.pattern = data, pattern
+
+
+_Made = tuple[tuple[str, str, str], int, int, str, str, dict[str, Any]]
+"""An event as the call's loop makes it: ((call id, flow, flow version), seq, time in
+nanoseconds, kind, state, data)."""
+_Raw = tuple[tuple[str, str, str], int, int, str, str, "dict[str, Any] | _Rescrub"]
+"""An event as the call's loop queues it (its data possibly left to scrub). The writer
+makes the :class:`Event` of it (:func:`_built`), off the call's path where it has a thread
+of its own."""
+
+
+def _built(raw: _Raw) -> Event:
+    """The :class:`Event` of a queued ``raw`` event (its data scrubbed, if that was left
+    to the writer)."""
+    (call_id, flow, version), seq, ns, kind, state, data = raw
+    if isinstance(data, _Rescrub):
+        data = scrub_value(data.data, data.pattern)
+    return Event(call_id, seq, ns / 1e9, kind, state, flow, version, data)
+
+
+class _Tracked:
+    __slots__ = ("call_id", "closed", "context", "held", "ident", "over", "read", "redactor",
+                 "requested", "secret", "seq", "triggers")
+
+    def __init__(self, call_id: str, flow: Flow[Any], triggers: frozenset[str],
+                 context: Any) -> None:
         self.call_id = call_id
+        self.ident = (call_id, flow.name, flow.version)  # what every event of the call names
         self.triggers = triggers  # the flow's transition tools
         self.closed = asyncio.Event()
         self.over = False  # its session closed: its listeners (bound to this) do nothing more
@@ -76,7 +109,7 @@ class _Tracked:
         self.context: dict[str, Any] = {}
         self.secret = 0  # hash of the sensitive values: detects their change, never shown
         self.requested: dict[str, float] = {}
-        self.held: list[Event] | None = None  # a turn's events, from the caller's line on
+        self.held: list[_Made] | None = None  # a turn's events, from the caller's line on
         self.read: tuple[Any, ...] = ()  # what the last context step read (redaction.dump_inputs)
         # the run's Context's (made again if it is replaced; let go when the call ends, as
         # this record may outlive it in the session's listeners)
@@ -100,7 +133,7 @@ class _Added:
         self.item = item
 
 
-class EventLog(BackgroundWriter[list[Event]]):
+class EventLog(BackgroundWriter[list[_Raw]]):
     """The event log of tracked runs, written to ``store`` by a background task.
 
     Args:
@@ -142,7 +175,7 @@ class EventLog(BackgroundWriter[list[Event]]):
         self._live: set[str] = set()
         self._flows: dict[tuple[str, str], Flow[Any]] = {}  # versions whose diagram is not stored yet
         self._stored_flows: set[tuple[str, str]] = set()
-        self._queue: deque[Event] = deque()
+        self._queue: deque[_Raw] = deque()
         self._writing = 0
         self._beat: asyncio.Task[None] | None = None
         self._purged_at = time.monotonic()
@@ -165,7 +198,7 @@ class EventLog(BackgroundWriter[list[Event]]):
             return
         attach(run, self)  # this run only, unless installed on its flow
         self._runs[run] = tracked = _Tracked(
-            call_id, frozenset(edge.trigger for edge in run.flow.edges), run.context)
+            call_id, run.flow, frozenset(edge.trigger for edge in run.flow.edges), run.context)
         self._live.add(call_id)
         key = (run.flow.name, run.flow.version)
         if key not in self._stored_flows:
@@ -178,16 +211,15 @@ class EventLog(BackgroundWriter[list[Event]]):
             "writer": self.writer, **({"resumption": how.to_dict()} if how else {})})
         session = run.session
         for item in session.history.items:  # what was said before tracking began (an opening)
-            self._on_item(run, _Added(item), tracked)
+            self._on_item(run, tracked, _Added(item))
         # each callback holds the run (and so its record) already: no lookup per event;
-        # they reach the session through the run's one listener per event name
-        run.listen("conversation_item_added", lambda ev: self._on_item(run, ev, tracked))
-        run.listen("function_tools_executed", lambda ev: self._on_tools(run, ev, tracked))
-        run.listen("agent_state_changed",  # most changes are not a turn's end
-                   lambda ev: ev.new_state == "listening" and self._on_agent_state(
-                       run, ev, tracked))
-        run.listen("error", lambda ev: self._on_error(run, ev, tracked))
-        run.listen("close", lambda ev: self._on_close(run, ev))
+        # they reach the session through the run's one listener per event name (partial:
+        # no frame of its own between the listener and the handler)
+        run.listen("conversation_item_added", partial(self._on_item, run, tracked))
+        run.listen("function_tools_executed", partial(self._on_tools, run, tracked))
+        run.listen("agent_state_changed", partial(self._on_agent_state, run, tracked))
+        run.listen("error", partial(self._on_error, run, tracked))
+        run.listen("close", partial(self._on_close, run))
 
     # -- observer hooks (synchronous, on the call's path) -------------------------------
     def on_transition_requested(self, run: FlowRun[Any], trigger: str, by: str) -> None:
@@ -204,15 +236,17 @@ class EventLog(BackgroundWriter[list[Event]]):
         started = tracked.requested.pop(record.trigger, None)
         redactor = tracked.redactor_of(run)
         values = redactor.values()
-        self._emit(run, tracked, "transition", {
-            "source": record.source, "target": record.target, "trigger": record.trigger,
-            "by": record.by,
-            "arguments": redactor.value(_plain(record.arguments), values) if record.arguments else {},
-            **({} if record.result is None else {"result": redactor.value(record.result,
-                                                                            values)}),
-            **({"dropped": list(record.dropped)} if record.dropped else {}),
-            "duration_ms": None if started is None else round((time.perf_counter() - started) * 1000, 3),
-        })
+        data = {"source": record.source, "target": record.target, "trigger": record.trigger,
+                "by": record.by,
+                "arguments": redactor.value(_plain(record.arguments), values)
+                if record.arguments else {}}
+        if record.result is not None:
+            data["result"] = redactor.value(record.result, values) if values else record.result
+        if record.dropped:
+            data["dropped"] = list(record.dropped)
+        data["duration_ms"] = (None if started is None
+                               else round((time.perf_counter() - started) * 1000, 3))
+        self._emit(run, tracked, "transition", data)
         self._context_step(run, tracked, redactor, values)
 
     def on_refusal(self, run: FlowRun[Any], refusal: Refusal) -> None:
@@ -235,57 +269,58 @@ class EventLog(BackgroundWriter[list[Event]]):
             **({} if record.reason is None else {"reason": redactor.text(record.reason)})})
 
     # -- session listeners ----------------------------------------------------------------
-    def _on_item(self, run: FlowRun[Any], event: Any, tracked: _Tracked) -> None:
+    def _on_item(self, run: FlowRun[Any], tracked: _Tracked, event: Any) -> None:
         item = event.item
         if tracked.over or getattr(item, "type", None) != "message":
             return
-        if item.role not in ("user", "assistant"):
+        role = item.role
+        if role == "user":
+            if tracked.held is None:
+                tracked.held = []  # until the turn's tools ran: they may store what was said
+        elif role != "assistant":
             return
-        if item.role == "user" and tracked.held is None:
-            tracked.held = []  # until the turn's tools ran: they may store what was said
         redactor = tracked.redactor_of(run)
         values = redactor.values()
-        self._emit(run, tracked, "message", {
-            "role": item.role, "text": _cut(redactor.text(item.text_content or "", values)),
-            "interrupted": bool(item.interrupted)})
+        text = item.text_content or ""
+        if values:
+            text = redactor.text(text, values)
+        message = {"role": role, "text": text if len(text) <= MAX_TEXT else _cut(text),
+                   "interrupted": bool(item.interrupted)}
         metrics = item.metrics
-        figures = {k: round(float(v), 6) for k in LATENCY_KEYS
-                   if isinstance(v := metrics.get(k), int | float)} if metrics else None
-        if figures:
-            self._emit(run, tracked, "latency", {"role": item.role, **figures})
+        if metrics and (figures := _latency(metrics)):  # and the turn's figures, queued with it
+            self._emit(run, tracked, "message", message, ("latency", {"role": role, **figures}))
+        else:
+            self._emit(run, tracked, "message", message)
         self._context_step(run, tracked, redactor, values)
 
-    def _on_tools(self, run: FlowRun[Any], event: Any, tracked: _Tracked) -> None:
+    def _on_tools(self, run: FlowRun[Any], tracked: _Tracked, event: Any) -> None:
         if tracked.over:
             return
         redactor = tracked.redactor_of(run)
         values = redactor.values()
         for call, output in event.zipped():
-            try:
-                arguments: Any = json.loads(call.arguments or "{}")
-            except ValueError:
-                arguments = call.arguments
+            arguments = _arguments(call.arguments)
             text = "" if output is None else str(output.output)
+            if values:  # JSON data, scrubbed at every depth
+                arguments, text = redactor.value(arguments, values), redactor.text(text, values)
+            if len(text) > MAX_TEXT:
+                text = _cut(text)
             is_error = bool(output is not None and output.is_error)
             transition = call.name in tracked.triggers
             self._emit(run, tracked, "tool_call", {
-                "name": call.name, "arguments": redactor.value(arguments, values),  # JSON data
-                "output": _cut(redactor.text(text, values)), "is_error": is_error,
+                "name": call.name, "arguments": arguments, "output": text, "is_error": is_error,
                 "transition": transition})
             if is_error and not transition:  # transition tools report through refusals
-                self._emit(run, tracked, "error", {
-                    "source": f"tool {call.name}", "message": _cut(redactor.text(text, values))})
+                self._emit(run, tracked, "error", {"source": f"tool {call.name}", "message": text})
         self._context_step(run, tracked, redactor, values)
 
-    def _on_agent_state(self, run: FlowRun[Any], event: Any, tracked: _Tracked) -> bool:
-        """The agent listens again (the listener tells that apart): the turn ended, so
-        what it held is released. Whether it was (not once the call is over)."""
-        if tracked.over:
-            return False
-        self._release(run, tracked)
-        return True
+    def _on_agent_state(self, run: FlowRun[Any], tracked: _Tracked, event: Any) -> None:
+        """The agent listens again: the turn ended, so what it held is released (most
+        changes of the agent's state are not a turn's end; nothing once the call is over)."""
+        if event.new_state == "listening" and not tracked.over:
+            self._release(run, tracked)
 
-    def _on_error(self, run: FlowRun[Any], event: Any, tracked: _Tracked) -> None:
+    def _on_error(self, run: FlowRun[Any], tracked: _Tracked, event: Any) -> None:
         if tracked.over:
             return
         error = event.error
@@ -343,9 +378,9 @@ class EventLog(BackgroundWriter[list[Event]]):
         (``redactor`` and its ``values``: the caller's, made at this same moment)."""
         if run.in_transition:  # a body's changes belong to the transition's commit
             return
-        read = dump_inputs(run.context, values)
-        if read and same_inputs(read, tracked.read):  # the same objects: the same dump
+        if unchanged(run.context, values, tracked.read):  # the same objects: the same dump
             return
+        read = dump_inputs(run.context, values)
         shown, secret = self._context(run, redactor, values)
         tracked.read = read
         changed = {k: [tracked.context.get(k), v] for k, v in shown.items()
@@ -359,35 +394,47 @@ class EventLog(BackgroundWriter[list[Event]]):
         tracked.context, tracked.secret = shown, secret
         self._emit(run, tracked, "context", {"changed": changed})
 
-    def _emit(self, run: FlowRun[Any], tracked: _Tracked, kind: str, data: dict[str, Any]) -> None:
-        now = time.time_ns()
-        tracked.seq = max(tracked.seq + 1, now // 1000)
-        flow = run.flow
-        event = Event(tracked.call_id, tracked.seq, now / 1e9, kind, run.state, flow.name,
-                      flow.version, data)
-        if tracked.held is None:
-            self._enqueue((event,))
+    def _emit(self, run: FlowRun[Any], tracked: _Tracked, kind: str, data: dict[str, Any],
+              then: tuple[str, dict[str, Any]] | None = None) -> None:
+        """Queue (or hold) an event, and the one ``then`` (kind, data) right after it: a
+        tuple each here, made an :class:`Event` by the writer."""
+        now = _time_ns()
+        tracked.seq = seq = max(tracked.seq + 1, now // 1000)
+        raws = [(tracked.ident, seq, now, kind, run.state, data)]
+        if then is not None:
+            now = _time_ns()
+            tracked.seq = seq = max(seq + 1, now // 1000)
+            raws.append((tracked.ident, seq, now, then[0], run.state, then[1]))
+        held = tracked.held
+        if held is None:
+            self._enqueue(raws)
             return
-        tracked.held.append(event)
-        if len(tracked.held) >= MAX_HELD:  # a turn this long: write it rather than hold on
+        held += raws
+        if len(held) >= MAX_HELD:  # a turn this long: write it rather than hold on
             self._release(run, tracked)
 
     def _release(self, run: FlowRun[Any], tracked: _Tracked) -> None:
-        """Queue the events held since the caller's line, scrubbed again: a caller says a
-        card number before the tool that stores it in a sensitive field has run, so only
-        now is it known to be one."""
+        """Queue the events held since the caller's line, to be scrubbed again with the
+        values known now: a caller says a card number before the tool that stores it in a
+        sensitive field has run, so only now is it known to be one."""
         held, tracked.held = tracked.held, None
         if not held:
             return
         redactor = tracked.redactor_of(run)
         values = redactor.values()
-        # no sensitive value at all: nothing to scrub, none to copy
-        self._enqueue([replace(event, data=redactor.value(event.data, values))
-                       for event in held] if values else held)
+        if values:  # else nothing to scrub, none to copy
+            # with the values known now, by the writer (they are fixed: only the walk
+            # through each event's data is left, and it needs no Context)
+            pattern = redactor.pattern(values)
+            self._enqueue([(ident, seq, ns, kind, state, _Rescrub(data, pattern))
+                           for ident, seq, ns, kind, state, data in held])
+        else:
+            self._enqueue(held)
 
     # -- the writer (BackgroundWriter) -------------------------------------------------
-    def _enqueue(self, events: Sequence[Event]) -> None:
-        """Queue ``events`` (in order) and wake the writer once for all of them."""
+    def _enqueue(self, events: Sequence[_Raw]) -> None:
+        """Queue ``events`` (in order) and wake the writer once for all of them; past
+        ``max_pending``, the oldest queued go."""
         try:
             self._ready()
         except RuntimeError:  # no running loop: nothing can write them
@@ -395,16 +442,11 @@ class EventLog(BackgroundWriter[list[Event]]):
                 self.dropped += len(events)
             return
         queue = self._queue
-        warn = 0
         threaded = self.threaded
         with self._lock:
-            for event in events:
-                if len(queue) >= self.max_pending:
-                    queue.popleft()
-                    self.dropped += 1
-                    if self.dropped == 1 or self.dropped % 1000 == 0:
-                        warn = self.dropped
-                queue.append(event)
+            queue.extend(events)
+            over = len(queue) - self.max_pending
+            warn = self._drop_oldest(over) if over > 0 else 0
             kick = threaded and self._arm()
         if kick:
             self._schedule_kick()
@@ -413,25 +455,36 @@ class EventLog(BackgroundWriter[list[Event]]):
         if warn:
             logger.warning("event queue full: %d events dropped so far", warn)
 
+    def _drop_oldest(self, count: int) -> int:
+        """Drop the ``count`` oldest queued events (holding ``_lock``); the count of drops
+        to warn of: the first, then every thousandth (0: none of them now)."""
+        queue = self._queue
+        for _ in range(count):
+            queue.popleft()
+        before, self.dropped = self.dropped, self.dropped + count
+        if self.dropped // 1000 > before // 1000:
+            return self.dropped // 1000 * 1000
+        return 1 if before == 0 else 0
+
     def _started(self, loop: asyncio.AbstractEventLoop) -> None:
         self._beat = loop.create_task(self._heartbeat_loop(), name="handoff.event_heartbeat")
 
     def _queued(self) -> bool:
         return bool(self._queue)
 
-    def _take(self) -> list[Event]:
+    def _take(self) -> list[_Raw]:
         batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
         self._writing = len(batch)
         return batch
 
-    async def _write(self, work: list[Event]) -> None:
+    async def _write(self, work: list[_Raw]) -> None:
         await self._store_flows()
-        await self.store.append(work, writer=self.writer)
+        await self.store.append([_built(raw) for raw in work], writer=self.writer)
 
-    def _put_back(self, work: list[Event]) -> None:
+    def _put_back(self, work: list[_Raw]) -> None:
         self._queue.extendleft(reversed(work))
 
-    def _failed(self, work: list[Event], exc: Exception, retry_in: float) -> None:
+    def _failed(self, work: list[_Raw], exc: Exception, retry_in: float) -> None:
         logger.warning("%d events not written: %s: %s; retrying in %.1fs",
                        len(work), type(exc).__name__, exc, retry_in)
         room = self.max_pending - len(self._queue)
@@ -443,7 +496,7 @@ class EventLog(BackgroundWriter[list[Event]]):
     def _settled(self) -> None:
         self._writing = 0
 
-    async def _written(self, work: list[Event], seconds: float) -> None:
+    async def _written(self, work: list[_Raw], seconds: float) -> None:
         self.written += len(work)
         if time.monotonic() - self._purged_at > self.purge_every:
             self._purged_at = time.monotonic()
@@ -489,6 +542,31 @@ def _dot_source(flow: Flow[Any]) -> str:
     from ..diagram import to_dot
 
     return to_dot(flow).source
+
+
+def _arguments(text: str | None) -> Any:
+    """A tool call's arguments as JSON data (as the text the LLM wrote, if not JSON)."""
+    if not text or text == "{}":  # a tool without arguments: no decoder to run
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _latency(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The figures of :data:`LATENCY_KEYS` that ``metrics`` (a ``MetricsReport``) holds,
+    rounded to the microsecond, in that order."""
+    present = _LATENCY_ORDER.keys() & metrics.keys()  # most of the keys are not there
+    if not present:
+        return {}
+    get = metrics.__getitem__
+    return {k: round(float(v), 6) for k in sorted(present, key=_LATENCY_ORDER.__getitem__)
+            if isinstance(v := get(k), _NUMBER)}
+
+
+_NUMBER = (int, float)
+_LATENCY_ORDER = {key: i for i, key in enumerate(LATENCY_KEYS)}
 
 
 def _cut(text: str) -> str:
