@@ -43,8 +43,7 @@ from prometheus_client import CollectorRegistry
 from handoff import FlowRun, resume_or_start
 from handoff.events import EventLog, event_store_from_env
 from handoff.persistence import Checkpointer, store_from_env
-from handoff.telemetry import FlowTelemetry, HandoffMetrics, flush_spans
-from handoff.telemetry.spans import SPANS
+from handoff.telemetry import FlowTelemetry, HandoffMetrics
 from handoff.testing import ScriptedLLM
 
 from ._common import BenchResult, at_most, layer_added, layer_ratio, main
@@ -60,8 +59,8 @@ CONFIGS: dict[str, tuple[str, ...]] = {"handoff": (), **{f"+ {p}": (p,) for p in
 
 
 class ThreadClock:
-    """CPU time of the threads that work off the call's loop (the writers', the span
-    thread), read between rounds: a writer's thread ends when idle and another starts, so
+    """CPU time of the threads that work off the call's loop (the writers'), read between
+    rounds: a writer's thread ends when idle and another starts, so
     each thread's last reading counts, less what it had used by the end of the warm-up."""
 
     def __init__(self) -> None:
@@ -143,7 +142,7 @@ class Installed:
 async def measure(turns: int, warmup: int, folder: Path
                   ) -> tuple[list[Side], dict[str, dict[str, int]], int, dict[str, float]]:
     """Every side's turns, interleaved; the writers' counts, the spans exported and the CPU
-    seconds of the threads off the call's loop (each side's writers', the span thread)."""
+    seconds of each side's writers' threads."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -158,7 +157,6 @@ async def measure(turns: int, warmup: int, folder: Path
         exporter.clear()
         for inst in installed.values():
             inst.read_threads(clock)
-        clock.read(SPANS.thread)
         rounds += 1
         if rounds == warmup:
             clock.warmed_up()
@@ -175,11 +173,9 @@ async def measure(turns: int, warmup: int, folder: Path
                 sides.append(await flow_side(stack, name, installed[name].flow, starter))
             await interleave(sides, turns, warmup, between=between)
             off_loop = {name: clock.seconds(inst.threads) for name, inst in installed.items()}
-            off_loop["span thread"] = clock.seconds([SPANS.thread] if SPANS.thread else [])
             for name, inst in installed.items():
                 written[name] = await inst.aclose()
     finally:
-        flush_spans(30)  # the moves' spans, made on the span thread
         provider.force_flush()
         between()
         tracer.set_provider(previous)
@@ -225,13 +221,9 @@ def run(quick: bool = False) -> BenchResult:
         for name, counts in written.items() if counts) or "n/a",
         detail=f"{spans:,} spans exported in memory over the run")
     per_round = {name: seconds / turns * 1e6 for name, seconds in off_loop.items()}
-    telemetry_sides = sum("telemetry" in parts for parts in CONFIGS.values())
-    result.add("off the call's loop: CPU of the writers' threads and the span thread, per round",
-               "; ".join([f"{name.removeprefix('+ ')}: {us:,.0f} µs" for name, us
-                          in per_round.items() if name in CONFIGS
-                          and {"checkpoints", "event log"} & set(CONFIGS[name])]
-                         + [f"span thread: {per_round['span thread'] / telemetry_sides:,.0f} µs "
-                            "per side with telemetry"]),
+    result.add("off the call's loop: CPU of the writers' threads, per round",
+               "; ".join(f"{name.removeprefix('+ ')}: {us:,.0f} µs" for name, us
+                         in per_round.items() if {"checkpoints", "event log"} & set(CONFIGS[name])),
                detail="a round is one handoff turn and one ordinary turn per side; this work is "
                       "done off the loop and lands in whichever side's turn runs then, so the "
                       "per-pair figures above spread it over every side")

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from livekit.agents import Agent, AgentServer, AgentSession, llm
-from livekit.agents.telemetry import tracer as livekit_tracer
 from livekit.agents.voice import SpeechHandle
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -150,31 +149,20 @@ def pending_handoff_tasks(session: AgentSession[Any]) -> list[asyncio.Future[Any
     return [t for t in tasks if isinstance(t, asyncio.Future) and not t.done()]
 
 
-def current_tracer() -> trace.Tracer:
-    """The tracer of the provider LiveKit exports to, as it is now (``set_tracer_provider``
-    replaces it): a span made later, off the loop, goes where it would have gone now.
-
-    livekit-agents 1.8.9, telemetry/traces.py line 186 (``_DynamicTracer.set_provider``
-    sets ``self._tracer`` from the new provider).
-    """
-    return livekit_tracer._tracer
-
-
 def start_span(name: str, *, attributes: dict[str, Any],
                context: otel_context.Context | None = None,
-               start_time: int | None = None,
-               on: trace.Tracer | None = None) -> trace.Span:
+               start_time: int | None = None) -> trace.Span:
     """``livekit.agents.telemetry.tracer.start_span(name, ...)``: the same span on the
-    provider LiveKit exports to (or on ``on``, a :func:`current_tracer` of earlier), with
-    the conversation id LiveKit adds, without binding its signature at every call
-    (inspect's ``Signature.bind``, ~10 µs a span).
+    provider LiveKit exports to, with the conversation id LiveKit adds, without binding
+    its signature at every call (inspect's ``Signature.bind``, ~10 µs a span).
 
     livekit-agents 1.8.9, telemetry/traces.py line 193 (``_DynamicTracer.start_span``
     binds the arguments, passes the attributes through ``_with_conversation_id`` of line
     172 and calls ``self._tracer.start_span``).
     """
+    from livekit.agents.telemetry import tracer
     from livekit.agents.telemetry.traces import _with_conversation_id
 
-    return (on if on is not None else current_tracer()).start_span(
-        name, context=context, attributes=_with_conversation_id(attributes),
-        start_time=start_time)
+    return tracer._tracer.start_span(name, context=context,
+                                     attributes=_with_conversation_id(attributes),
+                                     start_time=start_time)

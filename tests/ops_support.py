@@ -32,7 +32,7 @@ from examples.callcenter.demo import AGENT_SCRIPT
 from examples.callcenter.flow import flow as callcenter_flow
 from handoff import FlowRun, resume_or_start
 from handoff.persistence import Checkpointer
-from handoff.telemetry import HandoffMetrics, flush_spans
+from handoff.telemetry import HandoffMetrics
 from handoff.testing import ScriptedLLM
 
 REPO = Path(__file__).resolve().parent.parent
@@ -158,22 +158,12 @@ def json_logs() -> Iterator[io.StringIO]:
             logging.getLogger(name).setLevel(level)
 
 
-class SpanThreadExporter(InMemorySpanExporter):
-    """An in-memory exporter whose finished spans are read once the span thread has made
-    the spans of the moves so far (:func:`handoff.telemetry.flush_spans`)."""
-
-    def get_finished_spans(self) -> tuple[Any, ...]:
-        assert flush_spans(10), "the span thread did not make the spans of the moves so far"
-        return super().get_finished_spans()
-
-
 @contextmanager
 def exported_spans(*, allow_pii: bool) -> Iterator[InMemorySpanExporter]:
     """LiveKit's tracer pointed at an in-memory exporter (its pii filter on unless
-    ``allow_pii``), restored afterwards. The exporter's finished spans include every
-    ``handoff.transition`` span of a move made so far (made on the span thread)."""
+    ``allow_pii``), restored afterwards."""
     previous = tracer._tracer_provider
-    exporter = SpanThreadExporter()
+    exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     set_tracer_provider(provider, allow_pii=allow_pii)

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from handoff import resume_or_start
 from handoff.persistence import Checkpointer, SQLiteStore
-from handoff.telemetry import SPAN_NAME, FlowTelemetry, HandoffMetrics, flush_spans
+from handoff.telemetry import SPAN_NAME, FlowTelemetry, HandoffMetrics
 from handoff.testing import ScriptedLLM
 
 from .demo import AGENT_SCRIPT, CALLER
@@ -91,7 +91,6 @@ async def main() -> int:
         checkpoint = await store.load("sip-call-0042")
         await checkpointer.aclose()
 
-    flush_spans()  # handoff.transition spans are made off the call's loop
     print("── trace (LiveKit's spans and handoff.transition) ──")
     print_tree(list(exporter.get_finished_spans()))
     print("\n── metrics (handoff_*, Prometheus text format) ──")

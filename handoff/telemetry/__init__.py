@@ -3,15 +3,12 @@
     from handoff.telemetry import FlowTelemetry, start_metrics_server
     FlowTelemetry().install(flow)          # spans + metrics for every run of the flow
     start_metrics_server(9100)             # only outside a LiveKit worker with prometheus_port
-    flush_spans()                          # wait for the spans of the moves so far (made
-                                           # off the call's loop, on the span thread)
 
 See docs/operations.md for a trace of one call and the metrics to plot.
 """
 
 from .metrics import HandoffMetrics, default_metrics, start_metrics_server
 from .observer import SPAN_NAME, FlowTelemetry
-from .spans import flush_spans
 
-__all__ = ["SPAN_NAME", "FlowTelemetry", "HandoffMetrics", "default_metrics", "flush_spans",
+__all__ = ["SPAN_NAME", "FlowTelemetry", "HandoffMetrics", "default_metrics",
            "start_metrics_server"]

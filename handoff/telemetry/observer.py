@@ -12,12 +12,10 @@ Spans go through LiveKit's own tracer (``livekit.agents.telemetry.tracer``, see
 The span starts when the move is asked for (``on_transition_requested``, in the tool
 call's context) and ends when the new agent is active (``on_transition``) or the move
 is refused (``on_refusal``: a ``refused`` event, and an ``error`` event with error
-status when a guard or body raised). What the span says is worked out on the call's loop
-at that moment; the span itself is made and ended on the span thread
-(:mod:`handoff.telemetry.spans`), off the call's path, with those times. Attribute
-values never carry a sensitive Context value: free text is scrubbed
-(:mod:`handoff.redaction`) and transition arguments go under ``handoff.pii.arguments``,
-which LiveKit's PII filter drops when the provider is set with ``allow_pii=False``.
+status when a guard or body raised). Attribute values never carry a sensitive
+Context value: free text is scrubbed (:mod:`handoff.redaction`) and transition
+arguments go under ``handoff.pii.arguments``, which LiveKit's PII filter drops when
+the provider is set with ``allow_pii=False``.
 """
 
 from __future__ import annotations
@@ -33,10 +31,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import Counter, Histogram
 
-from .._livekit import current_tracer, start_span
+from .._livekit import start_span
 from ..redaction import Redactor
 from .metrics import HandoffMetrics, default_metrics
-from .spans import SPANS
 
 if TYPE_CHECKING:
     from ..flow import Flow
@@ -77,9 +74,7 @@ class FlowTelemetry:
 
     ``FlowTelemetry().install(flow)`` once; runs started with
     :func:`handoff.resume.resume_or_start` are also ``track``-ed (active runs gauge,
-    time in the first state). Cheap on the call's path: metrics are counted there, at
-    once; spans are made off it, on the span thread (:func:`~handoff.telemetry.flush_spans`
-    waits for them). No I/O on the call's path.
+    time in the first state). Cheap and synchronous: no I/O on the call's path.
     """
 
     def __init__(self, metrics: HandoffMetrics | None = None) -> None:
@@ -182,7 +177,8 @@ class FlowTelemetry:
             attributes["handoff.argument_names"] = sorted(record.arguments)
             attributes["handoff.pii.arguments"] = json.dumps(
                 Redactor(run.context).value(record.arguments), default=str)
-        SPANS.submit(_make_span, current_tracer(), request, attributes, time.time_ns(), None)
+        span = self._start(request, attributes)
+        span.end()
 
     def on_refusal(self, run: FlowRun[Any], refusal: Refusal) -> None:
         st = self._state(run)
@@ -204,8 +200,13 @@ class FlowTelemetry:
         if target is not None:
             attributes["handoff.to"] = target
             attributes["handoff.tier"] = run.flow.states[target].tier
-        SPANS.submit(_make_span, current_tracer(), request, attributes, time.time_ns(),
-                     (refusal.kind, reason))
+        span = self._start(request, attributes)
+        span.add_event("refused", {"handoff.refusal.kind": refusal.kind,
+                                   "handoff.refusal.reason": reason})
+        if refusal.kind == "error":
+            span.add_event("error", {"handoff.refusal.reason": reason})
+            span.set_status(Status(StatusCode.ERROR, "transition failed"))
+        span.end()
 
     # -- helpers -----------------------------------------------------------------------
     @staticmethod
@@ -236,22 +237,9 @@ class FlowTelemetry:
             del st.open[trigger]
         return request
 
-
-def _make_span(tracer: trace.Tracer, request: _Request | None, attributes: dict[str, Any],
-               ended_ns: int, refused: tuple[str, str] | None) -> None:
-    """On the span thread: the ``handoff.transition`` span of one move, from its request
-    (or a point-in-time span at ``ended_ns`` for a move we did not see asked for) to
-    ``ended_ns``; a refused move's ``(kind, reason)`` adds its events (and error status)."""
-    if request is None:
-        span = start_span(SPAN_NAME, attributes=attributes, start_time=ended_ns, on=tracer)
-    else:
-        span = start_span(SPAN_NAME, context=request.parent, attributes=attributes,
-                          start_time=request.started_ns, on=tracer)
-    if refused is not None:
-        kind, reason = refused
-        span.add_event("refused", {"handoff.refusal.kind": kind,
-                                   "handoff.refusal.reason": reason}, timestamp=ended_ns)
-        if kind == "error":
-            span.add_event("error", {"handoff.refusal.reason": reason}, timestamp=ended_ns)
-            span.set_status(Status(StatusCode.ERROR, "transition failed"))
-    span.end(end_time=ended_ns)
+    @staticmethod
+    def _start(request: _Request | None, attributes: dict[str, Any]) -> trace.Span:
+        if request is None:  # a move we did not see asked for: a point-in-time span
+            return start_span(SPAN_NAME, attributes=attributes)
+        return start_span(SPAN_NAME, context=request.parent, attributes=attributes,
+                          start_time=request.started_ns)

@@ -19,9 +19,6 @@ SDK's own, read by the SDK and the exporters themselves:
 Conversation content stays out of exported spans unless ``LIVEKIT_TELEMETRY_ALLOW_PII``
 is true: LiveKit's PII filter then also drops ``handoff.pii.*`` attributes.
 
-The spans of moves are made on the span thread (:mod:`handoff.telemetry.spans`); a flush
-and the exit wait for those made so far, then flush the provider.
-
 A collector never holds a call: ending one waits at most :data:`FLUSH_BOUND` (1 s) for
 its spans (:func:`flush`, :func:`flush_async`), whatever the exporter does. The SDK's
 ``force_flush`` ignores its timeout (opentelemetry-python#4623: an OTLP export to a
@@ -46,7 +43,6 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ..settings import HandoffSettings
-from .spans import flush_spans
 
 logger = logging.getLogger("handoff.telemetry")
 
@@ -194,8 +190,7 @@ def start_flush(provider: Any = None) -> concurrent.futures.Future[bool] | None:
 
         def run() -> None:
             try:
-                made = flush_spans(None)  # the moves' spans, made off the loop, first
-                future.set_result(bool(provider.force_flush(_SDK_TIMEOUT_MS)) and made)
+                future.set_result(bool(provider.force_flush(_SDK_TIMEOUT_MS)))
             except Exception as exc:
                 logger.warning("span flush failed: %s: %s", type(exc).__name__, exc)
                 future.set_result(False)
@@ -214,11 +209,10 @@ def start_flush(provider: Any = None) -> concurrent.futures.Future[bool] | None:
 
 def flush(timeout: float = FLUSH_BOUND, provider: Any = None) -> bool:
     """Export the spans still buffered, waiting ``timeout`` seconds at most (however long
-    the exporter takes); True when they all went. Without a provider of ours, the moves'
-    spans are still made (for the provider LiveKit exports to) within ``timeout``."""
+    the exporter takes); True when they all went."""
     future = start_flush(provider)
     if future is None:
-        return flush_spans(timeout)
+        return True
     try:
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
@@ -231,7 +225,7 @@ async def flush_async(timeout: float = FLUSH_BOUND, provider: Any = None) -> boo
     """:func:`flush` for the event loop: awaits the flush thread, never blocks the loop."""
     future = start_flush(provider)
     if future is None:
-        return await asyncio.to_thread(flush_spans, timeout)
+        return True
     try:
         return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
     except TimeoutError:
@@ -241,14 +235,9 @@ async def flush_async(timeout: float = FLUSH_BOUND, provider: Any = None) -> boo
 
 
 def shutdown(provider: Any, timeout: float = SHUTDOWN_BOUND) -> bool:
-    """Shut ``provider`` down (at process exit) once the moves' spans so far are made,
-    waiting ``timeout`` seconds at most."""
-
-    def run() -> None:
-        flush_spans(None)
-        provider.shutdown()
-
-    thread = threading.Thread(target=run, name="handoff-telemetry-shutdown", daemon=True)
+    """Shut ``provider`` down (at process exit), waiting ``timeout`` seconds at most."""
+    thread = threading.Thread(target=provider.shutdown, name="handoff-telemetry-shutdown",
+                              daemon=True)
     thread.start()
     thread.join(timeout)
     return not thread.is_alive()
