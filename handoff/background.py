@@ -16,12 +16,11 @@ off it. One task per event loop does the writing:
 With a store that works from any thread and event loop (``threaded=True``: the SQLite
 stores, whose every call blocks in a thread anyway), the writing happens in one
 long-lived thread per writer instead: the call's loop appends to the queue (under
-:attr:`BackgroundWriter._lock`) and, for the first item of a burst, puts a kick
-straight into the thread's :class:`queue.SimpleQueue` (one C call: no timer on the
-call's loop, whose heap holds LiveKit's many timers); the thread, blocked on that
-queue (no event loop, no GIL), wakes, waits ``coalesce`` seconds itself so that the
-rest of the burst arrives, writes what is queued (the store's blocking calls inline
-there, see :func:`off_loop`), retries with backoff, and answers :meth:`flush` with
+:attr:`BackgroundWriter._lock`) and, for the first item of a burst, arms one timer of
+``coalesce`` seconds whose callback puts a kick into the thread's
+:class:`queue.SimpleQueue`; the thread, blocked on that queue (no event loop, no GIL),
+wakes once, writes what is queued (the store's blocking calls inline there, see
+:func:`off_loop`), retries with backoff, and answers :meth:`flush` with
 :meth:`~asyncio.AbstractEventLoop.call_soon_threadsafe`. It ends after ``idle_exit``
 seconds without a kick (the next burst starts another). Once stopped, no thread starts
 again: what is queued after ``aclose`` stays queued (``backlog``), unwritten, as the
@@ -147,7 +146,8 @@ class BackgroundWriter(ABC, Generic[W]):
         if not self.threaded:
             self._ensure_task(loop)
         elif loop is not self._loop and not self._closed:
-            self._loop = loop  # a kick is bound to no loop: one on its way still counts
+            self._loop = loop
+            self._armed = False  # a timer armed on another loop may never fire
             self._started(loop)
 
     def _signal(self) -> None:
@@ -172,17 +172,12 @@ class BackgroundWriter(ABC, Generic[W]):
         return True
 
     def _schedule_kick(self) -> None:
-        """Hand the burst to the writer's thread, which writes it ``coalesce`` seconds
-        from now (it waits itself: nothing is scheduled on the call's loop)."""
-        if self._thread is None:  # it exits only while nothing is armed: see _kicks_or_exit
-            with self._lock:
-                if self._closed:
-                    return
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._thread_main, name=self._name,
-                                                    daemon=True)
-                    self._thread.start()
-        self._kicks.put(True)
+        """Hand the burst to the writer's thread ``coalesce`` seconds from now."""
+        assert self._loop is not None
+        if self.coalesce > 0:  # let the rest of the burst arrive
+            self._loop.call_later(self.coalesce, self._kick)
+        else:
+            self._loop.call_soon(self._kick)
 
     def _wake_up(self) -> None:
         """Something was queued: make sure the writer runs and will look at it (raises
@@ -201,15 +196,22 @@ class BackgroundWriter(ABC, Generic[W]):
         self._started(loop)
 
     # -- the writer's own thread (threaded) ------------------------------------------------
+    def _kick(self) -> None:
+        """On the call's loop, ``coalesce`` after a burst began: hand it to the thread."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._thread_main, name=self._name,
+                                                daemon=True)
+                self._thread.start()
+        self._kicks.put(True)
+
     def _thread_main(self) -> None:
         _writer_thread.inline = True
         loop = asyncio.new_event_loop()  # runs the subclass's coroutines, one at a time
         try:
             while self._kicks_or_exit():
-                # let the rest of the burst arrive (waiting here, off the call's loop);
-                # stopped meanwhile: what is queued stays queued
-                if self.coalesce > 0 and self._stopping.wait(self.coalesce):
-                    return
                 self._drain(loop)
         finally:
             loop.close()
