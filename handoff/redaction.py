@@ -115,7 +115,9 @@ class Redactor:
         return data, apart
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
+SCALARS = frozenset({str, int, float, bool, type(None)})
+"""The types whose values cannot change in place: a field or argument holding one is the
+same value while it is the same object."""
 
 
 @functools.cache
@@ -136,7 +138,7 @@ def dump_inputs(context: BaseModel, values: list[str] | None) -> tuple[Any, ...]
     if values is None or not _dump_reads_fields_only(type(context)):
         return ()
     fields = tuple(context.__dict__.values())
-    if not _SCALARS.issuperset(map(type, fields)):  # one C call, not a loop of checks
+    if not SCALARS.issuperset(map(type, fields)):  # one C call, not a loop of checks
         return ()
     return (context, values, fields)
 

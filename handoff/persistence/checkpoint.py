@@ -49,7 +49,7 @@ from livekit.agents import llm
 
 from ..errors import CheckpointFormatError
 from ..records import TransitionRecord
-from ..redaction import Redactor, dump_inputs, same_inputs
+from ..redaction import SCALARS, Redactor, dump_inputs, same_inputs
 
 if TYPE_CHECKING:
     from ..run import FlowRun
@@ -364,15 +364,12 @@ class Message:
     __hash__ = None  # type: ignore[assignment]
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
 def _immutable(record: TransitionRecord) -> bool:
     """Whether ``record`` holds only immutable values (a record is frozen, but a list or
     dict an LLM sent as an argument may be kept and changed in place after the move)."""
-    if type(record.result) not in _SCALARS:
+    if type(record.result) not in SCALARS:
         return False
-    return all(type(value) in _SCALARS for value in record.arguments.values())
+    return all(type(value) in SCALARS for value in record.arguments.values())
 
 
 class Entry:
